@@ -1,0 +1,1 @@
+"""What every vertical shares: errors, compat, store, checkpoints, backbones, fusion, compression."""

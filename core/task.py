@@ -1,0 +1,56 @@
+"""The ``Task`` extension point: what ``vkit run NAME`` runs.
+
+A plugin declares tasks through the ``vkit_tasks`` hook. A task is a class
+with its capabilities as class attributes; it stays import-light (no torch at
+module level) so ``vkit tasks`` is fast.
+
+Example::
+
+    class DemoTask(Task):
+        name = "demo-classify"
+        description = "Classify tiny synthetic clips."
+        default_config = dict(seed=0, data=dict(root=None), train=dict(epochs=1))
+
+        def generate_data(self, root, seed):
+            ...  # write files under root, return the datalist path
+
+        def run(self, cfg, ctx):
+            ...  # train / evaluate through vkit.core.engine, return final metrics
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from vkit.registry.errors import ConfigError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mmengine.config import Config
+
+
+class Task:
+    """Base class of every task; subclass it and return the subclass from ``vkit_tasks``.
+
+    Attributes:
+        name: the name users type (``vkit run NAME``): lowercase words joined by ``-``.
+        description: one line shown by ``vkit tasks``.
+        default_config: the full default config; user configs and ``--set``
+            overrides may only use keys that exist here (except under keys
+            listed in ``free_keys``).
+        free_keys: top-level keys whose sub-keys are free-form (e.g. ``model``).
+        plugin: filled in by the plugin manager with the declaring plugin's name.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    default_config: ClassVar[dict[str, Any]] = {}
+    free_keys: ClassVar[tuple[str, ...]] = ()
+    plugin: ClassVar[str] = ""
+
+    def generate_data(self, root: Path, seed: int) -> Path | None:
+        """Write the embedded default data set under ``root`` and return its index file (or ``None``)."""
+        return None
+
+    def run(self, cfg: Config, ctx: Any) -> dict[str, float]:
+        """Run the task end to end with the merged ``cfg``; return the final metrics."""
+        raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not implement run()")

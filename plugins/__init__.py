@@ -1,0 +1,1 @@
+"""Built-in verticals, each a plugin discovered through the ``vkit.plugins`` entry points."""

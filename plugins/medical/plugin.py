@@ -1,0 +1,2 @@
+"""vkit plugin: the medical vertical (declared through the vkit.plugins entry point like any third-party plugin)."""
+from __future__ import annotations

@@ -1,0 +1,162 @@
+"""The hooks a vkit plugin may implement (pluggy project ``vkit``).
+
+Every hook is a function whose body is only its docstring: what it is for,
+when vkit calls it, what to return and what ``None`` means, one ``:param:``
+per argument and an example. ``docs/plugins.md`` carries the reference made
+from these docstrings; ``tests/registry/test_docs.py`` fails when a hook is
+undocumented there or untested.
+
+A plugin is a module (or object) with ``@hookimpl`` functions, declared in its
+package's ``pyproject.toml``::
+
+    [project.entry-points."vkit.plugins"]
+    myvertical = "myvertical.plugin"
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:  # pragma: no cover
+    import click
+
+    from vkit.core.task import Task
+
+#: Marks a hook specification in this module.
+hookspec = pluggy.HookspecMarker("vkit")
+#: Marks a plugin's implementation of a hook: ``from vkit import hookimpl``.
+hookimpl = pluggy.HookimplMarker("vkit")
+
+
+@hookspec
+def vkit_register_components(registries: dict[str, Any]) -> None:
+    """Register the plugin's components (backbones, fusions, heads, datasets, metrics, transforms, compressors).
+
+    Called once per process, the first time a component is needed (building a
+    model, ``vkit plugins list --components``, ``vkit plugins check``); never
+    by ``vkit --help``. Import heavy modules (torch, MONAI) inside the hook,
+    not at the top of the plugin module. A name that another plugin already
+    registered is a :class:`~vkit.registry.errors.PluginError` naming both
+    plugins; the other plugins keep working.
+
+    :param registries: vkit's registries by name (``"BACKBONES"``,
+        ``"FUSIONS"``, ``"HEADS"``, ``"DATASETS"``, ``"METRICS"``,
+        ``"TRANSFORMS"``, ``"COMPRESSORS"``, ``"MODELS"``); each is an
+        mmengine ``Registry``.
+    :return: nothing; register with ``registry.register_module(module=cls)``.
+
+    Example::
+
+        @hookimpl
+        def vkit_register_components(registries):
+            from myvertical.heads import EngagementHead
+            registries["HEADS"].register_module(module=EngagementHead)
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def vkit_tasks() -> list[type[Task]] | None:
+    """Declare the tasks this plugin runs with ``vkit run NAME``.
+
+    Called when the task list is needed (``vkit tasks``, ``vkit run``). Keep
+    it cheap: return the classes, do no work. A task is a subclass of
+    :class:`vkit.core.task.Task` with a ``name``, a one-line
+    ``description``, a ``default_config`` dict and, optionally, a
+    ``generate_data`` method that writes its embedded data set.
+
+    :return: a list of ``Task`` subclasses, or ``None`` for none.
+
+    Example::
+
+        from vkit.core.task import Task
+
+        class DemoTask(Task):
+            name = "demo-classify"
+            description = "Classify tiny synthetic clips."
+            default_config = dict(seed=0, train=dict(epochs=1))
+
+        @hookimpl
+        def vkit_tasks():
+            return [DemoTask]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def vkit_cli_commands() -> list[click.Command] | None:
+    """Add commands to the ``vkit`` command line.
+
+    Called when the CLI is built, before arguments are parsed; the commands
+    appear in ``vkit --help`` beside the built-in ones. A command whose name
+    is already taken is reported as a plugin error and left out. Import
+    ``click`` inside the hook body only if you must; it is already loaded.
+
+    :return: a list of ``click.Command`` objects, or ``None`` for none.
+
+    Example::
+
+        import click
+
+        @click.command("hello")
+        def hello():
+            click.echo("hello from my plugin")
+
+        @hookimpl
+        def vkit_cli_commands():
+            return [hello]
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def vkit_run_finished(run: dict[str, Any]) -> None:
+    """React to a finished run (train/evaluate/compress), successful or failed.
+
+    Called once per run after its last row is in the store and its report is
+    written. An exception here is reported with the plugin's name and does not
+    change the run's outcome.
+
+    :param run: the run as stored: ``id``, ``task``, ``status``
+        (``"finished"`` or ``"failed"``), ``error``, ``metrics`` (final
+        ``{key: value}``), ``db`` (masked URL) and ``report`` (path or
+        ``None``).
+    :return: nothing.
+
+    Example::
+
+        @hookimpl
+        def vkit_run_finished(run):
+            if run["status"] == "finished":
+                print(f"run {run['id']}: AUC {run['metrics'].get('test/auc')}")
+
+    .. versionadded:: 0.1
+    """
+
+
+@hookspec
+def vkit_video_scored(video: dict[str, Any]) -> None:
+    """React to one video of a ``vkit score`` batch being scored or failing.
+
+    Called in the process that writes to the store, after the video's rows are
+    committed. An exception here is reported with the plugin's name and does
+    not stop the batch.
+
+    :param video: ``path``, ``sha256``, ``status`` (``"scored"`` or
+        ``"failed"``), ``error``, ``max_score``, ``mean_score`` and ``events``
+        (a list of ``{"start", "end", "score"}`` in seconds).
+    :return: nothing.
+
+    Example::
+
+        @hookimpl
+        def vkit_video_scored(video):
+            if video["status"] == "scored" and video["max_score"] > 0.9:
+                alert(video["path"], video["events"])
+
+    .. versionadded:: 0.1
+    """
