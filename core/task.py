@@ -54,3 +54,38 @@ class Task:
     def run(self, cfg: Config, ctx: Any) -> dict[str, float]:
         """Run the task end to end with the merged ``cfg``; return the final metrics."""
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not implement run()")
+
+
+class RunContext:
+    """What ``vkit run`` hands a task: the store row, folders and switches of this run.
+
+    Args:
+        store: the open :class:`vkit.core.store.Store`.
+        run_id: this run's row id in the store.
+        work_dir: folder for checkpoints, logs and the report of this run.
+        data_root: cache folder where embedded data sets are generated.
+        regenerate: remake the embedded data set even if cached.
+        skip_bad: record unreadable inputs in the store and go on.
+        echo: prints a progress line for the user (``print`` by default).
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        run_id: int,
+        work_dir: Path,
+        data_root: Path,
+        *,
+        regenerate: bool = False,
+        skip_bad: bool = False,
+        echo: Any = print,
+    ) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.work_dir = Path(work_dir)
+        self.data_root = Path(data_root)
+        self.regenerate = regenerate
+        self.skip_bad = skip_bad
+        self.echo = echo
+        #: Filled in by the task: paths and figures the summary shows.
+        self.summary: dict[str, Any] = {}

@@ -1,14 +1,275 @@
-"""The ``vkit`` command line (placeholder, replaced below)."""
+"""The ``vkit`` command line (click, rich output).
+
+Heavy libraries (torch, mmengine, MONAI, SQLAlchemy) are imported inside the
+commands that need them, so ``vkit --help`` costs little more than Python.
+A :class:`~vkit.registry.errors.VkitError` prints as one ``Error: …`` line and
+exits 1; ``--debug`` shows the traceback. Plugins add commands through the
+``vkit_cli_commands`` hook.
+"""
 from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from typing import Any
 
 import click
 
-
-@click.group()
-@click.version_option(package_name="vkit")
-def cli() -> None:
-    """vkit: plugin-based video-AI toolkit."""
+from vkit.registry.errors import VkitError
 
 
-def main() -> None:
-    cli()
+def _manager(ctx: click.Context) -> Any:
+    from vkit.registry.manager import get_plugin_manager
+
+    obj = ctx.find_root().obj or {}
+    return get_plugin_manager(extra=obj.get("plugins", ()))
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    _console().print(table)
+
+
+def _echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+class VkitGroup(click.Group):
+    """The root group: built-in commands plus those plugins add (loaded only when asked for)."""
+
+    _plugin_cache: dict[str, click.Command] | None = None
+
+    def _plugin_commands(self, ctx: click.Context) -> dict[str, click.Command]:
+        if self._plugin_cache is None:
+            self._plugin_cache = {}
+            try:
+                from vkit.registry.manager import get_plugin_manager
+
+                for command in get_plugin_manager(extra=_plugins_from_argv()).cli_commands():
+                    if command.name not in self.commands:
+                        self._plugin_cache[command.name] = command
+            except VkitError as err:  # a broken plugin never takes the CLI down
+                click.echo(f"Warning: plugin commands unavailable: {err}", err=True)
+        return self._plugin_cache
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._plugin_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or self._plugin_commands(ctx).get(cmd_name)
+
+
+def _plugins_from_argv() -> list[str]:
+    """``--plugin X`` values from the command line (needed before click has parsed it)."""
+    args, found = sys.argv[1:], []
+    for i, arg in enumerate(args):
+        if arg == "--plugin" and i + 1 < len(args):
+            found.append(args[i + 1])
+        elif arg.startswith("--plugin="):
+            found.append(arg.split("=", 1)[1])
+    return found
+
+
+@click.group(cls=VkitGroup, context_settings=dict(help_option_names=["-h", "--help"]))
+@click.version_option(package_name="vkit", prog_name="vkit")
+@click.option("--db", "db_url", envvar="VKIT_DB_URL", help="Store URL (default: sqlite:///./vkit.db; env VKIT_DB_URL).")
+@click.option("--plugin", "plugins", multiple=True, metavar="MODULE", help="Load a local plugin module (repeatable; env VKIT_PLUGINS).")
+@click.option("--debug", is_flag=True, help="Show tracebacks of errors.")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str | None, plugins: tuple[str, ...], debug: bool) -> None:
+    """vkit: plugin-based video-AI toolkit — run a vertical, score an archive, inspect runs."""
+    ctx.obj = dict(db_url=db_url, plugins=plugins, debug=debug)
+
+
+# ----------------------------------------------------------------------------- tasks and runs
+@cli.command("tasks")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def tasks_cmd(ctx: click.Context, as_json: bool) -> None:
+    """List the tasks the loaded plugins declare."""
+    manager = _manager(ctx)
+    rows = [dict(name=t.name, plugin=t.plugin, description=t.description) for t in manager.tasks().values()]
+    if as_json:
+        return _echo_json(rows)
+    _table("tasks", ["task", "plugin", "description"], [[r["name"], r["plugin"], r["description"]] for r in rows])
+
+
+@cli.command("run")
+@click.argument("task")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file (.py, .yaml or .json).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.epochs=20.")
+@click.option("--datalist", type=click.Path(), help="Your own data: a datalist JSON/CSV (sets data.datalist).")
+@click.option("--work-dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the report.")
+@click.option("--data-root", type=click.Path(file_okay=False), envvar="VKIT_DATA", help="Cache of embedded data sets.")
+@click.option("--regenerate", is_flag=True, help="Remake the embedded data set.")
+@click.option("--skip-bad", is_flag=True, help="Record unreadable inputs in the store and go on.")
+@click.pass_context
+def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: tuple[str, ...], datalist: str | None,
+            work_dir: str | None, data_root: str | None, regenerate: bool, skip_bad: bool) -> None:
+    """Train, evaluate, compress, log and report TASK (see `vkit tasks`)."""
+    from vkit.workflows.run import run_task
+
+    obj = ctx.find_root().obj
+    sets = list(overrides) + ([f"data.datalist={os.path.abspath(datalist)}"] if datalist else [])
+    console = _console()
+    result = run_task(task, config_file=config_file, overrides=sets, db_url=obj["db_url"], work_dir=work_dir,
+                      data_root=data_root, regenerate=regenerate, skip_bad=skip_bad, plugins=obj["plugins"],
+                      echo=console.print)
+    rows = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(result.metrics.items())]
+    rows += [["run id", result.run_id], ["status", result.status], ["database", result.db_url],
+             ["work dir", result.work_dir]]
+    rows += [[k, v] for k, v in result.summary.items()]
+    _table(f"{result.task}: summary", ["", "value"], rows)
+
+
+@cli.group("runs")
+def runs_group() -> None:
+    """Inspect runs in the store."""
+
+
+@runs_group.command("list")
+@click.option("--task", help="Only runs of this task.")
+@click.option("--limit", default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def runs_list(ctx: click.Context, task: str | None, limit: int, as_json: bool) -> None:
+    """The most recent runs."""
+    from vkit.core.store import open_store
+
+    runs = open_store(ctx.find_root().obj["db_url"]).list_runs(limit=limit, task=task)
+    if as_json:
+        return _echo_json(runs)
+    _table("runs", ["id", "task", "plugin", "status", "started", "finished"],
+           [[r["id"], r["task"], r["plugin"], r["status"], r["started_at"], r["finished_at"]] for r in runs])
+
+
+@runs_group.command("show")
+@click.argument("run_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
+    """One run: its row, final metrics and artifacts."""
+    from vkit.core.store import open_store
+
+    store = open_store(ctx.find_root().obj["db_url"])
+    run = store.get_run(run_id)
+    if run is None:
+        raise VkitError(f"run {run_id} is not in the store at {store.url}")
+    metrics, artifacts = store.run_metrics(run_id), store.run_artifacts(run_id)
+    if as_json:
+        return _echo_json(dict(run=run, metrics=metrics, artifacts=artifacts))
+    _table(f"run {run_id}", ["field", "value"], [[k, v] for k, v in run.items() if k != "config"])
+    last: dict[tuple[str, str], Any] = {}
+    for m in metrics:
+        last[(m["split"], m["key"])] = m
+    _table("metrics (last step)", ["split", "key", "value", "step"],
+           [[s, k, f"{m['value']:.4f}", m["step"]] for (s, k), m in sorted(last.items())])
+    _table("artifacts", ["kind", "path", "bytes", "sha256"],
+           [[a["kind"], a["path"], a["bytes"], a["sha256"][:12]] for a in artifacts])
+
+
+# ----------------------------------------------------------------------------- plugins
+@cli.group("plugins")
+def plugins_group() -> None:
+    """Inspect the loaded plugins."""
+
+
+@plugins_group.command("list")
+@click.option("--components", is_flag=True, help="Also load each plugin's components (imports torch).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def plugins_list(ctx: click.Context, components: bool, as_json: bool) -> None:
+    """Name, version, source, hooks and status of every plugin."""
+    manager = _manager(ctx)
+    registered = manager.register_components() if components else {}
+    tasks_by_plugin: dict[str, list[str]] = {}
+    for task in manager.tasks().values():
+        tasks_by_plugin.setdefault(task.plugin, []).append(task.name)
+    rows = []
+    for info in manager.plugins():
+        row = dict(name=info.name, version=info.version, source=info.source, hooks=list(info.hooks),
+                   status=info.status, error=info.error, tasks=tasks_by_plugin.get(info.name, []))
+        if components:
+            row["components"] = registered.get(info.name, {})
+        rows.append(row)
+    if as_json:
+        return _echo_json(rows)
+    columns = ["plugin", "version", "source", "hooks", "tasks", "status"] + (["components"] if components else [])
+    table_rows = []
+    for r in rows:
+        status = r["status"] if not r["error"] else f"{r['status']}: {r['error']}"
+        line = [r["name"], r["version"], r["source"], ", ".join(r["hooks"]), ", ".join(r["tasks"]), status]
+        if components:
+            line.append("; ".join(f"{reg}: {', '.join(names)}" for reg, names in r["components"].items()))
+        table_rows.append(line)
+    _table("plugins", columns, table_rows)
+
+
+# ----------------------------------------------------------------------------- database
+@cli.group("db")
+def db_group() -> None:
+    """Create and migrate the SQL store."""
+
+
+@db_group.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Migrate the store to the newest schema."""
+    from vkit.core.store import upgrade
+
+    url = ctx.find_root().obj["db_url"]
+    revision = upgrade(url)
+    click.echo(f"store upgraded to revision {revision}")
+
+
+@db_group.command("current")
+@click.pass_context
+def db_current(ctx: click.Context) -> None:
+    """Print the store's URL (password hidden) and schema revision."""
+    from vkit.core.store import current
+
+    info = current(ctx.find_root().obj["db_url"])
+    click.echo(json.dumps(info, default=str) if not isinstance(info, str) else info)
+
+
+# ----------------------------------------------------------------------------- entry point
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: one line per error, traceback only with --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        cli.main(args=args, prog_name="vkit", standalone_mode=False)
+    except click.exceptions.Exit as err:
+        sys.exit(err.exit_code)
+    except click.ClickException as err:
+        err.show()
+        sys.exit(err.exit_code)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        click.echo("Interrupted.", err=True)
+        sys.exit(130)
+    except VkitError as err:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {err}", err=True)
+        sys.exit(1)
+    except Exception as err:  # an unexpected bug: still one line, traceback behind --debug
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {type(err).__name__}: {err} (run with --debug for the traceback)", err=True)
+        sys.exit(2)

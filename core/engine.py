@@ -1,0 +1,209 @@
+"""The training engine every vertical uses: an mmengine ``Runner`` built from vkit's ``train`` config.
+
+The Runner owns the loops (optimizer wrapper, param schedulers, logger);
+hooks own the side effects: :class:`StoreHook` writes every metric to the SQL
+store, ``VkitSafetensorsCheckpointHook`` writes safetensors checkpoints.
+
+Example::
+
+    runner = build_runner(model, work_dir="work_dirs/r1", train_set=train, val_set=val,
+                          val_metrics=[dict(type='ClassificationMetric')],
+                          train=dict(epochs=5, batch_size=8, lr=1e-3),
+                          store=store, run_id=run_id, seed=0)
+    runner.train()
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from mmengine.dist import master_only
+from mmengine.evaluator import BaseMetric, Evaluator
+from mmengine.hooks import Hook
+from mmengine.runner import Runner
+from torch import nn
+
+from vkit.core import compat
+from vkit.registry.errors import ConfigError
+from vkit.registry.registries import METRICS, MODELS
+
+#: The ``train`` section every task's default config starts from.
+DEFAULT_TRAIN = dict(
+    epochs=5,
+    batch_size=8,
+    lr=1e-3,
+    weight_decay=1e-4,
+    optimizer="AdamW",
+    scheduler="cosine",  # 'cosine' or None
+    num_workers=0,
+    log_interval=10,
+    launcher="none",  # 'pytorch' under torchrun (gloo on CPU)
+    log_level="WARNING",
+)
+
+
+class StoreHook(Hook):
+    """Logs every metric to the SQL store with its step and split (train loss, val and test metrics).
+
+    Args:
+        store: an open :class:`vkit.core.store.Store`.
+        run_id: the run the rows belong to.
+        interval: log the training loss every ``interval`` iterations (and each epoch's mean).
+        echo: optional callable that receives a one-line summary per epoch.
+    """
+
+    priority = "LOW"
+
+    def __init__(self, store: Any, run_id: int, interval: int = 10, echo: Callable[[str], Any] | None = None) -> None:
+        self.store = store
+        self.run_id = run_id
+        self.interval = max(1, int(interval))
+        self.echo = echo
+        self._epoch_losses: list[float] = []
+
+    @master_only
+    def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, outputs: dict | None = None) -> None:
+        if not outputs or "loss" not in outputs:
+            return
+        loss = float(outputs["loss"])
+        self._epoch_losses.append(loss)
+        if (runner.iter + 1) % self.interval == 0:
+            self.store.log_metrics(self.run_id, {"loss": loss}, step=runner.iter + 1, split="train")
+
+    @master_only
+    def after_train_epoch(self, runner: Runner) -> None:
+        if self._epoch_losses:
+            mean = sum(self._epoch_losses) / len(self._epoch_losses)
+            self.store.log_metrics(self.run_id, {"epoch_loss": mean}, step=runner.epoch, split="train")
+            if self.echo:
+                self.echo(f"epoch {runner.epoch}/{runner.max_epochs}  loss {mean:.4f}")
+        self._epoch_losses = []
+
+    @master_only
+    def after_val_epoch(self, runner: Runner, metrics: dict[str, float] | None = None) -> None:
+        self._log(runner, metrics, "val")
+
+    @master_only
+    def after_test_epoch(self, runner: Runner, metrics: dict[str, float] | None = None) -> None:
+        self._log(runner, metrics, "test")
+
+    def _log(self, runner: Runner, metrics: dict[str, Any] | None, split: str) -> None:
+        scalars = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+        if scalars:
+            self.store.log_metrics(self.run_id, scalars, step=runner.epoch, split=split)
+            if self.echo and split == "val":
+                shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items()))
+                self.echo(f"  val  {shown}")
+
+
+def build_metrics(metrics: Sequence[dict | BaseMetric]) -> Evaluator:
+    """An mmengine ``Evaluator`` over metrics from the METRICS registry (configs or instances)."""
+    built = [m if isinstance(m, BaseMetric) else METRICS.build(m) for m in metrics]
+    return Evaluator(built)
+
+
+def _dataloader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool, seed: int | None) -> dict:
+    return dict(
+        dataset=dataset,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        persistent_workers=False,
+        sampler=dict(type="DefaultSampler", shuffle=shuffle, seed=seed),
+        collate_fn=dict(type="default_collate"),
+    )
+
+
+def train_settings(train: dict | None) -> dict:
+    """``DEFAULT_TRAIN`` updated with ``train``; unknown keys are a ConfigError with did-you-mean."""
+    from vkit.registry.errors import did_you_mean
+
+    settings = dict(DEFAULT_TRAIN)
+    for key, value in (train or {}).items():
+        if key not in DEFAULT_TRAIN:
+            raise ConfigError(f"train.{key}: unknown key{did_you_mean(key, DEFAULT_TRAIN)}; known: {sorted(DEFAULT_TRAIN)}")
+        settings[key] = value
+    if int(settings["epochs"]) < 1:
+        raise ConfigError(f"train.epochs: expected a positive int, got {settings['epochs']!r}")
+    if int(settings["batch_size"]) < 1:
+        raise ConfigError(f"train.batch_size: expected a positive int, got {settings['batch_size']!r}")
+    return settings
+
+
+def build_runner(
+    model: nn.Module | dict,
+    *,
+    work_dir: str | Path,
+    train_set: Any = None,
+    val_set: Any = None,
+    test_set: Any = None,
+    val_metrics: Sequence[dict | BaseMetric] = (),
+    test_metrics: Sequence[dict | BaseMetric] = (),
+    train: dict | None = None,
+    store: Any = None,
+    run_id: int | None = None,
+    seed: int | None = 0,
+    checkpoint: bool = True,
+    echo: Callable[[str], Any] | None = None,
+) -> Runner:
+    """An mmengine ``Runner`` for ``model`` with vkit's hooks; call ``.train()``, ``.val()`` or ``.test()``.
+
+    Args:
+        model: a built ``nn.Module`` (an mmengine ``BaseModel``) or a MODELS config.
+        work_dir: where the Runner writes logs and checkpoints.
+        train_set, val_set, test_set: datasets (objects) for the three loops.
+        val_metrics, test_metrics: METRICS configs or ``BaseMetric`` instances.
+        train: the ``train`` section (see ``DEFAULT_TRAIN``).
+        store, run_id: where :class:`StoreHook` writes metrics (both or neither).
+        seed: seeds python, numpy and torch (mmengine ``randomness``).
+        checkpoint: write ``last.safetensors`` (+ JSON) into ``work_dir``.
+    """
+    compat.apply()
+    settings = train_settings(train)
+    if isinstance(model, dict):
+        model = MODELS.build(model)
+    batch_size, workers = int(settings["batch_size"]), int(settings["num_workers"])
+    epochs = int(settings["epochs"])
+    hooks: list[Hook] = []
+    if store is not None and run_id is not None:
+        hooks.append(StoreHook(store, run_id, interval=int(settings["log_interval"]), echo=echo))
+    if checkpoint:
+        from vkit.core.checkpoint import SafetensorsCheckpointHook
+
+        hooks.append(SafetensorsCheckpointHook())
+    kwargs: dict[str, Any] = {}
+    if train_set is not None:
+        scheduler = []
+        if settings["scheduler"] == "cosine":
+            scheduler = [dict(type="CosineAnnealingLR", by_epoch=True, T_max=epochs, convert_to_iter_based=True)]
+        elif settings["scheduler"] not in (None, "none"):
+            raise ConfigError(f"train.scheduler: expected 'cosine' or None, got {settings['scheduler']!r}")
+        kwargs.update(
+            train_dataloader=_dataloader(train_set, batch_size, workers, True, seed),
+            train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=1 if val_set is not None else epochs + 1),
+            optim_wrapper=dict(
+                optimizer=dict(type=settings["optimizer"], lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
+            ),
+            param_scheduler=scheduler or None,
+        )
+    if val_set is not None:
+        kwargs.update(val_dataloader=_dataloader(val_set, batch_size, workers, False, seed), val_cfg=dict(),
+                      val_evaluator=build_metrics(val_metrics))
+    if test_set is not None:
+        kwargs.update(test_dataloader=_dataloader(test_set, batch_size, workers, False, seed), test_cfg=dict(),
+                      test_evaluator=build_metrics(test_metrics))
+    return Runner(
+        model=model,
+        work_dir=str(work_dir),
+        default_hooks=dict(
+            checkpoint=None,
+            logger=dict(type="LoggerHook", interval=int(settings["log_interval"])),
+        ),
+        custom_hooks=hooks,
+        randomness=dict(seed=seed, deterministic=False),
+        launcher=settings["launcher"],
+        env_cfg=dict(cudnn_benchmark=False, dist_cfg=dict(backend="gloo")),
+        log_level=settings["log_level"],
+        default_scope="mmengine",
+        **kwargs,
+    )

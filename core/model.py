@@ -1,0 +1,163 @@
+"""``VideoModel``: {modality: backbone} → fusion → head, an mmengine ``BaseModel``.
+
+Built entirely from a config dict through the registries, so a plugin's
+backbone, fusion or head slots in by name::
+
+    model = MODELS.build(dict(
+        type='VideoModel',
+        backbones=dict(volume=dict(type='TinyC3D', in_channels=1)),
+        head=dict(type='ClsHead', num_classes=2),
+    ))
+    # one modality: no fusion needed; several: fusion=dict(type='Concat', dim=128)
+
+Batches come from ``VideoDataPreprocessor`` as
+``inputs={modality: Tensor (N, C, T, H, W)}`` and ``data_samples`` (a list of
+dicts with ``label`` and ``case_id``). ``mode='predict'`` returns one dict per
+sample, ``{"probs", "label", "case_id"}``: what vkit's metrics consume.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+from mmengine.model import BaseDataPreprocessor, BaseModel
+from torch import nn
+
+from vkit.registry.errors import ConfigError
+from vkit.registry.registries import BACKBONES, FUSIONS, HEADS, MODELS
+
+
+@MODELS.register_module()
+class VideoDataPreprocessor(BaseDataPreprocessor):
+    """Moves a collated batch to the model's device and normalises each modality.
+
+    Args:
+        mean: optional ``{modality: per-channel mean}`` subtracted from the inputs.
+        std: optional ``{modality: per-channel std}`` the inputs are divided by.
+        channels_last: use ``torch.channels_last_3d`` for 5-D inputs (faster for
+            conv backbones on CPU).
+
+    Accepts the output of mmengine's ``default_collate`` on vkit samples:
+    ``{"inputs": {modality: Tensor}, "label": Tensor, "case_id": [str, ...], ...}``.
+    """
+
+    def __init__(
+        self,
+        mean: Mapping[str, Sequence[float]] | None = None,
+        std: Mapping[str, Sequence[float]] | None = None,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.mean = {k: list(v) for k, v in (mean or {}).items()}
+        self.std = {k: list(v) for k, v in (std or {}).items()}
+        for key, values in self.std.items():
+            if any(v <= 0 for v in values):
+                raise ConfigError(f"data_preprocessor.std.{key}: expected positive values, got {values}")
+        self.channels_last = channels_last
+
+    def _normalise(self, modality: str, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        if modality in self.mean:
+            x = x - x.new_tensor(self.mean[modality]).view(shape)
+        if modality in self.std:
+            x = x / x.new_tensor(self.std[modality]).view(shape)
+        if self.channels_last and x.dim() == 5:
+            x = x.contiguous(memory_format=torch.channels_last_3d)
+        return x
+
+    def forward(self, data: dict, training: bool = False) -> dict:
+        data = self.cast_data(data)
+        inputs = data.get("inputs")
+        if not isinstance(inputs, Mapping):
+            raise ConfigError(f"batch 'inputs': expected a dict {{modality: tensor}}, got {type(inputs).__name__}")
+        inputs = {m: self._normalise(m, x) for m, x in inputs.items()}
+        n = next(iter(inputs.values())).shape[0]
+        samples = []
+        for i in range(n):
+            sample: dict[str, Any] = {}
+            for key, value in data.items():
+                if key == "inputs":
+                    continue
+                sample[key] = value[i].item() if isinstance(value, torch.Tensor) and value.dim() == 1 else value[i]
+            samples.append(sample)
+        return {"inputs": inputs, "data_samples": samples}
+
+
+@MODELS.register_module()
+class VideoModel(BaseModel):
+    """Backbones per modality, an optional fusion and a head, trained by mmengine's Runner.
+
+    Args:
+        backbones: ``{modality: backbone config}`` (BACKBONES registry).
+        head: head config (HEADS registry); ``in_dim`` is filled in from the
+            fused feature width. A head has ``forward(features) -> logits`` and
+            ``loss(logits, labels) -> Tensor``.
+        fusion: fusion config (FUSIONS registry); required with more than one
+            modality; ``in_dims`` is filled in from the backbones.
+        data_preprocessor: config of the preprocessor (default
+            ``VideoDataPreprocessor``).
+        freeze_backbones: keep backbone weights fixed (features only).
+    """
+
+    def __init__(
+        self,
+        backbones: Mapping[str, dict],
+        head: dict,
+        fusion: dict | None = None,
+        data_preprocessor: dict | None = None,
+        freeze_backbones: bool = False,
+        init_cfg: dict | None = None,
+    ) -> None:
+        preprocessor = dict(data_preprocessor or {})
+        preprocessor.setdefault("type", VideoDataPreprocessor)
+        super().__init__(data_preprocessor=MODELS.build(preprocessor), init_cfg=init_cfg)
+        if not backbones:
+            raise ConfigError("model.backbones: expected at least one {modality: backbone config}")
+        self.backbones = nn.ModuleDict({m: BACKBONES.build(cfg) for m, cfg in backbones.items()})
+        in_dims = {m: int(b.feature_dim) for m, b in self.backbones.items()}
+        if fusion is None:
+            if len(in_dims) > 1:
+                raise ConfigError(f"model.fusion: {len(in_dims)} modalities {sorted(in_dims)} need a fusion config")
+            self.fusion = None
+            fused_dim = next(iter(in_dims.values()))
+        else:
+            self.fusion = FUSIONS.build(fusion, default_args=dict(in_dims=in_dims))
+            fused_dim = int(self.fusion.out_dim)
+        self.head = HEADS.build(head, default_args=dict(in_dim=fused_dim))
+        self.freeze_backbones = freeze_backbones
+        if freeze_backbones:
+            self.backbones.requires_grad_(False)
+
+    def extract_feat(self, inputs: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """Features of each modality, fused into one ``(N, D)`` tensor."""
+        missing = set(self.backbones) - set(inputs)
+        if missing:
+            raise ConfigError(f"model inputs: missing modalities {sorted(missing)}; got {sorted(inputs)}")
+        feats = {m: self.backbones[m](inputs[m]) for m in self.backbones}
+        if self.fusion is None:
+            return next(iter(feats.values()))
+        return self.fusion(feats, mask=mask)
+
+    def forward(self, inputs: Mapping[str, torch.Tensor], data_samples: list[dict] | None = None, mode: str = "tensor") -> Any:
+        logits = self.head(self.extract_feat(inputs))
+        if mode == "tensor":
+            return logits
+        if data_samples is None:
+            raise ConfigError(f"VideoModel.forward(mode={mode!r}) needs data_samples with labels")
+        if mode == "loss":
+            labels = torch.as_tensor([int(s["label"]) for s in data_samples], device=logits.device)
+            return {"loss": self.head.loss(logits, labels)}
+        if mode == "predict":
+            probs = _probabilities(logits).detach().cpu()
+            return [dict(sample, probs=p) for sample, p in zip(data_samples, probs)]
+        raise ConfigError(f"VideoModel.forward: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+
+def _probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Class probabilities: softmax over classes; one logit means a binary score (sigmoid → 2 columns)."""
+    if logits.dim() == 1 or logits.shape[-1] == 1:
+        p = torch.sigmoid(logits.reshape(-1))
+        return torch.stack([1 - p, p], dim=-1)
+    return torch.softmax(logits.float(), dim=-1)

@@ -1,0 +1,99 @@
+"""``vkit run TASK``: resolve the task, merge its config, open a store row, run it, report.
+
+Example::
+
+    result = run_task("medical-diagnosis", overrides=["train.epochs=2"])
+    print(result.run_id, result.metrics["test/auc"], result.db_url)
+
+Whatever happens inside the task, the run row ends ``finished`` or
+``failed`` with the error — never left ``running`` — and every plugin's
+``vkit_run_finished`` hook hears about it.
+"""
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class RunResult:
+    """What a finished run hands back to the CLI (and to scripts)."""
+
+    run_id: int
+    task: str
+    status: str
+    metrics: dict[str, float]
+    db_url: str
+    work_dir: Path
+    summary: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+
+def default_data_root() -> Path:
+    """Where embedded data sets are generated: ``$VKIT_DATA`` or ``~/.cache/vkit/data``."""
+    return Path(os.environ.get("VKIT_DATA", Path.home() / ".cache" / "vkit" / "data"))
+
+
+def run_task(
+    task_name: str,
+    *,
+    config_file: str | Path | None = None,
+    overrides: Sequence[str] = (),
+    db_url: str | None = None,
+    work_dir: str | Path | None = None,
+    data_root: str | Path | None = None,
+    regenerate: bool = False,
+    skip_bad: bool = False,
+    plugins: Sequence[str] = (),
+    echo: Callable[[str], Any] = print,
+) -> RunResult:
+    """Run ``task_name`` end to end and return its :class:`RunResult`; raises VkitError on bad input.
+
+    A failure inside the task is recorded on the run row and re-raised.
+    """
+    from vkit.core.store import open_store
+    from vkit.registry.manager import get_plugin_manager
+    from vkit.workflows.config import build_config
+
+    manager = get_plugin_manager(extra=plugins)
+    task_cls = manager.get_task(task_name)
+    cfg = build_config(task_cls.default_config, config_file, overrides, free_keys=task_cls.free_keys)
+    store = open_store(db_url)
+    manager.register_components()
+    seed = cfg.get("seed")
+    run_id = store.start_run(
+        task=task_cls.name,
+        plugin=task_cls.plugin,
+        config=cfg.to_dict(),
+        seed=seed,
+        versions={"plugins": manager.versions()},
+    )
+    work = Path(work_dir) if work_dir else Path("work_dirs") / f"{task_cls.name}-run{run_id}"
+    work.mkdir(parents=True, exist_ok=True)
+    from vkit.core.task import RunContext
+
+    ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
+                     regenerate=regenerate, skip_bad=skip_bad, echo=echo)
+    result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url, work_dir=work)
+    try:
+        result.metrics = dict(task_cls().run(cfg, ctx) or {})
+        result.status = "finished"
+        store.finish_run(run_id, status="finished")
+    except BaseException as err:
+        result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+        store.finish_run(run_id, status="failed", error=result.error + "\n" + traceback.format_exc(limit=20))
+        raise
+    finally:
+        result.summary = ctx.summary
+        manager.notify_run_finished(
+            dict(id=run_id, task=task_cls.name, status=result.status, error=result.error, metrics=result.metrics,
+                 db=store.url, report=str(ctx.summary.get("report")) if ctx.summary.get("report") else None)
+        )
+    return result
+
+
+__all__ = ["RunResult", "default_data_root", "run_task"]
