@@ -89,3 +89,5 @@ class RunContext:
         self.echo = echo
         #: Filled in by the task: paths and figures the summary shows.
         self.summary: dict[str, Any] = {}
+        #: Filled in by the task: what the run report plots (``roc``, ``confusion``, ``classes``, tables).
+        self.report: dict[str, Any] = {}

@@ -82,6 +82,7 @@ def run_task(
     try:
         result.metrics = dict(task_cls().run(cfg, ctx) or {})
         result.status = "finished"
+        ctx.summary["report"] = _write_report(ctx, result, cfg)
         store.finish_run(run_id, status="finished")
     except BaseException as err:
         result.status, result.error = "failed", f"{type(err).__name__}: {err}"
@@ -94,6 +95,23 @@ def run_task(
                  db=store.url, report=str(ctx.summary.get("report")) if ctx.summary.get("report") else None)
         )
     return result
+
+
+def _write_report(ctx: Any, result: RunResult, cfg: Any) -> Path:
+    """The run's HTML report (ROC, confusion matrix, compression table) under ``work_dir/report``."""
+    from vkit.workflows.report import write_report
+
+    report = dict(ctx.report)
+    tables = {}
+    if report.get("compression"):
+        tables["compression"] = report["compression"]
+    path = write_report(
+        ctx.work_dir / "report",
+        run=dict(id=result.run_id, task=result.task, db=result.db_url, config=cfg.to_dict()),
+        metrics=result.metrics, roc=report.get("roc"), confusion=report.get("confusion"), extra_tables=tables or None,
+    )
+    ctx.store.add_artifact(result.run_id, "report", path)
+    return path
 
 
 __all__ = ["RunResult", "default_data_root", "run_task"]
