@@ -55,6 +55,10 @@ class Task:
         """Run the task end to end with the merged ``cfg``; return the final metrics."""
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not implement run()")
 
+    def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
+        """A :class:`vkit.core.scoring.VideoScorer` for ``vkit score``; tasks that score videos override it."""
+        raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not score videos (no build_scorer())")
+
 
 class RunContext:
     """What ``vkit run`` hands a task: the store row, folders and switches of this run.
