@@ -1,0 +1,144 @@
+"""Where the store lives: URL resolution, password masking and engine creation.
+
+The default store is SQLite at ``./vkit.db`` (made absolute, so every run
+summary shows where it is); ``VKIT_DB_URL`` or an explicit URL selects another
+database, e.g. ``postgresql+psycopg://user:pw@host:5432/vkit``. SQLite
+connections get WAL journaling, a busy timeout and foreign keys through a
+connect listener; write transactions on SQLite start with ``BEGIN IMMEDIATE``
+so two writers wait for each other instead of failing mid-transaction.
+
+Example::
+
+    engine = create_store_engine(resolve_url(None))
+    print(mask_url(engine.url))   # sqlite:////home/me/vkit.db
+"""
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError
+
+from vkit.registry.errors import StoreError
+
+#: Environment variable that selects the store when no URL is given.
+ENV_VAR = "VKIT_DB_URL"
+#: File name of the default SQLite store, relative to the working directory.
+DEFAULT_SQLITE_FILE = "vkit.db"
+#: How long (ms) a SQLite connection waits for another writer's lock.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Execution option naming the ``BEGIN`` mode of a SQLite transaction.
+SQLITE_BEGIN_OPTION = "vkit_sqlite_begin"
+
+_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]+)@")
+_PASSWORD_KV = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+
+
+def default_url() -> str:
+    """Return ``$VKIT_DB_URL`` if set, else SQLite at ``./vkit.db`` (absolute path)."""
+    env = os.environ.get(ENV_VAR, "").strip()
+    if env:
+        return env
+    return f"sqlite:///{Path(DEFAULT_SQLITE_FILE).resolve()}"
+
+
+def resolve_url(url: str | URL | None) -> URL:
+    """Parse ``url`` (``None`` means :func:`default_url`) into a SQLAlchemy ``URL``.
+
+    Raises:
+        StoreError: the URL cannot be parsed (the message shows it masked).
+    """
+    raw = default_url() if url is None else url
+    if isinstance(raw, URL):
+        return raw
+    try:
+        return make_url(raw)
+    except ArgumentError as err:
+        raise StoreError(
+            f"store URL {mask_secrets(str(raw))!r} is not a database URL; expected e.g. "
+            f"'sqlite:///path/vkit.db' or 'postgresql+psycopg://user@host:5432/db' ({ENV_VAR})"
+        ) from None
+
+
+def mask_url(url: str | URL) -> str:
+    """Return ``url`` for display with its password replaced by ``***``.
+
+    Example::
+
+        >>> mask_url("postgresql+psycopg://bob:s3cret@db:5432/vkit")
+        'postgresql+psycopg://bob:***@db:5432/vkit'
+    """
+    try:
+        parsed = url if isinstance(url, URL) else make_url(url)
+    except ArgumentError:
+        return mask_secrets(str(url))
+    return parsed.render_as_string(hide_password=True)
+
+
+def mask_secrets(text: str) -> str:
+    """Mask every ``scheme://user:password@`` and ``password=...`` inside free text (error messages, logs)."""
+    text = _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
+    return _PASSWORD_KV.sub(lambda m: f"{m.group('head')}***", text)
+
+
+def is_sqlite(url: URL) -> bool:
+    """Whether ``url`` names a SQLite database."""
+    return url.get_backend_name() == "sqlite"
+
+
+def create_store_engine(url: URL, **kwargs: Any) -> Engine:
+    """Create the engine for ``url`` with vkit's connection settings.
+
+    Args:
+        url: a parsed URL (see :func:`resolve_url`).
+        **kwargs: passed to :func:`sqlalchemy.create_engine`.
+
+    Raises:
+        StoreError: the URL's dialect or driver is not installed.
+    """
+    if is_sqlite(url):
+        _make_parent_dir(url)
+    kwargs.setdefault("pool_pre_ping", not is_sqlite(url))
+    try:
+        engine = sa.create_engine(url, **kwargs)
+    except (ImportError, ArgumentError, sa.exc.NoSuchModuleError) as err:
+        raise StoreError(
+            f"store {mask_url(url)}: cannot create an engine ({mask_secrets(str(err))}); for PostgreSQL "
+            "install psycopg (pip install 'vkit[postgres]') and use 'postgresql+psycopg://...'"
+        ) from None
+    if is_sqlite(url):
+        _install_sqlite_listeners(engine)
+    return engine
+
+
+def _make_parent_dir(url: URL) -> None:
+    database = url.database or ""
+    if database and database != ":memory:" and not database.startswith("file:"):
+        Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+def _install_sqlite_listeners(engine: Engine) -> None:
+    """WAL, busy timeout, foreign keys on connect; explicit ``BEGIN`` (the pysqlite recipe of SQLAlchemy's docs)."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Autocommit at the driver level: SQLAlchemy emits BEGIN itself (below),
+        # so PRAGMAs run outside a transaction and DDL is transactional.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys = ON")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+        finally:
+            cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection: sa.Connection) -> None:
+        mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+        connection.exec_driver_sql(f"BEGIN {mode}")

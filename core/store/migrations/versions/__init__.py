@@ -1,0 +1,1 @@
+"""Migration scripts, one per revision (``NNNN_what.py``, revision id ``NNNN``)."""

@@ -1,0 +1,217 @@
+"""The store's tables as SQLAlchemy 2 ORM classes (the migrations in ``migrations/versions`` build the same schema).
+
+Every child row belongs to a run and goes with it (``ON DELETE CASCADE``);
+scores, events and per-video summaries also go with their video. Unique keys
+make every write idempotent: ``(run, split, key, step)`` for metrics, ``(run,
+path)`` for artifacts, ``(run, split, item)`` for predictions, ``path`` for
+videos, ``(run, video, segment)`` for scores, ``(run, video, kind, start)``
+for events and ``(run, video)`` for per-video summaries.
+
+Example::
+
+    with store.session() as session:
+        n = session.scalar(select(func.count()).select_from(Score))
+"""
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+#: Allowed ``runs.status`` values.
+RUN_STATUSES = ("running", "finished", "failed")
+#: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable.
+VIDEO_STATUSES = ("pending", "ok", "failed")
+#: Allowed ``video_summaries.status`` values (as in the ``vkit_video_scored`` hook).
+SCORED_STATUSES = ("scored", "failed")
+
+_CASCADE = dict(ondelete="CASCADE")
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware UTC timestamp on every backend (SQLite stores it naive)."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.timezone.utc)
+        value = value.astimezone(dt.timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: dt.datetime | None, dialect: sa.Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.timezone.utc)
+        return value.astimezone(dt.timezone.utc)
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC."""
+    return dt.datetime.now(dt.timezone.utc)
+
+
+#: Constraint names that are stable across backends (Alembic's batch mode on SQLite needs names).
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every vkit table; ``Base.metadata`` is the schema at head."""
+
+    metadata = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {dict[str, Any]: sa.JSON, Any: sa.JSON, dt.datetime: UTCDateTime}
+
+
+class Run(Base):
+    """One ``vkit run``/``score``/``compress`` invocation."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        sa.CheckConstraint("status IN ('running', 'finished', 'failed')", name="ck_runs_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    task: Mapped[str] = mapped_column(sa.String(200), index=True)
+    plugin: Mapped[str] = mapped_column(sa.String(200))
+    status: Mapped[str] = mapped_column(sa.String(16), index=True, default="running")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    started_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    finished_at: Mapped[dt.datetime | None]
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    seed: Mapped[int | None]
+    versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    work_dir: Mapped[str | None] = mapped_column(sa.Text)
+    model_sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+
+
+class Metric(Base):
+    """A scalar logged by a run at a step of a split (``NaN`` is stored as NULL)."""
+
+    __tablename__ = "metrics"
+    __table_args__ = (sa.UniqueConstraint("run_id", "split", "key", "step", name="uq_metrics_run_split_key_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
+    key: Mapped[str] = mapped_column(sa.String(200))
+    value: Mapped[float | None] = mapped_column(sa.Float)
+    step: Mapped[int]
+    split: Mapped[str] = mapped_column(sa.String(50))
+    logged_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Artifact(Base):
+    """A file a run produced (checkpoint, report, export) with its sha256 and size."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (sa.UniqueConstraint("run_id", "path", name="uq_artifacts_run_path"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(50))
+    path: Mapped[str] = mapped_column(sa.Text)
+    sha256: Mapped[str] = mapped_column(sa.String(64), index=True)
+    bytes: Mapped[int] = mapped_column(sa.BigInteger)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class Prediction(Base):
+    """A per-case prediction of a run on a split (``values``: probabilities or any JSON)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (sa.UniqueConstraint("run_id", "split", "item_id", name="uq_predictions_run_split_item"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
+    split: Mapped[str] = mapped_column(sa.String(50))
+    item_id: Mapped[str] = mapped_column(sa.String(500))
+    label: Mapped[float | None] = mapped_column(sa.Float)
+    prediction: Mapped[float | None] = mapped_column(sa.Float)
+    values: Mapped[Any | None]
+
+
+class Video(Base):
+    """A video file of an archive, known by path (and content by sha256)."""
+
+    __tablename__ = "videos"
+    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'ok', 'failed')", name="ck_videos_status"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    path: Mapped[str] = mapped_column(sa.String(2000), unique=True)
+    sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    size: Mapped[int | None] = mapped_column(sa.BigInteger)
+    duration: Mapped[float | None] = mapped_column(sa.Float)
+    fps: Mapped[float | None] = mapped_column(sa.Float)
+    frames: Mapped[int | None]
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Score(Base):
+    """The model's output on one segment (``start``/``end`` in seconds) of a video in a run."""
+
+    __tablename__ = "scores"
+    __table_args__ = (sa.UniqueConstraint("run_id", "video_id", "segment", name="uq_scores_run_video_segment"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE))
+    video_id: Mapped[int] = mapped_column(sa.ForeignKey("videos.id", **_CASCADE), index=True)
+    segment: Mapped[int]
+    start: Mapped[float] = mapped_column(sa.Float)
+    end: Mapped[float] = mapped_column(sa.Float)
+    score: Mapped[float | None] = mapped_column(sa.Float)
+    values: Mapped[Any | None]
+
+
+class Event(Base):
+    """A detected event (``start``/``end`` in seconds) in a video during a run."""
+
+    __tablename__ = "events"
+    __table_args__ = (sa.UniqueConstraint("run_id", "video_id", "kind", "start", name="uq_events_run_video_kind_start"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE))
+    video_id: Mapped[int] = mapped_column(sa.ForeignKey("videos.id", **_CASCADE), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(100))
+    start: Mapped[float] = mapped_column(sa.Float)
+    end: Mapped[float] = mapped_column(sa.Float)
+    score: Mapped[float | None] = mapped_column(sa.Float)
+
+
+class VideoSummary(Base):
+    """The outcome of one video in a scoring run; what resuming skips on (model sha256 + video sha256)."""
+
+    __tablename__ = "video_summaries"
+    __table_args__ = (
+        sa.UniqueConstraint("run_id", "video_id", name="uq_video_summaries_run_video"),
+        sa.CheckConstraint("status IN ('scored', 'failed')", name="ck_video_summaries_status"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE))
+    video_id: Mapped[int] = mapped_column(sa.ForeignKey("videos.id", **_CASCADE), index=True)
+    video_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+    status: Mapped[str] = mapped_column(sa.String(16))
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    segments: Mapped[int] = mapped_column(default=0)
+    max_score: Mapped[float | None] = mapped_column(sa.Float)
+    mean_score: Mapped[float | None] = mapped_column(sa.Float)
+    scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+#: Table name -> ORM class, for reads that return plain dicts.
+TABLES: dict[str, type[Base]] = {
+    cls.__tablename__: cls for cls in (Run, Metric, Artifact, Prediction, Video, Score, Event, VideoSummary)
+}

@@ -1,0 +1,471 @@
+"""The ``Store`` facade: what the rest of vkit calls to record runs, metrics, artifacts, predictions and scores.
+
+Every write is one transaction and idempotent (re-running it updates rows in
+place); every read returns plain dicts, so no caller holds an ORM object past
+its session. Timestamps are timezone-aware UTC.
+
+Example::
+
+    store = open_store()                       # ./vkit.db or $VKIT_DB_URL
+    with store.track_run("demo-classify", "education", cfg, seed=0) as run_id:
+        store.log_metrics(run_id, {"acc": 0.91}, step=1, split="val")
+        store.add_artifact(run_id, "checkpoint", "work/model.safetensors")
+    print(store.url, store.final_metrics(run_id))   # {'val/acc': 0.91}
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine
+from sqlalchemy.orm import Session
+
+from vkit.core.store.engine import SQLITE_BEGIN_OPTION, create_store_engine, mask_secrets, mask_url, resolve_url
+from vkit.core.store.jsonable import to_jsonable
+from vkit.core.store.migrate import SchemaState, describe_db_error, ensure_schema
+from vkit.core.store.models import (
+    RUN_STATUSES,
+    SCORED_STATUSES,
+    TABLES,
+    VIDEO_STATUSES,
+    Artifact,
+    Event,
+    Metric,
+    Prediction,
+    Run,
+    Score,
+    Video,
+    VideoSummary,
+    utcnow,
+)
+from vkit.core.store.provenance import package_versions, sha256_file
+from vkit.core.store.upsert import upsert
+from vkit.registry.errors import StoreError
+
+_PREDICTION_FIELDS = ("item_id", "label", "prediction", "values")
+_VIDEO_FIELDS = ("path", "sha256", "size", "duration", "fps", "frames", "status", "error")
+_SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values")
+_EVENT_FIELDS = ("video_id", "kind", "start", "end", "score")
+
+
+def open_store(url: str | URL | None = None, *, create: bool = True, read_only: bool = False) -> Store:
+    """Open the store at ``url`` (default ``$VKIT_DB_URL`` or SQLite ``./vkit.db``) after checking its schema.
+
+    Args:
+        url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``).
+        create: create the tables at head when the database has none.
+        read_only: accept a database migrated by a newer vkit; every write then raises.
+
+    Raises:
+        StoreError: unreachable database, older schema (run ``vkit db upgrade``),
+            newer schema unless ``read_only``, or no store and ``create=False``.
+    """
+    engine = create_store_engine(resolve_url(url))
+    try:
+        state = ensure_schema(engine, create=create, read_only=read_only)
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(engine, state, read_only=read_only or state.newer)
+
+
+class Store:
+    """A vkit store on one database; open it with :func:`open_store`.
+
+    Args:
+        engine: the engine (made by :func:`~vkit.core.store.engine.create_store_engine`).
+        schema: the schema state found at open.
+        read_only: refuse every write with a :class:`StoreError`.
+    """
+
+    def __init__(self, engine: Engine, schema: SchemaState, *, read_only: bool = False) -> None:
+        self.engine = engine
+        self.schema = schema
+        self.read_only = read_only
+        self._writer = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r}, revision={self.schema.current!r}{', read_only' if self.read_only else ''})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def url(self) -> str:
+        """The database URL for display, password masked."""
+        return mask_url(self.engine.url)
+
+    def close(self) -> None:
+        """Release the connection pool."""
+        self.engine.dispose()
+
+    @contextmanager
+    def session(self, *, write: bool = True) -> Iterator[Session]:
+        """An ORM session in one transaction: committed on success, rolled back on error.
+
+        Args:
+            write: take the write lock at ``BEGIN`` (SQLite), so the
+                transaction never fails half-way on a concurrent writer.
+
+        Raises:
+            StoreError: a database error (message names the masked URL), or
+                ``write`` on a read-only store.
+        """
+        if write:
+            self._check_writable()
+        session = Session(self._writer if write else self.engine, expire_on_commit=False)
+        try:
+            yield session
+            session.commit()
+        except sa.exc.SQLAlchemyError as err:
+            session.rollback()
+            raise StoreError(f"store {self.url}: {describe_db_error(err)}") from None
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    # ---------------------------------------------------------------- runs
+
+    def start_run(
+        self,
+        task: str,
+        plugin: str,
+        config: Mapping[str, Any] | Any,
+        seed: int | None,
+        work_dir: str | Path | None = None,
+        versions: Mapping[str, Any] | None = None,
+        model_sha256: str | None = None,
+    ) -> int:
+        """Record a new run in status ``running`` and return its id.
+
+        Args:
+            task: the task name (``vkit run NAME``).
+            plugin: the plugin that declares the task.
+            config: the merged config (dict or mmengine ``Config``), stored as a JSON snapshot.
+            seed: the run's seed.
+            work_dir: where the run writes its files.
+            versions: extra versions (e.g. ``{"plugins": {...}}``), merged over
+                the installed vkit/torch/mmengine/mmaction2/monai versions.
+            model_sha256: sha256 of the checkpoint a scoring run uses (what resuming keys on).
+        """
+        if not task or not isinstance(task, str):
+            raise StoreError(f"start_run: task must be a non-empty str, got {task!r}")
+        if seed is not None and not isinstance(seed, int):
+            raise StoreError(f"start_run({task!r}): seed must be an int or None, got {seed!r}")
+        row = dict(
+            task=task, plugin=str(plugin or ""), status="running", config=to_jsonable(config), seed=seed,
+            versions=to_jsonable({**package_versions(), **dict(versions or {})}),
+            work_dir=None if work_dir is None else str(work_dir), model_sha256=model_sha256,
+        )
+        with self.session() as session:
+            run = Run(**row)
+            session.add(run)
+            session.flush()
+            return run.id
+
+    def finish_run(self, run_id: int, status: str = "finished", error: str | BaseException | None = None) -> None:
+        """Close run ``run_id`` with ``status`` (``"finished"`` or ``"failed"``) and its error text."""
+        if status not in RUN_STATUSES[1:]:
+            raise StoreError(f"finish_run({run_id}): status must be one of {RUN_STATUSES[1:]}, got {status!r}")
+        if isinstance(error, BaseException):
+            error = f"{type(error).__name__}: {error}"
+        with self.session() as session:
+            run = self._run(session, run_id)
+            run.status, run.finished_at = status, utcnow()
+            run.error = None if error is None else mask_secrets(str(error))
+
+    @contextmanager
+    def track_run(self, task: str, plugin: str, config: Any, seed: int | None, **kwargs: Any) -> Iterator[int]:
+        """``start_run`` now, ``finish_run`` at exit: ``failed`` with the exception's text if one escapes."""
+        run_id = self.start_run(task, plugin, config, seed, **kwargs)
+        try:
+            yield run_id
+        except BaseException as err:
+            self.finish_run(run_id, "failed", err)
+            raise
+        self.finish_run(run_id, "finished")
+
+    def delete_run(self, run_id: int) -> bool:
+        """Delete run ``run_id`` and everything it logged (cascade). Returns whether it existed."""
+        with self.session() as session:
+            result = session.execute(sa.delete(Run).where(Run.id == run_id))
+            return result.rowcount > 0
+
+    def get_run(self, run_id: int) -> dict[str, Any] | None:
+        """Run ``run_id`` as a dict, or ``None``."""
+        rows = self._select(Run, Run.id == run_id)
+        return rows[0] if rows else None
+
+    def list_runs(self, limit: int = 20, task: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs, optionally of one ``task`` and/or ``status``."""
+        where = [c for c in (Run.task == task if task else None, Run.status == status if status else None) if c is not None]
+        return self._select(Run, *where, order_by=(Run.started_at.desc(), Run.id.desc()), limit=limit)
+
+    # ------------------------------------------------------------- metrics
+
+    def log_metrics(self, run_id: int, metrics: Mapping[str, Any], step: int, split: str) -> None:
+        """Record ``metrics`` (``{key: number}``) of ``split`` at ``step`` in one transaction; NaN is kept as NaN."""
+        now = utcnow()
+        rows = [
+            dict(run_id=run_id, key=str(key), value=_metric_value(run_id, key, value), step=int(step), split=str(split), logged_at=now)
+            for key, value in metrics.items()
+        ]
+        with self.session() as session:
+            self._run(session, run_id)
+            upsert(session, Metric.__table__, rows, keys=("run_id", "split", "key", "step"))
+
+    def run_metrics(self, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
+        """Every metric row of run ``run_id`` (by split, step, key)."""
+        where = [Metric.run_id == run_id] + ([Metric.split == split] if split else [])
+        rows = self._select(Metric, *where, order_by=(Metric.split, Metric.step, Metric.key))
+        for row in rows:
+            row["value"] = math.nan if row["value"] is None else row["value"]
+        return rows
+
+    def final_metrics(self, run_id: int) -> dict[str, float]:
+        """``{"split/key": value}`` at the last step each metric was logged."""
+        return {f"{row['split']}/{row['key']}": row["value"] for row in self.run_metrics(run_id)}
+
+    # ----------------------------------------------------------- artifacts
+
+    def add_artifact(self, run_id: int, kind: str, path: str | Path) -> dict[str, Any]:
+        """Record the file at ``path`` (absolute) with its streamed sha256 and size; returns the row."""
+        file = Path(path).expanduser().resolve()
+        if not file.is_file():
+            raise StoreError(f"add_artifact(run {run_id}, {kind!r}): {file} is not a file")
+        digest, size = sha256_file(file)
+        row = dict(run_id=run_id, kind=str(kind), path=str(file), sha256=digest, bytes=size, created_at=utcnow())
+        with self.session() as session:
+            self._run(session, run_id)
+            upsert(session, Artifact.__table__, [row], keys=("run_id", "path"))
+        return next(a for a in self.run_artifacts(run_id) if a["path"] == str(file))
+
+    def run_artifacts(self, run_id: int) -> list[dict[str, Any]]:
+        """Every artifact of run ``run_id``."""
+        return self._select(Artifact, Artifact.run_id == run_id, order_by=(Artifact.id,))
+
+    # --------------------------------------------------------- predictions
+
+    def add_predictions(self, run_id: int, split: str, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record per-case rows (``item_id``, ``label``, ``prediction``, ``values``); same item again updates it."""
+        clean = [
+            dict(_pick(row, _PREDICTION_FIELDS, "predictions", required=("item_id",)), run_id=run_id, split=str(split))
+            for row in rows
+        ]
+        for row in clean:
+            row["item_id"] = str(row["item_id"])
+            if "values" in row:
+                row["values"] = to_jsonable(row["values"])
+        with self.session() as session:
+            self._run(session, run_id)
+            return upsert(session, Prediction.__table__, clean, keys=("run_id", "split", "item_id"))
+
+    def run_predictions(self, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
+        """Every prediction of run ``run_id`` (optionally one split), by item id."""
+        where = [Prediction.run_id == run_id] + ([Prediction.split == split] if split else [])
+        return self._select(Prediction, *where, order_by=(Prediction.split, Prediction.item_id))
+
+    # -------------------------------------------------------------- videos
+
+    def upsert_videos(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+        """Insert or update videos by ``path``; returns ``{path: video_id}``.
+
+        A row carries ``path`` and any of ``sha256``, ``size``, ``duration``,
+        ``fps``, ``frames``, ``status`` (``pending``/``ok``/``failed``) and
+        ``error``; columns a row leaves out keep their stored value.
+        """
+        clean = [_video_row(row) for row in rows]
+        paths = [row["path"] for row in clean]
+        with self.session() as session:
+            upsert(session, Video.__table__, clean, keys=("path",))
+            found: dict[str, int] = {}
+            for start in range(0, len(paths), 500):
+                chunk = paths[start : start + 500]
+                found.update(session.execute(sa.select(Video.path, Video.id).where(Video.path.in_(chunk))).tuples().all())
+        return {path: found[path] for path in paths}
+
+    def get_videos(self, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:
+        """Every video (or those at ``paths``), by path."""
+        where = [Video.path.in_([str(p) for p in paths])] if paths is not None else []
+        return self._select(Video, *where, order_by=(Video.path,))
+
+    # -------------------------------------------------------------- scores
+
+    def add_scores(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record segment scores (``video_id``, ``segment``, ``start``, ``end``, ``score``, ``values``); idempotent."""
+        clean = [_score_row(run_id, row) for row in rows]
+        with self.session() as session:
+            self._check_refs(session, run_id, {row["video_id"] for row in clean})
+            return upsert(session, Score.__table__, clean, keys=("run_id", "video_id", "segment"))
+
+    def add_events(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record events (``video_id``, ``kind``, ``start``, ``end``, ``score``); same (video, kind, start) updates."""
+        clean = [_event_row(run_id, row) for row in rows]
+        with self.session() as session:
+            self._check_refs(session, run_id, {row["video_id"] for row in clean})
+            return upsert(session, Event.__table__, clean, keys=("run_id", "video_id", "kind", "start"))
+
+    def add_video_results(self, run_id: int, results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+        """Record a batch of scored (or failed) videos in ONE transaction: scores, events and a summary each.
+
+        Each result carries ``video_id``, ``status`` (``scored``/``failed``),
+        optional ``error`` and lists ``scores`` and ``events`` (rows as for
+        :meth:`add_scores` / :meth:`add_events`, without ``video_id``).
+
+        Returns:
+            one dict per video, the payload of the ``vkit_video_scored`` hook:
+            ``path``, ``sha256``, ``status``, ``error``, ``max_score``,
+            ``mean_score`` and ``events`` (``start``/``end``/``score``).
+        """
+        results = [dict(r) for r in results]
+        scores, events, summaries = [], [], []
+        for result in results:
+            video_id = result.get("video_id")
+            scores += [_score_row(run_id, {**s, "video_id": video_id}) for s in result.get("scores", ())]
+            events += [_event_row(run_id, {**e, "video_id": video_id}) for e in result.get("events", ())]
+            summaries.append(_summary_row(run_id, result))
+        with self.session() as session:
+            self._check_refs(session, run_id, {s["video_id"] for s in summaries})
+            shas = dict(session.execute(sa.select(Video.id, Video.sha256).where(Video.id.in_([s["video_id"] for s in summaries]))).tuples().all())
+            paths = dict(session.execute(sa.select(Video.id, Video.path).where(Video.id.in_(list(shas)))).tuples().all())
+            for summary in summaries:
+                summary["video_sha256"] = shas[summary["video_id"]]
+            upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"))
+            upsert(session, Event.__table__, events, keys=("run_id", "video_id", "kind", "start"))
+            upsert(session, VideoSummary.__table__, summaries, keys=("run_id", "video_id"))
+        return [_hook_payload(s, paths, events) for s in summaries]
+
+    def scored_video_ids(self, model_sha256: str) -> set[int]:
+        """Ids of videos already scored by the model with checkpoint sha256 ``model_sha256`` (in any run).
+
+        A video counts only if its summary is ``scored`` and its content
+        (sha256) has not changed since; failed videos are retried.
+        """
+        query = (
+            sa.select(VideoSummary.video_id)
+            .join(Run, Run.id == VideoSummary.run_id)
+            .join(Video, Video.id == VideoSummary.video_id)
+            .where(Run.model_sha256 == model_sha256, VideoSummary.status == "scored")
+            .where(VideoSummary.video_sha256.is_not_distinct_from(Video.sha256))
+        )
+        with self.session(write=False) as session:
+            return set(session.scalars(query))
+
+    def video_scores(self, run_id: int, video_id: int | None = None) -> list[dict[str, Any]]:
+        """Segment scores of run ``run_id`` (optionally one video), by video and segment."""
+        where = [Score.run_id == run_id] + ([Score.video_id == video_id] if video_id is not None else [])
+        return self._select(Score, *where, order_by=(Score.video_id, Score.segment))
+
+    def run_events(self, run_id: int, video_id: int | None = None) -> list[dict[str, Any]]:
+        """Events of run ``run_id`` (optionally one video), by video and start."""
+        where = [Event.run_id == run_id] + ([Event.video_id == video_id] if video_id is not None else [])
+        return self._select(Event, *where, order_by=(Event.video_id, Event.start, Event.kind))
+
+    def video_summaries(self, run_id: int) -> list[dict[str, Any]]:
+        """Per-video summaries of scoring run ``run_id``, by video id."""
+        return self._select(VideoSummary, VideoSummary.run_id == run_id, order_by=(VideoSummary.video_id,))
+
+    def counts(self) -> dict[str, int]:
+        """Number of rows of every table (for ``vkit db current`` and checks)."""
+        with self.session(write=False) as session:
+            return {name: session.scalar(sa.select(sa.func.count()).select_from(model)) for name, model in TABLES.items()}
+
+    # ------------------------------------------------------------ helpers
+
+    def _check_writable(self) -> None:
+        if self.read_only:
+            raise StoreError(
+                f"store {self.url} is open read-only (schema revision {self.schema.current!r}, this vkit's head "
+                f"{self.schema.head!r}); refusing to write"
+            )
+
+    def _run(self, session: Session, run_id: int) -> Run:
+        run = session.get(Run, run_id)
+        if run is None:
+            raise StoreError(f"run {run_id!r} is not in store {self.url}; create it with start_run() first")
+        return run
+
+    def _check_refs(self, session: Session, run_id: int, video_ids: set[int]) -> None:
+        self._run(session, run_id)
+        found = set(session.scalars(sa.select(Video.id).where(Video.id.in_(list(video_ids)))))
+        missing = sorted(video_ids - found)
+        if missing:
+            raise StoreError(f"videos {missing[:5]} are not in store {self.url}; add them with upsert_videos() first")
+
+    def _select(self, model: type, *where: Any, order_by: Sequence[Any] = (), limit: int | None = None) -> list[dict[str, Any]]:
+        query = sa.select(model.__table__).where(*where).order_by(*order_by).limit(limit)
+        with self.session(write=False) as session:
+            return [dict(row) for row in session.execute(query).mappings()]
+
+
+def _pick(row: Mapping[str, Any], fields: Sequence[str], table: str, required: Sequence[str] = ()) -> dict[str, Any]:
+    unknown = set(row) - set(fields)
+    if unknown:
+        raise StoreError(f"{table} row {dict(row)!r}: unknown fields {sorted(unknown)}; expected some of {list(fields)}")
+    missing = [f for f in required if row.get(f) is None]
+    if missing:
+        raise StoreError(f"{table} row {dict(row)!r}: missing {missing}")
+    return dict(row)
+
+
+def _metric_value(run_id: int, key: Any, value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise StoreError(f"log_metrics(run {run_id}): metric {key!r} must be a number, got {value!r}") from None
+    return None if math.isnan(number) else number
+
+
+def _video_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    clean = _pick(row, _VIDEO_FIELDS, "videos", required=("path",))
+    clean["path"] = str(clean["path"])
+    if "status" in clean and clean["status"] not in VIDEO_STATUSES:
+        raise StoreError(f"videos row {clean['path']!r}: status must be one of {VIDEO_STATUSES}, got {clean['status']!r}")
+    clean["updated_at"] = utcnow()
+    return clean
+
+
+def _score_row(run_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
+    clean = _pick(row, _SCORE_FIELDS, "scores", required=("video_id", "segment", "start", "end"))
+    if "values" in clean:
+        clean["values"] = to_jsonable(clean["values"])
+    if clean.get("score") is not None:
+        clean["score"] = float(clean["score"])
+    return dict(clean, run_id=run_id)
+
+
+def _event_row(run_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
+    clean = _pick(row, _EVENT_FIELDS, "events", required=("video_id", "kind", "start", "end"))
+    return dict(clean, run_id=run_id, start=float(clean["start"]), end=float(clean["end"]))
+
+
+def _summary_row(run_id: int, result: Mapping[str, Any]) -> dict[str, Any]:
+    status, video_id = result.get("status"), result.get("video_id")
+    if video_id is None or status not in SCORED_STATUSES:
+        raise StoreError(f"video result {dict(result)!r}: needs 'video_id' and status one of {SCORED_STATUSES}")
+    values = [float(s["score"]) for s in result.get("scores", ()) if s.get("score") is not None]
+    finite = [v for v in values if math.isfinite(v)]
+    error = result.get("error")
+    return dict(
+        run_id=run_id, video_id=video_id, status=status, error=None if error is None else mask_secrets(str(error)),
+        segments=len(result.get("scores", ())), max_score=max(finite) if finite else None,
+        mean_score=sum(finite) / len(finite) if finite else None, scored_at=utcnow(),
+    )
+
+
+def _hook_payload(summary: dict[str, Any], paths: dict[int, str], events: list[dict[str, Any]]) -> dict[str, Any]:
+    mine = [e for e in events if e["video_id"] == summary["video_id"]]
+    return dict(
+        path=paths[summary["video_id"]], sha256=summary["video_sha256"], status=summary["status"],
+        error=summary["error"], max_score=summary["max_score"], mean_score=summary["mean_score"],
+        events=[dict(start=e["start"], end=e["end"], score=e.get("score")) for e in sorted(mine, key=lambda e: e["start"])],
+    )
