@@ -1,2 +1,23 @@
-"""vkit plugin: the medical vertical (declared through the vkit.plugins entry point like any third-party plugin)."""
+"""vkit plugin: the medical vertical, declared through the ``vkit.plugins`` entry point like any third-party plugin.
+
+Import-light on purpose: the task class is returned by ``vkit_tasks`` and the
+MONAI-backed components are imported only inside ``vkit_register_components``.
+"""
 from __future__ import annotations
+
+from typing import Any
+
+from vkit.registry.hookspecs import hookimpl
+
+
+@hookimpl
+def vkit_tasks() -> list[type]:
+    from vkit.plugins.medical.task import MedicalDiagnosisTask
+
+    return [MedicalDiagnosisTask]
+
+
+@hookimpl
+def vkit_register_components(registries: dict[str, Any]) -> None:
+    # Importing the module registers MedicalVolumeDataset into DATASETS.
+    import vkit.plugins.medical.data  # noqa: F401

@@ -1,0 +1,70 @@
+"""The CLI as a user runs it: a real `vkit` process, its output and exit code."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
+
+
+def vkit(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
+    proc = subprocess.run([VKIT, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def test_version_and_help_do_not_import_heavy_libraries(tmp_path):
+    assert vkit("--version", cwd=tmp_path).stdout.startswith("vkit, version ")
+    code = ("import sys\nfrom vkit.workflows.cli import main\nsys.argv=['vkit','--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy=[m for m in ('torch','mmaction','monai','mmengine','sqlalchemy') if m in sys.modules]\n"
+            "print('HEAVY', heavy)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60).stdout
+    assert "HEAVY []" in out, out
+    assert "run" in out and "plugins" in out and "db" in out
+
+
+def test_tasks_and_plugins_list_json(tmp_path):
+    tasks = json.loads(vkit("tasks", "--json", cwd=tmp_path).stdout)
+    assert {"name": "medical-diagnosis", "plugin": "medical"}.items() <= next(
+        t for t in tasks if t["name"] == "medical-diagnosis").items()
+    plugins = {p["name"]: p for p in json.loads(vkit("plugins", "list", "--json", cwd=tmp_path).stdout)}
+    assert {"medical", "education", "security", "recommendation"} <= set(plugins)
+    assert plugins["medical"]["status"] == "ok"
+    assert "vkit_tasks" in plugins["medical"]["hooks"]
+    assert plugins["medical"]["source"].startswith("entry point")
+
+
+def test_db_upgrade_current_and_runs_list(tmp_path):
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    vkit("--db", url, "db", "upgrade", cwd=tmp_path)
+    assert (tmp_path / "cli.db").is_file()
+    current = vkit("--db", url, "db", "current", cwd=tmp_path).stdout
+    assert "cli.db" in current
+    assert json.loads(vkit("--db", url, "runs", "list", "--json", cwd=tmp_path).stdout) == []
+
+
+def test_errors_are_one_line_and_debug_shows_traceback(tmp_path):
+    url = f"sqlite:///{tmp_path / 'e.db'}"
+    proc = vkit("--db", url, "run", "medical-diagnosys", cwd=tmp_path, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().count("\n") == 0, proc.stderr
+    assert "medical-diagnosys" in proc.stderr and "medical-diagnosis" in proc.stderr  # did you mean
+    debug = vkit("--debug", "--db", url, "run", "medical-diagnosys", cwd=tmp_path, check=False)
+    assert "Traceback" in debug.stderr
+    bad_key = vkit("--db", url, "run", "medical-diagnosis", "--set", "train.epoch=1", cwd=tmp_path, check=False)
+    assert bad_key.returncode == 1 and "did you mean 'train.epochs'" in bad_key.stderr
+
+
+def test_password_never_printed(tmp_path):
+    proc = vkit("--db", "postgresql+psycopg://vkit:s3cret@127.0.0.1:1/none", "runs", "list", cwd=tmp_path, check=False)
+    assert proc.returncode != 0
+    assert "s3cret" not in proc.stdout + proc.stderr
