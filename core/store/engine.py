@@ -103,6 +103,8 @@ def create_store_engine(url: URL, **kwargs: Any) -> Engine:
     if is_sqlite(url):
         _make_parent_dir(url)
     kwargs.setdefault("pool_pre_ping", not is_sqlite(url))
+    # Bound values (config snapshots, error texts) never reach SQL logs or error messages.
+    kwargs.setdefault("hide_parameters", True)
     try:
         engine = sa.create_engine(url, **kwargs)
     except (ImportError, ArgumentError, sa.exc.NoSuchModuleError) as err:

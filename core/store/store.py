@@ -150,7 +150,8 @@ class Store:
         Args:
             task: the task name (``vkit run NAME``).
             plugin: the plugin that declares the task.
-            config: the merged config (dict or mmengine ``Config``), stored as a JSON snapshot.
+            config: the merged config (dict or mmengine ``Config``), stored as a JSON
+                snapshot with credentials in URLs masked.
             seed: the run's seed.
             work_dir: where the run writes its files.
             versions: extra versions (e.g. ``{"plugins": {...}}``), merged over
@@ -162,7 +163,7 @@ class Store:
         if seed is not None and not isinstance(seed, int):
             raise StoreError(f"start_run({task!r}): seed must be an int or None, got {seed!r}")
         row = dict(
-            task=task, plugin=str(plugin or ""), status="running", config=to_jsonable(config), seed=seed,
+            task=task, plugin=str(plugin or ""), status="running", config=to_jsonable(config, mask=True), seed=seed,
             versions=to_jsonable({**package_versions(), **dict(versions or {})}),
             work_dir=None if work_dir is None else str(work_dir), model_sha256=model_sha256,
         )
@@ -290,7 +291,7 @@ class Store:
             found: dict[str, int] = {}
             for start in range(0, len(paths), 500):
                 chunk = paths[start : start + 500]
-                found.update(session.execute(sa.select(Video.path, Video.id).where(Video.path.in_(chunk))).tuples().all())
+                found.update(_pairs(session, sa.select(Video.path, Video.id).where(Video.path.in_(chunk))))
         return {path: found[path] for path in paths}
 
     def get_videos(self, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:
@@ -335,8 +336,8 @@ class Store:
             summaries.append(_summary_row(run_id, result))
         with self.session() as session:
             self._check_refs(session, run_id, {s["video_id"] for s in summaries})
-            shas = dict(session.execute(sa.select(Video.id, Video.sha256).where(Video.id.in_([s["video_id"] for s in summaries]))).tuples().all())
-            paths = dict(session.execute(sa.select(Video.id, Video.path).where(Video.id.in_(list(shas)))).tuples().all())
+            shas = _pairs(session, sa.select(Video.id, Video.sha256).where(Video.id.in_([s["video_id"] for s in summaries])))
+            paths = _pairs(session, sa.select(Video.id, Video.path).where(Video.id.in_(list(shas))))
             for summary in summaries:
                 summary["video_sha256"] = shas[summary["video_id"]]
             upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"))
@@ -405,6 +406,11 @@ class Store:
         query = sa.select(model.__table__).where(*where).order_by(*order_by).limit(limit)
         with self.session(write=False) as session:
             return [dict(row) for row in session.execute(query).mappings()]
+
+
+def _pairs(session: Session, query: sa.Select[Any]) -> dict[Any, Any]:
+    """``{first column: second column}`` of a two-column query."""
+    return {key: value for key, value in session.execute(query)}
 
 
 def _pick(row: Mapping[str, Any], fields: Sequence[str], table: str, required: Sequence[str] = ()) -> dict[str, Any]:

@@ -1,0 +1,109 @@
+"""Schema versions: created at head, older refused until `vkit db upgrade`, newer refused for writing."""
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from vkit.core.store import current, downgrade, head_revision, open_store, upgrade
+from vkit.core.store.engine import create_store_engine, resolve_url
+from vkit.core.store.models import TABLES, Base
+from vkit.registry.errors import StoreError
+
+
+def _engine(url: str) -> sa.Engine:
+    return create_store_engine(resolve_url(url))
+
+
+def _index_names(url: str, table: str) -> set[str]:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return {ix["name"] for ix in sa.inspect(conn).get_indexes(table)}
+    finally:
+        engine.dispose()
+
+
+def test_empty_database_is_created_at_head(store_url):
+    assert head_revision() == "0002"
+    assert current(store_url) is None
+    with open_store(store_url) as store:
+        assert store.schema.current == "0002" and store.schema.at_head
+    assert current(store_url) == "0002"
+    engine = _engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert set(TABLES) <= set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
+    with open_store(store_url) as again:  # re-open: no second creation
+        assert again.list_runs() == []
+
+
+def test_migrations_build_exactly_the_models(store):
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), Base.metadata)
+    assert diff == []
+
+
+def test_older_revision_is_refused_until_upgrade(store_url):
+    open_store(store_url).close()
+    assert downgrade(store_url, "0001") == ("0002", "0001")
+    assert "ix_runs_started_at" not in _index_names(store_url, "runs")
+    with pytest.raises(StoreError) as err:
+        open_store(store_url)
+    assert "revision '0001', older than this vkit's '0002'" in str(err.value)
+    assert "run `vkit db upgrade`" in str(err.value)
+
+    assert upgrade(store_url) == ("0001", "0002")
+    assert "ix_runs_started_at" in _index_names(store_url, "runs")
+    assert upgrade(store_url) == ("0002", "0002")  # idempotent
+    with open_store(store_url) as store:
+        assert store.schema.at_head
+
+
+def test_newer_revision_refuses_to_write(store_url):
+    with open_store(store_url) as store:
+        run_id = store.start_run("t", "p", {}, seed=1)
+        with store.session() as session:
+            session.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    with pytest.raises(StoreError) as err:
+        open_store(store_url)
+    assert "'0999'" in str(err.value) and "'0002'" in str(err.value) and "refusing to write" in str(err.value)
+    with pytest.raises(StoreError, match="'0999', newer than this vkit's head '0002'"):
+        upgrade(store_url)
+
+    with open_store(store_url, read_only=True) as reader:
+        assert [r["id"] for r in reader.list_runs()] == [run_id]
+        with pytest.raises(StoreError, match=r"read-only \(schema revision '0999', this vkit's head '0002'\)"):
+            reader.start_run("t", "p", {}, seed=1)
+
+
+def test_no_store_and_create_false(store_url):
+    with pytest.raises(StoreError, match=r"no vkit store at .*; create it with `vkit db upgrade`"):
+        open_store(store_url, create=False)
+    assert upgrade(store_url) == (None, "0002")
+    open_store(store_url, create=False).close()
+
+
+def test_unversioned_vkit_tables_are_not_touched(store_url):
+    engine = _engine(store_url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text("CREATE TABLE runs (id INTEGER PRIMARY KEY)"))
+    finally:
+        engine.dispose()
+    with pytest.raises(StoreError, match=r"has vkit tables \['runs'\] but no schema revision"):
+        open_store(store_url)
+
+
+def test_downgrade_to_base_drops_everything(store_url):
+    open_store(store_url).close()
+    assert downgrade(store_url, "base") == ("0002", None)
+    engine = _engine(store_url)
+    try:
+        with engine.connect() as conn:
+            assert not set(TABLES) & set(sa.inspect(conn).get_table_names())
+    finally:
+        engine.dispose()
