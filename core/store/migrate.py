@@ -22,7 +22,6 @@ from pathlib import Path
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
-from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, Engine
@@ -40,6 +39,8 @@ from vkit.core.store.models import TABLES
 
 #: Folder of the Alembic environment shipped inside the package.
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+#: Alembic's table holding the schema revision.
+VERSION_TABLE = "alembic_version"
 #: Key of the advisory lock PostgreSQL sessions take while migrating.
 _PG_LOCK_KEY = zlib.crc32(b"vkit.store.migrate")
 
@@ -98,7 +99,10 @@ def _is_known(revision: str) -> bool:
 
 def schema_state(connection: sa.Connection) -> SchemaState:
     """Read the revision of the database behind ``connection``."""
-    heads = MigrationContext.configure(connection).get_current_heads()
+    # Read alembic_version directly: MigrationContext would log two INFO lines on every open.
+    heads: tuple[str, ...] = ()
+    if sa.inspect(connection).has_table(VERSION_TABLE):
+        heads = tuple(connection.execute(sa.text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars())
     if len(heads) > 1:
         raise StoreError(f"store has several schema revisions {sorted(heads)}; vkit's history is linear")
     current_rev = heads[0] if heads else None

@@ -217,7 +217,8 @@ class Store:
         """Record ``metrics`` (``{key: number}``) of ``split`` at ``step`` in one transaction; NaN is kept as NaN."""
         now = utcnow()
         rows = [
-            dict(run_id=run_id, key=str(key), value=_metric_value(run_id, key, value), step=int(step), split=str(split), logged_at=now)
+            dict(run_id=run_id, key=str(key), value=_metric_value(run_id, key, value), step=int(step),
+                 split=str(split), logged_at=now)
             for key, value in metrics.items()
         ]
         with self.session() as session:

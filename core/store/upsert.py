@@ -70,7 +70,9 @@ def _dedupe(table: sa.Table, rows: Iterable[Mapping[str, Any]], keys: Sequence[s
     for index, row in enumerate(rows):
         unknown = set(row) - set(table.columns.keys())
         if unknown:
-            raise StoreError(f"{table.name} row {index}: unknown columns {sorted(unknown)}; expected some of {table.columns.keys()}")
+            raise StoreError(
+                f"{table.name} row {index}: unknown columns {sorted(unknown)}; expected some of {table.columns.keys()}"
+            )
         missing = [k for k in keys if row.get(k) is None]
         if missing:
             raise StoreError(f"{table.name} row {index}: missing key columns {missing} in {dict(row)!r}")

@@ -107,3 +107,22 @@ def test_downgrade_to_base_drops_everything(store_url):
             assert not set(TABLES) & set(sa.inspect(conn).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_revision_helper_writes_an_empty_migration_when_models_match(tmp_path, monkeypatch):
+    import shutil
+
+    from vkit.core.store import migrate
+
+    copy = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(migrate, "MIGRATIONS_DIR", copy)
+    migrate._script.cache_clear()
+    try:
+        migrate.revision("no change")
+        script = (copy / "versions" / "0003_no_change.py").read_text()
+        assert 'revision: str = "0003"' in script.replace("'", '"') and 'down_revision: str | None = "0002"' in script.replace("'", '"')
+        assert "op." not in script  # autogenerate found no difference between models and migrations
+        assert migrate.head_revision() == "0003"
+    finally:
+        migrate._script.cache_clear()
