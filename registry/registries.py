@@ -22,7 +22,7 @@ Example::
     from vkit.registry import BACKBONES
 
     @BACKBONES.register_module()
-    class MyBackbone(torch.nn.Module):
+    class MyBackbone(Backbone):          # vkit.core.backbones.Backbone
         feature_dim = 64
         ...
 

@@ -149,7 +149,7 @@ def runs_list(ctx: click.Context, task: str | None, limit: int, as_json: bool) -
     """The most recent runs."""
     from vkit.core.store import open_store
 
-    runs = open_store(ctx.find_root().obj["db_url"]).list_runs(limit=limit, task=task)
+    runs = open_store(ctx.find_root().obj["db_url"], read_only=True).list_runs(limit=limit, task=task)
     if as_json:
         return _echo_json(runs)
     _table("runs", ["id", "task", "plugin", "status", "started", "finished"],
@@ -164,7 +164,7 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """One run: its row, final metrics and artifacts."""
     from vkit.core.store import open_store
 
-    store = open_store(ctx.find_root().obj["db_url"])
+    store = open_store(ctx.find_root().obj["db_url"], read_only=True)
     run = store.get_run(run_id)
     if run is None:
         raise VkitError(f"run {run_id} is not in the store at {store.url}")
@@ -230,19 +230,24 @@ def db_upgrade(ctx: click.Context) -> None:
     """Migrate the store to the newest schema."""
     from vkit.core.store import upgrade
 
+    from vkit.core.store import mask_url
+
     url = ctx.find_root().obj["db_url"]
-    revision = upgrade(url)
-    click.echo(f"store upgraded to revision {revision}")
+    before, after = upgrade(url)
+    where = mask_url(url) if url else "the default store"
+    click.echo(f"{where}: revision {before or '(empty)'} -> {after}" if before != after else f"{where}: already at {after}")
 
 
 @db_group.command("current")
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
     """Print the store's URL (password hidden) and schema revision."""
-    from vkit.core.store import current
+    from vkit.core.store import current, default_url, head_revision, mask_url
 
-    info = current(ctx.find_root().obj["db_url"])
-    click.echo(json.dumps(info, default=str) if not isinstance(info, str) else info)
+    url = ctx.find_root().obj["db_url"] or default_url()
+    revision = current(url)
+    state = "up to date" if revision == head_revision() else f"head is {head_revision()}: run `vkit db upgrade`"
+    click.echo(f"{mask_url(url)}  revision {revision or '(no store)'}  ({state})")
 
 
 # ----------------------------------------------------------------------------- entry point
