@@ -51,7 +51,8 @@ def predict(model: torch.nn.Module, dataset: Any, batch_size: int = 8) -> list[d
     return out
 
 
-def _prediction_rows(predictions: list[dict]) -> list[dict]:
+def prediction_rows(predictions: list[dict]) -> list[dict]:
+    """Store rows (``item``, ``label``, ``prediction``, ``values.probs``) from ``predict`` outputs."""
     rows = []
     for p in predictions:
         probs = [float(x) for x in torch.as_tensor(p["probs"]).flatten()]
@@ -85,7 +86,7 @@ def run_classification(
         train=cfg["train"], store=ctx.store, run_id=ctx.run_id, seed=seed, checkpoint=False,
     )
     test_metrics = test_runner.test()
-    ctx.store.add_predictions(ctx.run_id, "test", _prediction_rows(test_metric.last_predictions))
+    ctx.store.add_predictions(ctx.run_id, "test", prediction_rows(test_metric.last_predictions))
     metrics = {f"test/{k.split('/')[-1]}": float(v) for k, v in test_metrics.items() if isinstance(v, (int, float))}
     if threshold is not None:
         metrics["val/threshold"] = float(threshold)

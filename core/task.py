@@ -55,6 +55,10 @@ class Task:
         """Run the task end to end with the merged ``cfg``; return the final metrics."""
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not implement run()")
 
+    def prediction_dataset(self, cfg: Config, inputs: list[str]) -> Any:
+        """The dataset ``vkit predict`` runs the model on: ``inputs`` are files or one datalist."""
+        raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not support `vkit predict`")
+
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
         """A :class:`vkit.core.scoring.VideoScorer` for ``vkit score``; tasks that score videos override it."""
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not score videos (no build_scorer())")

@@ -1,0 +1,76 @@
+"""``vkit predict TASK --checkpoint RUN_OR_PATH INPUT...``: per-case probabilities from a trained model.
+
+The checkpoint is a run id (its ``checkpoint`` artifact in the store) or a
+``.safetensors`` path; its JSON sidecar carries the config the model was
+trained with, so the same preprocessing runs. Results are printed and stored
+as a ``predict`` run with one prediction row per case.
+
+Example::
+
+    rows = predict_task("medical-diagnosis", "3", ["scan1.nii.gz", "scan2.nii.gz"])
+    rows[0]["values"]["probs"]   # [p(negative), p(positive)]
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from vkit.registry.errors import CheckpointError
+
+
+def resolve_checkpoint(ref: str | Path, store: Any) -> Path:
+    """A run id → that run's ``checkpoint`` artifact; anything else → an existing ``.safetensors`` path."""
+    text = str(ref)
+    if text.isdigit():
+        run_id = int(text)
+        if store.get_run(run_id) is None:
+            raise CheckpointError(f"--checkpoint {text}: no run {run_id} in the store at {store.url}")
+        paths = [a["path"] for a in store.run_artifacts(run_id) if a["kind"] == "checkpoint"]
+        if not paths:
+            raise CheckpointError(f"--checkpoint {text}: run {run_id} has no 'checkpoint' artifact (did it finish?)")
+        path = Path(paths[-1])
+    else:
+        path = Path(text).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"--checkpoint {text}: file {str(path)!r} does not exist")
+    return path
+
+
+def predict_task(
+    task_name: str,
+    checkpoint: str | Path,
+    inputs: Sequence[str],
+    *,
+    db_url: str | None = None,
+    plugins: Sequence[str] = (),
+    batch_size: int = 8,
+) -> tuple[int, list[dict[str, Any]]]:
+    """Predict ``inputs`` (files, or one datalist) with the checkpoint; returns ``(run_id, rows)``."""
+    from mmengine.config import Config
+
+    from vkit.core.checkpoint import load_checkpoint, load_meta
+    from vkit.core.pipeline import build_model, predict, prediction_rows
+    from vkit.core.store import open_store
+    from vkit.registry.manager import get_plugin_manager
+
+    manager = get_plugin_manager(extra=plugins)
+    task = manager.get_task(task_name)()
+    store = open_store(db_url)
+    path = resolve_checkpoint(checkpoint, store)
+    meta = load_meta(path)
+    if "config" not in meta:
+        raise CheckpointError(f"{path}: its JSON sidecar has no 'config'; it was not written by `vkit run`")
+    cfg = Config(meta["config"])
+    manager.register_components()
+    model = build_model(cfg["model"])
+    load_checkpoint(path, model)
+    dataset = task.prediction_dataset(cfg, [str(i) for i in inputs])
+    rows = prediction_rows(predict(model, dataset, batch_size=batch_size))
+    with store.track_run(task=task.name, plugin=task.plugin, config=dict(checkpoint=str(path), inputs=list(inputs)),
+                         seed=None) as run_id:
+        store.add_predictions(run_id, "predict", rows)
+    classes = meta.get("classes") or []
+    for row in rows:
+        row["class"] = classes[row["prediction"]] if row["prediction"] < len(classes) else row["prediction"]
+    return run_id, rows
