@@ -1,0 +1,111 @@
+"""The stage contract, the context every stage receives, and the compression errors.
+
+Example::
+
+    from vkit.core.compression.base import CompressionContext, Stage
+    from vkit.registry.registries import COMPRESSORS
+
+    @COMPRESSORS.register_module()
+    class Identity(Stage):
+        name = 'Identity'
+
+        def apply(self, model, ctx):
+            return model
+"""
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from vkit.registry.errors import ConfigError, VkitError
+
+
+class CompressionError(VkitError):
+    """A compression stage cannot handle the model it was given (the message names the module)."""
+
+
+class StageSkipped(Exception):
+    """Raised by :meth:`Stage.apply` when the stage cannot run here; ``str(err)`` is the reason recorded."""
+
+
+@dataclass
+class CompressionContext:
+    """What every stage may use: inputs to measure on, the metric, optional training data.
+
+    Args:
+        sample: a sample batch the model is called with (``model(sample)``): a
+            tensor, a tuple of tensors or a ``{name: tensor}`` dict.
+        evaluate: ``evaluate(model) -> float``, the task metric (higher is better).
+        train_dataloader: batches of ``(inputs, labels)`` (or dicts with
+            ``inputs``/``labels``); needed by ``Distill`` only.
+        latency_runs: timed runs per latency measurement (the median is kept).
+        warmup: untimed runs before them.
+        work_dir: where stages write files (ONNX model, mmengine logs); a
+            temporary directory when ``None``.
+        batch_size: clips in ``sample`` (for ms per clip); inferred from the
+            first dim of the first tensor when ``None``.
+
+    Example::
+
+        ctx = CompressionContext(sample=torch.randn(2, 3, 8, 32, 32), evaluate=lambda m: accuracy(m, val))
+    """
+
+    sample: Any
+    evaluate: Callable[[nn.Module], float]
+    train_dataloader: Iterable | None = None
+    latency_runs: int = 20
+    warmup: int = 3
+    work_dir: str | Path | None = None
+    batch_size: int | None = None
+    _tmp: Any = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if not callable(self.evaluate):
+            raise ConfigError(f"CompressionContext.evaluate: expected a callable evaluate(model) -> float, got {self.evaluate!r}")
+        for key in ("latency_runs", "warmup"):
+            value = getattr(self, key)
+            minimum = 1 if key == "latency_runs" else 0
+            if not isinstance(value, int) or value < minimum:
+                raise ConfigError(f"CompressionContext.{key}: expected an int >= {minimum}, got {value!r}")
+
+    def dir(self) -> Path:
+        """The working directory (created on first use)."""
+        if self.work_dir is None:
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="vkit-compress-")
+            return Path(self._tmp.name)
+        path = Path(self.work_dir)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+
+class Stage:
+    """One compression step: ``apply(model, ctx) -> model``.
+
+    The chain hands ``apply`` its own deep copy of the model, so a stage may
+    change it in place. A stage that cannot run on this machine raises
+    :class:`StageSkipped` with the reason; one that cannot handle the model
+    raises :class:`CompressionError` naming the module.
+
+    Attributes:
+        name: the name shown in reports (defaults to the class name).
+    """
+
+    name: str = ""
+
+    def __init__(self) -> None:
+        if not self.name:
+            self.name = type(self).__name__
+
+    def apply(self, model: nn.Module, ctx: CompressionContext) -> nn.Module:
+        """Return the compressed model."""
+        raise NotImplementedError(f"{type(self).__name__}.apply")
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "name" and not k.startswith("_"))
+        return f"{type(self).__name__}({args})"

@@ -1,0 +1,181 @@
+"""``CompressionChain``: runs stages in order, measures each, stops when the metric drops too far.
+
+Example::
+
+    chain = CompressionChain.from_config(dict(
+        stages=[dict(type='MagnitudePrune', amount=0.5), dict(type='DynamicQuantize')],
+        max_metric_drop=0.01,
+    ))
+    result = chain.run(model, CompressionContext(sample=x, evaluate=accuracy))
+    result.model        # the last model within max_metric_drop of the original
+    print(result.format_table())
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from vkit.core.compression.base import CompressionContext, Stage, StageSkipped
+from vkit.core.compression.measure import measure
+from vkit.registry.errors import ConfigError, did_you_mean
+from vkit.registry.registries import COMPRESSORS
+
+#: The keys of every report row, in table order.
+REPORT_KEYS = (
+    "stage", "status", "params", "bytes", "sparsity", "latency_ms", "speedup", "size_ratio",
+    "metric_before", "metric_after", "delta", "drop", "reason",
+)
+
+
+@dataclass
+class CompressionResult:
+    """What a chain run produced.
+
+    Attributes:
+        model: the last good model (the original when the first stage already failed the gate).
+        original_metric: the metric of the original model.
+        baseline: the row measured on the original model (``stage='original'``).
+        reports: one row per stage (keys :data:`REPORT_KEYS`); ``status`` is
+            ``'ok'``, ``'skipped'`` (could not run here, or not run after a stop)
+            or ``'stopped'`` (dropped the metric too far; its model was discarded).
+        stopped_at: the name of the stage that stopped the chain, or ``None``.
+        message: one line saying how the chain ended.
+    """
+
+    model: nn.Module
+    original_metric: float
+    baseline: dict[str, Any]
+    reports: list[dict[str, Any]] = field(default_factory=list)
+    stopped_at: str | None = None
+    message: str = ""
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The baseline row followed by the stage rows."""
+        return [self.baseline, *self.reports]
+
+    def format_table(self) -> str:
+        """A plain-text table of :meth:`rows` (bytes in MB, latency in ms per clip)."""
+        head = f"{'stage':<16} {'status':<8} {'params':>11} {'MB':>9} {'sparsity':>8} {'ms/clip':>9} {'speedup':>7} {'smaller':>7} {'metric':>8} {'delta':>8}"
+        lines = [head, "-" * len(head)]
+        for r in self.rows():
+            def num(key: str, fmt: str, scale: float = 1.0) -> str:
+                value = r.get(key)
+                return format(value / scale, fmt) if isinstance(value, (int, float)) else "-"
+
+            lines.append(
+                f"{r['stage'][:16]:<16} {r['status']:<8} {num('params', '11,.0f'):>11} {num('bytes', '9.3f', 1e6):>9} "
+                f"{num('sparsity', '8.3f'):>8} {num('latency_ms', '9.3f'):>9} {num('speedup', '7.2f'):>7} "
+                f"{num('size_ratio', '7.2f'):>7} {num('metric_after', '8.4f'):>8} {num('delta', '+8.4f'):>8}"
+            )
+        lines.append(self.message)
+        return "\n".join(lines)
+
+
+def _row(stage: str, status: str, **values: Any) -> dict[str, Any]:
+    row = dict.fromkeys(REPORT_KEYS)
+    row.update(stage=stage, status=status, reason="")
+    row.update(values)
+    return row
+
+
+@COMPRESSORS.register_module()
+class CompressionChain:
+    """Runs compression stages in order on a trained model, each measured and gated.
+
+    For every stage: parameters, bytes on disk, sparsity, median latency per
+    clip on ``ctx.sample`` and the metric (``ctx.evaluate``) before and after.
+    A stage whose model scores more than ``max_metric_drop`` (absolute) below
+    the ORIGINAL model stops the chain: its model is discarded, the last good
+    one kept, and the remaining stages are reported as skipped.
+
+    Args:
+        stages: stage configs (COMPRESSORS registry, e.g. ``dict(type='MagnitudePrune', amount=0.5)``)
+            or stage objects.
+        max_metric_drop: the largest allowed drop below the original metric
+            (``None``: no gate).
+
+    Example::
+
+        chain = CompressionChain([dict(type='ChannelPrune', amount=0.25), dict(type='OnnxExport')], max_metric_drop=0.01)
+        result = chain.run(model, ctx)
+    """
+
+    def __init__(self, stages: Sequence[dict | Stage], max_metric_drop: float | None = None) -> None:
+        if isinstance(stages, (str, dict)) or not isinstance(stages, Sequence) or not stages:
+            raise ConfigError(f"compression.stages: expected a non-empty list of stage configs, got {stages!r}")
+        built = []
+        for i, cfg in enumerate(stages):
+            stage = COMPRESSORS.build(dict(cfg)) if isinstance(cfg, dict) else cfg
+            if not callable(getattr(stage, "apply", None)) or isinstance(stage, CompressionChain):
+                raise ConfigError(f"compression.stages[{i}]: expected a stage with apply(model, ctx), got {stage!r}")
+            built.append(stage)
+        if max_metric_drop is not None and (
+            not isinstance(max_metric_drop, (int, float)) or isinstance(max_metric_drop, bool) or max_metric_drop < 0
+        ):
+            raise ConfigError(f"compression.max_metric_drop: expected a number >= 0 or None, got {max_metric_drop!r}")
+        self.stages = built
+        self.max_metric_drop = None if max_metric_drop is None else float(max_metric_drop)
+
+    @classmethod
+    def from_config(cls, cfg: dict) -> CompressionChain:
+        """Build from ``dict(stages=[...], max_metric_drop=...)`` (``type`` optional)."""
+        args = {k: v for k, v in dict(cfg).items() if k != "type"}
+        allowed = ("stages", "max_metric_drop")
+        for key in args:
+            if key not in allowed:
+                raise ConfigError(f"compression.{key}: unknown key{did_you_mean(key, allowed)}; expected {list(allowed)}")
+        if "stages" not in args:
+            raise ConfigError("compression: missing 'stages' (a list of stage configs)")
+        return cls(**args)
+
+    def run(self, model: nn.Module, ctx: CompressionContext) -> CompressionResult:
+        """Apply every stage to a copy of the last good model; return the result with one report row per stage."""
+        model.eval()
+        original = float(ctx.evaluate(model))
+        base = measure(model, ctx)
+        result = CompressionResult(
+            model=model, original_metric=original,
+            baseline=_row("original", "ok", **base, speedup=1.0, size_ratio=1.0, metric_before=original,
+                          metric_after=original, delta=0.0, drop=0.0),
+        )
+        current, current_metric = model, original
+        for i, stage in enumerate(self.stages):
+            try:
+                candidate = stage.apply(copy.deepcopy(current), ctx)
+            except StageSkipped as err:
+                result.reports.append(_row(stage.name, "skipped", metric_before=current_metric, reason=str(err)))
+                continue
+            candidate.eval()
+            metric = float(ctx.evaluate(candidate))
+            values = measure(candidate, ctx)
+            drop = original - metric
+            row = _row(
+                stage.name, "ok", **values,
+                speedup=base["latency_ms"] / values["latency_ms"] if values["latency_ms"] else math.inf,
+                size_ratio=base["bytes"] / values["bytes"] if values["bytes"] else math.inf,
+                metric_before=current_metric, metric_after=metric, delta=metric - current_metric, drop=drop,
+                reason=getattr(stage, "notes", ""),
+            )
+            if self.max_metric_drop is not None and not drop <= self.max_metric_drop:
+                row.update(status="stopped", reason=(
+                    f"metric {metric:.4f} is {drop:.4f} below the original {original:.4f} "
+                    f"(max_metric_drop {self.max_metric_drop:g}); kept the model from before this stage"
+                ))
+                result.reports.append(row)
+                result.stopped_at = stage.name
+                result.message = f"chain stopped at stage {i + 1} {stage.name!r}: metric drop {drop:.4f} > {self.max_metric_drop:g}"
+                for rest in self.stages[i + 1:]:
+                    result.reports.append(_row(rest.name, "skipped", reason=f"not run: chain stopped at {stage.name!r}"))
+                break
+            result.reports.append(row)
+            current, current_metric = candidate, metric
+        result.model = current
+        if not result.message:
+            done = sum(r["status"] == "ok" for r in result.reports)
+            result.message = f"chain finished: {done}/{len(self.stages)} stages applied, metric {original:.4f} -> {current_metric:.4f}"
+        return result
