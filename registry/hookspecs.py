@@ -48,9 +48,20 @@ def vkit_register_components(registries: dict[str, Any]) -> None:
 
     Example::
 
+        from vkit import hookimpl
+
         @hookimpl
         def vkit_register_components(registries):
-            from myvertical.heads import EngagementHead
+            from torch import nn  # heavy imports inside the hook
+
+            class EngagementHead(nn.Module):  # usually: from myvertical.heads import EngagementHead
+                def __init__(self, in_channels=64, num_classes=2):
+                    super().__init__()
+                    self.fc = nn.Linear(in_channels, num_classes)
+
+                def forward(self, x):
+                    return self.fc(x)
+
             registries["HEADS"].register_module(module=EngagementHead)
 
     .. versionadded:: 0.1
@@ -71,6 +82,7 @@ def vkit_tasks() -> list[type[Task]] | None:
 
     Example::
 
+        from vkit import hookimpl
         from vkit.core.task import Task
 
         class DemoTask(Task):
@@ -101,6 +113,8 @@ def vkit_cli_commands() -> list[click.Command] | None:
 
         import click
 
+        from vkit import hookimpl
+
         @click.command("hello")
         def hello():
             click.echo("hello from my plugin")
@@ -129,6 +143,8 @@ def vkit_run_finished(run: dict[str, Any]) -> None:
 
     Example::
 
+        from vkit import hookimpl
+
         @hookimpl
         def vkit_run_finished(run):
             if run["status"] == "finished":
@@ -153,10 +169,16 @@ def vkit_video_scored(video: dict[str, Any]) -> None:
 
     Example::
 
+        import logging
+
+        from vkit import hookimpl
+
         @hookimpl
         def vkit_video_scored(video):
             if video["status"] == "scored" and video["max_score"] > 0.9:
-                alert(video["path"], video["events"])
+                first = video["events"][0] if video["events"] else None
+                logging.getLogger("myplugin").warning("ALERT %s: score %.2f, first event %s",
+                                                      video["path"], video["max_score"], first)
 
     .. versionadded:: 0.1
     """

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
-import inspect
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ import pluggy
 
 from vkit.registry import hookspecs
 from vkit.registry.errors import ConfigError, PluginError, RegistryError, did_you_mean
+from vkit.registry.hookdocs import signature_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import click
@@ -577,16 +577,7 @@ def _signature_problem(message: str) -> str:
     line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
     hook = re.search(r"for hook '(\w+)'", message)
     spec = getattr(hookspecs, hook.group(1), None) if hook else None
-    return f"{line}; expected {spec.__name__}{_signature(spec)}" if spec else line
-
-
-def _signature(func: Callable[..., Any]) -> str:
-    """``(a: T, b: U) -> R`` with the annotations as written (they are strings here)."""
-    sig = inspect.signature(func)
-    params = ", ".join(f"{p.name}: {p.annotation}" if p.annotation is not p.empty else p.name
-                       for p in sig.parameters.values())
-    ret = f" -> {sig.return_annotation}" if sig.return_annotation is not sig.empty else ""
-    return f"({params}){ret}"
+    return f"{line}; expected {spec.__name__}{signature_text(spec)}" if spec else line
 
 
 def _one_line(err: BaseException) -> str:
