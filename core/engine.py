@@ -25,22 +25,9 @@ from mmengine.runner import Runner
 from torch import nn
 
 from vkit.core import compat
+from vkit.core.task import DEFAULT_TRAIN
 from vkit.registry.errors import ConfigError
 from vkit.registry.registries import METRICS, MODELS
-
-#: The ``train`` section every task's default config starts from.
-DEFAULT_TRAIN = dict(
-    epochs=5,
-    batch_size=8,
-    lr=1e-3,
-    weight_decay=1e-4,
-    optimizer="AdamW",
-    scheduler="cosine",  # 'cosine' or None
-    num_workers=0,
-    log_interval=10,
-    launcher="none",  # 'pytorch' under torchrun (gloo on CPU)
-    log_level="WARNING",
-)
 
 
 class StoreHook(Hook):

@@ -28,6 +28,21 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmengine.config import Config
 
 
+#: The ``train`` section every task's default config starts from.
+DEFAULT_TRAIN = dict(
+    epochs=5,
+    batch_size=8,
+    lr=1e-3,
+    weight_decay=1e-4,
+    optimizer="AdamW",
+    scheduler="cosine",  # 'cosine' or None
+    num_workers=0,
+    log_interval=10,
+    launcher="none",  # 'pytorch' under torchrun (gloo on CPU)
+    log_level="WARNING",
+)
+
+
 class Task:
     """Base class of every task; subclass it and return the subclass from ``vkit_tasks``.
 

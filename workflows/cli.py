@@ -58,7 +58,7 @@ class VkitGroup(click.Group):
             try:
                 from vkit.registry.manager import get_plugin_manager
 
-                for command in get_plugin_manager(extra=_plugins_from_argv()).cli_commands():
+                for command in get_plugin_manager(extra=_plugins_from_argv()).cli_commands(reserved=self.commands):
                     if command.name not in self.commands:
                         self._plugin_cache[command.name] = command
             except VkitError as err:  # a broken plugin never takes the CLI down

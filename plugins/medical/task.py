@@ -19,8 +19,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from vkit.core.engine import DEFAULT_TRAIN
-from vkit.core.task import RunContext, Task
+from vkit.core.task import DEFAULT_TRAIN, RunContext, Task
 from vkit.registry.errors import ConfigError
 
 SIZE = 32
