@@ -87,14 +87,23 @@ class _Link:
     block: int = 1  # consumer inputs per producer channel (spatial size after a flatten)
 
 
-def _trace(model: nn.Module) -> fx.GraphModule:
+def _graphs(module: nn.Module, prefix: str, untraced: dict[str, str]) -> list[tuple[str, fx.Graph]]:
+    """fx graphs of the largest traceable submodules: ``module`` itself, else its children, recursively.
+
+    A module torch.fx cannot trace (data-dependent checks, dict inputs) is
+    recorded in ``untraced`` with the error and its children are tried on
+    their own: a producer->consumer pair inside a traced child is safe to
+    prune whatever the parent does with the child's output.
+    """
     try:
-        return fx.symbolic_trace(model)
+        return [(prefix, fx.symbolic_trace(module).graph)]
     except Exception as err:  # noqa: BLE001 - any tracing failure means: not a static graph
-        raise CompressionError(
-            f"ChannelPrune: cannot trace {type(model).__name__} with torch.fx ({type(err).__name__}: {err}); "
-            "ChannelPrune needs a forward that is a static graph of Conv/Linear/BatchNorm layers"
-        ) from err
+        first = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        untraced[prefix or type(module).__name__] = f"{type(err).__name__}: {first[:120]}"
+    found: list[tuple[str, fx.Graph]] = []
+    for name, child in module.named_children():
+        found += _graphs(child, f"{prefix}.{name}" if prefix else name, untraced)
+    return found
 
 
 def _reduces_spatial(node: fx.Node, rank: int) -> bool:
@@ -227,9 +236,12 @@ class ChannelPrune(Stage):
     consumer's input channels (a block of inputs per channel after a flatten),
     so the layers really shrink. The model's last layer keeps its outputs.
     Layers that cannot be followed (residual adds, concatenations, grouped
-    convs) are left as they are and listed in ``notes``; a model with no
-    prunable layer at all, or one torch.fx cannot trace, is a
-    :class:`CompressionError` naming the modules.
+    convs) are left as they are and listed in ``notes``. A model torch.fx
+    cannot trace whole (input checks, dict inputs, as in vkit's backbones and
+    ``VideoModel``) is analysed inside its largest traceable submodules
+    (e.g. ``TinyC3D.features``), whose last layer then keeps its outputs. A
+    model with no prunable layer at all is a :class:`CompressionError` naming
+    each layer and why.
 
     Args:
         amount: fraction of each prunable layer's output channels to remove, in [0, 1).
@@ -244,35 +256,42 @@ class ChannelPrune(Stage):
         self.amount = _check_amount("ChannelPrune", amount)
         self.notes = ""
 
-    def plan(self, model: nn.Module) -> tuple[list[_Link], dict[str, str]]:
-        """The prunable producer->consumer links of ``model`` and, for the other layers, why not."""
-        graph = _trace(model).graph
-        modules = dict(model.named_modules())
-        calls: dict[str, int] = {}
-        for node in graph.nodes:
-            if node.op == "call_module":
-                calls[node.target] = calls.get(node.target, 0) + 1
+    def plan(self, model: nn.Module) -> tuple[list[_Link], dict[str, str], dict[str, str]]:
+        """The prunable producer->consumer links, why the other layers are kept, and the untraceable modules."""
+        untraced: dict[str, str] = {}
         links, blocked = [], {}
-        for node in graph.nodes:
-            mod = modules.get(node.target) if node.op == "call_module" else None
-            if not isinstance(mod, (nn.Linear, *_CONV)):
-                continue
-            if calls[node.target] > 1:
-                blocked[node.target] = f"is called {calls[node.target]} times"
-            elif isinstance(mod, _CONV) and mod.groups != 1:
-                blocked[node.target] = f"is a grouped conv (groups={mod.groups})"
-            else:
-                found = _follow(node, mod, modules, calls)
-                if isinstance(found, str):
-                    blocked[node.target] = found
+        for prefix, graph in _graphs(model, "", untraced):
+            sub = model.get_submodule(prefix) if prefix else model
+            modules = dict(sub.named_modules())
+            calls: dict[str, int] = {}
+            for node in graph.nodes:
+                if node.op == "call_module":
+                    calls[node.target] = calls.get(node.target, 0) + 1
+            full = lambda name: f"{prefix}.{name}" if prefix else str(name)  # noqa: E731
+            for node in graph.nodes:
+                mod = modules.get(node.target) if node.op == "call_module" else None
+                if not isinstance(mod, (nn.Linear, *_CONV)):
+                    continue
+                if calls[node.target] > 1:
+                    blocked[full(node.target)] = f"is called {calls[node.target]} times"
+                elif isinstance(mod, _CONV) and mod.groups != 1:
+                    blocked[full(node.target)] = f"is a grouped conv (groups={mod.groups})"
                 else:
-                    links.append(found)
-        return links, blocked
+                    found = _follow(node, mod, modules, calls)
+                    if isinstance(found, str):
+                        blocked[full(node.target)] = found
+                    else:
+                        found.producer, found.consumer = full(found.producer), full(found.consumer)
+                        found.batchnorms = [full(b) for b in found.batchnorms]
+                        links.append(found)
+        return links, blocked, untraced
 
     def apply(self, model: nn.Module, ctx: CompressionContext) -> nn.Module:
-        links, blocked = self.plan(model)
+        links, blocked, untraced = self.plan(model)
         if not links:
-            why = "; ".join(f"{name!r} {reason}" for name, reason in blocked.items()) or "it has no Conv/Linear layer"
+            why = "; ".join(f"{name!r} {reason}" for name, reason in blocked.items()) or "no Conv/Linear layer inside a traceable module"
+            if untraced:
+                why += "; torch.fx cannot trace " + "; ".join(f"{name!r} ({err})" for name, err in untraced.items())
             raise CompressionError(f"ChannelPrune: nothing to prune in {type(model).__name__}: {why}")
         modules = dict(model.named_modules())
         out_idx = {link.producer: _keep_indices(modules[link.producer].weight, self.amount) for link in links}
@@ -288,4 +307,6 @@ class ChannelPrune(Stage):
             _set_module(model, name, _shrink(modules[name], out_idx.get(name), in_idx.get(name)))
         kept = ", ".join(f"{name} ({reason})" for name, reason in blocked.items())
         self.notes = f"pruned {len(links)} layers: {', '.join(link.producer for link in links)}" + (f"; kept {kept}" if kept else "")
+        if untraced:
+            self.notes += f"; traced inside {', '.join(repr(n) for n in untraced)} only (torch.fx cannot trace them whole)"
         return model

@@ -146,7 +146,7 @@ def test_channel_prune_errors_name_the_module():
         def forward(self, x):
             return self.fc(x) if x.sum() > 0 else x
 
-    with pytest.raises(CompressionError, match="cannot trace Dynamic with torch.fx"):
+    with pytest.raises(CompressionError, match=r"in Dynamic: no Conv/Linear layer inside a traceable module; torch.fx cannot trace 'Dynamic' \(TraceError"):
         ChannelPrune(amount=0.5).apply(Dynamic(), _ctx(torch.randn(1, 4)))
     with pytest.raises(ConfigError, match=r"ChannelPrune.amount: expected a fraction in \[0, 1\), got 1.5"):
         ChannelPrune(amount=1.5)
@@ -278,3 +278,21 @@ def test_distill_needs_training_data_and_matching_outputs():
         Distill(student=nn.Linear(2, 3)).apply(teacher, _ctx(torch.randn(2, 2), train_dataloader=loader))
     with pytest.raises(ConfigError, match="Distill.alpha: expected a number in \\[0, 1\\], got 2"):
         Distill(student=dict(type=Student), alpha=2)
+
+
+def test_channel_prune_works_inside_a_vkit_model_fx_cannot_trace_whole():
+    from vkit.registry.registries import MODELS
+
+    torch.manual_seed(0)
+    model = MODELS.build(dict(
+        type="VideoModel", backbones=dict(video=dict(type="TinyC3D", widths=(8, 16, 16), num_frames=4, input_size=(16, 16))),
+        head=dict(type="ClsHead", num_classes=3, dropout=0.0),
+    )).eval()
+    x = {"video": torch.randn(2, 3, 4, 16, 16)}
+    before = count_params(model)
+    stage = ChannelPrune(amount=0.5)
+    pruned = stage.apply(model, _ctx(x))
+    convs = [m for m in pruned.backbones["video"].features if isinstance(m, nn.Conv3d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 4), (4, 8), (8, 16)]  # last conv feeds the pooling
+    assert count_params(pruned) < before and pruned(x).shape == (2, 3)
+    assert "backbones.video.features.0" in stage.notes and "traced inside 'VideoModel'" in stage.notes
