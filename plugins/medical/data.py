@@ -1,0 +1,599 @@
+"""Medical scans through MONAI: datalists, transform pipelines and the ``MedicalVolumeDataset``.
+
+Reading is MONAI's (``LoadImaged`` with ``NibabelReader`` for NIfTI, ``PydicomReader`` for a
+DICOM series folder, plus :class:`CineReader` — a MONAI ``ImageReader`` over PyAV — for
+``.mp4``/``.avi`` cine loops whose frames become the depth axis). A sample is::
+
+    {"inputs": {"volume": float32 tensor (C, D, H, W)}, "label": int, "case_id": str}
+
+Example::
+
+    from vkit.plugins.medical.data import MedicalVolumeDataset
+    ds = MedicalVolumeDataset("data/datalist.json", "training", transforms=dict(size=32), cache="memory")
+    sample = ds[0]
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from monai.data import CacheDataset, PersistentDataset
+from monai.data import Dataset as MonaiDataset
+from monai.data.image_reader import ImageReader, PydicomReader
+from monai.transforms import (
+    CenterSpatialCropd,
+    Compose,
+    EnsureChannelFirstd,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    NormalizeIntensityd,
+    Orientationd,
+    RandFlipd,
+    RandRotate90d,
+    RandScaleIntensityd,
+    RandShiftIntensityd,
+    Resized,
+    ScaleIntensityRanged,
+    Spacingd,
+    SpatialPadd,
+)
+from monai.utils import MetaKeys, SpaceKeys
+
+from vkit.registry.errors import ConfigError, DataError, did_you_mean
+from vkit.registry.registries import DATASETS
+
+#: Splits whose cases need no label (inference on unlabelled scans).
+PREDICTION_SPLITS = ("predict", "prediction")
+CINE_SUFFIXES = (".mp4", ".avi")
+_KEY = "image"
+
+#: Default transform config; ``build_transforms`` accepts any subset of these keys.
+DEFAULT_TRANSFORMS: dict[str, Any] = dict(
+    size=(32, 32, 32),  # output (D, H, W) in voxels; an int means a cube
+    spacing=None,  # resample to this voxel size in mm first, e.g. (1.5, 1.5, 1.5); None keeps the file's
+    orientation="RAS",  # reorient axes (None keeps the file's)
+    fit="resize",  # "resize" (interpolate to size) or "crop_pad" (centre crop / pad to size)
+    channels=1,  # channels every volume must have after loading
+    intensity=dict(mode="range", a_min=-200.0, a_max=300.0, b_min=0.0, b_max=1.0, clip=True),
+    augment=dict(enabled=True, flip_prob=0.5, rot90_prob=0.25, scale_prob=0.5, scale=0.1, shift_prob=0.5, shift=0.1),
+)
+_INTENSITY_KEYS = {
+    "range": {"mode", "a_min", "a_max", "b_min", "b_max", "clip"},
+    "normalize": {"mode", "nonzero", "channel_wise"},
+}
+
+
+# ---------------------------------------------------------------------------- datalists
+def _case_id(entry: Mapping[str, Any], image: str) -> str:
+    for key in ("case_id", "id"):
+        if entry.get(key) not in (None, ""):
+            return str(entry[key])
+    name = Path(image.rstrip("/\\")).name
+    for suffix in (".nii.gz", ".nii", ".dcm", *CINE_SUFFIXES):
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _parse_label(value: Any, where: str) -> int | None:
+    """An int class label from JSON/CSV (``1``, ``"1"``, ``1.0``); ``None`` when absent."""
+    if value is None or (isinstance(value, str) and value.strip() == ""):
+        return None
+    if isinstance(value, bool):
+        raise DataError(f"{where}: label must be a non-negative int class index, got {value!r}")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise DataError(
+            f"{where}: label must be a non-negative int class index, got {value!r}"
+            " (a path here means a segmentation datalist; vkit expects classification labels)"
+        ) from None
+    if not number.is_integer() or number < 0:
+        raise DataError(f"{where}: label must be a non-negative int class index, got {value!r}")
+    return int(number)
+
+
+def _read_json(path: Path, split: str) -> list[dict[str, Any]]:
+    try:
+        doc = json.loads(path.read_text())
+    except OSError as err:
+        raise DataError(f"datalist {path}: cannot read: {err}") from err
+    except json.JSONDecodeError as err:
+        raise DataError(f"datalist {path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+    if not isinstance(doc, dict):
+        raise DataError(f"datalist {path}: expected a JSON object with split keys, got {type(doc).__name__}")
+    if split not in doc:
+        splits = [k for k, v in doc.items() if isinstance(v, list)]
+        raise DataError(f"datalist {path}: no split {split!r}{did_you_mean(split, splits)}; splits in the file: {splits}")
+    items = doc[split]
+    if not isinstance(items, list):
+        raise DataError(f"datalist {path}: split {split!r} must be a list of cases, got {type(items).__name__}")
+    rows = []
+    for i, item in enumerate(items):
+        if isinstance(item, str):  # Decathlon "test" lists may be plain paths
+            item = {"image": item}
+        if not isinstance(item, dict) or not isinstance(item.get("image"), str) or not item["image"]:
+            raise DataError(f"datalist {path}: {split}[{i}] must be an object with an 'image' path, got {item!r}")
+        rows.append(dict(item, _where=f"datalist {path}: {split}[{i}]"))
+    return rows
+
+
+def _read_csv(path: Path, split: str) -> list[dict[str, Any]]:
+    try:
+        with path.open(newline="") as fh:
+            reader = csv.DictReader(fh)
+            header = [h.strip() for h in reader.fieldnames or []]
+            if "image" not in header:
+                raise DataError(f"datalist {path}: CSV header must contain 'image' (and 'label'), got {header}")
+            reader.fieldnames = header
+            rows = [dict(row, _where=f"datalist {path}: line {n}") for n, row in enumerate(reader, start=2)]
+    except (OSError, UnicodeDecodeError, csv.Error) as err:
+        raise DataError(f"datalist {path}: cannot read as CSV: {err}") from err
+    for row in rows:
+        if None in row or any(v is None for k, v in row.items() if k != "_where"):
+            raise DataError(f"{row['_where']}: expected {len(header)} columns ({','.join(header)}), got a malformed row")
+        if not row["image"].strip():
+            raise DataError(f"{row['_where']}: empty 'image' path")
+    if "split" in header:
+        splits = sorted({row["split"] for row in rows})
+        rows = [row for row in rows if row["split"] == split]
+        if not rows:
+            raise DataError(f"datalist {path}: no rows with split {split!r}{did_you_mean(split, splits)}; splits in the file: {splits}")
+    return rows
+
+
+def _read_entries(path: Path | str, split: str) -> list[dict[str, Any]]:
+    """Cases of ``split`` as ``{image (absolute), label (int|None), case_id, _where}``; structural errors raise."""
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"datalist {path}: file not found (expected a Decathlon-style .json or an image,label .csv)")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        rows = _read_json(path, split)
+    elif suffix == ".csv":
+        rows = _read_csv(path, split)
+    else:
+        raise DataError(f"datalist {path}: unsupported suffix {suffix!r}; expected .json (Decathlon) or .csv (image,label)")
+    entries = []
+    for row in rows:
+        image = str(row["image"]).strip()
+        resolved = Path(image).expanduser()
+        if not resolved.is_absolute():
+            resolved = path.parent / resolved
+        entries.append(
+            {
+                "image": str(resolved),
+                "label": _parse_label(row.get("label"), row["_where"]),
+                "case_id": _case_id(row, image),
+                "_where": row["_where"],
+            }
+        )
+    return entries
+
+
+def _entry_problem(entry: Mapping[str, Any], require_label: bool, num_classes: int | None) -> str | None:
+    """Why a case cannot be used (missing file, missing/out-of-range label), or ``None``."""
+    if require_label and entry["label"] is None:
+        return "case has no label"
+    if num_classes is not None and entry["label"] is not None and entry["label"] >= num_classes:
+        return f"label {entry['label']} is out of range for num_classes={num_classes}"
+    if not Path(entry["image"]).exists():
+        return "image file not found"
+    return None
+
+
+def load_datalist(
+    path: Path | str, split: str, *, require_label: bool | None = None, num_classes: int | None = None
+) -> list[dict[str, Any]]:
+    """Read one split of a datalist: ``[{"image": absolute path, "label": int | None, "case_id": str}]``.
+
+    Args:
+        path: a Decathlon-style JSON (``{"training": [{"image": ..., "label": 0}], ...}``;
+            plain path strings allowed) or a CSV with an ``image,label`` header (an optional
+            ``split`` column selects rows; without it every row belongs to any split).
+            Relative image paths are relative to the datalist's folder.
+        split: the JSON key / CSV split value, e.g. ``"training"``, ``"validation"``, ``"test"``.
+        require_label: demand a label on every case; default: yes unless ``split`` is
+            ``"predict"``/``"prediction"``.
+        num_classes: when given, labels must be below it.
+
+    Raises:
+        DataError: naming the datalist, the case and the problem (missing file, no label,
+            bad JSON/CSV, unknown split).
+
+    Example::
+
+        cases = load_datalist("data/datalist.json", "validation")
+    """
+    if require_label is None:
+        require_label = split not in PREDICTION_SPLITS
+    cases = []
+    for entry in _read_entries(path, split):
+        problem = _entry_problem(entry, require_label, num_classes)
+        if problem:
+            raise DataError(f"{entry['_where']}: {problem}: {entry['image']}")
+        cases.append({k: v for k, v in entry.items() if k != "_where"})
+    return cases
+
+
+# ---------------------------------------------------------------------------- readers / transforms
+def _is_cine(path: Any) -> bool:
+    return str(path).lower().endswith(CINE_SUFFIXES)
+
+
+def _read_cine(path: str) -> np.ndarray:
+    """Decode every frame of a cine loop to grayscale: float32 (T, H, W)."""
+    import av
+
+    try:
+        with av.open(path) as container:
+            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
+    except (av.FFmpegError, OSError, IndexError, ValueError) as err:
+        raise DataError(f"{path}: cannot decode the cine loop: {err}") from err
+    if not frames:
+        raise DataError(f"{path}: the cine loop has no decodable frames")
+    return np.stack(frames).astype(np.float32)
+
+
+class CineReader(ImageReader):
+    """MONAI ``ImageReader`` for ``.mp4``/``.avi`` cine loops: grayscale frames stacked as depth (T, H, W).
+
+    The affine is the identity (1 unit per frame/pixel); there is no channel axis.
+
+    Example::
+
+        LoadImaged(keys="image").register(CineReader())
+    """
+
+    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
+        names = [filename] if isinstance(filename, (str, Path)) else list(filename)
+        return len(names) == 1 and _is_cine(names[0])
+
+    def read(self, data: Sequence[str] | str, **kwargs: Any) -> np.ndarray:
+        name = data if isinstance(data, (str, Path)) else data[0]
+        return _read_cine(str(name))
+
+    def get_data(self, img: np.ndarray) -> tuple[np.ndarray, dict]:
+        meta = {
+            MetaKeys.SPATIAL_SHAPE: np.asarray(img.shape),
+            MetaKeys.AFFINE: np.eye(4),
+            MetaKeys.ORIGINAL_AFFINE: np.eye(4),
+            MetaKeys.SPACE: SpaceKeys.RAS,
+            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
+        }
+        return img, meta
+
+
+class DicomSeriesReader(PydicomReader):
+    """MONAI's ``PydicomReader``, selected only for a series folder or ``.dcm`` files."""
+
+    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
+        names = [filename] if isinstance(filename, (str, Path)) else list(filename)
+        return all(Path(n).is_dir() or str(n).lower().endswith(".dcm") for n in names)
+
+
+class CheckVolumed(MapTransform):
+    """Fail with a :class:`DataError` unless the image is ``channels`` x a 3-D volume (every axis > 1).
+
+    Args:
+        keys: keys to check.
+        channels: channels expected after ``EnsureChannelFirstd``.
+
+    Example::
+
+        CheckVolumed("image", channels=1)
+    """
+
+    def __init__(self, keys: str | Sequence[str], channels: int = 1) -> None:
+        super().__init__(keys)
+        if not isinstance(channels, int) or channels < 1:
+            raise ConfigError(f"transforms.channels: expected a positive int, got {channels!r}")
+        self.channels = channels
+
+    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
+        d = dict(data)
+        for key in self.key_iterator(d):
+            img = d[key]
+            source = getattr(img, "meta", {}).get("filename_or_obj", key)
+            spatial = tuple(img.shape[1:])
+            if len(spatial) != 3 or min(spatial) < 2:
+                raise DataError(f"{source}: expected a 3-D volume, got spatial shape {spatial} ({len(spatial)}-D)")
+            if img.shape[0] != self.channels:
+                raise DataError(f"{source}: expected {self.channels} channel(s), got {img.shape[0]} (shape {tuple(img.shape)})")
+        return d
+
+
+def _merge_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_TRANSFORMS.items()}
+    for key, value in (cfg or {}).items():
+        if key not in DEFAULT_TRANSFORMS:
+            raise ConfigError(f"transforms.{key}: unknown key{did_you_mean(key, DEFAULT_TRANSFORMS)}; known: {sorted(DEFAULT_TRANSFORMS)}")
+        if key == "augment" and isinstance(value, bool):
+            value = dict(out["augment"], enabled=value)
+        elif key == "augment" and isinstance(value, Mapping):
+            unknown = set(value) - set(DEFAULT_TRANSFORMS["augment"])
+            if unknown:
+                bad = sorted(unknown)[0]
+                raise ConfigError(f"transforms.augment.{bad}: unknown key{did_you_mean(bad, DEFAULT_TRANSFORMS['augment'])}")
+            value = dict(out["augment"], **value)
+        elif key == "intensity" and isinstance(value, Mapping):
+            mode = value.get("mode", "range")
+            if mode not in _INTENSITY_KEYS:
+                raise ConfigError(f"transforms.intensity.mode: expected 'range' or 'normalize', got {mode!r}")
+            unknown = set(value) - _INTENSITY_KEYS[mode]
+            if unknown:
+                raise ConfigError(f"transforms.intensity: keys {sorted(unknown)} do not apply to mode {mode!r}; allowed: {sorted(_INTENSITY_KEYS[mode])}")
+            value = dict(DEFAULT_TRANSFORMS["intensity"], **value) if mode == "range" else dict(value, mode=mode)
+        out[key] = value
+    size = out["size"]
+    size = (size,) * 3 if isinstance(size, int) else tuple(size)
+    if len(size) != 3 or not all(isinstance(s, int) and s > 0 for s in size):
+        raise ConfigError(f"transforms.size: expected a positive int or 3 positive ints (D, H, W), got {out['size']!r}")
+    out["size"] = size
+    if out["fit"] not in ("resize", "crop_pad"):
+        raise ConfigError(f"transforms.fit: expected 'resize' or 'crop_pad', got {out['fit']!r}")
+    spacing = out["spacing"]
+    if spacing is not None:
+        spacing = (float(spacing),) * 3 if isinstance(spacing, (int, float)) else tuple(float(s) for s in spacing)
+        if len(spacing) != 3 or min(spacing) <= 0:
+            raise ConfigError(f"transforms.spacing: expected None, a positive number or 3 positive numbers (mm), got {out['spacing']!r}")
+        out["spacing"] = spacing
+    if not isinstance(out["intensity"], Mapping):
+        raise ConfigError(f"transforms.intensity: expected a dict with 'mode', got {out['intensity']!r}")
+    return out
+
+
+def _loader() -> LoadImaged:
+    # MONAI builds its optional GPU DICOM reader too and warns (log + warning) that nvImageCodec is absent.
+    probe_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
+    level = probe_log.level
+    probe_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            load = LoadImaged(keys=_KEY, image_only=True)
+    finally:
+        probe_log.setLevel(level)
+    load.register(DicomSeriesReader())
+    load.register(CineReader())
+    return load
+
+
+def build_transforms(cfg: Mapping[str, Any] | None = None, *, train: bool = False) -> Compose:
+    """MONAI dictionary pipeline over key ``"image"`` from a config (see :data:`DEFAULT_TRANSFORMS`).
+
+    Load (NIfTI / DICOM series folder / cine loop) → channel first → 3-D check →
+    orientation → optional spacing → intensity (``range``: ScaleIntensityRanged,
+    ``normalize``: NormalizeIntensityd) → resize or centre crop + pad to ``size`` →
+    (train and ``augment.enabled``) random flips, 90° rotations, intensity scale/shift →
+    float32 tensor.
+
+    Args:
+        cfg: overrides of :data:`DEFAULT_TRANSFORMS`; unknown keys are a ConfigError.
+            ``augment`` may be a bool. For cine loops (0..255) use
+            ``intensity=dict(mode="range", a_min=0, a_max=255)`` or ``dict(mode="normalize")``.
+        train: add the random augmentations.
+
+    Example::
+
+        tf = build_transforms(dict(size=48, spacing=1.5, augment=False), train=True)
+        sample = tf({"image": "scan.nii.gz"})["image"]  # (1, 48, 48, 48)
+    """
+    c = _merge_config(cfg)
+    steps: list[Callable] = [_loader(), EnsureChannelFirstd(_KEY), CheckVolumed(_KEY, c["channels"])]
+    if c["orientation"]:
+        steps.append(Orientationd(_KEY, axcodes=c["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S"))))
+    if c["spacing"]:
+        steps.append(Spacingd(_KEY, pixdim=c["spacing"], mode="bilinear"))
+    inten = c["intensity"]
+    if inten["mode"] == "range":
+        steps.append(ScaleIntensityRanged(_KEY, a_min=inten["a_min"], a_max=inten["a_max"], b_min=inten["b_min"], b_max=inten["b_max"], clip=inten["clip"]))
+    else:
+        steps.append(NormalizeIntensityd(_KEY, nonzero=inten.get("nonzero", False), channel_wise=inten.get("channel_wise", True)))
+    if c["fit"] == "resize":
+        steps.append(Resized(_KEY, spatial_size=c["size"], mode="trilinear"))
+    else:
+        steps += [CenterSpatialCropd(_KEY, roi_size=c["size"]), SpatialPadd(_KEY, spatial_size=c["size"])]
+    aug = c["augment"]
+    if train and aug["enabled"]:
+        steps += [RandFlipd(_KEY, prob=aug["flip_prob"], spatial_axis=axis) for axis in (0, 1, 2)]
+        steps += [
+            RandRotate90d(_KEY, prob=aug["rot90_prob"], max_k=3, spatial_axes=(0, 1)),
+            RandScaleIntensityd(_KEY, factors=aug["scale"], prob=aug["scale_prob"]),
+            RandShiftIntensityd(_KEY, offsets=aug["shift"], prob=aug["shift_prob"]),
+        ]
+    steps.append(EnsureTyped(_KEY, dtype=torch.float32, track_meta=False))
+    return Compose(steps)
+
+
+# ---------------------------------------------------------------------------- dataset
+def _reason(err: BaseException) -> str:
+    """The innermost meaningful message of an exception chain (MONAI wraps errors in RuntimeError)."""
+    seen: list[BaseException] = []
+    node: BaseException | None = err
+    while node is not None and node not in seen:
+        seen.append(node)
+        if isinstance(node, DataError):
+            return str(node)
+        node = node.__cause__ or node.__context__
+    inner = seen[-1]
+    text = str(inner).strip().splitlines()[0] if str(inner).strip() else ""
+    return f"{type(inner).__name__}: {text}" if text else type(inner).__name__
+
+
+def _header_problem(path: str) -> str | None:
+    """A cheap check that reads only the NIfTI header; ``None`` for other formats or a plausible file."""
+    if not path.lower().endswith((".nii", ".nii.gz")):
+        return None
+    import nibabel as nib
+
+    try:
+        shape = nib.load(path).shape
+    except Exception as err:  # nibabel raises many types for a bad header
+        return f"unreadable NIfTI header: {_reason(err)}"
+    spatial = shape[:3] if len(shape) == 4 else shape
+    if len(spatial) != 3 or min(spatial) < 2:
+        return f"expected a 3-D volume, got shape {tuple(shape)}"
+    return None
+
+
+@DATASETS.register_module()
+class MedicalVolumeDataset(torch.utils.data.Dataset):
+    """Labelled 3-D scans (NIfTI, DICOM series folders, cine loops) from a datalist, through MONAI.
+
+    Args:
+        datalist: path of a JSON/CSV datalist (see :func:`load_datalist`) or cases already
+            read (``[{"image", "label", "case_id"}]``).
+        split: which split to read (``"training"`` also turns augmentation on by default).
+        transforms: a MONAI ``Compose``/callable, a config dict for :func:`build_transforms`,
+            or ``None`` for the defaults.
+        train: add random augmentations (default: ``split == "training"``); ignored when
+            ``transforms`` is a callable.
+        cache: ``"none"``; ``"memory"`` (MONAI ``CacheDataset``: the deterministic
+            transforms run once); ``"persistent"`` (MONAI ``PersistentDataset`` in
+            ``cache_dir``, read back with ``torch.load(weights_only=True)``).
+        cache_dir: folder for ``cache="persistent"``.
+        skip_bad: check every case once up front (missing label or file, NIfTI header,
+            then a full read through the loading transforms) and drop bad ones; they are
+            listed in :attr:`skipped` as ``{"case", "path", "reason"}``. Without it, a bad
+            case raises a :class:`DataError` naming the file when it is first read.
+        require_label: default: yes unless ``split`` is ``"predict"``/``"prediction"``;
+            unlabelled cases then get ``label = -1``.
+        num_classes: when given, labels must be below it.
+        cache_workers: threads MONAI's ``CacheDataset`` uses to fill the cache.
+        seed: seeds the random augmentations (default: ``torch.initial_seed()``, so a
+            seeded run is reproducible); each DataLoader worker reseeds them from its
+            own ``worker_info.seed`` so workers do not repeat each other.
+
+    Example::
+
+        ds = DATASETS.build(dict(type="MedicalVolumeDataset", datalist="data/datalist.json",
+                                 split="validation", transforms=dict(size=32), cache="memory"))
+        ds[0]["inputs"]["volume"].shape  # torch.Size([1, 32, 32, 32])
+    """
+
+    CACHE_MODES = ("none", "memory", "persistent")
+
+    def __init__(
+        self,
+        datalist: str | Path | Sequence[Mapping[str, Any]],
+        split: str = "training",
+        transforms: Callable | Mapping[str, Any] | None = None,
+        *,
+        train: bool | None = None,
+        cache: str = "none",
+        cache_dir: str | Path | None = None,
+        skip_bad: bool = False,
+        require_label: bool | None = None,
+        num_classes: int | None = None,
+        cache_workers: int = 0,
+        seed: int | None = None,
+    ) -> None:
+        if cache not in self.CACHE_MODES:
+            raise ConfigError(f"MedicalVolumeDataset.cache: expected one of {self.CACHE_MODES}, got {cache!r}{did_you_mean(str(cache), self.CACHE_MODES)}")
+        if cache == "persistent" and not cache_dir:
+            raise ConfigError("MedicalVolumeDataset.cache_dir: required when cache='persistent' (a folder for MONAI's PersistentDataset)")
+        if num_classes is not None and (not isinstance(num_classes, int) or num_classes < 2):
+            raise ConfigError(f"MedicalVolumeDataset.num_classes: expected an int >= 2, got {num_classes!r}")
+        self.split = split
+        self.require_label = split not in PREDICTION_SPLITS if require_label is None else require_label
+        self.train = split == "training" if train is None else train
+        self.source = str(datalist) if isinstance(datalist, (str, Path)) else "<cases>"
+        self.transforms = transforms if callable(transforms) else build_transforms(transforms, train=self.train)
+        self.seed = torch.initial_seed() % 2**32 if seed is None else int(seed)
+        self._seeded_worker: int | None = None
+        if isinstance(self.transforms, Compose):
+            self.transforms.set_random_state(seed=self.seed)
+        self.skipped: list[dict[str, str]] = []
+        entries = self._entries(datalist, split)
+        self.cases = self._check_all(entries, num_classes) if skip_bad else self._check_strict(entries, num_classes)
+        data = [{_KEY: c["image"], "label": c["label"], "case_id": c["case_id"]} for c in self.cases]
+        try:
+            if cache == "memory":
+                self._data = CacheDataset(data, self.transforms, num_workers=cache_workers or None, progress=False)
+            elif cache == "persistent":
+                Path(cache_dir).mkdir(parents=True, exist_ok=True)  # type: ignore[arg-type]
+                self._data = PersistentDataset(data, self.transforms, cache_dir=cache_dir)
+            else:
+                self._data = MonaiDataset(data, self.transforms)
+        except Exception as err:  # CacheDataset reads every case here
+            raise DataError(f"{self.source} ({split}): cannot cache the cases: {_reason(err)}") from err
+
+    @staticmethod
+    def _entries(datalist: Any, split: str) -> list[dict[str, Any]]:
+        if isinstance(datalist, (str, Path)):
+            return _read_entries(datalist, split)
+        entries = []
+        for i, case in enumerate(datalist):
+            if not isinstance(case, Mapping) or "image" not in case:
+                raise DataError(f"cases[{i}]: expected a dict with 'image', got {case!r}")
+            where = f"cases[{i}]"
+            entries.append({"image": str(case["image"]), "label": _parse_label(case.get("label"), where),
+                            "case_id": _case_id(case, str(case["image"])), "_where": where})
+        return entries
+
+    def _check_strict(self, entries: list[dict[str, Any]], num_classes: int | None) -> list[dict[str, Any]]:
+        for entry in entries:
+            problem = _entry_problem(entry, self.require_label, num_classes)
+            if problem:
+                raise DataError(f"{entry['_where']}: {problem}: {entry['image']}")
+        return [self._public(e) for e in entries]
+
+    def _check_all(self, entries: list[dict[str, Any]], num_classes: int | None) -> list[dict[str, Any]]:
+        load = Compose(self._load_steps())
+        kept = []
+        for entry in entries:
+            problem = _entry_problem(entry, self.require_label, num_classes) or _header_problem(entry["image"])
+            if problem is None:
+                try:
+                    load({_KEY: entry["image"]})
+                except Exception as err:
+                    problem = _reason(err)
+            if problem:
+                self.skipped.append({"case": entry["case_id"], "path": entry["image"], "reason": problem})
+            else:
+                kept.append(self._public(entry))
+        return kept
+
+    def _load_steps(self) -> list[Callable]:
+        """The loading prefix of the pipeline (up to the 3-D check), for the up-front full read."""
+        steps = list(getattr(self.transforms, "transforms", []))
+        for i, step in enumerate(steps):
+            if isinstance(step, CheckVolumed):
+                return steps[: i + 1]
+        return [_loader(), EnsureChannelFirstd(_KEY), CheckVolumed(_KEY)]
+
+    @staticmethod
+    def _public(entry: Mapping[str, Any]) -> dict[str, Any]:
+        label = entry["label"]
+        return {"image": entry["image"], "label": -1 if label is None else label, "case_id": entry["case_id"]}
+
+    @property
+    def metainfo(self) -> dict[str, Any]:
+        """What mmengine's Runner may log about the data set."""
+        return {"split": self.split, "num_cases": len(self.cases), "num_skipped": len(self.skipped), "source": self.source}
+
+    def __len__(self) -> int:
+        return len(self.cases)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        case = self.cases[index]
+        worker = torch.utils.data.get_worker_info()
+        if worker is not None and self._seeded_worker != worker.id and isinstance(self.transforms, Compose):
+            self.transforms.set_random_state(seed=worker.seed % 2**32)
+            self._seeded_worker = worker.id
+        try:
+            item = self._data[index]
+        except Exception as err:
+            raise DataError(f"{case['image']} (case {case['case_id']!r}, {self.source} {self.split}): {_reason(err)}") from err
+        volume = item[_KEY]
+        volume = volume.as_tensor() if hasattr(volume, "as_tensor") else torch.as_tensor(volume)
+        return {"inputs": {"volume": volume.to(torch.float32).contiguous()}, "label": int(case["label"]), "case_id": case["case_id"]}
