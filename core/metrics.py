@@ -1,0 +1,254 @@
+"""Classification metrics shared by the verticals (mmengine ``BaseMetric``s registered in ``METRICS``).
+
+The model's per-case outputs reach a metric as ``data_samples``: a list of
+``{"probs": Tensor (num_classes,) softmax probabilities, "label": int, "case_id": str}``.
+Scores come from scikit-learn (ROC-AUC, ROC curve, confusion matrix, balanced
+accuracy); nothing here re-implements them.
+
+Example::
+
+    from vkit.registry.registries import METRICS
+    metric = METRICS.build(dict(type="ClassificationMetric", prefix="test"))
+    metric.process({}, [{"probs": torch.tensor([0.2, 0.8]), "label": 1, "case_id": "a"}, ...])
+    metric.evaluate(size=n)       # {"test/auc": ..., "test/sensitivity": ..., ...}
+    metric.last_predictions       # [{"case_id", "label", "probs", "pred"}] for the store
+    metric.last_roc               # (fpr, tpr, auc) for the report
+"""
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from mmengine.evaluator import BaseMetric
+from mmengine.logging import print_log
+
+from vkit.registry.errors import ConfigError, DataError
+from vkit.registry.registries import METRICS
+
+
+def _field(sample: Any, key: str) -> Any:
+    if isinstance(sample, Mapping):
+        if key not in sample:
+            raise DataError(f"ClassificationMetric: a data sample has no {key!r}; got keys {sorted(sample)}")
+        return sample[key]
+    if not hasattr(sample, key):
+        raise DataError(f"ClassificationMetric: a data sample ({type(sample).__name__}) has no {key!r}")
+    return getattr(sample, key)
+
+
+def _as_probs(value: Any) -> np.ndarray:
+    if hasattr(value, "detach"):
+        value = value.detach().float().cpu().numpy()
+    return np.asarray(value, dtype=np.float64).reshape(-1)
+
+
+def _ratio(num: float, den: float) -> float:
+    return float(num / den) if den else float("nan")
+
+
+def youden_threshold(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float:
+    """The score threshold maximising Youden's J = sensitivity + specificity - 1 (predict positive if ``score >= t``).
+
+    Ties go to the highest threshold. Needs both classes in ``labels``.
+
+    Args:
+        labels: 0/1 ground truth.
+        scores: the positive class's probability per case.
+
+    Example::
+
+        youden_threshold([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])  # 0.8 (J = 0.5)
+    """
+    from sklearn.metrics import roc_curve
+
+    labels = np.asarray(labels)
+    if len(np.unique(labels)) < 2:
+        raise DataError(f"youden_threshold: needs both classes in the labels, got only {np.unique(labels).tolist()}")
+    fpr, tpr, thresholds = roc_curve(labels, np.asarray(scores, dtype=np.float64), drop_intermediate=False)
+    j = tpr - fpr
+    best = int(np.argmax(j[1:])) + 1  # thresholds[0] is +inf (nothing positive)
+    return float(thresholds[best])
+
+
+@METRICS.register_module()
+class ClassificationMetric(BaseMetric):
+    """ROC-AUC, sensitivity, specificity, accuracy, balanced accuracy (+ confusion matrix, ROC, per-case rows).
+
+    Binary (2 probabilities per case): the positive-class probability is compared
+    with ``threshold`` when given (e.g. chosen on validation), else with the
+    Youden-J optimal threshold of the current split (reported as ``threshold``).
+    Multi-class: prediction is the arg-max, AUC is the macro one-vs-rest AUC,
+    sensitivity and specificity are macro averages over classes.
+
+    Metric keys: ``auc``, ``accuracy``, ``balanced_accuracy``, ``sensitivity``,
+    ``specificity`` and, when binary, ``threshold`` (mmengine's ``prefix`` is
+    prepended as ``prefix/key``). A value that is undefined on the split (e.g.
+    AUC with one class present) is ``nan`` with a warning.
+
+    After ``evaluate`` these hold the last split's details:
+    ``last_predictions`` (``[{"case_id", "label", "probs", "pred"}]``),
+    ``last_confusion`` (``(num_classes, num_classes)`` int array, rows = truth),
+    ``last_roc`` (``(fpr, tpr, auc)``; the micro-averaged one-vs-rest curve when
+    multi-class, ``None`` when undefined), ``last_threshold`` and ``last_metrics``.
+
+    Args:
+        num_classes: expected length of ``probs``; ``None`` takes it from the data.
+        threshold: fixed decision threshold for the binary case, in [0, 1].
+        positive_class: which index is "positive" in the binary case.
+        collect_device, prefix, collect_dir: as mmengine's ``BaseMetric``.
+
+    Example::
+
+        METRICS.build(dict(type="ClassificationMetric", threshold=0.37, prefix="test"))
+    """
+
+    default_prefix: str | None = None
+
+    def __init__(
+        self,
+        num_classes: int | None = None,
+        threshold: float | None = None,
+        positive_class: int = 1,
+        collect_device: str = "cpu",
+        prefix: str | None = None,
+        collect_dir: str | None = None,
+    ) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        if num_classes is not None and (not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 2):
+            raise ConfigError(f"ClassificationMetric.num_classes: expected an int >= 2 or None, got {num_classes!r}")
+        if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= threshold <= 1.0):
+            raise ConfigError(f"ClassificationMetric.threshold: expected a probability in [0, 1] or None, got {threshold!r}")
+        if positive_class not in (0, 1):
+            raise ConfigError(f"ClassificationMetric.positive_class: expected 0 or 1, got {positive_class!r}")
+        self.num_classes = num_classes
+        self.threshold = None if threshold is None else float(threshold)
+        self.positive_class = positive_class
+        self.last_predictions: list[dict[str, Any]] = []
+        self.last_confusion: np.ndarray | None = None
+        self.last_roc: tuple[np.ndarray, np.ndarray, float] | None = None
+        self.last_threshold: float | None = None
+        self.last_metrics: dict[str, float] = {}
+
+    def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
+        """Keep ``(case_id, label, probs)`` of each sample; ``data_batch`` is not used."""
+        for sample in data_samples:
+            probs = _as_probs(_field(sample, "probs"))
+            label = int(_field(sample, "label"))
+            case_id = str(sample.get("case_id", "")) if isinstance(sample, Mapping) else str(getattr(sample, "case_id", ""))
+            self.results.append({"case_id": case_id, "label": label, "probs": probs})
+
+    def compute_metrics(self, results: list[dict[str, Any]]) -> dict[str, float]:
+        """Scores of the whole split from the collected per-case results."""
+        if not results:
+            raise DataError("ClassificationMetric: no predictions were collected for this split (empty data set?)")
+        probs, labels = self._stack(results)
+        n_classes = probs.shape[1]
+        if n_classes == 2:
+            metrics, preds = self._binary(labels, probs[:, self.positive_class])
+        else:
+            metrics, preds = self._multiclass(labels, probs)
+        self.last_predictions = [
+            {"case_id": r["case_id"], "label": int(r["label"]), "probs": [float(p) for p in r["probs"]], "pred": int(p)}
+            for r, p in zip(results, preds)
+        ]
+        self.last_metrics = dict(metrics)
+        return metrics
+
+    # ------------------------------------------------------------------ helpers
+    def _stack(self, results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
+        lengths = {len(r["probs"]) for r in results}
+        if len(lengths) != 1:
+            raise DataError(f"ClassificationMetric: probs of different lengths across cases: {sorted(lengths)}")
+        n_classes = lengths.pop()
+        if n_classes < 2 or (self.num_classes is not None and n_classes != self.num_classes):
+            expected = self.num_classes if self.num_classes is not None else ">= 2"
+            raise DataError(f"ClassificationMetric: expected {expected} class probabilities per case, got {n_classes}")
+        labels = np.asarray([r["label"] for r in results], dtype=np.int64)
+        bad = sorted({int(v) for v in labels if not 0 <= v < n_classes})
+        if bad:
+            raise DataError(f"ClassificationMetric: labels {bad} are outside 0..{n_classes - 1} (from {n_classes} probabilities)")
+        return np.stack([r["probs"] for r in results]), labels
+
+    def _common(self, labels: np.ndarray, preds: np.ndarray, n_classes: int) -> dict[str, float]:
+        from sklearn.metrics import balanced_accuracy_score, confusion_matrix
+
+        cm = confusion_matrix(labels, preds, labels=list(range(n_classes)))
+        self.last_confusion = cm
+        tp = np.diag(cm).astype(float)
+        fn = cm.sum(axis=1) - tp
+        fp = cm.sum(axis=0) - tp
+        tn = cm.sum() - tp - fn - fp
+        if n_classes == 2:
+            k = self.positive_class
+            sens, spec = _ratio(tp[k], tp[k] + fn[k]), _ratio(tn[k], tn[k] + fp[k])
+        else:
+            present = cm.sum(axis=1) > 0
+            sens = float(np.mean(tp[present] / (tp + fn)[present]))
+            spec = float(np.mean([_ratio(tn[c], tn[c] + fp[c]) for c in range(n_classes)]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # sklearn warns on one-class splits; _binary/_multiclass report it
+            balanced = float(balanced_accuracy_score(labels, preds))
+        return {
+            "accuracy": float(np.mean(labels == preds)),
+            "balanced_accuracy": balanced,
+            "sensitivity": sens,
+            "specificity": spec,
+        }
+
+    def _binary(self, labels: np.ndarray, scores: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        from sklearn.metrics import roc_auc_score, roc_curve
+
+        target = (labels == self.positive_class).astype(int)
+        both = len(np.unique(target)) == 2
+        if self.threshold is not None:
+            threshold = self.threshold
+        elif both:
+            threshold = youden_threshold(target, scores)
+        else:
+            threshold = 0.5
+            self._warn(f"only class {int(labels[0])} is present; no Youden threshold, using 0.5")
+        positive = scores >= threshold
+        preds = np.where(positive, self.positive_class, 1 - self.positive_class)
+        if both:
+            auc = float(roc_auc_score(target, scores))
+            fpr, tpr, _ = roc_curve(target, scores)
+            self.last_roc = (fpr, tpr, auc)
+        else:
+            auc, self.last_roc = float("nan"), None
+            self._warn("ROC-AUC is undefined with one class present; reporting nan")
+        self.last_threshold = float(threshold)
+        metrics = {"auc": auc, **self._common(labels, preds, 2), "threshold": float(threshold)}
+        return metrics, preds
+
+    def _multiclass(self, labels: np.ndarray, probs: np.ndarray) -> tuple[dict[str, float], np.ndarray]:
+        from sklearn.metrics import auc as area, roc_auc_score, roc_curve
+
+        n_classes = probs.shape[1]
+        preds = probs.argmax(axis=1)
+        onehot = np.eye(n_classes, dtype=int)[labels]
+        present = [c for c in range(n_classes) if 0 < onehot[:, c].sum() < len(labels)]
+        if len(present) == n_classes:
+            auc = float(roc_auc_score(labels, probs, multi_class="ovr", average="macro", labels=list(range(n_classes))))
+        elif present:
+            auc = float(np.mean([roc_auc_score(onehot[:, c], probs[:, c]) for c in present]))
+            self._warn(f"classes {sorted(set(range(n_classes)) - set(present))} absent: macro AUC over classes {present}")
+        else:
+            auc = float("nan")
+            self._warn("ROC-AUC is undefined with one class present; reporting nan")
+        if present:
+            fpr, tpr, _ = roc_curve(onehot.ravel(), probs.ravel())
+            self.last_roc = (fpr, tpr, float(area(fpr, tpr)))
+        else:
+            self.last_roc = None
+        self.last_threshold = None
+        return {"auc": auc, **self._common(labels, preds, n_classes)}, preds
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        print_log(f"ClassificationMetric: {message}", logger="current", level=logging.WARNING)
+
+
+__all__ = ["ClassificationMetric", "youden_threshold"]

@@ -1,0 +1,121 @@
+"""ClassificationMetric: hand-computed AUC / sensitivity / specificity / Youden threshold, multi-class vs sklearn."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from vkit.core.metrics import ClassificationMetric, youden_threshold
+from vkit.registry.errors import ConfigError, DataError
+from vkit.registry.registries import METRICS
+
+
+def _samples(scores: list[float], labels: list[int]) -> list[dict]:
+    return [{"probs": torch.tensor([1 - s, s]), "label": y, "case_id": f"c{i}"} for i, (s, y) in enumerate(zip(scores, labels))]
+
+
+def _run(metric: ClassificationMetric, samples: list[dict], batch: int = 3) -> dict:
+    for i in range(0, len(samples), batch):
+        metric.process({}, samples[i : i + batch])
+    return metric.evaluate(len(samples))
+
+
+def test_registered_and_prefixed() -> None:
+    metric = METRICS.build(dict(type="ClassificationMetric", prefix="test"))
+    out = _run(metric, _samples([0.1, 0.9], [0, 1]))
+    assert set(out) == {f"test/{k}" for k in ("auc", "accuracy", "balanced_accuracy", "sensitivity", "specificity", "threshold")}
+    assert out["test/auc"] == 1.0
+
+
+def test_perfect_ranking() -> None:
+    out = _run(ClassificationMetric(), _samples([0.1, 0.2, 0.3, 0.6, 0.7, 0.9], [0, 0, 0, 1, 1, 1]))
+    assert out["auc"] == 1.0 and out["accuracy"] == 1.0 and out["sensitivity"] == 1.0 and out["specificity"] == 1.0
+    assert out["threshold"] == pytest.approx(0.6)  # the lowest positive score separates perfectly
+
+
+def test_known_small_example_with_youden_threshold() -> None:
+    # scores:  0.1(0) 0.4(0) 0.35(1) 0.8(1)  -> pairs (pos > neg): 0.35>0.1, 0.8>0.1, 0.8>0.4 = 3 of 4 -> AUC 0.75
+    metric = ClassificationMetric()
+    out = _run(metric, _samples([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]))
+    assert out["auc"] == pytest.approx(0.75)
+    # Youden: t=0.8 -> sens .5 spec 1 (J=.5); t=0.35 -> sens 1 spec .5 (J=.5); tie -> higher threshold
+    assert out["threshold"] == pytest.approx(0.8)
+    assert (out["sensitivity"], out["specificity"], out["accuracy"]) == (0.5, 1.0, 0.75)
+    assert out["balanced_accuracy"] == pytest.approx(0.75)
+    assert metric.last_confusion.tolist() == [[2, 0], [1, 1]]
+    assert metric.last_threshold == pytest.approx(0.8)
+
+
+def test_youden_threshold_hand_example() -> None:
+    # t=0.6: sens 3/3, spec 2/4 (J=.5); t=0.7: sens 2/3, spec 3/4 (J=.4167); t=0.2: sens 1, spec .25 (J=.25)
+    labels = [0, 0, 0, 0, 1, 1, 1]
+    scores = [0.1, 0.2, 0.65, 0.9, 0.6, 0.7, 0.95]
+    assert youden_threshold(labels, scores) == pytest.approx(0.6)
+    with pytest.raises(DataError, match="needs both classes"):
+        youden_threshold([1, 1], [0.2, 0.3])
+
+
+def test_fixed_threshold_from_validation() -> None:
+    metric = ClassificationMetric(threshold=0.37)
+    out = _run(metric, _samples([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]))
+    # >= 0.37 positive: 0.4 (FP), 0.8 (TP); 0.35 (FN), 0.1 (TN)
+    assert out["threshold"] == 0.37
+    assert (out["sensitivity"], out["specificity"], out["accuracy"]) == (0.5, 0.5, 0.5)
+    assert [p["pred"] for p in metric.last_predictions] == [0, 1, 0, 1]
+
+
+def test_per_case_predictions_and_roc_points() -> None:
+    metric = ClassificationMetric()
+    _run(metric, _samples([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]))
+    first = metric.last_predictions[0]
+    assert first["case_id"] == "c0" and first["label"] == 0 and first["probs"] == pytest.approx([0.9, 0.1])
+    assert [p["case_id"] for p in metric.last_predictions] == ["c0", "c1", "c2", "c3"]
+    fpr, tpr, auc = metric.last_roc
+    assert auc == pytest.approx(0.75)
+    assert fpr[0] == 0 and tpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert np.trapezoid(tpr, fpr) == pytest.approx(0.75)
+    assert metric.results == []  # mmengine clears after evaluate
+
+
+def test_multiclass_macro_ovr_auc_matches_sklearn() -> None:
+    from sklearn.metrics import balanced_accuracy_score, recall_score, roc_auc_score
+
+    rng = np.random.default_rng(0)
+    labels = np.array([0, 1, 2] * 10)
+    logits = rng.normal(size=(30, 3)) + 1.5 * np.eye(3)[labels]
+    probs = torch.softmax(torch.tensor(logits), dim=1)
+    metric = ClassificationMetric(num_classes=3)
+    out = _run(metric, [{"probs": p, "label": int(y), "case_id": str(i)} for i, (p, y) in enumerate(zip(probs, labels))], batch=7)
+    ref = roc_auc_score(labels, probs.numpy(), multi_class="ovr", average="macro")
+    assert out["auc"] == pytest.approx(ref)
+    preds = probs.numpy().argmax(1)
+    assert out["accuracy"] == pytest.approx(np.mean(preds == labels))
+    assert out["balanced_accuracy"] == pytest.approx(balanced_accuracy_score(labels, preds))
+    assert out["sensitivity"] == pytest.approx(recall_score(labels, preds, average="macro"))
+    cm = metric.last_confusion
+    spec = np.mean([(cm.sum() - cm[c].sum() - cm[:, c].sum() + cm[c, c]) / (cm.sum() - cm[c].sum()) for c in range(3)])
+    assert out["specificity"] == pytest.approx(spec)
+    assert "threshold" not in out and cm.shape == (3, 3) and cm.sum() == 30
+
+
+def test_one_class_split_gives_nan_auc_not_a_crash() -> None:
+    metric = ClassificationMetric()
+    out = _run(metric, _samples([0.2, 0.7], [1, 1]))
+    assert math.isnan(out["auc"]) and metric.last_roc is None
+    assert out["sensitivity"] == 0.5 and math.isnan(out["specificity"])
+
+
+def test_bad_config_and_inputs() -> None:
+    with pytest.raises(ConfigError, match=r"threshold: expected a probability in \[0, 1\] or None, got 1.5"):
+        ClassificationMetric(threshold=1.5)
+    with pytest.raises(ConfigError, match="num_classes: expected an int >= 2 or None, got 1"):
+        ClassificationMetric(num_classes=1)
+    metric = ClassificationMetric(num_classes=3)
+    with pytest.raises(DataError, match="expected 3 class probabilities per case, got 2"):
+        _run(metric, _samples([0.2, 0.7], [0, 1]))
+    with pytest.raises(DataError, match=r"has no 'probs'"):
+        ClassificationMetric().process({}, [{"label": 1}])
+    with pytest.raises(DataError, match=r"labels \[4\] are outside 0..1"):
+        _run(ClassificationMetric(), _samples([0.2, 0.7], [0, 4]))
