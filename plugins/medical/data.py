@@ -54,6 +54,7 @@ from vkit.registry.registries import DATASETS
 PREDICTION_SPLITS = ("predict", "prediction")
 CINE_SUFFIXES = (".mp4", ".avi")
 _KEY = "image"
+_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 #: Default transform config; ``build_transforms`` accepts any subset of these keys.
 DEFAULT_TRANSFORMS: dict[str, Any] = dict(
@@ -230,14 +231,10 @@ def _is_cine(path: Any) -> bool:
 
 
 def _read_cine(path: str) -> np.ndarray:
-    """Decode every frame of a cine loop to grayscale: float32 (T, H, W)."""
-    import av
+    """Decode every frame of a cine loop (via :mod:`vkit.core.video`) to grayscale: float32 (T, H, W)."""
+    from vkit.core.video import iter_frames
 
-    try:
-        with av.open(path) as container:
-            frames = [f.to_ndarray(format="gray") for f in container.decode(video=0)]
-    except (av.FFmpegError, OSError, IndexError, ValueError) as err:
-        raise DataError(f"{path}: cannot decode the cine loop: {err}") from err
+    frames = [f.astype(np.float32) @ _LUMA for f in iter_frames(path)]  # RGB -> luma (ITU-R BT.601)
     if not frames:
         raise DataError(f"{path}: the cine loop has no decodable frames")
     return np.stack(frames).astype(np.float32)

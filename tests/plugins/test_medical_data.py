@@ -345,3 +345,10 @@ def test_bad_files_raise_data_error_naming_the_file(tmp_path: Path) -> None:
         ds[2]
     with pytest.raises(DataError, match=r"label 3 is out of range for num_classes=2"):
         MedicalVolumeDataset([{"image": cases[0]["image"], "label": 3}], "test", num_classes=2)
+
+
+def test_truncated_cine_loop_is_a_data_error(tmp_path: Path) -> None:
+    raw = _cine(tmp_path / "loop.mp4", frames=6).read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(raw[: len(raw) // 3])
+    ds = MedicalVolumeDataset([{"image": str(tmp_path / "cut.mp4"), "label": 1}], "test", transforms=dict(NO_AUG, orientation=None), skip_bad=True)
+    assert len(ds) == 0 and ds.skipped[0]["case"] == "cut" and "cut.mp4" in ds.skipped[0]["reason"]
