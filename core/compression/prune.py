@@ -87,6 +87,14 @@ class _Link:
     block: int = 1  # consumer inputs per producer channel (spatial size after a flatten)
 
 
+class _Tracer(fx.Tracer):
+    """fx tracer that keeps every Conv/Linear/BatchNorm (subclasses too, e.g. mmcv's wrappers) as one call."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        leaf_types = (nn.Linear, *_CONV, *_BN, *_ACTIVATIONS, *_POOLS, nn.Flatten)
+        return isinstance(m, leaf_types) or super().is_leaf_module(m, module_qualified_name)
+
+
 def _graphs(module: nn.Module, prefix: str, untraced: dict[str, str]) -> list[tuple[str, fx.Graph]]:
     """fx graphs of the largest traceable submodules: ``module`` itself, else its children, recursively.
 
@@ -96,7 +104,7 @@ def _graphs(module: nn.Module, prefix: str, untraced: dict[str, str]) -> list[tu
     prune whatever the parent does with the child's output.
     """
     try:
-        return [(prefix, fx.symbolic_trace(module).graph)]
+        return [(prefix, _Tracer().trace(module))]
     except Exception as err:  # noqa: BLE001 - any tracing failure means: not a static graph
         first = str(err).strip().splitlines()[0] if str(err).strip() else ""
         untraced[prefix or type(module).__name__] = f"{type(err).__name__}: {first[:120]}"
@@ -166,15 +174,24 @@ def _follow(node: fx.Node, producer: nn.Module, modules: dict[str, nn.Module], c
         elif not flattened and conv and (_is_flatten(user, modules) or _reduces_spatial(user, rank)):
             flattened = True
         elif not _passthrough(user, modules, conv and not flattened):
-            return f"its output feeds {user.format_node()!r}, which ChannelPrune cannot follow"
+            return f"its output feeds {_describe(user)}, which ChannelPrune cannot follow"
         cur = user
+
+
+def _describe(node: fx.Node) -> str:
+    """A short name of what a node does: ``module 'layer1.se'``, ``function mul``, ``method view``."""
+    if node.op == "call_module":
+        return f"module {node.target!r}"
+    kind = "method" if node.op == "call_method" else "function"
+    return f"{kind} {getattr(node.target, '__name__', node.target)}"
 
 
 def _consumer(link: _Link, user: fx.Node, mod: nn.Module, channels: int, conv: bool, flattened: bool) -> _Link | str:
     name = str(user.target)
     if isinstance(mod, _CONV):
         if not conv or flattened or mod.groups != 1 or mod.in_channels != channels:
-            return f"its consumer {name!r} ({mod}) does not take its {channels} channels directly"
+            return (f"its consumer {name!r} ({type(mod).__name__}, in_channels={mod.in_channels}, groups={mod.groups}) "
+                    f"does not take its {channels} channels directly")
     else:
         if conv and not flattened:
             return f"its consumer {name!r} is a Linear applied to an unflattened feature map"
