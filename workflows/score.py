@@ -1,0 +1,379 @@
+"""``vkit score TASK ARCHIVE... --checkpoint RUN_OR_PATH``: batch scoring of video archives.
+
+Inventory (walk, stat, sha256) → skip what this model already scored → decode
+in workers → batched inference → per-segment scores, per-video summary and
+events, committed a few videos per transaction (each video's rows all in one)
+→ progress bar → summary. Re-running after Ctrl-C or ``kill -9`` scores only
+what is left: a video is skipped when a run with the same checkpoint sha256
+scored its current content.
+
+Engines: ``local`` decodes in torch ``DataLoader`` worker processes (an
+``IterableDataset`` sharded over them) while the main process runs the model;
+``ray`` runs the same per-video code in a Ray Data actor pool
+(:mod:`vkit.workflows.score_ray`). Both write the same rows.
+
+Example::
+
+    summary = score_archive("security-anomaly", ["/archive/cams"], "12", options=ScoreOptions(workers=2))
+    summary.scored, summary.failed, summary.run_id, summary.db_url
+"""
+from __future__ import annotations
+
+import functools
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vkit.registry.errors import ConfigError, DataError
+
+ENGINES = ("local", "ray")
+
+
+@dataclass
+class ScoreOptions:
+    """How ``vkit score`` runs.
+
+    Args:
+        workers: decoding processes (local engine; 0 decodes in the main
+            process) or actors (Ray engine).
+        batch_size: clips per inference batch (clips of several videos share a batch).
+        device: torch device of the model (``cpu``, ``cuda``, ``cuda:1``).
+        engine: ``local`` or ``ray``.
+        ray_address: Ray cluster to join (``auto``, ``ray://host:10001``); ``None`` starts a local one.
+        commit_every: videos per store transaction (a transaction also closes after ``commit_seconds``).
+        commit_seconds: longest wait before finished videos are committed.
+        prefetch: decoded videos each worker may hold ready (bounds memory).
+        videos_per_task: videos a Ray actor takes per call (Ray engine).
+    """
+
+    workers: int = 2
+    batch_size: int = 16
+    device: str = "cpu"
+    engine: str = "local"
+    ray_address: str | None = None
+    commit_every: int = 8
+    commit_seconds: float = 2.0
+    prefetch: int = 2
+    videos_per_task: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("workers", "batch_size", "commit_every", "prefetch", "videos_per_task"):
+            value, low = getattr(self, name), 0 if name == "workers" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"score: {name} must be an int >= {low}, got {value!r}")
+        if self.engine not in ENGINES:
+            raise ConfigError(f"score: engine={self.engine!r}; expected one of {list(ENGINES)}")
+        if not self.commit_seconds > 0:
+            raise ConfigError(f"score: commit_seconds must be > 0, got {self.commit_seconds!r}")
+
+
+@dataclass
+class ScoreSummary:
+    """What a scoring job did (printed by the CLI, ``--json`` for scripts)."""
+
+    run_id: int
+    task: str
+    db_url: str
+    engine: str
+    videos: int = 0
+    scored: int = 0
+    skipped: int = 0
+    failed: int = 0
+    clips: int = 0
+    seconds: float = 0.0
+    status: str = "running"
+    failures: list[dict[str, str]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["videos_per_s"] = round((self.scored + self.failed) / self.seconds, 3) if self.seconds else None
+        data["clips_per_s"] = round(self.clips / self.seconds, 3) if self.seconds else None
+        return data
+
+
+# ----------------------------------------------------------------------------- scorer
+def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plugins: Sequence[str] = ()) -> Any:
+    """The task's :class:`~vkit.core.scoring.VideoScorer` for ``checkpoint`` (picklable via ``functools.partial``)."""
+    from vkit.registry.manager import get_plugin_manager
+    from vkit.workflows.score_engine import check_scorer
+
+    manager = get_plugin_manager(extra=tuple(plugins))
+    task = manager.get_task(task_name)
+    manager.register_components()
+    scorer = task().build_scorer(Path(checkpoint), device)
+    check_scorer(scorer, f"task {task_name!r} (plugin {task.plugin!r})")
+    return scorer
+
+
+# ----------------------------------------------------------------------------- local engine
+def _identity(item: Any) -> Any:
+    return item
+
+
+def local_outcomes(jobs: Sequence[tuple[str, str | None]], scorer: Any, options: ScoreOptions,
+                   stats: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
+    """Outcomes of ``jobs``: decoded in ``options.workers`` processes, scored in batches here, in finishing order."""
+    import multiprocessing
+
+    from torch.utils.data import DataLoader
+
+    from vkit.workflows.score_engine import ClipBatcher, VideoStream, score_items
+
+    workers = min(options.workers, len(jobs))
+    context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
+    loader = DataLoader(VideoStream(jobs, scorer), batch_size=None, num_workers=workers, collate_fn=_identity,
+                        prefetch_factor=options.prefetch if workers else None, multiprocessing_context=context)
+    batcher = ClipBatcher(scorer, options.batch_size, options.device)
+    try:
+        for outcome in score_items(iter(loader), batcher):
+            if stats is not None:
+                stats["model_seconds"] = batcher.model_seconds
+            yield outcome
+    finally:
+        del loader  # shuts the worker processes down
+
+
+# ----------------------------------------------------------------------------- writing
+class ResultWriter:
+    """Commits finished videos a few at a time: video rows, then each video's scores + events + summary in one transaction.
+
+    Args:
+        store: the open :class:`~vkit.core.store.Store`.
+        run_id: the scoring run.
+        notify: called with each video's ``vkit_video_scored`` payload after its commit.
+        commit_every: videos per transaction.
+        commit_seconds: longest a finished video waits for its commit.
+    """
+
+    def __init__(self, store: Any, run_id: int, notify: Callable[[dict[str, Any]], None], commit_every: int = 8,
+                 commit_seconds: float = 2.0) -> None:
+        self.store, self.run_id, self.notify = store, run_id, notify
+        self.commit_every, self.commit_seconds = commit_every, commit_seconds
+        self._pending: list[dict[str, Any]] = []
+        self._since = time.monotonic()
+
+    def add(self, outcome: dict[str, Any]) -> None:
+        """Queue a ``scored`` or ``failed`` outcome; commits when the batch is full or old enough."""
+        self._pending.append(outcome)
+        if len(self._pending) >= self.commit_every or time.monotonic() - self._since >= self.commit_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Commit every queued outcome now."""
+        pending, self._pending, self._since = self._pending, [], time.monotonic()
+        if not pending:
+            return
+        ids = self.store.upsert_videos([o["video"] for o in pending])
+        results = [dict(video_id=ids[o["path"]], status=o["status"], error=o["error"], scores=o["scores"],
+                        events=o["events"]) for o in pending]
+        for payload in self.store.add_video_results(self.run_id, results):
+            self.notify(payload)
+
+
+def _stored_shas(store: Any, paths: Sequence[str]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for start in range(0, len(paths), 500):
+        found.update((v["path"], v["sha256"]) for v in store.get_videos(paths[start:start + 500]))
+    return found
+
+
+def plan_jobs(store: Any, paths: Sequence[str], model_sha256: str) -> list[tuple[str, str | None]]:
+    """Record ``paths`` in the videos table (new ones ``pending``) and pair each with the content this model scored there.
+
+    A job's second item is the sha256 of the video's content when a run with
+    checkpoint ``model_sha256`` scored it, else ``None``; the worker skips the
+    video if the file still hashes to it.
+    """
+    ids: dict[str, int] = {}
+    for start in range(0, len(paths), 1000):
+        ids.update(store.upsert_videos([dict(path=p) for p in paths[start:start + 1000]]))
+    done = store.scored_video_ids(model_sha256)
+    shas = _stored_shas(store, [p for p in paths if ids[p] in done])
+    return [(p, shas.get(p) if ids[p] in done else None) for p in paths]
+
+
+# ----------------------------------------------------------------------------- progress
+class _Progress:
+    """A rich progress bar (videos/s, clips/s, failures, ETA) on stderr, or nothing."""
+
+    def __init__(self, total: int, enabled: bool) -> None:
+        self.bar, self.began = None, time.perf_counter()
+        if not enabled:
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(
+            TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[vps]:.2f} videos/s"), TextColumn("{task.fields[cps]:.1f} clips/s"),
+            TextColumn("failed {task.fields[failed]}"), TextColumn("ETA"), TimeRemainingColumn(),
+            console=Console(stderr=True), transient=False,
+        )
+        self.task = self.bar.add_task("scoring", total=total, vps=0.0, cps=0.0, failed=0)
+        self.bar.start()
+
+    def update(self, summary: ScoreSummary) -> None:
+        if self.bar is None:
+            return
+        elapsed = max(time.perf_counter() - self.began, 1e-9)
+        self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped, failed=summary.failed,
+                        vps=(summary.scored + summary.failed) / elapsed, cps=summary.clips / elapsed)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
+# ----------------------------------------------------------------------------- orchestration
+def score_archive(
+    task_name: str,
+    archives: Sequence[str | Path],
+    checkpoint: str | Path,
+    *,
+    db_url: str | None = None,
+    plugins: Sequence[str] = (),
+    options: ScoreOptions | None = None,
+    progress: bool = False,
+) -> ScoreSummary:
+    """Score every video under ``archives`` with ``task_name``'s scorer; returns the :class:`ScoreSummary`.
+
+    Args:
+        task_name: a task whose ``build_scorer`` returns a VideoScorer.
+        archives: folders, files or glob patterns (see :func:`~vkit.workflows.inventory.find_videos`).
+        checkpoint: a run id (its ``checkpoint`` artifact) or a ``.safetensors`` path.
+        db_url: the store (default ``$VKIT_DB_URL`` or ``./vkit.db``).
+        plugins: extra plugin modules (``--plugin``).
+        options: engine, workers, batch size, device, commit cadence.
+        progress: show a progress bar on stderr.
+
+    Raises:
+        ConfigError, CheckpointError, DataError: bad task, checkpoint or archive (before any run row is written).
+    """
+    from vkit.core.store import open_store
+    from vkit.registry.manager import get_plugin_manager
+    from vkit.workflows.inventory import find_videos
+    from vkit.workflows.predict import resolve_checkpoint
+
+    options = options or ScoreOptions()
+    manager = get_plugin_manager(extra=tuple(plugins))
+    task_cls = manager.get_task(task_name)
+    paths = find_videos(archives)
+    if not paths:
+        raise DataError(f"archives {[str(a) for a in archives]}: no video files found")
+    store = open_store(db_url)
+    ckpt = resolve_checkpoint(checkpoint, store).resolve()
+    factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins))
+    scorer = factory()
+    jobs = plan_jobs(store, paths, scorer.model_sha256)
+    config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options))
+    run_id = store.start_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
+                             versions={"plugins": manager.versions()})
+    summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths))
+    writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds)
+    bar = _Progress(len(jobs), progress)
+    began = time.perf_counter()
+    try:
+        if options.engine == "ray":
+            from vkit.workflows.score_ray import ray_outcomes
+
+            del scorer
+            outcomes = ray_outcomes(jobs, factory, options)
+        else:
+            outcomes = local_outcomes(jobs, scorer, options)
+        for outcome in outcomes:
+            _count(summary, outcome)
+            if outcome["status"] != "skipped":
+                writer.add(outcome)
+            bar.update(summary)
+        writer.flush()
+        summary.status = "finished"
+        store.finish_run(run_id, "finished")
+    except BaseException as err:
+        summary.status = "failed"
+        try:
+            writer.flush()  # every video that finished is kept
+        finally:
+            reason = "interrupted" if isinstance(err, KeyboardInterrupt) else err
+            store.finish_run(run_id, "failed", reason)
+        raise
+    finally:
+        summary.seconds = time.perf_counter() - began
+        bar.close()
+        store.close()
+    return summary
+
+
+def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
+    status = outcome["status"]
+    if status == "scored":
+        summary.scored += 1
+        summary.clips += outcome["clips"]
+    elif status == "failed":
+        summary.failed += 1
+        if len(summary.failures) < 50:
+            summary.failures.append(dict(path=outcome["path"], error=outcome["error"]))
+    else:
+        summary.skipped += 1
+
+
+# ----------------------------------------------------------------------------- CLI
+@click.command("score")
+@click.argument("task")
+@click.argument("archives", nargs=-1, required=True)
+@click.option("--checkpoint", required=True, metavar="RUN_OR_PATH", help="A run id or a .safetensors file.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(0), help="Decoding processes (Ray: actors).")
+@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Clips per inference batch.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device of the model.")
+@click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True)
+@click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join (default: start a local one).")
+@click.option("--commit-every", default=8, show_default=True, type=click.IntRange(1), help="Videos per transaction.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
+@click.pass_context
+def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int,
+              device: str, engine: str, ray_address: str | None, commit_every: int, as_json: bool) -> None:
+    """Score every video in ARCHIVES (folders, files, globs) with a trained TASK model; resumable."""
+    import json
+
+    obj = ctx.find_root().obj or {}
+    options = ScoreOptions(workers=workers, batch_size=batch_size, device=device, engine=engine,
+                           ray_address=ray_address, commit_every=commit_every)
+    summary = score_archive(task, archives, checkpoint, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
+                            options=options, progress=not as_json and sys.stderr.isatty())
+    data = summary.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    _print_summary(data)
+
+
+def _print_summary(data: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{data['task']}: scoring run {data['run_id']}", title_justify="left")
+    table.add_column("")
+    table.add_column("value", overflow="fold")
+    rows = [("videos", data["videos"]), ("scored", data["scored"]), ("skipped (already scored)", data["skipped"]),
+            ("failed", data["failed"]), ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
+            ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("engine", data["engine"]),
+            ("run id", data["run_id"]), ("database", data["db_url"])]
+    for key, value in rows:
+        table.add_row(key, "" if value is None else str(value))
+    console = Console(highlight=False)
+    console.print(table)
+    if data["failures"]:
+        failed = Table(title="failed videos", title_justify="left")
+        failed.add_column("path", overflow="fold")
+        failed.add_column("reason", overflow="fold")
+        for row in data["failures"][:20]:
+            failed.add_row(row["path"], row["error"] or "")
+        console.print(failed)
+
+
+__all__ = ["ENGINES", "ResultWriter", "ScoreOptions", "ScoreSummary", "build_task_scorer",
+           "local_outcomes", "plan_jobs", "score_archive", "score_cmd"]

@@ -1,0 +1,285 @@
+"""The per-video work of ``vkit score``, shared by the local and the Ray engine.
+
+One video goes through three steps:
+
+1. :func:`prepare_video` (a worker process or a Ray actor): stream its sha256,
+   skip it if this model already scored that content, probe it, check it is
+   long enough, decode its clips with ``scorer.decode``. Every failure becomes
+   a ``failed`` outcome with its reason; nothing raises.
+2. :class:`ClipBatcher` (the model's process): clips of many videos are copied
+   into one preallocated ``channels_last_3d`` batch and scored together, so a
+   batch never waits for one video and memory holds at most one batch plus the
+   videos in flight.
+3. :func:`finish_video`: segment rows (``start``/``end`` in seconds) and
+   ``scorer.summarize`` events.
+
+The outcome of a video is a plain dict (the writer and the Ray engine pass it
+on as is)::
+
+    dict(path=..., status="scored" | "failed" | "skipped", error=None | "reason",
+         video=dict(path, sha256, size, duration, fps, frames, status="ok" | "failed", error),
+         scores=[dict(segment, start, end, score)], events=[dict(kind, start, end, score)], clips=32)
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from vkit.registry.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vkit.core.scoring import VideoScorer
+
+#: ``(path, sha256 this model already scored at this path or None)``: one video to score.
+Job = tuple[str, "str | None"]
+
+_EVENT_FIELDS = ("kind", "start", "end", "score")
+
+
+def check_scorer(scorer: Any, owner: str) -> None:
+    """Raise a :class:`ConfigError` naming ``owner`` unless ``scorer`` fulfils the VideoScorer contract."""
+    from vkit.core.scoring import VideoScorer
+
+    missing = [name for name in ("decode", "score", "summarize") if not callable(getattr(scorer, name, None))]
+    if missing or not isinstance(scorer, VideoScorer):
+        missing += [a for a in ("model_sha256", "num_segments") if not hasattr(scorer, a)]
+        raise ConfigError(f"{owner}: build_scorer() returned {type(scorer).__name__}, which lacks {missing}; "
+                          f"expected a vkit.core.scoring.VideoScorer")
+    sha = getattr(scorer, "model_sha256")
+    if not isinstance(sha, str) or not sha:
+        raise ConfigError(f"{owner}: scorer.model_sha256 must be a non-empty str (the checkpoint's sha256), got {sha!r}")
+    segments = getattr(scorer, "num_segments")
+    if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
+        raise ConfigError(f"{owner}: scorer.num_segments must be a positive int, got {segments!r}")
+
+
+def min_frames(scorer: Any) -> int:
+    """Frames a video needs to be scored: ``scorer.min_frames`` if set, else one per segment."""
+    value = getattr(scorer, "min_frames", None)
+    return int(value) if value else int(scorer.num_segments)
+
+
+def _video_row(path: str, **fields: Any) -> dict[str, Any]:
+    row = dict(path=path, sha256=None, size=None, duration=None, fps=None, frames=None, status="failed", error=None)
+    row.update(fields)
+    return row
+
+
+def _failed(path: str, error: str, video: dict[str, Any]) -> dict[str, Any]:
+    video.update(status="failed", error=error)
+    return dict(path=path, status="failed", error=error, video=video, scores=[], events=[], clips=0)
+
+
+def prepare_video(path: str, skip_sha256: str | None, scorer: Any) -> dict[str, Any]:
+    """Hash, probe and decode one video; returns its outcome with ``clips`` (tensor) and ``info`` when it decoded.
+
+    Args:
+        path: the video file.
+        skip_sha256: the content this model already scored at ``path``; equal content is ``skipped`` undecoded.
+        scorer: the :class:`~vkit.core.scoring.VideoScorer` (only ``decode``, ``num_segments``, ``min_frames`` used).
+    """
+    from vkit.core.store.provenance import sha256_file
+    from vkit.core.video import probe
+
+    video = _video_row(path)
+    try:
+        video["sha256"], video["size"] = sha256_file(path)
+    except OSError as err:
+        return _failed(path, f"{path}: unreadable ({err.strerror or err})", video)
+    if skip_sha256 is not None and video["sha256"] == skip_sha256:
+        return dict(path=path, status="skipped", error=None, video=video, scores=[], events=[], clips=0)
+    try:
+        info = probe(path)
+        video.update(duration=float(info.duration), fps=float(info.fps), frames=int(info.frames))
+        need = min_frames(scorer)
+        if info.frames < need:
+            raise DataError(f"{path}: too short: {info.frames} frames, the scorer needs at least {need}")
+        clips = scorer.decode(path)
+        clips = torch.as_tensor(np.ascontiguousarray(clips), dtype=torch.float32)
+        if clips.dim() != 5 or clips.shape[0] != scorer.num_segments:
+            raise DataError(f"{path}: scorer.decode returned shape {tuple(clips.shape)}, expected "
+                            f"(num_segments={scorer.num_segments}, C, T, H, W)")
+    except DataError as err:
+        return _failed(path, str(err), video)
+    except Exception as err:  # one bad video never stops the batch
+        return _failed(path, f"{path}: {type(err).__name__}: {err}", video)
+    video.update(status="ok", error=None)
+    return dict(path=path, status="scored", error=None, video=video, scores=[], events=[],
+                clips=int(clips.shape[0]), tensor=clips, info=info)
+
+
+def finish_video(item: dict[str, Any], segment_scores: np.ndarray, scorer: Any) -> dict[str, Any]:
+    """The outcome of a decoded video once all its segments are scored: segment rows and summarized events."""
+    info = item.pop("info")
+    item.pop("tensor", None)
+    count = len(segment_scores)
+    length = float(info.duration) / count if info.duration and count else 0.0
+    item["scores"] = [
+        dict(segment=i, start=i * length, end=(i + 1) * length, score=float(s)) for i, s in enumerate(segment_scores)
+    ]
+    try:
+        summary = scorer.summarize(np.asarray(segment_scores, dtype=np.float64), info) or {}
+        item["events"] = [_event(e) for e in summary.get("events", ())]
+    except Exception as err:
+        return _failed(item["path"], f"{item['path']}: scorer.summarize failed: {type(err).__name__}: {err}",
+                       item["video"])
+    return item
+
+
+def _event(event: Any) -> dict[str, Any]:
+    if not isinstance(event, dict) or "start" not in event or "end" not in event:
+        raise DataError(f"event {event!r}: expected a dict with 'start' and 'end' (seconds), 'kind' and 'score'")
+    row = {k: event[k] for k in _EVENT_FIELDS if k in event}
+    row.setdefault("kind", "event")
+    row["start"], row["end"] = float(row["start"]), float(row["end"])
+    if row.get("score") is not None:
+        row["score"] = float(row["score"])
+    return row
+
+
+def _memory_format(scorer: Any) -> torch.memory_format:
+    fmt = getattr(scorer, "memory_format", "channels_last_3d")
+    if isinstance(fmt, torch.memory_format):
+        return fmt
+    formats = {"channels_last_3d": torch.channels_last_3d, "contiguous": torch.contiguous_format}
+    if fmt not in formats:
+        raise ConfigError(f"scorer.memory_format={fmt!r}; expected one of {sorted(formats)} or a torch.memory_format")
+    return formats[fmt]
+
+
+class ClipBatcher:
+    """Scores clips of many videos in fixed-size batches; yields each video's outcome when its last clip is scored.
+
+    The batch buffer is allocated once, in the scorer's ``memory_format``
+    (``channels_last_3d`` unless the scorer says ``'contiguous'``), so laying the
+    clips out costs no copy beyond the one into the batch.
+
+    Args:
+        scorer: the :class:`~vkit.core.scoring.VideoScorer`.
+        batch_size: clips per ``scorer.score`` call.
+        device: where the batch goes (``'cpu'``, ``'cuda'``, ``'cuda:1'``).
+
+    Example::
+
+        batcher = ClipBatcher(scorer, batch_size=16)
+        for item in items:                       # outcomes of prepare_video
+            for outcome in batcher.add(item):    # videos whose clips are all scored
+                write(outcome)
+        for outcome in batcher.drain():
+            write(outcome)
+    """
+
+    def __init__(self, scorer: Any, batch_size: int = 16, device: str = "cpu") -> None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ConfigError(f"score: batch_size must be a positive int, got {batch_size!r}")
+        self.scorer, self.batch_size = scorer, batch_size
+        self.device = torch.device(device)
+        self.memory_format = _memory_format(scorer)
+        self._queue: deque[list[Any]] = deque()  # [item, next segment, scores so far]
+        self._queued = 0
+        self._buffer: torch.Tensor | None = None
+        #: Clips scored and seconds spent in ``scorer.score`` so far.
+        self.clips, self.model_seconds = 0, 0.0
+
+    def add(self, item: dict[str, Any]) -> list[dict[str, Any]]:
+        """Queue a decoded video's clips; returns the outcomes of videos finished by the batches this filled."""
+        tensor = item["tensor"]
+        done: list[dict[str, Any]] = []
+        if self._buffer is not None and tuple(self._buffer.shape[1:]) != tuple(tensor.shape[1:]):
+            done += self.drain()  # a new clip shape: score what is queued, then re-allocate
+            self._buffer = None
+        self._queue.append([item, 0, np.empty(tensor.shape[0], dtype=np.float64)])
+        self._queued += tensor.shape[0]
+        while self._queued >= self.batch_size:
+            done += self._run()
+        return done
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Score every queued clip (a last, smaller batch) and return the finished outcomes."""
+        done: list[dict[str, Any]] = []
+        while self._queued:
+            done += self._run()
+        return done
+
+    def _alloc(self, shape: Sequence[int]) -> torch.Tensor:
+        if self._buffer is None:
+            pin = self.device.type == "cuda"
+            buffer = torch.empty((self.batch_size, *shape), dtype=torch.float32, pin_memory=pin)
+            self._buffer = buffer.contiguous(memory_format=self.memory_format) if buffer.dim() == 5 else buffer
+        return self._buffer
+
+    def _run(self) -> list[dict[str, Any]]:
+        buffer = self._alloc(self._queue[0][0]["tensor"].shape[1:])
+        filled, spans = 0, []
+        for entry in self._queue:
+            if filled == self.batch_size:
+                break
+            item, start, _ = entry
+            take = min(item["tensor"].shape[0] - start, self.batch_size - filled)
+            buffer[filled:filled + take].copy_(item["tensor"][start:start + take])
+            spans.append((entry, start, take, filled))
+            filled += take
+        batch = buffer[:filled].to(self.device, non_blocking=True)
+        began = time.perf_counter()
+        with torch.inference_mode():
+            out = self.scorer.score(batch)
+        values = torch.as_tensor(out).detach().float().reshape(-1).cpu().numpy()
+        self.model_seconds += time.perf_counter() - began
+        if values.shape[0] != filled:
+            raise ConfigError(f"scorer.score returned {values.shape[0]} scores for a batch of {filled} clips; "
+                              f"expected one per clip, shape ({filled},)")
+        self.clips += filled
+        self._queued -= filled
+        done = []
+        for entry, start, take, at in spans:
+            entry[2][start:start + take] = values[at:at + take]
+            entry[1] = start + take
+        while self._queue and self._queue[0][1] == self._queue[0][0]["tensor"].shape[0]:
+            item, _, scores = self._queue.popleft()
+            done.append(finish_video(item, scores, self.scorer))
+        return done
+
+
+class VideoStream(IterableDataset):
+    """An ``IterableDataset`` of :func:`prepare_video` outcomes, its jobs sharded over the DataLoader's workers.
+
+    Args:
+        jobs: ``(path, sha256 already scored there or None)`` per video.
+        scorer: decodes (``scorer.decode``) in the worker processes.
+
+    Example::
+
+        loader = DataLoader(VideoStream(jobs, scorer), batch_size=None, num_workers=2, collate_fn=lambda x: x)
+    """
+
+    def __init__(self, jobs: Sequence[Job], scorer: Any) -> None:
+        super().__init__()
+        self.jobs, self.scorer = list(jobs), scorer
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        worker = get_worker_info()
+        jobs = self.jobs if worker is None else self.jobs[worker.id::worker.num_workers]
+        for path, skip in jobs:
+            yield prepare_video(path, skip, self.scorer)
+
+
+def score_items(items: Iterator[dict[str, Any]], batcher: ClipBatcher) -> Iterator[dict[str, Any]]:
+    """Outcomes of ``items`` (from :func:`prepare_video`): decoded ones go through ``batcher``, others straight on."""
+    for item in items:
+        if "tensor" in item:
+            yield from batcher.add(item)
+        else:
+            yield item
+    yield from batcher.drain()
+
+
+ScorerFactory = Callable[[], "VideoScorer"]
+
+__all__ = ["ClipBatcher", "Job", "ScorerFactory", "check_scorer", "finish_video", "min_frames", "prepare_video",
+           "score_items", "VideoStream"]

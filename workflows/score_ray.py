@@ -1,0 +1,87 @@
+"""The Ray engine of ``vkit score``: the same per-video work on a Ray Data actor pool.
+
+``ray.data.from_items(jobs).map_batches(ScorerActor, concurrency=N)``: each
+actor builds the task's scorer once (the model stays in the actor), decodes
+its videos from their paths (file paths travel, never frames), scores their
+clips in batches and returns one JSON outcome per video. A bad video is a
+``failed`` outcome inside the block, so it never drops the others. The driver
+commits the outcomes with the same writer as the local engine, so both
+engines write the same rows.
+
+Plugin modules given with ``--plugin`` must be importable on the Ray workers
+(an installed package, or on ``PYTHONPATH`` of a local instance).
+
+Example::
+
+    for outcome in ray_outcomes(jobs, functools.partial(build_task_scorer, "security-anomaly", ckpt), ScoreOptions(engine="ray")):
+        print(outcome["path"], outcome["status"])
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from vkit.registry.errors import ConfigError
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(f"--engine ray needs Ray Data: pip install 'ray[data]' (or 'vkit[ray]'); import failed: {err}") from err
+    return ray
+
+
+class ScorerActor:
+    """A Ray Data actor: holds one scorer and turns a block of jobs into JSON outcomes.
+
+    Args:
+        factory: builds the :class:`~vkit.core.scoring.VideoScorer` (picklable, e.g. ``functools.partial``).
+        batch_size: clips per inference batch.
+        device: torch device of the model in this actor.
+    """
+
+    def __init__(self, factory: Any, batch_size: int, device: str) -> None:
+        from vkit.workflows.score_engine import ClipBatcher
+
+        self.scorer = factory()
+        self.batcher = ClipBatcher(self.scorer, batch_size, device)
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        from vkit.workflows.score_engine import prepare_video, score_items
+
+        skips = [str(s) or None for s in batch["skip_sha256"]]
+        items = (prepare_video(str(path), skip, self.scorer) for path, skip in zip(batch["path"], skips))
+        outcomes = [json.dumps(o, allow_nan=True) for o in score_items(items, self.batcher)]
+        return {"outcome": np.array(outcomes, dtype=object)}
+
+
+def ray_outcomes(jobs: Sequence[tuple[str, str | None]], factory: Any, options: Any) -> Iterator[dict[str, Any]]:
+    """Outcomes of ``jobs`` scored on Ray (``options``: a :class:`~vkit.workflows.score.ScoreOptions`)."""
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        items = [dict(path=path, skip_sha256=skip or "") for path, skip in jobs]
+        gpu = 1 if str(options.device).startswith("cuda") else 0
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // options.videos_per_task)))
+        dataset = dataset.map_batches(
+            ScorerActor, fn_constructor_kwargs=dict(factory=factory, batch_size=options.batch_size, device=options.device),
+            batch_size=options.videos_per_task, batch_format="numpy", concurrency=max(1, options.workers),
+            num_cpus=1, num_gpus=gpu,
+        )
+        for row in dataset.iter_rows():
+            yield json.loads(row["outcome"])
+    finally:
+        if started:
+            ray.shutdown()
+
+
+__all__ = ["ScorerActor", "ray_outcomes"]
