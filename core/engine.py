@@ -14,6 +14,7 @@ Example::
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,25 @@ def _dataloader(dataset: Any, batch_size: int, num_workers: int, shuffle: bool, 
     )
 
 
+def _init_cpu_process_group() -> None:
+    """Join the torchrun process group with gloo ourselves when there is no GPU.
+
+    mmengine's ``pytorch`` launcher calls ``torch.cuda.set_device`` first, which
+    fails on a CPU-only torch; with the group already initialised the Runner
+    skips its own set-up and uses ours.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if dist.is_initialized() or torch.cuda.is_available():
+        return
+    missing = [v for v in ("RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT") if v not in os.environ]
+    if missing:
+        raise ConfigError(f"train.launcher='pytorch' needs torchrun's environment; missing {missing} "
+                          "(start with: torchrun --nproc_per_node N ...)")
+    dist.init_process_group(backend="gloo")
+
+
 def train_settings(train: dict | None) -> dict:
     """``DEFAULT_TRAIN`` updated with ``train``; unknown keys are a ConfigError with did-you-mean."""
     from vkit.registry.errors import did_you_mean
@@ -147,6 +167,12 @@ def build_runner(
     """
     compat.apply()
     settings = train_settings(train)
+    if settings["launcher"] == "pytorch":
+        _init_cpu_process_group()
+        # DDP on CPU takes no device ids (mmengine's default passes LOCAL_RANK).
+        kwargs_ddp = dict(cfg=dict(model_wrapper_cfg=dict(type="MMDistributedDataParallel", device_ids=None)))
+    else:
+        kwargs_ddp = {}
     if isinstance(model, dict):
         model = MODELS.build(model)
     batch_size, workers = int(settings["batch_size"]), int(settings["num_workers"])
@@ -158,7 +184,7 @@ def build_runner(
         from vkit.core.checkpoint import SafetensorsCheckpointHook
 
         hooks.append(SafetensorsCheckpointHook())
-    kwargs: dict[str, Any] = {}
+    kwargs: dict[str, Any] = dict(kwargs_ddp)
     if train_set is not None:
         scheduler = []
         if settings["scheduler"] == "cosine":
