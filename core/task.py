@@ -53,6 +53,10 @@ class Task:
             overrides may only use keys that exist here (except under keys
             listed in ``free_keys``).
         free_keys: top-level keys whose sub-keys are free-form (e.g. ``model``).
+        smoke_overrides: ``--set`` strings that shrink a run to one quick
+            iteration on tiny data (``["train.epochs=1", "data.n_train=8"]``);
+            ``vkit plugins check`` and :func:`vkit.testing.run_task_smoke` apply
+            them. Every key must exist in ``default_config``.
         plugin: filled in by the plugin manager with the declaring plugin's name.
     """
 
@@ -60,6 +64,7 @@ class Task:
     description: ClassVar[str] = ""
     default_config: ClassVar[dict[str, Any]] = {}
     free_keys: ClassVar[tuple[str, ...]] = ()
+    smoke_overrides: ClassVar[tuple[str, ...] | list[str]] = ()
     plugin: ClassVar[str] = ""
 
     def generate_data(self, root: Path, seed: int) -> Path | None:

@@ -3,8 +3,10 @@
 Plugins come from the ``vkit.plugins`` entry-point group (the built-in
 verticals too), from ``--plugin module.path`` (``extra=``) and from the
 ``VKIT_PLUGINS`` environment variable (comma-separated module paths).
-``VKIT_DISABLE_PLUGINS`` (comma-separated names) or ``disabled=`` switches
-plugins off without importing them; ``VKIT_NO_AUTOLOAD=1`` (or
+``VKIT_DISABLE_PLUGINS`` (comma-separated names), ``disabled=`` or the
+user config (``vkit plugins disable NAME`` writes ``plugins.disabled`` in
+:func:`user_config_path`) switch plugins off without importing them;
+``VKIT_NO_AUTOLOAD=1`` (or
 ``autoload=False``) skips entry points.
 
 A plugin that fails to import, does not match the hookspecs, raises in a hook,
@@ -29,12 +31,14 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import json
 import logging
 import os
 import re
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -56,6 +60,8 @@ __all__ = [
     "PluginManager",
     "get_plugin_manager",
     "reset_plugin_manager",
+    "user_config_path",
+    "user_disabled_plugins",
 ]
 
 #: The entry-point group a package declares its plugin in.
@@ -63,6 +69,7 @@ ENTRY_POINT_GROUP = "vkit.plugins"
 ENV_PLUGINS = "VKIT_PLUGINS"
 ENV_DISABLE = "VKIT_DISABLE_PLUGINS"
 ENV_NO_AUTOLOAD = "VKIT_NO_AUTOLOAD"
+ENV_CONFIG_DIR = "VKIT_CONFIG_DIR"
 
 _TASK_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _ALREADY_REGISTERED = re.compile(r"^(?P<name>.+) is already registered in (?P<registry>.+) at (?P<module>\S+)$")
@@ -187,7 +194,7 @@ class PluginManager:
         self._failures: list[PluginFailure] = []
         self._tasks: dict[str, type[Task]] | None = None
         self._commands: list[tuple[_Entry, click.Command]] | None = None
-        off = set(_env_list(ENV_DISABLE)) | set(disabled or ())
+        off = set(_env_list(ENV_DISABLE)) | set(user_disabled_plugins()) | set(disabled or ())
         autoload = _autoload_from_env() if autoload is None else autoload
         for candidate in _discover(extra, autoload):
             if candidate.name in off or candidate.module in off:
@@ -505,6 +512,34 @@ def _env_list(var: str) -> list[str]:
     return [item.strip() for item in os.environ.get(var, "").split(",") if item.strip()]
 
 
+def user_config_path() -> Path:
+    """The user config file: ``$VKIT_CONFIG_DIR/config.json``, else ``~/.config/vkit/config.json``."""
+    folder = os.environ.get(ENV_CONFIG_DIR, "").strip()
+    return (Path(folder) if folder else Path.home() / ".config" / "vkit") / "config.json"
+
+
+def user_disabled_plugins() -> list[str]:
+    """The names under ``plugins.disabled`` in :func:`user_config_path` (``[]`` when the file is absent).
+
+    Example::
+
+        # ~/.config/vkit/config.json: {"plugins": {"disabled": ["security"]}}
+        user_disabled_plugins()   # ['security']
+    """
+    path = user_config_path()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"user config {str(path)!r} cannot be read: {err}; fix or delete it") from err
+    section = data.get("plugins", {}) if isinstance(data, dict) else None
+    names = section.get("disabled", []) if isinstance(section, dict) else section
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"user config {str(path)!r}: plugins.disabled must be a list of plugin names, got {names!r}")
+    return names
+
+
 def _autoload_from_env() -> bool:
     raw = os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -608,7 +643,7 @@ def get_plugin_manager(*, extra: Sequence[str] = (), disabled: Sequence[str] | N
         manager = get_plugin_manager(extra=["myplugin"])
         assert manager is get_plugin_manager(extra=["myplugin"])
     """
-    key = (tuple(extra), tuple(disabled) if disabled is not None else None, autoload,
+    key = (tuple(extra), tuple(disabled) if disabled is not None else None, autoload, tuple(user_disabled_plugins()),
            *(os.environ.get(var, "") for var in (ENV_PLUGINS, ENV_DISABLE, ENV_NO_AUTOLOAD)))
     if key not in _MANAGERS:
         _MANAGERS[key] = PluginManager(extra=extra, disabled=disabled, autoload=autoload)

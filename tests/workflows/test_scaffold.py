@@ -1,0 +1,123 @@
+"""`vkit new-plugin`: name validation, the files it writes, and that the generated plugin conforms (without installing it)."""
+from __future__ import annotations
+
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from vkit.registry.errors import ConfigError
+from vkit.workflows.scaffold import TEMPLATE_DIR, new_plugin, new_plugin_cmd, plugin_names
+
+EXPECTED_FILES = {
+    "README.md", "pyproject.toml", "configs/tiny.py", "tests/conftest.py", "tests/test_vkit_shop_floor.py",
+    *(f"vkit_shop_floor/{m}.py" for m in ("__init__", "config", "data", "heads", "metrics", "plugin", "task")),
+}
+
+
+def test_names_are_derived_from_the_slug():
+    names = plugin_names("shop-floor")
+    assert (names.name, names.module, names.camel, names.task, names.dist) == (
+        "shop-floor", "vkit_shop_floor", "ShopFloor", "shop-floor-task", "vkit-shop-floor")
+
+
+@pytest.mark.parametrize("bad", ["", "Acme", "1acme", "acme_x", "acme--x", "-acme", "acme-", "a cme", "x" * 41, "acmé"])
+def test_bad_names_are_rejected_with_the_rule(bad):
+    with pytest.raises(ConfigError) as err:
+        plugin_names(bad)
+    assert repr(bad) in str(err.value)
+    assert "lowercase letters and digits" in str(err.value)
+
+
+def test_builtin_names_are_reserved():
+    with pytest.raises(ConfigError, match="'medical' is taken by vkit itself"):
+        plugin_names("medical")
+
+
+def test_writes_a_complete_package(tmp_path):
+    target = new_plugin("shop-floor", tmp_path)
+    assert target == tmp_path / "vkit-shop-floor"
+    written = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert written == EXPECTED_FILES
+    pyproject = tomllib.loads((target / "pyproject.toml").read_text())
+    assert pyproject["project"]["name"] == "vkit-shop-floor"
+    assert pyproject["project"]["entry-points"]["vkit.plugins"] == {"shop-floor": "vkit_shop_floor.plugin"}
+    for path in target.rglob("*"):
+        if path.is_file():
+            text = path.read_text()
+            assert "{{" not in text and "__module__" not in text, path
+            if path.suffix == ".py":
+                compile(text, str(path), "exec")
+    task = (target / "vkit_shop_floor" / "task.py").read_text()
+    assert 'name = "shop-floor-task"' in task and "run_classification" in task
+    assert "from vkit.testing import" in (target / "tests" / "test_vkit_shop_floor.py").read_text()
+
+
+def test_every_template_is_rendered(tmp_path):
+    templates = {p.relative_to(TEMPLATE_DIR).as_posix() for p in TEMPLATE_DIR.rglob("*.tmpl")}
+    assert len(templates) == len(EXPECTED_FILES)
+
+
+def test_refuses_a_non_empty_target_but_fills_an_empty_one(tmp_path):
+    (tmp_path / "vkit-acme").mkdir()
+    assert new_plugin("acme", tmp_path) == tmp_path / "vkit-acme"
+    with pytest.raises(ConfigError, match="already exists and is not empty"):
+        new_plugin("acme", tmp_path)
+
+
+def test_cli_command(tmp_path):
+    result = CliRunner().invoke(new_plugin_cmd, ["acme", "--dir", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"wrote {tmp_path / 'vkit-acme'}/ (plugin 'acme', package vkit_acme, task 'acme-task')" in result.output
+    assert "vkit plugins check acme" in result.output
+    bad = CliRunner().invoke(new_plugin_cmd, ["Acme!", "--dir", str(tmp_path)])
+    assert bad.exit_code != 0 and isinstance(bad.exception, ConfigError)
+
+
+@pytest.fixture
+def generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A generated plugin importable from tmp_path (as --plugin), without entry points; registries restored."""
+    from vkit.registry.manager import reset_plugin_manager
+    from vkit.registry.registries import REGISTRIES
+
+    new_plugin("zeta", tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "vkit-zeta"))
+    monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
+    before = {key: dict(reg.module_dict) for key, reg in REGISTRIES.items()}
+    reset_plugin_manager()
+    yield "vkit_zeta.plugin"
+    reset_plugin_manager()
+    for key, reg in REGISTRIES.items():
+        reg.module_dict.clear()
+        reg.module_dict.update(before[key])
+    for module in [m for m in sys.modules if m.startswith("vkit_zeta")]:
+        del sys.modules[module]
+
+
+def test_generated_plugin_passes_the_static_checks(generated):
+    from vkit.workflows.plugin_check import check_plugin, format_results
+
+    results = check_plugin(generated, extra=[generated], smoke=False)
+    assert all(r.ok for r in results), format_results(results)
+    checks = {r.check for r in results}
+    assert {"component HEADS.ZetaHead", "component METRICS.ZetaAccuracy", "component DATASETS.ZetaClipDataset",
+            "metric ZetaAccuracy", "task zeta-task config"} <= checks
+
+
+def test_generated_dataset_and_metric_work_together(generated):
+    """The generated dataset feeds the generated metric the way the pipeline does (no training)."""
+    import torch
+
+    from vkit_zeta.data import ZetaClipDataset
+    from vkit_zeta.metrics import ZetaAccuracy
+
+    ds = ZetaClipDataset(None, "validation", frames=4, size=16, num_samples=6, seed=1)
+    assert [ds[i]["label"] for i in range(6)] == [0, 1, 0, 1, 0, 1]
+    assert ds[0]["inputs"]["video"].shape == (3, 4, 16, 16)
+    metric = ZetaAccuracy()
+    metric.process({}, [dict(case_id=ds[i]["case_id"], label=ds[i]["label"], probs=torch.tensor([0.6, 0.4]) if i % 2 == 0
+                             else torch.tensor([0.3, 0.7])) for i in range(6)])
+    assert metric.compute_metrics(metric.results) == {"accuracy": 1.0, "balanced_accuracy": 1.0}
+    assert 0.4 < metric.last_threshold <= 0.7

@@ -1,0 +1,315 @@
+"""``vkit plugins check NAME``: does a plugin conform? One line per check, pass or fail with the reason.
+
+Checks, in order:
+
+1. **loads**: the plugin is discovered, imports and matches the hookspecs.
+2. **hook NAME**: each hook it implements returns what its spec says
+   (``vkit_tasks``: Task subclasses or ``None``; ``vkit_cli_commands``:
+   ``click`` commands or ``None``; the others: ``None``) without raising.
+3. **component REGISTRY.NAME**: every registered component builds from its
+   default config (``dict(type=NAME)``, or ``smoke_config()`` when the class
+   has that classmethod; heads get ``in_dim`` and fusions ``in_dims`` the way
+   ``VideoModel`` passes them).
+4. **metric NAME**: the metric class has its own docstring and no other
+   METRICS registry in the tree (mmengine's, mmaction2's) holds its name.
+5. **task NAME config / smoke run**: the default config plus
+   ``Task.smoke_overrides`` validates, and the task runs once on tiny data
+   against a temporary SQLite store (:func:`run_task_smoke`).
+6. **no clashes**: no task, command or component name of this plugin clashes with another plugin's.
+
+Example::
+
+    results = check_plugin("acme")
+    print(format_results(results))
+    assert all(r.ok for r in results)
+"""
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vkit.registry.errors import ConfigError, VkitError, did_you_mean
+
+__all__ = ["CheckResult", "check_plugin", "format_results", "plugins_check_cmd", "run_task_smoke"]
+
+log = logging.getLogger("vkit.plugins.check")
+
+#: Sample payloads the notification hooks are called with (marked as coming from the check).
+SAMPLE_RUN = dict(id=0, task="vkit-plugins-check", status="finished", error=None, metrics={"test/accuracy": 1.0},
+                  db="sqlite:///:memory:", report=None)
+SAMPLE_VIDEO = dict(path="vkit-plugins-check.mp4", sha256="0" * 64, status="scored", error=None, max_score=0.5,
+                    mean_score=0.25, events=[])
+_CLASH_WORDS = ("already declared by", "already registered by", "overrode")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One line of the report.
+
+    Attributes:
+        check: what was checked, e.g. ``"component HEADS.AcmeHead"``.
+        ok: passed.
+        reason: why it failed, or a short note on what passed.
+    """
+
+    check: str
+    ok: bool
+    reason: str = ""
+
+    def line(self) -> str:
+        """``PASS check: reason`` / ``FAIL check: reason``."""
+        return f"{'PASS' if self.ok else 'FAIL'}  {self.check}" + (f": {self.reason}" if self.reason else "")
+
+
+# ---------------------------------------------------------------------- smoke runs
+def run_task_smoke(task: str | type, overrides: Sequence[str] = (), tmp_path: str | Path | None = None, *,
+                   plugins: Sequence[str] = (), db_url: str | None = None) -> Any:
+    """Run a task once on tiny settings through ``vkit run``'s workflow; return its finished ``RunResult``.
+
+    The task's ``smoke_overrides`` come first, then ``overrides``. The store is
+    SQLite under ``tmp_path`` (or ``db_url``), the work dir and the data cache
+    too. A task that raises re-raises; a run that does not end ``finished``
+    is an ``AssertionError``.
+
+    Args:
+        task: a task name or a ``Task`` subclass declared by a loaded plugin.
+        overrides: extra ``--set`` strings.
+        tmp_path: folder for the store, work dir and data (a new temporary folder when ``None``).
+        plugins: module paths to load as plugins (``--plugin``).
+        db_url: a store URL instead of ``tmp_path/vkit.db`` (e.g. ``vkit_store.url``).
+
+    Example::
+
+        result = run_task_smoke("acme-task", ["train.lr=0.01"], tmp_path=tmp_path)
+        assert result.metrics["test/accuracy"] >= 0
+    """
+    from vkit.registry.manager import get_plugin_manager
+    from vkit.workflows.run import run_task
+
+    manager = get_plugin_manager(extra=plugins)
+    name = task if isinstance(task, str) else getattr(task, "name", "")
+    task_cls = manager.get_task(name) if isinstance(task, str) else manager.tasks().get(name)
+    if task_cls is None or (not isinstance(task, str) and task_cls is not task):
+        raise ConfigError(f"run_task_smoke: task class {task!r} (name {name!r}) is not declared by a loaded plugin; "
+                          f"install the plugin or pass plugins=['your.plugin.module']")
+    root = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(prefix="vkit-smoke-"))
+    root.mkdir(parents=True, exist_ok=True)
+    result = run_task(task_cls.name, overrides=[*task_cls.smoke_overrides, *overrides],
+                      db_url=db_url or f"sqlite:///{root / 'vkit.db'}", work_dir=root / "work",
+                      data_root=root / "data", plugins=plugins, echo=lambda *args, **kwargs: log.debug("%s", args))
+    if result.status != "finished":
+        raise AssertionError(f"task {task_cls.name!r}: run {result.run_id} ended {result.status!r}: {result.error}")
+    return result
+
+
+# ---------------------------------------------------------------------- checks
+def _hook_checks(manager: Any, name: str) -> list[CheckResult]:
+    """Call each hook ``name`` implements on its own and compare the result with the spec.
+
+    The manager's own findings for that hook (a bad task name, a command
+    without a name) count too; clashes are reported by :func:`_clash_check`.
+    """
+    import click as click_module
+
+    from vkit.core.task import Task
+
+    item_checks: dict[str, Callable[[Any], bool]] = {
+        "vkit_tasks": lambda obj: isinstance(obj, type) and issubclass(obj, Task),
+        "vkit_cli_commands": lambda obj: isinstance(obj, click_module.Command),
+    }
+    expected = {"vkit_tasks": "a list of Task subclasses or None",
+                "vkit_cli_commands": "a list of click.Command or None"}
+    kwargs = dict(run=dict(SAMPLE_RUN), video=dict(SAMPLE_VIDEO), registries=None)
+    results = []
+    for hook in sorted(h for h in dir(manager.pm.hook) if h.startswith("vkit_")):
+        impls = [i for i in getattr(manager.pm.hook, hook).get_hookimpls() if i.plugin_name == name]
+        for impl in impls:
+            if hook == "vkit_register_components":
+                continue  # called through the manager below (it records clashes and rolls back)
+            try:
+                value = impl.function(*(kwargs[arg] for arg in impl.argnames))
+            except Exception as err:
+                results.append(CheckResult(f"hook {hook}", False, f"raised {type(err).__name__}: {err}"))
+                continue
+            if hook in item_checks:
+                items = value if isinstance(value, list | tuple) else None
+                bad = ([] if value is None else [value]) if items is None else [o for o in items if not item_checks[hook](o)]
+                why = f"returned {_short(bad[0])}, expected {expected[hook]}" if bad else ""
+            else:
+                why = "" if value is None else f"returned {_short(value)}, expected None"
+            found = [f.message for f in manager.errors if f.plugin == name and f.stage == hook
+                     and not any(w in f.message for w in _CLASH_WORDS)]
+            why = "; ".join([why, *found] if why else found)
+            results.append(CheckResult(f"hook {hook}", not why, why or "returns what its spec says"))
+    return results
+
+
+def _default_args(key: str, cls: type) -> dict[str, Any]:
+    """What ``VideoModel`` fills in when it builds a head (``in_dim``) or a fusion (``in_dims``)."""
+    try:
+        params = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        return {}
+    if key == "HEADS" and "in_dim" in params:
+        return dict(in_dim=8)
+    if key == "FUSIONS" and "in_dims" in params:
+        return dict(in_dims={"video": 8, "audio": 4})
+    return {}
+
+
+def _component_checks(manager: Any, name: str, registered: dict[str, list[str]]) -> list[CheckResult]:
+    from vkit.registry.registries import REGISTRIES
+
+    results = []
+    for key, names in sorted(registered.items()):
+        registry = REGISTRIES[key]
+        for component in names:
+            label = f"component {key}.{component}"
+            cls = registry.module_dict.get(component)
+            if not inspect.isclass(cls):
+                results.append(CheckResult(label, True, "a function, not built"))
+                continue
+            smoke = getattr(cls, "smoke_config", None)
+            try:
+                cfg = dict(smoke()) if callable(smoke) else {}
+                registry.build(dict(cfg, type=component), default_args=_default_args(key, cls))
+            except Exception as err:
+                how = "smoke_config()" if callable(smoke) else "dict(type=...) (add a smoke_config() classmethod)"
+                results.append(CheckResult(label, False, f"does not build from {how}: {type(err).__name__}: {err}"))
+                continue
+            results.append(CheckResult(label, True, "builds from " + ("smoke_config()" if callable(smoke) else "its defaults")))
+            if key == "METRICS":
+                results.append(_metric_check(component, cls, registry))
+    return results
+
+
+def _metric_check(component: str, cls: type, registry: Any) -> CheckResult:
+    label = f"metric {component}"
+    if not (cls.__dict__.get("__doc__") or "").strip():
+        return CheckResult(label, False, f"class {cls.__module__}.{cls.__qualname__} has no docstring; "
+                                         "say what it computes and the keys it reports")
+    root = registry.parent
+    others = [r for r in [root, *(root.children.values() if root is not None else [])]
+              if r is not None and r is not registry and component in r.module_dict]
+    if others:
+        where = ", ".join(f"{r.name!r} (scope {r.scope!r})" for r in others)
+        return CheckResult(label, False, f"name {component!r} is also registered in {where}; pick a unique name")
+    return CheckResult(label, True, "documented, unique name")
+
+
+def _task_checks(manager: Any, name: str, smoke: bool, tmp_dir: Path | None, extra: Sequence[str]) -> list[CheckResult]:
+    from vkit.core.task import Task
+    from vkit.workflows.config import build_config
+
+    results = []
+    for task in sorted((t for t in manager.tasks().values() if t.plugin == name), key=lambda t: t.name):
+        try:
+            build_config(task.default_config, None, list(task.smoke_overrides), free_keys=task.free_keys)
+        except VkitError as err:
+            results.append(CheckResult(f"task {task.name} config", False, f"default config + smoke_overrides: {err}"))
+            continue
+        results.append(CheckResult(f"task {task.name} config", True, "default config and smoke_overrides validate"))
+        if task.run is Task.run:
+            results.append(CheckResult(f"task {task.name} smoke run", False, "the task does not implement run()"))
+            continue
+        if not smoke:
+            continue
+        try:
+            with tempfile.TemporaryDirectory(prefix="vkit-check-", dir=tmp_dir) as folder:
+                result = run_task_smoke(task, tmp_path=folder, plugins=extra)
+        except BaseException as err:  # noqa: BLE001 - a crashing task is what this check reports
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            results.append(CheckResult(f"task {task.name} smoke run", False, f"{type(err).__name__}: {err}"))
+            continue
+        shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items())[:3])
+        results.append(CheckResult(f"task {task.name} smoke run", True, f"finished ({shown or 'no metrics'})"))
+    return results
+
+
+def _clash_check(manager: Any, name: str) -> CheckResult:
+    mine = [f.message for f in manager.errors if any(w in f.message for w in _CLASH_WORDS)
+            and (f.plugin == name or f'plugin "{name}"' in f.message or f"declared by {name};" in f.message)]
+    return CheckResult("no clashes", not mine, "; ".join(mine) or "no task, command or component name clashes")
+
+
+def check_plugin(name: str, *, extra: Sequence[str] = (), smoke: bool = True,
+                 tmp_dir: str | Path | None = None) -> list[CheckResult]:
+    """Run every conformance check on the plugin ``name``; see the module docstring for the list.
+
+    Args:
+        name: the plugin's name (its entry-point name, or the module path given with ``--plugin``).
+        extra: module paths to load as plugins (``--plugin``).
+        smoke: run each task once on tiny data (the slow part).
+        tmp_dir: where the smoke runs' temporary folders go.
+    """
+    from vkit.registry.manager import get_plugin_manager
+
+    manager = get_plugin_manager(extra=extra)
+    infos = {info.name: info for info in manager.plugins()}
+    if name not in infos:
+        return [CheckResult("loads", False, f"no plugin {name!r}{did_you_mean(name, infos)}; "
+                                            f"discovered: {', '.join(infos) or 'none'}")]
+    info = infos[name]
+    if info.status == "disabled":
+        return [CheckResult("loads", False, f"plugin {name!r} is disabled; `vkit plugins enable {name}`")]
+    load_errors = [f for f in manager.errors if f.plugin == name and f.stage in ("import", "validate")]
+    if load_errors:
+        return [CheckResult("loads", False, "; ".join(f.message for f in load_errors))]
+    results = [CheckResult("loads", True, f"version {info.version}, {info.source}, hooks: {', '.join(info.hooks) or 'none'}")]
+    manager.tasks()
+    manager.cli_commands(reserved=_builtin_commands())
+    results += _hook_checks(manager, name)
+    registered = manager.register_components().get(name, {})
+    if "vkit_register_components" in info.hooks:
+        failures = [f.message for f in manager.errors if f.plugin == name and f.stage == "vkit_register_components"]
+        results.append(CheckResult("hook vkit_register_components", not failures,
+                                   "; ".join(failures) or f"registered {sum(map(len, registered.values()))} component(s)"))
+    results += _component_checks(manager, name, registered)
+    results += _task_checks(manager, name, smoke, Path(tmp_dir) if tmp_dir else None, extra)
+    results.append(_clash_check(manager, name))
+    return results
+
+
+def _builtin_commands() -> list[str]:
+    from vkit.workflows.cli import cli
+
+    return sorted(cli.commands)
+
+
+def format_results(results: Sequence[CheckResult]) -> str:
+    """One line per check and a closing ``N passed, M failed`` line."""
+    failed = sum(not r.ok for r in results)
+    lines = [r.line() for r in results]
+    return "\n".join([*lines, f"{len(results) - failed} passed, {failed} failed"])
+
+
+def _short(obj: Any, limit: int = 80) -> str:
+    text = repr(obj)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@click.command("check")
+@click.argument("name")
+@click.option("--no-smoke", is_flag=True, help="Skip the tasks' smoke runs (the slow part).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def plugins_check_cmd(ctx: click.Context, name: str, no_smoke: bool, as_json: bool) -> None:
+    """Check that plugin NAME conforms: hooks, components, tasks (one smoke run each), clashes."""
+    obj = ctx.find_root().obj or {}
+    results = check_plugin(name, extra=obj.get("plugins", ()), smoke=not no_smoke)
+    ok = all(r.ok for r in results)
+    if as_json:
+        click.echo(json.dumps(dict(plugin=name, ok=ok, checks=[asdict(r) for r in results]), indent=2))
+    else:
+        click.echo(format_results(results))
+    if not ok:
+        ctx.exit(1)
