@@ -296,3 +296,35 @@ def test_channel_prune_works_inside_a_vkit_model_fx_cannot_trace_whole():
     assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 4), (4, 8), (8, 16)]  # last conv feeds the pooling
     assert count_params(pruned) < before and pruned(x).shape == (2, 3)
     assert "backbones.video.features.0" in stage.notes and "traced inside 'VideoModel'" in stage.notes
+
+
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_unfused_attention_matches_torch_and_gets_quantized(batch_first):
+    from vkit.core.compression.quantize import LinearMultiheadAttention, unfuse_attention
+
+    torch.manual_seed(0)
+
+    class Block(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.attn = nn.MultiheadAttention(32, 4, batch_first=batch_first)
+            self.fc = nn.Linear(32, 32)
+
+        def forward(self, x):
+            return self.fc(self.attn(x, x, x)[0])
+
+    model = Block().eval()
+    x = torch.randn(3, 5, 32) if batch_first else torch.randn(5, 3, 32)  # sequence length 5, batch 3
+    mask = torch.rand(5, 5) > 0.7
+    mask.fill_diagonal_(False)
+    ref_out, ref_w = model.attn(x, x, x, attn_mask=mask)
+    unfused = LinearMultiheadAttention.from_mha(model.attn).eval()
+    out, w = unfused(x, x, x, attn_mask=mask)
+    assert torch.allclose(out, ref_out, atol=1e-5) and torch.allclose(w, ref_w, atol=1e-5)
+    ref = model(x)
+    stage = DynamicQuantize()
+    q = stage.apply(model, _ctx(x))
+    assert stage.notes == "1 attention modules unfused into Linear layers"
+    assert type(q.attn.q_proj).__module__.startswith("torch.ao.nn.quantized")
+    assert (q(x) - ref).norm() / ref.norm() < 0.03
+    assert unfuse_attention(nn.Sequential(nn.Linear(2, 2))) == 0
