@@ -54,7 +54,7 @@ class StoreHook(Hook):
     def after_train_iter(self, runner: Runner, batch_idx: int, data_batch: Any = None, outputs: dict | None = None) -> None:
         if not outputs or "loss" not in outputs:
             return
-        loss = float(outputs["loss"])
+        loss = float(outputs["loss"].detach())
         self._epoch_losses.append(loss)
         if (runner.iter + 1) % self.interval == 0:
             self.store.log_metrics(self.run_id, {"loss": loss}, step=runner.iter + 1, split="train")
@@ -63,9 +63,10 @@ class StoreHook(Hook):
     def after_train_epoch(self, runner: Runner) -> None:
         if self._epoch_losses:
             mean = sum(self._epoch_losses) / len(self._epoch_losses)
-            self.store.log_metrics(self.run_id, {"epoch_loss": mean}, step=runner.epoch, split="train")
+            epoch = runner.epoch + 1  # mmengine counts the epoch as done only after this hook
+            self.store.log_metrics(self.run_id, {"epoch_loss": mean}, step=epoch, split="train")
             if self.echo:
-                self.echo(f"epoch {runner.epoch}/{runner.max_epochs}  loss {mean:.4f}")
+                self.echo(f"epoch {epoch}/{runner.max_epochs}  loss {mean:.4f}")
         self._epoch_losses = []
 
     @master_only

@@ -38,25 +38,40 @@ def _metric(cfg: dict, **overrides: Any) -> Any:
     return METRICS.build(metric_cfg)
 
 
-@torch.inference_mode()
-def predict(model: torch.nn.Module, dataset: Any, batch_size: int = 8) -> list[dict]:
-    """Per-sample ``{"case_id", "label", "probs"}`` of ``model`` on ``dataset`` (no gradient, eval mode)."""
+def _batches(dataset: Any, batch_size: int) -> Any:
     from mmengine.dataset import default_collate
 
-    model.eval()
-    out: list[dict] = []
     for start in range(0, len(dataset), batch_size):
-        batch = default_collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
-        out.extend(model.test_step(batch))
+        yield default_collate([dataset[i] for i in range(start, min(start + batch_size, len(dataset)))])
+
+
+@torch.inference_mode()
+def predict(model: torch.nn.Module, dataset: Any, batch_size: int = 8, *, preprocessor: Any = None) -> list[dict]:
+    """Per-sample ``{"case_id", "label", "probs"}`` of ``model`` on ``dataset`` (eval mode, no gradient).
+
+    ``model`` is called as ``model(inputs)`` on the output of ``preprocessor``
+    (default: ``model.data_preprocessor``), so a compressed stand-in (e.g. an
+    ONNX Runtime session wrapper) can be evaluated with the original's preprocessing.
+    """
+    from vkit.core.model import _probabilities
+
+    preprocessor = preprocessor if preprocessor is not None else model.data_preprocessor
+    if hasattr(model, "eval"):
+        model.eval()
+    out: list[dict] = []
+    for batch in _batches(dataset, batch_size):
+        data = preprocessor(batch, False)
+        probs = _probabilities(torch.as_tensor(model(data["inputs"]))).cpu()
+        out.extend(dict(sample, probs=p) for sample, p in zip(data["data_samples"], probs))
     return out
 
 
 def prediction_rows(predictions: list[dict]) -> list[dict]:
-    """Store rows (``item``, ``label``, ``prediction``, ``values.probs``) from ``predict`` outputs."""
+    """Store rows (``item_id``, ``label``, ``prediction``, ``values.probs``) from ``predict`` outputs."""
     rows = []
     for p in predictions:
         probs = [float(x) for x in torch.as_tensor(p["probs"]).flatten()]
-        rows.append(dict(item=str(p["case_id"]), label=int(p["label"]) if p.get("label") is not None else None,
+        rows.append(dict(item_id=str(p["case_id"]), label=int(p["label"]) if p.get("label") is not None else None,
                          prediction=int(max(range(len(probs)), key=probs.__getitem__)), values=dict(probs=probs)))
     return rows
 
@@ -111,21 +126,25 @@ def _save_checkpoint(model: torch.nn.Module, ctx: RunContext, cfg: Any, classes:
 
 
 def _compress(model: torch.nn.Module, compression: dict, test_set: Any, cfg: Any, threshold: Any, ctx: RunContext) -> list[dict]:
-    """Run the configured compression chain, gated on the test metric's key ``compression.metric``."""
+    """Run the configured compression chain, gated on the test metric named by ``compression.metric``."""
     from vkit.core.compression import CompressionChain, CompressionContext
 
-    key = compression.get("metric", "auc")
+    chain_cfg = dict(compression)
+    key = chain_cfg.pop("metric", "auc")
+    preprocessor = model.data_preprocessor
 
     def evaluate(candidate: torch.nn.Module) -> float:
         metric = _metric(cfg["metric"], threshold=threshold)
-        metric.process({}, predict(candidate, test_set))
+        metric.process({}, predict(candidate, test_set, preprocessor=preprocessor))
         return float(metric.compute_metrics(metric.results)[key])
 
-    sample = torch.utils.data.default_collate([test_set[0]])
-    chain = CompressionChain.from_config(compression)
-    report = chain.run(model, CompressionContext(sample=sample, evaluate=evaluate, work_dir=ctx.work_dir))
-    for step, stage in enumerate(report.stages):
-        values = {k: float(v) for k, v in stage.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        ctx.store.log_metrics(ctx.run_id, {f"{stage['stage']}/{k}": v for k, v in values.items()}, step=step, split="compression")
-    ctx.summary["compression"] = report.message
-    return report.stages
+    sample = preprocessor(next(_batches(test_set, 1)), False)["inputs"]
+    result = CompressionChain.from_config(chain_cfg).run(
+        model, CompressionContext(sample=sample, evaluate=evaluate, work_dir=ctx.work_dir / "compression"))
+    rows = result.rows()
+    for step, row in enumerate(rows):
+        values = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}
+        ctx.store.log_metrics(ctx.run_id, {f"{row['stage']}/{k}": v for k, v in values.items()}, step=step, split="compression")
+    ctx.summary["compression"] = result.message
+    ctx.echo(result.format_table())
+    return rows

@@ -127,7 +127,7 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
     console = _console()
     result = run_task(task, config_file=config_file, overrides=sets, db_url=obj["db_url"], work_dir=work_dir,
                       data_root=data_root, regenerate=regenerate, skip_bad=skip_bad, plugins=obj["plugins"],
-                      echo=console.print)
+                      echo=lambda line: console.print(line, soft_wrap=True))
     rows = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(result.metrics.items())]
     rows += [["run id", result.run_id], ["status", result.status], ["database", result.db_url],
              ["work dir", result.work_dir]]
@@ -153,7 +153,7 @@ def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoi
     if as_json:
         return _echo_json(dict(run_id=run_id, predictions=rows))
     _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities"],
-           [[r["item"], r["class"], " ".join(f"{p:.4f}" for p in r["values"]["probs"])] for r in rows])
+           [[r["item_id"], r["class"], " ".join(f"{p:.4f}" for p in r["values"]["probs"])] for r in rows])
 
 
 @cli.group("runs")

@@ -35,10 +35,7 @@ class MedicalDiagnosisTask(Task):
         data=dict(
             datalist=None,  # your datalist JSON/CSV; None = the embedded synthetic data set
             synthetic=dict(n_train=200, n_val=50, n_test=100, size=SIZE),
-            spatial_size=(SIZE, SIZE, SIZE),
-            intensity_range=(-200.0, 300.0),
-            spacing=None,
-            augment=True,
+            transforms=dict(size=(SIZE, SIZE, SIZE)),  # MONAI pipeline: see medical.data.DEFAULT_TRANSFORMS
             cache="memory",
             num_classes=2,
             classes=None,
@@ -52,7 +49,12 @@ class MedicalDiagnosisTask(Task):
         train=dict(DEFAULT_TRAIN, epochs=12, batch_size=16, lr=3e-3),
         compression=dict(stages=[dict(type="DynamicQuantize")], max_metric_drop=0.02, metric="auc"),
     )
-    free_keys = ("model", "metric", "compression", "data.synthetic")
+    free_keys = ("model", "metric", "compression", "data.synthetic", "data.transforms")
+    smoke_overrides = ("train.epochs=1", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
+                       "data.synthetic.n_test=4", "data.synthetic.size=16", "data.transforms.size=(16,16,16)",
+                       "train.batch_size=4", "model.backbones.volume.widths=(4,8)",
+                       "model.backbones.volume.num_frames=16", "model.backbones.volume.input_size=(16,16)",
+                       "compression.stages=[]")
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         from vkit.plugins.medical.synthetic import generate_dataset
@@ -76,18 +78,30 @@ class MedicalDiagnosisTask(Task):
         from vkit.plugins.medical.data import MedicalVolumeDataset
 
         datalist = self.datalist(cfg, ctx)
-        common = dict(spatial_size=tuple(cfg.data.spatial_size), intensity_range=tuple(cfg.data.intensity_range),
-                      spacing=cfg.data.spacing, cache=cfg.data.cache, skip_bad=ctx.skip_bad,
-                      cache_dir=ctx.work_dir / "cache")
-        sets = {split: MedicalVolumeDataset(datalist, split, augment=cfg.data.augment and split == "training", **common)
-                for split in ("training", "validation", "test")}
-        skipped = [dict(s, split=split) for split, ds in sets.items() for s in getattr(ds, "skipped", [])]
+        sets = {
+            split: MedicalVolumeDataset(datalist, split, transforms=dict(cfg.data.transforms), cache=cfg.data.cache,
+                                        cache_dir=ctx.work_dir / "cache", skip_bad=ctx.skip_bad,
+                                        num_classes=int(cfg.data.num_classes), seed=int(cfg.seed))
+            for split in ("training", "validation", "test")
+        }
+        skipped = [dict(s, split=split) for split, ds in sets.items() for s in ds.skipped]
         if skipped:
             ctx.store.add_predictions(ctx.run_id, "skipped", [
-                dict(item=str(s.get("case") or s.get("path")), label=None, prediction=None,
-                     values=dict(path=str(s.get("path")), reason=s.get("reason"), split=s["split"])) for s in skipped])
+                dict(item_id=f"{s['split']}/{s['case']}", label=None, prediction=None,
+                     values=dict(path=s["path"], reason=s["reason"])) for s in skipped])
             ctx.summary["skipped cases"] = len(skipped)
+            for s in skipped:
+                ctx.echo(f"skipped {s['path']}: {s['reason']}")
         return sets
+
+    def prediction_dataset(self, cfg: Any, inputs: list[str]) -> Any:
+        """Files (NIfTI, DICOM folders, cine loops) or one datalist (its ``test`` split), labels optional."""
+        from vkit.plugins.medical.data import MedicalVolumeDataset
+
+        transforms = dict(cfg.data.transforms)
+        if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".json", ".csv"):
+            return MedicalVolumeDataset(inputs[0], "test", transforms, require_label=False)
+        return MedicalVolumeDataset([dict(image=i) for i in inputs], "predict", transforms)
 
     def run(self, cfg: Any, ctx: RunContext) -> dict[str, float]:
         from vkit.core.pipeline import run_classification
