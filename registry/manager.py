@@ -534,7 +534,7 @@ def user_disabled_plugins() -> list[str]:
     except (OSError, ValueError) as err:
         raise ConfigError(f"user config {str(path)!r} cannot be read: {err}; fix or delete it") from err
     section = data.get("plugins", {}) if isinstance(data, dict) else None
-    names = section.get("disabled", []) if isinstance(section, dict) else section
+    names = section.get("disabled", []) if isinstance(section, dict) else None
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConfigError(f"user config {str(path)!r}: plugins.disabled must be a list of plugin names, got {names!r}")
     return names
