@@ -93,7 +93,8 @@ class VideoModel(BaseModel):
         backbones: ``{modality: backbone config}`` (BACKBONES registry).
         head: head config (HEADS registry); ``in_dim`` is filled in from the
             fused feature width. A head has ``forward(features) -> logits`` and
-            ``loss(logits, labels) -> Tensor``.
+            ``loss(logits, labels) -> Tensor``. Leave it out when the fusion
+            already produces logits (``LateFusion``); cross-entropy is the loss then.
         fusion: fusion config (FUSIONS registry); required with more than one
             modality; ``in_dims`` is filled in from the backbones.
         data_preprocessor: config of the preprocessor (default
@@ -104,7 +105,7 @@ class VideoModel(BaseModel):
     def __init__(
         self,
         backbones: Mapping[str, dict],
-        head: dict,
+        head: dict | None = None,
         fusion: dict | None = None,
         data_preprocessor: dict | None = None,
         freeze_backbones: bool = False,
@@ -125,7 +126,14 @@ class VideoModel(BaseModel):
         else:
             self.fusion = FUSIONS.build(fusion, default_args=dict(in_dims=in_dims))
             fused_dim = int(self.fusion.out_dim)
-        self.head = HEADS.build(head, default_args=dict(in_dim=fused_dim))
+        if getattr(self.fusion, "produces_logits", False):
+            if head is not None:
+                raise ConfigError(f"model.head: {type(self.fusion).__name__} already produces logits; remove the head")
+            self.head = None
+        elif head is None:
+            raise ConfigError("model.head: required (e.g. dict(type='ClsHead', num_classes=2))")
+        else:
+            self.head = HEADS.build(head, default_args=dict(in_dim=fused_dim))
         self.freeze_backbones = freeze_backbones
         if freeze_backbones:
             self.backbones.requires_grad_(False)
@@ -141,14 +149,16 @@ class VideoModel(BaseModel):
         return self.fusion(feats, mask=mask)
 
     def forward(self, inputs: Mapping[str, torch.Tensor], data_samples: list[dict] | None = None, mode: str = "tensor") -> Any:
-        logits = self.head(self.extract_feat(inputs))
+        features = self.extract_feat(inputs)
+        logits = features if self.head is None else self.head(features)
         if mode == "tensor":
             return logits
         if data_samples is None:
             raise ConfigError(f"VideoModel.forward(mode={mode!r}) needs data_samples with labels")
         if mode == "loss":
             labels = torch.as_tensor([int(s["label"]) for s in data_samples], device=logits.device)
-            return {"loss": self.head.loss(logits, labels)}
+            loss = torch.nn.functional.cross_entropy(logits, labels) if self.head is None else self.head.loss(logits, labels)
+            return {"loss": loss}
         if mode == "predict":
             probs = _probabilities(logits).detach().cpu()
             return [dict(sample, probs=p) for sample, p in zip(data_samples, probs)]

@@ -75,3 +75,21 @@ def test_runner_trains_logs_to_store_and_checkpoints(tmp_path, sqlite_url):
     labels = Blobs(16, 2).y
     accuracy = float((probs.argmax(1) == labels).float().mean())
     assert accuracy >= 0.9, accuracy  # the task is easy: three epochs must learn it
+
+
+def test_late_fusion_model_needs_no_head_and_trains():
+    backbone = MODEL["backbones"]["volume"]
+    model = build_model(dict(backbones=dict(a=backbone, b=backbone),
+                             fusion=dict(type="LateFusion", dim=16, num_classes=2)))
+    assert model.head is None
+    batch = torch.utils.data.default_collate(
+        [dict(inputs=dict(a=s["inputs"]["volume"], b=s["inputs"]["volume"]), label=s["label"], case_id=s["case_id"])
+         for s in (Blobs(4, 0)[i] for i in range(4))])
+    data = model.data_preprocessor(batch, True)
+    assert model(**data, mode="tensor").shape == (4, 2)
+    loss = model(**data, mode="loss")["loss"]
+    loss.backward()
+    assert torch.isfinite(loss)
+    with pytest.raises(ConfigError, match="already produces logits"):
+        build_model(dict(backbones=dict(a=backbone, b=backbone), fusion=dict(type="LateFusion", dim=16, num_classes=2),
+                         head=dict(type="ClsHead", num_classes=2)))
