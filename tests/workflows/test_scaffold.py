@@ -121,3 +121,15 @@ def test_generated_dataset_and_metric_work_together(generated):
                              else torch.tensor([0.3, 0.7])) for i in range(6)])
     assert metric.compute_metrics(metric.results) == {"accuracy": 1.0, "balanced_accuracy": 1.0}
     assert 0.4 < metric.last_threshold <= 0.7
+
+
+def test_the_tutorial_in_docs_lists_every_generated_file(tmp_path):
+    """docs/plugins.md's "Write a vertical in one sitting" table follows what new-plugin writes."""
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "plugins.md").read_text()
+    tutorial = doc.split("## Write a vertical in one sitting", 1)[1].split("## Hook reference", 1)[0]
+    target = new_plugin("acme", tmp_path)
+    for path in target.rglob("*"):
+        relative = path.relative_to(target).as_posix()
+        if path.is_file() and relative != "README.md":
+            shown = "tests/" if relative.startswith("tests/") else relative
+            assert f"`{shown}`" in tutorial, f"docs/plugins.md tutorial does not mention {shown}"
