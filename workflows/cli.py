@@ -271,6 +271,21 @@ def db_current(ctx: click.Context) -> None:
     click.echo(f"{mask_url(url)}  revision {revision or '(no store)'}  ({state})")
 
 
+# ----------------------------------------------------------------------------- plugin authors
+def _attach_author_commands() -> None:
+    """``new-plugin`` and ``plugins check|enable|disable`` (their modules import only click at the top)."""
+    from vkit.workflows.plugin_check import plugins_check_cmd
+    from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
+    from vkit.workflows.scaffold import new_plugin_cmd
+
+    cli.add_command(new_plugin_cmd)
+    for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
+        plugins_group.add_command(command)
+
+
+_attach_author_commands()
+
+
 # ----------------------------------------------------------------------------- entry point
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line per error, traceback only with --debug."""
