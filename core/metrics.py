@@ -105,7 +105,7 @@ class ClassificationMetric(BaseMetric):
         METRICS.build(dict(type="ClassificationMetric", threshold=0.37, prefix="test"))
     """
 
-    default_prefix: str | None = None
+    default_prefix: str | None = ""  # no prefix unless given (and no mmengine warning about it)
 
     def __init__(
         self,

@@ -16,11 +16,11 @@ has work to do) built from:
 * a soft-edged ellipsoidal "body" of soft tissue (~40 HU) in air (-1000 HU),
   random size and position;
 * a smooth random bias field inside the body (±30 HU);
-* 3–7 random blob "structures": soft ellipsoids, mostly enhancing (+60..+200 HU),
-  some hypodense (-40..-120 HU), radius 2–5 voxels;
+* 3–7 random blob "structures": soft ellipsoids, 80 % enhancing (+60..+200 HU),
+  20 % hypodense (-40..-120 HU), radius 2–5 voxels;
 * one "lesion slot" per case. A **positive** (label 1) case holds a
-  *ring-enhancing lesion*: a bright spherical shell (outer radius 4–6 voxels,
-  wall 1.5–2.2 voxels) around a tissue-density core. A **negative** (label 0)
+  *ring-enhancing lesion*: a bright spherical shell (outer radius 4–5.5 voxels,
+  wall 1.8–2.4 voxels) around a tissue-density core. A **negative** (label 0)
   case holds a solid enhancing blob of the same peak contrast whose integrated
   intensity is made exactly equal to the ring it replaces;
 * Gaussian noise (sigma 8–15 HU).
@@ -28,7 +28,7 @@ has work to do) built from:
 The label is therefore a property of *shape* (a hollow bright shell versus solid
 blobs) that a small 3-D CNN learns, while the mean intensity of a volume has the
 same distribution in both classes (the ring and its compensating blob carry the
-same mass) and no single voxel gives it away (the lesion is placed at random).
+same mass) and no single voxel gives it away (the lesion is placed uniformly in the body).
 Classes are balanced in every split. Everything is deterministic from ``seed``:
 case ``k`` is drawn from ``numpy.random.default_rng([seed, k])``.
 
@@ -53,12 +53,14 @@ import numpy as np
 from vkit.registry.errors import ConfigError, DataError
 
 #: Bump when the generated images change for the same parameters (invalidates caches).
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 GENERATOR_NAME = "vkit.medical.ring-lesion"
 MARKER_NAME = ".vkit_synthetic.json"
 DATALIST_NAME = "datalist.json"
 LABEL_NAMES = {"0": "no ring-enhancing lesion", "1": "ring-enhancing lesion"}
 
+_RING_OUTER = (4.0, 5.5)  # voxels
+_RING_WALL = (1.8, 2.4)  # voxels
 _AIR_HU = -1000.0
 _TISSUE_HU = 40.0
 
@@ -124,27 +126,27 @@ def synthesize_volume(label: int, size: int, rng: np.random.Generator) -> tuple[
     contrast_map = bias * (rng.uniform(10, 30) / 3.0)
 
     def inside_point(margin: float) -> np.ndarray:
-        # a point well inside the body ellipsoid and the grid
+        # a uniform point at least ``margin`` voxels inside the body ellipsoid and the grid
         for _ in range(100):
             u = rng.normal(size=3)
             u = u / np.linalg.norm(u) * rng.uniform(0, 1) ** (1 / 3)
-            p = centre + u * np.maximum(axes - margin - 1.0, 1.0)
+            p = centre + u * np.maximum(axes - margin, 1.0)
             if np.all(p >= margin) and np.all(p <= size - 1 - margin):
                 return p
         return np.full(3, c)
 
     # Background structures (independent of the label).
     for _ in range(int(rng.integers(3, 8))):
-        p = inside_point(4.0)
+        p = inside_point(3.0)
         radii = rng.uniform(2.0, 5.0, size=3)
         d = np.sqrt(((gi - p[0]) / radii[0]) ** 2 + ((gj - p[1]) / radii[1]) ** 2 + ((gk - p[2]) / radii[2]) ** 2)
-        amp = rng.uniform(60, 200) if rng.uniform() < 0.75 else -rng.uniform(40, 120)
+        amp = rng.uniform(60, 200) if rng.uniform() < 0.8 else -rng.uniform(40, 120)
         contrast_map += amp * _soft_ball(d * radii.mean(), radii.mean())
     # The lesion slot: a ring (label 1) or a mass-matched solid blob (label 0).
-    r_out = rng.uniform(4.0, 6.0)
-    r_in = r_out - rng.uniform(1.5, 2.2)
+    r_out = rng.uniform(*_RING_OUTER)
+    r_in = r_out - rng.uniform(*_RING_WALL)
     peak = rng.uniform(120, 220)
-    p = inside_point(r_out + 2.0)
+    p = inside_point(r_out + 0.5)
     dist = np.sqrt((gi - p[0]) ** 2 + (gj - p[1]) ** 2 + (gk - p[2]) ** 2)
     ring = _soft_ball(dist, r_out) - _soft_ball(dist, r_in)
     if label == 1:
