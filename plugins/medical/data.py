@@ -479,6 +479,17 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
 
     CACHE_MODES = ("none", "memory", "persistent")
 
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        """Build arguments over a 6-case synthetic data set in a temporary folder (``vkit plugins check``)."""
+        import tempfile
+
+        from vkit.plugins.medical.synthetic import generate_dataset
+
+        root = Path(tempfile.mkdtemp(prefix="vkit-medical-smoke-"))
+        datalist = generate_dataset(root, n_train=2, n_val=2, n_test=2, size=16)
+        return dict(datalist=str(datalist), split="training", transforms=dict(size=16))
+
     def __init__(
         self,
         datalist: str | Path | Sequence[Mapping[str, Any]],
