@@ -487,7 +487,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         from vkit.plugins.medical.synthetic import generate_dataset
 
         root = Path(tempfile.mkdtemp(prefix="vkit-medical-smoke-"))
-        datalist = generate_dataset(root, n_train=2, n_val=2, n_test=2, size=16)
+        datalist = generate_dataset(root, n_train=2, n_val=2, n_test=2, size=24)
         return dict(datalist=str(datalist), split="training", transforms=dict(size=16))
 
     def __init__(
