@@ -19,7 +19,6 @@ def test_ray_engine_matches_local_engine(tmp_path: Path, monkeypatch: pytest.Mon
     pytest.importorskip("ray.data")
     monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
     monkeypatch.setenv("PYTHONPATH", str(HERE))        # Ray workers import the test plugin by name
-    monkeypatch.setenv("RAY_ENABLE_UV_RUN_RUNTIME_ENV", "0")
     monkeypatch.setenv("VKIT_TEST_HOOK_LOG", str(tmp_path / "hook.jsonl"))
     root = tmp_path / "archive"
     support.make_archive(root, good=3)
