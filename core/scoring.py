@@ -42,6 +42,11 @@ class VideoScorer(Protocol):
         model_sha256: identifies the model; a video already scored by the same
             model is skipped when a job is re-run.
         num_segments: segments per video (one score each).
+
+    Optional attributes the engine reads when present:
+        min_frames: shorter videos fail as "too short" (default ``num_segments``).
+        memory_format: ``"channels_last_3d"`` (default) or ``"contiguous"``, the
+            layout of the batch buffer handed to :meth:`score`.
     """
 
     model_sha256: str

@@ -189,9 +189,12 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     run = store.get_run(run_id)
     if run is None:
         raise VkitError(f"run {run_id} is not in the store at {store.url}")
+    from vkit.workflows.export import describe_scoring_run
+
     metrics, artifacts = store.run_metrics(run_id), store.run_artifacts(run_id)
+    scoring = describe_scoring_run(store, run_id)
     if as_json:
-        return _echo_json(dict(run=run, metrics=metrics, artifacts=artifacts))
+        return _echo_json(dict(run=run, metrics=metrics, artifacts=artifacts, scoring=scoring))
     _table(f"run {run_id}", ["field", "value"], [[k, v] for k, v in run.items() if k != "config"])
     last: dict[tuple[str, str], Any] = {}
     for m in metrics:
@@ -200,6 +203,25 @@ def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
            [[s, k, f"{m['value']:.4f}", m["step"]] for (s, k), m in sorted(last.items())])
     _table("artifacts", ["kind", "path", "bytes", "sha256"],
            [[a["kind"], a["path"], a["bytes"], a["sha256"][:12]] for a in artifacts])
+    if scoring:
+        _show_scoring(scoring)
+
+
+def _show_scoring(scoring: dict) -> None:
+    """The scoring part of `vkit runs show`: counts, top videos, top events, failures."""
+    _table("scoring", ["", "count"], [[k, v] for k, v in scoring.get("counts", {}).items()])
+    _table("top videos", ["path", "max", "mean", "events"],
+           [[v.get("path"), _fmt(v.get("max_score")), _fmt(v.get("mean_score")), v.get("events")]
+            for v in scoring.get("top_videos", [])])
+    _table("top events", ["path", "kind", "start s", "end s", "score"],
+           [[e.get("path"), e.get("kind"), _fmt(e.get("start")), _fmt(e.get("end")), _fmt(e.get("score"))]
+            for e in scoring.get("top_events", [])])
+    if scoring.get("failures"):
+        _table("failed videos", ["path", "reason"], [[f.get("path"), f.get("error")] for f in scoring["failures"]])
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else ("" if value is None else str(value))
 
 
 # ----------------------------------------------------------------------------- plugins
@@ -271,19 +293,22 @@ def db_current(ctx: click.Context) -> None:
     click.echo(f"{mask_url(url)}  revision {revision or '(no store)'}  ({state})")
 
 
-# ----------------------------------------------------------------------------- plugin authors
-def _attach_author_commands() -> None:
-    """``new-plugin`` and ``plugins check|enable|disable`` (their modules import only click at the top)."""
+# ----------------------------------------------------------------------------- scoring and plugin authors
+def _attach_commands() -> None:
+    """``score``, ``export``, ``new-plugin`` and ``plugins check|enable|disable`` (their modules import only click)."""
     from vkit.workflows.plugin_check import plugins_check_cmd
     from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
+    from vkit.workflows.export import export_cmd
     from vkit.workflows.scaffold import new_plugin_cmd
+    from vkit.workflows.score import score_cmd
 
-    cli.add_command(new_plugin_cmd)
+    for command in (new_plugin_cmd, score_cmd, export_cmd):
+        cli.add_command(command)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)
 
 
-_attach_author_commands()
+_attach_commands()
 
 
 # ----------------------------------------------------------------------------- entry point
