@@ -1,0 +1,91 @@
+"""``vkit run security-anomaly``: weakly supervised video anomaly detection (Sultani et al., CVPR 2018).
+
+Each video is cut into 32 segments; a frozen registered backbone turns each
+segment into a feature vector (cached on disk by video sha256 and a hash of
+the feature settings); a small scoring head (FC feature_dim→512→32→1 with
+dropout, sigmoid) is trained from *video-level* labels only with the MIL
+ranking loss (hinge between the top anomalous and top normal segment, plus
+sparsity and temporal smoothness on the anomalous bag, λ1 = λ2 = 8e-5) through
+mmengine's Runner. Segment scores map back to frames; the test split is
+evaluated with frame-level ROC-AUC and AP, and events (runs of frames over
+``events.threshold`` lasting ``events.min_duration`` seconds or more) go to
+the store's events table with start/end times.
+
+Data: the embedded synthetic data set (see
+:mod:`vkit.plugins.security.synthetic`: 100 real H.264 surveillance-like
+clips, 64x64, 10 fps, 6 s, with ``Running``, ``Falling`` and ``Intrusion``
+events, 60 train / 40 test), generated once into the data cache, or your own
+UCF-Crime-style folder with ``--set data.root=/data/UCF_Crimes`` (see
+:mod:`vkit.plugins.security.data`). Default features: ``MotionStats``, a
+parameter-free frame-difference backbone (see
+:mod:`vkit.plugins.security.motion` for exactly what it computes); select any
+registered backbone with ``features.backbone``, e.g.
+``--set features.backbone.type=X3D`` (random initialisation unless you give
+``pretrained=`` a local safetensors file: random features do not separate
+motion anomalies).
+
+Examples::
+
+    vkit run security-anomaly
+    vkit run security-anomaly --set data.root=/data/UCF_Crimes --set features.size=[112,112] \\
+        --set "features.backbone={'type':'X3D','setting':'s','pretrained':'x3d_s.safetensors'}"
+    vkit score security-anomaly /archive --checkpoint work_dirs/security-anomaly-run1/model.safetensors
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vkit.core.task import Task
+
+#: The ``train`` section (keys of :data:`vkit.core.engine.DEFAULT_TRAIN`), written out to keep this module import-light.
+TRAIN = dict(epochs=20, batch_size=16, lr=1e-3, weight_decay=1e-4, optimizer="Adam", scheduler=None, num_workers=0,
+             log_interval=10, launcher="none", log_level="WARNING")
+
+
+class SecurityAnomalyTask(Task):
+    """Weakly supervised anomaly detection in surveillance video: MIL ranking on segment features."""
+
+    name = "security-anomaly"
+    description = ("Detect anomalous events in surveillance video (MIL ranking, Sultani et al.): "
+                   "frame ROC-AUC/AP, events in the store.")
+    default_config: dict[str, Any] = dict(
+        seed=0,
+        data=dict(
+            root=None,  # a UCF-Crime-style folder; None = the embedded synthetic data set
+            annotation=None,  # default: root/Temporal_Anomaly_Annotation*.txt
+            train_list=None,  # default: root/Anomaly_Train.txt if present
+            test_list=None,  # default: root/Anomaly_Test.txt if present
+            synthetic=dict(num_normal=50, num_anomalous=50, test_fraction=0.4),
+        ),
+        features=dict(
+            backbone=dict(type="MotionStats"),
+            num_segments=32,
+            frames_per_segment=6,
+            size=(64, 64),
+            cache_dir=None,  # default: <data cache>/security-anomaly-features
+            batch_size=64,
+        ),
+        head=dict(hidden=(512, 32), dropout=0.6),
+        loss=dict(lambda_sparsity=8e-5, lambda_smooth=8e-5),
+        pairs_per_video=8,  # each epoch pairs every anomalous training video with this many normal ones
+        train=TRAIN,
+        events=dict(threshold=0.5, min_duration=0.5),
+    )
+    free_keys = ("features.backbone", "data.synthetic")
+
+    def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
+        """Write the embedded data set under ``root``; returns its annotation file."""
+        from vkit.plugins.security.synthetic import generate
+
+        return generate(root, seed=seed, **params)
+
+    def run(self, cfg: Any, ctx: Any) -> dict[str, float]:
+        from vkit.plugins.security.pipeline import run_anomaly
+
+        return run_anomaly(self, cfg, ctx)
+
+    def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
+        from vkit.plugins.security.scorer import AnomalyScorer
+
+        return AnomalyScorer(checkpoint, device)
