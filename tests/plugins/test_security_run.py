@@ -1,0 +1,67 @@
+"""security-anomaly end to end: a tiny ``run_task`` into SQLite, then the checkpoint's scorer."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+TINY = [
+    "data.synthetic.num_normal=4", "data.synthetic.num_anomalous=4", "data.synthetic.test_fraction=0.5",
+    "train.epochs=2", "train.batch_size=4", "pairs_per_video=2",
+    "events.threshold=0.0", "events.min_duration=0.0",  # every test video yields exactly one event
+]
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from vkit.workflows.run import run_task
+
+    tmp = tmp_path_factory.mktemp("secrun")
+    db = f"sqlite:///{tmp / 'vkit.db'}"
+    result = run_task("security-anomaly", overrides=TINY, db_url=db, work_dir=tmp / "work", data_root=tmp / "data",
+                      echo=lambda *_: None)
+    return result, db, tmp
+
+
+def test_tiny_run_writes_metrics_predictions_scores_and_events(tiny_run):
+    from vkit.core.store import open_store
+
+    result, db, tmp = tiny_run
+    assert result.status == "finished"
+    assert set(result.metrics) == {"test/frame_auc", "test/frame_ap"}
+    assert 0.0 <= result.metrics["test/frame_auc"] <= 1.0
+    store = open_store(db)
+    assert store.get_run(result.run_id)["status"] == "finished"
+    rows = store.run_metrics(result.run_id)
+    assert {(r["split"], r["key"]) for r in rows} >= {("train", "epoch_loss"), ("test", "frame_auc"), ("test", "frame_ap")}
+    assert [r["step"] for r in rows if r["key"] == "epoch_loss"] == [1, 2]
+    predictions = store.run_predictions(result.run_id, "test")
+    assert sorted(p["item_id"] for p in predictions) == ["Intrusion002.mp4", "Normal_002.mp4", "Normal_003.mp4", "Running003.mp4"]
+    assert all(len(p["values"]["segment_scores"]) == 32 for p in predictions)
+    assert len(store.video_scores(result.run_id)) == 4 * 32
+    events = store.run_events(result.run_id)
+    assert len(events) == 4 and all(e["start"] == 0.0 and e["end"] == pytest.approx(6.0) for e in events)
+    assert result.summary["events"] == 4
+    kinds = {a["kind"] for a in store.run_artifacts(result.run_id)}
+    assert {"checkpoint", "checkpoint-meta", "report"} <= kinds
+    assert len(store.get_videos()) == 8  # train and test videos, with their sha256
+    assert all(v["sha256"] and v["frames"] == 60 and v["status"] == "ok" for v in store.get_videos())
+    assert list((tmp / "data" / "security-anomaly-features").glob("MotionStats-*/*.safetensors"))
+
+
+def test_scorer_from_the_checkpoint_matches_the_run(tiny_run):
+    from vkit.core.store import open_store
+    from vkit.core.video import probe
+    from vkit.workflows.score import build_task_scorer
+
+    result, db, tmp = tiny_run
+    scorer = build_task_scorer("security-anomaly", result.summary["checkpoint"])
+    assert scorer.num_segments == 32 and len(scorer.model_sha256) == 64
+    predictions = {p["item_id"]: p for p in open_store(db).run_predictions(result.run_id, "test")}
+    path = predictions["Intrusion002.mp4"]["values"]["path"]
+    clips = scorer.decode(path)
+    assert clips.shape == (32, 3, 6, 64, 64) and clips.dtype == np.float32
+    scores = scorer.score(torch.as_tensor(clips)).numpy()
+    np.testing.assert_allclose(scores, predictions["Intrusion002.mp4"]["values"]["segment_scores"], atol=1e-4)
+    summary = scorer.summarize(scores, probe(path))
+    assert summary["events"] == [dict(kind="anomaly", start=0.0, end=6.0, score=pytest.approx(float(scores.max())))]
