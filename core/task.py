@@ -57,6 +57,7 @@ class Task:
             iteration on tiny data (``["train.epochs=1", "data.n_train=8"]``);
             ``vkit plugins check`` and :func:`vkit.testing.run_task_smoke` apply
             them. Every key must exist in ``default_config``.
+        data_key: the config key ``vkit run TASK --data PATH`` sets (the user's own data).
         plugin: filled in by the plugin manager with the declaring plugin's name.
     """
 
@@ -64,6 +65,7 @@ class Task:
     description: ClassVar[str] = ""
     default_config: ClassVar[dict[str, Any]] = {}
     free_keys: ClassVar[tuple[str, ...]] = ()
+    data_key: ClassVar[str] = "data.datalist"
     smoke_overrides: ClassVar[tuple[str, ...] | list[str]] = ()
     plugin: ClassVar[str] = ""
 

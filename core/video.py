@@ -371,7 +371,7 @@ def write_video(
     encoder = _encoder(codec)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        count = _encode(av, path, frames, fps, encoder, crf, gop)
+        _encode(av, path, frames, fps, encoder, crf, gop)
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -9,7 +9,6 @@ exits 1; ``--debug`` shows the traceback. Plugins add commands through the
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from typing import Any
@@ -111,21 +110,21 @@ def tasks_cmd(ctx: click.Context, as_json: bool) -> None:
 @click.argument("task")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="Config file (.py, .yaml or .json).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key, e.g. train.epochs=20.")
-@click.option("--datalist", type=click.Path(), help="Your own data: a datalist JSON/CSV (sets data.datalist).")
+@click.option("--data", "--datalist", "data", type=click.Path(exists=True),
+              help="Your own data: a datalist JSON/CSV or a data folder (sets the task's data key).")
 @click.option("--work-dir", type=click.Path(file_okay=False), help="Folder for checkpoints and the report.")
 @click.option("--data-root", type=click.Path(file_okay=False), envvar="VKIT_DATA", help="Cache of embedded data sets.")
 @click.option("--regenerate", is_flag=True, help="Remake the embedded data set.")
 @click.option("--skip-bad", is_flag=True, help="Record unreadable inputs in the store and go on.")
 @click.pass_context
-def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: tuple[str, ...], datalist: str | None,
+def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: tuple[str, ...], data: str | None,
             work_dir: str | None, data_root: str | None, regenerate: bool, skip_bad: bool) -> None:
     """Train, evaluate, compress, log and report TASK (see `vkit tasks`)."""
     from vkit.workflows.run import run_task
 
     obj = ctx.find_root().obj
-    sets = list(overrides) + ([f"data.datalist={os.path.abspath(datalist)}"] if datalist else [])
     console = _console()
-    result = run_task(task, config_file=config_file, overrides=sets, db_url=obj["db_url"], work_dir=work_dir,
+    result = run_task(task, config_file=config_file, overrides=overrides, data=data, db_url=obj["db_url"], work_dir=work_dir,
                       data_root=data_root, regenerate=regenerate, skip_bad=skip_bad, plugins=obj["plugins"],
                       echo=lambda line: console.print(line, soft_wrap=True))
     rows = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(result.metrics.items())]

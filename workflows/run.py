@@ -43,6 +43,7 @@ def run_task(
     *,
     config_file: str | Path | None = None,
     overrides: Sequence[str] = (),
+    data: str | Path | None = None,
     db_url: str | None = None,
     work_dir: str | Path | None = None,
     data_root: str | Path | None = None,
@@ -53,6 +54,8 @@ def run_task(
 ) -> RunResult:
     """Run ``task_name`` end to end and return its :class:`RunResult`; raises VkitError on bad input.
 
+    ``data`` is the user's own data (a datalist, a folder): it sets the task's ``data_key``.
+
     A failure inside the task is recorded on the run row and re-raised.
     """
     from vkit.core.store import open_store
@@ -61,6 +64,8 @@ def run_task(
 
     manager = get_plugin_manager(extra=plugins)
     task_cls = manager.get_task(task_name)
+    if data is not None:
+        overrides = [*overrides, f"{task_cls.data_key}={os.path.abspath(data)}"]
     cfg = build_config(task_cls.default_config, config_file, overrides, free_keys=task_cls.free_keys)
     store = open_store(db_url)
     manager.register_components()

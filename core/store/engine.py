@@ -57,7 +57,7 @@ def resolve_url(url: str | URL | None) -> URL:
         return raw
     try:
         return make_url(raw)
-    except ArgumentError as err:
+    except ArgumentError:
         raise StoreError(
             f"store URL {mask_secrets(str(raw))!r} is not a database URL; expected e.g. "
             f"'sqlite:///path/vkit.db' or 'postgresql+psycopg://user@host:5432/db' ({ENV_VAR})"

@@ -73,6 +73,7 @@ class SecurityAnomalyTask(Task):
         events=dict(threshold=0.5, min_duration=0.5),
     )
     free_keys = ("features.backbone", "data.synthetic")
+    data_key = "data.root"
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         """Write the embedded data set under ``root``; returns its annotation file."""
