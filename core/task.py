@@ -119,5 +119,6 @@ class RunContext:
         self.echo = echo
         #: Filled in by the task: paths and figures the summary shows.
         self.summary: dict[str, Any] = {}
-        #: Filled in by the task: what the run report plots (``roc``, ``confusion``, ``classes``, tables).
+        #: Filled in by the task: what the run report shows (``roc``, ``confusion``, ``classes``,
+        #: ``compression`` rows, ``tables``: ``{title: [row dicts]}``).
         self.report: dict[str, Any] = {}

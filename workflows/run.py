@@ -107,7 +107,7 @@ def _write_report(ctx: Any, result: RunResult, cfg: Any) -> Path:
     from vkit.workflows.report import write_report
 
     report = dict(ctx.report)
-    tables = {}
+    tables = dict(report.get("tables") or {})
     if report.get("compression"):
         tables["compression"] = report["compression"]
     path = write_report(

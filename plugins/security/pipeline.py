@@ -137,8 +137,8 @@ def frame_metrics(videos: list[VideoFeatures], scores: list[np.ndarray]) -> dict
                 frames=int(labels.size), anomalous_frames=int(labels.sum()))
 
 
-def _write_results(ctx: Any, videos: list[VideoFeatures], scores: list[np.ndarray], events_cfg: Any) -> int:
-    """Predictions, segment scores and events of the test videos into the store; returns the number of events."""
+def _write_results(ctx: Any, videos: list[VideoFeatures], scores: list[np.ndarray], events_cfg: Any) -> list[dict]:
+    """Predictions, segment scores and events of the test videos into the store; returns the events (report rows)."""
     predictions, segment_rows, event_rows = [], [], []
     for video, seg in zip(videos, scores):
         duration, n = video.info["duration"], len(seg)
@@ -156,7 +156,9 @@ def _write_results(ctx: Any, videos: list[VideoFeatures], scores: list[np.ndarra
     ctx.store.add_scores(ctx.run_id, segment_rows)
     if event_rows:
         ctx.store.add_events(ctx.run_id, event_rows)
-    return len(event_rows)
+    names = {v.video_id: v.record.name for v in videos}
+    return [dict(video=names[e["video_id"]], kind=e["kind"], start_s=round(e["start"], 2), end_s=round(e["end"], 2),
+                 score=round(float(e["score"]), 4)) for e in event_rows]
 
 
 def _save(model: Any, ctx: Any, cfg: Any, extractor: FeatureExtractor, metrics: dict[str, float]) -> Path:
@@ -204,12 +206,13 @@ def run_anomaly(task: Any, cfg: Any, ctx: Any) -> dict[str, float]:
     metrics = {"test/frame_auc": result["auc"], "test/frame_ap": result["ap"]}
     ctx.store.log_metrics(ctx.run_id, {"frame_auc": result["auc"], "frame_ap": result["ap"]},
                           step=int(cfg.train.epochs), split="test")
-    events = _write_results(ctx, test, scores, cfg.events)
+    detected = _write_results(ctx, test, scores, cfg.events)
+    events = len(detected)
     checkpoint = _save(model, ctx, cfg, extractor, metrics)
     ctx.echo(f"test: frame AUC {result['auc']:.4f}  AP {result['ap']:.4f}  events {events} "
              f"({len(test)} videos, {result['frames']} frames)")
     ctx.summary.update({"checkpoint": str(checkpoint), "frame AUC": round(result["auc"], 4),
                         "frame AP": round(result["ap"], 4), "events": events, "data": str(root),
                         "feature cache": str(extractor.cache_dir)})
-    ctx.report = dict(roc=result["roc"])
+    ctx.report = dict(roc=result["roc"], tables={"detected events (test)": detected})
     return metrics
