@@ -36,7 +36,7 @@ FULL: list[tuple[str, dict[str, Any]]] = [
     ("MViTv2-S", dict(type="MViT", input_size=160)),
     ("MonaiDenseNet121", dict(type="MonaiDenseNet121")),
     ("MonaiResNet18", dict(type="MonaiResNet", depth=18)),
-    ("TinyC3D", dict(type="TinyC3D", num_frames=16, input_size=112)),
+    ("TinyC3D", dict(type="TinyC3D", num_frames=16, input_size=(112, 112))),
 ]
 
 
