@@ -59,7 +59,7 @@ TARGET = dict(model="TimeSformer-B", stage="DynamicQuantize", speedup=2.0, size_
 
 
 class Classifier(nn.Module):
-    """A vkit backbone + ``ClsHead``: clips ``(N, C, T, H, W)`` -> logits."""
+    """A vkit backbone, a feature standardisation (buffers) and a ``ClsHead``: clips ``(N, C, T, H, W)`` -> logits."""
 
     def __init__(self, backbone: dict[str, Any], num_classes: int) -> None:
         super().__init__()
