@@ -29,6 +29,9 @@ class TinyC3D(Backbone):
         input_size: ``(H, W)`` expected (any size >= ``2**len(widths)`` works).
         in_channels: ``C`` (1 for single-channel volumes).
         modality: ``'video'`` (default; 0..255 ImageNet mean/std for 3 channels, 127.5/127.5 otherwise) or ``'volume'`` (mean 0, std 1).
+        pool: global pooling of the pooled output: ``'avg'`` (default), ``'max'``
+            (a small finding anywhere in the volume, e.g. a lesion) or ``'avgmax'``
+            (both, concatenated: ``feature_dim`` doubles).
         output, pretrained: see :class:`Backbone`.
 
     Example::
@@ -41,11 +44,14 @@ class TinyC3D(Backbone):
 
     def __init__(self, widths: Sequence[int] = (16, 32, 48), num_frames: int = 8,
                  input_size: Sequence[int] = (64, 64), in_channels: int = 3, modality: str = "video",
-                 output: str = "pooled", pretrained: str | Path | None = None) -> None:
+                 pool: str = "avg", output: str = "pooled", pretrained: str | Path | None = None) -> None:
         super().__init__(output=output, pretrained=pretrained)
         widths = tuple(int(w) for w in widths)
         if not widths or min(widths) < 1:
             raise ConfigError(f"backbone 'TinyC3D': widths={widths!r}; expected a non-empty list of positive ints")
+        if pool not in ("avg", "max", "avgmax"):
+            raise ConfigError(f"backbone 'TinyC3D': pool={pool!r}; expected 'avg', 'max' or 'avgmax'")
+        self.pool = pool
         if modality not in ("video", "volume"):
             raise ConfigError(f"backbone 'TinyC3D': modality={modality!r}; expected 'video' or 'volume'")
         self.modality = modality  # type: ignore[misc]  # instance override of the class default
@@ -55,7 +61,7 @@ class TinyC3D(Backbone):
             layers += _block(cin, width, (2 if i >= 2 else 1, 2, 2))
             cin = width
         self.features = nn.Sequential(*layers)
-        self.feature_dim = widths[-1]
+        self.feature_dim = widths[-1] * (2 if pool == "avgmax" else 1)
         self.num_frames = int(num_frames)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.in_channels = in_channels
@@ -66,7 +72,19 @@ class TinyC3D(Backbone):
         self.load_pretrained(pretrained)
 
     def forward_temporal(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features(x).mean((3, 4)).transpose(1, 2)
+        fmap = self.features(x)
+        if self.pool == "avg":
+            return fmap.mean((3, 4)).transpose(1, 2)
+        peak = fmap.amax((3, 4))
+        per_step = peak if self.pool == "max" else torch.cat([fmap.mean((3, 4)), peak], 1)
+        return per_step.transpose(1, 2)
+
+    def forward_pooled(self, x: torch.Tensor) -> torch.Tensor:
+        fmap = self.features(x)
+        if self.pool == "avg":
+            return fmap.mean((2, 3, 4))
+        peak = fmap.amax((2, 3, 4))
+        return peak if self.pool == "max" else torch.cat([fmap.mean((2, 3, 4)), peak], 1)
 
     @classmethod
     def smoke_config(cls) -> dict[str, Any]:
