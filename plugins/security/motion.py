@@ -86,9 +86,7 @@ class MotionStats(Backbone):
                  trail: int = 5, trail_window: int | Sequence[int] = (7, 31), num_frames: int = 6,
                  input_size: Sequence[int] = (64, 64), output: str = "pooled",
                  pretrained: str | Path | None = None) -> None:
-        if pretrained is not None:
-            raise ConfigError(f"backbone 'MotionStats': has no weights, got pretrained={str(pretrained)!r}")
-        super().__init__(output=output, pretrained=None)
+        super().__init__(output=output, pretrained=pretrained)
         if not 0.0 <= float(noise_floor) < 1.0:
             raise ConfigError(f"backbone 'MotionStats': noise_floor={noise_floor!r}; expected 0 <= x < 1")
         if int(trail) < 1:
@@ -100,6 +98,7 @@ class MotionStats(Backbone):
         self.num_frames = int(num_frames)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.mean, self.std = (0.0, 0.0, 0.0), (255.0, 255.0, 255.0)  # inputs become 0..1
+        self.load_pretrained(pretrained)  # no weights: only checks the file (a URL is refused)
 
     def forward_temporal(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[2] < 2:
