@@ -54,7 +54,7 @@ class MedicalDiagnosisTask(Task):
     )
     free_keys = ("model", "metric", "compression", "data.synthetic", "data.transforms")
     smoke_overrides = ("train.epochs=1", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
-                       "data.synthetic.n_test=4", "data.synthetic.size=16", "data.transforms.size=(16,16,16)",
+                       "data.synthetic.n_test=4", "data.synthetic.size=24", "data.transforms.size=(16,16,16)",
                        "train.batch_size=4", "model.backbones.volume.widths=(4,8)",
                        "model.backbones.volume.num_frames=16", "model.backbones.volume.input_size=(16,16)",
                        "compression.stages=[]")
