@@ -49,7 +49,11 @@ class MedicalDiagnosisTask(Task):
         ),
         metric=dict(type="ClassificationMetric"),
         train=dict(DEFAULT_TRAIN, epochs=12, batch_size=16, lr=3e-3),
-        compression=dict(stages=[dict(type="ChannelPrune", amount=0.25), dict(type="CastBF16")],
+        # Measured on two trained default runs (test AUC 0.98 / 0.999): CastBF16 3.4x faster (CPUs with bf16),
+        # 2x smaller, AUC unchanged on both; ChannelPrune 0.25 without fine-tuning -0.004 on one, -0.10 on the
+        # other (so it goes second: the gate keeps the bf16 model when pruning costs too much); MagnitudePrune
+        # and DynamicQuantize (Linear layers only) do not make this conv net smaller or faster.
+        compression=dict(stages=[dict(type="CastBF16"), dict(type="ChannelPrune", amount=0.25)],
                          max_metric_drop=0.02, metric="auc"),
     )
     free_keys = ("model", "metric", "compression", "data.synthetic", "data.transforms")
