@@ -48,6 +48,10 @@ QUICK = ["train.epochs=2", "data.synthetic.n_train=16", "data.synthetic.n_val=8"
          "model.backbones.volume.input_size=(16,16)"]
 
 
+#: "Equal AUC": the two test AUCs (100 test cases) may differ by at most this much.
+AUC_TOLERANCE = 0.02
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -211,7 +215,7 @@ def main() -> None:
           f"compression {vkit['compression_s']:.1f} s: {vkit['compression']}")
     ratio, gap = vkit["wall_s"] / peer["wall_s"], abs(vkit["auc"] - peer["auc"])
     print(f"target: vkit <= 1.10x the plain loop's wall time at equal AUC -> ratio {ratio:.2f}x, "
-          f"|AUC difference| {gap:.4f}: {'met' if ratio <= 1.10 else 'NOT met'}"
+          f"|AUC difference| {gap:.4f} (equal: <= {AUC_TOLERANCE}): {'met' if ratio <= 1.10 and gap <= AUC_TOLERANCE else 'NOT met'}"
           + (" (quick: not meaningful)" if args.quick else ""))
     if args.json:
         args.json.write_text(json.dumps(dict(vkit=vkit, plain=peer, quick=args.quick, threads=args.threads), indent=1))
