@@ -87,6 +87,10 @@ def run_classification(
 ) -> dict[str, float]:
     """Train, evaluate and (optionally) compress a classifier; returns ``{"val/…", "test/…"}`` metrics."""
     seed = cfg.get("seed", 0)
+    if seed is not None:  # the model's initial weights too, not only the Runner's loops
+        from mmengine.runner import set_random_seed
+
+        set_random_seed(int(seed))
     model = build_model(cfg["model"])
     val_metric = _metric(cfg["metric"])
     runner = build_runner(
