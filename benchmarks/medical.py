@@ -21,11 +21,14 @@ the same embedded synthetic data set (generated once beforehand, not timed):
 Timed in each subprocess after ``torch``, ``monai`` and ``sklearn`` are
 imported (vkit's own lazy imports count as vkit's cost): wall seconds and CPU
 seconds (user+sys of the process). "ratio" is vkit's train+eval wall time over
-the peer's; the target is <= 1.10x at equal test AUC. On a shared machine the
+the peer's; the target is <= 1.10x at equal test AUC. The two sides run
+alternately ``--repeat`` times (peer, vkit, peer, vkit, ...) and the medians
+are compared, so a slow spell of a shared machine hits both; each side is
+seeded, so its AUC is the same on every repeat. On a shared machine the
 CPU-time ratio is the steadier number.
 
     python benchmarks/medical.py --quick    # tiny data and network, 2 epochs (a harness check, ~1 min)
-    python benchmarks/medical.py            # the default task config: 200/50/100 cases of 32^3, 12 epochs
+    python benchmarks/medical.py            # the default task config: 200/50/100 cases of 32^3, 12 epochs, 3 repeats
 """
 from __future__ import annotations
 
@@ -178,10 +181,22 @@ def _spawn(side: str, root: Path, overrides: list[str], threads: int) -> dict[st
     return json.loads(lines[-1][len("RESULT "):])
 
 
+def _median(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-key median of the float results (the first row's value for the rest: counts, names)."""
+    import statistics
+
+    return {k: statistics.median(r[k] for r in rows) if isinstance(v, float) else v for k, v in rows[0].items()}
+
+
+def _walls(rows: list[dict[str, Any]]) -> str:
+    return ", ".join(f"{r['wall_s']:.1f}" for r in rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="tiny data and network, 2 epochs (harness check)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="alternate runs per side; medians are compared")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--worker", choices=("vkit", "plain"), help=argparse.SUPPRESS)
     parser.add_argument("--root", type=Path, help=argparse.SUPPRESS)
@@ -197,8 +212,11 @@ def main() -> None:
 
         cfg = task_config(overrides)
         generate_dataset(root / "data" / TASK, seed=int(cfg.seed), **cfg.data.synthetic)
-        peer = _spawn("plain", root, overrides, args.threads)
-        vkit = _spawn("vkit", root, overrides, args.threads)
+        runs: dict[str, list[dict[str, Any]]] = {"plain": [], "vkit": []}
+        for _ in range(max(1, args.repeat)):
+            for side in ("plain", "vkit"):
+                runs[side].append(_spawn(side, root, overrides, args.threads))
+        peer, vkit = _median(runs["plain"]), _median(runs["vkit"])
     if vkit["params"] != peer["params"]:
         raise SystemExit(f"networks differ: vkit {vkit['params']} parameters, peer {peer['params']}")
     syn = cfg.data.synthetic
@@ -206,6 +224,7 @@ def main() -> None:
           f"{syn.size}^3, {cfg.train.epochs} epochs, batch {cfg.train.batch_size}, {vkit['params']:,} parameters, "
           f"{args.threads} threads; data generated beforehand (not timed)")
     header = f"{'':<12} {'train+eval wall s':>18} {'test AUC':>9} {'ratio':>7} {'cpu s':>8} {'cpu ratio':>10}"
+    print(f"wall s per repeat: vkit {_walls(runs['vkit'])}; plain MONAI {_walls(runs['plain'])} (medians below)")
     print(header)
     print("-" * len(header))
     for name, row in (("vkit", vkit), ("plain MONAI", peer)):
@@ -218,7 +237,7 @@ def main() -> None:
           f"|AUC difference| {gap:.4f} (equal: <= {AUC_TOLERANCE}): {'met' if ratio <= 1.10 and gap <= AUC_TOLERANCE else 'NOT met'}"
           + (" (quick: not meaningful)" if args.quick else ""))
     if args.json:
-        args.json.write_text(json.dumps(dict(vkit=vkit, plain=peer, quick=args.quick, threads=args.threads), indent=1))
+        args.json.write_text(json.dumps(dict(vkit=vkit, plain=peer, runs=runs, quick=args.quick, threads=args.threads), indent=1))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""medical-diagnosis defaults: config merges, the max-pooled TinyC3D finds a small finding anywhere, compression stages exist.
+"""medical-diagnosis defaults: config merges, the avg+max-pooled TinyC3D finds a small finding anywhere, compression stages exist.
 
 The CLI end to end (stored run, ``vkit predict`` reproducing the stored
 probabilities, ``--skip-bad``) is tested in tests/e2e/test_medical_cli.py.
@@ -19,11 +19,11 @@ def _config(overrides=()):
     return build_config(task.default_config, None, list(overrides), free_keys=task.free_keys)
 
 
-def test_default_model_max_pools_the_volume():
+def test_default_model_pools_average_and_max_of_the_volume():
     cfg = _config()
     model = build_model(cfg.model)
     backbone = model.backbones["volume"]
-    assert backbone.pool == "max" and backbone.feature_dim == 48
+    assert backbone.pool == "avgmax" and backbone.feature_dim == 96
     assert 50_000 < sum(p.numel() for p in model.parameters()) < 60_000
     logits = model({"volume": torch.zeros(2, 1, SIZE, SIZE, SIZE)})
     assert logits.shape == (2, 2)
@@ -38,7 +38,7 @@ def test_smoke_overrides_give_a_tiny_valid_config():
 
 
 def test_max_pooling_keeps_a_small_finding_wherever_it_is():
-    """Why the default is max pooling: one bright 3-voxel cube moves the pooled feature as much anywhere."""
+    """Why the default pools the max too: one bright 3-voxel cube moves the pooled feature as much anywhere."""
     torch.manual_seed(0)
     cfg = _config()
     pooled = {}
