@@ -160,16 +160,34 @@ def runs_group() -> None:
     """Inspect runs in the store."""
 
 
+def _runs_store(ctx: click.Context) -> Any:
+    """The store for ``vkit runs list|show``, runs whose process died on this machine first marked ``interrupted``.
+
+    A store migrated by a newer vkit is opened read-only and left as it is;
+    a user who may only read the store still gets the listing.
+    """
+    from vkit.core.store import Store, open_store
+    from vkit.registry.errors import StoreError
+
+    store = open_store(ctx.find_root().obj["db_url"], read_only=True)
+    if store.schema.newer:
+        return store
+    store = Store(store.engine, store.schema)  # this vkit's schema: writable
+    try:
+        store.reap_stale_runs()
+    except StoreError as err:
+        click.echo(f"note: could not mark dead runs interrupted: {err}", err=True)
+    return store
+
+
 @runs_group.command("list")
 @click.option("--task", help="Only runs of this task.")
 @click.option("--limit", default=20, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_list(ctx: click.Context, task: str | None, limit: int, as_json: bool) -> None:
-    """The most recent runs."""
-    from vkit.core.store import open_store
-
-    runs = open_store(ctx.find_root().obj["db_url"], read_only=True).list_runs(limit=limit, task=task)
+    """The most recent runs (``interrupted``: its process died without finishing it)."""
+    runs = _runs_store(ctx).list_runs(limit=limit, task=task)
     if as_json:
         return _echo_json(runs)
     _table("runs", ["id", "task", "plugin", "status", "started", "finished"],
@@ -182,9 +200,7 @@ def runs_list(ctx: click.Context, task: str | None, limit: int, as_json: bool) -
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
     """One run: its row, final metrics and artifacts."""
-    from vkit.core.store import open_store
-
-    store = open_store(ctx.find_root().obj["db_url"], read_only=True)
+    store = _runs_store(ctx)
     run = store.get_run(run_id)
     if run is None:
         raise VkitError(f"run {run_id} is not in the store at {store.url}")

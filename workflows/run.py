@@ -70,6 +70,7 @@ def run_task(
     store = open_store(db_url)
     manager.register_components()
     seed = cfg.get("seed")
+    store.reap_stale_runs()  # runs of this machine whose process was killed: 'interrupted', not 'running'
     run_id = store.start_run(
         task=task_cls.name,
         plugin=task_cls.plugin,

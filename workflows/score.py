@@ -271,6 +271,7 @@ def score_archive(
     scorer = factory()
     jobs = plan_jobs(store, paths, scorer.model_sha256)
     config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options))
+    store.reap_stale_runs()  # a killed earlier job of this machine: 'interrupted', not 'running'
     run_id = store.start_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
                              versions={"plugins": manager.versions()})
     summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths))

@@ -9,13 +9,15 @@ newer vkit) is refused for writing.
 Example::
 
     from vkit.core.store.migrate import current, upgrade
-    upgrade("sqlite:///vkit.db")        # ('0001', '0002')
-    current("sqlite:///vkit.db")        # '0002'
+    upgrade("sqlite:///vkit.db")        # ('0002', '0003')
+    current("sqlite:///vkit.db")        # '0003'
 """
 from __future__ import annotations
 
 import functools
 import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,9 +122,39 @@ def _lock(connection: sa.Connection) -> None:
         connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
 
 
+@contextmanager
+def _sqlite_foreign_keys_off(connection: sa.Connection) -> Iterator[None]:
+    """SQLite: keep foreign keys off while migrating (set outside the transaction: SQLite ignores it inside one).
+
+    A batch migration copies a table, drops the original and renames the copy;
+    with foreign keys on, that DROP would delete every child row through
+    ``ON DELETE CASCADE``. :func:`_check_foreign_keys` verifies the result instead.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    driver = connection.connection.driver_connection  # autocommit at driver level (see engine.py)
+    driver.execute("PRAGMA foreign_keys = OFF")
+    try:
+        yield
+    finally:
+        driver.execute("PRAGMA foreign_keys = ON")
+
+
+def _check_foreign_keys(connection: sa.Connection) -> None:
+    """SQLite: refuse to commit a migration that left a row pointing at nothing."""
+    if connection.dialect.name == "sqlite":
+        broken = connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise StoreError(
+                f"migration left {len(broken)} rows with broken foreign keys, e.g. {tuple(broken[0])}; rolled back"
+            )
+
+
 def _migrate(engine: Engine, target: str, downgrade_to: bool = False) -> tuple[str | None, str | None]:
     cfg = alembic_config()
-    with engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"}).begin() as conn:
+    writer = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+    with writer.connect() as conn, _sqlite_foreign_keys_off(conn), conn.begin():
         _lock(conn)
         before = schema_state(conn)
         if before.newer:
@@ -140,6 +172,7 @@ def _migrate(engine: Engine, target: str, downgrade_to: bool = False) -> tuple[s
             command.downgrade(cfg, target)
         else:
             command.upgrade(cfg, target)
+        _check_foreign_keys(conn)
         after = schema_state(conn).current
     return before.current, after
 

@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
-#: Allowed ``runs.status`` values.
-RUN_STATUSES = ("running", "finished", "failed")
+#: Allowed ``runs.status`` values; ``interrupted``: its process died without closing it (``Store.reap_stale_runs``).
+RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 #: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable.
 VIDEO_STATUSES = ("pending", "ok", "failed")
 #: Allowed ``video_summaries.status`` values (as in the ``vkit_video_scored`` hook).
@@ -75,11 +75,11 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """One ``vkit run``/``score``/``compress`` invocation."""
+    """One ``vkit run``/``score``/``compress`` invocation (``host``/``pid``: the process that started it)."""
 
     __tablename__ = "runs"
     __table_args__ = (
-        sa.CheckConstraint("status IN ('running', 'finished', 'failed')", name="ck_runs_status"),
+        sa.CheckConstraint("status IN ('running', 'finished', 'failed', 'interrupted')", name="ck_runs_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -94,6 +94,8 @@ class Run(Base):
     versions: Mapped[dict[str, Any]] = mapped_column(default=dict)
     work_dir: Mapped[str | None] = mapped_column(sa.Text)
     model_sha256: Mapped[str | None] = mapped_column(sa.String(64), index=True)
+    host: Mapped[str | None] = mapped_column(sa.String(255))
+    pid: Mapped[int | None]
 
 
 class Metric(Base):

@@ -15,6 +15,8 @@ Example::
 from __future__ import annotations
 
 import math
+import os
+import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -28,7 +30,6 @@ from vkit.core.store.engine import SQLITE_BEGIN_OPTION, create_store_engine, mas
 from vkit.core.store.jsonable import to_jsonable
 from vkit.core.store.migrate import SchemaState, describe_db_error, ensure_schema
 from vkit.core.store.models import (
-    RUN_STATUSES,
     SCORED_STATUSES,
     TABLES,
     VIDEO_STATUSES,
@@ -50,6 +51,8 @@ _PREDICTION_FIELDS = ("item_id", "label", "prediction", "values")
 _VIDEO_FIELDS = ("path", "sha256", "size", "duration", "fps", "frames", "status", "error")
 _SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values")
 _EVENT_FIELDS = ("video_id", "kind", "start", "end", "score")
+#: Statuses ``finish_run`` may close a run with (``interrupted`` is only set by ``reap_stale_runs``).
+_CLOSED_STATUSES = ("finished", "failed")
 
 
 def open_store(url: str | URL | None = None, *, create: bool = True, read_only: bool = False) -> Store:
@@ -145,7 +148,7 @@ class Store:
         versions: Mapping[str, Any] | None = None,
         model_sha256: str | None = None,
     ) -> int:
-        """Record a new run in status ``running`` and return its id.
+        """Record a new run in status ``running`` and return its id; ``host``/``pid`` name this process.
 
         Args:
             task: the task name (``vkit run NAME``).
@@ -166,6 +169,7 @@ class Store:
             task=task, plugin=str(plugin or ""), status="running", config=to_jsonable(config, mask=True), seed=seed,
             versions=to_jsonable({**package_versions(), **dict(versions or {})}),
             work_dir=None if work_dir is None else str(work_dir), model_sha256=model_sha256,
+            host=socket.gethostname(), pid=os.getpid(),
         )
         with self.session() as session:
             run = Run(**row)
@@ -175,8 +179,8 @@ class Store:
 
     def finish_run(self, run_id: int, status: str = "finished", error: str | BaseException | None = None) -> None:
         """Close run ``run_id`` with ``status`` (``"finished"`` or ``"failed"``) and its error text."""
-        if status not in RUN_STATUSES[1:]:
-            raise StoreError(f"finish_run({run_id}): status must be one of {RUN_STATUSES[1:]}, got {status!r}")
+        if status not in _CLOSED_STATUSES:
+            raise StoreError(f"finish_run({run_id}): status must be one of {_CLOSED_STATUSES}, got {status!r}")
         if isinstance(error, BaseException):
             error = f"{type(error).__name__}: {error}"
         with self.session() as session:
@@ -194,6 +198,41 @@ class Store:
             self.finish_run(run_id, "failed", err)
             raise
         self.finish_run(run_id, "finished")
+
+    def reap_stale_runs(self) -> list[int]:
+        """Mark ``interrupted`` every ``running`` run started on this machine by a process that no longer exists.
+
+        A run killed with SIGKILL (or by the OOM killer, or a power loss) cannot
+        close its row; this closes it: status ``interrupted``, ``finished_at``
+        now and an error naming the process. Only runs whose ``host`` is this
+        machine's hostname are judged, by ``os.kill(pid, 0)``; runs of other
+        hosts, or without a pid (started before schema 0003), are left alone.
+        A pid that is alive keeps its run ``running`` (even if the pid was
+        reused by another process). A read-only store does nothing.
+
+        Returns:
+            the ids of the runs marked ``interrupted``.
+        """
+        if self.read_only:
+            return []
+        host = socket.gethostname()
+        running = sa.select(Run.id, Run.pid).where(Run.status == "running", Run.host == host, Run.pid.is_not(None))
+        with self.session(write=False) as session:
+            dead = [(run_id, pid) for run_id, pid in session.execute(running) if not _process_alive(pid)]
+        if not dead:
+            return []
+        reaped: list[int] = []
+        now = utcnow()
+        with self.session() as session:
+            for run_id, pid in dead:
+                error = f"process {pid} on {host} ended without finishing the run (killed?); rerun to resume"
+                closed = session.execute(
+                    sa.update(Run).where(Run.id == run_id, Run.status == "running")
+                    .values(status="interrupted", finished_at=now, error=error)
+                )
+                if closed.rowcount:
+                    reaped.append(run_id)
+        return reaped
 
     def delete_run(self, run_id: int) -> bool:
         """Delete run ``run_id`` and everything it logged (cascade). Returns whether it existed."""
@@ -407,6 +446,23 @@ class Store:
         query = sa.select(model.__table__).where(*where).order_by(*order_by).limit(limit)
         with self.session(write=False) as session:
             return [dict(row) for row in session.execute(query).mappings()]
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process with id ``pid`` exists on this machine (signal 0 checks without signalling)."""
+    if pid <= 0:  # 0 and negative pids name process groups, never one process
+        return False
+    if os.name == "nt":  # os.kill(pid, 0) would terminate it there: cannot tell, leave the run alone
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    except OSError:
+        return True  # cannot tell: leave the run alone
+    return True
 
 
 def _pairs(session: Session, query: sa.Select[Any]) -> dict[Any, Any]:

@@ -26,11 +26,11 @@ def _index_names(url: str, table: str) -> set[str]:
 
 
 def test_empty_database_is_created_at_head(store_url):
-    assert head_revision() == "0002"
+    assert head_revision() == "0003"
     assert current(store_url) is None
     with open_store(store_url) as store:
-        assert store.schema.current == "0002" and store.schema.at_head
-    assert current(store_url) == "0002"
+        assert store.schema.current == "0003" and store.schema.at_head
+    assert current(store_url) == "0003"
     engine = _engine(store_url)
     try:
         with engine.connect() as conn:
@@ -49,18 +49,69 @@ def test_migrations_build_exactly_the_models(store):
 
 def test_older_revision_is_refused_until_upgrade(store_url):
     open_store(store_url).close()
-    assert downgrade(store_url, "0001") == ("0002", "0001")
+    assert downgrade(store_url, "0001") == ("0003", "0001")
     assert "ix_runs_started_at" not in _index_names(store_url, "runs")
     with pytest.raises(StoreError) as err:
         open_store(store_url)
-    assert "revision '0001', older than this vkit's '0002'" in str(err.value)
+    assert "revision '0001', older than this vkit's '0003'" in str(err.value)
     assert "run `vkit db upgrade`" in str(err.value)
 
-    assert upgrade(store_url) == ("0001", "0002")
+    assert upgrade(store_url) == ("0001", "0003")
     assert "ix_runs_started_at" in _index_names(store_url, "runs")
-    assert upgrade(store_url) == ("0002", "0002")  # idempotent
+    assert upgrade(store_url) == ("0003", "0003")  # idempotent
     with open_store(store_url) as store:
         assert store.schema.at_head
+
+
+def _columns(url: str, table: str) -> set[str]:
+    engine = _engine(url)
+    try:
+        with engine.connect() as conn:
+            return {col["name"] for col in sa.inspect(conn).get_columns(table)}
+    finally:
+        engine.dispose()
+
+
+def _sql(url: str, statement: str) -> list[tuple]:
+    engine = _engine(url)
+    try:
+        with engine.begin() as conn:
+            result = conn.execute(sa.text(statement))
+            return [tuple(row) for row in result] if result.returns_rows else []
+    finally:
+        engine.dispose()
+
+
+def test_0003_adds_host_pid_and_interrupted_keeping_rows(store_url):
+    assert upgrade(store_url, "0002") == (None, "0002")
+    _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions) "
+                    "VALUES ('t', 'p', 'running', '2025-01-01 00:00:00', '{}', '{}')")
+    (run_id,), = _sql(store_url, "SELECT id FROM runs")
+    _sql(store_url, "INSERT INTO metrics (run_id, key, value, step, split, logged_at) "
+                    f"VALUES ({run_id}, 'acc', 0.5, 1, 'val', '2025-01-01 00:00:00')")
+    with pytest.raises(StoreError, match="revision '0002', older than this vkit's '0003'; run `vkit db upgrade`"):
+        open_store(store_url)
+
+    assert upgrade(store_url) == ("0002", "0003")
+    assert {"host", "pid"} <= _columns(store_url, "runs")
+    assert {"ix_runs_started_at", "ix_runs_status", "ix_runs_task"} <= _index_names(store_url, "runs")
+    with open_store(store_url) as store:
+        run = store.get_run(run_id)
+        assert (run["status"], run["host"], run["pid"]) == ("running", None, None)
+        assert store.final_metrics(run_id) == {"val/acc": 0.5}  # SQLite's table copy did not cascade-delete children
+        assert store.reap_stale_runs() == []                     # no pid: nobody can tell, left alone
+        _sql(store_url, f"UPDATE runs SET status = 'interrupted' WHERE id = {run_id}")
+        assert store.get_run(run_id)["status"] == "interrupted"
+        with pytest.raises(sa.exc.IntegrityError):
+            _sql(store_url, f"UPDATE runs SET status = 'lost' WHERE id = {run_id}")
+
+    assert downgrade(store_url, "0002") == ("0003", "0002")
+    assert not {"host", "pid"} & _columns(store_url, "runs")
+    assert _sql(store_url, "SELECT id, status FROM runs") == [(run_id, "failed")]  # 'interrupted' is unknown to 0002
+    assert _sql(store_url, "SELECT count(*) FROM metrics") == [(1,)]
+    with pytest.raises(sa.exc.IntegrityError):
+        _sql(store_url, f"UPDATE runs SET status = 'interrupted' WHERE id = {run_id}")
+    assert upgrade(store_url) == ("0002", "0003")
 
 
 def test_newer_revision_refuses_to_write(store_url):
@@ -70,20 +121,20 @@ def test_newer_revision_refuses_to_write(store_url):
             session.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
     with pytest.raises(StoreError) as err:
         open_store(store_url)
-    assert "'0999'" in str(err.value) and "'0002'" in str(err.value) and "refusing to write" in str(err.value)
-    with pytest.raises(StoreError, match="'0999', newer than this vkit's head '0002'"):
+    assert "'0999'" in str(err.value) and "'0003'" in str(err.value) and "refusing to write" in str(err.value)
+    with pytest.raises(StoreError, match="'0999', newer than this vkit's head '0003'"):
         upgrade(store_url)
 
     with open_store(store_url, read_only=True) as reader:
         assert [r["id"] for r in reader.list_runs()] == [run_id]
-        with pytest.raises(StoreError, match=r"read-only \(schema revision '0999', this vkit's head '0002'\)"):
+        with pytest.raises(StoreError, match=r"read-only \(schema revision '0999', this vkit's head '0003'\)"):
             reader.start_run("t", "p", {}, seed=1)
 
 
 def test_no_store_and_create_false(store_url):
     with pytest.raises(StoreError, match=r"no vkit store at .*; create it with `vkit db upgrade`"):
         open_store(store_url, create=False)
-    assert upgrade(store_url) == (None, "0002")
+    assert upgrade(store_url) == (None, "0003")
     open_store(store_url, create=False).close()
 
 
@@ -100,7 +151,7 @@ def test_unversioned_vkit_tables_are_not_touched(store_url):
 
 def test_downgrade_to_base_drops_everything(store_url):
     open_store(store_url).close()
-    assert downgrade(store_url, "base") == ("0002", None)
+    assert downgrade(store_url, "base") == ("0003", None)
     engine = _engine(store_url)
     try:
         with engine.connect() as conn:
@@ -120,9 +171,9 @@ def test_revision_helper_writes_an_empty_migration_when_models_match(tmp_path, m
     migrate._script.cache_clear()
     try:
         migrate.revision("no change")
-        script = (copy / "versions" / "0003_no_change.py").read_text()
-        assert 'revision: str = "0003"' in script.replace("'", '"') and 'down_revision: str | None = "0002"' in script.replace("'", '"')
+        script = (copy / "versions" / "0004_no_change.py").read_text()
+        assert 'revision: str = "0004"' in script.replace("'", '"') and 'down_revision: str | None = "0003"' in script.replace("'", '"')
         assert "op." not in script  # autogenerate found no difference between models and migrations
-        assert migrate.head_revision() == "0003"
+        assert migrate.head_revision() == "0004"
     finally:
         migrate._script.cache_clear()

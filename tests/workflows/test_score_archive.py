@@ -145,6 +145,8 @@ def test_sigkill_mid_way_then_rerun_scores_each_video_exactly_once(tmp_path: Pat
     summary = score_archive("demo-score", [str(root)], str(ckpt), db_url=url, plugins=PLUGIN,
                             options=ScoreOptions(workers=1, batch_size=4))
     assert (summary.skipped, summary.scored, summary.failed) == (before, 8 - before, 0)
+    killed_after = store.get_run(killed_run["id"])                         # the rerun closed the dead run's row
+    assert killed_after["status"] == "interrupted" and f"process {proc.pid} on " in killed_after["error"]
     with sqlite3.connect(db) as conn:
         per_video = conn.execute("SELECT video_id, count(*) FROM video_summaries WHERE status = 'scored' "
                                  "GROUP BY video_id").fetchall()
