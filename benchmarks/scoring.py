@@ -2,13 +2,16 @@
 
 The peer is a loop of ``mmaction.apis.inference_recognizer`` (PyAVInit →
 SampleFrames → PyAVDecode → Resize → CenterCrop → FormatShape) over the same
-videos. Both load the same X3D-S recognizer weights (random init, saved once
-as safetensors) and take the same clips (mmaction2's ``SampleFrames`` indices,
-``x3d_s_13x6x1`` settings, center crop); each segment's score is the sigmoid of
-the one-class head's logit. vkit decodes in DataLoader workers (streaming, only
-the sampled frames converted), batches clips across videos in
-``channels_last_3d`` and commits results to a SQLite store, as ``vkit score``
-does.
+videos. Both load the same X3D-S recognizer weights (random init with random
+BatchNorm statistics and a head scaled so the scores spread over (0, 1), so
+"equal scores" is a real check; saved once as safetensors) and take the same
+clips (mmaction2's ``SampleFrames`` indices, ``x3d_s_13x6x1`` settings, center
+crop); each segment's score is the sigmoid of the one-class head's logit. vkit
+decodes in DataLoader workers (streaming, only the sampled frames converted),
+prepares the model as vkit does for inference (BatchNorm folded into the
+convolutions, ``channels_last_3d``), batches clips across videos (``--batch-size
+auto`` by default: the fastest size, found on the first batches) and commits
+results to a SQLite store, as ``vkit score`` does.
 
 Printed per archive size: clips/s of vkit and the peer, their ratio, the
 largest absolute score difference, the decode-only ceiling (vkit's workers,
@@ -50,6 +53,39 @@ def model_cfg() -> dict[str, Any]:
     )
 
 
+def _spread_scores(model: Any) -> None:
+    """BatchNorm statistics calibrated on clips (as training leaves them) and a head whose logits spread (~N(0, 2)).
+
+    A randomly initialised X3D in eval mode maps every clip to nearly the same
+    feature (its BatchNorms hold mean 0, var 1), so every score would be ~0.5 and
+    any two implementations would agree; with calibrated statistics the
+    features depend on the clip and "equal scores" is a real check.
+    """
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+    clips = (torch.randn(16, 3, CLIP_LEN, 64, 64, generator=gen)
+             * torch.linspace(0.5, 1.5, 16).view(16, 1, 1, 1, 1) + torch.linspace(-1, 1, 16).view(16, 1, 1, 1, 1))
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None                       # a cumulative average over the calibration batches
+        m.weight.data.uniform_(0.75, 1.25, generator=gen)   # mmaction zero-inits some; make every branch count
+    model.train()
+    with torch.no_grad():
+        for chunk in clips.split(4):
+            model.backbone(chunk)
+    model.eval()
+    for m in norms:
+        m.momentum = 0.1
+    fc = model.cls_head.fc2
+    with torch.inference_mode():
+        logits = model.cls_head(model.backbone(clips[::2])).flatten()
+        scale = 2.0 / max(float(logits.std()), 1e-12)
+        fc.weight.mul_(scale)
+        fc.bias.copy_((fc.bias - float(logits.mean())) * scale)  # centred: mean logit 0
+
+
 def build_recognizer(weights: Path | None = None) -> Any:
     import torch
 
@@ -74,9 +110,11 @@ def build_recognizer(weights: Path | None = None) -> Any:
         model.init_weights()
     finally:
         logger.setLevel(level)
+    model.eval()
     if weights is not None:
         load_checkpoint(weights, model)
-    model.eval()
+    else:
+        _spread_scores(model)
     return model
 
 
@@ -100,11 +138,13 @@ class X3DScorer:
     def __init__(self, weights: Path, clips: int, size: int) -> None:
         import torch
 
-        from vkit.core.backbones.inference import to_memory_format
+        from vkit.core.backbones.inference import fold_batchnorm, to_memory_format
         from vkit.core.checkpoint import load_meta
 
         self.num_segments, self.size = clips, size
         self.model = build_recognizer(weights)
+        self.model.requires_grad_(False)
+        fold_batchnorm(self.model)                   # as prepare_for_inference does for vkit's backbones
         to_memory_format(self.model, torch.channels_last_3d)
         self.model_sha256 = load_meta(weights)["sha256"]
         self.mean = torch.tensor(MEAN)
@@ -181,8 +221,8 @@ def run_vkit(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     writer = ResultWriter(store, run_id, lambda payload: None)
     options = ScoreOptions(workers=args.workers, batch_size=args.batch_size)
     _warm_up(scorer, args)
-    began, clips, scores = time.perf_counter(), 0, {}
-    for outcome in local_outcomes(jobs, scorer, options):
+    began, clips, scores, stats = time.perf_counter(), 0, {}, {}
+    for outcome in local_outcomes(jobs, scorer, options, stats):
         if outcome["status"] == "failed":
             raise RuntimeError(outcome["error"])
         writer.add(outcome)
@@ -192,17 +232,19 @@ def run_vkit(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     seconds = time.perf_counter() - began
     store.finish_run(run_id)
     rss_main, rss_child = peak_rss_mb()
-    return dict(clips=clips, seconds=seconds, scores=scores, rss_main_mb=rss_main, rss_child_mb=rss_child,
-                decode=run_decode(paths, args, scorer), model=run_model(paths, args, scorer))
+    batch = int(stats["batch_size"])
+    return dict(clips=clips, seconds=seconds, scores=scores, rss_main_mb=rss_main, rss_child_mb=rss_child, batch_size=batch,
+                decode=run_decode(paths, args, scorer), model=run_model(paths, batch, args, scorer))
 
 
 def _warm_up(scorer: X3DScorer, args: argparse.Namespace) -> None:
-    """One full batch through the model first (oneDNN builds its kernels on the first call of a shape)."""
+    """One batch through the model first (oneDNN builds its kernels on the first call of a shape; with
+    ``auto`` the tuner warms each size it tries up itself)."""
     import torch
 
+    n = args.batch_size if isinstance(args.batch_size, int) else 1
     with torch.inference_mode():
-        scorer.score(torch.zeros(args.batch_size, 3, CLIP_LEN, args.size, args.size).contiguous(
-            memory_format=torch.channels_last_3d))
+        scorer.score(torch.zeros(n, 3, CLIP_LEN, args.size, args.size).contiguous(memory_format=torch.channels_last_3d))
 
 
 def run_peer(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
@@ -247,18 +289,18 @@ def run_decode(paths: list[str], args: argparse.Namespace, scorer: X3DScorer) ->
     return dict(clips=clips, seconds=seconds, rate=clips / seconds)
 
 
-def run_model(paths: list[str], args: argparse.Namespace, scorer: X3DScorer) -> dict[str, Any]:
-    """Model-only ceiling: as many clips as the archive has, in full batches of random data, no decode."""
+def run_model(paths: list[str], batch_size: int, args: argparse.Namespace, scorer: X3DScorer) -> dict[str, Any]:
+    """Model-only ceiling: as many clips as the archive has, in full batches (vkit's size) of random data, no decode."""
     import torch
 
     total = len(paths) * args.clips
-    batch = torch.randn(args.batch_size, 3, CLIP_LEN, args.size, args.size).contiguous(
+    batch = torch.randn(batch_size, 3, CLIP_LEN, args.size, args.size).contiguous(
         memory_format=torch.channels_last_3d)
     with torch.inference_mode():
-        scorer.score(batch[:1])
+        scorer.score(batch)
         began, clips = time.perf_counter(), 0
         while clips < total:
-            n = min(args.batch_size, total - clips)
+            n = min(batch_size, total - clips)
             scorer.score(batch[:n])
             clips += n
     seconds = time.perf_counter() - began
@@ -302,7 +344,8 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=None, help="crop size in px (default 160, X3D-S; quick 64)")
     parser.add_argument("--frames", type=int, default=None, help="frames per video (default 90; quick 40)")
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default="auto",
+                        help="vkit's clips per batch, or 'auto' (default; the peer batches each video's clips)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the archive and stores (default: a temp dir)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
@@ -323,7 +366,7 @@ def main() -> None:
     paths = make_archive(work / "archive", max(sizes), args.size, frames)
     print(f"archive {work / 'archive'}: {max(sizes)} videos {args.size}x{args.size}, {frames} frames; "
           f"{args.clips} clip(s) of {CLIP_LEN}x{args.size}x{args.size} per video; workers {args.workers}, "
-          f"batch {args.batch_size}")
+          f"batch size {args.batch_size}")
     rows = []
     for n in sizes:
         subset = paths[:n]
@@ -331,12 +374,13 @@ def main() -> None:
         res["decode"], res["model"] = res["vkit"]["decode"], res["vkit"]["model"]
         diff = max(abs(a - b) for p in subset for a, b in zip(res["vkit"]["scores"][p], res["peer"]["scores"][p]))
         rows.append((n, res, diff))
-    header = (f"{'videos':>6} {'vkit c/s':>9} {'peer c/s':>9} {'ratio':>6} {'max|diff|':>10} {'decode c/s':>11} "
+    header = (f"{'videos':>6} {'vkit c/s':>9} {'peer c/s':>9} {'ratio':>6} {'max|diff|':>10} {'batch':>5} {'decode c/s':>11} "
               f"{'model c/s':>10} {'vkit RSS MiB':>12} {'worker RSS':>10} {'peer RSS':>9}")
     print(header)
     for n, res, diff in rows:
         print(f"{n:>6} {res['vkit']['rate']:>9.2f} {res['peer']['rate']:>9.2f} "
-              f"{res['vkit']['rate'] / res['peer']['rate']:>5.2f}x {diff:>10.2e} {res['decode']['rate']:>11.2f} "
+              f"{res['vkit']['rate'] / res['peer']['rate']:>5.2f}x {diff:>10.2e} {res['vkit']['batch_size']:>5} "
+              f"{res['decode']['rate']:>11.2f} "
               f"{res['model']['rate']:>10.2f} {res['vkit']['rss_main_mb']:>12.0f} {res['vkit']['rss_child_mb']:>10.0f} "
               f"{res['peer']['rss_main_mb']:>9.0f}")
     (small, rs, _), (large, rl, _) = rows

@@ -41,7 +41,8 @@ class ScoreOptions:
     Args:
         workers: decoding processes (local engine; 0 decodes in the main
             process) or actors (Ray engine).
-        batch_size: clips per inference batch (clips of several videos share a batch).
+        batch_size: clips per inference batch (clips of several videos share a batch), or
+            ``"auto"``: the fastest size up to 16, found on the job's first batches.
         device: torch device of the model (``cpu``, ``cuda``, ``cuda:1``).
         engine: ``local`` or ``ray``.
         ray_address: Ray cluster to join (``auto``, ``ray://host:10001``); ``None`` starts a local one.
@@ -52,7 +53,7 @@ class ScoreOptions:
     """
 
     workers: int = 2
-    batch_size: int = 16
+    batch_size: int | str = "auto"
     device: str = "cpu"
     engine: str = "local"
     ray_address: str | None = None
@@ -64,8 +65,11 @@ class ScoreOptions:
     def __post_init__(self) -> None:
         for name in ("workers", "batch_size", "commit_every", "prefetch", "videos_per_task"):
             value, low = getattr(self, name), 0 if name == "workers" else 1
+            if name == "batch_size" and value == "auto":
+                continue
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"score: {name} must be an int >= {low}, got {value!r}")
+                raise ConfigError(f"score: {name} must be an int >= {low}" + (" or 'auto'" if name == "batch_size" else "")
+                                  + f", got {value!r}")
         if self.engine not in ENGINES:
             raise ConfigError(f"score: engine={self.engine!r}; expected one of {list(ENGINES)}")
         if not self.commit_seconds > 0:
@@ -86,6 +90,7 @@ class ScoreSummary:
     failed: int = 0
     clips: int = 0
     seconds: float = 0.0
+    batch_size: int | str | None = None  # the size used ('auto' resolved where one process scored)
     status: str = "running"
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -132,7 +137,7 @@ def local_outcomes(jobs: Sequence[tuple[str, str | None]], scorer: Any, options:
     try:
         for outcome in score_items(iter(loader), batcher):
             if stats is not None:
-                stats["model_seconds"] = batcher.model_seconds
+                stats.update(model_seconds=batcher.model_seconds, batch_size=batcher.batch_size)
             yield outcome
     finally:
         del loader  # shuts the worker processes down
@@ -277,6 +282,7 @@ def score_archive(
     summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths))
     writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds)
     bar = _Progress(len(jobs), progress)
+    stats: dict[str, Any] = {}
     began = time.perf_counter()
     try:
         if options.engine == "ray":
@@ -285,7 +291,7 @@ def score_archive(
             del scorer
             outcomes = ray_outcomes(jobs, factory, options)
         else:
-            outcomes = local_outcomes(jobs, scorer, options)
+            outcomes = local_outcomes(jobs, scorer, options, stats)
         for outcome in outcomes:
             _count(summary, outcome)
             if outcome["status"] != "skipped":
@@ -304,6 +310,7 @@ def score_archive(
         raise
     finally:
         summary.seconds = time.perf_counter() - began
+        summary.batch_size = stats.get("batch_size", options.batch_size)
         bar.close()
         store.close()
     return summary
@@ -323,19 +330,38 @@ def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
+class _BatchSize(click.ParamType):
+    name = "N|auto"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> int | str:
+        if value == "auto" or (isinstance(value, int) and value >= 1):
+            return value
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            number = 0
+        if number < 1:
+            self.fail(f"{value!r}: expected a positive int or 'auto'", param, ctx)
+        return number
+
+
+BATCH_SIZE = _BatchSize()
+
+
 @click.command("score")
 @click.argument("task")
 @click.argument("archives", nargs=-1, required=True)
 @click.option("--checkpoint", required=True, metavar="RUN_OR_PATH", help="A run id or a .safetensors file.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0), help="Decoding processes (Ray: actors).")
-@click.option("--batch-size", default=16, show_default=True, type=click.IntRange(1), help="Clips per inference batch.")
+@click.option("--batch-size", default="auto", show_default=True, type=BATCH_SIZE,
+              help="Clips per inference batch, or 'auto': the fastest size up to 16, measured on the first batches.")
 @click.option("--device", default="cpu", show_default=True, help="Torch device of the model.")
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True)
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join (default: start a local one).")
 @click.option("--commit-every", default=8, show_default=True, type=click.IntRange(1), help="Videos per transaction.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.pass_context
-def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int,
+def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
               device: str, engine: str, ray_address: str | None, commit_every: int, as_json: bool) -> None:
     """Score every video in ARCHIVES (folders, files, globs) with a trained TASK model; resumable."""
     import json
@@ -361,7 +387,8 @@ def _print_summary(data: dict[str, Any]) -> None:
     table.add_column("value", overflow="fold")
     rows = [("videos", data["videos"]), ("scored", data["scored"]), ("skipped (already scored)", data["skipped"]),
             ("failed", data["failed"]), ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
-            ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("engine", data["engine"]),
+            ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),
+            ("engine", data["engine"]),
             ("run id", data["run_id"]), ("database", data["db_url"])]
     for key, value in rows:
         table.add_row(key, "" if value is None else str(value))

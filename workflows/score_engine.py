@@ -162,12 +162,15 @@ class ClipBatcher:
 
     Args:
         scorer: the :class:`~vkit.core.scoring.VideoScorer`.
-        batch_size: clips per ``scorer.score`` call.
+        batch_size: clips per ``scorer.score`` call, or ``'auto'``: the fastest
+            size up to ``auto_limit``, found on the first batches
+            (:class:`~vkit.workflows.batch_size.BatchSizeTuner`).
         device: where the batch goes (``'cpu'``, ``'cuda'``, ``'cuda:1'``).
+        auto_limit: the largest size ``'auto'`` tries.
 
     Example::
 
-        batcher = ClipBatcher(scorer, batch_size=16)
+        batcher = ClipBatcher(scorer, batch_size="auto")
         for item in items:                       # outcomes of prepare_video
             for outcome in batcher.add(item):    # videos whose clips are all scored
                 write(outcome)
@@ -175,10 +178,15 @@ class ClipBatcher:
             write(outcome)
     """
 
-    def __init__(self, scorer: Any, batch_size: int = 16, device: str = "cpu") -> None:
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"score: batch_size must be a positive int, got {batch_size!r}")
-        self.scorer, self.batch_size = scorer, batch_size
+    def __init__(self, scorer: Any, batch_size: int | str = "auto", device: str = "cpu", auto_limit: int = 16) -> None:
+        from vkit.workflows.batch_size import BatchSizeTuner
+
+        self.tuner: BatchSizeTuner | None = None
+        if batch_size == "auto":
+            self.tuner = BatchSizeTuner(limit=auto_limit)
+        elif not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
+            raise ConfigError(f"score: batch_size must be a positive int or 'auto', got {batch_size!r}")
+        self.scorer, self._fixed_size = scorer, batch_size
         self.device = torch.device(device)
         self.memory_format = _memory_format(scorer)
         self._queue: deque[list[Any]] = deque()  # [item, next segment, scores so far]
@@ -186,6 +194,11 @@ class ClipBatcher:
         self._buffer: torch.Tensor | None = None
         #: Clips scored and seconds spent in ``scorer.score`` so far.
         self.clips, self.model_seconds = 0, 0.0
+
+    @property
+    def batch_size(self) -> int:
+        """Clips in the next full batch (with ``'auto'``: the size under trial, then the chosen one)."""
+        return self.tuner.size if self.tuner is not None else int(self._fixed_size)
 
     def add(self, item: dict[str, Any]) -> list[dict[str, Any]]:
         """Queue a decoded video's clips; returns the outcomes of videos finished by the batches this filled."""
@@ -207,21 +220,22 @@ class ClipBatcher:
             done += self._run()
         return done
 
-    def _alloc(self, shape: Sequence[int]) -> torch.Tensor:
-        if self._buffer is None:
+    def _alloc(self, size: int, shape: Sequence[int]) -> torch.Tensor:
+        if self._buffer is None or self._buffer.shape[0] < size:  # 'auto' grows it while it tries sizes
             pin = self.device.type == "cuda"
-            buffer = torch.empty((self.batch_size, *shape), dtype=torch.float32, pin_memory=pin)
+            buffer = torch.empty((size, *shape), dtype=torch.float32, pin_memory=pin)
             self._buffer = buffer.contiguous(memory_format=self.memory_format) if buffer.dim() == 5 else buffer
         return self._buffer
 
     def _run(self) -> list[dict[str, Any]]:
-        buffer = self._alloc(self._queue[0][0]["tensor"].shape[1:])
+        size = self.batch_size
+        buffer = self._alloc(size, self._queue[0][0]["tensor"].shape[1:])
         filled, spans = 0, []
         for entry in self._queue:
-            if filled == self.batch_size:
+            if filled == size:
                 break
             item, start, _ = entry
-            take = min(item["tensor"].shape[0] - start, self.batch_size - filled)
+            take = min(item["tensor"].shape[0] - start, size - filled)
             buffer[filled:filled + take].copy_(item["tensor"][start:start + take])
             spans.append((entry, start, take, filled))
             filled += take
@@ -230,7 +244,10 @@ class ClipBatcher:
         with torch.inference_mode():
             out = self.scorer.score(batch)
         values = torch.as_tensor(out).detach().float().reshape(-1).cpu().numpy()
-        self.model_seconds += time.perf_counter() - began
+        seconds = time.perf_counter() - began
+        self.model_seconds += seconds
+        if self.tuner is not None:
+            self.tuner.record(filled, seconds)
         if values.shape[0] != filled:
             raise ConfigError(f"scorer.score returned {values.shape[0]} scores for a batch of {filled} clips; "
                               f"expected one per clip, shape ({filled},)")

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from vkit.core.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, capture_output, check_pretrained
 from vkit.core.backbones.feature_map import FeatureMapBackbone
-from vkit.core.backbones.inference import prepare_for_inference, to_memory_format
+from vkit.core.backbones.inference import fold_batchnorm, prepare_for_inference, to_memory_format
 from vkit.core.backbones.mmaction_nets import MViT, SlowOnly, Swin3D, TimeSformer, TSM, X3D, build_mmaction
 from vkit.core.backbones.monai_nets import MonaiDenseNet121, MonaiResNet
 from vkit.core.backbones.tiny import TinyC3D
@@ -28,5 +28,5 @@ from vkit.core.backbones.tiny import TinyC3D
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Backbone", "FeatureMapBackbone", "MViT", "MonaiDenseNet121", "MonaiResNet",
     "SlowOnly", "Swin3D", "TSM", "TimeSformer", "TinyC3D", "X3D", "capture_output", "check_pretrained",
-    "build_mmaction", "prepare_for_inference", "to_memory_format",
+    "build_mmaction", "fold_batchnorm", "prepare_for_inference", "to_memory_format",
 ]

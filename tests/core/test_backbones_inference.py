@@ -7,7 +7,7 @@ import io
 import pytest
 import torch
 
-from vkit.core.backbones import TinyC3D, prepare_for_inference
+from vkit.core.backbones import TinyC3D, fold_batchnorm, prepare_for_inference
 from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import BACKBONES
 
@@ -46,6 +46,62 @@ def test_prepare_auto_follows_the_capability():
     assert transformer.memory_format is torch.contiguous_format
     with pytest.raises(ConfigError, match="memory_format='nhwc'"):
         prepare_for_inference(tiny("TinyC3D"), "nhwc")
+
+
+def _randomise_batchnorm(net: torch.nn.Module) -> torch.nn.Module:
+    """Non-trivial running statistics and affine terms, so folding has something to get wrong."""
+    gen = torch.Generator().manual_seed(1)
+    for m in net.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            n = m.num_features
+            m.running_mean.copy_(torch.randn(n, generator=gen) * 0.5)
+            m.running_var.copy_(torch.rand(n, generator=gen) + 0.5)
+            if m.affine:
+                m.weight.data.copy_(torch.rand(n, generator=gen) + 0.5)
+                m.bias.data.copy_(torch.randn(n, generator=gen) * 0.2)
+    return net
+
+
+def _batchnorms(net: torch.nn.Module) -> int:
+    return sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_folding_batchnorm_keeps_the_outputs(name):
+    net = _randomise_batchnorm(tiny(name))
+    x = net.example_input(batch=2)
+    expected = prepare_for_inference(copy.deepcopy(net), fold_bn=False).infer(x)
+    before = _batchnorms(net)
+    folded = prepare_for_inference(net)
+    assert folded.folded_batchnorms == before - _batchnorms(folded)
+    assert torch.allclose(folded.infer(x), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name, left", [("X3D", 0), ("TinyC3D", 0), ("SlowOnly", 0), ("MonaiDenseNet121", None)])
+def test_folding_reaches_the_conv_nets_batchnorms(name, left):
+    net = tiny(name)
+    before = _batchnorms(net)
+    count = fold_batchnorm(net)
+    assert count > 0 and _batchnorms(net) == before - count
+    if left is not None:
+        assert _batchnorms(net) == left
+    assert fold_batchnorm(net) == 0  # idempotent
+
+
+def test_folding_leaves_custom_forward_order_alone_and_needs_eval_mode():
+    class BnFirst(torch.nn.Module):  # children registered conv, bn, but bn runs first
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv3d(4, 4, 1)
+            self.bn = torch.nn.BatchNorm3d(4)
+
+        def forward(self, x):
+            return self.conv(self.bn(x))
+
+    net = _randomise_batchnorm(BnFirst()).eval()
+    assert fold_batchnorm(net) == 0 and isinstance(net.bn, torch.nn.BatchNorm3d)
+    with pytest.raises(ConfigError, match="BnFirst is in training mode; call .eval"):
+        fold_batchnorm(net.train())
 
 
 def test_onnx_export_matches_eager():

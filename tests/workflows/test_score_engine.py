@@ -130,7 +130,7 @@ def test_video_stream_shards_jobs_over_workers(scorer: support.ConvScorer, video
 
 
 def test_score_options_validate() -> None:
-    with pytest.raises(ConfigError, match="batch_size must be an int >= 1, got 0"):
+    with pytest.raises(ConfigError, match="batch_size must be an int >= 1 or 'auto', got 0"):
         ScoreOptions(batch_size=0)
     with pytest.raises(ConfigError, match=r"engine='spark'; expected one of \['local', 'ray'\]"):
         ScoreOptions(engine="spark")
