@@ -2,9 +2,9 @@
 
 The peer is a loop of ``mmaction.apis.inference_recognizer`` (PyAVInit →
 SampleFrames → PyAVDecode → Resize → CenterCrop → FormatShape) over the same
-videos. Both load the same X3D-S recognizer weights (random init with random
-BatchNorm statistics and a head scaled so the scores spread over (0, 1), so
-"equal scores" is a real check; saved once as safetensors) and take the same
+videos. Both load the same X3D-S recognizer weights (random init, BatchNorm
+statistics calibrated on random clips and a head scaled so the scores spread
+over (0, 1), so "equal scores" is a real check; saved once as safetensors) and take the same
 clips (mmaction2's ``SampleFrames`` indices, ``x3d_s_13x6x1`` settings, center
 crop); each segment's score is the sigmoid of the one-class head's logit. vkit
 decodes in DataLoader workers (streaming, only the sampled frames converted),

@@ -44,7 +44,7 @@ class BatchSizeTuner:
             sizes.append(size)
             size *= 2
         self.candidates = sizes + [limit]
-        self.limit, self.trials = limit, trials
+        self.trials = trials
         #: Median seconds per clip of each size tried so far.
         self.seconds_per_clip: dict[int, float] = {}
         self._index, self._warm, self._times = 0, False, []  # type: ignore[var-annotated]

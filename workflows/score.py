@@ -65,11 +65,11 @@ class ScoreOptions:
     def __post_init__(self) -> None:
         for name in ("workers", "batch_size", "commit_every", "prefetch", "videos_per_task"):
             value, low = getattr(self, name), 0 if name == "workers" else 1
-            if name == "batch_size" and value == "auto":
+            auto = name == "batch_size"
+            if (auto and value == "auto") or (isinstance(value, int) and not isinstance(value, bool) and value >= low):
                 continue
-            if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"score: {name} must be an int >= {low}" + (" or 'auto'" if name == "batch_size" else "")
-                                  + f", got {value!r}")
+            alternative = " or 'auto'" if auto else ""
+            raise ConfigError(f"score: {name} must be an int >= {low}{alternative}, got {value!r}")
         if self.engine not in ENGINES:
             raise ConfigError(f"score: engine={self.engine!r}; expected one of {list(ENGINES)}")
         if not self.commit_seconds > 0:

@@ -458,10 +458,8 @@ def _process_alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # it exists, owned by another user
+    except OSError:  # PermissionError: it exists, owned by another user; anything else: cannot tell, leave it
         return True
-    except OSError:
-        return True  # cannot tell: leave the run alone
     return True
 
 
