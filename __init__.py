@@ -15,7 +15,7 @@ Example::
 """
 from __future__ import annotations
 
-from vkit.registry.hookspecs import hookimpl
+from vkit.hooks.hookspecs import hookimpl
 
 __version__ = "0.1.0"
 __all__ = ["hookimpl", "__version__"]

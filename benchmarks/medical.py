@@ -62,7 +62,7 @@ def _cpu_s() -> float:
 
 def task_config(overrides: list[str]) -> Any:
     """The merged task config ``vkit run`` would use."""
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.config import build_config
 
     task = get_plugin_manager().get_task(TASK)

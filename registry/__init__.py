@@ -1,9 +1,9 @@
-"""vkit.registry: the MMEngine registries, the pluggy hookspecs and the plugin manager.
+"""vkit.registry: the bottom layer — the MMEngine registries and the error classes (imports nothing else of vkit).
 
 Attributes load lazily so that ``import vkit`` (and ``vkit --help``) stays
 free of mmengine, torch and MONAI::
 
-    from vkit.registry import BACKBONES, hookimpl, get_plugin_manager
+    from vkit.registry import BACKBONES, build_component
 """
 from __future__ import annotations
 
@@ -11,8 +11,6 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "hookimpl": "vkit.registry.hookspecs",
-    "hookspec": "vkit.registry.hookspecs",
     "build_component": "vkit.registry.registries",
     "REGISTRIES": "vkit.registry.registries",
     "MODELS": "vkit.registry.registries",
@@ -24,8 +22,6 @@ _LAZY = {
     "TRANSFORMS": "vkit.registry.registries",
     "COMPRESSORS": "vkit.registry.registries",
     "TASKS": "vkit.registry.registries",
-    "get_plugin_manager": "vkit.registry.manager",
-    "PluginManager": "vkit.registry.manager",
 }
 
 __all__ = sorted(_LAZY)

@@ -19,7 +19,7 @@ from vkit.registry.errors import VkitError
 
 
 def _manager(ctx: click.Context) -> Any:
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
 
     obj = ctx.find_root().obj or {}
     return get_plugin_manager(extra=obj.get("plugins", ()))
@@ -55,7 +55,7 @@ class VkitGroup(click.Group):
         if self._plugin_cache is None:
             self._plugin_cache = {}
             try:
-                from vkit.registry.manager import get_plugin_manager
+                from vkit.hooks.manager import get_plugin_manager
 
                 for command in get_plugin_manager(extra=_plugins_from_argv()).cli_commands(reserved=self.commands):
                     if command.name not in self.commands:
@@ -332,7 +332,7 @@ def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:
-        cli.main(args=args, prog_name="vkit", standalone_mode=False)
+        code = cli.main(args=args, prog_name="vkit", standalone_mode=False)
     except click.exceptions.Exit as err:
         sys.exit(err.exit_code)
     except click.ClickException as err:
@@ -354,3 +354,6 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"Error: {type(err).__name__}: {err} (run with --debug for the traceback)", err=True)
         sys.exit(2)
+    # Without standalone mode click returns ``ctx.exit(code)``'s code instead of exiting.
+    if isinstance(code, int) and not isinstance(code, bool) and code:
+        sys.exit(code)

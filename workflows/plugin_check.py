@@ -91,7 +91,7 @@ def run_task_smoke(task: str | type, overrides: Sequence[str] = (), tmp_path: st
         result = run_task_smoke("acme-task", ["train.lr=0.01"], tmp_path=tmp_path)
         assert result.metrics["test/accuracy"] >= 0
     """
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.run import run_task
 
     manager = get_plugin_manager(extra=plugins)
@@ -242,7 +242,7 @@ def _clash_check(manager: Any, name: str) -> CheckResult:
 
 
 def check_plugin(name: str, *, extra: Sequence[str] = (), smoke: bool = True,
-                 tmp_dir: str | Path | None = None) -> list[CheckResult]:
+                 tmp_dir: str | Path | None = None, reserved: Sequence[str] = ()) -> list[CheckResult]:
     """Run every conformance check on the plugin ``name``; see the module docstring for the list.
 
     Args:
@@ -250,8 +250,9 @@ def check_plugin(name: str, *, extra: Sequence[str] = (), smoke: bool = True,
         extra: module paths to load as plugins (``--plugin``).
         smoke: run each task once on tiny data (the slow part).
         tmp_dir: where the smoke runs' temporary folders go.
+        reserved: command names a plugin command must not take (the CLI's built-ins).
     """
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
 
     manager = get_plugin_manager(extra=extra)
     infos = {info.name: info for info in manager.plugins()}
@@ -266,7 +267,7 @@ def check_plugin(name: str, *, extra: Sequence[str] = (), smoke: bool = True,
         return [CheckResult("loads", False, "; ".join(f.message for f in load_errors))]
     results = [CheckResult("loads", True, f"version {info.version}, {info.source}, hooks: {', '.join(info.hooks) or 'none'}")]
     manager.tasks()
-    manager.cli_commands(reserved=_builtin_commands())
+    manager.cli_commands(reserved=reserved)
     results += _hook_checks(manager, name)
     registered = manager.register_components().get(name, {})
     if "vkit_register_components" in info.hooks:
@@ -277,12 +278,6 @@ def check_plugin(name: str, *, extra: Sequence[str] = (), smoke: bool = True,
     results += _task_checks(manager, name, smoke, Path(tmp_dir) if tmp_dir else None, extra)
     results.append(_clash_check(manager, name))
     return results
-
-
-def _builtin_commands() -> list[str]:
-    from vkit.workflows.cli import cli
-
-    return sorted(cli.commands)
 
 
 def format_results(results: Sequence[CheckResult]) -> str:
@@ -305,7 +300,8 @@ def _short(obj: Any, limit: int = 80) -> str:
 def plugins_check_cmd(ctx: click.Context, name: str, no_smoke: bool, as_json: bool) -> None:
     """Check that plugin NAME conforms: hooks, components, tasks (one smoke run each), clashes."""
     obj = ctx.find_root().obj or {}
-    results = check_plugin(name, extra=obj.get("plugins", ()), smoke=not no_smoke)
+    results = check_plugin(name, extra=obj.get("plugins", ()), smoke=not no_smoke,
+                           reserved=sorted(ctx.find_root().command.commands))
     ok = all(r.ok for r in results)
     if as_json:
         click.echo(json.dumps(dict(plugin=name, ok=ok, checks=[asdict(r) for r in results]), indent=2))

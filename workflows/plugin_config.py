@@ -1,6 +1,6 @@
 """``vkit plugins disable/enable NAME``: switch plugins off and on for this user, persistently.
 
-The switch lives in the user config (:func:`vkit.registry.manager.user_config_path`:
+The switch lives in the user config (:func:`vkit.hooks.manager.user_config_path`:
 ``$VKIT_CONFIG_DIR/config.json``, else ``~/.config/vkit/config.json``) as
 ``{"plugins": {"disabled": [names]}}``; the plugin manager reads it and does
 not import a disabled plugin (``vkit plugins list`` shows it as ``disabled``).
@@ -27,7 +27,7 @@ def set_plugin_disabled(name: str, disabled: bool) -> bool:
 
     Other keys of the file are kept; the file is replaced atomically.
     """
-    from vkit.registry.manager import reset_plugin_manager, user_config_path, user_disabled_plugins
+    from vkit.hooks.manager import reset_plugin_manager, user_config_path, user_disabled_plugins
 
     path = user_config_path()
     names = user_disabled_plugins()  # validates the file
@@ -45,7 +45,7 @@ def set_plugin_disabled(name: str, disabled: bool) -> bool:
 
 
 def _known_plugins(ctx: click.Context) -> list[str]:
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
 
     obj = ctx.find_root().obj or {}
     return [info.name for info in get_plugin_manager(extra=obj.get("plugins", ())).plugins()]
@@ -59,7 +59,7 @@ def plugins_disable_cmd(ctx: click.Context, name: str) -> None:
     known = _known_plugins(ctx)
     if name not in known:
         raise ConfigError(f"no plugin {name!r}{did_you_mean(name, known)}; discovered: {', '.join(known) or 'none'}")
-    from vkit.registry.manager import user_config_path
+    from vkit.hooks.manager import user_config_path
 
     changed = set_plugin_disabled(name, True)
     click.echo(f"{'disabled' if changed else 'already disabled:'} {name} ({user_config_path()})")
@@ -69,7 +69,7 @@ def plugins_disable_cmd(ctx: click.Context, name: str) -> None:
 @click.argument("name")
 def plugins_enable_cmd(name: str) -> None:
     """Load plugin NAME again after `vkit plugins disable NAME`."""
-    from vkit.registry.manager import user_config_path, user_disabled_plugins
+    from vkit.hooks.manager import user_config_path, user_disabled_plugins
 
     disabled = user_disabled_plugins()
     if name not in disabled:

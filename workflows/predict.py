@@ -52,7 +52,7 @@ def predict_task(
     from vkit.core.checkpoint import load_checkpoint, load_meta
     from vkit.core.pipeline import build_model, predict, prediction_rows
     from vkit.core.store import open_store
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
 
     manager = get_plugin_manager(extra=plugins)
     task = manager.get_task(task_name)()

@@ -59,7 +59,7 @@ def run_task(
     A failure inside the task is recorded on the run row and re-raised.
     """
     from vkit.core.store import open_store
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.config import build_config
 
     manager = get_plugin_manager(extra=plugins)

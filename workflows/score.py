@@ -104,7 +104,7 @@ class ScoreSummary:
 # ----------------------------------------------------------------------------- scorer
 def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plugins: Sequence[str] = ()) -> Any:
     """The task's :class:`~vkit.core.scoring.VideoScorer` for ``checkpoint`` (picklable via ``functools.partial``)."""
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.score_engine import check_scorer
 
     manager = get_plugin_manager(extra=tuple(plugins))
@@ -260,7 +260,7 @@ def score_archive(
         ConfigError, CheckpointError, DataError: bad task, checkpoint or archive (before any run row is written).
     """
     from vkit.core.store import open_store
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.inventory import find_videos
     from vkit.workflows.predict import resolve_checkpoint
 

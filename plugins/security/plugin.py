@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from vkit.registry.hookspecs import hookimpl
+from vkit.hooks.hookspecs import hookimpl
 
 
 @hookimpl

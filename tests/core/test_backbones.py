@@ -16,7 +16,7 @@ from vkit.registry.registries import BACKBONES
 def _registered() -> list[str]:
     BACKBONES.import_from_location()
     try:  # the plugins' backbones are tested too, once the plugin manager exists
-        from vkit.registry.manager import get_plugin_manager
+        from vkit.hooks.manager import get_plugin_manager
     except ImportError:
         pass
     else:

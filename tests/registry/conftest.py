@@ -34,7 +34,7 @@ def demo_plugin() -> str:
 @pytest.fixture(autouse=True)
 def _fresh_plugin_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """Fixture plugins importable; no cached manager, fixture module or VKIT_* setting leaks between tests."""
-    from vkit.registry.manager import reset_plugin_manager
+    from vkit.hooks.manager import reset_plugin_manager
 
     monkeypatch.syspath_prepend(str(FIXTURE_PLUGINS))
     monkeypatch.delenv("VKIT_NO_AUTOLOAD", raising=False)

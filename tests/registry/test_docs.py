@@ -11,8 +11,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from vkit.registry.hookdocs import BEGIN, END, hook_reference_markdown, hook_specs, main
-from vkit.registry.manager import PluginManager
+from vkit.hooks.hookdocs import BEGIN, END, hook_reference_markdown, hook_specs, main
+from vkit.hooks.manager import PluginManager
 
 ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "plugins.md"
@@ -87,7 +87,7 @@ def test_reference_is_exactly_the_generated_text():
     assert text.count(BEGIN) == 1 and text.count(END) == 1
     between = text.split(BEGIN)[1].split(END)[0]
     assert between == "\n\n" + hook_reference_markdown() + "\n", (
-        "docs/plugins.md drifted from the hookspecs: run python -m vkit.registry.hookdocs --write docs/plugins.md")
+        "docs/plugins.md drifted from the hookspecs: run python -m vkit.hooks.hookdocs --write docs/plugins.md")
     assert main(["--check", str(DOC)]) == 0
 
 

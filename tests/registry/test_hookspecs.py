@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from vkit.registry import hookspecs
-from vkit.registry.hookdocs import hook_specs, parse_docstring
+from vkit.hooks import hookspecs
+from vkit.hooks.hookdocs import hook_specs, parse_docstring
 
 SOURCE = ast.parse(Path(hookspecs.__file__).read_text())
 FUNCS = {node.name: node for node in SOURCE.body if isinstance(node, ast.FunctionDef)}

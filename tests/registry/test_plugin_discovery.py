@@ -6,7 +6,7 @@ HEAVY = ("torch", "mmengine", "mmaction", "monai")
 
 LIST = """
 import json, sys
-from vkit.registry.manager import get_plugin_manager
+from vkit.hooks.manager import get_plugin_manager
 mgr = get_plugin_manager(extra=[e for e in sys.argv[1:]])
 tasks = {name: cls.plugin for name, cls in mgr.tasks().items()}
 commands = [c.name for c in mgr.cli_commands()]
@@ -55,7 +55,7 @@ def test_entry_point_module_given_again_with_plugin_flag_loads_once(demo_plugin,
 
 REGISTER = """
 import json
-from vkit.registry.manager import get_plugin_manager
+from vkit.hooks.manager import get_plugin_manager
 from vkit.registry.registries import HEADS
 mgr = get_plugin_manager()
 registered = mgr.register_components()

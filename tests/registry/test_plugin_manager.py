@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from vkit import hookimpl
 from vkit.registry.errors import ConfigError, PluginError
-from vkit.registry.manager import PluginManager, get_plugin_manager, reset_plugin_manager
+from vkit.hooks.manager import PluginManager, get_plugin_manager, reset_plugin_manager
 
 
 def manager(*extra: str, **kwargs) -> PluginManager:

@@ -128,7 +128,7 @@ PLUGINS["vkit_pc_clash_b"] = PLUGINS["vkit_pc_clash_a"]
 @pytest.fixture(autouse=True)
 def fixture_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """The modules above importable; no entry points; registries and managers restored afterwards."""
-    from vkit.registry.manager import reset_plugin_manager
+    from vkit.hooks.manager import reset_plugin_manager
     from vkit.registry.registries import REGISTRIES
 
     folder = tmp_path / "plugins"

@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from vkit.registry.errors import ConfigError
-from vkit.registry.manager import get_plugin_manager, reset_plugin_manager, user_config_path, user_disabled_plugins
+from vkit.hooks.manager import get_plugin_manager, reset_plugin_manager, user_config_path, user_disabled_plugins
 from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd, set_plugin_disabled
 
 PLUGIN = "vkit_pcc_plugin"

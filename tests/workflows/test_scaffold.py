@@ -79,7 +79,7 @@ def test_cli_command(tmp_path):
 @pytest.fixture
 def generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """A generated plugin importable from tmp_path (as --plugin), without entry points; registries restored."""
-    from vkit.registry.manager import reset_plugin_manager
+    from vkit.hooks.manager import reset_plugin_manager
     from vkit.registry.registries import REGISTRIES
 
     new_plugin("zeta", tmp_path)

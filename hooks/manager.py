@@ -19,7 +19,7 @@ neither torch nor mmengine; :meth:`PluginManager.register_components` does.
 
 Example::
 
-    from vkit.registry.manager import get_plugin_manager
+    from vkit.hooks.manager import get_plugin_manager
 
     manager = get_plugin_manager(extra=["myplugin"])
     task_cls = manager.get_task("demo-classify")
@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from vkit.registry import hookspecs
+from vkit.hooks import hookspecs
 from vkit.registry.errors import ConfigError, PluginError, RegistryError, did_you_mean
-from vkit.registry.hookdocs import signature_text
+from vkit.hooks.hookdocs import signature_text
 
 if TYPE_CHECKING:  # pragma: no cover
     import click

@@ -1,0 +1,98 @@
+"""The layers point down: ``workflows → plugins → hooks → core → registry``, and no module imports form a cycle.
+
+Every ``import``/``from … import`` of every module is read from its source
+(function-local and ``TYPE_CHECKING`` ones too), so a lazy import cannot hide
+an upward edge.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+#: Lower number = lower layer; a module may import its own layer or any lower one.
+LAYERS = {"registry": 0, "core": 1, "hooks": 2, "plugins": 3, "workflows": 4}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(["vkit", *parts])
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for layer in LAYERS for p in (ROOT / layer).rglob("*.py")
+            if "migrations" not in p.parts and "templates" not in p.parts}
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)
+    return {m for m in found if m == "vkit" or m.startswith("vkit.")}
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    return LAYERS.get(parts[1]) if len(parts) > 1 else None
+
+
+GRAPH = {name: {m for m in _imports(name, path)} for name, path in _modules().items()}
+
+
+def _resolve(target: str, modules: set[str]) -> str | None:
+    """The module ``target`` names (``vkit.a.b.Name`` → ``vkit.a.b``)."""
+    while target and target not in modules:
+        target = target.rpartition(".")[0]
+    return target or None
+
+
+@pytest.mark.parametrize("module", sorted(GRAPH))
+def test_no_upward_import(module: str) -> None:
+    own = _layer(module)
+    upward = sorted(t for t in GRAPH[module] if (_layer(t) or -1) > own)
+    assert not upward, f"{module} (layer {own}) imports upper layers: {upward}"
+
+
+def test_no_import_cycles() -> None:
+    modules = set(GRAPH)
+    edges = {m: {r for t in GRAPH[m] if (r := _resolve(t, modules)) and r != m and not m.startswith(r + ".")}
+             for m in modules}
+    state: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(edges[node]):
+            if state.get(nxt) == 1:
+                cycles.append(stack[stack.index(nxt):] + [nxt])
+            elif nxt not in state:
+                visit(nxt)
+        stack.pop()
+        state[node] = 2
+
+    for node in sorted(modules):
+        if node not in state:
+            visit(node)
+    assert not cycles, "import cycles:\n" + "\n".join(" -> ".join(c) for c in cycles)
+
+
+def test_the_graph_is_read() -> None:
+    """The parser sees lazy imports (a broken parser would make the tests above pass vacuously)."""
+    assert "vkit.hooks.manager" in GRAPH["vkit.workflows.run"]
+    assert any(t.startswith("vkit.registry") for t in GRAPH["vkit.core.engine"])
