@@ -68,7 +68,7 @@ def predict_task(
     dataset = task.prediction_dataset(cfg, [str(i) for i in inputs])
     rows = prediction_rows(predict(model, dataset, batch_size=batch_size))
     with store.track_run(task=task.name, plugin=task.plugin, config=dict(checkpoint=str(path), inputs=list(inputs)),
-                         seed=None) as run_id:
+                         seed=None, kind="predict", model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "predict", rows)
     classes = meta.get("classes") or []
     for row in rows:

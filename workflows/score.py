@@ -278,7 +278,7 @@ def score_archive(
     config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options))
     store.reap_stale_runs()  # a killed earlier job of this machine: 'interrupted', not 'running'
     run_id = store.start_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
-                             versions={"plugins": manager.versions()})
+                             kind="score", versions={"plugins": manager.versions()})
     summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths))
     writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds)
     bar = _Progress(len(jobs), progress)

@@ -25,6 +25,8 @@ from sqlalchemy.types import TypeDecorator
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 #: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable.
 VIDEO_STATUSES = ("pending", "ok", "failed")
+#: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict`` (free text: plugins may add kinds).
+RUN_KINDS = ("train", "score", "predict")
 #: Allowed ``video_summaries.status`` values (as in the ``vkit_video_scored`` hook).
 SCORED_STATUSES = ("scored", "failed")
 
@@ -75,7 +77,7 @@ class Base(DeclarativeBase):
 
 
 class Run(Base):
-    """One ``vkit run``/``score``/``compress`` invocation (``host``/``pid``: the process that started it)."""
+    """One ``vkit run``/``score``/``predict`` invocation (``kind``: which; ``host``/``pid``: the process that started it)."""
 
     __tablename__ = "runs"
     __table_args__ = (
@@ -84,6 +86,7 @@ class Run(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task: Mapped[str] = mapped_column(sa.String(200), index=True)
+    kind: Mapped[str] = mapped_column(sa.String(32), index=True, default="train", server_default="train")
     plugin: Mapped[str] = mapped_column(sa.String(200))
     status: Mapped[str] = mapped_column(sa.String(16), index=True, default="running")
     error: Mapped[str | None] = mapped_column(sa.Text)

@@ -30,6 +30,7 @@ from vkit.core.store.engine import SQLITE_BEGIN_OPTION, create_store_engine, mas
 from vkit.core.store.jsonable import to_jsonable
 from vkit.core.store.migrate import SchemaState, describe_db_error, ensure_schema
 from vkit.core.store.models import (
+    RUN_KINDS,
     SCORED_STATUSES,
     TABLES,
     VIDEO_STATUSES,
@@ -147,6 +148,7 @@ class Store:
         work_dir: str | Path | None = None,
         versions: Mapping[str, Any] | None = None,
         model_sha256: str | None = None,
+        kind: str = "train",
     ) -> int:
         """Record a new run in status ``running`` and return its id; ``host``/``pid`` name this process.
 
@@ -160,13 +162,16 @@ class Store:
             versions: extra versions (e.g. ``{"plugins": {...}}``), merged over
                 the installed vkit/torch/mmengine/mmaction2/monai versions.
             model_sha256: sha256 of the checkpoint a scoring run uses (what resuming keys on).
+            kind: what the run does: ``train`` (``vkit run``), ``score``, ``predict`` (``RUN_KINDS``).
         """
         if not task or not isinstance(task, str):
             raise StoreError(f"start_run: task must be a non-empty str, got {task!r}")
         if seed is not None and not isinstance(seed, int):
             raise StoreError(f"start_run({task!r}): seed must be an int or None, got {seed!r}")
+        if not kind or not isinstance(kind, str):
+            raise StoreError(f"start_run({task!r}): kind must be a non-empty str (one of {RUN_KINDS}), got {kind!r}")
         row = dict(
-            task=task, plugin=str(plugin or ""), status="running", config=to_jsonable(config, mask=True), seed=seed,
+            task=task, kind=kind, plugin=str(plugin or ""), status="running", config=to_jsonable(config, mask=True), seed=seed,
             versions=to_jsonable({**package_versions(), **dict(versions or {})}),
             work_dir=None if work_dir is None else str(work_dir), model_sha256=model_sha256,
             host=socket.gethostname(), pid=os.getpid(),
@@ -177,8 +182,21 @@ class Store:
             session.flush()
             return run.id
 
-    def finish_run(self, run_id: int, status: str = "finished", error: str | BaseException | None = None) -> None:
-        """Close run ``run_id`` with ``status`` (``"finished"`` or ``"failed"``) and its error text."""
+    def finish_run(
+        self,
+        run_id: int,
+        status: str = "finished",
+        error: str | BaseException | None = None,
+        *,
+        work_dir: str | Path | None = None,
+        model_sha256: str | None = None,
+    ) -> None:
+        """Close run ``run_id`` with ``status`` (``"finished"`` or ``"failed"``) and its error text.
+
+        ``work_dir`` and ``model_sha256`` fill those columns when given; a run
+        that still has no ``model_sha256`` takes its newest ``checkpoint``
+        artifact's sha256, so every finished training run names its model.
+        """
         if status not in _CLOSED_STATUSES:
             raise StoreError(f"finish_run({run_id}): status must be one of {_CLOSED_STATUSES}, got {status!r}")
         if isinstance(error, BaseException):
@@ -187,6 +205,12 @@ class Store:
             run = self._run(session, run_id)
             run.status, run.finished_at = status, utcnow()
             run.error = None if error is None else mask_secrets(str(error))
+            if work_dir is not None:
+                run.work_dir = str(work_dir)
+            run.model_sha256 = model_sha256 or run.model_sha256 or session.scalar(
+                sa.select(Artifact.sha256).where(Artifact.run_id == run_id, Artifact.kind == "checkpoint")
+                .order_by(Artifact.id.desc()).limit(1)
+            )
 
     @contextmanager
     def track_run(self, task: str, plugin: str, config: Any, seed: int | None, **kwargs: Any) -> Iterator[int]:
@@ -245,9 +269,12 @@ class Store:
         rows = self._select(Run, Run.id == run_id)
         return rows[0] if rows else None
 
-    def list_runs(self, limit: int = 20, task: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """The newest ``limit`` runs, optionally of one ``task`` and/or ``status``."""
-        where = [c for c in (Run.task == task if task else None, Run.status == status if status else None) if c is not None]
+    def list_runs(
+        self, limit: int | None = 20, task: str | None = None, status: str | None = None, kind: str | None = None
+    ) -> list[dict[str, Any]]:
+        """The newest ``limit`` runs (``None``: all), optionally of one ``task``, ``status`` and/or ``kind``."""
+        filters = ((Run.task, task), (Run.status, status), (Run.kind, kind))
+        where = [column == value for column, value in filters if value]
         return self._select(Run, *where, order_by=(Run.started_at.desc(), Run.id.desc()), limit=limit)
 
     # ------------------------------------------------------------- metrics

@@ -11,6 +11,8 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import TABLES, Base
 from vkit.registry.errors import StoreError
 
+HEAD = "0004"  # the newest migration shipped in core/store/migrations/versions
+
 
 def _engine(url: str) -> sa.Engine:
     return create_store_engine(resolve_url(url))
@@ -26,11 +28,11 @@ def _index_names(url: str, table: str) -> set[str]:
 
 
 def test_empty_database_is_created_at_head(store_url):
-    assert head_revision() == "0003"
+    assert head_revision() == HEAD
     assert current(store_url) is None
     with open_store(store_url) as store:
-        assert store.schema.current == "0003" and store.schema.at_head
-    assert current(store_url) == "0003"
+        assert store.schema.current == HEAD and store.schema.at_head
+    assert current(store_url) == HEAD
     engine = _engine(store_url)
     try:
         with engine.connect() as conn:
@@ -49,16 +51,16 @@ def test_migrations_build_exactly_the_models(store):
 
 def test_older_revision_is_refused_until_upgrade(store_url):
     open_store(store_url).close()
-    assert downgrade(store_url, "0001") == ("0003", "0001")
+    assert downgrade(store_url, "0001") == (HEAD, "0001")
     assert "ix_runs_started_at" not in _index_names(store_url, "runs")
     with pytest.raises(StoreError) as err:
         open_store(store_url)
-    assert "revision '0001', older than this vkit's '0003'" in str(err.value)
+    assert f"revision '0001', older than this vkit's '{HEAD}'" in str(err.value)
     assert "run `vkit db upgrade`" in str(err.value)
 
-    assert upgrade(store_url) == ("0001", "0003")
+    assert upgrade(store_url) == ("0001", HEAD)
     assert "ix_runs_started_at" in _index_names(store_url, "runs")
-    assert upgrade(store_url) == ("0003", "0003")  # idempotent
+    assert upgrade(store_url) == (HEAD, HEAD)  # idempotent
     with open_store(store_url) as store:
         assert store.schema.at_head
 
@@ -89,10 +91,10 @@ def test_0003_adds_host_pid_and_interrupted_keeping_rows(store_url):
     (run_id,), = _sql(store_url, "SELECT id FROM runs")
     _sql(store_url, "INSERT INTO metrics (run_id, key, value, step, split, logged_at) "
                     f"VALUES ({run_id}, 'acc', 0.5, 1, 'val', '2025-01-01 00:00:00')")
-    with pytest.raises(StoreError, match="revision '0002', older than this vkit's '0003'; run `vkit db upgrade`"):
+    with pytest.raises(StoreError, match=f"revision '0002', older than this vkit's '{HEAD}'; run `vkit db upgrade`"):
         open_store(store_url)
 
-    assert upgrade(store_url) == ("0002", "0003")
+    assert upgrade(store_url) == ("0002", HEAD)
     assert {"host", "pid"} <= _columns(store_url, "runs")
     assert {"ix_runs_started_at", "ix_runs_status", "ix_runs_task"} <= _index_names(store_url, "runs")
     with open_store(store_url) as store:
@@ -105,13 +107,13 @@ def test_0003_adds_host_pid_and_interrupted_keeping_rows(store_url):
         with pytest.raises(sa.exc.IntegrityError):
             _sql(store_url, f"UPDATE runs SET status = 'lost' WHERE id = {run_id}")
 
-    assert downgrade(store_url, "0002") == ("0003", "0002")
+    assert downgrade(store_url, "0002") == (HEAD, "0002")
     assert not {"host", "pid"} & _columns(store_url, "runs")
     assert _sql(store_url, "SELECT id, status FROM runs") == [(run_id, "failed")]  # 'interrupted' is unknown to 0002
     assert _sql(store_url, "SELECT count(*) FROM metrics") == [(1,)]
     with pytest.raises(sa.exc.IntegrityError):
         _sql(store_url, f"UPDATE runs SET status = 'interrupted' WHERE id = {run_id}")
-    assert upgrade(store_url) == ("0002", "0003")
+    assert upgrade(store_url) == ("0002", HEAD)
 
 
 def test_newer_revision_refuses_to_write(store_url):
@@ -121,20 +123,20 @@ def test_newer_revision_refuses_to_write(store_url):
             session.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
     with pytest.raises(StoreError) as err:
         open_store(store_url)
-    assert "'0999'" in str(err.value) and "'0003'" in str(err.value) and "refusing to write" in str(err.value)
-    with pytest.raises(StoreError, match="'0999', newer than this vkit's head '0003'"):
+    assert "'0999'" in str(err.value) and f"'{HEAD}'" in str(err.value) and "refusing to write" in str(err.value)
+    with pytest.raises(StoreError, match=f"'0999', newer than this vkit's head '{HEAD}'"):
         upgrade(store_url)
 
     with open_store(store_url, read_only=True) as reader:
         assert [r["id"] for r in reader.list_runs()] == [run_id]
-        with pytest.raises(StoreError, match=r"read-only \(schema revision '0999', this vkit's head '0003'\)"):
+        with pytest.raises(StoreError, match=rf"read-only \(schema revision '0999', this vkit's head '{HEAD}'\)"):
             reader.start_run("t", "p", {}, seed=1)
 
 
 def test_no_store_and_create_false(store_url):
     with pytest.raises(StoreError, match=r"no vkit store at .*; create it with `vkit db upgrade`"):
         open_store(store_url, create=False)
-    assert upgrade(store_url) == (None, "0003")
+    assert upgrade(store_url) == (None, HEAD)
     open_store(store_url, create=False).close()
 
 
@@ -151,7 +153,7 @@ def test_unversioned_vkit_tables_are_not_touched(store_url):
 
 def test_downgrade_to_base_drops_everything(store_url):
     open_store(store_url).close()
-    assert downgrade(store_url, "base") == ("0003", None)
+    assert downgrade(store_url, "base") == (HEAD, None)
     engine = _engine(store_url)
     try:
         with engine.connect() as conn:
@@ -169,11 +171,33 @@ def test_revision_helper_writes_an_empty_migration_when_models_match(tmp_path, m
     shutil.copytree(migrate.MIGRATIONS_DIR, copy, ignore=shutil.ignore_patterns("__pycache__"))
     monkeypatch.setattr(migrate, "MIGRATIONS_DIR", copy)
     migrate._script.cache_clear()
+    NEXT = f"{int(HEAD) + 1:04d}"
     try:
         migrate.revision("no change")
-        script = (copy / "versions" / "0004_no_change.py").read_text()
-        assert 'revision: str = "0004"' in script.replace("'", '"') and 'down_revision: str | None = "0003"' in script.replace("'", '"')
+        script = (copy / "versions" / f"{NEXT}_no_change.py").read_text()
+        assert f'revision: str = "{NEXT}"' in script.replace("'", '"') and f'down_revision: str | None = "{HEAD}"' in script.replace("'", '"')
         assert "op." not in script  # autogenerate found no difference between models and migrations
-        assert migrate.head_revision() == "0004"
+        assert migrate.head_revision() == NEXT
     finally:
         migrate._script.cache_clear()
+
+
+def test_0004_adds_run_kind_classifying_stored_runs(store_url):
+    assert upgrade(store_url, "0003") == (None, "0003")
+    for task, sha in (("train-task", None), ("score-task", "ab" * 32), ("predict-task", None)):
+        _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, model_sha256) "
+                        f"VALUES ('{task}', 'p', 'finished', '2025-01-01 00:00:00', '{{}}', '{{}}', "
+                        f"{'NULL' if sha is None else repr(sha)})")
+    ids = dict(_sql(store_url, "SELECT task, id FROM runs"))
+    _sql(store_url, "INSERT INTO predictions (run_id, split, item_id) VALUES "
+                    f"({ids['predict-task']}, 'predict', 'a'), ({ids['train-task']}, 'test', 'b')")
+    assert upgrade(store_url) == ("0003", HEAD)
+    assert dict(_sql(store_url, "SELECT task, kind FROM runs")) == {
+        "train-task": "train", "score-task": "score", "predict-task": "predict"}
+    assert "ix_runs_kind" in _index_names(store_url, "runs")
+    with open_store(store_url) as store:
+        assert [r["task"] for r in store.list_runs(kind="predict")] == ["predict-task"]
+        new = store.start_run("t", "p", {}, seed=0)
+        assert store.get_run(new)["kind"] == "train"
+    assert downgrade(store_url, "0003") == (HEAD, "0003")
+    assert "kind" not in _columns(store_url, "runs")
