@@ -1,11 +1,11 @@
-"""Fixtures for the plugin-manager tests: the installed demo package, the fixture plugin modules, fresh registries."""
+"""Fixtures for the plugin-manager tests: the demo package (discoverable, not installed), the fixture plugin modules, fresh registries."""
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -21,13 +21,30 @@ PLUGIN_VARS = ("VKIT_PLUGINS", "VKIT_DISABLE_PLUGINS", "VKIT_NO_AUTOLOAD")
 
 
 @pytest.fixture(scope="session")
-def demo_plugin() -> str:
-    """Install ``tests/fixtures/vkit_demo_plugin`` (editable, offline) unless it is already; return its dist name."""
-    try:
-        importlib.metadata.distribution("vkit-demo-plugin")
-    except importlib.metadata.PackageNotFoundError:
-        subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                        "--no-index", "-e", str(DEMO_PACKAGE)], check=True, capture_output=True, timeout=180)
+def demo_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder that makes ``tests/fixtures/vkit_demo_plugin`` discoverable on ``PYTHONPATH``, installing nothing.
+
+    It holds the ``.dist-info`` metadata ``pip install`` would write (``METADATA``
+    and ``entry_points.txt`` from the package's pyproject), so a subprocess with
+    this folder and the package's source folder on its path sees the
+    ``vkit.plugins`` entry point exactly as it sees an installed one.
+    """
+    project = tomllib.loads((DEMO_PACKAGE / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    site = tmp_path_factory.mktemp("demo-site")
+    info = site / f"{project['name'].replace('-', '_')}-{project['version']}.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project['name']}\nVersion: {project['version']}\n",
+                                   encoding="utf-8")
+    groups = project["entry-points"]
+    (info / "entry_points.txt").write_text("".join(
+        f"[{group}]\n" + "".join(f"{name} = {value}\n" for name, value in eps.items()) for group, eps in groups.items()),
+        encoding="utf-8")
+    return site
+
+
+@pytest.fixture
+def demo_plugin(demo_site: Path) -> str:
+    """The demo package's distribution name; subprocesses of :func:`run_python` in this test discover it."""
     return "vkit-demo-plugin"
 
 
@@ -54,12 +71,19 @@ def fresh_registries() -> dict[str, Any]:
 
 
 @pytest.fixture
-def run_python(tmp_path: Path) -> Callable[..., Any]:
-    """Run ``code`` in a fresh interpreter (fresh entry-point metadata); return the JSON it prints last."""
+def run_python(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """Run ``code`` in a fresh interpreter (fresh entry-point metadata); return the JSON it prints last.
+
+    The fixture plugins are importable; in a test that uses ``demo_plugin``, the
+    demo package is discoverable through its entry point too (nothing installed).
+    """
+    paths = [FIXTURE_PLUGINS]
+    if "demo_plugin" in request.fixturenames:
+        paths += [request.getfixturevalue("demo_site"), DEMO_PACKAGE]
 
     def run(code: str, **env: str) -> Any:
         full_env = {k: v for k, v in os.environ.items() if k not in PLUGIN_VARS}
-        full_env.update(env, PYTHONPATH=str(FIXTURE_PLUGINS))
+        full_env.update(env, PYTHONPATH=os.pathsep.join(map(str, paths)))
         proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=full_env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr

@@ -1,4 +1,4 @@
-"""Entry-point discovery through the installed ``vkit-demo-plugin`` package, each case in a fresh interpreter."""
+"""Entry-point discovery of the ``vkit-demo-plugin`` package (metadata on the path, nothing installed), each case in a fresh interpreter."""
 from __future__ import annotations
 
 BUILTINS = "medical,education,security,recommendation"
@@ -77,3 +77,15 @@ def test_third_party_component_lands_in_vkit_registries_and_a_clash_names_both_p
         f"plugin \"vkit_fx_clash_demo\" declares task 'demo-classify', already declared by demo; rename it or {hint}",
         f"plugin \"vkit_fx_clash_demo\" declares command 'demo-hello', already declared by demo; rename it or {hint}",
     ]
+
+
+def test_the_demo_package_is_discovered_without_being_installed(demo_plugin, run_python):
+    import importlib.metadata
+
+    import pytest
+
+    out = run_python(LIST, VKIT_DISABLE_PLUGINS=BUILTINS)
+    assert "demo" in {p["name"] for p in out["plugins"]}
+    with pytest.raises(importlib.metadata.PackageNotFoundError):  # the test environment stays as it was
+        importlib.metadata.distribution(demo_plugin)
+    assert "demo-classify" not in run_python(LIST)["tasks"]  # only tests that ask for it see it
