@@ -100,8 +100,9 @@ class ClsHead(nn.Module):
         """Logits ``(N, num_classes)`` from features ``(N, in_dim)`` or ``(N, in_dim, *extra)``."""
         if x.dim() > 2:
             x = x.flatten(2).mean(dim=2)
-        if x.dim() != 2 or x.shape[1] != self.in_dim:
-            raise DataError(f"ClsHead: features of shape {tuple(x.shape)}, expected (N, {self.in_dim}, ...)")
+        width = self.fc.in_features  # the layer's own width (a channel-pruned model has fewer than in_dim)
+        if x.dim() != 2 or x.shape[1] != width:
+            raise DataError(f"ClsHead: features of shape {tuple(x.shape)}, expected (N, {width}, ...)")
         return self.fc(self.dropout(x))
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
@@ -157,8 +158,9 @@ class MLPHead(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """Logits ``(..., num_classes)`` from features ``(..., in_dim)``."""
-        if x.shape[-1] != self.in_dim:
-            raise DataError(f"{type(self).__name__}: features of shape {tuple(x.shape)}, expected (..., {self.in_dim})")
+        width = self.mlp[0].in_features  # the layer's own width (a channel-pruned model has fewer than in_dim)
+        if x.shape[-1] != width:
+            raise DataError(f"{type(self).__name__}: features of shape {tuple(x.shape)}, expected (..., {width})")
         return self.mlp(x)
 
     def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
