@@ -155,90 +155,6 @@ def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoi
            [[r["item_id"], r["class"], " ".join(f"{p:.4f}" for p in r["values"]["probs"])] for r in rows])
 
 
-@cli.group("runs")
-def runs_group() -> None:
-    """Inspect runs in the store."""
-
-
-def _runs_store(ctx: click.Context) -> Any:
-    """The store for ``vkit runs list|show``, runs whose process died on this machine first marked ``interrupted``.
-
-    A store migrated by a newer vkit is opened read-only and left as it is;
-    a user who may only read the store still gets the listing.
-    """
-    from vkit.core.store import Store, open_store
-    from vkit.registry.errors import StoreError
-
-    store = open_store(ctx.find_root().obj["db_url"], read_only=True)
-    if store.schema.newer:
-        return store
-    store = Store(store.engine, store.schema)  # this vkit's schema: writable
-    try:
-        store.reap_stale_runs()
-    except StoreError as err:
-        click.echo(f"note: could not mark dead runs interrupted: {err}", err=True)
-    return store
-
-
-@runs_group.command("list")
-@click.option("--task", help="Only runs of this task.")
-@click.option("--limit", default=20, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.pass_context
-def runs_list(ctx: click.Context, task: str | None, limit: int, as_json: bool) -> None:
-    """The most recent runs (``interrupted``: its process died without finishing it)."""
-    runs = _runs_store(ctx).list_runs(limit=limit, task=task)
-    if as_json:
-        return _echo_json(runs)
-    _table("runs", ["id", "task", "plugin", "status", "started", "finished"],
-           [[r["id"], r["task"], r["plugin"], r["status"], r["started_at"], r["finished_at"]] for r in runs])
-
-
-@runs_group.command("show")
-@click.argument("run_id", type=int)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
-@click.pass_context
-def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
-    """One run: its row, final metrics and artifacts."""
-    store = _runs_store(ctx)
-    run = store.get_run(run_id)
-    if run is None:
-        raise VkitError(f"run {run_id} is not in the store at {store.url}")
-    from vkit.workflows.export import describe_scoring_run
-
-    metrics, artifacts = store.run_metrics(run_id), store.run_artifacts(run_id)
-    scoring = describe_scoring_run(store, run_id)
-    if as_json:
-        return _echo_json(dict(run=run, metrics=metrics, artifacts=artifacts, scoring=scoring))
-    _table(f"run {run_id}", ["field", "value"], [[k, v] for k, v in run.items() if k != "config"])
-    last: dict[tuple[str, str], Any] = {}
-    for m in metrics:
-        last[(m["split"], m["key"])] = m
-    _table("metrics (last step)", ["split", "key", "value", "step"],
-           [[s, k, f"{m['value']:.4f}", m["step"]] for (s, k), m in sorted(last.items())])
-    _table("artifacts", ["kind", "path", "bytes", "sha256"],
-           [[a["kind"], a["path"], a["bytes"], a["sha256"][:12]] for a in artifacts])
-    if scoring:
-        _show_scoring(scoring)
-
-
-def _show_scoring(scoring: dict) -> None:
-    """The scoring part of `vkit runs show`: counts, top videos, top events, failures."""
-    _table("scoring", ["", "count"], [[k, v] for k, v in scoring.get("counts", {}).items()])
-    _table("top videos", ["path", "max", "mean", "events"],
-           [[v.get("path"), _fmt(v.get("max_score")), _fmt(v.get("mean_score")), v.get("events")]
-            for v in scoring.get("top_videos", [])])
-    _table("top events", ["path", "kind", "start s", "end s", "score"],
-           [[e.get("path"), e.get("kind"), _fmt(e.get("start")), _fmt(e.get("end")), _fmt(e.get("score"))]
-            for e in scoring.get("top_events", [])])
-    if scoring.get("failures"):
-        _table("failed videos", ["path", "reason"], [[f.get("path"), f.get("error")] for f in scoring["failures"]])
-
-
-def _fmt(value: Any) -> str:
-    return f"{value:.3f}" if isinstance(value, float) else ("" if value is None else str(value))
-
-
 # ----------------------------------------------------------------------------- plugins
 @cli.group("plugins")
 def plugins_group() -> None:
@@ -310,14 +226,15 @@ def db_current(ctx: click.Context) -> None:
 
 # ----------------------------------------------------------------------------- scoring and plugin authors
 def _attach_commands() -> None:
-    """``score``, ``export``, ``new-plugin`` and ``plugins check|enable|disable`` (their modules import only click)."""
+    """``score``, ``export``, ``runs``, ``new-plugin``, ``plugins check|enable|disable`` (their modules import only click)."""
     from vkit.workflows.plugin_check import plugins_check_cmd
     from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
     from vkit.workflows.export import export_cmd
+    from vkit.workflows.runs import runs_group
     from vkit.workflows.scaffold import new_plugin_cmd
     from vkit.workflows.score import score_cmd
 
-    for command in (new_plugin_cmd, score_cmd, export_cmd):
+    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group):
         cli.add_command(command)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)

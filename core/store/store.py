@@ -212,6 +212,11 @@ class Store:
                 .order_by(Artifact.id.desc()).limit(1)
             )
 
+    def set_work_dir(self, run_id: int, work_dir: str | Path) -> None:
+        """Name the folder run ``run_id`` writes into (known only once the run has an id)."""
+        with self.session() as session:
+            self._run(session, run_id).work_dir = str(work_dir)
+
     @contextmanager
     def track_run(self, task: str, plugin: str, config: Any, seed: int | None, **kwargs: Any) -> Iterator[int]:
         """``start_run`` now, ``finish_run`` at exit: ``failed`` with the exception's text if one escapes."""
@@ -263,6 +268,27 @@ class Store:
         with self.session() as session:
             result = session.execute(sa.delete(Run).where(Run.id == run_id))
             return result.rowcount > 0
+
+    def delete_runs(self, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """Delete runs ``run_ids`` and every row they logged, all in ONE transaction; returns the deleted run rows.
+
+        Nothing is deleted when one id is unknown or names a ``running`` run
+        (stop it first, or let ``reap_stale_runs`` mark it ``interrupted``).
+        Videos stay: other runs may have scored them.
+        """
+        ids = sorted({int(i) for i in run_ids})
+        with self.session() as session:
+            rows = [dict(r) for r in session.execute(sa.select(Run.__table__).where(Run.id.in_(ids))).mappings()]
+            missing = sorted(set(ids) - {r["id"] for r in rows})
+            if missing:
+                raise StoreError(f"delete: runs {missing} are not in store {self.url}; nothing deleted")
+            running = [r["id"] for r in rows if r["status"] == "running"]
+            if running:
+                raise StoreError(f"delete: runs {running} are still running; stop them first (nothing deleted)")
+            for child in (VideoSummary, Event, Score, Prediction, Artifact, Metric):  # no reliance on ON DELETE CASCADE
+                session.execute(sa.delete(child).where(child.run_id.in_(ids)))
+            session.execute(sa.delete(Run).where(Run.id.in_(ids)))
+        return sorted(rows, key=lambda r: r["id"])
 
     def get_run(self, run_id: int) -> dict[str, Any] | None:
         """Run ``run_id`` as a dict, or ``None``."""
@@ -441,6 +467,15 @@ class Store:
     def video_summaries(self, run_id: int) -> list[dict[str, Any]]:
         """Per-video summaries of scoring run ``run_id``, by video id."""
         return self._select(VideoSummary, VideoSummary.run_id == run_id, order_by=(VideoSummary.video_id,))
+
+    def run_counts(self, run_ids: Sequence[int]) -> dict[str, int]:
+        """Rows that runs ``run_ids`` own in each child table (``metrics``, ``predictions``, ``scores``, ...)."""
+        ids = [int(i) for i in run_ids]
+        with self.session(write=False) as session:
+            return {
+                name: session.scalar(sa.select(sa.func.count()).select_from(model).where(model.run_id.in_(ids)))
+                for name, model in TABLES.items() if "run_id" in model.__table__.columns
+            }
 
     def counts(self) -> dict[str, int]:
         """Number of rows of every table (for ``vkit db current`` and checks)."""
