@@ -1,20 +1,28 @@
-"""``vkit export RUN --format csv|parquet``: a scoring run's results as files, and its summary for ``vkit runs show``.
+"""``vkit export RUN --format csv|parquet [--table T]``: any run's rows as files, streamed; and the scoring summary of ``vkit runs show``.
 
-Three tables per run, joined with the videos' paths:
+Tables (one file ``run{N}_{table}.{fmt}`` each; without ``--table`` every one
+the run has rows in):
 
-- ``run{N}_videos``: one row per video (status, error, segments, max/mean score, size, duration, fps, frames, sha256);
-- ``run{N}_scores``: one row per segment (path, segment, start, end, score);
-- ``run{N}_events``: one row per event (path, kind, start, end, score).
+- ``metrics``: split, key, step, value, logged_at (training curves, test and compression metrics);
+- ``predictions``: split, item_id, label, prediction, values (JSON);
+- ``videos``: one row per video of a scoring run (status, error, segments, max/mean score, size, duration, fps, frames, sha256);
+- ``scores``: one row per segment (path, segment, start, end, score, values as JSON);
+- ``events``: one row per event (path, kind, start, end, score).
+
+Rows are read with a server-side cursor (PostgreSQL; SQLite steps its cursor)
+in batches of :data:`BATCH_ROWS` and written batch by batch, so memory stays
+flat however many rows a run holds.
 
 Example::
 
-    paths = export_run(store, 7, "out/", fmt="parquet")   # {'videos': Path('out/run7_videos.parquet'), ...}
+    paths = export_run(store, 7, "out/", fmt="parquet")   # {'scores': Path('out/run7_scores.parquet'), ...}
 """
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -23,95 +31,166 @@ import click
 from vkit.registry.errors import ConfigError, StoreError
 
 FORMATS = ("csv", "parquet")
+#: Rows fetched and written per batch.
+BATCH_ROWS = 10_000
 
 #: Columns of each exported table, in order, with their Arrow types.
 COLUMNS: dict[str, list[tuple[str, str]]] = {
+    "metrics": [("run_id", "int64"), ("split", "string"), ("key", "string"), ("step", "int64"), ("value", "float64"),
+                ("logged_at", "string")],
+    "predictions": [("run_id", "int64"), ("split", "string"), ("item_id", "string"), ("label", "float64"),
+                    ("prediction", "float64"), ("values", "string")],
     "videos": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("status", "string"),
                ("error", "string"), ("segments", "int64"), ("max_score", "float64"), ("mean_score", "float64"),
                ("size", "int64"), ("duration", "float64"), ("fps", "float64"), ("frames", "int64"),
                ("sha256", "string"), ("scored_at", "string")],
     "scores": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("segment", "int64"),
-               ("start", "float64"), ("end", "float64"), ("score", "float64")],
+               ("start", "float64"), ("end", "float64"), ("score", "float64"), ("values", "string")],
     "events": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("kind", "string"),
                ("start", "float64"), ("end", "float64"), ("score", "float64")],
 }
+TABLES = tuple(COLUMNS)
 
 
-def _videos_by_id(store: Any, ids: set[int]) -> dict[int, dict[str, Any]]:
-    return {v["id"]: v for v in store.get_videos() if v["id"] in ids}
+def _query(table: str, run_id: int) -> Any:
+    """The SELECT of ``table``'s export columns for ``run_id``, in a stable order."""
+    import sqlalchemy as sa
+
+    from vkit.core.store.models import Event, Metric, Prediction, Score, Video, VideoSummary
+
+    if table == "metrics":
+        cols = [Metric.run_id, Metric.split, Metric.key, Metric.step, Metric.value, Metric.logged_at]
+        return sa.select(*cols).where(Metric.run_id == run_id).order_by(Metric.split, Metric.key, Metric.step)
+    if table == "predictions":
+        cols = [Prediction.run_id, Prediction.split, Prediction.item_id, Prediction.label, Prediction.prediction,
+                Prediction.values]
+        return sa.select(*cols).where(Prediction.run_id == run_id).order_by(Prediction.split, Prediction.item_id)
+    if table == "videos":
+        s, v = VideoSummary, Video
+        cols = [s.run_id, s.video_id, v.path, s.status, s.error, s.segments, s.max_score, s.mean_score, v.size,
+                v.duration, v.fps, v.frames, s.video_sha256.label("sha256"), s.scored_at]
+        return sa.select(*cols).join(v, v.id == s.video_id).where(s.run_id == run_id).order_by(v.path)
+    if table == "scores":
+        cols = [Score.run_id, Score.video_id, Video.path, Score.segment, Score.start, Score.end, Score.score,
+                Score.values]
+        query = sa.select(*cols).join(Video, Video.id == Score.video_id).where(Score.run_id == run_id)
+        return query.order_by(Score.video_id, Score.segment)
+    if table == "events":
+        cols = [Event.run_id, Event.video_id, Video.path, Event.kind, Event.start, Event.end, Event.score]
+        query = sa.select(*cols).join(Video, Video.id == Event.video_id).where(Event.run_id == run_id)
+        return query.order_by(Event.video_id, Event.start, Event.kind)
+    raise ConfigError(f"export: table={table!r}; expected one of {list(TABLES)}")
 
 
-def scoring_tables(store: Any, run_id: int) -> dict[str, list[dict[str, Any]]]:
-    """The ``videos``, ``scores`` and ``events`` rows of scoring run ``run_id`` (see the module docstring).
+def _cell(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True)
+    return value
 
-    Raises:
-        StoreError: no such run, or a run with no scoring results.
+
+def iter_batches(store: Any, run_id: int, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[list[dict[str, Any]]]:
+    """``table``'s rows of run ``run_id`` as lists of at most ``batch_rows`` dicts, streamed from the database.
+
+    JSON columns come as JSON text, timestamps as ISO 8601 text.
     """
-    run = store.get_run(run_id)
-    if run is None:
-        raise StoreError(f"run {run_id} is not in the store at {store.url}")
-    summaries = store.video_summaries(run_id)
-    if not summaries:
-        raise StoreError(f"run {run_id} (task {run['task']!r}) has no scoring results; "
-                         f"export works on runs made by `vkit score`")
-    videos = _videos_by_id(store, {s["video_id"] for s in summaries})
-    tables: dict[str, list[dict[str, Any]]] = {"videos": [], "scores": [], "events": []}
-    for s in summaries:
-        v = videos.get(s["video_id"], {})
-        tables["videos"].append(dict(
-            run_id=run_id, video_id=s["video_id"], path=v.get("path"), status=s["status"], error=s["error"],
-            segments=s["segments"], max_score=s["max_score"], mean_score=s["mean_score"], size=v.get("size"),
-            duration=v.get("duration"), fps=v.get("fps"), frames=v.get("frames"), sha256=s["video_sha256"],
-            scored_at=s["scored_at"].isoformat() if s.get("scored_at") else None))
-    for name, rows in (("scores", store.video_scores(run_id)), ("events", store.run_events(run_id))):
-        keep = [c for c, _ in COLUMNS[name] if c not in ("run_id", "path")]
-        tables[name] = [dict(run_id=run_id, path=videos.get(r["video_id"], {}).get("path"), **{k: r[k] for k in keep})
-                        for r in rows]
-    for name, rows in tables.items():
-        order = [c for c, _ in COLUMNS[name]]
-        tables[name] = [{c: row.get(c) for c in order} for row in rows]
-    return tables
+    import sqlalchemy as sa
 
-
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict[str, Any]]) -> None:
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(columns))
-        writer.writeheader()
-        writer.writerows(rows)
-
-
-def _write_parquet(path: Path, name: str, rows: list[dict[str, Any]]) -> None:
+    query = _query(table, run_id)
+    names = [c for c, _ in COLUMNS[table]]
     try:
-        import pyarrow as pa
-        import pyarrow.parquet as pq
-    except ImportError as err:
-        raise ConfigError(f"--format parquet needs pyarrow (pip install pyarrow); import failed: {err}") from err
-    schema = pa.schema([(c, getattr(pa, t)()) for c, t in COLUMNS[name]])
-    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+        with store.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(query)
+            for part in result.partitions():
+                yield [dict(zip(names, map(_cell, row))) for row in part]
+    except sa.exc.SQLAlchemyError as err:
+        from vkit.core.store.migrate import describe_db_error
+
+        raise StoreError(f"export run {run_id} {table}: store {store.url}: {describe_db_error(err)}") from None
 
 
-def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "csv") -> dict[str, Path]:
-    """Write scoring run ``run_id`` as ``run{N}_videos|scores|events.{fmt}`` under ``output``; returns ``{table: path}``.
+class _CsvSink:
+    def __init__(self, path: Path, table: str) -> None:
+        self.handle = open(path, "w", newline="", encoding="utf-8")
+        self.writer = csv.DictWriter(self.handle, fieldnames=[c for c, _ in COLUMNS[table]])
+        self.writer.writeheader()
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.writer.writerows(rows)
+
+    def close(self) -> None:
+        self.handle.close()
+
+
+class _ParquetSink:
+    def __init__(self, path: Path, table: str) -> None:
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as err:
+            raise ConfigError(f"--format parquet needs pyarrow (pip install 'vkit[parquet]'); import failed: {err}") from err
+        self.pa = pa
+        self.schema = pa.schema([(c, getattr(pa, t)()) for c, t in COLUMNS[table]])
+        self.writer = pq.ParquetWriter(path, self.schema)
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        self.writer.write_table(self.pa.Table.from_pylist(rows, schema=self.schema))
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "csv") -> int:
+    """Stream ``table``'s rows of run ``run_id`` into ``path`` (``csv`` or ``parquet``); returns the row count."""
+    sink = _CsvSink(path, table) if fmt == "csv" else _ParquetSink(path, table)
+    count = 0
+    try:
+        for rows in iter_batches(store, run_id, table):
+            sink.write(rows)
+            count += len(rows)
+    finally:
+        sink.close()
+    return count
+
+
+def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "csv",
+               tables: Sequence[str] | None = None) -> dict[str, Path]:
+    """Write run ``run_id``'s ``tables`` as ``run{N}_{table}.{fmt}`` under ``output``; returns ``{table: path}``.
 
     Args:
         store: an open :class:`~vkit.core.store.Store`.
-        run_id: a run made by ``vkit score``.
+        run_id: any stored run (``vkit run``, ``vkit score``, ``vkit predict``).
         output: the folder (created if needed).
         fmt: ``csv`` or ``parquet`` (needs pyarrow).
+        tables: some of :data:`TABLES` (written even when empty); ``None``: every table the run has rows in.
+
+    Raises:
+        StoreError: no such run, or (``tables=None``) a run with no rows to export.
+        ConfigError: unknown format or table.
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export: format={fmt!r}; expected one of {list(FORMATS)}")
-    tables = scoring_tables(store, run_id)
+    unknown = [t for t in tables or () if t not in TABLES]
+    if unknown:
+        raise ConfigError(f"export: tables {unknown} unknown; expected some of {list(TABLES)}")
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"run {run_id} is not in the store at {store.url} (see `vkit runs list`)")
+    if tables is None:
+        counts = store.run_counts([run_id])
+        counts["videos"] = counts.get("video_summaries", 0)
+        tables = [t for t in TABLES if counts.get(t)]
+        if not tables:
+            raise StoreError(f"run {run_id} (task {run['task']!r}, {run.get('kind', 'train')}) has no scoring results, "
+                             f"metrics or predictions to export")
     folder = Path(output).expanduser()
     folder.mkdir(parents=True, exist_ok=True)
     written = {}
-    for name, rows in tables.items():
-        path = folder / f"run{run_id}_{name}.{fmt}"
-        if fmt == "csv":
-            _write_csv(path, [c for c, _ in COLUMNS[name]], rows)
-        else:
-            _write_parquet(path, name, rows)
-        written[name] = path
+    for table in tables:
+        path = folder / f"run{run_id}_{table}.{fmt}"
+        export_table(store, run_id, table, path, fmt)
+        written[table] = path
     return written
 
 
@@ -127,7 +206,8 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     summaries = store.video_summaries(run_id)
     if not summaries:
         return None
-    videos = _videos_by_id(store, {s["video_id"] for s in summaries})
+    ids = {s["video_id"] for s in summaries}
+    videos = {v["id"]: v for v in store.get_videos() if v["id"] in ids}
     events = store.run_events(run_id)
     per_video: dict[int, int] = {}
     for e in events:
@@ -149,17 +229,19 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
 @click.command("export")
 @click.argument("run_id", type=int)
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
+@click.option("--table", "tables", type=click.Choice(TABLES), multiple=True,
+              help="Only this table (repeatable; default: every table the run has rows in).")
 @click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for run{N}_videos/scores/events files.")
+              help="Folder for the run{N}_{table} files.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
 @click.pass_context
-def export_cmd(ctx: click.Context, run_id: int, fmt: str, output: str, as_json: bool) -> None:
-    """Export the scores, per-video summaries and events of scoring run RUN_ID as CSV or Parquet."""
+def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...], output: str, as_json: bool) -> None:
+    """Export any run's metrics, predictions, videos, scores and events as CSV or Parquet (streamed)."""
     from vkit.core.store import open_store
 
     obj = ctx.find_root().obj or {}
     with open_store(obj.get("db_url"), read_only=True) as store:
-        written = export_run(store, run_id, output, fmt)
+        written = export_run(store, run_id, output, fmt, tables=list(tables) or None)
     if as_json:
         click.echo(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
         return
@@ -167,4 +249,5 @@ def export_cmd(ctx: click.Context, run_id: int, fmt: str, output: str, as_json: 
         click.echo(f"{name}: {path}")
 
 
-__all__ = ["COLUMNS", "FORMATS", "describe_scoring_run", "export_cmd", "export_run", "scoring_tables"]
+__all__ = ["BATCH_ROWS", "COLUMNS", "FORMATS", "TABLES", "describe_scoring_run", "export_cmd", "export_run",
+           "export_table", "iter_batches"]

@@ -50,6 +50,9 @@ def test_show_fills_kind_work_dir_and_model_sha256(store, store_url, filled, db_
     text = _vkit(store_url, "runs", "show", str(filled["train"]))
     assert "model_sha256" in text and "work-train" in text and "auc" in text
     assert "cfg-s3cret" not in text and db_password not in text
+    with store.engine.connect() as conn:  # nor in the runs table itself
+        raw = repr(conn.exec_driver_sql("SELECT * FROM runs").fetchall())
+    assert "cfg-s3cret" not in raw and db_password not in raw and "bob:***@db.local" in raw
     missing = CliRunner().invoke(cli, ["--db", store_url, "runs", "show", "9999"])
     assert missing.exit_code != 0 and "run 9999 is not in the store" in str(missing.exception or missing.output)
 
