@@ -2,21 +2,42 @@
 
 Unknown keys are errors with a did-you-mean, the way a typo should be::
 
-    cfg = build_config(task, "my.py", ["train.epochs=20", "model.head.dropout=0.2"])
+    cfg = build_config(task, "my.yaml", ["train.epochs=20", "model.head.dropout=0.2"])
     # --set train.epoch=20  →  ConfigError: train.epoch: unknown key (did you mean 'train.epochs'?)
 
-Keys under a task's ``free_keys`` (e.g. ``model``) may hold anything.
+What a config file may do depends on its format:
+
+- **YAML and JSON are data**: read with ``yaml.safe_load`` / ``json``; a YAML
+  tag that would build a Python object (``!!python/object/apply:os.system``) is
+  a ConfigError naming the file and line, and a ``_base_`` may only name other
+  YAML/JSON files.
+- **Python (``.py``) is code**, like a plugin: mmengine's ``Config`` runs it
+  (and whatever it imports or inherits). It is read only from the path the
+  user named with ``--config``, never pulled in by a data config's ``_base_``.
+
+Setting a component's ``type`` (``--set model.backbones.volume.type=MonaiResNet``
+or ``type`` in a config file) starts that component from the new class's own
+defaults: the old component's other keys are dropped (mmengine's ``_delete_``).
+Arguments of registered components are checked against the class signature.
+Keys under a task's ``free_keys`` (e.g. ``model``) may hold anything else.
 Override values are parsed like mmengine's ``DictAction`` (``--cfg-options``):
 ints, floats, booleans, ``None``, lists ``[a,b]`` and tuples ``(a,b)``.
 """
 from __future__ import annotations
 
 import copy
+import inspect
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from vkit.registry.errors import ConfigError, did_you_mean
+
+#: File endings read as data (never executed) and as code.
+DATA_SUFFIXES = (".yaml", ".yml", ".json")
+CODE_SUFFIXES = (".py",)
+_DELETE = "_delete_"
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
@@ -32,9 +53,106 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- reading files
+def _read_data_file(path: Path) -> Any:
+    """A YAML or JSON file as plain data; a Python tag or a syntax error names the file and line."""
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {err}") from None
+    if path.suffix.lower() == ".json":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"config file {str(path)!r}, line {err.lineno}: not valid JSON: {err.msg}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
+        line = f", line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(err, "problem", None) or str(err)
+        if isinstance(err, yaml.constructor.ConstructorError) and "tag" in problem:
+            problem = (f"{problem.replace('could not determine a constructor for the tag', 'the tag')} is not allowed: "
+                       f"YAML configs are data only (use a .py config, which is code, to build objects)")
+        raise ConfigError(f"config file {str(path)!r}{line}: {problem}") from None
+
+
+def load_data_config(path: str | Path, _seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML/JSON config as a dict, its ``_base_`` files (YAML/JSON only, relative to it) merged under it.
+
+    Example::
+
+        load_data_config("cfg.yaml")   # {'train': {'epochs': 2}}
+    """
+    from mmengine.config import Config
+
+    path = Path(path)
+    if path.resolve() in _seen:
+        raise ConfigError(f"config file {str(path)!r}: _base_ inherits from itself ({' -> '.join(map(str, _seen))})")
+    data = _read_data_file(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(path)!r}: expected a mapping of keys at the top, got {type(data).__name__}")
+    bases = data.pop("_base_", None)
+    if bases is None:
+        return data
+    merged: dict[str, Any] = {}
+    for base in [bases] if isinstance(bases, str) else list(bases):
+        base_path = (path.parent / str(base)) if not Path(str(base)).is_absolute() else Path(str(base))
+        if base_path.suffix.lower() not in DATA_SUFFIXES:
+            raise ConfigError(f"config file {str(path)!r}: _base_ {str(base)!r} is not YAML/JSON; a data config may "
+                              f"only inherit data (a .py config is code: name it yourself with --config)")
+        if not base_path.is_file():
+            raise ConfigError(f"config file {str(path)!r}: _base_ {str(base_path)!r} does not exist")
+        merged = Config._merge_a_into_b(load_data_config(base_path, (*_seen, path.resolve())), merged)
+    return Config._merge_a_into_b(data, merged)
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The user's config file as a dict: YAML/JSON parsed as data, a ``.py`` file run by mmengine (code)."""
+    from mmengine.config import Config
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix in DATA_SUFFIXES:
+        return load_data_config(path)
+    if suffix not in CODE_SUFFIXES:
+        raise ConfigError(f"config file {str(path)!r}: unknown format {suffix or '(no ending)'!r}; expected one of "
+                          f"{list(DATA_SUFFIXES + CODE_SUFFIXES)}")
+    try:
+        return Config.fromfile(str(path), import_custom_modules=False).to_dict()
+    except Exception as err:  # the file is code: anything can go wrong in it
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {_describe_code_error(err, path)}") from err
+
+
+def _describe_code_error(err: BaseException, path: Path) -> str:
+    """``TypeName: message`` of an error raised while running a .py config, with the config's line; never empty."""
+    import traceback
+
+    frames = traceback.extract_tb(err.__traceback__)
+    lines = [f.lineno for f in frames if Path(f.filename).resolve() == path.resolve()]
+    where = f"line {lines[-1]}: " if lines else ""
+    reason = str(err).strip()
+    if not reason and frames and frames[-1].filename.endswith(("mmengine/config/lazy.py", "mmengine\\config\\lazy.py")):
+        reason = ("the config called something it imported; with a top-level import mmengine reads the file as a "
+                  "lazy-import config, where imported names cannot be called while it loads")
+    cause = err.__cause__ or err.__context__
+    if cause is not None and str(cause).strip() and str(cause).strip() not in reason:
+        reason += f" ({type(cause).__name__}: {cause})"
+    return f"{where}{type(err).__name__}: {reason or repr(err)}"
+
+
+# ----------------------------------------------------------------------------- checking keys
 def _check_keys(given: Mapping[str, Any], defaults: Mapping[str, Any], free: Sequence[str], where: str, prefix: str = "") -> None:
     for key, value in given.items():
         path = f"{prefix}{key}"
+        if key == _DELETE:
+            continue
         if key not in defaults:
             choices = [f"{prefix}{k}" for k in defaults]
             raise ConfigError(f"{where}: unknown key {path!r}{did_you_mean(path, choices)}; known keys here: {sorted(choices)}")
@@ -56,28 +174,133 @@ def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return nested
 
 
+def _mark_type_switches(update: dict[str, Any], current: Any) -> None:
+    """Add ``_delete_=True`` wherever ``update`` gives a component a new ``type``: it starts from that class's defaults."""
+    for key, value in update.items():
+        if not isinstance(value, dict):
+            continue
+        if isinstance(current, Mapping):
+            old = current.get(key)
+        elif isinstance(current, list) and key.isdigit() and int(key) < len(current):
+            old = current[int(key)]
+        else:
+            continue
+        if isinstance(old, Mapping) and "type" in value and "type" in old and value["type"] != old["type"]:
+            value[_DELETE] = True
+        elif not value.get(_DELETE):
+            _mark_type_switches(value, old)
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str) -> dict[str, Any]:
+    """``update`` merged over ``base`` (a new dict); a component whose ``type`` changes starts afresh."""
+    from mmengine.config import Config
+
+    _mark_type_switches(update, base)
+    try:
+        return Config._merge_a_into_b(update, base, allow_list_keys=True)
+    except (KeyError, TypeError) as err:
+        raise ConfigError(f"{where}: cannot merge into the defaults: {err}") from None
+
+
+# ----------------------------------------------------------------------------- component arguments
+def _component_class(name: str) -> tuple[Any, str] | None:
+    """The class registered as ``name`` in one of vkit's registries (and that registry's name), or ``None``."""
+    from vkit.registry import registries
+
+    for attr in ("BACKBONES", "FUSIONS", "HEADS", "COMPRESSORS", "METRICS", "DATASETS", "TRANSFORMS"):
+        registry = getattr(registries, attr, None)
+        if registry is None:
+            continue
+        try:
+            registry.import_from_location()
+        except Exception:  # a broken location is reported when the component is built
+            continue
+        if name in registry.module_dict:
+            return registry.module_dict[name], registry.name
+    return None
+
+
+def accepted_arguments(obj: Any) -> list[str] | None:
+    """The keyword arguments ``obj`` (a class or function) takes, or ``None`` when it takes ``**kwargs``."""
+    try:
+        signature = inspect.signature(obj)
+    except (TypeError, ValueError):
+        return None
+    params = signature.parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+        return None
+    return [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+def check_components(cfg: Any, where: str = "config") -> None:
+    """Raise a ConfigError for an argument a registered component does not take (lists those it does).
+
+    Every ``dict(type=NAME, ...)`` in ``cfg`` whose ``NAME`` is registered in a
+    vkit registry is checked against the class signature; classes taking
+    ``**kwargs`` and unregistered or scoped names (``mmaction.X3D``) are left
+    to the build.
+
+    Example::
+
+        check_components({"model": {"head": {"type": "ClsHead", "dropot": 0.2}}})
+        # ConfigError: model.head: ClsHead takes no argument 'dropot' (did you mean 'dropout'?); it takes: ...
+    """
+    def walk(node: Any, path: str) -> None:
+        if isinstance(node, Mapping):
+            kind = node.get("type")
+            if isinstance(kind, str) and "." not in kind:
+                found = _component_class(kind)
+                accepted = accepted_arguments(found[0]) if found else None
+                if accepted is not None:
+                    for key in node:
+                        if key not in ("type", "_scope_") and key not in accepted:
+                            raise ConfigError(
+                                f"{where}: {path or 'config'}: {kind} ({found[1]}) takes no argument {key!r}"
+                                f"{did_you_mean(key, accepted)}; it takes: {', '.join(accepted)}")
+            for key, value in node.items():
+                walk(value, f"{path}.{key}" if path else str(key))
+        elif isinstance(node, (list, tuple)):
+            for index, value in enumerate(node):
+                walk(value, f"{path}.{index}")
+
+    walk(cfg.to_dict() if hasattr(cfg, "to_dict") else cfg, "")
+
+
+# ----------------------------------------------------------------------------- the merge
 def build_config(
     defaults: Mapping[str, Any],
     config_file: str | Path | None = None,
     overrides: Sequence[str] | Mapping[str, Any] = (),
     *,
     free_keys: Sequence[str] = (),
+    check_args: bool = True,
 ) -> Any:
-    """Return the merged ``mmengine.Config``: defaults ← file ← overrides, every key checked against defaults."""
+    """Return the merged ``mmengine.Config``: defaults ← file ← overrides, every key checked.
+
+    Args:
+        defaults: the task's ``default_config``.
+        config_file: the user's ``--config`` (YAML/JSON: data; ``.py``: code, see the module docstring).
+        overrides: ``--set`` pairs (``["a.b=1"]``) or an already parsed ``{"a.b": 1}``.
+        free_keys: sections whose sub-keys are not checked against ``defaults``.
+        check_args: check registered components' arguments (:func:`check_components`).
+    """
     from mmengine.config import Config
 
-    cfg = Config(copy.deepcopy(dict(defaults)))
+    merged = Config(copy.deepcopy(dict(defaults))).to_dict()
     if config_file is not None:
-        path = Path(config_file)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist")
-        try:
-            user = Config.fromfile(str(path)).to_dict()
-        except Exception as err:  # mmengine raises many kinds on a malformed file
-            raise ConfigError(f"config file {str(path)!r} cannot be read: {err}") from err
-        _check_keys(user, defaults, free_keys, where=str(path))
-        cfg.merge_from_dict(user)
+        user = read_config_file(config_file)
+        _check_keys(user, defaults, free_keys, where=str(config_file))
+        merged = _merge(merged, user, str(config_file))
+        if check_args:
+            check_components(merged, where=str(config_file))
     flat = parse_overrides(overrides) if not isinstance(overrides, Mapping) else dict(overrides)
-    _check_keys(_nest(flat), defaults, free_keys, where="--set")
-    cfg.merge_from_dict(flat)
-    return cfg
+    nested = _nest(flat)
+    _check_keys(nested, defaults, free_keys, where="--set")
+    merged = _merge(merged, nested, "--set")
+    if check_args:
+        check_components(merged, where="--set" if flat else "config")
+    return Config(merged)
+
+
+__all__ = ["CODE_SUFFIXES", "DATA_SUFFIXES", "accepted_arguments", "build_config", "check_components",
+           "load_data_config", "parse_overrides", "read_config_file"]
