@@ -162,13 +162,17 @@ def plugins_group() -> None:
 
 
 @plugins_group.command("list")
-@click.option("--components", is_flag=True, help="Also load each plugin's components (imports torch).")
+@click.option("--components", is_flag=True, help="Also show the components each plugin registered.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def plugins_list(ctx: click.Context, components: bool, as_json: bool) -> None:
-    """Name, version, source, hooks and status of every plugin."""
+    """Name, version, source, hooks and status of every plugin.
+
+    Every plugin's components are registered first (this imports torch), so a
+    plugin whose registration fails shows as failed here, not at `vkit run`.
+    """
     manager = _manager(ctx)
-    registered = manager.register_components() if components else {}
+    registered = manager.register_components()
     tasks_by_plugin: dict[str, list[str]] = {}
     for task in manager.tasks().values():
         tasks_by_plugin.setdefault(task.plugin, []).append(task.name)
@@ -226,7 +230,8 @@ def db_current(ctx: click.Context) -> None:
 
 # ----------------------------------------------------------------------------- scoring and plugin authors
 def _attach_commands() -> None:
-    """``score``, ``export``, ``runs``, ``new-plugin``, ``plugins check|enable|disable`` (their modules import only click)."""
+    """``score``, ``export``, ``runs``, ``new-plugin``, ``components``, ``plugins check|enable|disable`` (their modules import only click)."""
+    from vkit.workflows.components import components_cmd
     from vkit.workflows.plugin_check import plugins_check_cmd
     from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
     from vkit.workflows.export import export_cmd
@@ -234,7 +239,7 @@ def _attach_commands() -> None:
     from vkit.workflows.scaffold import new_plugin_cmd
     from vkit.workflows.score import score_cmd
 
-    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group):
+    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd):
         cli.add_command(command)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)

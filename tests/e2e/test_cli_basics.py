@@ -68,3 +68,16 @@ def test_password_never_printed(tmp_path):
     proc = vkit("--db", "postgresql+psycopg://vkit:s3cret@127.0.0.1:1/none", "runs", "list", cwd=tmp_path, check=False)
     assert proc.returncode != 0
     assert "s3cret" not in proc.stdout + proc.stderr
+
+
+def test_plugins_list_shows_a_failed_component_registration_as_failed(tmp_path):
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
+    env = dict(PYTHONPATH=str(fixtures), VKIT_NO_AUTOLOAD="1", VKIT_CONFIG_DIR=str(tmp_path / "config"))
+    proc = vkit("--plugin", "vkit_fx_good", "--plugin", "vkit_fx_override", "plugins", "list", "--json",
+                cwd=tmp_path, env=env)
+    plugins = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert plugins["vkit_fx_good"]["status"] == "ok"
+    override = plugins["vkit_fx_override"]
+    assert override["status"] == "failed"
+    assert override["error"].startswith("plugin \"vkit_fx_override\" overrode 'FxGoodHead' in HEADS (force=True), "
+                                        "registered by plugin \"vkit_fx_good\"")
