@@ -72,11 +72,11 @@ def task_config(overrides: list[str]) -> Any:
 # ----------------------------------------------------------------------------- vkit
 def run_vkit(root: Path, overrides: list[str]) -> dict[str, Any]:
     """The vkit side: ``run_task`` as ``vkit run`` calls it; the compression chain is timed separately."""
-    import vkit.core.pipeline as pipeline
+    import vkit.core.lifecycle as pipeline
     from vkit.workflows.run import run_task
 
     spent = {"compression": 0.0, "compression_cpu": 0.0}
-    compress = pipeline._compress
+    compress = pipeline.compress
 
     def timed_compress(*args: Any, **kwargs: Any) -> Any:  # instrumentation only: same call, timed
         start, cpu = time.perf_counter(), _cpu_s()
@@ -86,12 +86,12 @@ def run_vkit(root: Path, overrides: list[str]) -> dict[str, Any]:
             spent["compression"] += time.perf_counter() - start
             spent["compression_cpu"] += _cpu_s() - cpu
 
-    pipeline._compress = timed_compress
+    pipeline.compress = timed_compress
     start, cpu = time.perf_counter(), _cpu_s()
     result = run_task(TASK, overrides=overrides, db_url=f"sqlite:///{root / 'vkit.db'}", work_dir=root / "vkit-work",
                       data_root=root / "data", echo=lambda *args, **kwargs: None)
     wall, cpu = time.perf_counter() - start, _cpu_s() - cpu
-    from vkit.core.pipeline import build_model
+    from vkit.core.model import build_model
 
     params = sum(p.numel() for p in build_model(task_config(overrides).model).parameters())
     return dict(total_s=wall, total_cpu_s=cpu, wall_s=wall - spent["compression"], cpu_s=cpu - spent["compression_cpu"],

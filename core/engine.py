@@ -78,7 +78,9 @@ class StoreHook(Hook):
         self._log(runner, metrics, "test")
 
     def _log(self, runner: Runner, metrics: dict[str, Any] | None, split: str) -> None:
-        scalars = {k: float(v) for k, v in (metrics or {}).items() if isinstance(v, (int, float))}
+        # One name per metric: the bare key (a metric's ``prefix/`` is dropped), the split says val or test.
+        scalars = {k.split("/")[-1]: float(v) for k, v in (metrics or {}).items()
+                   if isinstance(v, (int, float)) and not isinstance(v, bool)}
         if scalars:
             self.store.log_metrics(self.run_id, scalars, step=runner.epoch, split=split)
             if self.echo and split == "val":
@@ -153,6 +155,7 @@ def build_runner(
     seed: int | None = 0,
     checkpoint: bool = True,
     echo: Callable[[str], Any] | None = None,
+    extra_hooks: Sequence[Hook] = (),
 ) -> Runner:
     """An mmengine ``Runner`` for ``model`` with vkit's hooks; call ``.train()``, ``.val()`` or ``.test()``.
 
@@ -164,7 +167,9 @@ def build_runner(
         train: the ``train`` section (see ``DEFAULT_TRAIN``).
         store, run_id: where :class:`StoreHook` writes metrics (both or neither).
         seed: seeds python, numpy and torch (mmengine ``randomness``).
-        checkpoint: write ``last.safetensors`` (+ JSON) into ``work_dir``.
+        checkpoint: write ``epoch_N`` and ``last.safetensors`` (+ JSON) into ``work_dir``.
+        echo: receives a one-line summary per epoch.
+        extra_hooks: more hook instances (e.g. the lifecycle's best-weights keeper).
     """
     compat.apply()
     settings = train_settings(train)
@@ -185,6 +190,7 @@ def build_runner(
         from vkit.core.checkpoint import SafetensorsCheckpointHook
 
         hooks.append(SafetensorsCheckpointHook())
+    hooks.extend(extra_hooks)
     kwargs: dict[str, Any] = dict(kwargs_ddp)
     if train_set is not None:
         scheduler = []

@@ -157,6 +157,20 @@ class ClassificationMetric(BaseMetric):
         self.last_metrics = dict(metrics)
         return metrics
 
+    # ------------------------------------------------------------------ the lifecycle's contract
+    def fitted(self) -> dict[str, Any]:
+        """What this (validation) split chose for the test split: ``{"threshold": t}`` when binary."""
+        return {} if self.last_threshold is None else {"threshold": self.last_threshold}
+
+    def prediction_rows(self) -> list[dict[str, Any]]:
+        """Store rows of the last split: ``item_id``, ``label``, ``prediction`` (thresholded), ``values.probs``."""
+        return [dict(item_id=p["case_id"], label=p["label"], prediction=p["pred"], values=dict(probs=p["probs"]))
+                for p in self.last_predictions]
+
+    def report_sections(self) -> list[Any]:
+        """No extra sections: the report draws ROC and confusion from ``last_roc`` / ``last_confusion``."""
+        return []
+
     # ------------------------------------------------------------------ helpers
     def _stack(self, results: list[dict[str, Any]]) -> tuple[np.ndarray, np.ndarray]:
         lengths = {len(r["probs"]) for r in results}

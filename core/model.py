@@ -17,6 +17,7 @@ sample, ``{"probs", "label", "case_id"}``: what vkit's metrics consume.
 """
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -171,3 +172,10 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
         p = torch.sigmoid(logits.reshape(-1))
         return torch.stack([1 - p, p], dim=-1)
     return torch.softmax(logits.float(), dim=-1)
+
+
+def build_model(model_cfg: dict) -> torch.nn.Module:
+    """A model from a task's ``model`` section (``type`` defaults to ``VideoModel``)."""
+    cfg = copy.deepcopy(dict(model_cfg))
+    cfg.setdefault("type", "VideoModel")
+    return MODELS.build(cfg)

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from vkit.registry.errors import DataError
+
 if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
@@ -60,3 +62,39 @@ class VideoScorer(Protocol):
 
     def summarize(self, segment_scores: np.ndarray, info: VideoInfo) -> dict[str, Any]:
         """Per-video results: at least ``events``, a list of ``{"kind", "start", "end", "score"}`` in seconds."""
+
+
+_EVENT_FIELDS = ("kind", "start", "end", "score")
+
+
+def video_results(segment_scores: np.ndarray, info: VideoInfo, scorer: VideoScorer) -> dict[str, list[dict[str, Any]]]:
+    """The rows one scored video gives the store: ``scores`` (segment, start, end in seconds, score) and ``events``.
+
+    The one place segment times and events are computed: ``vkit score`` and a
+    task's test-split evaluation both write what this returns (through
+    ``Store.add_video_results``), so their rows cannot drift.
+
+    Example::
+
+        rows = video_results(np.array([0.1, 0.9]), probe("cam1.mp4"), scorer)
+        rows["scores"][1]   # {"segment": 1, "start": 3.0, "end": 6.0, "score": 0.9}
+    """
+    import numpy as np
+
+    scores = np.asarray(segment_scores, dtype=np.float64)
+    count = len(scores)
+    length = float(info.duration) / count if info.duration and count else 0.0
+    rows = [dict(segment=i, start=i * length, end=(i + 1) * length, score=float(s)) for i, s in enumerate(scores)]
+    summary = scorer.summarize(scores, info) or {}
+    return dict(scores=rows, events=[_event(e) for e in summary.get("events", ())])
+
+
+def _event(event: Any) -> dict[str, Any]:
+    if not isinstance(event, dict) or "start" not in event or "end" not in event:
+        raise DataError(f"event {event!r}: expected a dict with 'start' and 'end' (seconds), 'kind' and 'score'")
+    row = {k: event[k] for k in _EVENT_FIELDS if k in event}
+    row.setdefault("kind", "event")
+    row["start"], row["end"] = float(row["start"]), float(row["end"])
+    if row.get("score") is not None:
+        row["score"] = float(row["score"])
+    return row

@@ -1,21 +1,25 @@
 """The ``Task`` extension point: what ``vkit run NAME`` runs.
 
-A plugin declares tasks through the ``vkit_tasks`` hook. A task is a class
-with its capabilities as class attributes; it stays import-light (no torch at
-module level) so ``vkit tasks`` is fast.
+Core owns the run (:func:`vkit.core.lifecycle.run_lifecycle`); a task says only
+what differs: its embedded data, its datasets, its model config and its
+evaluator, optionally a scorer for ``vkit score`` and report sections. A plugin
+declares tasks through the ``vkit_tasks`` hook. A task stays import-light (no
+torch at module level) so ``vkit tasks`` is fast.
 
 Example::
 
     class DemoTask(Task):
         name = "demo-classify"
         description = "Classify tiny synthetic clips."
-        default_config = dict(seed=0, data=dict(root=None), train=dict(epochs=1))
+        default_config = dict(seed=0, data=dict(datalist=None, synthetic=dict(n=32)),
+                              model=dict(backbones=dict(rgb=dict(type="TinyC3D")), head=dict(type="ClsHead", num_classes=2)),
+                              metric=dict(type="ClassificationMetric"), train=dict(DEFAULT_TRAIN, epochs=1))
 
-        def generate_data(self, root, seed):
+        def generate_data(self, root, seed, **params):
             ...  # write files under root, return the datalist path
 
-        def run(self, cfg, ctx):
-            ...  # train / evaluate through vkit.core.engine, return final metrics
+        def datasets(self, cfg, ctx):
+            return dict(train=..., val=..., test=...)   # read from ctx.data
 """
 from __future__ import annotations
 
@@ -25,7 +29,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from vkit.registry.errors import ConfigError
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
     from mmengine.config import Config
+
+    from vkit.core.evaluation import Evaluation, ReportSection, TaskEvaluator
 
 
 #: The ``train`` section every task's default config starts from.
@@ -42,6 +49,10 @@ DEFAULT_TRAIN = dict(
     log_level="WARNING",
 )
 
+#: The ``checkpoint`` section: which weights become the run's one ``model.safetensors``
+#: (``save="best"`` needs ``metric``, a validation metric); ``keep_epochs`` also writes ``epoch_N`` files.
+DEFAULT_CHECKPOINT = dict(save="last", metric=None, rule="greater", keep_epochs=False)
+
 
 class Task:
     """Base class of every task; subclass it and return the subclass from ``vkit_tasks``.
@@ -57,8 +68,14 @@ class Task:
             iteration on tiny data (``["train.epochs=1", "data.n_train=8"]``);
             ``vkit plugins check`` and :func:`vkit.testing.run_task_smoke` apply
             them. Every key must exist in ``default_config``.
-        data_key: the config key ``vkit run TASK --data PATH`` sets (the user's own data).
+        data_key: the config key ``vkit run TASK --data PATH`` sets (the user's own data);
+            when it is empty the embedded data set is used.
+        synthetic_key: the config section handed to :meth:`generate_data` as keyword arguments.
+        generator_version: bump it when :meth:`generate_data` writes something
+            different: the cached embedded data set is then regenerated.
         plugin: filled in by the plugin manager with the declaring plugin's name.
+
+    A task must implement :meth:`datasets`; everything else has a default.
     """
 
     name: ClassVar[str] = ""
@@ -67,15 +84,40 @@ class Task:
     free_keys: ClassVar[tuple[str, ...]] = ()
     data_key: ClassVar[str] = "data.datalist"
     smoke_overrides: ClassVar[tuple[str, ...] | list[str]] = ()
+    synthetic_key: ClassVar[str] = "data.synthetic"
+    generator_version: ClassVar[str] = "1"
     plugin: ClassVar[str] = ""
 
-    def generate_data(self, root: Path, seed: int) -> Path | None:
-        """Write the embedded default data set under ``root`` and return its index file (or ``None``)."""
+    def generate_data(self, root: Path, seed: int, **params: Any) -> Path | None:
+        """Write the embedded data set into the empty folder ``root``; return its index file (or ``None``: no data).
+
+        ``params`` is the config's ``synthetic_key`` section. Core caches the result.
+        """
         return None
 
-    def run(self, cfg: Config, ctx: Any) -> dict[str, float]:
-        """Run the task end to end with the merged ``cfg``; return the final metrics."""
-        raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not implement run()")
+    def datasets(self, cfg: Config, ctx: RunContext) -> dict[str, Any]:
+        """``{"train": ..., "val": ... (optional), "test": ...}`` read from ``ctx.data`` (the user's or embedded data)."""
+        raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not implement datasets()")
+
+    def build_model(self, cfg: Config, datasets: dict[str, Any] | None) -> torch.nn.Module:
+        """The model to train (``datasets`` is ``None`` when rebuilding from a checkpoint); default: ``cfg.model``."""
+        from vkit.core.model import build_model
+
+        return build_model(cfg["model"])
+
+    def evaluator(self, cfg: Config) -> TaskEvaluator:
+        """What evaluates the test split; default: :class:`~vkit.core.lifecycle.MetricEvaluator` over ``cfg.metric``."""
+        from vkit.core.evaluation import MetricEvaluator
+
+        return MetricEvaluator(dict(cfg["metric"]), batch_size=int(cfg["train"]["batch_size"]))
+
+    def checkpoint_meta(self, cfg: Config, datasets: dict[str, Any]) -> dict[str, Any]:
+        """Extra JSON for the checkpoint's sidecar (e.g. ``classes``); what a scorer needs to rebuild the model."""
+        return {}
+
+    def report_sections(self, cfg: Config, evaluation: Evaluation) -> list[ReportSection]:
+        """Extra sections for the run report (tables, PNGs, text)."""
+        return []
 
     def prediction_dataset(self, cfg: Config, inputs: list[str]) -> Any:
         """The dataset ``vkit predict`` runs the model on: ``inputs`` are files or one datalist."""
@@ -97,6 +139,10 @@ class RunContext:
         regenerate: remake the embedded data set even if cached.
         skip_bad: record unreadable inputs in the store and go on.
         echo: prints a progress line for the user (``print`` by default).
+
+    Attributes set during the run: ``data`` (where the data is: the user's or
+    the embedded set's index), ``summary`` (figures shown at the end),
+    ``report`` (plot inputs and sections for the report).
     """
 
     def __init__(
@@ -117,8 +163,25 @@ class RunContext:
         self.regenerate = regenerate
         self.skip_bad = skip_bad
         self.echo = echo
+        self.data: Path | None = None
         #: Filled in by the task: paths and figures the summary shows.
         self.summary: dict[str, Any] = {}
         #: Filled in by the task: what the run report shows (``roc``, ``confusion``, ``classes``,
         #: ``compression`` rows, ``tables``: ``{title: [row dicts]}``).
         self.report: dict[str, Any] = {}
+
+    def record_skipped(self, rows: list[dict[str, Any]]) -> None:
+        """Record unusable inputs (``item_id``, ``path``, ``reason``) as predictions of split ``skipped``; echo each.
+
+        Example::
+
+            ctx.record_skipped([dict(item_id="train/case_3", path="/d/case_3.nii.gz", reason="truncated gzip")])
+        """
+        if not rows:
+            return
+        self.store.add_predictions(self.run_id, "skipped", [
+            dict(item_id=str(r["item_id"]), label=None, prediction=None,
+                 values=dict(path=str(r.get("path", "")), reason=str(r.get("reason", "")))) for r in rows])
+        self.summary["skipped"] = self.summary.get("skipped", 0) + len(rows)
+        for r in rows:
+            self.echo(f"skipped {r.get('path') or r['item_id']}: {r.get('reason', '')}")

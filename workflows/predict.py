@@ -50,7 +50,7 @@ def predict_task(
     from mmengine.config import Config
 
     from vkit.core.checkpoint import load_checkpoint, load_meta
-    from vkit.core.pipeline import build_model, predict, prediction_rows
+    from vkit.core.evaluation import predict
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
 
@@ -63,10 +63,10 @@ def predict_task(
         raise CheckpointError(f"{path}: its JSON sidecar has no 'config'; it was not written by `vkit run`")
     cfg = Config(meta["config"])
     manager.register_components()
-    model = build_model(cfg["model"])
+    model = task.build_model(cfg, None)
     load_checkpoint(path, model)
     dataset = task.prediction_dataset(cfg, [str(i) for i in inputs])
-    rows = prediction_rows(predict(model, dataset, batch_size=batch_size))
+    rows = prediction_rows(predict(model, dataset, batch_size=batch_size), meta.get("fitted") or {})
     with store.track_run(task=task.name, plugin=task.plugin, config=dict(checkpoint=str(path), inputs=list(inputs)),
                          seed=None, kind="predict", model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "predict", rows)
@@ -74,3 +74,24 @@ def predict_task(
     for row in rows:
         row["class"] = classes[row["prediction"]] if row["prediction"] < len(classes) else row["prediction"]
     return run_id, rows
+
+
+def prediction_rows(predictions: list[dict], fitted: dict[str, Any]) -> list[dict]:
+    """Store rows from ``predict`` outputs; a binary model uses the run's validation ``threshold`` when it has one.
+
+    Example::
+
+        prediction_rows([{"case_id": "a", "label": None, "probs": [0.7, 0.3]}], {"threshold": 0.25})[0]["prediction"]  # 1
+    """
+    threshold = fitted.get("threshold")
+    rows = []
+    for p in predictions:
+        probs = [float(x) for x in p["probs"]]
+        if threshold is not None and len(probs) == 2:
+            prediction = int(probs[1] >= float(threshold))
+        else:
+            prediction = max(range(len(probs)), key=probs.__getitem__)
+        label = p.get("label")
+        rows.append(dict(item_id=str(p["case_id"]), label=None if label is None or int(label) < 0 else int(label),
+                         prediction=prediction, values=dict(probs=probs)))
+    return rows

@@ -1,4 +1,4 @@
-"""``vkit run TASK``: resolve the task, merge its config, open a store row, run it, report.
+"""``vkit run TASK``: resolve the task, merge its config, open a store row, run the core lifecycle, report.
 
 Example::
 
@@ -12,7 +12,6 @@ Whatever happens inside the task, the run row ends ``finished`` or
 from __future__ import annotations
 
 import os
-import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -69,37 +68,36 @@ def run_task(
     cfg = build_config(task_cls.default_config, config_file, overrides, free_keys=task_cls.free_keys)
     store = open_store(db_url)
     manager.register_components()
-    seed = cfg.get("seed")
-    store.reap_stale_runs()  # runs of this machine whose process was killed: 'interrupted', not 'running'
-    run_id = store.start_run(
-        task=task_cls.name,
-        plugin=task_cls.plugin,
-        config=cfg.to_dict(),
-        seed=seed,
-        versions={"plugins": manager.versions()},
-    )
-    work = Path(work_dir) if work_dir else Path("work_dirs") / f"{task_cls.name}-run{run_id}"
-    work.mkdir(parents=True, exist_ok=True)
+    from vkit.core.lifecycle import run_lifecycle
     from vkit.core.task import RunContext
 
-    ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
-                     regenerate=regenerate, skip_bad=skip_bad, echo=echo)
-    result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url, work_dir=work)
+    task = task_cls()
+    result: RunResult | None = None
+    ctx: RunContext | None = None
     try:
-        result.metrics = dict(task_cls().run(cfg, ctx) or {})
+        with store.track_run(task=task_cls.name, plugin=task_cls.plugin, config=cfg.to_dict(), seed=cfg.get("seed"),
+                             versions={"plugins": manager.versions()}) as run_id:
+            work = Path(work_dir) if work_dir else Path("work_dirs") / f"{task_cls.name}-run{run_id}"
+            work.mkdir(parents=True, exist_ok=True)
+            store.set_work_dir(run_id, work)
+            ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
+                             regenerate=regenerate, skip_bad=skip_bad, echo=echo)
+            result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
+                               work_dir=work)
+            result.metrics = run_lifecycle(task, cfg, ctx)
+            ctx.summary["report"] = _write_report(ctx, result, cfg)
         result.status = "finished"
-        ctx.summary["report"] = _write_report(ctx, result, cfg)
-        store.finish_run(run_id, status="finished")
     except BaseException as err:
-        result.status, result.error = "failed", f"{type(err).__name__}: {err}"
-        store.finish_run(run_id, status="failed", error=result.error + "\n" + traceback.format_exc(limit=20))
+        if result is not None:
+            result.status, result.error = "failed", f"{type(err).__name__}: {err}"
         raise
     finally:
-        result.summary = ctx.summary
-        manager.notify_run_finished(
-            dict(id=run_id, task=task_cls.name, status=result.status, error=result.error, metrics=result.metrics,
-                 db=store.url, report=str(ctx.summary.get("report")) if ctx.summary.get("report") else None)
-        )
+        if result is not None and ctx is not None:
+            result.summary = ctx.summary
+            manager.notify_run_finished(
+                dict(id=result.run_id, task=task_cls.name, status=result.status, error=result.error,
+                     metrics=result.metrics, db=store.url,
+                     report=str(ctx.summary["report"]) if ctx.summary.get("report") else None))
     return result
 
 
@@ -108,7 +106,7 @@ def _write_report(ctx: Any, result: RunResult, cfg: Any) -> Path:
     from vkit.workflows.report import write_report
 
     report = dict(ctx.report)
-    tables = dict(report.get("tables") or {})
+    tables = {section.title: section.table for section in report.get("sections", ()) if section.table}
     if report.get("compression"):
         tables["compression"] = report["compression"]
     path = write_report(

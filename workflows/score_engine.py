@@ -39,8 +39,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: ``(path, sha256 this model already scored at this path or None)``: one video to score.
 Job = tuple[str, "str | None"]
 
-_EVENT_FIELDS = ("kind", "start", "end", "score")
-
 
 def check_scorer(scorer: Any, owner: str) -> None:
     """Raise a :class:`ConfigError` naming ``owner`` unless ``scorer`` fulfils the VideoScorer contract."""
@@ -116,31 +114,16 @@ def prepare_video(path: str, skip_sha256: str | None, scorer: Any) -> dict[str, 
 
 def finish_video(item: dict[str, Any], segment_scores: np.ndarray, scorer: Any) -> dict[str, Any]:
     """The outcome of a decoded video once all its segments are scored: segment rows and summarized events."""
+    from vkit.core.scoring import video_results
+
     info = item.pop("info")
     item.pop("tensor", None)
-    count = len(segment_scores)
-    length = float(info.duration) / count if info.duration and count else 0.0
-    item["scores"] = [
-        dict(segment=i, start=i * length, end=(i + 1) * length, score=float(s)) for i, s in enumerate(segment_scores)
-    ]
     try:
-        summary = scorer.summarize(np.asarray(segment_scores, dtype=np.float64), info) or {}
-        item["events"] = [_event(e) for e in summary.get("events", ())]
+        item.update(video_results(segment_scores, info, scorer))
     except Exception as err:
         return _failed(item["path"], f"{item['path']}: scorer.summarize failed: {type(err).__name__}: {err}",
                        item["video"])
     return item
-
-
-def _event(event: Any) -> dict[str, Any]:
-    if not isinstance(event, dict) or "start" not in event or "end" not in event:
-        raise DataError(f"event {event!r}: expected a dict with 'start' and 'end' (seconds), 'kind' and 'score'")
-    row = {k: event[k] for k in _EVENT_FIELDS if k in event}
-    row.setdefault("kind", "event")
-    row["start"], row["end"] = float(row["start"]), float(row["end"])
-    if row.get("score") is not None:
-        row["score"] = float(row["score"])
-    return row
 
 
 def _memory_format(scorer: Any) -> torch.memory_format:

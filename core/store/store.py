@@ -217,6 +217,11 @@ class Store:
         with self.session() as session:
             self._run(session, run_id).work_dir = str(work_dir)
 
+    def set_work_dir(self, run_id: int, work_dir: str | Path) -> None:
+        """Name the folder run ``run_id`` writes into (known only once the run has an id)."""
+        with self.session() as session:
+            self._run(session, run_id).work_dir = str(work_dir)
+
     @contextmanager
     def track_run(self, task: str, plugin: str, config: Any, seed: int | None, **kwargs: Any) -> Iterator[int]:
         """``start_run`` now, ``finish_run`` at exit: ``failed`` with the exception's text if one escapes."""

@@ -32,8 +32,8 @@ same mass) and no single voxel gives it away (the lesion is placed uniformly in 
 Classes are balanced in every split. Everything is deterministic from ``seed``:
 case ``k`` is drawn from ``numpy.random.default_rng([seed, k])``.
 
-The files are generated once and reused while the marker matches the generator
-version and parameters; ``regenerate=True`` rebuilds them.
+``vkit run`` generates the files once and reuses them while the generator
+version, seed and parameters match (:func:`vkit.core.lifecycle.prepare_data`).
 
 Example::
 
@@ -52,10 +52,9 @@ import numpy as np
 
 from vkit.registry.errors import ConfigError, DataError
 
-#: Bump when the generated images change for the same parameters (invalidates caches).
+#: Bump when the generated images change for the same parameters (the task's ``generator_version`` follows it).
 GENERATOR_VERSION = 2
 GENERATOR_NAME = "vkit.medical.ring-lesion"
-MARKER_NAME = ".vkit_synthetic.json"
 DATALIST_NAME = "datalist.json"
 LABEL_NAMES = {"0": "no ring-enhancing lesion", "1": "ring-enhancing lesion"}
 
@@ -179,17 +178,6 @@ def _params(seed: int, n_train: int, n_val: int, n_test: int, size: int, spacing
     return dict(seed=int(seed), n_train=n_train, n_val=n_val, n_test=n_test, size=size, spacing=float(spacing))
 
 
-def _cached(root: Path, params: dict[str, Any]) -> bool:
-    marker = root / MARKER_NAME
-    if not marker.is_file() or not (root / DATALIST_NAME).is_file():
-        return False
-    try:
-        saved = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return saved == {"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params}
-
-
 def generate_dataset(
     root: Path | str,
     *,
@@ -199,18 +187,18 @@ def generate_dataset(
     n_test: int = 100,
     size: int = 32,
     spacing: float = 1.5,
-    regenerate: bool = False,
 ) -> Path:
-    """Write (or reuse) the synthetic ring-lesion data set under ``root``; return its ``datalist.json``.
+    """Write the synthetic ring-lesion data set under ``root``; return its ``datalist.json``.
+
+    Caching is the lifecycle's (:func:`vkit.core.lifecycle.prepare_data`): this always writes.
 
     Args:
         root: folder to write into (created if missing); only ``imagesTr/``,
-            ``imagesTs/``, ``datalist.json`` and the marker are touched.
+            ``imagesTs/`` and ``datalist.json`` are touched.
         seed: makes the data set deterministic.
         n_train, n_val, n_test: cases per split (even: classes are balanced).
         size: edge length of the cubic volumes in voxels.
         spacing: isotropic voxel size in mm written into the NIfTI affine.
-        regenerate: rebuild even when the cached copy matches.
 
     Example::
 
@@ -222,11 +210,8 @@ def generate_dataset(
     root = Path(root).expanduser()
     params = _params(seed, n_train, n_val, n_test, size, spacing)
     datalist_path = root / DATALIST_NAME
-    if not regenerate and _cached(root, params):
-        return datalist_path
     try:
         root.mkdir(parents=True, exist_ok=True)
-        (root / MARKER_NAME).unlink(missing_ok=True)
         for sub in ("imagesTr", "imagesTs"):
             shutil.rmtree(root / sub, ignore_errors=True)
             (root / sub).mkdir()
@@ -260,5 +245,4 @@ def generate_dataset(
             case += 1
         datalist[split] = entries
     datalist_path.write_text(json.dumps(datalist, indent=1))
-    (root / MARKER_NAME).write_text(json.dumps({"generator": GENERATOR_NAME, "version": GENERATOR_VERSION, "params": params}))
     return datalist_path

@@ -170,3 +170,10 @@ class FeatureExtractor:
             raise DataError(f"feature cache file {str(path)!r} is unreadable ({err}); delete it to recompute") from err
         info = dict(frames=int(meta["frames"]), fps=float(meta["fps"]), duration=float(meta["duration"]))
         return feats, info
+
+
+def feature_extractor(settings: dict[str, Any], cache_dir: str | Path | None = None, batch_size: int = 64) -> FeatureExtractor:
+    """The extractor described by ``settings`` (:attr:`FeatureExtractor.settings`, as a checkpoint's sidecar keeps them)."""
+    return FeatureExtractor(dict(settings["backbone"]), int(settings["num_segments"]), int(settings["frames_per_segment"]),
+                            tuple(settings["size"]), cache_dir=cache_dir, seed=int(settings.get("seed", 0)),
+                            batch_size=batch_size)

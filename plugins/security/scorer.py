@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from vkit.plugins.security.events import detect_events, frame_scores
-from vkit.plugins.security.features import FeatureExtractor, sample_clips
+from vkit.plugins.security.features import FeatureExtractor, feature_extractor, sample_clips
 from vkit.registry.errors import CheckpointError
 
 
@@ -32,6 +32,9 @@ class AnomalyScorer:
     Args:
         checkpoint: the ``model.safetensors`` written by ``vkit run security-anomaly``.
         device: torch device for the backbone and head.
+
+    :meth:`from_model` builds one around a model in memory (the run's test split
+    is scored this way, so its rows equal what ``vkit score`` writes).
     """
 
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
@@ -42,18 +45,28 @@ class AnomalyScorer:
         missing = [k for k in ("features", "head", "events") if k not in meta]
         if missing:
             raise CheckpointError(f"{checkpoint}: not a security-anomaly checkpoint (sidecar lacks {missing})")
-        f = meta["features"]
-        self.extractor = FeatureExtractor(f["backbone"], f["num_segments"], f["frames_per_segment"], f["size"],
-                                          seed=f.get("seed", 0))
-        self.model = MILAnomalyModel(head=dict(meta["head"]), **meta.get("loss", {}))
-        load_checkpoint(checkpoint, self.model)
+        model = MILAnomalyModel(head=dict(meta["head"]), **meta.get("loss", {}))
+        load_checkpoint(checkpoint, model)
+        self._setup(model, feature_extractor(meta["features"]), meta["events"], str(meta["sha256"]), device)
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, extractor: FeatureExtractor, events: dict[str, Any],
+                   model_sha256: str = "in-memory", device: str = "cpu") -> AnomalyScorer:
+        """A scorer around a trained model in memory (no checkpoint file)."""
+        scorer = cls.__new__(cls)
+        scorer._setup(model, extractor, events, model_sha256, device)
+        return scorer
+
+    def _setup(self, model: torch.nn.Module, extractor: FeatureExtractor, events: dict[str, Any], model_sha256: str,
+               device: str) -> None:
+        self.model, self.extractor = model, extractor
         self.device = torch.device(device)
         self.model.to(self.device).eval()
         self.extractor.net.to(self.device)
-        self.model_sha256: str = str(meta["sha256"])
-        self.num_segments: int = int(f["num_segments"])
+        self.model_sha256: str = model_sha256
+        self.num_segments: int = extractor.num_segments
         self.min_frames: int = 2
-        self.events = dict(meta["events"])
+        self.events = dict(events)
 
     def decode(self, path: str) -> np.ndarray:
         """Clips ``(num_segments, 3, T, H, W)`` float32 in 0..255; raises ``DataError`` on a bad file."""

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vkit.core.task import Task
+from vkit.registry.errors import ConfigError
 
 #: The ``train`` section (keys of :data:`vkit.core.engine.DEFAULT_TRAIN`), written out to keep this module import-light.
 TRAIN = dict(epochs=20, batch_size=16, lr=1e-3, weight_decay=1e-4, optimizer="Adam", scheduler=None, num_workers=0,
@@ -70,10 +71,16 @@ class SecurityAnomalyTask(Task):
         loss=dict(lambda_sparsity=8e-5, lambda_smooth=8e-5),
         pairs_per_video=8,  # each epoch pairs every anomalous training video with this many normal ones
         train=TRAIN,
+        checkpoint=dict(save="last", metric=None, rule="greater", keep_epochs=False),  # no validation split: last
         events=dict(threshold=0.5, min_duration=0.5),
     )
     free_keys = ("features.backbone", "data.synthetic")
     data_key = "data.root"
+
+    smoke_overrides = ("train.epochs=1", "data.synthetic.num_normal=4", "data.synthetic.num_anomalous=4",
+                       "data.synthetic.test_fraction=0.5", "features.num_segments=8", "features.frames_per_segment=2",
+                       "features.size=(32,32)", "head.hidden=(16,)", "pairs_per_video=2", "train.batch_size=4")
+    generator_version = "1"
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         """Write the embedded data set under ``root``; returns its annotation file."""
@@ -81,10 +88,60 @@ class SecurityAnomalyTask(Task):
 
         return generate(root, seed=seed, **params)
 
-    def run(self, cfg: Any, ctx: Any) -> dict[str, float]:
-        from vkit.plugins.security.pipeline import run_anomaly
+    def datasets(self, cfg: Any, ctx: Any) -> dict[str, Any]:
+        """``train``: MIL pairs of cached segment features; ``test``: the test videos (scored by the evaluator)."""
+        import numpy as np
 
-        return run_anomaly(self, cfg, ctx)
+        from vkit.plugins.security.bags import MILPairs, extract_features
+        from vkit.plugins.security.data import AnomalyVideoDataset
+
+        root = ctx.data if ctx.data.is_dir() else ctx.data.parent
+        sets = {split: AnomalyVideoDataset(root, split, cfg.data.annotation, cfg.data.train_list, cfg.data.test_list)
+                for split in ("train", "test")}
+        extractor = self._extractor(cfg, ctx)
+        ctx.echo(f"features: {cfg.features.backbone.get('type')} ({extractor.cache_dir})")
+        ctx.summary["feature cache"] = str(extractor.cache_dir)
+        train = extract_features(sets["train"].records, extractor, ctx)
+        bags = {label: np.stack([v.features for v in train if v.record.label == label]) if any(
+            v.record.label == label for v in train) else np.empty((0,)) for label in (0, 1)}
+        return dict(train=MILPairs(bags[1], bags[0], int(cfg.pairs_per_video), int(cfg.seed)),
+                    test=sets["test"].records, extractor=extractor)
+
+    @staticmethod
+    def _extractor(cfg: Any, ctx: Any) -> Any:
+        from vkit.plugins.security.features import FeatureExtractor
+
+        f = cfg.features
+        cache = Path(f.cache_dir) if f.cache_dir else ctx.data_root / "security-anomaly-features"
+        return FeatureExtractor(dict(f.backbone), int(f.num_segments), int(f.frames_per_segment), tuple(f.size),
+                                cache_dir=cache, seed=int(cfg.seed), batch_size=int(f.batch_size))
+
+    def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:
+        """The MIL scoring head for the extractor's features, its standardisation fitted on the training bags."""
+        import torch
+
+        from vkit.plugins.security.model import MILAnomalyModel
+
+        if datasets is None:
+            raise ConfigError("security-anomaly: rebuild the model with AnomalyScorer(checkpoint) (its sidecar has the "
+                              "feature settings)")
+        pairs = datasets["train"]
+        model = MILAnomalyModel(head=dict(in_channels=datasets["extractor"].feature_dim, **dict(cfg.head)),
+                                **dict(cfg.loss))
+        model.head.fit_normalizer(torch.cat([pairs.anomalous, pairs.normal]))
+        return model
+
+    def evaluator(self, cfg: Any) -> Any:
+        from vkit.plugins.security.evaluator import MILEvaluator
+
+        return MILEvaluator(dict(cfg.events))
+
+    def checkpoint_meta(self, cfg: Any, datasets: dict[str, Any]) -> dict[str, Any]:
+        """What :class:`~vkit.plugins.security.scorer.AnomalyScorer` needs to rebuild the extractor and the head."""
+        extractor = datasets["extractor"]
+        return dict(features=dict(extractor.settings, feature_dim=extractor.feature_dim),
+                    head=dict(in_channels=extractor.feature_dim, **dict(cfg.head)), loss=dict(cfg.loss),
+                    events=dict(cfg.events))
 
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
         from vkit.plugins.security.scorer import AnomalyScorer

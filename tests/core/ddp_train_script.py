@@ -12,7 +12,7 @@ import tempfile
 import torch
 
 from vkit.core.engine import build_runner
-from vkit.core.pipeline import build_model
+from vkit.core.model import build_model
 
 
 class Blobs(torch.utils.data.Dataset):

@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from vkit.core.engine import build_runner, train_settings
-from vkit.core.pipeline import build_model, predict
+from vkit.core.evaluation import predict
+from vkit.core.model import build_model
 from vkit.registry.errors import ConfigError
 
 

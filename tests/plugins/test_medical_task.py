@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from vkit.core.pipeline import build_model
+from vkit.core.model import build_model
 from vkit.plugins.medical.task import SIZE, MedicalDiagnosisTask
 from vkit.registry.registries import COMPRESSORS
 from vkit.workflows.config import build_config

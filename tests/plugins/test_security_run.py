@@ -65,3 +65,28 @@ def test_scorer_from_the_checkpoint_matches_the_run(tiny_run):
     np.testing.assert_allclose(scores, predictions["Intrusion002.mp4"]["values"]["segment_scores"], atol=1e-4)
     summary = scorer.summarize(scores, probe(path))
     assert summary["events"] == [dict(kind="anomaly", start=0.0, end=6.0, score=pytest.approx(float(scores.max())))]
+
+
+def test_training_and_archive_scoring_write_equal_rows(tiny_run, tmp_path):
+    """The test split is scored through the task's scorer and the store's writer: ``vkit score`` gives the same rows."""
+    from vkit.core.store import open_store
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    result, db, tmp = tiny_run
+    trained = open_store(db)
+    path = {p["item_id"]: p for p in trained.run_predictions(result.run_id, "test")}["Intrusion002.mp4"]["values"]["path"]
+    other = f"sqlite:///{tmp_path / 'score.db'}"
+    summary = score_archive("security-anomaly", [path], result.summary["checkpoint"], db_url=other,
+                            options=ScoreOptions(workers=0, batch_size=7))
+    assert summary.scored == 1
+    scored = open_store(other)
+
+    def rows(store, run_id):
+        video = next(v["id"] for v in store.get_videos() if v["path"].endswith("Intrusion002.mp4"))
+        return ([(s["segment"], s["start"], s["end"], s["score"]) for s in store.video_scores(run_id, video)],
+                [(e["kind"], e["start"], e["end"], e["score"]) for e in store.run_events(run_id, video)])
+
+    (a_scores, a_events), (b_scores, b_events) = rows(trained, result.run_id), rows(scored, summary.run_id)
+    assert len(a_scores) == 32 and [s[:3] for s in a_scores] == [s[:3] for s in b_scores]
+    np.testing.assert_allclose([s[3] for s in a_scores], [s[3] for s in b_scores], atol=1e-6)
+    assert [e[:3] for e in a_events] == [e[:3] for e in b_events] and len(a_events) == 1
