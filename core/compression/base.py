@@ -49,6 +49,18 @@ class CompressionContext:
             temporary directory when ``None``.
         batch_size: clips in ``sample`` (for ms per clip); inferred from the
             first dim of the first tensor when ``None``.
+        train: ``train(model, epochs) -> model``: trains ``model`` for ``epochs``
+            epochs on the task's train split with the run's Runner settings
+            (what a stage's ``recover`` entry uses; e.g.
+            :func:`vkit.core.compression.recover.runner_trainer`). ``None``: a
+            stage with ``recover`` raises a ConfigError.
+        teacher: the model distillation recovery learns from; ``None``: the
+            chain's input model (the unpruned one).
+        model_config: the MODELS config the model was built from (e.g. the
+            task's ``model`` section with ``type='VideoModel'``): stored in each
+            saved stage artifact so :func:`vkit.core.compression.load_compressed`
+            rebuilds the compressed model without the run's config. ``None``:
+            stages are measured but only ONNX exports are saved.
 
     Example::
 
@@ -62,11 +74,18 @@ class CompressionContext:
     warmup: int = 3
     work_dir: str | Path | None = None
     batch_size: int | None = None
+    train: Callable[[nn.Module, int], nn.Module] | None = None
+    teacher: nn.Module | None = None
+    model_config: dict | None = None
     _tmp: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not callable(self.evaluate):
             raise ConfigError(f"CompressionContext.evaluate: expected a callable evaluate(model) -> float, got {self.evaluate!r}")
+        if self.train is not None and not callable(self.train):
+            raise ConfigError(f"CompressionContext.train: expected a callable train(model, epochs) -> model, got {self.train!r}")
+        if self.model_config is not None and not (isinstance(self.model_config, dict) and "type" in self.model_config):
+            raise ConfigError(f"CompressionContext.model_config: expected a MODELS config dict with 'type', got {self.model_config!r}")
         for key in ("latency_runs", "warmup"):
             value = getattr(self, key)
             minimum = 1 if key == "latency_runs" else 0

@@ -14,21 +14,26 @@ from __future__ import annotations
 
 import copy
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
+from vkit.core.compression.artifact import save_stage, write_index
 from vkit.core.compression.base import CompressionContext, Stage, StageSkipped
 from vkit.core.compression.measure import measure
+from vkit.core.compression.recover import Recovery
 from vkit.registry.errors import ConfigError, did_you_mean
 from vkit.registry.registries import COMPRESSORS
 
 #: The keys of every report row, in table order.
 REPORT_KEYS = (
     "stage", "status", "params", "bytes", "sparsity", "latency_ms", "speedup", "size_ratio",
-    "metric_before", "metric_after", "delta", "drop", "reason",
+    "metric_before", "metric_unrecovered", "recovery_s", "metric_after", "delta", "drop", "precision", "artifact", "sha256",
+    "reason",
 )
 
 
@@ -45,6 +50,10 @@ class CompressionResult:
             or ``'stopped'`` (dropped the metric too far; its model was discarded).
         stopped_at: the name of the stage that stopped the chain, or ``None``.
         message: one line saying how the chain ended.
+        artifact: the JSON sidecar of the saved final model (load it with
+            :func:`~vkit.core.compression.load_compressed`); ``None`` when
+            nothing was saved or no stage was applied.
+        index: the chain folder's ``index.json`` (``None`` when nothing was saved).
     """
 
     model: nn.Module
@@ -53,6 +62,8 @@ class CompressionResult:
     reports: list[dict[str, Any]] = field(default_factory=list)
     stopped_at: str | None = None
     message: str = ""
+    artifact: Path | None = None
+    index: Path | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """The baseline row followed by the stage rows."""
@@ -60,7 +71,8 @@ class CompressionResult:
 
     def format_table(self) -> str:
         """A plain-text table of :meth:`rows` (bytes in MB, latency in ms per clip)."""
-        head = f"{'stage':<16} {'status':<8} {'params':>11} {'MB':>9} {'sparsity':>8} {'ms/clip':>9} {'speedup':>7} {'smaller':>7} {'metric':>8} {'delta':>8}"
+        head = (f"{'stage':<16} {'status':<8} {'params':>11} {'MB':>9} {'sparsity':>8} {'ms/clip':>9} {'speedup':>7} "
+                f"{'smaller':>7} {'unrecov.':>8} {'recov s':>7} {'metric':>8} {'delta':>8}")
         lines = [head, "-" * len(head)]
         for r in self.rows():
             def num(key: str, fmt: str, scale: float = 1.0) -> str:
@@ -70,7 +82,8 @@ class CompressionResult:
             lines.append(
                 f"{r['stage'][:16]:<16} {r['status']:<8} {num('params', '11,.0f'):>11} {num('bytes', '9.3f', 1e6):>9} "
                 f"{num('sparsity', '8.3f'):>8} {num('latency_ms', '9.3f'):>9} {num('speedup', '7.2f'):>7} "
-                f"{num('size_ratio', '7.2f'):>7} {num('metric_after', '8.4f'):>8} {num('delta', '+8.4f'):>8}"
+                f"{num('size_ratio', '7.2f'):>7} {num('metric_unrecovered', '8.4f'):>8} {num('recovery_s', '7.1f'):>7} "
+                f"{num('metric_after', '8.4f'):>8} {num('delta', '+8.4f'):>8}"
             )
         lines.append(self.message)
         return "\n".join(lines)
@@ -85,40 +98,61 @@ def _row(stage: str, status: str, **values: Any) -> dict[str, Any]:
 
 @COMPRESSORS.register_module()
 class CompressionChain:
-    """Runs compression stages in order on a trained model, each measured and gated.
+    """Runs compression stages in order on a trained model, each measured, optionally recovered, gated and saved.
 
     For every stage: parameters, bytes on disk, sparsity, median latency per
     clip on ``ctx.sample`` and the metric (``ctx.evaluate``) before and after.
-    A stage whose model scores more than ``max_metric_drop`` (absolute) below
-    the ORIGINAL model stops the chain: its model is discarded, the last good
-    one kept, and the remaining stages are reported as skipped.
+    A stage config with a ``recover`` entry (see
+    :class:`~vkit.core.compression.recover.Recovery`) is followed by a short
+    fine-tune or a distillation from the unpruned model through ``ctx.train``;
+    its row keeps the metric before recovery (``metric_unrecovered``) and the
+    recovery time, and the gate judges the recovered model. A stage whose
+    model scores more than ``max_metric_drop`` (absolute) below the ORIGINAL
+    model stops the chain: its model is discarded, the last good one kept, and
+    the remaining stages are reported as skipped.
+
+    With ``ctx.work_dir`` set, every stage that passes is saved there as an
+    artifact (:func:`~vkit.core.compression.artifact.save_stage`: weights +
+    JSON sidecar with the architecture, pruned shapes, precision, sha256 and
+    measured row) and ``index.json`` names the final model, which
+    :func:`~vkit.core.compression.load_compressed` loads without the run's config.
 
     Args:
-        stages: stage configs (COMPRESSORS registry, e.g. ``dict(type='MagnitudePrune', amount=0.5)``)
-            or stage objects.
+        stages: stage configs (COMPRESSORS registry, e.g. ``dict(type='ChannelPrune', amount=0.5,
+            recover=dict(epochs=2))``) or stage objects.
         max_metric_drop: the largest allowed drop below the original metric
             (``None``: no gate).
 
     Example::
 
-        chain = CompressionChain([dict(type='ChannelPrune', amount=0.25), dict(type='OnnxExport')], max_metric_drop=0.01)
-        result = chain.run(model, ctx)
+        chain = CompressionChain([dict(type='ChannelPrune', amount=0.5, recover=dict(epochs=2, mode='distill')),
+                                  dict(type='CastBF16')], max_metric_drop=0.01)
+        result = chain.run(model, ctx)     # ctx.train: the run's trainer; ctx.model_config: the MODELS config
     """
 
     def __init__(self, stages: Sequence[dict | Stage], max_metric_drop: float | None = None) -> None:
         if isinstance(stages, (str, dict)) or not isinstance(stages, Sequence) or not stages:
             raise ConfigError(f"compression.stages: expected a non-empty list of stage configs, got {stages!r}")
-        built = []
+        built, recoveries = [], []
         for i, cfg in enumerate(stages):
-            stage = COMPRESSORS.build(dict(cfg)) if isinstance(cfg, dict) else cfg
+            recovery = None
+            if isinstance(cfg, dict):
+                cfg = dict(cfg)
+                if "recover" in cfg:
+                    recovery = Recovery.from_config(cfg.pop("recover"), owner=f"compression.stages[{i}]")
+                stage = COMPRESSORS.build(cfg)
+            else:
+                stage = cfg
             if not callable(getattr(stage, "apply", None)) or isinstance(stage, CompressionChain):
                 raise ConfigError(f"compression.stages[{i}]: expected a stage with apply(model, ctx), got {stage!r}")
             built.append(stage)
+            recoveries.append(recovery)
         if max_metric_drop is not None and (
             not isinstance(max_metric_drop, (int, float)) or isinstance(max_metric_drop, bool) or max_metric_drop < 0
         ):
             raise ConfigError(f"compression.max_metric_drop: expected a number >= 0 or None, got {max_metric_drop!r}")
         self.stages = built
+        self.recoveries: list[Recovery | None] = recoveries
         self.max_metric_drop = None if max_metric_drop is None else float(max_metric_drop)
 
     @classmethod
@@ -136,6 +170,11 @@ class CompressionChain:
     def run(self, model: nn.Module, ctx: CompressionContext) -> CompressionResult:
         """Apply every stage to a copy of the last good model; return the result with one report row per stage."""
         model.eval()
+        if any(self.recoveries) and ctx.train is None:
+            i = next(i for i, r in enumerate(self.recoveries) if r)
+            raise ConfigError(
+                f"compression.stages[{i}].recover: recovery needs the training data, but the compression context has no "
+                "train(model, epochs) (run the chain from `vkit run`, or pass CompressionContext(train=runner_trainer(train_set)))")
         original = float(ctx.evaluate(model))
         base = measure(model, ctx)
         result = CompressionResult(
@@ -143,7 +182,9 @@ class CompressionChain:
             baseline=_row("original", "ok", **base, speedup=1.0, size_ratio=1.0, metric_before=original,
                           metric_after=original, delta=0.0, drop=0.0),
         )
-        current, current_metric = model, original
+        teacher = ctx.teacher if ctx.teacher is not None else model
+        folder = ctx.dir() if ctx.work_dir is not None else None
+        current, current_metric, final = model, original, None
         for i, stage in enumerate(self.stages):
             try:
                 candidate = stage.apply(copy.deepcopy(current), ctx)
@@ -152,10 +193,17 @@ class CompressionChain:
                 continue
             candidate.eval()
             metric = float(ctx.evaluate(candidate))
+            recovery = self.recoveries[i]
+            extra: dict[str, Any] = {}
+            if recovery is not None:
+                start = time.perf_counter()
+                candidate = recovery.run(candidate, teacher, ctx, owner=f"compression.stages[{i}]")
+                extra = dict(metric_unrecovered=metric, recovery_s=time.perf_counter() - start)
+                metric = float(ctx.evaluate(candidate))
             values = measure(candidate, ctx)
             drop = original - metric
             row = _row(
-                stage.name, "ok", **values,
+                stage.name, "ok", **values, **extra,
                 speedup=base["latency_ms"] / values["latency_ms"] if values["latency_ms"] else math.inf,
                 size_ratio=base["bytes"] / values["bytes"] if values["bytes"] else math.inf,
                 metric_before=current_metric, metric_after=metric, delta=metric - current_metric, drop=drop,
@@ -172,10 +220,27 @@ class CompressionChain:
                 for rest in self.stages[i + 1:]:
                     result.reports.append(_row(rest.name, "skipped", reason=f"not run: chain stopped at {stage.name!r}"))
                 break
+            if folder is not None:
+                sidecar = save_stage(candidate, folder, index=i + 1, stage=stage.name, sample=ctx.sample,
+                                     model_config=ctx.model_config, row=row, notes=row["reason"])
+                if sidecar is not None:
+                    meta = _read_json(sidecar)
+                    row.update(artifact=sidecar.name, sha256=meta["sha256"], precision=meta["precision"])
+                final = row["artifact"]
             result.reports.append(row)
             current, current_metric = candidate, metric
         result.model = current
+        if folder is not None:
+            entries = [dict(stage=r["stage"], status=r["status"], artifact=r["artifact"]) for r in result.reports]
+            result.index = write_index(folder, entries, final)
+            result.artifact = folder / final if final else None
         if not result.message:
             done = sum(r["status"] == "ok" for r in result.reports)
             result.message = f"chain finished: {done}/{len(self.stages)} stages applied, metric {original:.4f} -> {current_metric:.4f}"
         return result
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))

@@ -60,7 +60,8 @@ def _labels(value: Any) -> torch.Tensor:
 class KDModel(BaseModel):
     """Teacher (frozen, eval) + student; ``mode='loss'`` returns the KD and CE losses of the student.
 
-    Batches: ``(inputs, labels)`` tuples, ``{'inputs', 'labels'}`` dicts, or
+    ``mode='predict'`` is the student's own (an mmengine ``BaseModel``), so a
+    Runner with a val loop can train it. Batches: ``(inputs, labels)`` tuples, ``{'inputs', 'labels'}`` dicts, or
     whatever the teacher's own data preprocessor turns into
     ``{'inputs', 'data_samples'}`` (e.g. vkit's ``VideoModel``).
 
@@ -88,11 +89,13 @@ class KDModel(BaseModel):
         return self
 
     def forward(self, inputs: Any, data_samples: Any = None, labels: Any = None, mode: str = "loss") -> Any:
+        if mode == "predict" and isinstance(self.student, BaseModel):
+            return self.student(inputs, data_samples, mode="predict")  # a Runner's val loop scores the student
         logits = self.student(inputs)
         if mode == "tensor":
             return logits
         if mode != "loss":
-            raise ConfigError(f"KDModel.forward: mode must be 'loss' or 'tensor', got {mode!r}")
+            raise ConfigError(f"KDModel.forward: mode must be 'loss', 'tensor' or 'predict' (mmengine student), got {mode!r}")
         with torch.no_grad():
             teacher_logits = self.teacher(inputs)
         target = _labels(labels if labels is not None else data_samples).to(logits.device)

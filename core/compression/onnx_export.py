@@ -183,4 +183,6 @@ class OnnxExport(Stage):
                 f"OnnxExport: onnxruntime output of {path} differs from torch by max abs {diff:.3g} > atol {self.atol:g}"
             )
         self.max_abs_diff = diff
+        if isinstance(getattr(model, "data_preprocessor", None), nn.Module):
+            ort_model.data_preprocessor = model.data_preprocessor  # inputs prepared as for the torch model
         return ort_model

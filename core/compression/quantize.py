@@ -242,6 +242,11 @@ class CastModel(nn.Module):
         self.module = module
         self.dtype = dtype
 
+    @property
+    def data_preprocessor(self) -> nn.Module:
+        """The wrapped model's preprocessor (inputs are prepared as for the original)."""
+        return self.module.data_preprocessor
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         to_dtype = lambda t: t.to(self.dtype)  # noqa: E731
         out = self.module(*_cast(args, to_dtype), **_cast(kwargs, to_dtype))

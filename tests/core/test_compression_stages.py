@@ -78,11 +78,13 @@ def test_magnitude_prune_reaches_requested_sparsity(amount):
 def test_channel_prune_shrinks_layers_and_keeps_outputs_of_kept_channels():
     torch.manual_seed(0)
     model = tiny_c3d(width=8, pool=False)  # Flatten of a 2x4x4 map: 32 Linear inputs per channel
-    with torch.no_grad():  # make half the channels of each conv exactly dead, so pruning them changes nothing
-        model[0].weight[::2] = 0
-        model[0].bias[::2] = 0
-        model[4].weight[1::2] = 0
-        model[4].bias[1::2] = 0
+    with torch.no_grad():  # make half the channels of each conv exactly dead (their whole group), so pruning them changes nothing
+        for conv, bn, dead in ((model[0], model[1], slice(0, None, 2)), (model[4], model[5], slice(1, None, 2))):
+            conv.weight[dead] = 0
+            conv.bias[dead] = 0
+            bn.weight[dead] = 0
+        model[4].weight[:, ::2] = 0
+        model[9].weight.view(3, 16, 32)[:, 1::2] = 0
     before = model(CLIP)
     params = count_params(model)
     stage = ChannelPrune(amount=0.5)
@@ -91,8 +93,8 @@ def test_channel_prune_shrinks_layers_and_keeps_outputs_of_kept_channels():
     assert (pruned[4].out_channels, pruned[5].num_features, pruned[9].in_features) == (8, 8, 8 * 32)
     assert pruned[9].out_features == 3  # the output layer keeps its classes
     assert count_params(pruned) < 0.45 * params
-    assert torch.allclose(pruned(CLIP), before, atol=1e-5)  # the right channels and input blocks were removed
-    assert "pruned 2 layers" in stage.notes and "'9'" not in stage.notes
+    assert torch.allclose(pruned(CLIP), before, atol=1e-5)  # the dead channels and their input blocks were removed
+    assert stage.notes == "pruned 2 channel groups, params 5,715 -> 1,995; kept the outputs of '9'"
 
 
 def test_channel_prune_is_faster_on_a_conv_heavy_model():
@@ -123,33 +125,60 @@ def test_channel_prune_is_faster_on_a_conv_heavy_model():
     assert min(times["pruned"]) * 1.5 < min(times["full"])
 
 
-def test_channel_prune_handles_part_of_a_residual_graph():
+def test_channel_prune_prunes_residual_groups_together():
     torch.manual_seed(0)
     model = Residual().eval()
-    stage = ChannelPrune(amount=0.5)
-    pruned = stage.apply(model, _ctx(torch.randn(2, 3, 8, 8)))
+    x = torch.randn(2, 3, 8, 8)
+    pruned = ChannelPrune(amount=0.5).apply(model, _ctx(x))
     assert (pruned.conv1.out_channels, pruned.bn1.num_features, pruned.conv2.in_channels) == (8, 8, 8)
-    assert pruned.conv2.out_channels == 8 and pruned.stem.out_channels == 8  # feed the add: untouched
-    assert pruned(torch.randn(2, 3, 8, 8)).shape == (2, 2)
-    assert "'stem'" not in stage.notes and "stem (its output is used by 2 ops" in stage.notes
+    # stem and conv2 meet in the add: one group, pruned alike, and the head's inputs follow
+    assert pruned.stem.out_channels == pruned.conv2.out_channels == pruned.fc.in_features == 4
+    assert pruned(x).shape == (2, 2)
+
+
+class DepthwiseBlock(nn.Module):
+    """An X3D-style inverted bottleneck: 1x1 expand -> depthwise 3x3 -> 1x1 project, added to its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.expand = nn.Conv2d(8, 32, 1)
+        self.dw = nn.Conv2d(32, 32, 3, padding=1, groups=32)
+        self.bn = nn.BatchNorm2d(32)
+        self.project = nn.Conv2d(32, 8, 1)
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        x = x + self.project(torch.relu(self.bn(self.dw(self.expand(x)))))
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+def test_channel_prune_shrinks_depthwise_convolutions_with_their_producer():
+    torch.manual_seed(0)
+    model = DepthwiseBlock().eval()
+    x = torch.randn(2, 3, 8, 8)
+    before = count_params(model)
+    pruned = ChannelPrune(amount=0.5).apply(model, _ctx(x))
+    assert (pruned.expand.out_channels, pruned.dw.in_channels, pruned.dw.out_channels, pruned.dw.groups) == (16, 16, 16, 16)
+    assert pruned.bn.num_features == pruned.project.in_channels == 16
+    assert count_params(pruned) < 0.4 * before and pruned(x).shape == (2, 2)
 
 
 def test_channel_prune_errors_name_the_module():
-    with pytest.raises(CompressionError, match=r"nothing to prune in Sequential: '0' its output is the model output"):
+    with pytest.raises(CompressionError, match=r"nothing to prune in Sequential: every Conv/Linear layer is an output layer or ignored \(0\)"):
         ChannelPrune(amount=0.5).apply(nn.Sequential(nn.Linear(4, 2)), _ctx(torch.randn(1, 4)))
-
-    class Dynamic(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc = nn.Linear(4, 4)
-
-        def forward(self, x):
-            return self.fc(x) if x.sum() > 0 else x
-
-    with pytest.raises(CompressionError, match=r"in Dynamic: no Conv/Linear layer inside a traceable module; torch.fx cannot trace 'Dynamic' \(TraceError"):
-        ChannelPrune(amount=0.5).apply(Dynamic(), _ctx(torch.randn(1, 4)))
+    with pytest.raises(ConfigError, match=r"ChannelPrune.ignore: Residual has no modules \['conv9'\]"):
+        ChannelPrune(amount=0.5, ignore=["conv9"]).apply(Residual().eval(), _ctx(torch.randn(2, 3, 8, 8)))
     with pytest.raises(ConfigError, match=r"ChannelPrune.amount: expected a fraction in \[0, 1\), got 1.5"):
         ChannelPrune(amount=1.5)
+    with pytest.raises(ConfigError, match=r"ChannelPrune.round_to: expected None or an int >= 1, got 0"):
+        ChannelPrune(round_to=0)
+
+
+def test_channel_prune_ignore_keeps_a_layer():
+    pruned = ChannelPrune(amount=0.5, ignore=["conv1"]).apply(Residual().eval(), _ctx(torch.randn(2, 3, 8, 8)))
+    assert pruned.conv1.out_channels == 16 and pruned.stem.out_channels == 4
 
 
 def test_dynamic_quantize_is_smaller_and_close():
@@ -280,12 +309,13 @@ def test_distill_needs_training_data_and_matching_outputs():
         Distill(student=dict(type=Student), alpha=2)
 
 
-def test_channel_prune_works_inside_a_vkit_model_fx_cannot_trace_whole():
+def test_channel_prune_works_on_a_vkit_model_with_dict_inputs():
     from vkit.registry.registries import MODELS
 
     torch.manual_seed(0)
     model = MODELS.build(dict(
-        type="VideoModel", backbones=dict(video=dict(type="TinyC3D", widths=(8, 16, 16), num_frames=4, input_size=(16, 16))),
+        type="VideoModel", backbones=dict(video=dict(type="TinyC3D", widths=(8, 16, 16), num_frames=4, input_size=(16, 16),
+                                                     pool="avgmax")),
         head=dict(type="ClsHead", num_classes=3, dropout=0.0),
     )).eval()
     x = {"video": torch.randn(2, 3, 4, 16, 16)}
@@ -293,9 +323,10 @@ def test_channel_prune_works_inside_a_vkit_model_fx_cannot_trace_whole():
     stage = ChannelPrune(amount=0.5)
     pruned = stage.apply(model, _ctx(x))
     convs = [m for m in pruned.backbones["video"].features if isinstance(m, nn.Conv3d)]
-    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 4), (4, 8), (8, 16)]  # last conv feeds the pooling
-    assert count_params(pruned) < before and pruned(x).shape == (2, 3)
-    assert "backbones.video.features.0" in stage.notes and "traced inside 'VideoModel'" in stage.notes
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 4), (4, 8), (8, 8)]
+    assert (pruned.head.fc.in_features, pruned.head.fc.out_features) == (16, 3)  # avg + max of 8 channels; 3 classes
+    assert count_params(pruned) < 0.4 * before and pruned(x).shape == (2, 3)
+    assert "kept the outputs of 'head.fc'" in stage.notes
 
 
 @pytest.mark.parametrize("batch_first", [False, True])
