@@ -217,8 +217,9 @@ def _task_checks(manager: Any, name: str, smoke: bool, tmp_dir: Path | None, ext
             results.append(CheckResult(f"task {task.name} config", False, f"default config + smoke_overrides: {err}"))
             continue
         results.append(CheckResult(f"task {task.name} config", True, "default config and smoke_overrides validate"))
-        if task.run is Task.run:
-            results.append(CheckResult(f"task {task.name} smoke run", False, "the task does not implement run()"))
+        if task.datasets is Task.datasets:
+            results.append(CheckResult(f"task {task.name} smoke run", False,
+                                       "the task does not implement datasets(cfg, ctx) (the lifecycle needs its data)"))
             continue
         if not smoke:
             continue
