@@ -162,6 +162,8 @@ class Video(Base):
     status: Mapped[str] = mapped_column(sa.String(16), default="pending")
     error: Mapped[str | None] = mapped_column(sa.Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    #: The exact file name bytes when they are not UTF-8 (``path`` then shows them as ``\xNN``).
+    path_bytes: Mapped[bytes | None] = mapped_column(sa.LargeBinary)
 
 
 class Score(Base):
@@ -216,7 +218,26 @@ class VideoSummary(Base):
     scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
-#: Table name -> ORM class, for reads that return plain dicts.
+class VideoLease(Base):
+    """A scoring run's claim on a video for one model (checkpoint sha256) until ``expires_at``.
+
+    Jobs sharing a store and a checkpoint take a lease before decoding a
+    video (``Store.claim_video``), renew it while they work and drop it with
+    the video's results; a lease that expired, or whose run is no longer
+    ``running``, may be taken over.
+    """
+
+    __tablename__ = "video_leases"
+    __table_args__ = (sa.UniqueConstraint("model_sha256", "video_id", name="uq_video_leases_model_video"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_sha256: Mapped[str] = mapped_column(sa.String(64))
+    video_id: Mapped[int] = mapped_column(sa.ForeignKey("videos.id", **_CASCADE))
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
+    expires_at: Mapped[dt.datetime]
+
+
+#: Table name -> ORM class, for reads that return plain dicts (``video_leases`` is bookkeeping, not listed).
 TABLES: dict[str, type[Base]] = {
     cls.__tablename__: cls for cls in (Run, Metric, Artifact, Prediction, Video, Score, Event, VideoSummary)
 }

@@ -41,11 +41,13 @@ from vkit.core.store.models import (
     Run,
     Score,
     Video,
+    VideoLease,
     VideoSummary,
     utcnow,
 )
+from vkit.core.store.paths import display_path, display_text
 from vkit.core.store.provenance import package_versions, sha256_file
-from vkit.core.store.upsert import upsert
+from vkit.core.store.upsert import _INSERTS, upsert
 from vkit.registry.errors import StoreError
 
 _PREDICTION_FIELDS = ("item_id", "label", "prediction", "values")
@@ -382,7 +384,9 @@ class Store:
         ``fps``, ``frames``, ``status`` (``pending``/``ok``/``failed``) and
         ``error``; columns a row leaves out keep their stored value.
         """
+        rows = list(rows)
         clean = [_video_row(row) for row in rows]
+        given = [str(row["path"]) for row in rows]
         paths = [row["path"] for row in clean]
         with self.session() as session:
             upsert(session, Video.__table__, clean, keys=("path",))
@@ -390,11 +394,11 @@ class Store:
             for start in range(0, len(paths), 500):
                 chunk = paths[start : start + 500]
                 found.update(_pairs(session, sa.select(Video.path, Video.id).where(Video.path.in_(chunk))))
-        return {path: found[path] for path in paths}
+        return {name: found[path] for name, path in zip(given, paths)}
 
     def get_videos(self, paths: Sequence[str] | None = None) -> list[dict[str, Any]]:
         """Every video (or those at ``paths``), by path."""
-        where = [Video.path.in_([str(p) for p in paths])] if paths is not None else []
+        where = [Video.path.in_([display_path(str(p))[0] for p in paths])] if paths is not None else []
         return self._select(Video, *where, order_by=(Video.path,))
 
     # -------------------------------------------------------------- scores
@@ -425,23 +429,117 @@ class Store:
             ``path``, ``sha256``, ``status``, ``error``, ``max_score``,
             ``mean_score`` and ``events`` (``start``/``end``/``score``).
         """
-        results = [dict(r) for r in results]
+        with self.session() as session:
+            return self._write_results(session, run_id, [dict(r) for r in results])
+
+    def _write_results(self, session: Session, run_id: int, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not results:
+            return []
         scores, events, summaries = [], [], []
         for result in results:
             video_id = result.get("video_id")
             scores += [_score_row(run_id, {**s, "video_id": video_id}) for s in result.get("scores", ())]
             events += [_event_row(run_id, {**e, "video_id": video_id}) for e in result.get("events", ())]
             summaries.append(_summary_row(run_id, result))
-        with self.session() as session:
-            self._check_refs(session, run_id, {s["video_id"] for s in summaries})
-            shas = _pairs(session, sa.select(Video.id, Video.sha256).where(Video.id.in_([s["video_id"] for s in summaries])))
-            paths = _pairs(session, sa.select(Video.id, Video.path).where(Video.id.in_(list(shas))))
-            for summary in summaries:
-                summary["video_sha256"] = shas[summary["video_id"]]
-            upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"))
-            upsert(session, Event.__table__, events, keys=("run_id", "video_id", "kind", "start"))
-            upsert(session, VideoSummary.__table__, summaries, keys=("run_id", "video_id"))
+        self._check_refs(session, run_id, {s["video_id"] for s in summaries})
+        shas = _pairs(session, sa.select(Video.id, Video.sha256).where(Video.id.in_([s["video_id"] for s in summaries])))
+        paths = _pairs(session, sa.select(Video.id, Video.path).where(Video.id.in_(list(shas))))
+        for summary in summaries:
+            summary["video_sha256"] = shas[summary["video_id"]]
+        upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"))
+        upsert(session, Event.__table__, events, keys=("run_id", "video_id", "kind", "start"))
+        upsert(session, VideoSummary.__table__, summaries, keys=("run_id", "video_id"))
         return [_hook_payload(s, paths, events) for s in summaries]
+
+    # -------------------------------------------------------------- leases
+
+    def claim_video(self, run_id: int, model_sha256: str, video_id: int, seconds: float = 60.0) -> dict[str, Any] | None:
+        """Take the lease of (``model_sha256``, ``video_id``) for run ``run_id`` for ``seconds``; ``None`` if held.
+
+        One ``INSERT ... ON CONFLICT DO UPDATE ... WHERE`` (atomic on SQLite and
+        PostgreSQL) takes a lease nobody holds, one that expired, one whose run
+        is no longer ``running`` (finished, failed, reaped as ``interrupted``)
+        or this run's own; another live run's lease is left alone. In the same
+        transaction, after the claim, reads what this model already did with
+        the video, so a video another job finished meanwhile is not redone.
+
+        Returns:
+            ``None`` when another live run holds the video, else
+            ``dict(scored_sha256=..., failed=bool, failed_sha256=...)``: the
+            content sha256 of this model's newest ``scored`` summary (or
+            ``None``), and whether its newest summary is ``failed`` (with the
+            content it failed on).
+        """
+        table = VideoLease.__table__
+        now = utcnow()
+        expires = now + _seconds(seconds)
+        dead = sa.select(Run.id).where(Run.status != "running").scalar_subquery()
+        with self.session() as session:
+            insert = _INSERTS[session.get_bind().dialect.name](table)
+            stmt = insert.values(model_sha256=model_sha256, video_id=video_id, run_id=run_id, expires_at=expires)
+            stmt = stmt.on_conflict_do_update(
+                index_elements=["model_sha256", "video_id"],
+                set_=dict(run_id=stmt.excluded.run_id, expires_at=stmt.excluded.expires_at),
+                where=sa.or_(table.c.expires_at < now, table.c.run_id == run_id, table.c.run_id.in_(dead)),
+            ).returning(table.c.run_id)
+            if session.execute(stmt).scalar() != run_id:
+                return None
+            return self._previous_outcome(session, model_sha256, video_id)
+
+    def _previous_outcome(self, session: Session, model_sha256: str, video_id: int) -> dict[str, Any]:
+        query = (
+            sa.select(VideoSummary.status, VideoSummary.video_sha256)
+            .join(Run, Run.id == VideoSummary.run_id)
+            .where(Run.model_sha256 == model_sha256, VideoSummary.video_id == video_id)
+            .order_by(VideoSummary.scored_at.desc(), VideoSummary.id.desc())
+        )
+        rows = session.execute(query).all()
+        scored = next((sha for status, sha in rows if status == "scored"), None)
+        newest = rows[0] if rows else None
+        failed = newest is not None and newest[0] == "failed"
+        return dict(scored_sha256=scored, failed=failed, failed_sha256=newest[1] if failed else None)
+
+    def renew_leases(self, run_id: int, seconds: float = 60.0) -> int:
+        """Push the expiry of every lease run ``run_id`` holds ``seconds`` ahead; returns how many it holds."""
+        with self.session() as session:
+            result = session.execute(sa.update(VideoLease).where(VideoLease.run_id == run_id)
+                                     .values(expires_at=utcnow() + _seconds(seconds)))
+            return result.rowcount
+
+    def release_leases(self, run_id: int, video_ids: Sequence[int] | None = None) -> int:
+        """Drop run ``run_id``'s leases (on ``video_ids``, or all); returns how many were dropped."""
+        where = [VideoLease.run_id == run_id] + ([VideoLease.video_id.in_(list(video_ids))] if video_ids is not None else [])
+        with self.session() as session:
+            return session.execute(sa.delete(VideoLease).where(*where)).rowcount
+
+    def add_leased_results(self, run_id: int, model_sha256: str,
+                           results: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+        """Like :meth:`add_video_results`, but only for videos whose lease run ``run_id`` still holds.
+
+        The leases are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
+        writes one at a time), results of videos another run took over are
+        dropped, and the leases of the written videos are released, all in one
+        transaction: a video's results are never written twice for one model.
+
+        Returns:
+            ``(hook payloads of the written videos, ids of the dropped videos)``.
+        """
+        results = [dict(r) for r in results]
+        ids = [r.get("video_id") for r in results]
+        with self.session() as session:
+            held = set(session.scalars(
+                sa.select(VideoLease.video_id)
+                .where(VideoLease.model_sha256 == model_sha256, VideoLease.video_id.in_(ids),
+                       VideoLease.run_id == run_id)
+                .with_for_update()
+            ))
+            keep = [r for r in results if r.get("video_id") in held]
+            payloads = self._write_results(session, run_id, keep)
+            if held:
+                session.execute(sa.delete(VideoLease).where(VideoLease.model_sha256 == model_sha256,
+                                                            VideoLease.run_id == run_id,
+                                                            VideoLease.video_id.in_(list(held))))
+        return payloads, [i for i in ids if i not in held]
 
     def scored_video_ids(self, model_sha256: str) -> set[int]:
         """Ids of videos already scored by the model with checkpoint sha256 ``model_sha256`` (in any run).
@@ -530,6 +628,12 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _seconds(value: float) -> Any:
+    import datetime as dt
+
+    return dt.timedelta(seconds=float(value))
+
+
 def _pairs(session: Session, query: sa.Select[Any]) -> dict[Any, Any]:
     """``{first column: second column}`` of a two-column query."""
     return {key: value for key, value in session.execute(query)}
@@ -555,7 +659,11 @@ def _metric_value(run_id: int, key: Any, value: Any) -> float | None:
 
 def _video_row(row: Mapping[str, Any]) -> dict[str, Any]:
     clean = _pick(row, _VIDEO_FIELDS, "videos", required=("path",))
-    clean["path"] = str(clean["path"])
+    clean["path"], raw = display_path(str(clean["path"]))
+    if raw is not None:
+        clean["path_bytes"] = raw
+    if clean.get("error") is not None:
+        clean["error"] = display_text(str(clean["error"]))
     if "status" in clean and clean["status"] not in VIDEO_STATUSES:
         raise StoreError(f"videos row {clean['path']!r}: status must be one of {VIDEO_STATUSES}, got {clean['status']!r}")
     clean["updated_at"] = utcnow()
@@ -584,7 +692,8 @@ def _summary_row(run_id: int, result: Mapping[str, Any]) -> dict[str, Any]:
     finite = [v for v in values if math.isfinite(v)]
     error = result.get("error")
     return dict(
-        run_id=run_id, video_id=video_id, status=status, error=None if error is None else mask_secrets(str(error)),
+        run_id=run_id, video_id=video_id, status=status,
+        error=None if error is None else display_text(mask_secrets(str(error))),
         segments=len(result.get("scores", ())), max_score=max(finite) if finite else None,
         mean_score=sum(finite) / len(finite) if finite else None, scored_at=utcnow(),
     )
