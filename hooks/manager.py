@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import re
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -76,6 +77,8 @@ _ALREADY_REGISTERED = re.compile(r"^(?P<name>.+) is already registered in (?P<re
 _HOOK_NAMES = tuple(name for name in vars(hookspecs) if name.startswith("vkit_"))
 
 log = logging.getLogger("vkit.plugins")
+#: Top-level packages whose frames never locate a plugin's fault (with the standard library and vkit's layers).
+_LIBRARIES = frozenset({"pluggy", "click", "mmengine", "mmaction", "mmcv", "torch", "monai", "numpy", "importlib_metadata"})
 
 
 @dataclass(frozen=True)
@@ -226,7 +229,7 @@ class PluginManager:
         try:
             plugin = candidate.load()
         except Exception as err:
-            self._fail(entry, "import", f'Error importing plugin "{entry.name}": {_one_line(err)}', err)
+            self._fail(entry, "import", f'Error importing plugin "{entry.name}": {_one_line(err)}{_where(err)}', err)
             return
         if self.pm.is_registered(plugin):
             self._entries.remove(entry)  # already loaded under another name (entry point and --plugin)
@@ -292,7 +295,7 @@ class PluginManager:
             try:
                 results.append((entry, impl.function(*(kwargs[arg] for arg in impl.argnames))))
             except Exception as err:
-                self._fail(entry, hook, f'plugin "{entry.name}" raised in {hook}: {_one_line(err)}', err)
+                self._fail(entry, hook, f'plugin "{entry.name}" raised in {hook}: {_one_line(err)}{_where(err)}', err)
         return results
 
     def _items(self, entry: _Entry, hook: str, result: Any, problem: Callable[[Any], str | None]) -> list[Any]:
@@ -456,7 +459,8 @@ class _ComponentLedger:
         after = self._snapshot()
         added = {k: sorted(set(after[k]) - set(before[k])) for k in after}
         overridden = [(k, n) for k in after for n in before[k] if after[k][n] is not before[k][n]]
-        problem = self._override_problem(plugin, overridden) or (error is not None and self._error_problem(plugin, error))
+        problem = (self._override_problem(plugin, overridden, before)
+                   or (error is not None and self._error_problem(plugin, error, before)))
         if problem:
             for key, registry in self.registries.items():
                 registry.module_dict.clear()
@@ -468,22 +472,29 @@ class _ComponentLedger:
         return {key: names for key, names in added.items() if names}
 
     def _holder(self, key: str, name: str, module: str) -> str:
+        """Who held ``name`` before: a plugin (from this ledger), vkit core, or the module that registered it."""
         owner = self.owner.get((key, name))
-        return f'plugin "{owner}"' if owner else f"vkit core ({module})"
+        if owner:
+            return f'plugin "{owner}"'
+        return f"vkit core ({module})" if module.startswith("vkit.") else f"module {module} (not through a plugin hook)"
 
-    def _override_problem(self, plugin: str, overridden: list[tuple[str, str]]) -> str | None:
+    def _override_problem(self, plugin: str, overridden: list[tuple[str, str]],
+                          before: dict[str, dict[str, Any]]) -> str | None:
         if not overridden:
             return None
         key, name = overridden[0]
-        holder = self._holder(key, name, getattr(self.registries[key].module_dict[name], "__module__", "?"))
+        holder = self._holder(key, name, getattr(before[key][name], "__module__", "?"))
         return (f'plugin "{plugin}" overrode {name!r} in {key} (force=True), registered by {holder}; '
                 f"rename the component or disable one plugin ({ENV_DISABLE}={plugin})")
 
-    def _error_problem(self, plugin: str, error: Exception) -> str:
+    def _error_problem(self, plugin: str, error: Exception, before: dict[str, dict[str, Any]]) -> str:
         match = isinstance(error, KeyError) and _ALREADY_REGISTERED.match(str(error.args[0]) if error.args else "")
         if not match or match["registry"] not in self.by_registry_name:
-            return f'plugin "{plugin}" raised in vkit_register_components: {_one_line(error)}'
+            return f'plugin "{plugin}" raised in vkit_register_components: {_one_line(error)}{_where(error)}'
         key, name = self.by_registry_name[match["registry"]], match["name"]
+        if name not in before[key]:  # the plugin's own earlier registration in this same call
+            return (f'plugin "{plugin}" registers {name!r} in {key} twice (module {match["module"]}){_where(error)}; '
+                    f"register each component once, under a unique name")
         return (f'plugin "{plugin}" cannot register {name!r} in {key}: already registered by '
                 f'{self._holder(key, name, match["module"])}; '
                 f"rename the component or disable one plugin ({ENV_DISABLE}={plugin})")
@@ -613,6 +624,28 @@ def _signature_problem(message: str) -> str:
     hook = re.search(r"for hook '(\w+)'", message)
     spec = getattr(hookspecs, hook.group(1), None) if hook else None
     return f"{line}; expected {spec.__name__}{signature_text(spec)}" if spec else line
+
+
+def _where(err: BaseException) -> str:
+    """`` (at FILE:LINE)``: where ``err`` was raised, outside vkit, pluggy, mmengine and importlib ('' if unknown)."""
+    if isinstance(err, SyntaxError) and err.filename:
+        return f" (at {err.filename}:{err.lineno})"
+    found = ""
+    tb = err.__traceback__
+    while tb is not None:
+        module = str(tb.tb_frame.f_globals.get("__name__", ""))
+        if not _library_module(module):
+            found = f" (at {tb.tb_frame.f_code.co_filename}:{tb.tb_lineno})"
+        tb = tb.tb_next
+    return found
+
+
+def _library_module(module: str) -> bool:
+    """``True`` for code that is not a plugin's: vkit's own layers, the standard library, the frameworks."""
+    top = module.partition(".")[0]
+    if top == "vkit":
+        return not module.startswith("vkit.plugins.")
+    return top in _LIBRARIES or top in sys.stdlib_module_names or top.startswith("_frozen_importlib")
 
 
 def _one_line(err: BaseException) -> str:

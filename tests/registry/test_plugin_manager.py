@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 import types
+from pathlib import Path
 
 import click
 import pytest
@@ -12,6 +13,8 @@ from click.testing import CliRunner
 from vkit import hookimpl
 from vkit.registry.errors import ConfigError, PluginError
 from vkit.hooks.manager import PluginManager, get_plugin_manager, reset_plugin_manager
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
 
 def manager(*extra: str, **kwargs) -> PluginManager:
@@ -45,7 +48,8 @@ def test_import_error_is_reported_with_name_and_traceback_and_others_work():
     [failure] = mgr.errors
     assert failure.plugin == "vkit_fx_import_error" and failure.stage == "import"
     assert failure.message == ('Error importing plugin "vkit_fx_import_error": '
-                               "ModuleNotFoundError: No module named 'vkit_fx_no_such_dependency'")
+                               "ModuleNotFoundError: No module named 'vkit_fx_no_such_dependency' "
+                               f"(at {FIXTURES / 'vkit_fx_import_error.py'}:4)")  # the plugin's line, not importlib's
     assert "vkit_fx_import_error.py" in failure.traceback and "Traceback" in failure.traceback
     broken = info(mgr, "vkit_fx_import_error")
     assert (broken.status, broken.error, broken.traceback) == ("failed", failure.message, failure.traceback)
@@ -85,12 +89,13 @@ def test_raising_hooks_are_reported_and_never_hide_other_plugins(fresh_registrie
     assert good.RUNS[-1] is run and good.VIDEOS[-1]["path"] == "a.mp4"
     assert mgr.register_components(fresh_registries) == {"vkit_fx_good": {"HEADS": ["FxGoodHead"]}}
     assert list(fresh_registries["HEADS"].module_dict) == ["FxGoodHead"]  # FxRaisingHead rolled back
+    at = f"(at {FIXTURES / 'vkit_fx_raising.py'}"
     assert messages(mgr, "vkit_fx_raising") == [
-        'plugin "vkit_fx_raising" raised in vkit_tasks: ValueError: tasks exploded',
-        'plugin "vkit_fx_raising" raised in vkit_cli_commands: ValueError: commands exploded',
-        'plugin "vkit_fx_raising" raised in vkit_run_finished: RuntimeError: run 7 exploded',
-        'plugin "vkit_fx_raising" raised in vkit_video_scored: RuntimeError: video a.mp4 exploded',
-        'plugin "vkit_fx_raising" raised in vkit_register_components: RuntimeError: components exploded',
+        f'plugin "vkit_fx_raising" raised in vkit_tasks: ValueError: tasks exploded {at}:9)',
+        f'plugin "vkit_fx_raising" raised in vkit_cli_commands: ValueError: commands exploded {at}:14)',
+        f'plugin "vkit_fx_raising" raised in vkit_run_finished: RuntimeError: run 7 exploded {at}:28)',
+        f'plugin "vkit_fx_raising" raised in vkit_video_scored: RuntimeError: video a.mp4 exploded {at}:33)',
+        f'plugin "vkit_fx_raising" raised in vkit_register_components: RuntimeError: components exploded {at}:23)',
     ]
     assert all("exploded" in f.traceback for f in mgr.errors)
     assert info(mgr, "vkit_fx_raising").error.endswith("(+4 more)")
@@ -146,6 +151,35 @@ def test_force_override_of_another_plugins_component_is_a_clash(fresh_registries
     assert fresh_registries["HEADS"].module_dict["FxGoodHead"].__module__ == "vkit_fx_good"
     [msg] = messages(mgr, "vkit_fx_override")
     assert "overrode 'FxGoodHead' in HEADS (force=True), registered by plugin \"vkit_fx_good\"" in msg
+
+
+def test_a_plugin_registering_one_name_twice_is_named_as_the_holder(fresh_registries):
+    twice = types.ModuleType("vkit_fx_twice")
+
+    @hookimpl
+    def vkit_register_components(registries):
+        registries["HEADS"].register_module(module=type("TwiceHead", (), {"__module__": "vkit_fx_twice.heads"}))
+        registries["HEADS"].register_module(module=type("TwiceHead", (), {"__module__": "vkit_fx_twice.heads"}))
+
+    twice.vkit_register_components = vkit_register_components
+    mgr = manager()
+    mgr.register(twice, "twice")
+    assert mgr.register_components(fresh_registries) == {}
+    [msg] = messages(mgr, "twice")
+    assert msg.startswith("plugin \"twice\" registers 'TwiceHead' in HEADS twice (module vkit_fx_twice.heads) (at ")
+    assert msg.endswith("; register each component once, under a unique name") and "vkit core" not in msg
+    assert "TwiceHead" not in fresh_registries["HEADS"].module_dict  # rolled back
+
+
+def test_a_force_override_names_the_module_that_held_the_name(fresh_registries):
+    held = type("FxGoodHead", (), {"__module__": "someones_package.heads"})
+    fresh_registries["HEADS"].register_module(module=held)  # registered at import time, not through a hook
+    mgr = manager("vkit_fx_override")
+    mgr.register_components(fresh_registries)
+    [msg] = messages(mgr, "vkit_fx_override")
+    assert ("overrode 'FxGoodHead' in HEADS (force=True), registered by module someones_package.heads "
+            "(not through a plugin hook)") in msg
+    assert fresh_registries["HEADS"].module_dict["FxGoodHead"] is held
 
 
 def test_component_clash_with_vkit_core_names_the_core_module(fresh_registries):
