@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -54,8 +54,8 @@ _PREDICTION_FIELDS = ("item_id", "label", "prediction", "values")
 _VIDEO_FIELDS = ("path", "sha256", "size", "duration", "fps", "frames", "status", "error")
 _SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values")
 _EVENT_FIELDS = ("video_id", "kind", "start", "end", "score")
-#: Statuses ``finish_run`` may close a run with (``interrupted`` is only set by ``reap_stale_runs``).
-_CLOSED_STATUSES = ("finished", "failed")
+#: Statuses ``finish_run`` may close a run with (``interrupted``: Ctrl-C in ``track_run``, or ``reap_stale_runs``).
+_CLOSED_STATUSES = ("finished", "failed", "interrupted")
 
 
 def open_store(url: str | URL | None = None, *, create: bool = True, read_only: bool = False) -> Store:
@@ -225,15 +225,47 @@ class Store:
             self._run(session, run_id).work_dir = str(work_dir)
 
     @contextmanager
-    def track_run(self, task: str, plugin: str, config: Any, seed: int | None, **kwargs: Any) -> Iterator[int]:
-        """``start_run`` now, ``finish_run`` at exit: ``failed`` with the exception's text if one escapes."""
+    def track_run(
+        self,
+        task: str,
+        plugin: str,
+        config: Any,
+        seed: int | None,
+        *,
+        on_finish: Callable[[dict[str, Any]], Any] | None = None,
+        **kwargs: Any,
+    ) -> Iterator[int]:
+        """The one lifecycle of a run row (``vkit run``, ``score`` and ``predict`` all use it).
+
+        On entry: :meth:`reap_stale_runs` (this machine's runs whose process
+        died become ``interrupted``), then :meth:`start_run` with ``kwargs``
+        (``work_dir``, ``versions``, ``model_sha256``, ``kind``). On exit the
+        row is closed: ``finished``; ``interrupted`` on ``KeyboardInterrupt``
+        (Ctrl-C, SIGINT); ``failed`` with ``Type: message`` and the traceback
+        (credentials masked) on any other exception, which is re-raised.
+        ``on_finish`` (e.g. the ``vkit_run_finished`` hook) is then called with
+        ``dict(id, task, status, error)``.
+
+        Example::
+
+            with store.track_run("medical-diagnosis", "medical", cfg, seed=0, kind="train") as run_id:
+                ...
+        """
+        self.reap_stale_runs()
         run_id = self.start_run(task, plugin, config, seed, **kwargs)
+        status, error = "finished", None
         try:
             yield run_id
-        except BaseException as err:
-            self.finish_run(run_id, "failed", err)
+        except KeyboardInterrupt:
+            status, error = "interrupted", "interrupted (KeyboardInterrupt: Ctrl-C or SIGINT); rerun to resume"
             raise
-        self.finish_run(run_id, "finished")
+        except BaseException as err:
+            status, error = "failed", _error_text(err)
+            raise
+        finally:
+            self.finish_run(run_id, status, error)
+            if on_finish is not None:
+                on_finish(dict(id=run_id, task=task, status=status, error=error))
 
     def reap_stale_runs(self) -> list[int]:
         """Mark ``interrupted`` every ``running`` run started on this machine by a process that no longer exists.
@@ -626,6 +658,15 @@ def _process_alive(pid: int) -> bool:
     except OSError:  # PermissionError: it exists, owned by another user; anything else: cannot tell, leave it
         return True
     return True
+
+
+def _error_text(err: BaseException, frames: int = 15) -> str:
+    """``Type: message`` then the last ``frames`` frames of its traceback (the store masks credentials)."""
+    import traceback
+
+    head = f"{type(err).__name__}: {err}"
+    trace = "".join(traceback.format_exception(type(err), err, err.__traceback__, limit=-frames))
+    return f"{head}\n\n{trace}".rstrip()
 
 
 def _seconds(value: float) -> Any:

@@ -52,7 +52,8 @@ def test_failed_run_stores_its_error(store):
             raise RuntimeError("out of memory at postgresql://bob:hunter2@db/x")
     run = store.get_run(run_id)
     assert run["status"] == "failed"
-    assert run["error"] == "RuntimeError: out of memory at postgresql://bob:***@db/x"
+    assert run["error"].startswith("RuntimeError: out of memory at postgresql://bob:***@db/x\n\nTraceback")
+    assert "hunter2" not in run["error"] and 'raise RuntimeError("out of memory' in run["error"]
     assert run["finished_at"] is not None
 
     with store.track_run("demo-classify", "education", {}, seed=0) as ok_id:
@@ -62,7 +63,7 @@ def test_failed_run_stores_its_error(store):
 
 def test_finish_run_rejects_bad_status_and_unknown_run(store):
     run_id = _run(store)
-    with pytest.raises(StoreError, match=r"status must be one of \('finished', 'failed'\), got 'done'"):
+    with pytest.raises(StoreError, match=r"status must be one of \('finished', 'failed', 'interrupted'\), got 'done'"):
         store.finish_run(run_id, "done")
     with pytest.raises(StoreError, match="run 9999 is not in store"):
         store.finish_run(9999)
