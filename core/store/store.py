@@ -54,6 +54,7 @@ _PREDICTION_FIELDS = ("item_id", "label", "prediction", "values")
 _VIDEO_FIELDS = ("path", "sha256", "size", "duration", "fps", "frames", "status", "error")
 _SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values")
 _EVENT_FIELDS = ("video_id", "kind", "start", "end", "score")
+_FIELD_SETS = {f: frozenset(f) for f in (_PREDICTION_FIELDS, _VIDEO_FIELDS, _SCORE_FIELDS, _EVENT_FIELDS)}
 #: Statuses ``finish_run`` may close a run with (``interrupted``: Ctrl-C in ``track_run``, or ``reap_stale_runs``).
 _CLOSED_STATUSES = ("finished", "failed", "interrupted")
 
@@ -213,11 +214,6 @@ class Store:
                 sa.select(Artifact.sha256).where(Artifact.run_id == run_id, Artifact.kind == "checkpoint")
                 .order_by(Artifact.id.desc()).limit(1)
             )
-
-    def set_work_dir(self, run_id: int, work_dir: str | Path) -> None:
-        """Name the folder run ``run_id`` writes into (known only once the run has an id)."""
-        with self.session() as session:
-            self._run(session, run_id).work_dir = str(work_dir)
 
     def set_work_dir(self, run_id: int, work_dir: str | Path) -> None:
         """Name the folder run ``run_id`` writes into (known only once the run has an id)."""
@@ -394,13 +390,11 @@ class Store:
             dict(_pick(row, _PREDICTION_FIELDS, "predictions", required=("item_id",)), run_id=run_id, split=str(split))
             for row in rows
         ]
-        for row in clean:
+        for row in clean:  # values (JSON) are encoded by upsert
             row["item_id"] = str(row["item_id"])
-            if "values" in row:
-                row["values"] = to_jsonable(row["values"])
         with self.session() as session:
             self._run(session, run_id)
-            return upsert(session, Prediction.__table__, clean, keys=("run_id", "split", "item_id"))
+            return upsert(session, Prediction.__table__, clean, keys=("run_id", "split", "item_id"), owned=True)
 
     def run_predictions(self, run_id: int, split: str | None = None) -> list[dict[str, Any]]:
         """Every prediction of run ``run_id`` (optionally one split), by item id."""
@@ -440,7 +434,7 @@ class Store:
         clean = [_score_row(run_id, row) for row in rows]
         with self.session() as session:
             self._check_refs(session, run_id, {row["video_id"] for row in clean})
-            return upsert(session, Score.__table__, clean, keys=("run_id", "video_id", "segment"))
+            return upsert(session, Score.__table__, clean, keys=("run_id", "video_id", "segment"), owned=True)
 
     def add_events(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
         """Record events (``video_id``, ``kind``, ``start``, ``end``, ``score``); same (video, kind, start) updates."""
@@ -478,7 +472,7 @@ class Store:
         paths = _pairs(session, sa.select(Video.id, Video.path).where(Video.id.in_(list(shas))))
         for summary in summaries:
             summary["video_sha256"] = shas[summary["video_id"]]
-        upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"))
+        upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"), owned=True)
         upsert(session, Event.__table__, events, keys=("run_id", "video_id", "kind", "start"))
         upsert(session, VideoSummary.__table__, summaries, keys=("run_id", "video_id"))
         return [_hook_payload(s, paths, events) for s in summaries]
@@ -681,6 +675,8 @@ def _pairs(session: Session, query: sa.Select[Any]) -> dict[Any, Any]:
 
 
 def _pick(row: Mapping[str, Any], fields: Sequence[str], table: str, required: Sequence[str] = ()) -> dict[str, Any]:
+    if (_FIELD_SETS.get(fields) or frozenset(fields)).issuperset(row) and None not in [*map(row.get, required)]:
+        return dict(row)
     unknown = set(row) - set(fields)
     if unknown:
         raise StoreError(f"{table} row {dict(row)!r}: unknown fields {sorted(unknown)}; expected some of {list(fields)}")
@@ -713,11 +709,10 @@ def _video_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 def _score_row(run_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
     clean = _pick(row, _SCORE_FIELDS, "scores", required=("video_id", "segment", "start", "end"))
-    if "values" in clean:
-        clean["values"] = to_jsonable(clean["values"])
-    if clean.get("score") is not None:
+    if clean.get("score") is not None:  # values (JSON) are encoded by upsert
         clean["score"] = float(clean["score"])
-    return dict(clean, run_id=run_id)
+    clean["run_id"] = run_id
+    return clean
 
 
 def _event_row(run_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
