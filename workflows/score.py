@@ -50,6 +50,8 @@ class ScoreOptions:
         commit_seconds: longest wait before finished videos are committed.
         prefetch: decoded videos each worker may hold ready (bounds memory).
         videos_per_task: videos a Ray actor takes per call (Ray engine).
+        precision: ``fp32``, ``bf16``, ``int8`` or ``auto`` (the fastest that passes the
+            quality gate on validation clips; :mod:`vkit.core.precision`).
     """
 
     workers: int = 2
@@ -61,6 +63,7 @@ class ScoreOptions:
     commit_seconds: float = 2.0
     prefetch: int = 2
     videos_per_task: int = 4
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for name in ("workers", "batch_size", "commit_every", "prefetch", "videos_per_task"):
@@ -72,6 +75,10 @@ class ScoreOptions:
             raise ConfigError(f"score: {name} must be an int >= {low}{alternative}, got {value!r}")
         if self.engine not in ENGINES:
             raise ConfigError(f"score: engine={self.engine!r}; expected one of {list(ENGINES)}")
+        from vkit.core.precision import PRECISIONS
+
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"score: precision={self.precision!r}; expected one of {list(PRECISIONS)}")
         if not self.commit_seconds > 0:
             raise ConfigError(f"score: commit_seconds must be > 0, got {self.commit_seconds!r}")
 
@@ -91,6 +98,7 @@ class ScoreSummary:
     clips: int = 0
     seconds: float = 0.0
     batch_size: int | str | None = None  # the size used ('auto' resolved where one process scored)
+    precision: str = "fp32"  # the precision used ('auto' resolved)
     status: str = "running"
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -273,13 +281,19 @@ def score_archive(
     store = open_store(db_url)
     ckpt = resolve_checkpoint(checkpoint, store).resolve()
     factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins))
-    scorer = factory()
-    jobs = plan_jobs(store, paths, scorer.model_sha256)
-    config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options))
+    scorer, precision = _in_precision(factory, options.precision, paths)
+    if precision.precision != "fp32":
+        from vkit.core.precision import scorer_in_precision
+
+        factory = functools.partial(scorer_in_precision, factory, precision.precision)
+    jobs = plan_jobs(store, paths, scorer.model_sha256)  # the sha256 includes the precision: never mixed on resume
+    config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options),
+                  precision_used=precision.to_dict())
     store.reap_stale_runs()  # a killed earlier job of this machine: 'interrupted', not 'running'
     run_id = store.start_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
                              kind="score", versions={"plugins": manager.versions()})
-    summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths))
+    summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths),
+                           precision=precision.precision)
     writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds)
     bar = _Progress(len(jobs), progress)
     stats: dict[str, Any] = {}
@@ -314,6 +328,16 @@ def score_archive(
         bar.close()
         store.close()
     return summary
+
+
+def _in_precision(factory: Callable[[], Any], requested: str, paths: Sequence[str]) -> tuple[Any, Any]:
+    """The task's scorer in ``requested`` precision and the choice (printed on stderr; gated on the archive's
+    first videos unless the scorer has its own ``validation_clips``)."""
+    from vkit.core.precision import apply_precision, archive_validation
+
+    scorer = factory()
+    return apply_precision(scorer, requested, lambda: archive_validation(scorer, paths),
+                           log=lambda line: click.echo(line, err=True))
 
 
 def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
@@ -359,16 +383,19 @@ BATCH_SIZE = _BatchSize()
 @click.option("--engine", type=click.Choice(ENGINES), default="local", show_default=True)
 @click.option("--ray-address", default=None, metavar="ADDR", help="Ray cluster to join (default: start a local one).")
 @click.option("--commit-every", default=8, show_default=True, type=click.IntRange(1), help="Videos per transaction.")
+@click.option("--precision", type=click.Choice(("auto", "fp32", "bf16", "int8")), default="fp32", show_default=True,
+              help="Model precision; auto: the fastest this CPU runs natively that passes the quality gate.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.pass_context
 def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
-              device: str, engine: str, ray_address: str | None, commit_every: int, as_json: bool) -> None:
+              device: str, engine: str, ray_address: str | None, commit_every: int, precision: str,
+              as_json: bool) -> None:
     """Score every video in ARCHIVES (folders, files, globs) with a trained TASK model; resumable."""
     import json
 
     obj = ctx.find_root().obj or {}
     options = ScoreOptions(workers=workers, batch_size=batch_size, device=device, engine=engine,
-                           ray_address=ray_address, commit_every=commit_every)
+                           ray_address=ray_address, commit_every=commit_every, precision=precision)
     summary = score_archive(task, archives, checkpoint, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
                             options=options, progress=not as_json and sys.stderr.isatty())
     data = summary.to_dict()
@@ -388,6 +415,7 @@ def _print_summary(data: dict[str, Any]) -> None:
     rows = [("videos", data["videos"]), ("scored", data["scored"]), ("skipped (already scored)", data["skipped"]),
             ("failed", data["failed"]), ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
             ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),
+            ("precision", data["precision"]),
             ("engine", data["engine"]),
             ("run id", data["run_id"]), ("database", data["db_url"])]
     for key, value in rows:
