@@ -53,6 +53,9 @@ def shapes(model: nn.Module) -> dict[str, dict[str, Any]]:
     """``{module name: {attr: value}}`` of every layer listed in :data:`SHAPE_ATTRS`."""
     out: dict[str, dict[str, Any]] = {}
     for name, module in model.named_modules():
+        if hasattr(module, "_packed_params") and hasattr(module, "in_features"):  # a dynamically quantized Linear
+            out[name] = dict(in_features=module.in_features, out_features=module.out_features)
+            continue
         for kind, attrs in SHAPE_ATTRS:
             if isinstance(module, kind):
                 out[name] = {a: list(v) if isinstance(v, tuple) else v for a in attrs if (v := getattr(module, a, None)) is not None}
@@ -267,10 +270,11 @@ def _reshape(model: nn.Module, layer_shapes: dict[str, dict[str, Any]], state: d
         for attr, value in attrs.items():
             setattr(modules[name], attr, tuple(value) if isinstance(value, list) else value)
     for key, tensor in model.state_dict().items():
-        saved = state.get(key)
+        owner, _, leaf = key.rpartition(".")
+        packed = f"{owner}._packed_params._packed_params.{0 if leaf == 'weight' else 1}"  # a quantized Linear's
+        saved = state.get(key, state.get(packed) if leaf in ("weight", "bias") else None)
         if saved is None or not isinstance(tensor, torch.Tensor) or saved.shape == tensor.shape:
             continue
-        owner, _, leaf = key.rpartition(".")
         module = modules[owner]
         if leaf in module._parameters:
             module._parameters[leaf] = nn.Parameter(torch.empty(saved.shape, dtype=tensor.dtype), module._parameters[leaf].requires_grad)
@@ -308,8 +312,12 @@ def _load_torch(path: Path, meta: dict[str, Any], verify: bool) -> nn.Module:
 
 def _packed(model: nn.Module, state: dict[str, torch.Tensor], source: Path) -> dict[str, Any]:
     """The saved flat tensors (int8 values + scales) turned back into a quantized model's state dict."""
-    out: dict[str, Any] = {}
-    for key, value in model.state_dict().items():
+    from collections import OrderedDict
+
+    own = model.state_dict()
+    out: dict[str, Any] = OrderedDict()
+    out._metadata = getattr(own, "_metadata", None)  # type: ignore[attr-defined]  # per-module versions (packed params)
+    for key, value in own.items():
         if isinstance(value, torch.dtype):
             out[key] = value
         elif isinstance(value, tuple):
