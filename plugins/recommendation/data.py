@@ -1,0 +1,411 @@
+"""Interaction data: the readers of real files, the split, and the datasets the Runner iterates.
+
+Two on-disk formats, read into one :class:`InteractionData`:
+
+* **CSV** (:func:`read_csv`): ``interactions.csv`` with ``user_id,item_id,timestamp[,rating]``
+  and optionally ``items.csv`` with ``item_id,video`` (video paths relative to
+  that file; the items it lists are the catalogue, so items without any
+  interaction are still ranked). The embedded data set uses this format.
+* **RecBole / MMRec atomic files** (:func:`read_atomic`): a folder with
+  ``<name>.inter`` (tab-separated; RecBole's typed header
+  ``user_id:token  item_id:token  rating:float  timestamp:float`` or MMRec's
+  plain ``userID  itemID  rating  timestamp  x_label``), optionally
+  ``<name>.item`` (``item_id:token`` first: the catalogue and the row order of
+  the feature arrays) and ``*.npy`` feature arrays (MMRec's ``image_feat.npy``,
+  ``text_feat.npy``: row ``k`` is item ``k`` of the ``.item`` file, or item id
+  ``k`` when there is none), concatenated in name order. MMRec's ``x_label``
+  (0 train, 1 valid, 2 test) is used as the split.
+
+Bad rows never crash a read: a row with a missing or non-numeric timestamp,
+an empty or float id (``1.5``: neither a string nor an int id), an item the
+items file does not list, or a repeat of a (user, item) pair is left out and
+listed in ``problems`` (``item_id`` = ``file:row``, ``path``, ``reason``),
+which the task records as skipped inputs. Rows out of time order are sorted
+(stable) and counted in ``notes``.
+
+Example::
+
+    data = read_csv("interactions.csv", "items.csv")
+    split = split_interactions(data, mode="leave_last_out", val_per_user=1, test_per_user=3)
+    split.cold_items           # items without training interactions
+"""
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vkit.registry.errors import ConfigError, DataError
+
+SPLIT_MODES = ("leave_last_out", "temporal", "predefined")
+
+
+@dataclass
+class InteractionData:
+    """Interactions with dense indices, the item catalogue and what was wrong with the input.
+
+    Attributes:
+        user_ids, item_ids: external ids by index.
+        users, items: ``(M,)`` int64 indices per interaction, sorted by user then time.
+        timestamps: ``(M,)`` float64.
+        item_videos: per item, the video path or ``None``.
+        item_features: ``(N, D)`` precomputed features (atomic ``.npy``) or ``None``.
+        labels: ``(M,)`` predefined split (0 train, 1 val, 2 test) or ``None``.
+        problems: rows left out: ``dict(item_id="file:row", path, reason)``.
+        notes: remarks on the input (e.g. rows sorted into time order).
+    """
+
+    user_ids: list[str]
+    item_ids: list[str]
+    users: np.ndarray
+    items: np.ndarray
+    timestamps: np.ndarray
+    item_videos: list[str | None]
+    item_features: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    problems: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def num_users(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def num_items(self) -> int:
+        return len(self.item_ids)
+
+
+def _check_id(value: str | None, what: str) -> str:
+    """An id as a string; raises ValueError (the row's reason) for an empty or a float-looking id."""
+    text = (value or "").strip()
+    if not text:
+        raise ValueError(f"empty {what}")
+    try:
+        number = float(text)
+    except ValueError:
+        return text
+    if not math.isfinite(number) or not text.lstrip("+-").isdigit():
+        raise ValueError(f"{what} {text!r} is neither a string nor an int id")
+    return text
+
+
+def _timestamp(value: str | None) -> float:
+    try:
+        stamp = float((value or "").strip())
+    except ValueError:
+        raise ValueError(f"timestamp {value!r} is not a number") from None
+    if not math.isfinite(stamp):
+        raise ValueError(f"timestamp {value!r} is not a finite number")
+    return stamp
+
+
+def _problem(file: Path, row: int, reason: str) -> dict[str, Any]:
+    return dict(item_id=f"{file.name}:{row}", path=str(file), reason=reason)
+
+
+class _Builder:
+    """Collects raw rows, then indexes, de-duplicates and sorts them."""
+
+    def __init__(self, catalogue: list[str] | None) -> None:
+        self.catalogue = catalogue
+        self.known = {item: i for i, item in enumerate(catalogue)} if catalogue is not None else None
+        self.rows: list[tuple[str, str, float, int, int]] = []  # user, item, time, label, row
+        self.problems: list[dict[str, Any]] = []
+
+    def add(self, file: Path, row: int, user: str | None, item: str | None, stamp: str | None, label: int = 0) -> None:
+        try:
+            user_id, item_id = _check_id(user, "user_id"), _check_id(item, "item_id")
+            when = _timestamp(stamp)
+        except ValueError as err:
+            self.problems.append(_problem(file, row, str(err)))
+            return
+        if self.known is not None and item_id not in self.known:
+            self.problems.append(_problem(file, row, f"unknown item {item_id!r} (not in the items file)"))
+            return
+        self.rows.append((user_id, item_id, when, label, row))
+
+    def build(self, file: Path, item_videos: dict[str, str | None] | None = None,
+              item_features: np.ndarray | None = None, with_labels: bool = False) -> InteractionData:
+        if not self.rows:
+            raise DataError(f"{file}: no usable interactions ({len(self.problems)} bad rows"
+                            + (f", first: {self.problems[0]['reason']}" if self.problems else "") + ")")
+        notes = []
+        by_user: dict[str, float] = {}
+        late = 0
+        for user, _, when, _, _ in self.rows:
+            late += when < by_user.get(user, -math.inf)
+            by_user[user] = max(when, by_user.get(user, -math.inf))
+        if late:
+            notes.append(f"{file.name}: {late} row(s) out of time order within their user; sorted by timestamp")
+        user_ids = sorted(by_user)
+        item_ids = list(self.catalogue) if self.catalogue is not None else sorted({r[1] for r in self.rows})
+        uix, iix = {u: i for i, u in enumerate(user_ids)}, {t: i for i, t in enumerate(item_ids)}
+        order = sorted(range(len(self.rows)), key=lambda k: (uix[self.rows[k][0]], self.rows[k][2], k))
+        seen: dict[tuple[int, int], int] = {}
+        keep = []
+        for k in order:
+            user, item, _, _, row = self.rows[k]
+            pair = (uix[user], iix[item])
+            if pair in seen:
+                self.problems.append(_problem(file, row, f"duplicate interaction of user {user!r} with item {item!r} "
+                                                         f"(kept the earliest, row {seen[pair]})"))
+                continue
+            seen[pair] = row
+            keep.append(k)
+        rows = [self.rows[k] for k in keep]
+        videos = item_videos or {}
+        return InteractionData(
+            user_ids=user_ids, item_ids=item_ids,
+            users=np.array([uix[r[0]] for r in rows], np.int64), items=np.array([iix[r[1]] for r in rows], np.int64),
+            timestamps=np.array([r[2] for r in rows], np.float64), item_videos=[videos.get(t) for t in item_ids],
+            item_features=item_features, labels=np.array([r[3] for r in rows], np.int64) if with_labels else None,
+            problems=self.problems, notes=notes)
+
+
+def _open_csv(path: Path, required: tuple[str, ...]) -> tuple[Any, csv.DictReader]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    handle = open(path, newline="", encoding="utf-8")
+    reader = csv.DictReader(handle)
+    missing = [c for c in required if c not in (reader.fieldnames or [])]
+    if missing:
+        handle.close()
+        raise DataError(f"{path}: missing column(s) {missing}; expected a header with {list(required)}, "
+                        f"got {reader.fieldnames}")
+    return handle, reader
+
+
+def read_items_csv(path: str | Path) -> tuple[list[str], dict[str, str | None], list[dict[str, Any]]]:
+    """The catalogue of an ``item_id,video`` CSV: ids in file order, ``{id: absolute video path}``, bad rows."""
+    file = Path(path)
+    handle, reader = _open_csv(file, ("item_id",))
+    items: list[str] = []
+    videos: dict[str, str | None] = {}
+    problems = []
+    with handle:
+        for row, record in enumerate(reader, start=2):
+            try:
+                item = _check_id(record.get("item_id"), "item_id")
+            except ValueError as err:
+                problems.append(_problem(file, row, str(err)))
+                continue
+            if item in videos:
+                problems.append(_problem(file, row, f"item {item!r} listed again (kept the first)"))
+                continue
+            video = (record.get("video") or "").strip()
+            items.append(item)
+            videos[item] = str((file.parent / video).resolve()) if video else None
+    if not items:
+        raise DataError(f"{file}: no items")
+    return items, videos, problems
+
+
+def read_csv(interactions: str | Path, items: str | Path | None = None) -> InteractionData:
+    """Read ``user_id,item_id,timestamp[,rating]`` rows (and the ``item_id,video`` catalogue, if given)."""
+    file = Path(interactions)
+    catalogue, videos, item_problems = read_items_csv(items) if items is not None else (None, None, [])
+    builder = _Builder(catalogue)
+    builder.problems.extend(item_problems)
+    handle, reader = _open_csv(file, ("user_id", "item_id", "timestamp"))
+    with handle:
+        for row, record in enumerate(reader, start=2):
+            builder.add(file, row, record.get("user_id"), record.get("item_id"), record.get("timestamp"))
+    return builder.build(file, videos)
+
+
+def _atomic_header(file: Path, line: str) -> dict[str, int]:
+    """``{canonical name: column}`` of an atomic header; RecBole ``name:type`` and MMRec plain names."""
+    aliases = {"userid": "user_id", "user_id": "user_id", "itemid": "item_id", "item_id": "item_id",
+               "timestamp": "timestamp", "x_label": "x_label", "rating": "rating"}
+    columns: dict[str, int] = {}
+    for k, name in enumerate(line.rstrip("\n").split("\t")):
+        base, _, kind = name.strip().partition(":")
+        canonical = aliases.get(base.lower())
+        if canonical in ("user_id", "item_id") and kind and kind not in ("token", "token_seq"):
+            raise DataError(f"{file}: column {name!r}: ids must be tokens (e.g. '{base}:token'), not {kind!r}")
+        if canonical:
+            columns.setdefault(canonical, k)
+    return columns
+
+
+def read_atomic(folder: str | Path) -> InteractionData:
+    """Read a RecBole/MMRec atomic data set folder (see the module docstring)."""
+    root = Path(folder)
+    inters = sorted(root.glob("*.inter")) if root.is_dir() else [root]
+    if len(inters) != 1 or not inters[0].is_file():
+        raise DataError(f"{root}: expected exactly one <name>.inter file, found {[p.name for p in inters]}")
+    inter = inters[0]
+    root = inter.parent
+    catalogue = None
+    item_file = inter.with_suffix(".item")
+    problems: list[dict[str, Any]] = []
+    if item_file.is_file():
+        lines = item_file.read_text(encoding="utf-8").splitlines()
+        head = _atomic_header(item_file, lines[0]) if lines else {}
+        if "item_id" not in head:
+            raise DataError(f"{item_file}: header {lines[:1]} has no item_id column")
+        catalogue = []
+        for row, line in enumerate(lines[1:], start=2):
+            try:
+                catalogue.append(_check_id(line.split("\t")[head["item_id"]], "item_id"))
+            except (ValueError, IndexError) as err:
+                problems.append(_problem(item_file, row, str(err)))
+    lines = inter.read_text(encoding="utf-8").splitlines()
+    head = _atomic_header(inter, lines[0]) if lines else {}
+    missing = [c for c in ("user_id", "item_id", "timestamp") if c not in head]
+    if missing:
+        raise DataError(f"{inter}: header {lines[:1]} lacks {missing}; expected e.g. "
+                        "'user_id:token\\titem_id:token\\ttimestamp:float'")
+    if catalogue is None and "x_label" in head:  # MMRec: integer item ids are the feature rows
+        ids = {line.split("\t")[head["item_id"]].strip() for line in lines[1:] if line.strip()}
+        numeric = sorted(int(i) for i in ids if i.isdigit())
+        catalogue = [str(i) for i in range(numeric[-1] + 1)] if numeric else None
+    builder = _Builder(catalogue)
+    builder.problems.extend(problems)
+    labels = "x_label" in head
+    for row, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        cells = line.split("\t")
+        get = lambda key: cells[head[key]] if head[key] < len(cells) else None  # noqa: E731
+        try:
+            label = int(get("x_label")) if labels else 0
+        except (TypeError, ValueError):
+            builder.problems.append(_problem(inter, row, f"x_label {get('x_label')!r} is not 0, 1 or 2"))
+            continue
+        builder.add(inter, row, get("user_id"), get("item_id"), get("timestamp"), label)
+    features = _features(root, catalogue, builder)
+    return builder.build(inter, None, features, with_labels=labels)
+
+
+def _features(root: Path, catalogue: list[str] | None, builder: _Builder) -> np.ndarray | None:
+    files = sorted(root.glob("*.npy"))
+    if not files:
+        return None
+    arrays = []
+    for file in files:
+        array = np.load(file, allow_pickle=False)
+        if array.ndim != 2:
+            raise DataError(f"{file}: expected a 2-D (items, dim) feature array, got shape {array.shape}")
+        arrays.append(array.astype(np.float32))
+    rows = {a.shape[0] for a in arrays}
+    if len(rows) != 1:
+        raise DataError(f"{root}: feature arrays have different row counts {[(f.name, a.shape) for f, a in zip(files, arrays)]}")
+    features = np.concatenate(arrays, 1)
+    if catalogue is None:  # item id k is row k
+        builder.catalogue = [str(i) for i in range(features.shape[0])]
+        builder.known = {item: i for i, item in enumerate(builder.catalogue)}
+    elif len(catalogue) != features.shape[0]:
+        raise DataError(f"{root}: feature arrays have {features.shape[0]} rows but the catalogue has "
+                        f"{len(catalogue)} items (row k must be item k)")
+    return features
+
+
+# ---------------------------------------------------------------------- split
+@dataclass
+class Split:
+    """Indices of the interactions in each split, and the per-user views the models and metrics need.
+
+    Attributes:
+        train, val, test: interaction indices into :class:`InteractionData`.
+        cold_items: items without a training interaction (sorted).
+    """
+
+    data: InteractionData
+    train: np.ndarray
+    val: np.ndarray
+    test: np.ndarray
+    cold_items: np.ndarray
+
+    def csr(self, part: str) -> tuple[np.ndarray, np.ndarray]:
+        """``(indptr (U+1,), item indices)`` of one split, grouped by user in time order."""
+        index = getattr(self, part)
+        users, items = self.data.users[index], self.data.items[index]
+        order = np.argsort(users, kind="stable")
+        counts = np.bincount(users, minlength=self.data.num_users)
+        return np.concatenate([[0], np.cumsum(counts)]).astype(np.int64), items[order].astype(np.int64)
+
+
+def split_interactions(data: InteractionData, mode: str = "leave_last_out", val_per_user: int = 1,
+                       test_per_user: int = 3, val_fraction: float = 0.1, test_fraction: float = 0.1) -> Split:
+    """Split interactions into train / val / test.
+
+    Args:
+        data: interactions sorted by user then time (as the readers return them).
+        mode: ``'leave_last_out'`` (each user's last ``test_per_user`` interactions
+            are test, the ``val_per_user`` before them val; users with too few
+            interactions stay in train), ``'temporal'`` (global time cut-offs: the
+            last ``test_fraction`` of time-ordered interactions are test, the
+            ``val_fraction`` before val) or ``'predefined'`` (MMRec ``x_label``).
+    """
+    if mode not in SPLIT_MODES:
+        raise ConfigError(f"data.split.mode={mode!r}; expected one of {SPLIT_MODES}")
+    n = len(data.users)
+    label = np.zeros(n, np.int64)
+    if mode == "predefined":
+        if data.labels is None:
+            raise ConfigError("data.split.mode='predefined' needs an x_label column (MMRec atomic files)")
+        label = data.labels
+    elif mode == "leave_last_out":
+        if val_per_user < 0 or test_per_user < 1:
+            raise ConfigError(f"data.split: val_per_user={val_per_user}, test_per_user={test_per_user}; "
+                              "expected >= 0 and >= 1")
+        counts = np.bincount(data.users, minlength=data.num_users)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        from_end = counts[data.users] - 1 - (np.arange(n) - starts[data.users])  # 0 = a user's last interaction
+        enough = counts[data.users] > val_per_user + test_per_user
+        label[enough & (from_end < test_per_user)] = 2
+        label[enough & (from_end >= test_per_user) & (from_end < test_per_user + val_per_user)] = 1
+    else:
+        if not (0 <= val_fraction < 1 and 0 < test_fraction < 1 and val_fraction + test_fraction < 1):
+            raise ConfigError(f"data.split: val_fraction={val_fraction}, test_fraction={test_fraction}; "
+                              "expected fractions with val + test < 1")
+        rank = np.argsort(np.argsort(data.timestamps, kind="stable"), kind="stable") / max(n, 1)
+        label[rank >= 1 - test_fraction] = 2
+        label[(rank >= 1 - test_fraction - val_fraction) & (rank < 1 - test_fraction)] = 1
+    train = np.flatnonzero(label == 0)
+    if train.size == 0:
+        raise DataError(f"data.split ({mode}): no training interactions left")
+    counts = np.bincount(data.items[train], minlength=data.num_items)
+    return Split(data, train, np.flatnonzero(label == 1), np.flatnonzero(label == 2), np.flatnonzero(counts == 0))
+
+
+# ---------------------------------------------------------------------- datasets
+class PairDataset:
+    """Training pairs ``dict(users=u, items=i)`` of a split (negatives are sampled by the model)."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray) -> None:
+        self.users, self.items = users.astype(np.int64), items.astype(np.int64)
+        self.metainfo: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, index: int) -> dict[str, int]:
+        return dict(users=int(self.users[index]), items=int(self.items[index]))
+
+
+class UserDataset:
+    """Users to rank for, ``dict(users=u)``, with their held-out items (``truth``: CSR over all users)."""
+
+    def __init__(self, users: np.ndarray, truth: tuple[np.ndarray, np.ndarray]) -> None:
+        self.users = users.astype(np.int64)
+        self.truth = truth
+        self.metainfo: dict[str, Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def __getitem__(self, index: int) -> dict[str, int]:
+        return dict(users=int(self.users[index]))
+
+
+def user_dataset(split: Split, part: str) -> UserDataset:
+    """Users with at least one interaction in ``part`` (``'val'``/``'test'``) and that split's CSR."""
+    indptr, indices = split.csr(part)
+    users = np.flatnonzero(np.diff(indptr) > 0)
+    return UserDataset(users, (indptr, indices))

@@ -1,0 +1,296 @@
+"""Recommenders, registered in MODELS: ``Popularity``, ``BPRMF``, ``VBPR``, ``TwoTower``.
+
+Every model is an mmengine ``BaseModel`` (the Runner trains it) that scores a
+user-item pair by a dot product ``user_vectors(u) · item_vectors()[i]``, so
+one exact chunked ranking (:mod:`vkit.plugins.recommendation.ranking`) serves
+them all. A model carries its data as buffers (saved in the checkpoint): the
+training history per user (CSR ``history_indptr``/``history_indices``), the
+training count of every item (``item_counts``: popularity, and the items
+negatives are drawn from) and, for content models, the item content matrix
+(``content``, rows of missing videos zero and ``content_mask`` False).
+
+Batches: ``dict(users=Tensor, items=Tensor)`` (training pairs) or
+``dict(users=Tensor)`` (users to rank). ``mode='loss'`` samples negatives
+among the items with training interactions; ``mode='predict'`` returns
+``[dict(user=u, items=[top-k item indices])]`` with seen items excluded.
+
+Adding a model (a plugin's ``vkit_register_components``)::
+
+    class ItemKNN(Recommender):
+        \"\"\"Scores = history x item-item similarity.\"\"\"
+        def user_vectors(self, users): ...        # (B, d)
+        def item_vectors(self): ...               # (N, d)
+        def loss(self, users, items): ...         # {"loss": Tensor}
+
+    registries["MODELS"].register_module(module=ItemKNN)
+"""
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.model import BaseModel
+from torch import nn
+
+from vkit.plugins.recommendation.ranking import csr_gather, topk_items
+from vkit.registry.errors import ConfigError, DataError
+
+
+def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+    """Bayesian personalised ranking: ``-mean(log sigmoid(pos - neg))`` (Rendle et al., 2009)."""
+    return -F.logsigmoid(pos - neg).mean()
+
+
+class Recommender(BaseModel):
+    """Base class: data buffers, negative sampling, ranking, and the Runner's ``forward``.
+
+    Args:
+        num_users, num_items: sizes of the index spaces.
+        num_interactions: training interactions (size of the history buffer).
+        content_dim: width of the item content features (0: none).
+        num_negatives: negatives sampled per positive.
+        predict_k: list length of ``mode='predict'``.
+
+    Subclasses implement :meth:`user_vectors`, :meth:`item_vectors` and :meth:`loss`.
+    """
+
+    uses_content: ClassVar[bool] = False
+    trainable: ClassVar[bool] = True
+
+    def __init__(self, num_users: int = 1, num_items: int = 1, num_interactions: int = 0, content_dim: int = 0,
+                 num_negatives: int = 1, predict_k: int = 20, init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        if num_users < 1 or num_items < 1 or num_interactions < 0 or content_dim < 0 or num_negatives < 1:
+            raise ConfigError(f"{type(self).__name__}: num_users={num_users}, num_items={num_items}, "
+                              f"num_interactions={num_interactions}, content_dim={content_dim}, "
+                              f"num_negatives={num_negatives}; expected positive sizes")
+        if self.uses_content and content_dim < 1:
+            raise ConfigError(f"{type(self).__name__} ranks by content: it needs item content features "
+                              "(content_dim >= 1); set content.backbone or give feature arrays")
+        self.num_users, self.num_items, self.content_dim = int(num_users), int(num_items), int(content_dim)
+        self.num_negatives, self.predict_k = int(num_negatives), int(predict_k)
+        self.register_buffer("history_indptr", torch.zeros(num_users + 1, dtype=torch.long))
+        self.register_buffer("history_indices", torch.zeros(num_interactions, dtype=torch.long))
+        self.register_buffer("item_counts", torch.zeros(num_items))
+        self.register_buffer("content", torch.zeros(num_items, content_dim))
+        self.register_buffer("content_mask", torch.zeros(num_items, dtype=torch.bool))
+
+    def set_data(self, indptr: np.ndarray, indices: np.ndarray, content: np.ndarray | None = None,
+                 content_mask: np.ndarray | None = None) -> Recommender:
+        """Fill the buffers from the training CSR and the (standardised) content matrix."""
+        indptr_t, indices_t = torch.as_tensor(indptr, dtype=torch.long), torch.as_tensor(indices, dtype=torch.long)
+        if indptr_t.shape != self.history_indptr.shape or indices_t.shape != self.history_indices.shape:
+            raise DataError(f"{type(self).__name__}.set_data: history of {len(indptr_t) - 1} users / {len(indices_t)} "
+                            f"interactions, model built for {self.num_users} / {len(self.history_indices)}")
+        self.history_indptr.copy_(indptr_t)
+        self.history_indices.copy_(indices_t)
+        self.item_counts.copy_(torch.bincount(indices_t, minlength=self.num_items).float())
+        if self.content_dim:
+            if content is None or tuple(content.shape) != (self.num_items, self.content_dim):
+                raise DataError(f"{type(self).__name__}.set_data: content of shape "
+                                f"{None if content is None else content.shape}, expected ({self.num_items}, {self.content_dim})")
+            self.content.copy_(torch.as_tensor(content, dtype=torch.float32))
+            mask = np.ones(self.num_items, bool) if content_mask is None else content_mask
+            self.content_mask.copy_(torch.as_tensor(mask, dtype=torch.bool))
+        return self
+
+    # ---- what subclasses implement ----
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        """``(B, d)`` vectors of the users (indices)."""
+        raise NotImplementedError
+
+    def item_vectors(self) -> torch.Tensor:
+        """``(N, d)`` vectors of every item."""
+        raise NotImplementedError
+
+    def loss(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training loss of a batch of positive pairs."""
+        raise NotImplementedError
+
+    # ---- shared ----
+    def sample_negatives(self, n: int) -> torch.Tensor:
+        """``(n, num_negatives)`` items drawn uniformly from those with training interactions."""
+        weights = (self.item_counts > 0).float()
+        if float(weights.sum()) == 0:
+            weights = torch.ones_like(weights)
+        return torch.multinomial(weights, n * self.num_negatives, replacement=True).view(n, self.num_negatives)
+
+    def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores of ``users[b]`` with ``items[b, ...]`` (``items`` ``(B,)`` or ``(B, M)``)."""
+        u = self.user_vectors(users)
+        v = self.item_vectors()[items]
+        return (v * (u[:, None] if v.dim() == 3 else u)).sum(-1)
+
+    @torch.no_grad()
+    def recommend(self, users: torch.Tensor, k: int, exclude_seen: bool = True,
+                  candidates: Any = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Top-``k`` ``(scores, items)`` per user, items seen in training excluded."""
+        seen = (self.history_indptr, self.history_indices) if exclude_seen else None
+        return topk_items(self.user_vectors(users), self.item_vectors(), k, users=users, seen=seen,
+                          candidates=candidates)
+
+    def history(self, users: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(owner row, item)`` of the training histories of ``users``."""
+        return csr_gather((self.history_indptr, self.history_indices), users)
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor | None = None, mode: str = "tensor") -> Any:
+        users = users.long()
+        if mode == "loss":
+            if items is None:
+                raise ConfigError(f"{type(self).__name__}: mode='loss' needs items (positive pairs)")
+            return self.loss(users, items.long())
+        if mode == "predict":
+            _, top = self.recommend(users, self.predict_k)
+            return [dict(user=int(u), items=t.tolist()) for u, t in zip(users, top)]
+        if mode == "tensor":
+            return self.user_vectors(users) @ self.item_vectors().T
+        raise ConfigError(f"{type(self).__name__}.forward: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        return dict(num_users=4, num_items=6, num_interactions=5, content_dim=3 if cls.uses_content else 0)
+
+
+class Popularity(Recommender):
+    """Most-popular baseline: every user gets the items with the most training interactions (no parameters)."""
+
+    trainable = False
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return torch.ones(len(users), 1, device=self.item_counts.device)
+
+    def item_vectors(self) -> torch.Tensor:
+        return torch.log1p(self.item_counts)[:, None]
+
+    def loss(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        raise ConfigError("Popularity has nothing to train (it counts interactions); rank with it directly")
+
+
+class BPRMF(Recommender):
+    """Matrix factorisation trained with the BPR loss: ``score = b_i + p_u · q_i`` (Rendle et al., 2009).
+
+    Args:
+        dim: latent factors.
+        init_std: std of the normal initialisation of the factors.
+    """
+
+    def __init__(self, dim: int = 32, init_std: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.user_emb = nn.Embedding(self.num_users, dim)
+        self.item_emb = nn.Embedding(self.num_items, dim)
+        self.item_bias = nn.Embedding(self.num_items, 1)
+        nn.init.normal_(self.user_emb.weight, std=init_std)
+        nn.init.normal_(self.item_emb.weight, std=init_std)
+        nn.init.zeros_(self.item_bias.weight)
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.user_emb(users), torch.ones(len(users), 1, device=users.device)], 1)
+
+    def item_vectors(self) -> torch.Tensor:
+        return torch.cat([self.item_emb.weight, self.item_bias.weight], 1)
+
+    def loss(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        neg = self.sample_negatives(len(users))
+        return {"loss": bpr_loss(self.pair_scores(users, items)[:, None], self.pair_scores(users, neg))}
+
+
+class VBPR(BPRMF):
+    """BPR-MF plus a visual term: ``score = b_i + p_u · q_i + θ_u · (E f_i) + β' · f_i`` (He & McAuley, AAAI 2016).
+
+    ``f_i`` is the item's content embedding (zero for a missing video); a cold
+    item's id factors are untrained, so its rank comes from the visual terms.
+
+    Args:
+        dim: id factors; visual_dim: visual factors (width of ``E f_i``).
+    """
+
+    uses_content = True
+
+    def __init__(self, dim: int = 32, visual_dim: int = 32, init_std: float = 0.1, **kwargs: Any) -> None:
+        super().__init__(dim=dim, init_std=init_std, **kwargs)
+        self.user_visual = nn.Embedding(self.num_users, visual_dim)
+        self.visual_proj = nn.Linear(self.content_dim, visual_dim, bias=False)
+        self.visual_bias = nn.Linear(self.content_dim, 1, bias=False)
+        nn.init.normal_(self.user_visual.weight, std=init_std)
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        ones = torch.ones(len(users), 2, device=users.device)
+        return torch.cat([self.user_emb(users), self.user_visual(users), ones], 1)
+
+    def item_vectors(self) -> torch.Tensor:
+        return torch.cat([self.item_emb.weight, self.visual_proj(self.content), self.item_bias.weight,
+                          self.visual_bias(self.content)], 1)
+
+
+class TwoTower(Recommender):
+    """Two towers trained with a sampled softmax: users from their history, items from content + id.
+
+    Item tower: ``g(W f_i + e_i)``, ``f_i`` the content embedding, ``e_i`` an id
+    embedding (initialised to zero, so an item never seen in training is placed
+    by content alone; dropped with probability ``id_dropout`` during training so
+    content carries the signal). User tower: ``h(mean of W f_j + e_j over the
+    user's training history)`` (the target item left out of its own history in
+    training). Scores are cosine similarities over ``temperature``; the loss is
+    cross-entropy of each positive against ``num_negatives`` sampled items.
+
+    Args:
+        dim: width of the towers; hidden: width of the MLP layer.
+        temperature: softmax temperature.
+        id_dropout: probability of dropping an item's id embedding in training.
+        use_ids: add id embeddings at all (False: content only).
+    """
+
+    uses_content = True
+
+    def __init__(self, dim: int = 32, hidden: int = 64, temperature: float = 0.1, id_dropout: float = 0.5,
+                 use_ids: bool = True, num_negatives: int = 32, **kwargs: Any) -> None:
+        super().__init__(num_negatives=num_negatives, **kwargs)
+        if not 0 < temperature or not 0 <= id_dropout < 1:
+            raise ConfigError(f"TwoTower: temperature={temperature}, id_dropout={id_dropout}; expected > 0 and in [0, 1)")
+        self.temperature, self.id_dropout, self.use_ids = float(temperature), float(id_dropout), bool(use_ids)
+        self.content_proj = nn.Linear(self.content_dim, dim)
+        self.item_id = nn.Embedding(self.num_items, dim)
+        nn.init.zeros_(self.item_id.weight)
+        self.item_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+        self.user_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
+
+    def _inputs(self, items: torch.Tensor | None = None, drop: bool = False) -> torch.Tensor:
+        """``W f_i + e_i`` of ``items`` (all when ``None``)."""
+        content = self.content if items is None else self.content[items]
+        x = self.content_proj(content)
+        if self.use_ids:
+            ids = self.item_id.weight if items is None else self.item_id(items)
+            if drop and self.id_dropout:
+                keep = (torch.rand(ids.shape[:-1], device=ids.device) >= self.id_dropout).float()[..., None]
+                ids = ids * keep
+            x = x + ids
+        return x
+
+    def _user(self, users: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        owner, hist = self.history(users)
+        x = self._inputs(hist)
+        total = torch.zeros(len(users), x.shape[-1], device=x.device).index_add_(0, owner, x)
+        count = torch.bincount(owner, minlength=len(users)).float()
+        if leave_out is not None:
+            total = total - self._inputs(leave_out)
+            count = count - 1
+        return F.normalize(self.user_tower(total / count.clamp(min=1)[:, None]), dim=-1)
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self._user(users) / self.temperature
+
+    def item_vectors(self) -> torch.Tensor:
+        return F.normalize(self.item_tower(self._inputs()), dim=-1)
+
+    def loss(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
+        u = self._user(users, leave_out=items)
+        cand = torch.cat([items[:, None], self.sample_negatives(len(users))], 1)  # (B, 1 + M)
+        v = F.normalize(self.item_tower(self._inputs(cand, drop=True)), dim=-1)
+        logits = (v * u[:, None]).sum(-1) / self.temperature
+        return {"loss": F.cross_entropy(logits, torch.zeros(len(users), dtype=torch.long, device=logits.device))}
+
+
+#: The models this plugin registers (MODELS), by name.
+MODEL_CLASSES: dict[str, type[Recommender]] = {c.__name__: c for c in (Popularity, BPRMF, VBPR, TwoTower)}
