@@ -45,12 +45,18 @@ def predict_task(
     db_url: str | None = None,
     plugins: Sequence[str] = (),
     batch_size: int = 8,
+    precision: str = "fp32",
 ) -> tuple[int, list[dict[str, Any]]]:
-    """Predict ``inputs`` (files, or one datalist) with the checkpoint; returns ``(run_id, rows)``."""
+    """Predict ``inputs`` (files, or one datalist) with the checkpoint; returns ``(run_id, rows)``.
+
+    ``precision``: ``fp32``, ``bf16`` or ``auto`` (:func:`vkit.core.precision.predict_in_precision`;
+    the choice is printed on stderr and recorded in the run's config).
+    """
+    import click
     from mmengine.config import Config
 
     from vkit.core.checkpoint import load_checkpoint, load_meta
-    from vkit.core.evaluation import predict
+    from vkit.core.precision import predict_in_precision
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
 
@@ -66,8 +72,11 @@ def predict_task(
     model = task.build_model(cfg, None)
     load_checkpoint(path, model)
     dataset = task.prediction_dataset(cfg, [str(i) for i in inputs])
-    rows = prediction_rows(predict(model, dataset, batch_size=batch_size), meta.get("fitted") or {})
-    with store.track_run(task=task.name, plugin=task.plugin, config=dict(checkpoint=str(path), inputs=list(inputs)),
+    predictions, choice = predict_in_precision(model, dataset, batch_size, precision,
+                                               log=lambda line: click.echo(line, err=True))
+    rows = prediction_rows(predictions, meta.get("fitted") or {})
+    config = dict(checkpoint=str(path), inputs=list(inputs), precision_used=choice.to_dict())
+    with store.track_run(task=task.name, plugin=task.plugin, config=config,
                          seed=None, kind="predict", model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "predict", rows)
     classes = meta.get("classes") or []
