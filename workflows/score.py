@@ -50,6 +50,8 @@ class ScoreOptions:
         commit_seconds: longest wait before finished videos are committed.
         prefetch: decoded videos each worker may hold ready (bounds memory).
         videos_per_task: videos a Ray actor takes per call (Ray engine).
+        lease_seconds: how long a claimed video stays this job's without a renewal (renewed every third of it);
+            a killed job's videos are taken over after it (at once when the job ran on this machine).
         precision: ``fp32``, ``bf16``, ``int8`` or ``auto`` (the fastest that passes the
             quality gate on validation clips; :mod:`vkit.core.precision`).
     """
@@ -63,6 +65,7 @@ class ScoreOptions:
     commit_seconds: float = 2.0
     prefetch: int = 2
     videos_per_task: int = 4
+    lease_seconds: float = 120.0
     precision: str = "fp32"
 
     def __post_init__(self) -> None:
@@ -79,6 +82,8 @@ class ScoreOptions:
 
         if self.precision not in PRECISIONS:
             raise ConfigError(f"score: precision={self.precision!r}; expected one of {list(PRECISIONS)}")
+        if not self.lease_seconds > 0:
+            raise ConfigError(f"score: lease_seconds must be > 0, got {self.lease_seconds!r}")
         if not self.commit_seconds > 0:
             raise ConfigError(f"score: commit_seconds must be > 0, got {self.commit_seconds!r}")
 
@@ -95,6 +100,8 @@ class ScoreSummary:
     scored: int = 0
     skipped: int = 0
     failed: int = 0
+    left_failed: int = 0  # failed in an earlier run, content unchanged, not retried (--retry-failed retries)
+    lost: int = 0  # scored here but taken over by another job meanwhile (its results count, not these)
     clips: int = 0
     seconds: float = 0.0
     batch_size: int | str | None = None  # the size used ('auto' resolved where one process scored)
@@ -128,9 +135,13 @@ def _identity(item: Any) -> Any:
     return item
 
 
-def local_outcomes(jobs: Sequence[tuple[str, str | None]], scorer: Any, options: ScoreOptions,
-                   stats: dict[str, float] | None = None) -> Iterator[dict[str, Any]]:
-    """Outcomes of ``jobs``: decoded in ``options.workers`` processes, scored in batches here, in finishing order."""
+def local_outcomes(jobs: Sequence[tuple[str, Any]], scorer: Any, options: ScoreOptions,
+                   stats: dict[str, float] | None = None, stream: Any = None) -> Iterator[dict[str, Any]]:
+    """Outcomes of ``jobs``: decoded in ``options.workers`` processes, scored in batches here, in finishing order.
+
+    ``stream`` replaces the plain ``VideoStream(jobs, scorer)`` (e.g. a
+    :class:`~vkit.workflows.score_leases.LeasedStream` that claims each video first).
+    """
     import multiprocessing
 
     from torch.utils.data import DataLoader
@@ -139,7 +150,7 @@ def local_outcomes(jobs: Sequence[tuple[str, str | None]], scorer: Any, options:
 
     workers = min(options.workers, len(jobs))
     context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
-    loader = DataLoader(VideoStream(jobs, scorer), batch_size=None, num_workers=workers, collate_fn=_identity,
+    loader = DataLoader(stream if stream is not None else VideoStream(jobs, scorer), batch_size=None, num_workers=workers, collate_fn=_identity,
                         prefetch_factor=options.prefetch if workers else None, multiprocessing_context=context)
     batcher = ClipBatcher(scorer, options.batch_size, options.device)
     try:
@@ -161,12 +172,16 @@ class ResultWriter:
         notify: called with each video's ``vkit_video_scored`` payload after its commit.
         commit_every: videos per transaction.
         commit_seconds: longest a finished video waits for its commit.
+        model_sha256: write only videos whose lease this run holds for this model (cooperating jobs);
+            the paths of videos another job took over are appended to ``lost``.
     """
 
     def __init__(self, store: Any, run_id: int, notify: Callable[[dict[str, Any]], None], commit_every: int = 8,
-                 commit_seconds: float = 2.0) -> None:
+                 commit_seconds: float = 2.0, model_sha256: str | None = None) -> None:
         self.store, self.run_id, self.notify = store, run_id, notify
         self.commit_every, self.commit_seconds = commit_every, commit_seconds
+        self.model_sha256 = model_sha256
+        self.lost: list[str] = []
         self._pending: list[dict[str, Any]] = []
         self._since = time.monotonic()
 
@@ -184,15 +199,14 @@ class ResultWriter:
         ids = self.store.upsert_videos([o["video"] for o in pending])
         results = [dict(video_id=ids[o["path"]], status=o["status"], error=o["error"], scores=o["scores"],
                         events=o["events"]) for o in pending]
-        for payload in self.store.add_video_results(self.run_id, results):
+        if self.model_sha256 is None:
+            payloads = self.store.add_video_results(self.run_id, results)
+        else:
+            payloads, dropped = self.store.add_leased_results(self.run_id, self.model_sha256, results)
+            paths = {ids[o["path"]]: o["path"] for o in pending}
+            self.lost += [paths[i] for i in dropped]
+        for payload in payloads:
             self.notify(payload)
-
-
-def _stored_shas(store: Any, paths: Sequence[str]) -> dict[str, str | None]:
-    found: dict[str, str | None] = {}
-    for start in range(0, len(paths), 500):
-        found.update((v["path"], v["sha256"]) for v in store.get_videos(paths[start:start + 500]))
-    return found
 
 
 def plan_jobs(store: Any, paths: Sequence[str], model_sha256: str) -> list[tuple[str, str | None]]:
@@ -200,14 +214,15 @@ def plan_jobs(store: Any, paths: Sequence[str], model_sha256: str) -> list[tuple
 
     A job's second item is the sha256 of the video's content when a run with
     checkpoint ``model_sha256`` scored it, else ``None``; the worker skips the
-    video if the file still hashes to it.
+    video if the file still hashes to it. (``vkit score`` itself claims each
+    video with a lease instead: :mod:`vkit.workflows.score_leases`.)
     """
-    ids: dict[str, int] = {}
-    for start in range(0, len(paths), 1000):
-        ids.update(store.upsert_videos([dict(path=p) for p in paths[start:start + 1000]]))
+    from vkit.workflows.score_leases import register_videos
+
+    ids, _ = register_videos(store, paths)
     done = store.scored_video_ids(model_sha256)
-    shas = _stored_shas(store, [p for p in paths if ids[p] in done])
-    return [(p, shas.get(p) if ids[p] in done else None) for p in paths]
+    shas = {v["id"]: v["sha256"] for v in store.get_videos([p for p in ids if ids[p] in done])}
+    return [(p, shas.get(ids[p])) for p in paths if p in ids]
 
 
 # ----------------------------------------------------------------------------- progress
@@ -234,7 +249,8 @@ class _Progress:
         if self.bar is None:
             return
         elapsed = max(time.perf_counter() - self.began, 1e-9)
-        self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped, failed=summary.failed,
+        self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped + summary.left_failed,
+                        failed=summary.failed,
                         vps=(summary.scored + summary.failed) / elapsed, cps=summary.clips / elapsed)
 
     def close(self) -> None:
@@ -252,6 +268,7 @@ def score_archive(
     plugins: Sequence[str] = (),
     options: ScoreOptions | None = None,
     progress: bool = False,
+    retry_failed: bool = False,
 ) -> ScoreSummary:
     """Score every video under ``archives`` with ``task_name``'s scorer; returns the :class:`ScoreSummary`.
 
@@ -263,71 +280,144 @@ def score_archive(
         plugins: extra plugin modules (``--plugin``).
         options: engine, workers, batch size, device, commit cadence.
         progress: show a progress bar on stderr.
+        retry_failed: redo videos this model failed on before (by default they
+            stay failed while their content is unchanged; the summary counts them).
+
+    Jobs sharing the store and the checkpoint cooperate: each video is leased
+    before it is decoded, so it is scored once whichever job gets it, and a
+    killed job's videos are taken over (:mod:`vkit.workflows.score_leases`).
 
     Raises:
         ConfigError, CheckpointError, DataError: bad task, checkpoint or archive (before any run row is written).
     """
     from vkit.core.store import open_store
+    from vkit.core.store.paths import display_text
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.inventory import find_videos
+    from vkit.workflows.inventory import inventory
     from vkit.workflows.predict import resolve_checkpoint
 
     options = options or ScoreOptions()
     manager = get_plugin_manager(extra=tuple(plugins))
     task_cls = manager.get_task(task_name)
-    paths = find_videos(archives)
-    if not paths:
+    found = inventory(archives)
+    paths = found.files
+    if not paths and not found.failures:
         raise DataError(f"archives {[str(a) for a in archives]}: no video files found")
     store = open_store(db_url)
-    ckpt = resolve_checkpoint(checkpoint, store).resolve()
-    factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins))
-    scorer, precision = _in_precision(factory, options.precision, paths)
-    if precision.precision != "fp32":
-        from vkit.core.precision import scorer_in_precision
+    try:
+        ckpt = resolve_checkpoint(checkpoint, store).resolve()
+        factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins))
+        scorer, precision = _in_precision(factory, options.precision, paths)
+        if precision.precision != "fp32":
+            from vkit.core.precision import scorer_in_precision
 
-        factory = functools.partial(scorer_in_precision, factory, precision.precision)
-    jobs = plan_jobs(store, paths, scorer.model_sha256)  # the sha256 includes the precision: never mixed on resume
-    config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options),
-                  precision_used=precision.to_dict())
-    store.reap_stale_runs()  # a killed earlier job of this machine: 'interrupted', not 'running'
-    run_id = store.start_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
-                             kind="score", versions={"plugins": manager.versions()})
-    summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine, videos=len(paths),
-                           precision=precision.precision)
-    writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds)
-    bar = _Progress(len(jobs), progress)
+            factory = functools.partial(scorer_in_precision, factory, precision.precision)
+        config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options),
+                      retry_failed=retry_failed, precision_used=precision.to_dict())
+        with store.track_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
+                             kind="score", versions={"plugins": manager.versions()}) as run_id:
+            summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine,
+                                   videos=len(paths) + len(found.failures), precision=precision.precision)
+            try:
+                _score_leased(store, run_id, scorer, factory, paths, found.failures, options, summary, manager,
+                              retry_failed, progress)
+            except BaseException:
+                summary.status = "failed"
+                raise
+            summary.status = "finished"
+    finally:
+        store.close()
+    for failure in summary.failures:
+        failure["path"] = display_text(failure["path"])
+    return summary
+
+
+def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any], paths: Sequence[str],
+                  unreadable: Sequence[tuple[str, str]], options: ScoreOptions, summary: ScoreSummary, manager: Any,
+                  retry_failed: bool, progress: bool) -> None:
+    """Score ``paths`` in passes: claim, decode, score, write; then wait for and retry videos other jobs held."""
+    from vkit.workflows.score_leases import Heartbeat, LeaseClaimer, LeasedStream, register_videos
+
+    ids, unrecorded = register_videos(store, paths)
+    _record_unreadable(store, run_id, unreadable, summary)
+    for path, reason in unrecorded:
+        _count(summary, dict(path=path, status="failed", error=f"{path}: {reason}", clips=0))
+    url = store.engine.url.render_as_string(hide_password=False)
+    claimer = LeaseClaimer(url, run_id, scorer.model_sha256, options.lease_seconds, retry_failed)
+    writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds,
+                          model_sha256=scorer.model_sha256)
+    bar = _Progress(len(paths), progress)
     stats: dict[str, Any] = {}
     began = time.perf_counter()
+    pending = [(p, ids[p]) for p in paths if p in ids]
     try:
-        if options.engine == "ray":
-            from vkit.workflows.score_ray import ray_outcomes
-
-            del scorer
-            outcomes = ray_outcomes(jobs, factory, options)
-        else:
-            outcomes = local_outcomes(jobs, scorer, options, stats)
-        for outcome in outcomes:
-            _count(summary, outcome)
-            if outcome["status"] != "skipped":
-                writer.add(outcome)
-            bar.update(summary)
-        writer.flush()
-        summary.status = "finished"
-        store.finish_run(run_id, "finished")
-    except BaseException as err:
-        summary.status = "failed"
-        try:
-            writer.flush()  # every video that finished is kept
-        finally:
-            reason = "interrupted" if isinstance(err, KeyboardInterrupt) else err
-            store.finish_run(run_id, "failed", reason)
+        with Heartbeat(store, run_id, options.lease_seconds):
+            while pending:
+                busy: list[tuple[str, int]] = []
+                stream = LeasedStream(pending, scorer, claimer)
+                if options.engine == "ray":
+                    outcomes = _ray_leased(stream, factory, options)
+                else:
+                    outcomes = local_outcomes(pending, scorer, options, stats, stream=stream)
+                for outcome in outcomes:
+                    if outcome["status"] == "busy":
+                        busy.append((outcome["path"], outcome["video_id"]))
+                        continue
+                    _count(summary, outcome)
+                    if outcome["status"] not in ("skipped",):
+                        writer.add(outcome)
+                    bar.update(summary)
+                writer.flush()
+                _uncount_lost(summary, writer)
+                if busy:  # held by other live jobs: wait, then claim what is still not done
+                    time.sleep(min(options.lease_seconds / 4, 1.0))
+                    store.reap_stale_runs()
+                pending = busy
+    except BaseException:
+        writer.flush()  # every video that finished is kept
         raise
     finally:
         summary.seconds = time.perf_counter() - began
         summary.batch_size = stats.get("batch_size", options.batch_size)
         bar.close()
-        store.close()
-    return summary
+
+
+def _ray_leased(stream: Any, factory: Callable[[], Any], options: ScoreOptions) -> Iterator[dict[str, Any]]:
+    """The Ray engine on leased videos: claimed here (in order), decoded and scored by the actors."""
+    from vkit.workflows.score_ray import ray_outcomes
+
+    ready: dict[str, tuple[int, str | None]] = {}
+    for path, video_id in stream.jobs:
+        outcome = stream.one(path, video_id, lambda p, skip, _scorer: dict(path=p, status="claimed", skip=skip))
+        if outcome["status"] == "claimed":
+            ready[path] = (video_id, outcome["skip"])
+        else:
+            yield outcome
+    if ready:
+        for outcome in ray_outcomes([(p, skip) for p, (_, skip) in ready.items()], factory, options):
+            outcome["video_id"] = ready[outcome["path"]][0]
+            if outcome["status"] == "skipped":
+                stream.claimer.release(outcome["video_id"])
+            yield outcome
+
+
+def _record_unreadable(store: Any, run_id: int, unreadable: Sequence[tuple[str, str]], summary: ScoreSummary) -> None:
+    """Folders the inventory could not read: a ``failed`` video row and summary each, with the reason."""
+    if not unreadable:
+        return
+    ids = store.upsert_videos([dict(path=p, status="failed", error=f"{p}: {why}") for p, why in unreadable])
+    store.add_video_results(run_id, [dict(video_id=ids[p], status="failed", error=f"{p}: {why}", scores=[], events=[])
+                                     for p, why in unreadable])
+    for path, why in unreadable:
+        _count(summary, dict(path=path, status="failed", error=f"{path}: {why}", clips=0))
+
+
+def _uncount_lost(summary: ScoreSummary, writer: ResultWriter) -> None:
+    """Videos whose lease another job took over while this one worked: their results were not written."""
+    for _ in writer.lost:
+        summary.scored -= 1
+        summary.lost += 1
+    writer.lost.clear()
 
 
 def _in_precision(factory: Callable[[], Any], requested: str, paths: Sequence[str]) -> tuple[Any, Any]:
@@ -342,7 +432,9 @@ def _in_precision(factory: Callable[[], Any], requested: str, paths: Sequence[st
 
 def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
     status = outcome["status"]
-    if status == "scored":
+    if status == "skipped" and outcome.get("previous") == "failed":
+        summary.left_failed += 1
+    elif status == "scored":
         summary.scored += 1
         summary.clips += outcome["clips"]
     elif status == "failed":
@@ -385,19 +477,25 @@ BATCH_SIZE = _BatchSize()
 @click.option("--commit-every", default=8, show_default=True, type=click.IntRange(1), help="Videos per transaction.")
 @click.option("--precision", type=click.Choice(("auto", "fp32", "bf16", "int8")), default="fp32", show_default=True,
               help="Model precision; auto: the fastest this CPU runs natively that passes the quality gate.")
+@click.option("--retry-failed", is_flag=True,
+              help="Retry videos this model failed on in earlier runs (by default they stay failed until they change).")
+@click.option("--lease-seconds", default=120.0, show_default=True, type=click.FloatRange(min=1.0),
+              help="How long a job's claim on a video lasts without renewal (cooperating jobs; a killed job's videos "
+                   "are taken over after it).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.pass_context
 def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
               device: str, engine: str, ray_address: str | None, commit_every: int, precision: str,
-              as_json: bool) -> None:
+              retry_failed: bool, lease_seconds: float, as_json: bool) -> None:
     """Score every video in ARCHIVES (folders, files, globs) with a trained TASK model; resumable."""
     import json
 
     obj = ctx.find_root().obj or {}
     options = ScoreOptions(workers=workers, batch_size=batch_size, device=device, engine=engine,
-                           ray_address=ray_address, commit_every=commit_every, precision=precision)
+                           ray_address=ray_address, commit_every=commit_every, precision=precision,
+                           lease_seconds=lease_seconds)
     summary = score_archive(task, archives, checkpoint, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
-                            options=options, progress=not as_json and sys.stderr.isatty())
+                            options=options, progress=not as_json and sys.stderr.isatty(), retry_failed=retry_failed)
     data = summary.to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -413,7 +511,9 @@ def _print_summary(data: dict[str, Any]) -> None:
     table.add_column("")
     table.add_column("value", overflow="fold")
     rows = [("videos", data["videos"]), ("scored", data["scored"]), ("skipped (already scored)", data["skipped"]),
-            ("failed", data["failed"]), ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
+            ("failed", data["failed"]),
+            ("left failed (earlier runs)", data["left_failed"]),
+            ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
             ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),
             ("precision", data["precision"]),
             ("engine", data["engine"]),
@@ -422,6 +522,9 @@ def _print_summary(data: dict[str, Any]) -> None:
         table.add_row(key, "" if value is None else str(value))
     console = Console(highlight=False)
     console.print(table)
+    if data["left_failed"]:
+        console.print(f"{data['left_failed']} video(s) failed in earlier runs and are unchanged: not retried "
+                      f"(--retry-failed retries them; `vkit export` lists the reasons)")
     if data["failures"]:
         failed = Table(title="failed videos", title_justify="left")
         failed.add_column("path", overflow="fold")

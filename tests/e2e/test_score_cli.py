@@ -51,6 +51,11 @@ def test_score_then_rescore_then_export(tmp_path: Path, capsys: pytest.CaptureFi
     code, out, err = _vkit(capsys, *base, "score", "demo-score", str(root / "**" / "*.mp4"), "--checkpoint",
                            str(ckpt), "--workers", "0")
     assert code == 0, err
+    assert "left failed (earlier runs)" in out and "4 video(s) failed in earlier runs" in out
+    assert "(--retry-failed" in out and "failed videos" not in out
+    code, out, err = _vkit(capsys, *base, "score", "demo-score", str(root / "**" / "*.mp4"), "--checkpoint",
+                           str(ckpt), "--workers", "0", "--retry-failed")
+    assert code == 0, err
     assert "skipped (already scored)" in out and "│ 2 " in out.split("skipped")[1].splitlines()[0]
     assert "failed videos" in out and "too short" in out and "vkit.db" in out
 

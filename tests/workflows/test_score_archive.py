@@ -80,7 +80,12 @@ def test_resume_skips_scored_videos_and_rescores_changed_ones(setup: dict) -> No
     first = _score(setup, workers=0)
     support.write_good(setup["files"]["good2"], seed=42)                 # content changed at the same path
     second = _score(setup)
-    assert (second.scored, second.skipped, second.failed) == (1, 3, 4)    # failed ones are retried
+    assert (second.scored, second.skipped, second.failed) == (1, 3, 0)    # failed ones stay failed ...
+    assert second.left_failed == 4                                        # ... and the summary says so
+    retried = score_archive(
+        "demo-score", [str(setup["root"])], str(setup["ckpt"]), db_url=setup["url"], plugins=PLUGIN,
+        options=ScoreOptions(workers=0), retry_failed=True)
+    assert (retried.scored, retried.skipped, retried.failed, retried.left_failed) == (0, 4, 4, 0)   # on request
     store = open_store(setup["url"])
     assert len(store.video_scores(first.run_id)) == 16 and len(store.video_scores(second.run_id)) == 4
     changed = next(v for v in store.get_videos() if v["path"].endswith("good2.mp4"))
