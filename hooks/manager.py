@@ -63,6 +63,7 @@ __all__ = [
     "reset_plugin_manager",
     "user_config_path",
     "user_disabled_plugins",
+    "user_disabled_tasks",
 ]
 
 #: The entry-point group a package declares its plugin in.
@@ -78,6 +79,7 @@ _HOOK_NAMES = tuple(name for name in vars(hookspecs) if name.startswith("vkit_")
 
 log = logging.getLogger("vkit.plugins")
 #: Top-level packages whose frames never locate a plugin's fault (with the standard library and vkit's layers).
+_TEXT_FRAME = re.compile(r'File "([^"]+)", line (\d+), in ([\w.<>]+)')
 _LIBRARIES = frozenset({"pluggy", "click", "mmengine", "mmaction", "mmcv", "torch", "monai", "numpy", "importlib_metadata"})
 
 
@@ -362,8 +364,16 @@ class PluginManager:
         tasks = self.tasks()
         if name in tasks:
             return tasks[name]
+        disabled = [e.name for e in self._entries if e.disabled]
+        for plugin in disabled:
+            if name in user_disabled_tasks().get(plugin, ()):
+                raise ConfigError(f"task {name!r} belongs to plugin {plugin!r}, which is disabled "
+                                  f"({_how_to_enable(plugin)})")
         failed = sorted({f.plugin for f in self._failures})
         hint = f"; plugins that failed to load: {', '.join(failed)} (see `vkit plugins list`)" if failed else ""
+        if disabled:
+            hint += (f"; disabled plugins (their tasks are not loaded): "
+                     f"{', '.join(f'{p} ({_how_to_enable(p)})' for p in disabled)}")
         raise ConfigError(f"unknown task {name!r}{did_you_mean(name, tasks)}; "
                           f"available: {', '.join(sorted(tasks)) or 'none'}{hint}")
 
@@ -407,6 +417,37 @@ class PluginManager:
                 entry.components = registered[entry.name] = outcome
         return registered
 
+    def blame(self, err: BaseException) -> str:
+        """Where in a loaded plugin's code ``err`` was raised, as ``plugin "x" (Class.method at FILE:LINE)``; ``""`` if not.
+
+        Looks at the traceback's innermost frame in a plugin's package, else (an
+        error re-raised from a DataLoader worker carries its traceback as text)
+        at the last ``File "...", line N, in f`` of the message inside one.
+
+        Example::
+
+            except Exception as err:
+                print(f"Error: {type(err).__name__}: {err} in {manager.blame(err)}")
+        """
+        packages = {e.name: _package(e.obj) for e in self._entries if e.obj is not None}
+        packages = {name: pkg for name, pkg in packages.items() if pkg[0]}
+        found = ""
+        tb = err.__traceback__
+        while tb is not None:
+            module = str(tb.tb_frame.f_globals.get("__name__", ""))
+            for name, (pkg, _) in packages.items():
+                if module == pkg or module.startswith(pkg + "."):
+                    code = tb.tb_frame.f_code
+                    found = f'plugin "{name}" ({code.co_qualname} at {code.co_filename}:{tb.tb_lineno})'
+            tb = tb.tb_next
+        if found:
+            return found
+        for path, line, func in reversed(_TEXT_FRAME.findall(str(err))):
+            for name, (_, folder) in packages.items():
+                if folder and (path == folder or path.startswith(folder + os.sep)):
+                    return f'plugin "{name}" ({func} at {path}:{line})'
+        return ""
+
     def notify_run_finished(self, run: dict[str, Any]) -> None:
         """Call ``vkit_run_finished(run)`` on every plugin; faults are recorded, never raised."""
         self._call("vkit_run_finished", run=run)
@@ -414,6 +455,14 @@ class PluginManager:
     def notify_video_scored(self, video: dict[str, Any]) -> None:
         """Call ``vkit_video_scored(video)`` on every plugin; faults are recorded, never raised."""
         self._call("vkit_video_scored", video=video)
+
+    def report_sections(self, run: dict[str, Any], store: Any) -> list[Any]:
+        """Every plugin's ``vkit_report_sections(run, store)``, concatenated; faults (and items without a
+        ``title``) are recorded, never raised."""
+        sections = []
+        for entry, result in self._call("vkit_report_sections", run=run, store=store):
+            sections += self._items(entry, "vkit_report_sections", result, _section_problem)
+        return sections
 
 
 # ---------------------------------------------------------------------- components
@@ -551,6 +600,27 @@ def user_disabled_plugins() -> list[str]:
     return names
 
 
+def user_disabled_tasks() -> dict[str, list[str]]:
+    """``{plugin: [task names]}`` that ``vkit plugins disable`` recorded under ``plugins.disabled_tasks``.
+
+    Lets ``vkit run TASK`` say which disabled plugin declares TASK without importing it.
+    """
+    try:
+        data = json.loads(user_config_path().read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    section = data.get("plugins", {}) if isinstance(data, dict) else {}
+    tasks = section.get("disabled_tasks", {}) if isinstance(section, dict) else {}
+    return {k: [t for t in v if isinstance(t, str)] for k, v in tasks.items() if isinstance(v, list)} \
+        if isinstance(tasks, dict) else {}
+
+
+def _how_to_enable(plugin: str) -> str:
+    if plugin in _env_list(ENV_DISABLE):
+        return f"remove it from {ENV_DISABLE}"
+    return f"`vkit plugins enable {plugin}`"
+
+
 def _autoload_from_env() -> bool:
     raw = os.environ.get(ENV_NO_AUTOLOAD, "").strip().lower()
     if raw in ("", "0", "false", "no", "off"):
@@ -618,6 +688,13 @@ def _command_problem(command_type: type) -> Callable[[Any], str | None]:
     return problem
 
 
+def _section_problem(obj: Any) -> str | None:
+    """Why ``obj`` is not a report section (``ReportSection``: a ``title`` and any of table/image/text), or ``None``."""
+    if not isinstance(getattr(obj, "title", None), str) or not obj.title:
+        return f"{_short(obj)} is not a ReportSection (from vkit.core.evaluation import ReportSection)"
+    return None
+
+
 def _signature_problem(message: str) -> str:
     """pluggy's multi-line validation message as one line, with the signature the spec expects."""
     line = "; ".join(part.strip() for part in message.splitlines() if part.strip())
@@ -646,6 +723,18 @@ def _library_module(module: str) -> bool:
     if top == "vkit":
         return not module.startswith("vkit.plugins.")
     return top in _LIBRARIES or top in sys.stdlib_module_names or top.startswith("_frozen_importlib")
+
+
+def _package(plugin: Any) -> tuple[str, str]:
+    """``(package, folder)`` of a plugin object: ``vkit_retail`` for ``vkit_retail.plugin``, a lone module for itself."""
+    module = plugin if isinstance(plugin, type(sys)) else sys.modules.get(getattr(plugin, "__module__", "") or "")
+    if module is None:
+        return "", ""
+    package = module.__package__ or module.__name__
+    top = sys.modules.get(package)
+    file = getattr(top, "__file__", None) or getattr(module, "__file__", None) or ""
+    folder = str(Path(file).parent) if file.endswith("__init__.py") else file
+    return package, folder
 
 
 def _one_line(err: BaseException) -> str:

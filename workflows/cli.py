@@ -251,10 +251,41 @@ _attach_commands()
 
 
 # ----------------------------------------------------------------------------- entry point
+def _show_plugin_tracebacks() -> None:
+    """Under ``--debug`` the plugin manager's DEBUG records (each plugin failure's traceback) reach stderr."""
+    import logging
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    plugin_log = logging.getLogger("vkit.plugins")
+    plugin_log.addHandler(handler)
+    plugin_log.setLevel(logging.DEBUG)
+
+
+def _blame(err: BaseException) -> str:
+    """``plugin "x" (Class.method at FILE:LINE)`` when a loaded plugin's code raised ``err``."""
+    try:
+        from vkit.hooks.manager import get_plugin_manager
+
+        return get_plugin_manager(extra=_plugins_from_argv()).blame(err)
+    except Exception:  # noqa: BLE001 - attribution must never hide the error itself
+        return ""
+
+
+def _error_line(err: BaseException) -> str:
+    """The error as one line; a worker's re-raised error keeps only its original last line."""
+    lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
+    if len(lines) > 1 and any(line.startswith("Traceback") or "Original Traceback" in line for line in lines):
+        return lines[-1].removeprefix(f"{type(err).__name__}: ")
+    return " ".join(lines)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line per error, traceback only with --debug."""
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
+    if debug:
+        _show_plugin_tracebacks()
     try:
         code = cli.main(args=args, prog_name="vkit", standalone_mode=False)
     except click.exceptions.Exit as err:
@@ -273,10 +304,12 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         click.echo(f"Error: {err}", err=True)
         sys.exit(1)
-    except Exception as err:  # an unexpected bug: still one line, traceback behind --debug
+    except Exception as err:  # an unexpected bug: still one line naming the plugin it came from, traceback behind --debug
         if debug:
             traceback.print_exc()
-        click.echo(f"Error: {type(err).__name__}: {err} (run with --debug for the traceback)", err=True)
+        where = _blame(err)
+        click.echo(f"Error: {type(err).__name__}: {_error_line(err)}{f' in {where}' if where else ''} "
+                   "(run with --debug for the traceback)", err=True)
         sys.exit(2)
     # Without standalone mode click returns ``ctx.exit(code)``'s code instead of exiting.
     if isinstance(code, int) and not isinstance(code, bool) and code:

@@ -29,6 +29,7 @@ import inspect
 import json
 import logging
 import tempfile
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -58,11 +59,13 @@ class CheckResult:
         check: what was checked, e.g. ``"component HEADS.AcmeHead"``.
         ok: passed.
         reason: why it failed, or a short note on what passed.
+        traceback: the formatted traceback of the failure, if one raised (``vkit --debug plugins check`` prints it).
     """
 
     check: str
     ok: bool
     reason: str = ""
+    traceback: str = ""
 
     def line(self) -> str:
         """``PASS check: reason`` / ``FAIL check: reason``."""
@@ -137,7 +140,7 @@ def _hook_checks(manager: Any, name: str) -> list[CheckResult]:
             try:
                 value = impl.function(*(kwargs[arg] for arg in impl.argnames))
             except Exception as err:
-                results.append(CheckResult(f"hook {hook}", False, f"raised {type(err).__name__}: {err}"))
+                results.append(CheckResult(f"hook {hook}", False, f"raised {type(err).__name__}: {err}", _tb(err)))
                 continue
             if hook in item_checks:
                 items = value if isinstance(value, list | tuple) else None
@@ -183,7 +186,8 @@ def _component_checks(manager: Any, name: str, registered: dict[str, list[str]])
                 registry.build(dict(cfg, type=component), default_args=_default_args(key, cls))
             except Exception as err:
                 how = "smoke_config()" if callable(smoke) else "dict(type=...) (add a smoke_config() classmethod)"
-                results.append(CheckResult(label, False, f"does not build from {how}: {type(err).__name__}: {err}"))
+                results.append(CheckResult(label, False, f"does not build from {how}: {type(err).__name__}: {err}",
+                                           _tb(err)))
                 continue
             results.append(CheckResult(label, True, "builds from " + ("smoke_config()" if callable(smoke) else "its defaults")))
             if key == "METRICS":
@@ -229,7 +233,7 @@ def _task_checks(manager: Any, name: str, smoke: bool, tmp_dir: Path | None, ext
         except BaseException as err:  # noqa: BLE001 - a crashing task is what this check reports
             if isinstance(err, KeyboardInterrupt):
                 raise
-            results.append(CheckResult(f"task {task.name} smoke run", False, f"{type(err).__name__}: {err}"))
+            results.append(CheckResult(f"task {task.name} smoke run", False, f"{type(err).__name__}: {err}", _tb(err)))
             continue
         shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items())[:3])
         results.append(CheckResult(f"task {task.name} smoke run", True, f"finished ({shown or 'no metrics'})"))
@@ -265,27 +269,38 @@ def check_plugin(name: str, *, extra: Sequence[str] = (), smoke: bool = True,
         return [CheckResult("loads", False, f"plugin {name!r} is disabled; `vkit plugins enable {name}`")]
     load_errors = [f for f in manager.errors if f.plugin == name and f.stage in ("import", "validate")]
     if load_errors:
-        return [CheckResult("loads", False, "; ".join(f.message for f in load_errors))]
+        return [CheckResult("loads", False, "; ".join(f.message for f in load_errors),
+                            "".join(f.traceback for f in load_errors))]
     results = [CheckResult("loads", True, f"version {info.version}, {info.source}, hooks: {', '.join(info.hooks) or 'none'}")]
     manager.tasks()
     manager.cli_commands(reserved=reserved)
     results += _hook_checks(manager, name)
     registered = manager.register_components().get(name, {})
     if "vkit_register_components" in info.hooks:
-        failures = [f.message for f in manager.errors if f.plugin == name and f.stage == "vkit_register_components"]
-        results.append(CheckResult("hook vkit_register_components", not failures,
-                                   "; ".join(failures) or f"registered {sum(map(len, registered.values()))} component(s)"))
+        failed = [f for f in manager.errors if f.plugin == name and f.stage == "vkit_register_components"]
+        results.append(CheckResult("hook vkit_register_components", not failed,
+                                   "; ".join(f.message for f in failed)
+                                   or f"registered {sum(map(len, registered.values()))} component(s)",
+                                   "".join(f.traceback for f in failed)))
     results += _component_checks(manager, name, registered)
     results += _task_checks(manager, name, smoke, Path(tmp_dir) if tmp_dir else None, extra)
     results.append(_clash_check(manager, name))
     return results
 
 
-def format_results(results: Sequence[CheckResult]) -> str:
-    """One line per check and a closing ``N passed, M failed`` line."""
+def format_results(results: Sequence[CheckResult], *, tracebacks: bool = False) -> str:
+    """One line per check and a closing ``N passed, M failed`` line; ``tracebacks`` adds each failure's, indented."""
     failed = sum(not r.ok for r in results)
-    lines = [r.line() for r in results]
+    lines = []
+    for r in results:
+        lines.append(r.line())
+        if tracebacks and not r.ok and r.traceback:
+            lines += ["    " + line for line in r.traceback.rstrip().splitlines()]
     return "\n".join([*lines, f"{len(results) - failed} passed, {failed} failed"])
+
+
+def _tb(err: BaseException) -> str:
+    return "".join(traceback.format_exception(err))
 
 
 def _short(obj: Any, limit: int = 80) -> str:
@@ -299,14 +314,20 @@ def _short(obj: Any, limit: int = 80) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def plugins_check_cmd(ctx: click.Context, name: str, no_smoke: bool, as_json: bool) -> None:
-    """Check that plugin NAME conforms: hooks, components, tasks (one smoke run each), clashes."""
+    """Check that plugin NAME conforms: hooks, components, tasks (one smoke run each), clashes.
+
+    Exits 0 when every check passes, 1 when any fails; `vkit --debug plugins check NAME`
+    prints each failure's traceback under its line.
+    """
     obj = ctx.find_root().obj or {}
     results = check_plugin(name, extra=obj.get("plugins", ()), smoke=not no_smoke,
                            reserved=sorted(ctx.find_root().command.commands))
     ok = all(r.ok for r in results)
     if as_json:
-        click.echo(json.dumps(dict(plugin=name, ok=ok, checks=[asdict(r) for r in results]), indent=2))
+        debug = bool(obj.get("debug"))
+        checks = [{k: v for k, v in asdict(r).items() if debug or k != "traceback"} for r in results]
+        click.echo(json.dumps(dict(plugin=name, ok=ok, checks=checks), indent=2))
     else:
-        click.echo(format_results(results))
+        click.echo(format_results(results, tracebacks=bool(obj.get("debug"))))
     if not ok:
         ctx.exit(1)

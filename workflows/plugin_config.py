@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import click
 
@@ -22,9 +23,11 @@ from vkit.registry.errors import ConfigError, did_you_mean
 __all__ = ["plugins_disable_cmd", "plugins_enable_cmd", "set_plugin_disabled"]
 
 
-def set_plugin_disabled(name: str, disabled: bool) -> bool:
+def set_plugin_disabled(name: str, disabled: bool, tasks: list[str] | None = None) -> bool:
     """Add ``name`` to (or remove it from) ``plugins.disabled`` in the user config; ``False`` if nothing changed.
 
+    ``tasks`` (the plugin's task names) go under ``plugins.disabled_tasks``, so
+    ``vkit run TASK`` can name the disabled plugin without importing it.
     Other keys of the file are kept; the file is replaced atomically.
     """
     from vkit.hooks.manager import reset_plugin_manager, user_config_path, user_disabled_plugins
@@ -35,7 +38,14 @@ def set_plugin_disabled(name: str, disabled: bool) -> bool:
         return False
     data = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     names = [n for n in names if n != name] + ([name] if disabled else [])
-    data.setdefault("plugins", {})["disabled"] = names
+    section = data.setdefault("plugins", {})
+    section["disabled"] = names
+    recorded = section.setdefault("disabled_tasks", {})
+    recorded.pop(name, None)
+    if disabled and tasks:
+        recorded[name] = sorted(tasks)
+    if not recorded:
+        section.pop("disabled_tasks")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
@@ -44,11 +54,11 @@ def set_plugin_disabled(name: str, disabled: bool) -> bool:
     return True
 
 
-def _known_plugins(ctx: click.Context) -> list[str]:
+def _manager(ctx: click.Context) -> Any:
     from vkit.hooks.manager import get_plugin_manager
 
     obj = ctx.find_root().obj or {}
-    return [info.name for info in get_plugin_manager(extra=obj.get("plugins", ())).plugins()]
+    return get_plugin_manager(extra=obj.get("plugins", ()))
 
 
 @click.command("disable")
@@ -56,12 +66,14 @@ def _known_plugins(ctx: click.Context) -> list[str]:
 @click.pass_context
 def plugins_disable_cmd(ctx: click.Context, name: str) -> None:
     """Stop loading plugin NAME (kept in the user config until `vkit plugins enable NAME`)."""
-    known = _known_plugins(ctx)
+    manager = _manager(ctx)
+    known = [info.name for info in manager.plugins()]
     if name not in known:
         raise ConfigError(f"no plugin {name!r}{did_you_mean(name, known)}; discovered: {', '.join(known) or 'none'}")
     from vkit.hooks.manager import user_config_path
 
-    changed = set_plugin_disabled(name, True)
+    tasks = [task.name for task in manager.tasks().values() if task.plugin == name]
+    changed = set_plugin_disabled(name, True, tasks)
     click.echo(f"{'disabled' if changed else 'already disabled:'} {name} ({user_config_path()})")
 
 

@@ -128,11 +128,14 @@ def new_plugin(name: str, directory: str | Path = ".") -> Path:
 @click.option("--dir", "directory", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Parent folder; the package goes into DIR/vkit-NAME.")
 def new_plugin_cmd(name: str, directory: str) -> None:
-    """Write a new plugin package NAME (task NAME-task) that runs right after `pip install -e`."""
+    """Write a new plugin package NAME (task NAME-task) into DIR/vkit-NAME/; it runs right after `pip install -e`.
+
+    Its tests need pytest: `pip install -e 'DIR/vkit-NAME[test]'` installs it.
+    """
     target = new_plugin(name, directory)
     names = plugin_names(name)
     click.echo(f"wrote {target}/ (plugin {names.name!r}, package {names.module}, task {names.task!r})")
     click.echo("next:")
-    for line in (f"pip install -e {target}", f"python -m pytest {target}/tests -q",
+    for line in (f"pip install -e '{target}[test]'   # [test] adds pytest", f"python -m pytest {target}/tests -q",
                  f"vkit plugins check {names.name}", f"vkit run {names.task}"):
         click.echo(f"  {line}")

@@ -280,3 +280,17 @@ def test_raise_for_errors_and_json_listing(fresh_registries):
         mgr.raise_for_errors()
     assert isinstance(mgr.errors[0].as_error(), PluginError)
     manager("vkit_fx_good").raise_for_errors()  # nothing to raise
+
+
+def test_blame_names_the_plugin_frame_or_the_worker_traceback_text():
+    mgr = manager("vkit_fx_good")
+    good = sys.modules["vkit_fx_good"]
+    try:
+        exec(compile("raise KeyError('path')", good.__file__, "exec"), {"__name__": "vkit_fx_good"})
+    except KeyError as err:
+        assert mgr.blame(err) == f'plugin "vkit_fx_good" (<module> at {good.__file__}:1)'
+    worker = RuntimeError(f'Caught KeyError in DataLoader worker process 0.\nOriginal Traceback (most recent call last):\n'
+                      f'  File "/usr/lib/torch/utils/data/fetch.py", line 52, in fetch\n'
+                      f'  File "{good.__file__}", line 21, in __getitem__\nKeyError: \'path\'')
+    assert mgr.blame(worker) == f'plugin "vkit_fx_good" (__getitem__ at {good.__file__}:21)'
+    assert mgr.blame(ValueError("nothing of a plugin")) == ""

@@ -17,16 +17,26 @@ from vkit.workflows.plugin_check import check_plugin, format_results, plugins_ch
 PLUGINS = {
     "vkit_pc_good": '''
         from vkit import hookimpl
-        from vkit.core.task import Task
+        from vkit.core.task import DEFAULT_TRAIN, Task
 
         class GoodTask(Task):
             name = "pc-good"
-            description = "A task that finishes at once."
-            default_config = dict(seed=0, train=dict(epochs=3))
-            smoke_overrides = ("train.epochs=1",)
+            description = "A tiny task on the lifecycle: random clips, TinyC3D, ClsHead."
+            default_config = dict(
+                seed=0, data=dict(datalist=None, n=8),
+                model=dict(backbones=dict(video=dict(type="TinyC3D", widths=[4], num_frames=2, input_size=[8, 8])),
+                           head=dict(type="ClsHead", num_classes=2)),
+                metric=dict(type="ClassificationMetric"), train=dict(DEFAULT_TRAIN, epochs=3, batch_size=4))
+            free_keys = ("model", "metric")
+            smoke_overrides = ("train.epochs=1", "data.n=4")
 
-            def run(self, cfg, ctx):
-                return {"test/accuracy": float(cfg.train.epochs)}
+            def datasets(self, cfg, ctx):
+                import torch
+
+                g = torch.Generator().manual_seed(0)
+                items = [dict(inputs={"video": torch.rand(3, 2, 8, 8, generator=g)}, label=i % 2, case_id=f"c{i}")
+                         for i in range(cfg.data.n)]
+                return dict(train=items, test=items)
 
         @hookimpl
         def vkit_tasks():
@@ -94,14 +104,14 @@ PLUGINS = {
     ''',
     "vkit_pc_crash": '''
         from vkit import hookimpl
-        from vkit.core.task import Task
+        from vkit.core.task import DEFAULT_TRAIN, Task
 
         class CrashTask(Task):
             name = "pc-crash"
-            description = "A task whose run raises."
-            default_config = dict(seed=0)
+            description = "A task whose datasets raise."
+            default_config = dict(seed=0, train=dict(DEFAULT_TRAIN))
 
-            def run(self, cfg, ctx):
+            def datasets(self, cfg, ctx):
                 raise RuntimeError("boom in pc-crash")
 
         @hookimpl
@@ -161,7 +171,7 @@ def test_a_good_plugin_passes_every_check(tmp_path):
     assert set(checks) == {"loads", "hook vkit_tasks", "hook vkit_run_finished", "hook vkit_register_components",
                            "component HEADS.PcGoodHead", "component METRICS.PcGoodMetric", "metric PcGoodMetric",
                            "task pc-good config", "task pc-good smoke run", "no clashes"}
-    assert checks["task pc-good smoke run"].reason == "finished (test/accuracy=1)"  # smoke_overrides applied
+    assert checks["task pc-good smoke run"].reason.startswith("finished (test/")
     assert checks["hook vkit_register_components"].reason == "registered 2 component(s)"
     assert format_results(results).endswith("10 passed, 0 failed")
 
@@ -194,6 +204,7 @@ def test_a_task_that_crashes_on_its_smoke_run_fails(tmp_path):
     smoke = checks["task pc-crash smoke run"]
     assert not smoke.ok
     assert smoke.reason == "RuntimeError: boom in pc-crash"
+    assert "Traceback" in smoke.traceback and "in datasets" in smoke.traceback  # what --debug prints
     assert list(smoke_dir.iterdir()) == []  # the smoke run's temporary folder is gone
 
 

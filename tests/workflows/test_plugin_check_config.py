@@ -20,7 +20,10 @@ PLUGIN = "vkit_pcc_plugin"
 @pytest.fixture(autouse=True)
 def config_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private user-config folder and one importable plugin module; no entry points."""
-    (tmp_path / f"{PLUGIN}.py").write_text("from vkit import hookimpl\n\n@hookimpl\ndef vkit_tasks():\n    return []\n")
+    (tmp_path / f"{PLUGIN}.py").write_text(
+        "from vkit import hookimpl\nfrom vkit.core.task import Task\n\n"
+        "class PccTask(Task):\n    name = 'pcc-task'\n    description = 'A task of the plugin.'\n\n"
+        "@hookimpl\ndef vkit_tasks():\n    return [PccTask]\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.setenv("VKIT_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
@@ -51,14 +54,28 @@ def test_disable_then_enable_round_trip(config_dir):
     result = CliRunner().invoke(root, ["--plugin", PLUGIN, "disable", PLUGIN])
     assert result.exit_code == 0, result.output
     assert result.output == f"disabled {PLUGIN} ({config_dir / 'config.json'})\n"
-    assert json.loads((config_dir / "config.json").read_text()) == {"plugins": {"disabled": [PLUGIN]}}
+    assert json.loads((config_dir / "config.json").read_text()) == {
+        "plugins": {"disabled": [PLUGIN], "disabled_tasks": {PLUGIN: ["pcc-task"]}}}
     sys.modules.pop(PLUGIN, None)
     assert status() == "disabled"
+    with pytest.raises(ConfigError) as err:
+        get_plugin_manager(extra=[PLUGIN]).get_task("pcc-task")
+    assert str(err.value) == f"task 'pcc-task' belongs to plugin '{PLUGIN}', which is disabled (`vkit plugins enable {PLUGIN}`)"
     assert PLUGIN not in sys.modules  # a disabled plugin is never imported
     result = CliRunner().invoke(root, ["enable", PLUGIN])
     assert result.exit_code == 0, result.output
     assert user_disabled_plugins() == []
+    assert json.loads((config_dir / "config.json").read_text()) == {"plugins": {"disabled": []}}
     assert status() == "ok"
+    assert get_plugin_manager(extra=[PLUGIN]).get_task("pcc-task").plugin == PLUGIN
+
+
+def test_a_task_of_a_plugin_disabled_by_the_environment_names_it(monkeypatch):
+    monkeypatch.setenv("VKIT_DISABLE_PLUGINS", PLUGIN)
+    with pytest.raises(ConfigError) as err:
+        get_plugin_manager(extra=[PLUGIN]).get_task("pcc-task")
+    assert str(err.value) == ("unknown task 'pcc-task'; available: none; disabled plugins (their tasks are not "
+                              f"loaded): {PLUGIN} (remove it from VKIT_DISABLE_PLUGINS)")
 
 
 def test_other_keys_of_the_config_are_kept(config_dir):
