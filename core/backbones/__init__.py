@@ -1,7 +1,7 @@
 """Backbones: one interface ``(N, C, T, H, W) -> (N, D)`` or ``(N, T', D)`` over mmaction2, MONAI and vkit nets.
 
 Importing this package (the lazy ``locations`` of the BACKBONES registry)
-registers: ``TinyC3D``; the mmaction2 wrappers ``X3D`` (``setting='s'|'m'``),
+registers: ``TinyC3D``, ``SignalMLP`` (side signals for fusion); the mmaction2 wrappers ``X3D`` (``setting='s'|'m'``),
 ``SlowOnly``, ``TSM``, ``TimeSformer``, ``Swin3D``, ``MViT``; the MONAI
 wrappers ``MonaiDenseNet121`` and ``MonaiResNet``. torch, mmaction2 and MONAI
 models are only built when a backbone is constructed.
@@ -23,10 +23,11 @@ from vkit.core.backbones.feature_map import FeatureMapBackbone
 from vkit.core.backbones.inference import fold_batchnorm, prepare_for_inference, to_memory_format
 from vkit.core.backbones.mmaction_nets import MViT, SlowOnly, Swin3D, TimeSformer, TSM, X3D, build_mmaction
 from vkit.core.backbones.monai_nets import MonaiDenseNet121, MonaiResNet
+from vkit.core.backbones.signals import SignalMLP
 from vkit.core.backbones.tiny import TinyC3D
 
 __all__ = [
     "IMAGENET_MEAN", "IMAGENET_STD", "Backbone", "FeatureMapBackbone", "MViT", "MonaiDenseNet121", "MonaiResNet",
-    "SlowOnly", "Swin3D", "TSM", "TimeSformer", "TinyC3D", "X3D", "capture_output", "check_pretrained",
+    "SignalMLP", "SlowOnly", "Swin3D", "TSM", "TimeSformer", "TinyC3D", "X3D", "capture_output", "check_pretrained",
     "build_mmaction", "fold_batchnorm", "prepare_for_inference", "to_memory_format",
 ]

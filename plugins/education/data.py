@@ -1,0 +1,290 @@
+"""Engagement data: the DAiSEE layout, a plain CSV, per-clip side signals, and the dataset the model trains on.
+
+Readers return :class:`ClipItem` lists; :class:`EngagementClips` decodes them
+(``num_frames`` frames evenly over each clip, resized to ``size``) into the
+contract's samples ``dict(inputs={"video": (3, T, H, W)[, "signals": (D, 1, 1, 1)]}, label, case_id)``.
+
+* **DAiSEE** (``read_daisee``): ``DataSet/{Train,Validation,Test}/<subject>/<clip>/<clip>.avi``
+  and ``Labels/{Train,Validation,Test}Labels.csv`` with ``ClipID,Boredom,Engagement,Confusion,Frustration``
+  (the engagement column is the level; header cells are stripped: DAiSEE writes ``"Frustration "``).
+* **CSV** (``read_csv``): ``path,level[,learner,session,start,split]``; paths relative to the CSV;
+  ``split`` is ``train``/``val``/``test`` (without it every row is in every split you ask for).
+* **Side signals** (``read_side_signals``): ``ClipID`` (or ``clip``/``path``) then numeric columns, one row per clip.
+
+Example::
+
+    items = read_daisee("/data/DAiSEE", "train")
+    ds = EngagementClips(items, num_frames=16, size=32)
+    ds[0]["inputs"]["video"].shape        # (3, 16, 32, 32)
+"""
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from vkit.registry.errors import DataError
+
+NUM_LEVELS = 4
+LEVEL_NAMES = ("very low", "low", "high", "very high")
+DAISEE_SPLITS = {"train": "Train", "val": "Validation", "test": "Test"}
+VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm")
+
+
+@dataclass
+class ClipItem:
+    """One labelled clip: where it is, its level and who/when it shows (all but ``path`` optional)."""
+
+    clip_id: str
+    path: Path
+    level: int | None
+    learner: str = ""
+    session: str = ""
+    start: float = 0.0
+    source: str = ""  # "<csv file>:<row>" for error messages
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def clip_key(value: str) -> str:
+    """A clip's id: its path without the extension, ``/``-separated (``a/b.mp4`` → ``a/b``)."""
+    return PurePosixPath(str(value).replace("\\", "/")).with_suffix("").as_posix()
+
+
+def _level(value: Any, where: str) -> int:
+    try:
+        number = float(str(value).strip())
+    except ValueError:
+        raise DataError(f"{where}: level {value!r} is not a number; expected an integer 0-3") from None
+    if number != int(number) or not 0 <= number < NUM_LEVELS:
+        raise DataError(f"{where}: level {value!r} is outside 0-3 (DAiSEE's very low, low, high, very high)")
+    return int(number)
+
+
+def _read_rows(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
+    if not path.is_file():
+        raise DataError(f"{path}: no such CSV file")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        rows = [dict(zip(header, (c.strip() for c in row))) for row in reader if any(c.strip() for c in row)]
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; expected {list(required)} (got {header})")
+    return header, rows
+
+
+def _daisee_clip(folder: Path, clip_file: str) -> Path | None:
+    """``<folder>/<clip>/<clip>.<ext>`` for DAiSEE's ClipID (which carries an extension, sometimes the wrong one)."""
+    stem = Path(clip_file).stem
+    exact = folder / stem / clip_file
+    if exact.is_file():
+        return exact
+    for suffix in VIDEO_SUFFIXES:
+        candidate = folder / stem / f"{stem}{suffix}"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_daisee(root: str | Path, split: str, *, skip_bad: bool = False,
+                skipped: list[dict[str, Any]] | None = None) -> list[ClipItem]:
+    """Clips of one DAiSEE split (``train``, ``val``, ``test``) with their engagement level.
+
+    Args:
+        root: the folder holding ``DataSet/`` and ``Labels/``.
+        split: ``train``, ``val`` or ``test``.
+        skip_bad: record a row whose clip is missing or whose level is bad in ``skipped`` instead of raising.
+        skipped: where skipped rows go (``dict(item_id, path, reason)``).
+    """
+    if split not in DAISEE_SPLITS:
+        raise DataError(f"DAiSEE split {split!r}: expected one of {list(DAISEE_SPLITS)}")
+    root = Path(root)
+    name = DAISEE_SPLITS[split]
+    labels = root / "Labels" / f"{name}Labels.csv"
+    _, rows = _read_rows(labels, ("ClipID", "Engagement"))
+    folder = root / "DataSet" / name
+    if not folder.is_dir():
+        raise DataError(f"{folder}: missing; a DAiSEE root holds DataSet/{name}/<subject>/<clip>/<clip>.avi")
+    subjects = {p.name for p in folder.iterdir() if p.is_dir()}
+    items = []
+    for number, row in enumerate(rows, start=2):
+        where = f"{labels}:{number}"
+        clip_file = row["ClipID"]
+        stem = Path(clip_file).stem
+        try:
+            level = _level(row["Engagement"], f"{where} (ClipID {clip_file})")
+            subject = next((s for s in (stem[:6], stem[:7]) if s in subjects), None)
+            path = _daisee_clip(folder / subject, clip_file) if subject else None
+            if path is None:
+                raise DataError(f"{where}: clip {clip_file!r} not found under {folder}/<subject>/{stem}/")
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.append(dict(item_id=f"{split}/{stem}", path=str(folder), reason=str(err)))
+            continue
+        items.append(ClipItem(clip_id=stem, path=path, level=level, learner=subject or "", session=split,
+                              source=where, extra={k: row.get(k, "") for k in ("Boredom", "Confusion", "Frustration")}))
+    return items
+
+
+def read_csv(path: str | Path, split: str | None = None, *, require_level: bool = True, skip_bad: bool = False,
+             skipped: list[dict[str, Any]] | None = None) -> list[ClipItem]:
+    """Clips listed in a plain CSV ``path,level[,learner,session,start,split]`` (paths relative to the CSV).
+
+    Args:
+        path: the CSV file.
+        split: keep rows whose ``split`` column equals this (all rows when the CSV has no ``split`` column).
+        require_level: a row without a level is an error (``False`` for prediction).
+        skip_bad, skipped: as :func:`read_daisee`.
+    """
+    path = Path(path)
+    header, rows = _read_rows(path, ("path", "level") if require_level else ("path",))
+    items = []
+    for number, row in enumerate(rows, start=2):
+        if split is not None and "split" in header and row.get("split") != split:
+            continue
+        where = f"{path}:{number}"
+        clip = Path(row["path"])
+        clip = clip if clip.is_absolute() else path.parent / clip
+        try:
+            level = _level(row["level"], where) if row.get("level", "") != "" else None
+            if level is None and require_level:
+                raise DataError(f"{where}: empty level; expected an integer 0-3")
+            try:
+                start = float(row.get("start") or 0.0)
+            except ValueError:
+                raise DataError(f"{where}: start {row.get('start')!r} is not a number of seconds") from None
+        except DataError as err:
+            if not skip_bad:
+                raise
+            if skipped is not None:
+                skipped.append(dict(item_id=row["path"], path=str(clip), reason=str(err)))
+            continue
+        items.append(ClipItem(clip_id=clip_key(row["path"]), path=clip, level=level,
+                              learner=row.get("learner", ""), session=row.get("session", ""), start=start, source=where))
+    return items
+
+
+def read_side_signals(path: str | Path) -> tuple[list[str], dict[str, np.ndarray]]:
+    """``(column names, {clip id: float32 values})`` of a side-signal CSV keyed by ``ClipID``, ``clip`` or ``path``.
+
+    Clip ids are matched by :func:`clip_key` (``1100011002.avi`` → ``1100011002``).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such side-signal CSV")
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        header = [h.strip() for h in next(csv.reader(f), [])]
+    key = next((k for k in ("ClipID", "clip", "path") if k in header), None)
+    if key is None:
+        raise DataError(f"{path}: missing the clip column; expected 'ClipID', 'clip' or 'path' first (got {header})")
+    columns = [h for h in header if h != key]
+    if not columns:
+        raise DataError(f"{path}: no signal columns besides {key!r}")
+    _, rows = _read_rows(path, (key,))
+    table = {}
+    for number, row in enumerate(rows, start=2):
+        try:
+            table[clip_key(row[key])] = np.array([float(row[c]) for c in columns], np.float32)
+        except (ValueError, TypeError, KeyError):
+            raise DataError(f"{path}:{number}: expected numbers in {columns}, got {[row.get(c) for c in columns]}") from None
+    return columns, table
+
+
+def clip_indices(frames: int, num_frames: int) -> np.ndarray:
+    """``num_frames`` indices spread evenly over a clip of ``frames`` frames (each centred in its share)."""
+    return np.clip(np.floor((np.arange(num_frames) + 0.5) * frames / num_frames).astype(np.int64), 0, frames - 1)
+
+
+def load_clip(path: Path, num_frames: int, size: int) -> np.ndarray:
+    """``(num_frames, size, size, 3)`` uint8 RGB sampled evenly over the clip; ``DataError`` when unreadable or too short."""
+    from vkit.core.video import probe, read_clip
+
+    info = probe(path)
+    if info.frames < num_frames:
+        raise DataError(f"{path}: too short: {info.frames} frames, the sampler needs {num_frames} (data.num_frames)")
+    return read_clip(path, clip_indices(info.frames, num_frames), (size, size), frames=info.frames)
+
+
+class EngagementClips:
+    """Decoded clips with levels (and optional side signals), held in memory as ``uint8``.
+
+    Args:
+        items: the clips (from :func:`read_daisee` or :func:`read_csv`).
+        num_frames: frames sampled per clip (``T``).
+        size: frame height and width.
+        signals: ``(columns, {clip id: values})`` from :func:`read_side_signals`, or ``None``.
+        signal_stats: ``(mean, std)`` to standardise the signals (defaults to these items' own).
+        augment: random horizontal flips (training).
+        oversample: repeat clips of rare levels so each level gets about ``n / num_levels ** 0.5`` draws
+            per epoch (square-root balancing).
+        skip_bad: record unreadable/short clips and clips without signals in :attr:`skipped` instead of raising.
+        loader: ``(path, num_frames, size) -> frames``, :func:`load_clip` by default.
+    """
+
+    def __init__(self, items: Sequence[ClipItem], num_frames: int = 16, size: int = 32,
+                 signals: tuple[list[str], dict[str, np.ndarray]] | None = None,
+                 signal_stats: tuple[np.ndarray, np.ndarray] | None = None, augment: bool = False,
+                 oversample: bool = False, skip_bad: bool = False,
+                 loader: Callable[[Path, int, int], np.ndarray] = load_clip) -> None:
+        self.skipped: list[dict[str, Any]] = []
+        self.items: list[ClipItem] = []
+        clips, values = [], []
+        for item in items:
+            try:
+                if signals is not None and item.clip_id not in signals[1]:
+                    raise DataError(f"{item.path}: no row for clip {item.clip_id!r} in the side-signal CSV")
+                clips.append(loader(item.path, num_frames, size))
+            except DataError as err:
+                if not skip_bad:
+                    raise DataError(f"{err}" + (f" (listed at {item.source})" if item.source else "")) from err
+                self.skipped.append(dict(item_id=item.clip_id, path=str(item.path), reason=str(err)))
+                continue
+            self.items.append(item)
+            if signals is not None:
+                values.append(signals[1][item.clip_id])
+        self.frames = np.stack(clips) if clips else np.zeros((0, num_frames, size, size, 3), np.uint8)
+        self.signal_columns = list(signals[0]) if signals is not None else []
+        self.signals = np.stack(values).astype(np.float32) if values else None
+        if self.signals is not None:
+            mean, std = signal_stats if signal_stats is not None else (self.signals.mean(0), self.signals.std(0))
+            self.signal_stats = (np.asarray(mean, np.float32), np.maximum(np.asarray(std, np.float32), 1e-6))
+        else:
+            self.signal_stats = None
+        self.augment = augment
+        self.labels = [it.level for it in self.items]
+        self.index = self._oversampled() if oversample else list(range(len(self.items)))
+
+    def _oversampled(self) -> list[int]:
+        labels = np.asarray([-1 if v is None else v for v in self.labels])
+        counts = np.bincount(labels[labels >= 0], minlength=NUM_LEVELS)
+        present = counts > 0
+        target = np.sqrt(counts * counts[present].max())  # halfway (geometrically) between each count and the largest
+        index: list[int] = []
+        for level in np.flatnonzero(present):
+            members = np.flatnonzero(labels == level)
+            reps = int(round(target[level]))
+            index += [int(members[i % len(members)]) for i in range(reps)]
+        return sorted(index)
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        import torch
+
+        k = self.index[i]
+        item = self.items[k]
+        video = torch.from_numpy(self.frames[k]).permute(3, 0, 1, 2).float()  # (3, T, H, W), 0..255
+        if self.augment and torch.rand(()) < 0.5:
+            video = video.flip(-1)
+        inputs = {"video": video}
+        if self.signals is not None:
+            mean, std = self.signal_stats
+            inputs["signals"] = torch.from_numpy((self.signals[k] - mean) / std).view(-1, 1, 1, 1)
+        return dict(inputs=inputs, label=-1 if item.level is None else int(item.level), case_id=item.clip_id)

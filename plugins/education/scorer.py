@@ -1,0 +1,97 @@
+"""``EngagementScorer``: the :class:`~vkit.core.scoring.VideoScorer` of ``education-engagement`` for ``vkit score``.
+
+A long lesson recording is cut into ``timeline.segments`` equal segments (set
+at training time, stored in the checkpoint sidecar); from each, one clip of the
+training clips' length (``num_frames`` frames over ``clip_seconds``) is taken
+around its centre. The model's level probabilities give the expected level;
+the segment's score is ``expected level / 3`` in [0, 1] (1 = very high
+engagement). Per recording, stretches below ``timeline.low_level`` lasting at
+least ``timeline.min_seconds`` become ``low-engagement`` events.
+
+Example::
+
+    scorer = EngagementScorer("work_dirs/education-engagement-run1/model.safetensors")
+    clips = scorer.decode("lesson/session01/learner03.mp4")     # (24, 3, 16, 32, 32) float32
+    scores = scorer.score(torch.as_tensor(clips))                # (24,) in [0, 1]
+    scorer.summarize(scores.numpy(), probe("lesson/session01/learner03.mp4"))["events"]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vkit.registry.errors import CheckpointError, DataError
+
+
+class EngagementScorer:
+    """Sliding clips over a recording → expected engagement level per segment → low-engagement events.
+
+    Args:
+        checkpoint: the ``model.safetensors`` written by ``vkit run education-engagement``.
+        device: torch device of the model.
+    """
+
+    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
+        from vkit.core.checkpoint import load_checkpoint, load_meta
+        from vkit.core.model import build_model
+
+        meta = load_meta(checkpoint)
+        missing = [k for k in ("model", "sampling", "timeline") if k not in meta]
+        if missing:
+            raise CheckpointError(f"{checkpoint}: not an education-engagement checkpoint (sidecar lacks {missing})")
+        model_cfg = dict(meta["model"])
+        if "signals" in model_cfg.get("backbones", {}):
+            raise CheckpointError(f"{checkpoint}: the model fuses side signals ({model_cfg.get('signal_columns')}), "
+                                  "which recordings do not carry; score with a video-only run (side_signals.csv=None)")
+        model_cfg.pop("signal_columns", None)
+        model_cfg.pop("signal_stats", None)
+        self.model = build_model(model_cfg)
+        load_checkpoint(checkpoint, self.model)
+        self.device = torch.device(device)
+        self.model.to(self.device).eval()
+        sampling, timeline = meta["sampling"], meta["timeline"]
+        self.num_frames, self.size = int(sampling["num_frames"]), int(sampling["size"])
+        self.clip_seconds = float(sampling["clip_seconds"])
+        self.num_segments: int = int(timeline["segments"])
+        self.min_frames: int = self.num_frames
+        self.low_level, self.min_seconds = float(timeline["low_level"]), float(timeline["min_seconds"])
+        self.num_levels = int(model_cfg["head"].get("num_classes", 4))
+        self.model_sha256: str = str(meta["sha256"])
+
+    def decode(self, path: str) -> np.ndarray:
+        """Clips ``(num_segments, 3, T, size, size)`` float32 in 0..255; ``DataError`` on a bad or short file."""
+        from vkit.core.video import probe, read_clip
+        from vkit.plugins.education.timeline import clip_grid
+
+        info = probe(path)
+        if info.frames < self.num_frames:
+            raise DataError(f"{path}: too short: {info.frames} frames, a clip needs {self.num_frames}")
+        grid = clip_grid(info.frames, info.fps, self.num_segments, self.num_frames, self.clip_seconds)
+        frames = read_clip(path, grid.reshape(-1), (self.size, self.size), frames=info.frames)
+        clips = frames.reshape(self.num_segments, self.num_frames, self.size, self.size, 3)
+        return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=np.float32)
+
+    @torch.inference_mode()
+    def levels(self, clips: torch.Tensor) -> torch.Tensor:
+        """Level probabilities ``(B, K)`` of clips ``(B, 3, T, H, W)`` in 0..255."""
+        from vkit.core.model import _probabilities
+
+        data = self.model.data_preprocessor({"inputs": {"video": clips.to(self.device, torch.float32)}}, False)
+        return _probabilities(self.model(data["inputs"])).float().cpu()
+
+    def score(self, clips: torch.Tensor) -> torch.Tensor:
+        """Engagement scores ``(B,)`` in [0, 1]: the expected level / (K - 1)."""
+        probs = self.levels(clips)
+        return probs @ torch.arange(self.num_levels, dtype=probs.dtype) / (self.num_levels - 1)
+
+    def summarize(self, segment_scores: np.ndarray, info: Any) -> dict[str, Any]:
+        """``events``: low-engagement stretches in seconds; ``levels``: the expected level per segment."""
+        from vkit.plugins.education.timeline import low_stretches
+
+        levels = np.asarray(segment_scores, dtype=np.float64) * (self.num_levels - 1)
+        seconds = float(info.duration) / len(levels) if len(levels) else 0.0
+        events = low_stretches(levels, seconds, self.low_level, self.min_seconds)
+        return dict(events=events, levels=[round(float(v), 3) for v in levels])
