@@ -2,7 +2,9 @@
 
 Decoding streams: frames are decoded one at a time, only the wanted ones are
 converted (and resized on the fly by swscale), and decoding stops after the
-last wanted frame, so a long video never sits in memory at full size. Every
+last wanted frame, so a long video never sits in memory at full size;
+:func:`read_clip` decodes only the stretches holding wanted frames, each from
+the keyframe before it (FFmpeg threads the decoder). Every
 unreadable input is a :class:`DataError` naming the file and the reason
 (missing, empty, truncated, not a video, no video stream, unsupported codec).
 
@@ -238,10 +240,81 @@ def iter_frames(path: str | Path, size: tuple[int, int] | None = None, step: int
             yield frame
 
 
+def _frame_index(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """Presentation timestamps of every frame (index ``i`` is the ``i``-th smallest) and of the keyframes, from the
+    packets alone (no decoding); ``None`` when some packet has no timestamp (then only sequential decoding is exact)."""
+    pts, keys = [], []
+    for packet in container.demux(stream):
+        if not packet.size:
+            continue
+        if packet.pts is None:
+            return None
+        pts.append(packet.pts)
+        if packet.is_keyframe:
+            keys.append(packet.pts)
+    if not pts or not keys:
+        return None
+    return np.sort(np.asarray(pts, dtype=np.int64)), np.sort(np.asarray(keys, dtype=np.int64))
+
+
+def _decode_seeking(path: str | Path, wanted: Sequence[int], size: tuple[int, int] | None) -> dict[int, np.ndarray] | None:
+    """The wanted frames, decoding only from the keyframe before each sampled stretch; ``None`` when seeking cannot
+    be trusted for this file (no timestamps, an index past the last packet, a frame not where the index puts it):
+    the caller then decodes sequentially, which also owns every error message.
+
+    A frame is identified by its presentation timestamp, so B-frames (decode order
+    differs from display order) and variable frame rates are exact.
+    """
+    av = _av()
+    size = _check_size(size)
+    container, file = _open(path)
+    with container:
+        stream = _video_stream(container, file)
+        stream.thread_type = "AUTO"
+        try:
+            index = _frame_index(container, stream)
+            order = sorted(set(int(i) for i in wanted))
+            if index is None or order[-1] >= len(index[0]):
+                return None
+            pts, keys = index
+            by_pts = {int(pts[i]): i for i in order}
+            got: dict[int, np.ndarray] = {}
+            frames, position, floor = None, None, None
+            for i in order:
+                if i in got:
+                    continue
+                target = int(pts[i])
+                key = int(keys[np.searchsorted(keys, target, side="right") - 1])
+                if frames is None or position is None or key > position:
+                    container.seek(key, stream=stream, backward=True, any_frame=False)
+                    frames, floor = container.decode(stream), key
+                for frame in frames:
+                    if frame.pts is None:
+                        return None
+                    position = frame.pts
+                    if position >= floor and position in by_pts and by_pts[position] not in got:
+                        got[by_pts[position]] = _to_array(frame, size)
+                    if position >= target:
+                        break
+                if i not in got:
+                    return None
+            return got
+        except av.error.FFmpegError:
+            return None
+
+
 def read_clip(
-    path: str | Path, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None, *, frames: int | None = None
+    path: str | Path, indices: Sequence[int] | np.ndarray, size: tuple[int, int] | None = None, *, frames: int | None = None,
+    seek: bool = True,
 ) -> np.ndarray:
     """The frames at ``indices`` (any order, repeats allowed) as ``uint8`` ``(len(indices), H, W, 3)`` RGB.
+
+    With ``seek`` (the default) only the stretches that hold wanted frames are
+    decoded: each starts at the keyframe before it, found from the packet index
+    (one demux pass, no decoding), so a few segments of an hour-long recording
+    cost a few GOPs each instead of the whole file. Frames are matched by
+    timestamp, so the result equals sequential decoding (B-frames included);
+    files whose packets lack timestamps are decoded sequentially.
 
     Args:
         path: the video.
@@ -251,6 +324,7 @@ def read_clip(
             video decodes up to :data:`_SHORTFALL` frames short of that count
             (common container rounding), missing tail indices repeat the last
             frame; a larger shortfall is a truncated file.
+        seek: seek to keyframes (``False``: decode from the start up to the last wanted frame).
 
     Example::
 
@@ -262,7 +336,10 @@ def read_clip(
     if order.min() < 0:
         raise DataError(f"{path}: indices: expected frame indices >= 0, got {int(order.min())}")
     counter = [0]
-    got: dict[int, np.ndarray] = dict(_decode(path, set(order.tolist()), size, counter))
+    got = _decode_seeking(path, order.tolist(), size) if seek else None
+    if got is not None:
+        return np.stack([got[i] for i in order.tolist()])
+    got = dict(_decode(path, set(order.tolist()), size, counter))
     missing = sorted(set(order.tolist()) - set(got))
     if missing:
         decoded = counter[0]
@@ -304,10 +381,12 @@ def sample_segments(
     size: tuple[int, int] | None = (112, 112),
     *,
     info: VideoInfo | None = None,
+    seek: bool = True,
 ) -> np.ndarray:
     """Split the video into ``num_segments`` equal segments and take ``frames_per_segment`` frames from each.
 
-    One streaming pass; only the sampled frames are converted, at ``size``.
+    Only the stretches holding sampled frames are decoded (from the keyframe
+    before each), and only the sampled frames are converted, at ``size``.
 
     Args:
         path: the video.
@@ -315,6 +394,7 @@ def sample_segments(
         frames_per_segment: frames per segment, evenly spaced (see :func:`segment_indices`).
         size: ``(height, width)`` of the output frames; ``None`` keeps the original size.
         info: the video's :func:`probe` result, if already known.
+        seek: decode only the sampled stretches, each from its keyframe (see :func:`read_clip`).
 
     Returns:
         ``uint8`` RGB ``(num_segments, frames_per_segment, H, W, 3)``.
@@ -325,7 +405,7 @@ def sample_segments(
     """
     info = info or probe(path)
     grid = segment_indices(info.frames, num_segments, frames_per_segment)
-    clip = read_clip(path, grid.reshape(-1), size, frames=info.frames)
+    clip = read_clip(path, grid.reshape(-1), size, frames=info.frames, seek=seek)
     return clip.reshape(num_segments, frames_per_segment, *clip.shape[1:])
 
 
