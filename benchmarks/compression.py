@@ -316,9 +316,249 @@ def print_table(rows: list[dict[str, Any]], args: argparse.Namespace) -> None:
               f"{' (quick variants: not meaningful)' if args.quick else ''}")
 
 
+# ============================================================================ chains with recovery
+#: The chains measured per model: pruning with recovery, then bf16; the same without recovery beside it.
+CHAIN_TARGET = dict(speedup=2.0, size_ratio=2.0)
+
+
+def chain_stages(amount: float, recover: dict[str, Any] | None, bf16: bool = True) -> list[dict[str, Any]]:
+    prune = dict(type="ChannelPrune", amount=amount)
+    if recover:
+        prune["recover"] = dict(recover)
+    return [prune, *([dict(type="CastBF16")] if bf16 else [])]
+
+
+class ClipSet(torch.utils.data.Dataset):
+    """Probe clips as vkit items: ``dict(inputs={'video': clip}, label, case_id)``."""
+
+    def __init__(self, clips: torch.Tensor, labels: torch.Tensor) -> None:
+        self.clips, self.labels = clips, labels
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return dict(inputs={"video": self.clips[i]}, label=int(self.labels[i]), case_id=f"clip{i}")
+
+
+def medical_setup(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """The default medical-diagnosis model trained on its embedded data (task defaults), test AUC as the metric."""
+    from mmengine.config import Config
+    from sklearn.metrics import roc_auc_score
+
+    from vkit.core.compression import runner_trainer
+    from vkit.core.lifecycle import fit, predict
+    from vkit.hooks.manager import get_plugin_manager
+    from vkit.plugins.medical.data import MedicalVolumeDataset
+    from vkit.plugins.medical.synthetic import generate_dataset
+    from vkit.registry.registries import METRICS
+    from vkit.workflows.config import build_config
+
+    task = get_plugin_manager().get_task("medical-diagnosis")
+    task = task() if isinstance(task, type) else task
+    overrides = [f"train.epochs={args.medical_epochs}"] + (["data.synthetic.n_train=60", "data.synthetic.n_val=20",
+                                                              "data.synthetic.n_test=40"] if args.quick else [])
+    cfg = build_config(task.default_config, None, overrides, free_keys=task.free_keys)
+    start = time.perf_counter()
+    datalist = generate_dataset(tmp / "medical-data", seed=int(cfg.seed), **cfg.data.synthetic)
+    sets = {split: MedicalVolumeDataset(datalist, name, transforms=dict(cfg.data.transforms), cache="memory",
+                                        cache_dir=tmp / "medical-cache", num_classes=2, seed=int(cfg.seed))
+            for split, name in (("train", "training"), ("val", "validation"), ("test", "test"))}
+    torch.manual_seed(int(cfg.seed))
+    model = task.build_model(cfg, sets)
+    model_config = dict(cfg.model.to_dict(), type="VideoModel")
+    run_cfg = Config(dict(cfg.to_dict(), work_dir=str(tmp / "medical-train")))
+    model = fit(model, sets["train"], sets["val"], run_cfg, None, val_metrics=[METRICS.build(dict(cfg.metric))],
+                checkpoint=dict(cfg.checkpoint)).eval()
+    train_s = time.perf_counter() - start
+    test = sets["test"]
+
+    def auc(m: nn.Module) -> float:
+        preds = predict(m, test)
+        return float(roc_auc_score([p["label"] for p in preds], [float(p["probs"][1]) for p in preds]))
+
+    from vkit.core.lifecycle import batches
+
+    sample = model.data_preprocessor(next(batches(test, args.batch)), False)["inputs"]
+    return dict(label="medical TinyC3D", model=model, model_config=model_config, evaluate=auc, sample=sample,
+                train=runner_trainer(sets["train"], train=dict(cfg.train), work_dir=tmp / "medical-recover"),
+                metric="AUC", max_drop=0.01, scale=1.0, setup_s=train_s,
+                note=f"trained {args.medical_epochs} epochs on {len(sets['train'])} cases ({train_s:.0f}s incl. data), "
+                     f"{len(test)} test cases")
+
+
+def x3d_setup(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    """X3D-S (random weights, woken) in a VideoModel whose ClsHead is the fitted ridge probe (standardisation folded in)."""
+    from vkit.core.compression import runner_trainer
+    from vkit.core.lifecycle import predict
+    from vkit.registry.registries import BACKBONES, MODELS
+
+    backbone = dict(type="X3D", setting="s", num_frames=args.x3d_frames, input_size=args.x3d_size)
+    if args.quick:
+        backbone.update(BACKBONES.get("X3D").smoke_config())
+    model_config = dict(type="VideoModel", backbones=dict(video=backbone),
+                        head=dict(type="ClsHead", num_classes=len(PROBE_CLASSES), dropout=0.0, init_std=0.05))
+    start = time.perf_counter()
+    torch.manual_seed(0)
+    model = MODELS.build(model_config).eval()
+    net = model.backbones["video"]
+    g = torch.Generator().manual_seed(0)
+    shape = (net.in_channels, net.num_frames, *net.input_size)
+    train_x, train_y = probe_clips(args.train_per_class, shape, g)
+    test_x, test_y = probe_clips(args.test_per_class, shape, g)
+    wake(net)
+    probe = Classifier.__new__(Classifier)  # fit_head's layout: feat_mean/feat_std buffers + head.fc
+    nn.Module.__init__(probe)
+    probe.register_buffer("feat_mean", torch.zeros(net.feature_dim))
+    probe.register_buffer("feat_std", torch.ones(net.feature_dim))
+    probe.head = model.head
+    fit_head(probe, forward_batched(net, train_x, args.probe_batch), train_y)
+    with torch.no_grad():  # fold the standardisation into the Linear: W/std, b - W mean/std
+        weight = model.head.fc.weight / probe.feat_std
+        model.head.fc.bias -= weight @ probe.feat_mean
+        model.head.fc.weight.copy_(weight)
+    test = ClipSet(test_x, test_y)
+
+    def top1(m: nn.Module) -> float:
+        preds = predict(m, test, args.probe_batch)
+        return 100.0 * sum(int(p["probs"].argmax()) == p["label"] for p in preds) / len(preds)
+
+    setup_s = time.perf_counter() - start
+    return dict(label="X3D-S probe", model=model, model_config=model_config, evaluate=top1,
+                sample={"video": test_x[: args.batch].clone()},
+                train=runner_trainer(ClipSet(train_x, train_y), train=dict(lr=args.x3d_lr, batch_size=args.probe_batch),
+                                     work_dir=tmp / "x3d-recover"),
+                metric="top1 %", max_drop=1.0, scale=1.0, setup_s=setup_s,
+                note=f"X3D-S at {net.num_frames}x{net.input_size[0]}px, {len(train_y)} train / {len(test_y)} held-out probe clips, "
+                     f"head fitted in {setup_s:.0f}s")
+
+
+def run_chains(setup: dict[str, Any], args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    """The chain with recovery and without, each on the same trained model; rows per stage + a reload check."""
+    from vkit.core.compression import CompressionChain, CompressionContext, load_compressed
+
+    rows = []
+    recover = dict(epochs=args.recover_epochs, mode=args.recover_mode)
+    for name, stages in (("with recovery", chain_stages(args.amount, recover)), ("no recovery", chain_stages(args.amount, None))):
+        folder = tmp / f"{setup['label']}-{name}".replace(" ", "_")
+        ctx = CompressionContext(sample=setup["sample"], evaluate=setup["evaluate"], train=setup["train"],
+                                 model_config=setup["model_config"], work_dir=folder, latency_runs=args.runs,
+                                 warmup=args.warmup)
+        start = time.perf_counter()
+        result = CompressionChain(stages).run(setup["model"], ctx)
+        chain_s = time.perf_counter() - start
+        loaded = load_compressed(folder) if result.artifact else None
+        reloaded = setup["evaluate"](loaded) if loaded is not None else None
+        # latency again, the original and every saved stage (loaded back from its artifact) interleaved round by
+        # round, so load from other processes on a shared machine hits all alike; speedups use these medians
+        models = {"original": setup["model"]}
+        models.update({r["stage"]: load_compressed(folder, stage=r["stage"]) for r in result.reports if r["artifact"]})
+        ms = interleaved_latency(models, setup["sample"], args.rounds, args.warmup)
+        for row in result.rows():
+            extra = dict(ms_interleaved=ms.get(row["stage"]), speedup_interleaved=ms["original"] / ms[row["stage"]]
+                         if row["stage"] in ms else None)
+            rows.append(dict(row, **extra, model=setup["label"], chain=name, chain_s=chain_s, metric=setup["metric"],
+                             max_drop=setup["max_drop"], reloaded=reloaded if row is result.rows()[-1] else None))
+        print(f"  {setup['label']} / {name}: {chain_s:.0f}s; final artifact {result.artifact.name if result.artifact else None}, "
+              f"reloaded metric {reloaded}", flush=True)
+    return rows
+
+
+def interleaved_latency(models: dict[str, nn.Module], sample: Any, rounds: int, warmup: int) -> dict[str, float]:
+    """Median ms per clip of each model, timed one call per model per round (rounds interleave the models)."""
+    import statistics
+
+    from vkit.core.compression.measure import batch_size, call_model
+
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.inference_mode():
+        for model in models.values():
+            for _ in range(warmup):
+                call_model(model.eval(), sample)
+        for _ in range(rounds):
+            for key, model in models.items():
+                start = time.perf_counter()
+                call_model(model, sample)
+                times[key].append(time.perf_counter() - start)
+    return {k: statistics.median(v) * 1e3 / batch_size(sample) for k, v in times.items()}
+
+
+def print_chain_tables(rows: list[dict[str, Any]], notes: list[str], args: argparse.Namespace) -> None:
+    print()
+    print(f"Compression chains: ChannelPrune(amount={args.amount}) [+ recovery: {args.recover_epochs} epochs "
+          f"{args.recover_mode}] -> CastBF16, each stage's model measured as CompressionChain does "
+          f"(bytes on disk of the saved safetensors); latency: the original and each saved stage loaded back with "
+          f"load_compressed, timed interleaved over {args.rounds} rounds after {args.warmup} warm-up (median ms per clip, "
+          f"batch {args.batch}; 'chain x' is the chain's own sequential measurement); {torch.get_num_threads()} threads; {cpu_line()}.")
+    for note in notes:
+        print(f"  {note}")
+    head = (f"{'model':<16} {'chain':<14} {'stage':<13} {'status':<8} {'MB':>8} {'smaller':>7} {'ms/clip':>8} {'speedup':>7} {'chain x':>7} "
+            f"{'metric':<7} {'pruned':>7} {'after':>7} {'drop':>7} {'recov s':>7}")
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        num = lambda k, f: format(r[k], f) if isinstance(r.get(k), (int, float)) else "-"  # noqa: E731
+        print(f"{r['model']:<16} {r['chain']:<14} {r['stage']:<13} {r['status']:<8} {num('bytes', '8.3f') if r.get('bytes') is None else format(r['bytes'] / 1e6, '8.3f')} "
+              f"{num('size_ratio', '7.2f')} {num('ms_interleaved', '8.2f')} {num('speedup_interleaved', '7.2f')} {num('speedup', '7.2f')} {r['metric']:<7} "
+              f"{num('metric_unrecovered', '7.3f')} {num('metric_after', '7.3f')} {num('drop', '+7.3f')} {num('recovery_s', '7.1f')}")
+    print("'pruned': the metric right after pruning, before recovery; 'after': the stage's final metric (what the gate judges); "
+          "'drop': original minus after.")
+    for (model, chain), group in _groups(rows):
+        last = group[-1]
+        speedup = last["speedup_interleaved"] or 0.0
+        met = (last["status"] == "ok" and speedup >= CHAIN_TARGET["speedup"]
+               and last["size_ratio"] >= CHAIN_TARGET["size_ratio"] and last["drop"] <= last["max_drop"])
+        print(f"target {model} / {chain} (>= {CHAIN_TARGET['speedup']}x faster, >= {CHAIN_TARGET['size_ratio']}x smaller, "
+              f"<= {last['max_drop']} {last['metric']} drop): {speedup:.2f}x, {last['size_ratio']:.2f}x, "
+              f"drop {last['drop']:+.3f} -> {'met' if met else 'NOT met'}; saved final model reloaded with "
+              f"load_compressed scores {last['reloaded']}{' (quick: not meaningful)' if args.quick else ''}")
+
+
+def _groups(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, str], list[dict[str, Any]]]]:
+    out: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        out.setdefault((r["model"], r["chain"]), []).append(r)
+    return list(out.items())
+
+
+def cpu_line() -> str:
+    from vkit.core.compression.quantize import cpu_flags
+
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor() or platform.machine()) if Path("/proc/cpuinfo").exists() else platform.machine()
+    flags = sorted(cpu_flags() & {"avx2", "avx512f", "avx512_bf16", "amx_bf16", "avx512_vnni", "amx_int8"})
+    return f"CPU {model}, flags {' '.join(flags)}"
+
+
+def main_chains(args: argparse.Namespace) -> None:
+    setups = {"medical": medical_setup, "x3d": x3d_setup}
+    rows: list[dict[str, Any]] = []
+    notes: list[str] = []
+    with tempfile.TemporaryDirectory(prefix="vkit-bench-chains-") as tmp:
+        for key in args.chain_models.split(","):
+            start = time.perf_counter()
+            setup = setups[key.strip()](args, Path(tmp))
+            print(f"  {setup['label']}: ready in {time.perf_counter() - start:.0f}s ({setup['note']})", flush=True)
+            notes.append(f"{setup['label']}: {setup['note']}")
+            rows += run_chains(setup, args, Path(tmp))
+    print_chain_tables(rows, notes, args)
+    if args.json:
+        args.json.write_text(json.dumps([{k: v for k, v in r.items() if k != 'fit'} for r in rows], indent=2, default=str))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="tiny variants of each model (harness check)")
+    parser.add_argument("--per-stage", action="store_true", help="each stage alone on TimeSformer-B / X3D-S (the former table)")
+    parser.add_argument("--chain-models", default="medical,x3d", help="chains: among medical, x3d")
+    parser.add_argument("--amount", type=float, default=0.5, help="chains: ChannelPrune amount")
+    parser.add_argument("--recover-epochs", type=int, default=3, help="chains: recovery epochs")
+    parser.add_argument("--recover-mode", default="distill", choices=("distill", "finetune"), help="chains: recovery mode")
+    parser.add_argument("--medical-epochs", type=int, default=12, help="chains: training epochs of the medical model (task default 12)")
+    parser.add_argument("--x3d-frames", type=int, default=8, help="chains: X3D-S clip frames (the S setting: 13)")
+    parser.add_argument("--x3d-size", type=int, default=112, help="chains: X3D-S clip size in px (the S setting: 160)")
+    parser.add_argument("--rounds", type=int, default=15, help="chains: interleaved latency rounds")
+    parser.add_argument("--x3d-lr", type=float, default=1e-3, help="chains: X3D-S recovery learning rate")
     parser.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, among {list(MODELS)}")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch and onnxruntime threads")
     parser.add_argument("--batch", type=int, default=1, help="clips per call of the latency measurement")
@@ -334,6 +574,9 @@ def main() -> None:
     args.runs = args.runs or (3 if args.quick else 10)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
+    if not args.per_stage:
+        main_chains(args)
+        return
     labels = [m.strip() for m in args.models.split(",") if m.strip()]
     unknown = [m for m in labels if m not in MODELS]
     if unknown:
