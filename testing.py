@@ -10,6 +10,6 @@ Example::
         assert run_task_smoke("acme-task", tmp_path=tmp_path).status == "finished"
 """
 from vkit.core.testing import make_video, make_volume, temp_store, vkit_store  # noqa: F401
-from vkit.workflows.plugin_check import run_task_smoke  # noqa: F401
+from vkit.workflows.plugin_check import predict_smoke, run_task_smoke, score_smoke  # noqa: F401
 
-__all__ = ["make_video", "make_volume", "run_task_smoke", "temp_store", "vkit_store"]
+__all__ = ["make_video", "make_volume", "predict_smoke", "run_task_smoke", "score_smoke", "temp_store", "vkit_store"]

@@ -15,6 +15,11 @@ Checks, in order:
 5. **task NAME config / smoke run**: the default config plus
    ``Task.smoke_overrides`` validates, and the task runs once on tiny data
    against a temporary SQLite store (:func:`run_task_smoke`).
+   **task NAME predict** (a task with ``prediction_dataset``): ``vkit predict``
+   of one file of that run's data gives the run's own test prediction for it
+   (:func:`predict_smoke`). **task NAME score** (a task with ``build_scorer``):
+   ``vkit score`` (local engine) scores two videos of that data and a re-run
+   skips both (:func:`score_smoke`).
 6. **no clashes**: no task, command or component name of this plugin clashes with another plugin's.
 
 Example::
@@ -39,7 +44,8 @@ import click
 
 from vkit.registry.errors import ConfigError, VkitError, did_you_mean
 
-__all__ = ["CheckResult", "check_plugin", "format_results", "plugins_check_cmd", "run_task_smoke"]
+__all__ = ["CheckResult", "check_plugin", "format_results", "plugins_check_cmd", "predict_smoke", "run_task_smoke",
+           "score_smoke"]
 
 log = logging.getLogger("vkit.plugins.check")
 
@@ -107,7 +113,8 @@ def run_task_smoke(task: str | type, overrides: Sequence[str] = (), tmp_path: st
     root.mkdir(parents=True, exist_ok=True)
     result = run_task(task_cls.name, overrides=[*task_cls.smoke_overrides, *overrides],
                       db_url=db_url or f"sqlite:///{root / 'vkit.db'}", work_dir=root / "work",
-                      data_root=root / "data", plugins=plugins, echo=lambda *args, **kwargs: log.debug("%s", args))
+                      data_root=root / "data", plugins=plugins,
+                      echo=lambda *args, **kwargs: log.debug("%s", " ".join(map(str, args))))
     if result.status != "finished":
         raise AssertionError(f"task {task_cls.name!r}: run {result.run_id} ended {result.status!r}: {result.error}")
     return result
@@ -227,17 +234,139 @@ def _task_checks(manager: Any, name: str, smoke: bool, tmp_dir: Path | None, ext
             continue
         if not smoke:
             continue
-        try:
-            with tempfile.TemporaryDirectory(prefix="vkit-check-", dir=tmp_dir) as folder:
-                result = run_task_smoke(task, tmp_path=folder, plugins=extra)
-        except BaseException as err:  # noqa: BLE001 - a crashing task is what this check reports
-            if isinstance(err, KeyboardInterrupt):
-                raise
-            results.append(CheckResult(f"task {task.name} smoke run", False, f"{type(err).__name__}: {err}", _tb(err)))
-            continue
-        shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items())[:3])
-        results.append(CheckResult(f"task {task.name} smoke run", True, f"finished ({shown or 'no metrics'})"))
+        with tempfile.TemporaryDirectory(prefix="vkit-check-", dir=tmp_dir) as folder:
+            result = _guarded(results, f"task {task.name} smoke run", lambda: run_task_smoke(task, tmp_path=folder,
+                                                                                            plugins=extra))
+            if result is None:
+                continue
+            shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items())[:3])
+            results[-1] = CheckResult(f"task {task.name} smoke run", True, f"finished ({shown or 'no metrics'})")
+            if task.prediction_dataset is not Task.prediction_dataset:
+                _guarded(results, f"task {task.name} predict", lambda: predict_smoke(task, result, plugins=extra))
+            if task.build_scorer is not Task.build_scorer:
+                _guarded(results, f"task {task.name} score", lambda: score_smoke(task, result, Path(folder), plugins=extra))
     return results
+
+
+def _guarded(results: list[CheckResult], label: str, step: Callable[[], Any]) -> Any:
+    """Run ``step``; append a PASS (its ``str`` result as the note) or a FAIL with the error; return its value."""
+    try:
+        value = step()
+    except BaseException as err:  # noqa: BLE001 - a crashing step is what the check reports
+        if isinstance(err, KeyboardInterrupt):
+            raise
+        results.append(CheckResult(label, False, f"{type(err).__name__}: {err}", _tb(err)))
+        return None
+    results.append(CheckResult(label, True, value if isinstance(value, str) else ""))
+    return value
+
+
+# ---------------------------------------------------------------------- score and predict smoke checks
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v")
+#: How far ``vkit predict`` may differ from the run's own test prediction for the same file.
+PREDICT_TOLERANCE = 1e-4
+
+
+def _checkpoint(result: Any) -> Path:
+    path = Path(result.summary.get("checkpoint") or Path(result.work_dir) / "model.safetensors")
+    if not path.is_file():
+        raise AssertionError(f"run {result.run_id} wrote no checkpoint at {path}")
+    return path
+
+
+def _data_files(result: Any, suffixes: Sequence[str] | None = None) -> list[Path]:
+    """The files of the smoke run's data (``summary["data"]``: its index file or folder), sorted; index files left out."""
+    data = result.summary.get("data")
+    if not data:
+        return []
+    root = Path(data) if Path(data).is_dir() else Path(data).parent
+    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+                   and p.suffix.lower() not in (".json", ".csv", ".txt"))
+    return [p for p in files if suffixes is None or p.suffix.lower() in suffixes]
+
+
+def predict_smoke(task: Any, result: Any, *, plugins: Sequence[str] = ()) -> str:
+    """``vkit predict`` one file of a finished smoke run's data and compare it with that run's own test prediction.
+
+    The file is one whose name (up to its first ``.``) is the ``item_id`` of a
+    test prediction row of the run: ``prediction_dataset`` must read it as the
+    task's dataset did (same frames, same preprocessing), give it the same
+    ``case_id``, and the decision must use the run's fitted threshold.
+    Returns a note; raises ``AssertionError`` (or the task's error) on a difference.
+
+    Example::
+
+        result = run_task_smoke("acme-task", tmp_path=tmp_path)
+        predict_smoke(manager.get_task("acme-task"), result)
+    """
+    from vkit.core.store import open_store
+    from vkit.workflows.predict import predict_task
+
+    tested = {row["item_id"]: row for row in open_store(result.db_url).run_predictions(result.run_id, "test")}
+    if not tested:
+        raise AssertionError(f"run {result.run_id} stored no test predictions (the metric's prediction_rows())")
+    files = [p for p in _data_files(result) if p.name.split(".")[0] in tested]
+    if not files:
+        raise AssertionError(f"no file of the smoke data ({result.summary.get('data')}) is named after a test item "
+                             f"(e.g. {sorted(tested)[0]!r}); name the files by their case_id, so predict can be compared")
+    path = files[0]
+    _, rows = predict_task(task.name, _checkpoint(result), [str(path)], db_url=result.db_url, plugins=plugins)
+    if len(rows) != 1:
+        raise AssertionError(f"predict {path.name}: expected 1 row, got {len(rows)}")
+    got, want = rows[0], tested[path.name.split(".")[0]]
+    if got["item_id"] != want["item_id"]:
+        raise AssertionError(f"predict {path.name}: item_id {got['item_id']!r}, the run's test row says {want['item_id']!r}")
+    mine, theirs = got["values"].get("probs"), (want.get("values") or {}).get("probs")
+    if theirs is None or mine is None or len(mine) != len(theirs):
+        raise AssertionError(f"predict {path.name}: probs {mine!r} cannot be compared with the test row's {theirs!r}")
+    diff = max(abs(float(a) - float(b)) for a, b in zip(mine, theirs))
+    if diff > PREDICT_TOLERANCE or got["prediction"] != want["prediction"]:
+        raise AssertionError(f"predict {path.name}: probs {[round(float(v), 4) for v in mine]} / class {got['prediction']} "
+                             f"differ from the run's test row {[round(float(v), 4) for v in theirs]} / class "
+                             f"{want['prediction']} (max diff {diff:.2g}); the prediction dataset must sample and "
+                             "preprocess like the task's dataset, and decide with the run's fitted threshold")
+    return f"{path.name}: same probabilities and class as the run's test row (max diff {diff:.1g})"
+
+
+def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] = ()) -> str:
+    """Score two videos of a finished smoke run's data with ``vkit score`` (local engine), then again: all skipped.
+
+    Args:
+        task: the task class.
+        result: the smoke run's ``RunResult`` (its checkpoint, data and store are used).
+        folder: a scratch folder (the two videos are copied under it).
+        plugins: ``--plugin`` modules.
+
+    Example::
+
+        score_smoke(manager.get_task("acme-task"), result, tmp_path)   # 'scored 2 videos (8 segments), ...'
+    """
+    import shutil
+
+    from vkit.core.store import open_store
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    videos = _data_files(result, VIDEO_SUFFIXES)[:2]
+    if len(videos) < 2:
+        raise AssertionError(f"the smoke data ({result.summary.get('data')}) holds {len(videos)} video(s); "
+                             "the score check needs 2 (generate_data should write videos the scorer reads)")
+    archive = folder / "score-check"
+    archive.mkdir(exist_ok=True)
+    for video in videos:
+        shutil.copy2(video, archive / video.name)
+    options = ScoreOptions(workers=0, batch_size=2)
+    args = dict(db_url=result.db_url, plugins=plugins, options=options)
+    first = score_archive(task.name, [archive], _checkpoint(result), **args)
+    if (first.scored, first.failed) != (2, 0):
+        raise AssertionError(f"vkit score: scored {first.scored}, failed {first.failed} of 2 videos: {first.failures}")
+    rows = open_store(result.db_url, read_only=True).video_scores(first.run_id)
+    if len(rows) != first.clips:
+        raise AssertionError(f"vkit score: {first.clips} segments scored but {len(rows)} score rows stored")
+    again = score_archive(task.name, [archive], _checkpoint(result), **args)
+    if (again.scored, again.skipped) != (0, 2):
+        raise AssertionError(f"vkit score re-run: scored {again.scored}, skipped {again.skipped} (expected 0 and 2: "
+                             "a video this model scored is skipped)")
+    return f"scored 2 videos ({first.clips} segments stored); the re-run skipped both"
 
 
 def _clash_check(manager: Any, name: str) -> CheckResult:

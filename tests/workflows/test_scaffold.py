@@ -13,7 +13,7 @@ from vkit.workflows.scaffold import TEMPLATE_DIR, new_plugin, new_plugin_cmd, pl
 
 EXPECTED_FILES = {
     "README.md", "pyproject.toml", "configs/tiny.py", "tests/conftest.py", "tests/test_vkit_shop_floor.py",
-    *(f"vkit_shop_floor/{m}.py" for m in ("__init__", "config", "data", "heads", "metrics", "plugin", "task")),
+    *(f"vkit_shop_floor/{m}.py" for m in ("__init__", "config", "data", "heads", "metrics", "plugin", "scorer", "task")),
 }
 
 
@@ -51,7 +51,7 @@ def test_writes_a_complete_package(tmp_path):
             if path.suffix == ".py":
                 compile(text, str(path), "exec")
     task = (target / "vkit_shop_floor" / "task.py").read_text()
-    assert 'name = "shop-floor-task"' in task and "run_classification" in task
+    assert 'name = "shop-floor-task"' in task and "def datasets(" in task and "def build_scorer(" in task
     assert "from vkit.testing import" in (target / "tests" / "test_vkit_shop_floor.py").read_text()
 
 
