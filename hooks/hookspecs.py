@@ -182,3 +182,40 @@ def vkit_video_scored(video: dict[str, Any]) -> None:
 
     .. versionadded:: 0.1
     """
+
+
+@hookspec
+def vkit_report_sections(run: dict[str, Any], store: Any) -> list[Any] | None:
+    """Add sections to the HTML report of a stored run (``vkit report RUN`` and the end of ``vkit run``).
+
+    Called once per report, for every run of every task: return ``None`` for
+    runs that are not yours (check ``run["task"]`` or ``run["kind"]``). Read
+    what you need from ``store`` (its methods return plain dicts); write any
+    PNG into ``run["report_dir"]``. An exception here is shown on the page
+    under "Plugin errors" with the plugin's name; the report is still written.
+
+    :param run: the run row: ``id``, ``task``, ``kind`` (``"train"``,
+        ``"score"`` or ``"predict"``), ``plugin``, ``status``, ``config``,
+        ``work_dir``, ``model_sha256``, plus ``report_dir`` (the report's
+        folder) and ``db`` (the masked store URL).
+    :param store: the open :class:`vkit.core.store.Store`
+        (``run_metrics``, ``run_predictions``, ``video_scores``, ``run_events``...).
+    :return: a list of ``vkit.core.evaluation.ReportSection`` (``title`` and
+        any of ``table``: a list of row dicts, ``image``: a PNG path,
+        ``text``: a paragraph), or ``None`` for no section.
+
+    Example::
+
+        from vkit import hookimpl
+        from vkit.core.evaluation import ReportSection
+
+        @hookimpl
+        def vkit_report_sections(run, store):
+            if run["task"] != "demo-classify":
+                return None
+            rows = store.run_predictions(run["id"], split="test")
+            wrong = [r["item_id"] for r in rows if r["label"] is not None and r["label"] != r["prediction"]]
+            return [ReportSection("misclassified cases", text=f"{len(wrong)} of {len(rows)}: {', '.join(wrong)}")]
+
+    .. versionadded:: 0.2
+    """

@@ -1,63 +1,82 @@
-"""The run report: one self-contained HTML page with its PNG plots next to it.
+"""The run report: one self-contained HTML page, built from the store, with its PNG plots beside it.
 
-``write_report`` writes ``report.html`` (inline CSS, no scripts, no network)
-plus ``roc.png`` and ``confusion.png`` (matplotlib's Agg canvas, imported only
-here) into ``out_dir``: run info, the metrics table, the ROC curve, the
-confusion matrix and any extra tables.
+``write_run_report(store, run_id)`` works for any stored run — ``vkit run``
+(train), ``vkit score`` and ``vkit predict`` — and is what ``vkit report RUN``
+and the end of ``vkit run`` call. The page (inline CSS, no script, nothing
+fetched from the network) shows, as far as the run has the rows:
+
+- the run (task, kind, status, times, work dir, model sha256, masked database URL) and its final metrics;
+- training and validation curves per epoch (and the training loss per iteration) from the metrics table;
+- for classifiers (prediction rows with ``values.probs`` and ``label``): ROC, precision-recall and calibration
+  curves, the confusion matrix and the worst-classified cases (with a thumbnail when the case is a readable file);
+- for scoring runs: the top-scoring videos and their score over time with the detected events shaded;
+- predictions of a ``predict`` run; the compression table (metrics of split ``compression``);
+- sections the task hands in (``sections``), sections plugins add through the ``vkit_report_sections`` hook;
+- the artifacts, the config and the versions.
 
 Example::
 
-    from vkit.workflows.report import write_report
-    page = write_report("runs/12", run={"id": 12, "task": "medical-ct", "db": "vkit.db", "config": cfg},
-                        metrics={"test/auc": 0.94}, roc=metric.last_roc, confusion=metric.last_confusion)
+    from vkit.core.store import open_store
+    from vkit.workflows.report import write_run_report
+    page = write_run_report(open_store(), 12)          # work_dirs/<task>-run12/report/report.html
 """
 from __future__ import annotations
 
 import html
 import json
 import math
+import numbers
 import re
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+import click
 
-from vkit.registry.errors import DataError
+from vkit.registry.errors import DataError, StoreError
 
 REPORT_NAME = "report.html"
 ROC_NAME = "roc.png"
 CONFUSION_NAME = "confusion.png"
+#: File (next to the page) holding the task's sections, so ``vkit report RUN`` can show them again later.
+SECTIONS_NAME = "sections.json"
+#: Rows shown in the worst-cases, top-videos and predictions tables.
+TOP = 10
 
 _CSS = """
-body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:60em;color:#222}
+body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2em auto;max-width:62em;color:#222;padding:0 1em}
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:1.6em;border-bottom:1px solid #ddd}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}figure{display:inline-block;margin:0 1em 1em 0}
-figcaption{font-size:.85em;color:#555}.muted{color:#777}
+figcaption{font-size:.85em;color:#555}.muted{color:#777}nav a{margin-right:.8em}.error{color:#a00}
 """
 _CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^@\s/]+@")
 
 
 def _mask(text: str) -> str:
-    """Hide the password of any ``scheme://user:password@host`` URL."""
-    return _CREDENTIALS.sub(r"\1***@", text)
+    """Hide the password of any ``scheme://user:password@host`` URL (and ``password=...``)."""
+    from vkit.core.store.engine import mask_secrets
+
+    return mask_secrets(_CREDENTIALS.sub(r"\1***@", text))
 
 
 def _fmt(value: Any) -> str:
-    if isinstance(value, (bool, np.bool_)):
+    if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool
         return str(bool(value))
-    if isinstance(value, (int, np.integer)):
+    if isinstance(value, numbers.Integral):
         return str(int(value))
-    if isinstance(value, (float, np.floating)):
+    if isinstance(value, numbers.Real):
         return "n/a" if math.isnan(value) else f"{float(value):.4f}"
-    return _mask(str(value))
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
+    return _mask("" if value is None else str(value))
 
 
 def _cell(value: Any) -> str:
-    css = ' class="num"' if isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool) else ""
+    css = ' class="num"' if isinstance(value, numbers.Real) and not isinstance(value, bool) else ""
     return f"<td{css}>{html.escape(_fmt(value))}</td>"
 
 
@@ -73,6 +92,337 @@ def _table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
     body = "".join("<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
 
+
+# ---------------------------------------------------------------------------------------------- page
+class _Page:
+    """The sections of one report page, and the PNG files it references (all inside ``out``)."""
+
+    def __init__(self, out: Path, title: str) -> None:
+        self.out, self.title = out, title
+        self.parts: list[tuple[str, str]] = []
+
+    def add(self, title: str, body: str) -> None:
+        self.parts.append((title, body))
+
+    def figure(self, png: Path | None, caption: str, width: int = 420) -> str:
+        """An ``<img>`` of ``png`` (copied into the report folder if elsewhere); ``""`` if it is not a PNG file."""
+        if png is None:
+            return ""
+        png = Path(png)
+        if not png.is_file() or png.stat().st_size == 0 or png.read_bytes()[:8] != b"\x89PNG\r\n\x1a\n":
+            return f"<p class='error'>{html.escape(caption)}: image {html.escape(png.name)} is missing or not a PNG</p>"
+        if png.resolve().parent != self.out.resolve():
+            target = self.out / png.name
+            if target.exists() and target.resolve() != png.resolve():
+                target = self.out / f"{png.stem}-{len(self.parts)}{png.suffix}"
+            shutil.copyfile(png, target)
+            png = target
+        return (f"<figure><img src='{html.escape(png.name)}' alt='{html.escape(caption)}' width='{width}'>"
+                f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def section(self, section: Any) -> None:
+        """A task's or plugin's ``ReportSection`` (title + any of table, image, text)."""
+        body = ""
+        if getattr(section, "text", None):
+            body += f"<p>{html.escape(str(section.text))}</p>"
+        if getattr(section, "table", None):
+            body += _table(section.table)
+        if getattr(section, "image", None):
+            body += self.figure(Path(section.image), str(section.title))
+        self.add(str(section.title), body or "<p class='muted'>(empty)</p>")
+
+    def html(self) -> str:
+        anchors = [f"s{i}" for i in range(len(self.parts))]
+        nav = "".join(f"<a href='#{a}'>{html.escape(t)}</a>" for a, (t, _) in zip(anchors, self.parts))
+        body = "".join(f"<h2 id='{a}'>{html.escape(t)}</h2>{b}" for a, (t, b) in zip(anchors, self.parts))
+        return (f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+                f"<style>{_CSS}</style></head><body><h1>{html.escape(self.title)}</h1><nav>{nav}</nav>{body}</body></html>")
+
+
+# ---------------------------------------------------------------------------------------------- content
+def _curves(page: _Page, metrics: list[dict[str, Any]]) -> None:
+    """Training/validation curves per epoch, training loss per iteration, the per-epoch table."""
+    from vkit.workflows.report_plots import plot_curves
+
+    per_epoch: dict[str, list[tuple[int, float]]] = {}
+    per_iter: dict[str, list[tuple[int, float]]] = {}
+    for m in metrics:
+        if m["split"] == "val" or (m["split"] == "train" and m["key"] != "loss"):
+            per_epoch.setdefault(f"{m['split']}/{m['key']}", []).append((m["step"], m["value"]))
+        elif m["split"] == "train":
+            per_iter.setdefault("train/loss", []).append((m["step"], m["value"]))
+    losses = {k: v for k, v in per_epoch.items() if "loss" in k}
+    others = {k: v for k, v in per_epoch.items() if "loss" not in k}
+    figures = [
+        page.figure(plot_curves(page.out / "curves_loss.png", losses, "loss per epoch"), "training loss per epoch"),
+        page.figure(plot_curves(page.out / "curves_val.png", others, "validation metrics per epoch"),
+                    "validation metrics per epoch"),
+        page.figure(plot_curves(page.out / "curves_iter.png", per_iter, "training loss per iteration", "iteration"),
+                    "training loss per iteration"),
+    ]
+    if not per_epoch and not per_iter:
+        return
+    epochs = sorted({s for pts in per_epoch.values() for s, _ in pts})
+    table = [dict(epoch=e, **{k: dict(v).get(e) for k, v in sorted(per_epoch.items())}) for e in epochs]
+    page.add("Training curves", "".join(figures) + (_table(table) if table else ""))
+
+
+def _compression(page: _Page, metrics: list[dict[str, Any]]) -> None:
+    """The compression chain, one row per stage (metrics of split ``compression``: ``stage/key`` at the stage's step)."""
+    rows: dict[int, dict[str, Any]] = {}
+    for m in metrics:
+        if m["split"] == "compression":
+            stage, _, key = m["key"].rpartition("/")
+            row = rows.setdefault(m["step"], {"step": m["step"]})
+            if stage:
+                row["stage"] = stage
+            row[key or m["key"]] = m["value"]
+    if rows:
+        page.add("Compression", _table([rows[s] for s in sorted(rows)]))
+
+
+def _probabilities(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], Any, Any] | None:
+    """The labelled rows carrying ``values.probs`` of one width ≥ 2, with labels and probabilities; ``None`` if none."""
+    usable = []
+    for row in rows:
+        probs = (row.get("values") or {}).get("probs") if isinstance(row.get("values"), dict) else None
+        if row.get("label") is not None and isinstance(probs, list) and len(probs) >= 2:
+            usable.append((row, probs))
+    if not usable:
+        return None
+    width = len(usable[0][1])
+    usable = [(r, p) for r, p in usable if len(p) == width and float(r["label"]).is_integer() and 0 <= r["label"] < width]
+    if len(usable) < 2:
+        return None
+    import numpy as np
+
+    return [r for r, _ in usable], np.array([int(r["label"]) for r, _ in usable]), np.array([p for _, p in usable], dtype=float)
+
+
+def _classifier(page: _Page, predictions: list[dict[str, Any]]) -> None:
+    """ROC, PR, calibration, confusion and the worst-classified cases of the labelled split's prediction rows."""
+    import numpy as np
+
+    from vkit.workflows.report_plots import plot_classifier, thumbnail
+
+    by_split: dict[str, list[dict[str, Any]]] = {}
+    for row in predictions:
+        by_split.setdefault(row["split"], []).append(row)
+    for split, rows in sorted(by_split.items(), key=lambda kv: kv[0] != "test"):
+        found = _probabilities(rows)
+        if found is None:
+            continue
+        rows, labels, probs = found
+        predicted = [int(r["prediction"]) if r.get("prediction") is not None and float(r["prediction"]).is_integer()
+                     and 0 <= r["prediction"] < probs.shape[1] else int(np.argmax(p)) for r, p in zip(rows, probs)]
+        plots = plot_classifier(page.out, labels, probs, predicted)
+        captions = dict(roc="ROC curve", pr="precision-recall curve", calibration="calibration (reliability diagram)",
+                        confusion="confusion matrix (rows: truth)")
+        page.add(f"Classifier ({split} split, {len(rows)} cases)",
+                 "".join(page.figure(plots[k], f"{captions[k]} — {split}") for k in captions if k in plots))
+        p_true = probs[np.arange(len(labels)), labels]
+        worst = np.argsort(p_true, kind="stable")[:TOP]
+        table = []
+        for rank, i in enumerate(worst):
+            thumb = thumbnail(page.out / f"case_{rank}.png", rows[i]["item_id"])
+            table.append(dict(case=rows[i]["item_id"], label=int(labels[i]), predicted=predicted[i],
+                              **{"p(true class)": float(p_true[i])}))
+            if thumb is not None:
+                table[-1]["thumbnail"] = thumb.name
+        body = _table(table)
+        for row in table:  # thumbnails as images, not text
+            if "thumbnail" in row:
+                name = html.escape(row["thumbnail"])
+                body = body.replace(f"<td>{name}</td>", f"<td><img src='{name}' alt='case thumbnail' height='64'></td>")
+        page.add(f"Worst-classified cases ({split})", "<p class='muted'>lowest probability given to the true class</p>" + body)
+        return
+
+
+def _scoring(page: _Page, store: Any, run_id: int) -> None:
+    """Top-scoring videos and their scores over time with events (a ``vkit score`` run)."""
+    from vkit.workflows.export import describe_scoring_run
+    from vkit.workflows.report_plots import plot_scores_over_time
+
+    info = describe_scoring_run(store, run_id, top=TOP)
+    if info is None:
+        return
+    page.add("Scoring", _table(info["counts"]))
+    page.add("Top-scoring videos", _table(info["top_videos"]) if info["top_videos"] else "<p class='muted'>none scored</p>")
+    summaries = {s["video_id"]: s for s in store.video_summaries(run_id)}
+    videos = {v["id"]: v for v in store.get_videos() if v["id"] in summaries}
+    top = sorted((s for s in summaries.values() if s["status"] == "scored"),
+                 key=lambda s: -(s["max_score"] if s["max_score"] is not None else -math.inf))[:6]
+    panels = []
+    for s in top:
+        events = store.run_events(run_id, s["video_id"])
+        truth = [(e["start"], e["end"]) for e in events if e["kind"] in ("ground_truth", "truth", "gt")]
+        detected = [(e["start"], e["end"]) for e in events if e["kind"] not in ("ground_truth", "truth", "gt")]
+        scores = [(r["start"], r["end"], r["score"]) for r in store.video_scores(run_id, s["video_id"]) if r["score"] is not None]
+        panels.append(dict(name=Path(videos[s["video_id"]]["path"]).name, scores=scores, events=detected, truth=truth))
+    figure = page.figure(plot_scores_over_time(page.out / "scores_over_time.png", panels),
+                         "score over time (red: detected events; green: ground truth events)", width=720)
+    if figure:
+        page.add("Scores over time", figure)
+    if info["top_events"]:
+        page.add("Top events", _table(info["top_events"]))
+    if info["failures"]:
+        page.add("Failed videos", _table(info["failures"]))
+
+
+def _predict_rows(page: _Page, predictions: list[dict[str, Any]]) -> None:
+    rows = [p for p in predictions if p["split"] == "predict"]
+    if rows:
+        table = [dict(case=r["item_id"], prediction=r["prediction"], values=json.dumps(r["values"], default=str)[:200])
+                 for r in rows[:200]]
+        page.add(f"Predictions ({len(rows)} cases)", _table(table))
+
+
+# ---------------------------------------------------------------------------------------------- sections
+def _save_sections(out: Path, sections: Sequence[Any]) -> Path | None:
+    """The task's sections as JSON beside the page (images copied there), so a later ``vkit report`` shows them."""
+    if not sections:
+        return None
+    saved = []
+    for section in sections:
+        image = getattr(section, "image", None)
+        if image is not None and Path(image).is_file() and Path(image).resolve().parent != out.resolve():
+            shutil.copyfile(image, out / Path(image).name)
+            image = out / Path(image).name
+        saved.append(dict(title=str(section.title), table=getattr(section, "table", None),
+                          image=str(Path(image).resolve()) if image else None, text=getattr(section, "text", None)))
+    path = out / SECTIONS_NAME
+    path.write_text(json.dumps(saved, indent=1, default=str), encoding="utf-8")
+    return path
+
+
+class _Section:
+    """A section read back from ``sections.json`` (same attributes as ``ReportSection``)."""
+
+    def __init__(self, title: str, table: list[dict[str, Any]] | None = None, image: str | None = None,
+                 text: str | None = None) -> None:
+        self.title, self.table, self.image, self.text = title, table, Path(image) if image else None, text
+
+
+def _stored_sections(store: Any, run_id: int) -> list[Any]:
+    """Sections saved by an earlier report of this run (its ``report-sections`` artifact), if the file is still there."""
+    paths = [a["path"] for a in store.run_artifacts(run_id) if a["kind"] == "report-sections"]
+    if not paths or not Path(paths[-1]).is_file():
+        return []
+    try:
+        return [_Section(**s) for s in json.loads(Path(paths[-1]).read_text(encoding="utf-8"))]
+    except (ValueError, TypeError):
+        return []
+
+
+def _plugin_sections(run: dict[str, Any], store: Any, manager: Any) -> tuple[list[Any], list[str]]:
+    """Sections from every plugin's ``vkit_report_sections``; a failing plugin is named, the others kept."""
+    before = len(manager.errors)
+    sections = manager.report_sections(run, store)
+    failures = [f.message for f in manager.errors[before:]]
+    return sections, failures
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def default_report_dir(run: Mapping[str, Any]) -> Path:
+    """``<work_dir>/report`` of the run, or ``./report-run<N>`` when it has no work dir."""
+    return Path(run["work_dir"]) / "report" if run.get("work_dir") else Path(f"report-run{run['id']}")
+
+
+def write_run_report(
+    store: Any,
+    run_id: int,
+    out_dir: str | Path | None = None,
+    sections: Iterable[Any] = (),
+    *,
+    manager: Any = None,
+    plugins: Sequence[str] = (),
+) -> Path:
+    """Write the report of stored run ``run_id`` (``report.html`` + PNGs) into ``out_dir``; return the page's path.
+
+    Args:
+        store: an open :class:`~vkit.core.store.Store`.
+        run_id: any stored run (train, score or predict).
+        out_dir: the folder (created); default :func:`default_report_dir`.
+        sections: the task's own ``ReportSection``s (title + table/image/text); saved beside the page so
+            ``vkit report RUN`` shows them again.
+        manager: the plugin manager whose ``vkit_report_sections`` hooks add sections (default: a fresh one
+            with ``plugins`` as extra modules).
+        plugins: extra plugin modules (``--plugin``) when ``manager`` is ``None``.
+
+    Raises:
+        StoreError: no such run. DataError: the folder cannot be written.
+    """
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"run {run_id} is not in the store at {store.url} (see `vkit runs list`)")
+    out = Path(out_dir) if out_dir is not None else default_report_dir(run)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise DataError(f"report: cannot create the report folder {out}: {err}") from err
+    sections = list(sections)
+    saved = _save_sections(out, sections)
+    if not sections:
+        sections = _stored_sections(store, run_id)
+    if manager is None:
+        from vkit.hooks.manager import get_plugin_manager
+
+        manager = get_plugin_manager(extra=plugins)
+    extra, failures = _plugin_sections(dict(run, report_dir=str(out.resolve()), db=store.url), store, manager)
+
+    page = _Page(out, f"vkit {run.get('kind', 'train')} run {run_id}: {run['task']}")
+    info = {k: run.get(k) for k in ("id", "task", "kind", "plugin", "status", "started_at", "finished_at", "seed",
+                                    "work_dir", "model_sha256", "host")}
+    info["database"] = store.url
+    if run.get("error"):
+        info["error"] = run["error"].splitlines()[0]
+    info["report written"] = datetime.now(timezone.utc)
+    page.add("Run", _table(info))
+    final = {k: v for k, v in store.final_metrics(run_id).items() if not k.startswith("compression/")}
+    main = {k: v for k, v in final.items() if k.split("/")[0] in ("test", "val")}
+    page.add("Metrics", _table(dict(sorted(main.items()))) if main else "<p class='muted'>no test or validation metrics</p>")
+    metrics = store.run_metrics(run_id)
+    _curves(page, metrics)
+    predictions = store.run_predictions(run_id)
+    _classifier(page, predictions)
+    _predict_rows(page, predictions)
+    _scoring(page, store, run_id)
+    _compression(page, metrics)
+    for section in [*sections, *extra]:
+        page.section(section)
+    if failures:
+        page.add("Plugin errors", "".join(f"<p class='error'>{html.escape(_mask(f))}</p>" for f in failures))
+    artifacts = [dict(kind=a["kind"], path=a["path"], bytes=a["bytes"], sha256=a["sha256"][:16])
+                 for a in store.run_artifacts(run_id)]
+    page.add("Artifacts", _table(artifacts) if artifacts else "<p class='muted'>none</p>")
+    page.add("Config", f"<pre>{html.escape(_mask(json.dumps(run.get('config') or {}, indent=2, sort_keys=True, default=str)))}</pre>")
+    page.add("Versions", f"<pre>{html.escape(json.dumps(run.get('versions') or {}, indent=2, sort_keys=True, default=str))}</pre>")
+    path = out / REPORT_NAME
+    path.write_text(page.html(), encoding="utf-8")
+    if not getattr(store, "read_only", False):
+        store.add_artifact(run_id, "report", path)
+        if saved is not None:
+            store.add_artifact(run_id, "report-sections", saved)
+    return path
+
+
+@click.command("report")
+@click.argument("run_id", type=int)
+@click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for report.html and its PNGs "
+              "(default: the run's work dir /report, or ./report-run<N>).")
+@click.pass_context
+def report_cmd(ctx: click.Context, run_id: int, out_dir: str | None) -> None:
+    """Write the HTML report of stored run RUN_ID (a training, scoring or predict run) from the store."""
+    from vkit.core.store import open_store
+
+    obj = ctx.find_root().obj or {}
+    with open_store(obj.get("db_url")) as store:
+        page = write_run_report(store, run_id, out_dir, plugins=obj.get("plugins", ()))
+    click.echo(f"report: {page}")
+
+
+# ---------------------------------------------------------------------------------------------- legacy
+# ``write_report`` (the report of a run from in-memory values) stays until ``vkit run`` calls write_run_report.
 
 def _figure(width: float = 4.2, height: float = 4.0) -> Any:
     from matplotlib.figure import Figure  # Agg canvas; never touches pyplot's global backend
@@ -92,6 +442,8 @@ def plot_roc(path: Path, fpr: Sequence[float], tpr: Sequence[float], auc: float)
 
         plot_roc(Path("roc.png"), *metric.last_roc)
     """
+    import numpy as np
+
     fpr_a, tpr_a = np.asarray(fpr, dtype=float).ravel(), np.asarray(tpr, dtype=float).ravel()
     if fpr_a.shape != tpr_a.shape or fpr_a.size < 2:
         raise DataError(f"write_report: roc needs fpr and tpr of the same length >= 2, got {fpr_a.size} and {tpr_a.size}")
@@ -112,6 +464,8 @@ def plot_confusion(path: Path, confusion: Any, class_names: Sequence[str] | None
 
         plot_confusion(Path("confusion.png"), [[40, 10], [5, 45]], ["negative", "positive"])
     """
+    import numpy as np
+
     cm = np.asarray(confusion)
     if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 2:
         raise DataError(f"write_report: confusion must be a square matrix of >= 2 classes, got shape {cm.shape}")

@@ -73,12 +73,26 @@ def check_video_scored(mgr: PluginManager, caplog, **_) -> None:
         "ALERT cam1.mp4: score 0.95, first event {'start': 1.0, 'end': 2.0, 'score': 0.95}"]
 
 
+def check_report_sections(mgr: PluginManager, **_) -> None:
+    from vkit.testing import temp_store
+
+    with temp_store() as store:
+        run_id = store.start_run("demo-classify", "example", {}, seed=0)
+        store.add_predictions(run_id, "test", [dict(item_id="a", label=1, prediction=0),
+                                               dict(item_id="b", label=0, prediction=0)])
+        run = dict(store.get_run(run_id), report_dir=".", db=store.url)
+        [section] = mgr.report_sections(run, store)
+        assert (section.title, section.text) == ("misclassified cases", "1 of 2: a")
+        assert mgr.report_sections(dict(run, task="another-task"), store) == []
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "vkit_register_components": check_register_components,
     "vkit_tasks": check_tasks,
     "vkit_cli_commands": check_cli_commands,
     "vkit_run_finished": check_run_finished,
     "vkit_video_scored": check_video_scored,
+    "vkit_report_sections": check_report_sections,
 }
 
 

@@ -75,7 +75,7 @@ def fill_store(store: Any, root: Path) -> dict[str, int]:
     work.mkdir()
     train = store.start_run("demo-task", "demo", cfg, seed=0, work_dir=work)
     for epoch in range(1, 4):
-        store.log_metrics(train, {"loss": 1.0 / epoch}, step=epoch, split="train")
+        store.log_metrics(train, {"epoch_loss": 1.0 / epoch}, step=epoch, split="train")
         store.log_metrics(train, {"auc": 0.5 + 0.1 * epoch, "acc": 0.6 + 0.05 * epoch}, step=epoch, split="val")
     store.log_metrics(train, {"auc": 0.81, "acc": 0.75, "sensitivity": math.nan}, step=0, split="test")
     store.log_metrics(train, {"size_mb": 4.0, "auc": 0.80}, step=0, split="compression")
@@ -131,3 +131,13 @@ def db_password() -> str:
 def fill_runs() -> Any:
     """:func:`fill_store`, for tests that fill a store of their own."""
     return fill_store
+
+
+@pytest.fixture
+def lite(tmp_path: Path) -> Iterator[tuple[Any, dict[str, int]]]:
+    """``(store, {kind: run_id})`` on SQLite only, for tests whose subject does not depend on the backend."""
+    from vkit.core.store import open_store
+
+    opened = open_store(f"sqlite:///{tmp_path / 'lite' / 'vkit.db'}")
+    yield opened, fill_store(opened, tmp_path / "lite-runs")
+    opened.close()
