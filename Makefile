@@ -5,7 +5,7 @@ PY      = $(VENV)/bin/python
 PIP     = $(PY) -m pip
 TORCH_VERSION ?= 2.13.0
 
-.PHONY: venv install install-dev run test bench clean
+.PHONY: venv install install-dev run test bench clean chromium
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,16 @@ install-dev: $(VENV)/.installed-dev
 run: install
 	$(VENV)/bin/vkit run medical-diagnosis
 
-test: install-dev
+test: install-dev chromium
 	$(PY) -m pytest -q
+
+# Headless Chromium (Debian package) for the report's browser test; without root or apt the test skips, saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null || \
+	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
+	  echo "note: chromium not installed (apt-get install -y chromium); the report's browser test will skip"
 
 bench: install-dev
 	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
