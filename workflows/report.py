@@ -26,8 +26,10 @@ import html
 import json
 import math
 import numbers
+import os
 import re
 import shutil
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,8 +40,6 @@ import click
 from vkit.registry.errors import DataError, StoreError
 
 REPORT_NAME = "report.html"
-ROC_NAME = "roc.png"
-CONFUSION_NAME = "confusion.png"
 #: File (next to the page) holding the task's sections, so ``vkit report RUN`` can show them again later.
 SECTIONS_NAME = "sections.json"
 #: Rows shown in the worst-cases, top-videos and predictions tables.
@@ -373,6 +373,10 @@ def write_run_report(
     page = _Page(out, f"vkit {run.get('kind', 'train')} run {run_id}: {run['task']}")
     info = {k: run.get(k) for k in ("id", "task", "kind", "plugin", "status", "started_at", "finished_at", "seed",
                                     "work_dir", "model_sha256", "host")}
+    if run["status"] == "running" and run.get("pid") == os.getpid() and run.get("host") == socket.gethostname():
+        info["status"] = "running (this report is written by the run itself, before it closes)"
+        checkpoints = [a["sha256"] for a in store.run_artifacts(run_id) if a["kind"] == "checkpoint"]
+        info["model_sha256"] = info["model_sha256"] or (checkpoints[-1] if checkpoints else None)
     info["database"] = store.url
     if run.get("error"):
         info["error"] = run["error"].splitlines()[0]
@@ -421,126 +425,4 @@ def report_cmd(ctx: click.Context, run_id: int, out_dir: str | None) -> None:
     click.echo(f"report: {page}")
 
 
-# ---------------------------------------------------------------------------------------------- legacy
-# ``write_report`` (the report of a run from in-memory values) stays until ``vkit run`` calls write_run_report.
-
-def _figure(width: float = 4.2, height: float = 4.0) -> Any:
-    from matplotlib.figure import Figure  # Agg canvas; never touches pyplot's global backend
-
-    return Figure(figsize=(width, height), dpi=100, layout="constrained")
-
-
-def plot_roc(path: Path, fpr: Sequence[float], tpr: Sequence[float], auc: float) -> Path:
-    """Save a ROC curve (with the chance diagonal) as a PNG.
-
-    Args:
-        path: the PNG to write.
-        fpr, tpr: the curve's points (same length, from 0 to 1).
-        auc: the area shown in the legend.
-
-    Example::
-
-        plot_roc(Path("roc.png"), *metric.last_roc)
-    """
-    import numpy as np
-
-    fpr_a, tpr_a = np.asarray(fpr, dtype=float).ravel(), np.asarray(tpr, dtype=float).ravel()
-    if fpr_a.shape != tpr_a.shape or fpr_a.size < 2:
-        raise DataError(f"write_report: roc needs fpr and tpr of the same length >= 2, got {fpr_a.size} and {tpr_a.size}")
-    fig = _figure()
-    ax = fig.add_subplot()
-    ax.plot(fpr_a, tpr_a, lw=2, label=f"ROC (AUC = {_fmt(float(auc))})")
-    ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
-    ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate (1 - specificity)", ylabel="true positive rate (sensitivity)")
-    ax.legend(loc="lower right")
-    fig.savefig(path)
-    return path
-
-
-def plot_confusion(path: Path, confusion: Any, class_names: Sequence[str] | None = None) -> Path:
-    """Save a confusion matrix (rows = truth, columns = prediction) with its counts as a PNG.
-
-    Example::
-
-        plot_confusion(Path("confusion.png"), [[40, 10], [5, 45]], ["negative", "positive"])
-    """
-    import numpy as np
-
-    cm = np.asarray(confusion)
-    if cm.ndim != 2 or cm.shape[0] != cm.shape[1] or cm.shape[0] < 2:
-        raise DataError(f"write_report: confusion must be a square matrix of >= 2 classes, got shape {cm.shape}")
-    names = [str(c) for c in class_names] if class_names else [str(i) for i in range(cm.shape[0])]
-    if len(names) != cm.shape[0]:
-        raise DataError(f"write_report: {len(names)} class names for a {cm.shape[0]}-class confusion matrix")
-    fig = _figure(1.6 + 0.7 * cm.shape[0], 1.4 + 0.7 * cm.shape[0])
-    ax = fig.add_subplot()
-    ax.imshow(cm, cmap="Blues")
-    ticks = range(cm.shape[0])
-    ax.set(xticks=ticks, yticks=ticks, xticklabels=names, yticklabels=names, xlabel="predicted", ylabel="true")
-    top = cm.max() if cm.size else 0
-    for (i, j), count in np.ndenumerate(cm):
-        ax.text(j, i, _fmt(count), ha="center", va="center", color="white" if count > top / 2 else "black")
-    fig.savefig(path)
-    return path
-
-
-def write_report(
-    out_dir: Path | str,
-    *,
-    run: Mapping[str, Any],
-    metrics: Mapping[str, Any],
-    roc: tuple[Sequence[float], Sequence[float], float] | None = None,
-    confusion: Any | None = None,
-    extra_tables: Mapping[str, Sequence[Mapping[str, Any]] | Mapping[str, Any]] | None = None,
-    class_names: Sequence[str] | None = None,
-) -> Path:
-    """Write ``report.html`` (+ ``roc.png``, ``confusion.png``) into ``out_dir``; return the HTML path.
-
-    Args:
-        out_dir: folder for the page and its images (created).
-        run: run info shown at the top; ``id``, ``task``, ``db`` and ``config`` (a dict,
-            shown as JSON) are expected, other keys are listed too. URLs have their
-            password masked.
-        metrics: ``{name: value}`` for the metrics table.
-        roc: ``(fpr, tpr, auc)`` (e.g. ``ClassificationMetric.last_roc``) or ``None``.
-        confusion: a square count matrix (rows = truth) or ``None``.
-        extra_tables: ``{title: rows}`` where rows is a list of dicts or one dict.
-        class_names: labels for the confusion matrix axes.
-
-    Example::
-
-        write_report(tmp_path, run={"id": 1, "task": "demo", "db": "vkit.db", "config": {}},
-                     metrics={"auc": 0.9}, roc=([0, 0.2, 1], [0, 0.8, 1], 0.9), confusion=[[4, 1], [1, 4]])
-    """
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise DataError(f"write_report: cannot create the report folder {out}: {err}") from err
-    title = f"vkit run {run.get('id', '?')}: {run.get('task', 'unknown task')}"
-    parts = [f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{_CSS}</style></head><body>"]
-    parts.append(f"<h1>{html.escape(title)}</h1>")
-    info = {k: v for k, v in run.items() if k != "config"}
-    info.setdefault("report written", datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
-    parts.append("<h2>Run</h2>" + _table(info))
-    parts.append("<h2>Metrics</h2>" + (_table(dict(sorted(metrics.items()))) if metrics else "<p class='muted'>no metrics</p>"))
-    figures = []
-    if roc is not None:
-        fpr, tpr, auc = roc
-        plot_roc(out / ROC_NAME, fpr, tpr, auc)
-        figures.append(f"<figure><img src='{ROC_NAME}' alt='ROC curve' width='420'><figcaption>ROC curve, AUC {html.escape(_fmt(float(auc)))}</figcaption></figure>")
-    if confusion is not None:
-        plot_confusion(out / CONFUSION_NAME, confusion, class_names)
-        figures.append(f"<figure><img src='{CONFUSION_NAME}' alt='confusion matrix' width='360'><figcaption>Confusion matrix (rows: truth)</figcaption></figure>")
-    if figures:
-        parts.append("<h2>Plots</h2>" + "".join(figures))
-    for name, rows in (extra_tables or {}).items():
-        parts.append(f"<h2>{html.escape(str(name))}</h2>" + _table(rows))
-    if "config" in run:
-        config = run["config"]
-        text = config if isinstance(config, str) else json.dumps(config, indent=2, sort_keys=True, default=str)
-        parts.append(f"<h2>Config</h2><pre>{html.escape(_mask(text))}</pre>")
-    parts.append("</body></html>")
-    page = out / REPORT_NAME
-    page.write_text("\n".join(parts), encoding="utf-8")
-    return page
+__all__ = ["REPORT_NAME", "SECTIONS_NAME", "default_report_dir", "report_cmd", "write_run_report"]

@@ -85,7 +85,7 @@ def run_task(
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)
             result.metrics = run_lifecycle(task, cfg, ctx)
-            ctx.summary["report"] = _write_report(ctx, result, cfg)
+            ctx.summary["report"] = _write_report(ctx, result, manager)
         result.status = "finished"
     except BaseException as err:
         if result is not None:
@@ -101,21 +101,12 @@ def run_task(
     return result
 
 
-def _write_report(ctx: Any, result: RunResult, cfg: Any) -> Path:
-    """The run's HTML report (ROC, confusion matrix, compression table) under ``work_dir/report``."""
-    from vkit.workflows.report import write_report
+def _write_report(ctx: Any, result: RunResult, manager: Any) -> Path:
+    """The run's HTML report under ``work_dir/report``, built from the store plus the task's own sections."""
+    from vkit.workflows.report import write_run_report
 
-    report = dict(ctx.report)
-    tables = {section.title: section.table for section in report.get("sections", ()) if section.table}
-    if report.get("compression"):
-        tables["compression"] = report["compression"]
-    path = write_report(
-        ctx.work_dir / "report",
-        run=dict(id=result.run_id, task=result.task, db=result.db_url, config=cfg.to_dict()),
-        metrics=result.metrics, roc=report.get("roc"), confusion=report.get("confusion"), extra_tables=tables or None,
-    )
-    ctx.store.add_artifact(result.run_id, "report", path)
-    return path
+    sections = list(dict(ctx.report).get("sections", ()))
+    return write_run_report(ctx.store, result.run_id, ctx.work_dir / "report", sections, manager=manager)
 
 
 __all__ = ["RunResult", "default_data_root", "run_task"]

@@ -1,68 +1,39 @@
-"""write_report: HTML page + PNG plots that open, reference each other and carry the values."""
+"""write_run_report shows what the store holds safely: HTML in a config is escaped, passwords are masked, bad folders named."""
 from __future__ import annotations
 
-from pathlib import Path
-
-import numpy as np
 import pytest
-from PIL import Image
 
-from vkit.registry.errors import DataError
-from vkit.workflows.report import CONFUSION_NAME, ROC_NAME, write_report
-
-RUN = {
-    "id": 42,
-    "task": "medical-ring-lesion",
-    "db": "postgresql://vkit:s3cret@db.local/vkit",
-    "status": "finished",
-    "config": {"seed": 0, "train": {"epochs": 3}, "data": {"root": "<b>cache</b>"}},
-}
+from vkit.hooks.manager import PluginManager
+from vkit.registry.errors import DataError, StoreError
+from vkit.workflows.report import write_run_report
 
 
-def test_report_files_images_and_values(tmp_path: Path) -> None:
-    page = write_report(
-        tmp_path / "out",
-        run=RUN,
-        metrics={"test/auc": 0.93751, "test/sensitivity": 0.875, "test/specificity": float("nan")},
-        roc=(np.array([0.0, 0.1, 0.4, 1.0]), np.array([0.0, 0.7, 0.95, 1.0]), 0.93751),
-        confusion=np.array([[45, 5], [7, 43]]),
-        extra_tables={"Skipped cases": [{"case": "c7", "reason": "truncated"}], "Compression": {"size_mb": 1.5}},
-        class_names=["no lesion", "lesion"],
-    )
-    assert page == tmp_path / "out" / "report.html"
-    text = page.read_text()
-    for name in (ROC_NAME, CONFUSION_NAME):
-        png = tmp_path / "out" / name
-        assert png.stat().st_size > 0
-        with Image.open(png) as img:
-            img.verify()
-        with Image.open(png) as img:
-            assert img.format == "PNG" and img.size[0] > 100 and img.size[1] > 100
-            assert len(np.unique(np.asarray(img.convert("L")))) > 10  # something was drawn
-        assert f"src='{name}'" in text
-    assert "0.9375" in text and "0.8750" in text and "n/a" in text and "test/auc" in text
-    assert "medical-ring-lesion" in text and ">42<" in text
-    assert "s3cret" not in text and "vkit:***@db.local" in text  # credentials masked
-    assert "&lt;b&gt;cache&lt;/b&gt;" in text and "<b>cache</b>" not in text  # escaped config
-    assert "&quot;epochs&quot;: 3" in text or '"epochs": 3' in text
-    assert "Skipped cases" in text and "truncated" in text and "size_mb" in text
+def test_config_is_escaped_and_passwords_masked(lite, tmp_path):
+    store, _ = lite
+    cfg = {"data": {"root": "<b>cache</b>"}, "url": "postgresql://vkit:s3cret@db.local/vkit", "password": "hunter2"}
+    run_id = store.start_run("medical-ring-lesion", "medical", cfg, seed=0)
+    store.finish_run(run_id, "failed", "OperationalError: cannot reach postgresql://vkit:s3cret@db.local/vkit")
+    text = write_run_report(store, run_id, tmp_path / "r", manager=PluginManager(autoload=False)).read_text()
+    assert "s3cret" not in text and "vkit:***@db.local" in text
+    assert "&lt;b&gt;cache&lt;/b&gt;" in text and "<b>cache</b>" not in text
+    assert "OperationalError: cannot reach" in text and ">failed<" in text and "medical-ring-lesion" in text
 
 
-def test_report_without_plots(tmp_path: Path) -> None:
-    page = write_report(tmp_path, run={"id": 1, "task": "t", "db": "vkit.db", "config": "seed = 0"}, metrics={}, roc=None, confusion=None)
-    text = page.read_text()
-    assert not (tmp_path / ROC_NAME).exists() and not (tmp_path / CONFUSION_NAME).exists()
-    assert "<img" not in text and "no metrics" in text and "seed = 0" in text
+def test_unknown_run_and_unwritable_folder(lite, tmp_path):
+    store, runs = lite
+    with pytest.raises(StoreError, match="run 9999 is not in the store"):
+        write_run_report(store, 9999, tmp_path, manager=PluginManager(autoload=False))
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(DataError, match=f"cannot create the report folder {blocker / 'sub'}"):
+        write_run_report(store, runs["train"], blocker / "sub", manager=PluginManager(autoload=False))
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "message"),
-    [
-        (dict(roc=([0, 1], [0, 0.5, 1], 0.5)), "same length >= 2, got 2 and 3"),
-        (dict(confusion=np.ones((2, 3))), r"square matrix of >= 2 classes, got shape \(2, 3\)"),
-        (dict(confusion=np.eye(3), class_names=["a", "b"]), "2 class names for a 3-class"),
-    ],
-)
-def test_report_rejects_malformed_plot_data(tmp_path: Path, kwargs: dict, message: str) -> None:
-    with pytest.raises(DataError, match=message):
-        write_report(tmp_path, run={"id": 1}, metrics={}, **kwargs)
+def test_report_written_by_the_running_run_names_its_model(lite, tmp_path):
+    store, _ = lite
+    run_id = store.start_run("t", "p", {}, seed=0, work_dir=tmp_path)
+    ckpt = tmp_path / "model.safetensors"
+    ckpt.write_bytes(b"w" * 64)
+    sha = store.add_artifact(run_id, "checkpoint", ckpt)["sha256"]
+    text = write_run_report(store, run_id, tmp_path / "r", manager=PluginManager(autoload=False)).read_text()
+    assert "written by the run itself" in text and sha in text

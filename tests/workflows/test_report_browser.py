@@ -8,6 +8,7 @@ without it the test skips, saying so.
 from __future__ import annotations
 
 import base64
+import fcntl
 import json
 import os
 import select
@@ -35,8 +36,9 @@ class DevTools:
         self._from_child, from_child_w = os.pipe()
 
         def fds() -> None:  # the child reads commands on fd 3 and writes replies on fd 4
-            os.dup2(to_child_r, 3)
-            os.dup2(from_child_w, 4)
+            high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (to_child_r, from_child_w)]  # out of 3/4's way
+            for target, fd in zip((3, 4), high):
+                os.dup2(fd, target, inheritable=True)
 
         self.proc = subprocess.Popen(
             [CHROMIUM, "--headless=new", "--no-sandbox", "--disable-gpu", "--remote-debugging-pipe",
