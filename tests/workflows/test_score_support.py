@@ -3,7 +3,8 @@
 Loaded by name (``--plugin test_score_support``) with this folder on
 ``sys.path``/``PYTHONPATH``, so subprocesses and Ray actors import it too.
 ``VKIT_TEST_HOOK_LOG`` (a file) records every ``vkit_video_scored`` call;
-``VKIT_TEST_SCORE_DELAY`` (seconds) slows each ``score`` call down.
+``VKIT_TEST_SCORE_DELAY`` (seconds) slows each ``score`` call down;
+``VKIT_TEST_SCORE_GATE`` (a file) holds every ``score`` call until it exists.
 """
 from __future__ import annotations
 
@@ -60,6 +61,13 @@ class ConvScorer:
         return clips.transpose(0, 4, 1, 2, 3).astype(np.float32) / 255.0
 
     def score(self, clips: torch.Tensor) -> torch.Tensor:
+        gate = os.environ.get("VKIT_TEST_SCORE_GATE")
+        if gate:                                   # wait until the test opens the gate (concurrent jobs start together)
+            import time
+
+            deadline = time.monotonic() + 120
+            while not os.path.exists(gate) and time.monotonic() < deadline:
+                time.sleep(0.05)
         if self.delay:
             import time
 
