@@ -103,6 +103,10 @@ def _open(path: str | Path) -> tuple[Any, Path]:
         kind = _container_kind(file)
         reason = f"truncated or corrupt {kind} file" if kind else "not a video file"
         raise DataError(f"{file}: {reason} ({_reason(err)})") from err
+    if container.format.name.endswith("_pipe") or container.format.name == "image2":  # FFmpeg reads a still image
+        name = container.format.long_name or container.format.name
+        container.close()
+        raise DataError(f"{file}: not a video file (an image: {name})")
     return container, file
 
 
