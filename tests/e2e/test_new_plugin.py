@@ -1,14 +1,19 @@
 """A plugin author's first hour, through the real CLI and a real entry point.
 
 `vkit new-plugin acme` → `pip install -e` → the generated tests pass →
-`vkit plugins check acme` passes → `vkit run acme-task` finishes and its rows
-are in the store. The package is uninstalled at the end so the venv stays clean.
+`vkit plugins check acme` passes (predict and score included) → `vkit run
+acme-task` finishes and its rows are in the store → `vkit predict` and `vkit
+score` work on its own clips with no edits. The package is installed into a
+temporary virtual environment layered on the project's (a ``.pth`` adds its
+site-packages), never into the environment the tests run in.
 """
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import sysconfig
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +23,6 @@ pytestmark = pytest.mark.slow
 
 NAME = "acme"
 DIST = "vkit-acme"
-VKIT = str(Path(sys.executable).with_name("vkit"))
 #: The built-in verticals are switched off so each subprocess skips their imports (MONAI): the
 #: generated plugin is what is under test, and it must work with only vkit core around it.
 BUILTINS = "medical,education,security,recommendation"
@@ -40,38 +44,63 @@ def _run(args: list[str], tmp: Path, timeout: int = 120, cwd: Path | None = None
     return output
 
 
+def _stdout(args: list[str], tmp: Path) -> str:
+    proc = subprocess.run(args, cwd=tmp, env=_env(tmp), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, f"{' '.join(args)} exited {proc.returncode}:\n{proc.stdout[-2000:]}{proc.stderr[-2000:]}"
+    return proc.stdout
+
+
 @pytest.fixture
 def workspace(tmp_path: Path) -> Iterator[Path]:
-    """A folder to work in; whatever happens, vkit-acme is uninstalled afterwards."""
+    """A folder to work in, with ``venv/``: a virtual environment that sees this one's packages (nothing installed)."""
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    python = venv / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             check=True, capture_output=True, text=True).stdout.strip()
+    parent = sysconfig.get_paths()["purelib"]
+    (Path(purelib) / "_vkit_parent.pth").write_text(f"import site; site.addsitedir({parent!r})\n")
     yield tmp_path
-    subprocess.run([sys.executable, "-m", "pip", "uninstall", "--yes", "--quiet", DIST],
-                   capture_output=True, timeout=120)
+
+
+def _python(tmp: Path) -> str:
+    return str(tmp / "venv" / "bin" / "python")
+
+
+def _vkit(tmp: Path) -> list[str]:
+    """The ``vkit`` console script, run by the workspace's interpreter (which sees the plugin installed there)."""
+    return [_python(tmp), "-c", "import sys; from vkit.workflows.cli import main; sys.argv[0] = 'vkit'; main()"]
 
 
 def test_new_plugin_installs_tests_checks_and_runs(workspace: Path) -> None:
-    out = _run([VKIT, "new-plugin", NAME, "--dir", str(workspace)], workspace, timeout=60)
+    VKIT = _vkit(workspace)
+    out = _run([*VKIT, "new-plugin", NAME, "--dir", str(workspace)], workspace, timeout=60)
     package = workspace / DIST
     assert f"wrote {package}/" in out
 
-    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--no-index",
-          "-e", str(package)], workspace, timeout=120)
+    _run([sys.executable, "-m", "pip", "--python", _python(workspace), "install", "--quiet", "--no-deps",
+          "--no-build-isolation", "--no-index", "-e", f"{package}[test]"], workspace, timeout=180)
+    listed = subprocess.run([sys.executable, "-m", "pip", "list"], capture_output=True, text=True).stdout
+    assert DIST not in listed  # the environment running the tests is untouched
 
-    out = _run([sys.executable, "-m", "pytest", str(package / "tests"), "-q", "-p", "no:cacheprovider"],
-               workspace, cwd=package)
-    assert "6 passed" in out, out[-2000:]
+    out = _run([_python(workspace), "-m", "pytest", str(package / "tests"), "-q", "-p", "no:cacheprovider"],
+               workspace, cwd=package, timeout=300)
+    assert "7 passed" in out, out[-2000:]
 
-    out = _run([VKIT, "plugins", "check", NAME], workspace)
+    out = _run([*VKIT, "plugins", "check", NAME], workspace, timeout=300)
     lines = out.strip().splitlines()
     assert lines[-1].endswith(" passed, 0 failed"), out
     assert any(line.startswith("PASS  loads: version 0.1.0, entry point vkit-acme") for line in lines), out
     assert "PASS  task acme-task smoke run: finished" in out
+    assert "PASS  task acme-task predict: " in out and "PASS  task acme-task score: scored 2 videos" in out
     assert "PASS  component METRICS.AcmeAccuracy" in out and "PASS  metric AcmeAccuracy" in out
 
     db = workspace / "runs.db"
     sets = [arg for pair in TINY for arg in ("--set", pair)]
-    out = _run([VKIT, "--db", f"sqlite:///{db}", "run", f"{NAME}-task", *sets, "--work-dir", str(workspace / "w")],
-               workspace)
+    out = _run([*VKIT, "--db", f"sqlite:///{db}", "run", f"{NAME}-task", *sets, "--work-dir", str(workspace / "w")],
+               workspace, timeout=300)
     assert "test/balanced_accuracy" in out
+    assert "has no metainfo" not in out  # the generated datasets carry metainfo
 
     from vkit.core.store import open_store
 
@@ -80,3 +109,21 @@ def test_new_plugin_installs_tests_checks_and_runs(workspace: Path) -> None:
     assert (run["status"], run["plugin"]) == ("finished", NAME)
     assert len(store.run_predictions(run["id"], "test")) == 4
     assert {a["kind"] for a in store.run_artifacts(run["id"])} >= {"checkpoint", "report"}
+
+    # its own clips, with no edits: predict one test clip, score the test clips
+    clips = workspace / "data" / f"{NAME}-task" / "clips"
+    tested = {r["item_id"]: r for r in store.run_predictions(run["id"], "test")}
+    out = _stdout([*VKIT, "--db", f"sqlite:///{db}", "predict", f"{NAME}-task", str(clips / "test_0001.mp4"),
+                   "--checkpoint", str(run["id"]), "--json"], workspace)
+    [row] = json.loads(out)["predictions"]
+    assert row["item_id"] == "test_0001" and row["prediction"] == tested["test_0001"]["prediction"]
+    assert row["values"]["probs"] == pytest.approx(tested["test_0001"]["values"]["probs"], abs=1e-4)
+    archive = [str(p) for p in sorted(clips.glob("test_*.mp4"))]
+    score = [*VKIT, "--db", f"sqlite:///{db}", "score", f"{NAME}-task", *archive, "--checkpoint", str(run["id"]),
+             "--workers", "0", "--json"]
+    first = json.loads(_stdout(score, workspace))
+    assert (first["scored"], first["failed"], first["status"]) == (len(archive), 0, "finished"), first
+    again = json.loads(_stdout(score, workspace))
+    assert (again["scored"], again["skipped"]) == (0, len(archive)), again  # a re-run skips what this model scored
+    rows = open_store(f"sqlite:///{db}", read_only=True).video_scores(first["run_id"])
+    assert len(rows) == 4 * len(archive)  # scoring.segments: 4 per video by default
