@@ -1,0 +1,168 @@
+"""The fault matrix of `vkit score`: an archive of real-world trouble, every good file scored exactly once,
+every bad one recorded with its reason — on SQLite and PostgreSQL.
+
+Built in tmp: a name that is not UTF-8, an unreadable folder, names with glob
+brackets, a symlink loop, a link to an ancestor of the archive, a hard link,
+overlapping arguments, a PNG / an empty / a truncated / a text file named
+``.mp4``, and a file deleted after the inventory, before it is decoded.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE))
+import test_score_support as support  # noqa: E402
+
+from vkit.core.store import open_store  # noqa: E402
+from vkit.core.store.paths import display_path  # noqa: E402
+from vkit.registry.errors import DataError  # noqa: E402
+from vkit.workflows import inventory as inventory_module  # noqa: E402
+from vkit.workflows.inventory import find_videos, inventory  # noqa: E402
+from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
+
+PLUGIN = ["test_score_support"]
+PG_URL = os.environ.get("VKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+NON_UTF8 = os.fsdecode(b"caf\xe9 \xff.mp4")
+
+
+@pytest.fixture(autouse=True)
+def _only_the_test_plugin(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
+
+
+def _locked(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make ``folder`` unreadable to the walk (tests run as root, where chmod 000 does not stop reads)."""
+    real = os.scandir
+
+    def scandir(path: object = ".") -> object:
+        if os.fspath(path) == str(folder):
+            raise PermissionError(13, "Permission denied", str(folder))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    os.chmod(folder, 0)
+
+
+def _build(root: Path) -> dict[str, list[Path]]:
+    """The archive; ``{'good': [...], 'bad': [...]}`` (paths as a user would name them)."""
+    good = [support.write_good(root / "a.mp4", seed=1), support.write_good(root / "sub" / "b.mp4", seed=2),
+            support.write_good(root / "Videos [2019]" / "c.mp4", seed=3),
+            support.write_good(root / "cam[1]" / "d.mp4", seed=4), support.write_good(root / "cam1" / "e.mp4", seed=5)]
+    shutil.copy(good[0], root / NON_UTF8)
+    good.append(root / NON_UTF8)
+    support.write_good(root / "locked" / "hidden.mp4", seed=6)                  # inside the unreadable folder
+    os.link(good[1], root / "sub" / "b_hardlink.mp4")                          # the same real file again
+    os.symlink("..", root / "sub" / "up")                                      # a loop
+    os.symlink(root.parent, root / "sub" / "above")                            # an ancestor of the archive
+    from PIL import Image
+    import numpy as np
+
+    bad = [root / "picture.mp4", root / "empty.mp4", root / "notes.mp4", root / "truncated.mp4", root / "gone.mp4"]
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(root / "picture.png")
+    os.replace(root / "picture.png", bad[0])
+    bad[1].write_bytes(b"")
+    bad[2].write_text("not a video\n" * 50)
+    whole = support.write_good(root / "tmp.mp4", seed=7, frames=48).read_bytes()
+    (root / "tmp.mp4").unlink()
+    bad[3].write_bytes(whole[: len(whole) // 2])
+    support.write_good(bad[4], seed=8)
+    return dict(good=good, bad=bad)
+
+
+REASONS = {"picture.mp4": "not a video file (an image", "empty.mp4": "empty file (0 bytes)",
+           "notes.mp4": "not a video file", "truncated.mp4": "truncated", "gone.mp4": "unreadable (No such file",
+           "locked": "unreadable folder (Permission denied)"}
+
+
+def test_inventory_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    root = tmp_path / "archive"
+    files = _build(root)
+    _locked(monkeypatch, root / "locked")
+    found = inventory([root, root / "sub", str(root / "cam[1]")])               # overlapping arguments
+    names = Counter(Path(p).name for p in found.files)
+    assert names["b.mp4"] + names["b_hardlink.mp4"] == 1 and names["a.mp4"] == 1   # one per real file
+    assert len(found.files) == len(files["good"]) + len(files["bad"])          # no file twice, nothing from above
+    assert not any("/up/" in p or "/above/" in p for p in found.files)
+    assert found.failures == [(str(root / "locked"), "unreadable folder (Permission denied)")]
+    assert find_videos([str(root / "cam[1]")]) == [str(root / "cam[1]" / "d.mp4")]      # literal, not cam1/
+    assert find_videos([str(root / "Videos [2019]")]) == [str(root / "Videos [2019]" / "c.mp4")]
+    assert find_videos([str(root / "cam?")]) == [str(root / "cam1" / "e.mp4")]        # missing path: a pattern
+    assert str(root / NON_UTF8) in found.files
+    with pytest.raises(DataError, match="no such path, and as a pattern it matches no file or folder"):
+        find_videos([str(root / "nothing*")])
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def test_fault_matrix(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request) -> None:
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'vkit.db'}"
+    else:
+        url = _pg(request)
+    root = tmp_path / "archive"
+    files = _build(root)
+    _locked(monkeypatch, root / "locked")
+    real_inventory = inventory_module.inventory
+
+    def inventory_then_delete(*args: object, **kwargs: object) -> object:     # deleted after the listing
+        found = real_inventory(*args, **kwargs)
+        (root / "gone.mp4").unlink()
+        return found
+
+    monkeypatch.setattr(inventory_module, "inventory", inventory_then_delete)
+    ckpt = support.make_checkpoint(tmp_path / "model.safetensors")
+    summary = score_archive("demo-score", [str(root), str(root / "sub")], str(ckpt), db_url=url, plugins=PLUGIN,
+                            options=ScoreOptions(workers=0, batch_size=4))
+    good, bad = len(files["good"]), len(files["bad"])
+    assert (summary.scored, summary.failed, summary.videos) == (good, bad + 1, good + bad + 1)
+    store = open_store(url)
+    videos = {v["id"]: v for v in store.get_videos()}
+    rows = store.video_summaries(summary.run_id)
+    scored = Counter(videos[r["video_id"]]["path"] for r in rows if r["status"] == "scored")
+    expected = {display_path(str(p))[0] for p in files["good"]}
+    assert set(scored) == expected and set(scored.values()) == {1}            # every good file, exactly once
+    assert len(store.video_scores(summary.run_id)) == 4 * good
+    failed = {Path(videos[r["video_id"]]["path"]).name: r["error"] for r in rows if r["status"] == "failed"}
+    assert set(failed) == set(REASONS)
+    for name, reason in REASONS.items():
+        assert reason in failed[name], (name, failed[name])
+    odd = next(v for v in videos.values() if v["path_bytes"] is not None)
+    assert os.fsdecode(bytes(odd["path_bytes"])) == str(root / NON_UTF8) and odd["status"] == "ok"
+    monkeypatch.setattr(inventory_module, "inventory", real_inventory)
+    again = score_archive("demo-score", [str(root)], str(ckpt), db_url=url, plugins=PLUGIN,
+                          options=ScoreOptions(workers=0))
+    assert (again.scored, again.skipped, again.left_failed) == (0, good, bad - 1)  # gone.mp4 is gone; the folder
+    assert again.run_id != summary.run_id                                           # is listed again:
+    assert again.failed == 1 and "locked" in again.failures[0]["path"]
+    store.close()
+
+
+def _pg(request: pytest.FixtureRequest) -> str:
+    import uuid
+
+    import sqlalchemy as sa
+
+    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool, connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as err:  # noqa: BLE001 - no server: skip with the reason
+        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {type(err).__name__}")
+    schema = f"vkit_faults_{uuid.uuid4().hex[:10]}"
+    with admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+    request.addfinalizer(drop)
+    return sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
+        hide_password=False)
