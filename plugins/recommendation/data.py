@@ -390,18 +390,26 @@ class PairDataset:
 
 
 class UserDataset:
-    """Users to rank for, ``dict(users=u)``, with their held-out items (``truth``: CSR over all users)."""
+    """Users to rank for, ``dict(users=u, truth=held-out items padded with -1)``; ``truth``: CSR over all users."""
 
     def __init__(self, users: np.ndarray, truth: tuple[np.ndarray, np.ndarray]) -> None:
         self.users = users.astype(np.int64)
         self.truth = truth
+        lengths = np.diff(truth[0])[self.users] if len(self.users) else np.zeros(0, np.int64)
+        self.width = max(int(lengths.max()) if len(lengths) else 0, 1)
         self.metainfo: dict[str, Any] = {}
 
     def __len__(self) -> int:
         return len(self.users)
 
-    def __getitem__(self, index: int) -> dict[str, int]:
-        return dict(users=int(self.users[index]))
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        import torch
+
+        u = int(self.users[index])
+        held = self.truth[1][self.truth[0][u]:self.truth[0][u + 1]]
+        truth = torch.full((self.width,), -1, dtype=torch.long)
+        truth[:len(held)] = torch.as_tensor(held, dtype=torch.long)
+        return dict(users=u, truth=truth)
 
 
 def user_dataset(split: Split, part: str) -> UserDataset:

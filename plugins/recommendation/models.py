@@ -10,9 +10,10 @@ negatives are drawn from) and, for content models, the item content matrix
 (``content``, rows of missing videos zero and ``content_mask`` False).
 
 Batches: ``dict(users=Tensor, items=Tensor)`` (training pairs) or
-``dict(users=Tensor)`` (users to rank). ``mode='loss'`` samples negatives
-among the items with training interactions; ``mode='predict'`` returns
-``[dict(user=u, items=[top-k item indices])]`` with seen items excluded.
+``dict(users=Tensor, truth=Tensor)`` (users to rank, held-out items padded
+with -1). ``mode='loss'`` samples negatives among the items with training
+interactions; ``mode='predict'`` returns ``[dict(user=u, items=[top-k item
+indices], truth=[held-out items])]`` with seen items excluded.
 
 Adding a model (a plugin's ``vkit_register_components``)::
 
@@ -135,7 +136,8 @@ class Recommender(BaseModel):
         """``(owner row, item)`` of the training histories of ``users``."""
         return csr_gather((self.history_indptr, self.history_indices), users)
 
-    def forward(self, users: torch.Tensor, items: torch.Tensor | None = None, mode: str = "tensor") -> Any:
+    def forward(self, users: torch.Tensor, items: torch.Tensor | None = None, truth: torch.Tensor | None = None,
+                mode: str = "tensor") -> Any:
         users = users.long()
         if mode == "loss":
             if items is None:
@@ -143,7 +145,11 @@ class Recommender(BaseModel):
             return self.loss(users, items.long())
         if mode == "predict":
             _, top = self.recommend(users, self.predict_k)
-            return [dict(user=int(u), items=t.tolist()) for u, t in zip(users, top)]
+            out = [dict(user=int(u), items=t.tolist()) for u, t in zip(users, top)]
+            if truth is not None:  # held-out items of a validation batch, for RankingMetric
+                for sample, held in zip(out, truth.tolist()):
+                    sample["truth"] = [i for i in held if i >= 0]
+            return out
         if mode == "tensor":
             return self.user_vectors(users) @ self.item_vectors().T
         raise ConfigError(f"{type(self).__name__}.forward: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")

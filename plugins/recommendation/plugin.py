@@ -1,2 +1,31 @@
-"""vkit plugin: the recommendation vertical (declared through the vkit.plugins entry point like any third-party plugin)."""
+"""vkit plugin: the recommendation vertical (declared through the ``vkit.plugins`` entry point like any third-party plugin).
+
+Import-light (no torch here): the task class comes from ``vkit_tasks``; the
+components are registered through the ``registries`` argument of
+``vkit_register_components``: MODELS ``Popularity``, ``BPRMF``, ``VBPR``,
+``TwoTower``; BACKBONES ``ClipStats``; METRICS ``RankingMetric``.
+"""
 from __future__ import annotations
+
+from typing import Any
+
+from vkit.hooks.hookspecs import hookimpl
+
+
+@hookimpl
+def vkit_tasks() -> list[type]:
+    from vkit.plugins.recommendation.task import RecommendationTask
+
+    return [RecommendationTask]
+
+
+@hookimpl
+def vkit_register_components(registries: dict[str, Any]) -> None:
+    from vkit.plugins.recommendation.content import ClipStats
+    from vkit.plugins.recommendation.metric import RankingMetric
+    from vkit.plugins.recommendation.models import MODEL_CLASSES
+
+    for cls in MODEL_CLASSES.values():
+        registries["MODELS"].register_module(module=cls)
+    registries["BACKBONES"].register_module(module=ClipStats)
+    registries["METRICS"].register_module(module=RankingMetric)

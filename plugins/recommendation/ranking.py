@@ -181,3 +181,22 @@ def ranking_metrics(user_vecs: torch.Tensor, item_vecs: torch.Tensor, users: Any
     out.update({f"coverage@{k}": float(covered[k].float().mean()) if len(items) else 0.0 for k in ks})
     out["users"] = float(evaluated)
     return out
+
+
+def list_metrics(top: torch.Tensor, users: Any, truth: CSR, ks: Sequence[int] = (10,)) -> dict[str, float]:
+    """Recall/NDCG/HR@K of ready-made top lists ``(U, L)`` (``L >= max(ks)``) against ``truth`` (no MRR: lists are cut)."""
+    owner, cols = csr_gather(truth, _t(users))
+    rel = _padded(owner, cols, len(top))
+    n_rel = (rel >= 0).sum(1).double()
+    keep = n_rel > 0
+    top, rel, n_rel = top[keep], rel[keep], n_rel[keep]
+    out: dict[str, float] = {}
+    hits = ((top[:, :, None] == rel[:, None, :]) & (rel[:, None, :] >= 0)).any(2).double()
+    discount = 1.0 / torch.log2(torch.arange(2, top.shape[1] + 2, dtype=torch.float64))
+    for k in ks:
+        h = hits[:, :k]
+        ideal = torch.cumsum(discount[:k], 0)[(torch.clamp(n_rel, max=h.shape[1]) - 1).long()]
+        out[f"recall@{k}"] = float((h.sum(1) / n_rel).mean()) if len(h) else 0.0
+        out[f"ndcg@{k}"] = float(((h * discount[:h.shape[1]]).sum(1) / ideal).mean()) if len(h) else 0.0
+        out[f"hr@{k}"] = float((h.sum(1) > 0).double().mean()) if len(h) else 0.0
+    return out

@@ -1,0 +1,202 @@
+"""``vkit run recommendation``: content-aware video recommendation with a cold-start slice.
+
+Items are videos; each gets a content embedding from a frozen registered
+backbone (default :class:`~vkit.plugins.recommendation.content.ClipStats`,
+cached by video sha256 + backbone config; precomputed ``.npy`` features of
+atomic data sets are used as they are), standardised over the catalogue. The
+main model (``model``, default ``TwoTower``) is trained by the lifecycle's
+Runner on the training interactions, validated by Recall/NDCG/HR@10 on the
+validation interactions (the best epoch by ``ndcg@10`` is kept), and evaluated
+on the test interactions by exact full ranking over every item (seen items
+excluded) and on the **cold-start slice**: ranking among the items that have
+no training interaction, against each user's held-out cold items. The models
+of ``compare.models`` (default Popularity, BPR-MF, VBPR) are trained the same
+way in the same run; the report and the summary show one table of all.
+
+Data: the embedded set (:mod:`vkit.plugins.recommendation.synthetic`) or your
+own folder with ``--data`` / ``--set data.root=...``: ``interactions.csv``
+(+ ``items.csv`` with videos), or RecBole/MMRec atomic files (see
+:mod:`vkit.plugins.recommendation.data`).
+
+Examples::
+
+    vkit run recommendation
+    vkit run recommendation --set model.type=VBPR --set "compare.models=[]"
+    vkit run recommendation --data /data/mmrec/baby --set data.split.mode=predefined
+    vkit recommend --run 7 --user u0042 -k 10
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vkit.core.task import Task
+from vkit.registry.errors import ConfigError, DataError
+
+#: The ``train`` section (keys of :data:`vkit.core.task.DEFAULT_TRAIN`).
+TRAIN = dict(epochs=15, batch_size=256, lr=3e-3, weight_decay=1e-4, optimizer="AdamW", scheduler="cosine",
+             num_workers=0, log_interval=50, launcher="none", log_level="WARNING")
+
+
+class RecommendationTask(Task):
+    """Recommend videos from watch histories and content; evaluates full ranking and the cold-start slice."""
+
+    name = "recommendation"
+    description = ("Recommend videos from watch histories + video content (popularity, BPR-MF, VBPR, two-tower): "
+                   "full-ranking Recall/NDCG@10, cold-start slice.")
+    default_config: dict[str, Any] = dict(
+        seed=0,
+        data=dict(
+            root=None,  # a folder with interactions.csv (+ items.csv) or atomic .inter/.item/.npy; None = embedded
+            format="auto",  # 'csv', 'atomic' or 'auto' (atomic when the folder holds a .inter file)
+            interactions="interactions.csv",
+            items="items.csv",  # optional: the catalogue and each item's video
+            split=dict(mode="leave_last_out", val_per_user=1, test_per_user=3, val_fraction=0.1, test_fraction=0.1),
+            synthetic=dict(n_users=600, n_items=240, n_new=60, history=(10, 25), recent=4),
+        ),
+        content=dict(
+            backbone=dict(type="ClipStats"),
+            num_frames=16,
+            size=(32, 32),
+            cache_dir=None,  # default: <data cache>/recommendation-embeddings
+            batch_size=64,
+            source="auto",  # 'video', 'features' (atomic .npy) or 'auto' (features when the data has them)
+        ),
+        model=dict(type="TwoTower", dim=32, hidden=64, temperature=0.1, id_dropout=0.5, num_negatives=32),
+        compare=dict(models=[dict(type="Popularity"), dict(type="BPRMF", dim=32), dict(type="VBPR", dim=32, visual_dim=32)]),
+        eval=dict(ks=(10, 20), chunk=1024),
+        train=TRAIN,
+        checkpoint=dict(save="best", metric="ndcg@10", rule="greater", keep_epochs=False),
+        compression=dict(stages=[]),
+    )
+    free_keys = ("model", "data.synthetic", "content.backbone")
+    data_key = "data.root"
+    smoke_overrides = ("train.epochs=1", "data.synthetic.n_users=30", "data.synthetic.n_items=18",
+                       "data.synthetic.n_new=6", "data.synthetic.history=(3,6)", "model.dim=8", "model.hidden=8",
+                       "model.num_negatives=4")
+    generator_version = "1"
+
+    def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
+        """Write the embedded data set under ``root``; returns its ``items.csv``."""
+        from vkit.plugins.recommendation.synthetic import generate
+
+        return generate(root, seed=seed, **params)
+
+    # ------------------------------------------------------------------ data
+    def datasets(self, cfg: Any, ctx: Any) -> dict[str, Any]:
+        """``train`` pairs, ``val``/``test`` users, plus the split and the content matrix the models are built on."""
+        from vkit.plugins.recommendation.data import PairDataset, split_interactions, user_dataset
+
+        data = self.read(cfg, Path(ctx.data))
+        ctx.record_skipped(data.problems)
+        for note in data.notes:
+            ctx.echo(f"note: {note}")
+        s = cfg.data.split
+        split = split_interactions(data, s.mode, int(s.val_per_user), int(s.test_per_user), float(s.val_fraction),
+                                   float(s.test_fraction))
+        content, mask = self.content(cfg, ctx, data)
+        ctx.summary["interactions"] = (f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test; "
+                                       f"{data.num_users} users, {data.num_items} items ({len(split.cold_items)} cold)")
+        ctx.echo(f"data: {ctx.summary['interactions']}")
+        return dict(train=PairDataset(data.users[split.train], data.items[split.train]),
+                    val=user_dataset(split, "val") if len(split.val) else None, test=user_dataset(split, "test"),
+                    split=split, content=content, content_mask=mask)
+
+    @staticmethod
+    def read(cfg: Any, location: Path) -> Any:
+        """The interactions at ``location`` (a folder, or a file inside it) in ``data.format``."""
+        from vkit.plugins.recommendation.data import read_atomic, read_csv
+
+        folder = location if location.is_dir() else location.parent
+        fmt = cfg.data.format
+        if fmt not in ("auto", "csv", "atomic"):
+            raise ConfigError(f"data.format={fmt!r}; expected 'auto', 'csv' or 'atomic'")
+        if fmt == "atomic" or (fmt == "auto" and any(folder.glob("*.inter"))):
+            return read_atomic(folder)
+        items = folder / cfg.data["items"] if cfg.data["items"] else None  # (Config.items is dict.items)
+        return read_csv(folder / cfg.data["interactions"], items if items is not None and items.is_file() else None)
+
+    def content(self, cfg: Any, ctx: Any, data: Any) -> tuple[Any, Any]:
+        """Standardised ``(N, D)`` item content and its mask (``None, None`` when there is none)."""
+        import numpy as np
+
+        from vkit.plugins.recommendation.content import ItemEncoder
+
+        c = cfg.content
+        if c.source not in ("auto", "video", "features"):
+            raise ConfigError(f"content.source={c.source!r}; expected 'auto', 'video' or 'features'")
+        if c.source == "features" or (c.source == "auto" and data.item_features is not None):
+            if data.item_features is None:
+                raise ConfigError("content.source='features' but the data has no .npy feature arrays")
+            feats, mask = data.item_features.astype(np.float32), np.ones(data.num_items, bool)
+            ctx.echo(f"content: {feats.shape[1]} precomputed features per item")
+        elif any(v is not None for v in data.item_videos):
+            cache = Path(c.cache_dir) if c.cache_dir else ctx.data_root / "recommendation-embeddings"
+            encoder = ItemEncoder(dict(c.backbone), int(c.num_frames), tuple(c.size), cache_dir=cache,
+                                  seed=int(cfg.seed or 0), batch_size=int(c.batch_size))
+            result = encoder.encode(data.item_videos)
+            ctx.echo(f"content: {c.backbone.get('type')} embeddings of {int(result.mask.sum())} videos "
+                     f"({result.cached} cached, {len(result.failures)} masked) in {encoder.cache_dir}")
+            ctx.summary["embedding cache"] = str(encoder.cache_dir)
+            ctx.record_skipped([dict(item_id=f"item:{data.item_ids[f['index']]}", path=f["path"] or "",
+                                     reason=f"content masked: {f['reason']}") for f in result.failures])
+            self._record_videos(ctx, data, result)
+            feats, mask = result.features, result.mask
+        else:
+            return None, None
+        if not mask.any():
+            raise DataError("content: no item has usable content (every video failed); see the skipped rows")
+        mean, std = feats[mask].mean(0), feats[mask].std(0) + 1e-6
+        feats = np.where(mask[:, None], (feats - mean) / std, 0.0).astype(np.float32)
+        return feats, mask
+
+    @staticmethod
+    def _record_videos(ctx: Any, data: Any, result: Any) -> None:
+        """The item videos as rows of the store's videos table (sha256, status, error)."""
+        reasons = {f["index"]: f["reason"] for f in result.failures}
+        rows = [dict(path=path, sha256=result.sha256[i], status="failed" if i in reasons else "ok", error=reasons.get(i))
+                for i, path in enumerate(data.item_videos) if path is not None]
+        if rows:
+            ctx.store.upsert_videos(rows)
+
+    # ------------------------------------------------------------------ model
+    def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:
+        """The ``model`` recommender sized to the data, its buffers filled (history, counts, content)."""
+        if datasets is None:
+            raise ConfigError("recommendation: rebuild a trained recommender with "
+                              "vkit.plugins.recommendation.serve.load_recommender(checkpoint)")
+        return build_recommender(dict(cfg.model), datasets)
+
+    def evaluator(self, cfg: Any) -> Any:
+        from vkit.plugins.recommendation.evaluator import RankingEvaluator
+
+        return RankingEvaluator(cfg)
+
+    def checkpoint_meta(self, cfg: Any, datasets: dict[str, Any]) -> dict[str, Any]:
+        """Everything :func:`~vkit.plugins.recommendation.serve.load_recommender` needs: ids, sizes, videos."""
+        split = datasets["split"]
+        data = split.data
+        content = datasets["content"]
+        return dict(recommender=dict(
+            model=dict(cfg.model), num_users=data.num_users, num_items=data.num_items,
+            num_interactions=len(split.train), content_dim=0 if content is None else int(content.shape[1]),
+            user_ids=data.user_ids, item_ids=data.item_ids, item_videos=data.item_videos,
+            cold_items=[data.item_ids[i] for i in split.cold_items.tolist()]))
+
+
+def build_recommender(model_cfg: dict, datasets: dict[str, Any]) -> Any:
+    """A MODELS recommender from ``model_cfg`` sized to ``datasets`` (from :meth:`RecommendationTask.datasets`)."""
+    from vkit.registry.registries import MODELS
+
+    split = datasets["split"]
+    content = datasets.get("content")
+    cls = MODELS.get(model_cfg.get("type", ""))
+    uses_content = bool(getattr(cls, "uses_content", False))
+    if uses_content and content is None:
+        raise ConfigError(f"model.type={model_cfg.get('type')!r} ranks by content, but the items have no videos or "
+                          "features; give items.csv with a video column or .npy features")
+    indptr, indices = split.csr("train")
+    model = MODELS.build(dict(model_cfg, num_users=split.data.num_users, num_items=split.data.num_items,
+                              num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0))
+    return model.set_data(indptr, indices, content if uses_content else None,
+                          datasets.get("content_mask") if uses_content else None)
