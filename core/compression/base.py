@@ -60,6 +60,7 @@ class CompressionContext:
             task's ``model`` section with ``type='VideoModel'``): stored in each
             saved stage artifact so :func:`vkit.core.compression.load_compressed`
             rebuilds the compressed model without the run's config. ``None``:
+            the model's own ``model_config`` attribute if it has one, else
             stages are measured but only ONNX exports are saved.
 
     Example::

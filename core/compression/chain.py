@@ -65,6 +65,18 @@ class CompressionResult:
     artifact: Path | None = None
     index: Path | None = None
 
+    def saved(self) -> list[tuple[str, Path, Path]]:
+        """``(stage, sidecar, weights file)`` of every saved stage, in order (to record as run artifacts)."""
+        if self.index is None:
+            return []
+        folder = self.index.parent
+        out = []
+        for r in self.reports:
+            if r["artifact"]:
+                meta = _read_json(folder / r["artifact"])
+                out.append((r["stage"], folder / r["artifact"], folder / meta["weights"]))
+        return out
+
     def rows(self) -> list[dict[str, Any]]:
         """The baseline row followed by the stage rows."""
         return [self.baseline, *self.reports]
@@ -183,6 +195,7 @@ class CompressionChain:
                           metric_after=original, delta=0.0, drop=0.0),
         )
         teacher = ctx.teacher if ctx.teacher is not None else model
+        model_config = ctx.model_config or getattr(model, "model_config", None)  # what core.model.build_model may record
         folder = ctx.dir() if ctx.work_dir is not None else None
         current, current_metric, final = model, original, None
         for i, stage in enumerate(self.stages):
@@ -222,7 +235,7 @@ class CompressionChain:
                 break
             if folder is not None:
                 sidecar = save_stage(candidate, folder, index=i + 1, stage=stage.name, sample=ctx.sample,
-                                     model_config=ctx.model_config, row=row, notes=row["reason"])
+                                     model_config=model_config, row=row, notes=row["reason"])
                 if sidecar is not None:
                     meta = _read_json(sidecar)
                     row.update(artifact=sidecar.name, sha256=meta["sha256"], precision=meta["precision"])

@@ -229,3 +229,22 @@ def test_without_a_model_config_only_onnx_is_saved(task, tmp_path):
         task[0], _ctx(task, tmp_path, model_config=None))
     assert [r["artifact"] for r in result.reports] == [None, "02-OnnxExport.json"]
     assert isinstance(load_compressed(tmp_path), OrtModule)
+
+
+def test_result_lists_the_saved_files_to_record(task, tmp_path):
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="OnnxExport")]).run(task[0], _ctx(task, tmp_path))
+    assert [(s, a.name, w.name) for s, a, w in result.saved()] == [
+        ("ChannelPrune", "01-ChannelPrune.json", "01-ChannelPrune.safetensors"),
+        ("OnnxExport", "02-OnnxExport.json", "02-OnnxExport.onnx"),
+    ]
+    assert all(w.is_file() for _, _, w in result.saved())
+
+
+def test_the_model_config_may_come_from_the_model_itself(task, tmp_path):
+    import copy
+
+    model = copy.deepcopy(task[0])
+    model.model_config = dict(MODEL_CFG)  # what a builder may record on the model it built
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5)]).run(model, _ctx(task, tmp_path, model_config=None))
+    assert result.reports[0]["artifact"] == "01-ChannelPrune.json"
+    assert count_params(load_compressed(tmp_path)) == result.reports[0]["params"]
