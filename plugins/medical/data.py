@@ -48,7 +48,6 @@ from monai.transforms import (
 from monai.utils import MetaKeys, SpaceKeys
 
 from vkit.registry.errors import ConfigError, DataError, did_you_mean
-from vkit.registry.registries import DATASETS
 
 #: Splits whose cases need no label (inference on unlabelled scans).
 PREDICTION_SPLITS = ("predict", "prediction")
@@ -442,7 +441,6 @@ def _header_problem(path: str) -> str | None:
     return None
 
 
-@DATASETS.register_module()
 class MedicalVolumeDataset(torch.utils.data.Dataset):
     """Labelled 3-D scans (NIfTI, DICOM series folders, cine loops) from a datalist, through MONAI.
 

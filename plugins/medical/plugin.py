@@ -1,7 +1,8 @@
 """vkit plugin: the medical vertical, declared through the ``vkit.plugins`` entry point like any third-party plugin.
 
-Import-light on purpose: the task class is returned by ``vkit_tasks`` and the
-MONAI-backed components are imported only inside ``vkit_register_components``.
+Import-light on purpose: the task class is returned by ``vkit_tasks``; the
+MONAI-backed dataset is imported, and registered into the registries vkit
+hands over, only inside ``vkit_register_components``.
 """
 from __future__ import annotations
 
@@ -19,5 +20,6 @@ def vkit_tasks() -> list[type]:
 
 @hookimpl
 def vkit_register_components(registries: dict[str, Any]) -> None:
-    # Importing the module registers MedicalVolumeDataset into DATASETS.
-    import vkit.plugins.medical.data  # noqa: F401
+    from vkit.plugins.medical.data import MedicalVolumeDataset
+
+    registries["DATASETS"].register_module(module=MedicalVolumeDataset)

@@ -13,8 +13,7 @@ lists, annotated videos are the test split and the others the train split
 
 Example::
 
-    from vkit.registry.registries import DATASETS
-    test = DATASETS.build(dict(type="AnomalyVideoDataset", root="/data/UCF_Crimes", split="test"))
+        test = DATASETS.build(dict(type="AnomalyVideoDataset", root="/data/UCF_Crimes", split="test"))
     test[0]   # {'path': ..., 'name': 'Arrest001_x264.mp4', 'label': 1, 'category': 'Arrest', 'intervals': [...]}
 """
 from __future__ import annotations
@@ -115,7 +114,6 @@ def _split(name: str, notes: dict[str, Annotation], train: set[str] | None, test
     return None
 
 
-@DATASETS.register_module()
 class AnomalyVideoDataset:
     """The videos of one split of a UCF-Crime-style folder; items are :class:`VideoRecord` dicts.
 
@@ -127,6 +125,17 @@ class AnomalyVideoDataset:
     A test split must have frame intervals for its anomalous videos (a
     :class:`DataError` names the first one without).
     """
+
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        """Build arguments over a 4-video synthetic data set in a temporary folder (``vkit plugins check``)."""
+        import tempfile
+
+        from vkit.plugins.security.synthetic import generate
+
+        root = Path(tempfile.mkdtemp(prefix="vkit-security-smoke-"))
+        generate(root, seed=0, num_normal=2, num_anomalous=2, test_fraction=0.5)
+        return dict(root=str(root), split="train")
 
     def __init__(self, root: str | Path, split: str | None = "train", annotation: str | Path | None = None,
                  train_list: str | Path | None = None, test_list: str | Path | None = None) -> None:

@@ -28,10 +28,9 @@ from torch import nn
 
 from vkit.plugins.security.loss import mil_ranking_loss
 from vkit.registry.errors import ConfigError
-from vkit.registry.registries import HEADS, MODELS
+from vkit.registry.registries import HEADS
 
 
-@HEADS.register_module()
 class MILScoringHead(nn.Module):
     """Per-segment anomaly scores from segment features: ``(..., D)`` → ``(...)`` in [0, 1].
 
@@ -40,6 +39,11 @@ class MILScoringHead(nn.Module):
         hidden: widths of the hidden FC layers (Sultani: ``(512, 32)``).
         dropout: dropout after each hidden layer (Sultani: 0.6).
     """
+
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        """A tiny head for ``vkit plugins check``."""
+        return dict(in_channels=8, hidden=(4,))
 
     def __init__(self, in_channels: int, hidden: Sequence[int] = (512, 32), dropout: float = 0.6) -> None:
         super().__init__()
@@ -73,7 +77,6 @@ class MILScoringHead(nn.Module):
         return torch.sigmoid(self.mlp(x)).squeeze(-1)
 
 
-@MODELS.register_module()
 class MILAnomalyModel(BaseModel):
     """MIL training wrapper: ``mode='loss'`` on bag pairs, ``'predict'``/``'tensor'`` on feature bags.
 
@@ -82,10 +85,15 @@ class MILAnomalyModel(BaseModel):
         lambda_sparsity, lambda_smooth: weights of the loss's regularisers (see :func:`mil_ranking_loss`).
     """
 
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        """A tiny model for ``vkit plugins check``."""
+        return dict(head=dict(in_channels=8, hidden=(4,)))
+
     def __init__(self, head: dict | nn.Module, lambda_sparsity: float = 8e-5, lambda_smooth: float = 8e-5) -> None:
         super().__init__()
         if isinstance(head, dict):
-            head = HEADS.build({"type": "MILScoringHead", **head})
+            head = MILScoringHead(**head) if "type" not in head else HEADS.build(head)
         self.head = head
         self.lambda_sparsity, self.lambda_smooth = float(lambda_sparsity), float(lambda_smooth)
 

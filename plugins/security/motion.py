@@ -25,8 +25,7 @@ or use grids like ``((8, 8), (1, 1))`` for cameras without such a layout.
 Example::
 
     import vkit.plugins.security.motion  # registers MotionStats (the plugin hook does this)
-    from vkit.registry.registries import BACKBONES
-
+    
     net = BACKBONES.build(dict(type="MotionStats"))
     net(net.normalize(torch.rand(2, 3, 6, 64, 64) * 255)).shape   # (2, 51)
 """
@@ -66,7 +65,6 @@ def _window(value: Any, key: str) -> tuple[int, int]:
     return h | 1, w | 1
 
 
-@BACKBONES.register_module()
 class MotionStats(Backbone):
     """Motion energy, local moving share and travelled extent pooled over grids; no parameters.
 

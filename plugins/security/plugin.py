@@ -1,9 +1,8 @@
 """vkit plugin: the security vertical, declared through the ``vkit.plugins`` entry point like any third-party plugin.
 
 Import-light on purpose (no torch here): the task class is returned by
-``vkit_tasks``; the torch-backed components (``MotionStats`` backbone,
-``MILScoringHead``, ``MILAnomalyModel``, ``AnomalyVideoDataset``) are
-imported, and so registered, only inside ``vkit_register_components``.
+``vkit_tasks``; the torch-backed components are imported, and registered into
+the registries vkit hands over, only inside ``vkit_register_components``.
 """
 from __future__ import annotations
 
@@ -21,8 +20,11 @@ def vkit_tasks() -> list[type]:
 
 @hookimpl
 def vkit_register_components(registries: dict[str, Any]) -> None:
-    # Importing these modules registers MotionStats (BACKBONES), MILScoringHead (HEADS),
-    # MILAnomalyModel (MODELS) and AnomalyVideoDataset (DATASETS).
-    import vkit.plugins.security.data  # noqa: F401
-    import vkit.plugins.security.model  # noqa: F401
-    import vkit.plugins.security.motion  # noqa: F401
+    from vkit.plugins.security.data import AnomalyVideoDataset
+    from vkit.plugins.security.model import MILAnomalyModel, MILScoringHead
+    from vkit.plugins.security.motion import MotionStats
+
+    registries["BACKBONES"].register_module(module=MotionStats)
+    registries["HEADS"].register_module(module=MILScoringHead)
+    registries["MODELS"].register_module(module=MILAnomalyModel)
+    registries["DATASETS"].register_module(module=AnomalyVideoDataset)
