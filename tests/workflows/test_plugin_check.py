@@ -149,6 +149,8 @@ def fixture_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator
     monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
     monkeypatch.setenv("VKIT_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.chdir(tmp_path)
+    for reg in REGISTRIES.values():  # core's components first: restoring must never drop them for later tests
+        reg.import_from_location()
     before = {key: dict(reg.module_dict) for key, reg in REGISTRIES.items()}
     reset_plugin_manager()
     yield folder

@@ -85,6 +85,8 @@ def generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     new_plugin("zeta", tmp_path)
     monkeypatch.syspath_prepend(str(tmp_path / "vkit-zeta"))
     monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
+    for reg in REGISTRIES.values():  # core's components first: restoring must never drop them for later tests
+        reg.import_from_location()
     before = {key: dict(reg.module_dict) for key, reg in REGISTRIES.items()}
     reset_plugin_manager()
     yield "vkit_zeta.plugin"
