@@ -49,6 +49,10 @@ class VideoScorer(Protocol):
         min_frames: shorter videos fail as "too short" (default ``num_segments``).
         memory_format: ``"channels_last_3d"`` (default) or ``"contiguous"``, the
             layout of the batch buffer handed to :meth:`score`.
+        int8_module: dotted path of the conv backbone ``--precision int8`` quantizes
+            (e.g. ``"model.backbone"``; :mod:`vkit.core.int8`).
+        validation_clips(): ``(clips, labels)`` that ``--precision auto`` gates on and
+            int8 calibrates on (:func:`vkit.core.precision.archive_validation`).
     """
 
     model_sha256: str
