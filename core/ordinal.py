@@ -256,8 +256,8 @@ class OrdinalMetric(BaseMetric):
         return list(self._rows)
 
     def fitted(self) -> dict[str, Any]:
-        """Nothing is fitted on validation (the decision rule is fixed)."""
-        return {}
+        """The decision rule (kept in the checkpoint meta, so ``vkit predict`` decides as the run did)."""
+        return dict(decision=self.decision)
 
     def report_sections(self) -> list[Any]:
         """The confusion matrix (rows: true level, columns: predicted level) with per-level recall."""

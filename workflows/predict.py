@@ -86,18 +86,24 @@ def predict_task(
 
 
 def prediction_rows(predictions: list[dict], fitted: dict[str, Any]) -> list[dict]:
-    """Store rows from ``predict`` outputs; a binary model uses the run's validation ``threshold`` when it has one.
+    """Store rows from ``predict`` outputs; a binary model uses the run's validation ``threshold`` when it has one,
+    an ordinal one the run's ``decision`` rule (:func:`vkit.core.ordinal.ordinal_decision`, e.g. ``"median"``).
 
     Example::
 
         prediction_rows([{"case_id": "a", "label": None, "probs": [0.7, 0.3]}], {"threshold": 0.25})[0]["prediction"]  # 1
     """
     threshold = fitted.get("threshold")
+    decision = fitted.get("decision")
     rows = []
     for p in predictions:
         probs = [float(x) for x in p["probs"]]
         if threshold is not None and len(probs) == 2:
             prediction = int(probs[1] >= float(threshold))
+        elif decision is not None:
+            from vkit.core.ordinal import ordinal_decision
+
+            prediction = int(ordinal_decision([probs], str(decision))[0])
         else:
             prediction = max(range(len(probs)), key=probs.__getitem__)
         label = p.get("label")

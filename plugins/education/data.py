@@ -2,7 +2,8 @@
 
 Readers return :class:`ClipItem` lists; :class:`EngagementClips` decodes them
 (``num_frames`` frames evenly over each clip, resized to ``size``) into the
-contract's samples ``dict(inputs={"video": (3, T, H, W)[, "signals": (D, 1, 1, 1)]}, label, case_id)``.
+contract's samples ``dict(inputs={"video": (C, T, H, W)[, "signals": (D, 1, 1, 1)]}, label, case_id)``
+(``C`` = 6 by default: RGB and the frame-to-frame RGB difference, see :func:`to_model_input`).
 
 * **DAiSEE** (``read_daisee``): ``DataSet/{Train,Validation,Test}/<subject>/<clip>/<clip>.avi``
   and ``Labels/{Train,Validation,Test}Labels.csv`` with ``ClipID,Boredom,Engagement,Confusion,Frustration``
@@ -15,7 +16,7 @@ Example::
 
     items = read_daisee("/data/DAiSEE", "train")
     ds = EngagementClips(items, num_frames=16, size=32)
-    ds[0]["inputs"]["video"].shape        # (3, 16, 32, 32)
+    ds[0]["inputs"]["video"].shape        # (6, 16, 32, 32): RGB + RGB difference
 """
 from __future__ import annotations
 
@@ -196,6 +197,33 @@ def read_side_signals(path: str | Path) -> tuple[list[str], dict[str, np.ndarray
     return columns, table
 
 
+INPUTS = ("rgb", "rgb+diff", "diff")
+
+
+def to_model_input(frames: np.ndarray, channels: str = "rgb+diff") -> Any:
+    """``(T, H, W, 3)`` uint8 frames → a float ``(C, T, H, W)`` tensor: RGB, temporal differences, or both.
+
+    ``"rgb+diff"`` stacks the RGB frames (0..255) and their frame-to-frame differences (TSN's *RGB difference*
+    modality; the first frame's difference is 0) into 6 channels, so a small 3-D CNN sees motion directly.
+    """
+    import torch
+
+    if channels not in INPUTS:
+        raise DataError(f"data.channels: expected one of {INPUTS}, got {channels!r}")
+    video = torch.from_numpy(np.ascontiguousarray(frames)).permute(3, 0, 1, 2).float()
+    if channels == "rgb":
+        return video
+    diff = torch.cat([torch.zeros_like(video[:, :1]), video[:, 1:] - video[:, :-1]], dim=1)
+    return diff if channels == "diff" else torch.cat([video, diff])
+
+
+def input_norm(channels: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` per channel for :func:`to_model_input`'s output (the data preprocessor's ``video`` entry)."""
+    rgb, diff = ((127.5,) * 3, (64.0,) * 3), ((0.0,) * 3, (16.0,) * 3)
+    parts = {"rgb": [rgb], "diff": [diff], "rgb+diff": [rgb, diff]}[channels]
+    return tuple(v for p in parts for v in p[0]), tuple(v for p in parts for v in p[1])
+
+
 def clip_indices(frames: int, num_frames: int) -> np.ndarray:
     """``num_frames`` indices spread evenly over a clip of ``frames`` frames (each centred in its share)."""
     return np.clip(np.floor((np.arange(num_frames) + 0.5) * frames / num_frames).astype(np.int64), 0, frames - 1)
@@ -220,6 +248,7 @@ class EngagementClips:
         size: frame height and width.
         signals: ``(columns, {clip id: values})`` from :func:`read_side_signals`, or ``None``.
         signal_stats: ``(mean, std)`` to standardise the signals (defaults to these items' own).
+        channels: ``"rgb"``, ``"rgb+diff"`` (default) or ``"diff"``: see :func:`to_model_input`.
         augment: random horizontal flips (training).
         oversample: repeat clips of rare levels so each level gets about ``n / num_levels ** 0.5`` draws
             per epoch (square-root balancing).
@@ -229,9 +258,12 @@ class EngagementClips:
 
     def __init__(self, items: Sequence[ClipItem], num_frames: int = 16, size: int = 32,
                  signals: tuple[list[str], dict[str, np.ndarray]] | None = None,
-                 signal_stats: tuple[np.ndarray, np.ndarray] | None = None, augment: bool = False,
+                 signal_stats: tuple[np.ndarray, np.ndarray] | None = None, channels: str = "rgb+diff", augment: bool = False,
                  oversample: bool = False, skip_bad: bool = False,
                  loader: Callable[[Path, int, int], np.ndarray] = load_clip) -> None:
+        if channels not in INPUTS:
+            raise DataError(f"data.channels: expected one of {INPUTS}, got {channels!r}")
+        self.channels = channels
         self.skipped: list[dict[str, Any]] = []
         self.items: list[ClipItem] = []
         clips, values = [], []
@@ -272,6 +304,11 @@ class EngagementClips:
             index += [int(members[i % len(members)]) for i in range(reps)]
         return sorted(index)
 
+    @property
+    def metainfo(self) -> dict[str, Any]:
+        """mmengine's dataset meta: the level names."""
+        return dict(classes=LEVEL_NAMES)
+
     def __len__(self) -> int:
         return len(self.index)
 
@@ -280,9 +317,10 @@ class EngagementClips:
 
         k = self.index[i]
         item = self.items[k]
-        video = torch.from_numpy(self.frames[k]).permute(3, 0, 1, 2).float()  # (3, T, H, W), 0..255
+        frames = self.frames[k]
         if self.augment and torch.rand(()) < 0.5:
-            video = video.flip(-1)
+            frames = frames[:, :, ::-1]
+        video = to_model_input(frames, self.channels)
         inputs = {"video": video}
         if self.signals is not None:
             mean, std = self.signal_stats

@@ -11,7 +11,7 @@ least ``timeline.min_seconds`` become ``low-engagement`` events.
 Example::
 
     scorer = EngagementScorer("work_dirs/education-engagement-run1/model.safetensors")
-    clips = scorer.decode("lesson/session01/learner03.mp4")     # (24, 3, 16, 32, 32) float32
+    clips = scorer.decode("lesson/session01/learner03.mp4")     # (24, 6, 16, 32, 32) float32: RGB + RGB difference
     scores = scorer.score(torch.as_tensor(clips))                # (24,) in [0, 1]
     scorer.summarize(scores.numpy(), probe("lesson/session01/learner03.mp4"))["events"]
 """
@@ -55,6 +55,7 @@ class EngagementScorer:
         sampling, timeline = meta["sampling"], meta["timeline"]
         self.num_frames, self.size = int(sampling["num_frames"]), int(sampling["size"])
         self.clip_seconds = float(sampling["clip_seconds"])
+        self.channels = str(sampling.get("channels", "rgb"))
         self.num_segments: int = int(timeline["segments"])
         self.min_frames: int = self.num_frames
         self.low_level, self.min_seconds = float(timeline["low_level"]), float(timeline["min_seconds"])
@@ -62,8 +63,9 @@ class EngagementScorer:
         self.model_sha256: str = str(meta["sha256"])
 
     def decode(self, path: str) -> np.ndarray:
-        """Clips ``(num_segments, 3, T, size, size)`` float32 in 0..255; ``DataError`` on a bad or short file."""
+        """Clips ``(num_segments, C, T, size, size)`` float32 as in training; ``DataError`` on a bad or short file."""
         from vkit.core.video import probe, read_clip
+        from vkit.plugins.education.data import to_model_input
         from vkit.plugins.education.timeline import clip_grid
 
         info = probe(path)
@@ -72,11 +74,11 @@ class EngagementScorer:
         grid = clip_grid(info.frames, info.fps, self.num_segments, self.num_frames, self.clip_seconds)
         frames = read_clip(path, grid.reshape(-1), (self.size, self.size), frames=info.frames)
         clips = frames.reshape(self.num_segments, self.num_frames, self.size, self.size, 3)
-        return np.ascontiguousarray(clips.transpose(0, 4, 1, 2, 3), dtype=np.float32)
+        return np.stack([to_model_input(clip, self.channels).numpy() for clip in clips]).astype(np.float32)
 
     @torch.inference_mode()
     def levels(self, clips: torch.Tensor) -> torch.Tensor:
-        """Level probabilities ``(B, K)`` of clips ``(B, 3, T, H, W)`` in 0..255."""
+        """Level probabilities ``(B, K)`` of clips ``(B, C, T, H, W)`` from :meth:`decode`."""
         from vkit.core.model import _probabilities
 
         data = self.model.data_preprocessor({"inputs": {"video": clips.to(self.device, torch.float32)}}, False)

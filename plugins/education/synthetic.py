@@ -21,7 +21,7 @@ value (3: 0.05, 2: 0.3, 1: 0.6, 0: 0.9) plus a uniform jitter of +-0.1; then
 * eye closures: one short blink per clip when engaged, longer drowsy closures
   (up to 4 frames) as ``d`` grows;
 * head motion: a random walk whose step grows with ``d``;
-* posture drift: the head and shoulders sink by up to ``6 d`` pixels (of 64) over the clip
+* posture drift: the head and shoulders sink by up to ``10 d`` pixels (of 64) over the clip
   (centred on the clip's resting position, which itself varies by +-6 pixels per clip).
 
 So the level is visible only in how the figure moves over time; clip brightness
@@ -129,11 +129,11 @@ def behaviour(level: int, n_frames: int, rng: np.random.Generator) -> dict[str, 
     if d > 0.5 and n_frames >= 2 * CLIP_FRAMES:  # long recordings: drowsy closures recur
         for s in rng.integers(0, n_frames - blink, size=int(d * n_frames / CLIP_FRAMES)):
             closed[s:s + blink] = 1.0
-    steps = rng.normal(0.0, 0.3 + 1.5 * d, size=(n_frames, 2))
+    steps = rng.normal(0.0, 0.3 + 2.0 * d, size=(n_frames, 2))
     head = np.cumsum(steps, axis=0)
     head -= head.mean(axis=0)
-    head = np.clip(head, -5.0, 5.0)
-    amount = 6.0 * d * rng.uniform(0.5, 1.0)
+    head = np.clip(head, -7.0, 7.0)
+    amount = 10.0 * d * rng.uniform(0.5, 1.0)
     slump = np.linspace(-amount / 2, amount / 2, n_frames)  # centred: the drift, not the mean position, carries it
     smooth = np.array([0.25, 0.5, 0.25])
     yaw = np.convolve(np.pad(yaw, 1, mode="edge"), smooth, mode="valid")
@@ -156,14 +156,14 @@ def render(look: Appearance, moves: dict[str, np.ndarray], size: int, rng: np.ra
         yaw, pitch, slump = moves["yaw"][t], moves["pitch"][t], moves["slump"][t]
         x0, y0 = look.x0 + shift_x, look.y0 + shift_y
         cx = 32 + x0 + moves["head"][t, 0]
-        cy = 25 + y0 + moves["head"][t, 1] + slump + 3 * pitch
+        cy = 25 + y0 + moves["head"][t, 1] + slump + 6 * pitch
         body_y = 66 + y0 + 0.7 * slump
         cv2.ellipse(img, (int(round(32 + x0 + 0.3 * moves["head"][t, 0])), int(round(body_y))), (27, 17), 0, 0, 360,
                     look.clothing.tolist(), -1, cv2.LINE_AA)
         cv2.rectangle(img, (int(cx - 4), int(cy + 8)), (int(cx + 4), int(body_y - 12)), look.skin.tolist(), -1)
         cv2.ellipse(img, (int(round(cx)), int(round(cy - 2))), (int(12 * s), int(13 * s)), 0, 0, 360,
                     look.hair.tolist(), -1, cv2.LINE_AA)
-        fx, fy = cx + 4 * yaw, cy + 2 + 3 * pitch
+        fx, fy = cx + 7 * yaw, cy + 2 + 4 * pitch
         cv2.ellipse(img, (int(round(fx)), int(round(fy))), (int(round((10 - 2 * abs(yaw)) * s)), int(round(11 * s - 2 * pitch))),
                     0, 0, 360, look.skin.tolist(), -1, cv2.LINE_AA)
         eye_y = fy - 2 + 3 * pitch

@@ -43,6 +43,7 @@ class EducationEngagementTask(Task):
             root=None,  # a DAiSEE root or a CSV (path,level[,learner,session,start,split]); None = embedded data
             num_frames=FRAMES,  # frames sampled evenly over each clip
             size=SIZE,  # frames resized to size x size
+            channels="rgb+diff",  # "rgb", "rgb+diff" (RGB and its frame-to-frame difference) or "diff"
             imbalance="weights",  # "weights" (class-weighted loss), "oversample" or "none"
             imbalance_power=0.5,  # class weight = (n / (K n_c)) ** power
             synthetic=dict(n_train=480, n_val=120, n_test=200, clips_per_subject=8, size=SIZE, sessions=2,
@@ -54,9 +55,10 @@ class EducationEngagementTask(Task):
             fusion=dict(type="Concat", dim=32),
         ),
         model=dict(
-            backbones=dict(video=dict(type="TinyC3D", widths=(16, 32, 48), num_frames=FRAMES, input_size=(SIZE, SIZE))),
+            # in_channels (3 or 6) and the preprocessor's mean/std follow data.channels (see model_config)
+            backbones=dict(video=dict(type="TinyC3D", widths=(8, 16, 32), num_frames=FRAMES, input_size=(SIZE, SIZE),
+                                      pool="avgmax")),
             head=dict(type="OrdinalHead", num_classes=4, dropout=0.2),
-            data_preprocessor=dict(mean=dict(video=(127.5, 127.5, 127.5)), std=dict(video=(64.0, 64.0, 64.0))),
         ),
         metric=dict(type="OrdinalMetric", num_classes=4, decision="median", level_names=LEVEL_NAMES),
         train=dict(DEFAULT_TRAIN, epochs=15, batch_size=16, lr=3e-3),
@@ -122,7 +124,7 @@ class EducationEngagementTask(Task):
             if not items and split == "val":
                 continue
             ds = EngagementClips(items, int(cfg.data.num_frames), int(cfg.data.size), signals=signals, signal_stats=stats,
-                                 augment=split == "train", oversample=split == "train" and imbalance == "oversample",
+                                 channels=str(cfg.data.channels), augment=split == "train", oversample=split == "train" and imbalance == "oversample",
                                  skip_bad=ctx.skip_bad)
             stats = stats or ds.signal_stats
             ctx.record_skipped([dict(s, item_id=f"{split}/{s['item_id']}") for s in skipped + ds.skipped])
@@ -134,10 +136,24 @@ class EducationEngagementTask(Task):
 
     # ------------------------------------------------------------------ model
     def model_config(self, cfg: Any, datasets: dict[str, Any] | None) -> dict[str, Any]:
-        """``cfg.model`` completed: class weights from the training labels, the side-signal branch when used."""
+        """``cfg.model`` completed: input channels and normalisation, class weights from the training labels,
+        the side-signal branch when used."""
         from vkit.core.ordinal import balanced_class_weights
+        from vkit.plugins.education.data import INPUTS, input_norm
 
         model = copy.deepcopy(cfg.model.to_dict() if hasattr(cfg.model, "to_dict") else dict(cfg.model))
+        channels = str(cfg.data.channels)
+        if channels not in INPUTS:
+            raise ConfigError(f"data.channels: expected one of {INPUTS}, got {channels!r}")
+        mean, std = input_norm(channels)
+        video = model["backbones"]["video"]
+        video.setdefault("in_channels", len(mean))
+        if int(video["in_channels"]) != len(mean):
+            raise ConfigError(f"model.backbones.video.in_channels={video['in_channels']} but data.channels={channels!r} "
+                              f"gives {len(mean)} channels")
+        pre = model.setdefault("data_preprocessor", {})
+        pre.setdefault("mean", {}).setdefault("video", list(mean))
+        pre.setdefault("std", {}).setdefault("video", list(std))
         head = model["head"]
         num_classes = int(head.get("num_classes", 4))
         train = (datasets or {}).get("train")
@@ -168,19 +184,19 @@ class EducationEngagementTask(Task):
         """What the scorer needs: the completed model config, sampling, level names and timeline settings."""
         model = self.model_config(cfg, datasets)
         return dict(model=model, sampling=dict(num_frames=int(cfg.data.num_frames), size=int(cfg.data.size),
-                                               clip_seconds=clip_seconds(datasets["train"])),
+                                               channels=str(cfg.data.channels), clip_seconds=clip_seconds(datasets["train"])),
                     levels=list(cfg.metric.get("level_names") or LEVEL_NAMES), decision=cfg.metric.get("decision", "median"),
                     timeline=dict(cfg.timeline))
 
     def prediction_dataset(self, cfg: Any, inputs: list[str]) -> Any:
-        """Clip files, or one CSV (``path[,level,...]``), as an unlabelled (or labelled) dataset."""
+        """Clip files (each named by its file name without extension, as DAiSEE names clips), or one CSV (``path[,level,...]``)."""
         from vkit.plugins.education.data import ClipItem, EngagementClips, clip_key, read_csv
 
         if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
             items = read_csv(inputs[0], None, require_level=False)
         else:
-            items = [ClipItem(clip_id=clip_key(p), path=Path(p), level=None) for p in inputs]
-        return EngagementClips(items, int(cfg.data.num_frames), int(cfg.data.size))
+            items = [ClipItem(clip_id=Path(p).stem, path=Path(p), level=None) for p in inputs]
+        return EngagementClips(items, int(cfg.data.num_frames), int(cfg.data.size), channels=str(cfg.data.channels))
 
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
         from vkit.plugins.education.scorer import EngagementScorer

@@ -1,0 +1,115 @@
+"""education-engagement end to end: a tiny run into SQLite, predict, score lessons into timelines and events."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+
+TINY = [
+    "train.epochs=2", "train.batch_size=4", "data.synthetic.n_train=16", "data.synthetic.n_val=8",
+    "data.synthetic.n_test=8", "data.synthetic.clips_per_subject=4", "data.synthetic.sessions=1",
+    "data.synthetic.learners=2", "data.synthetic.lesson_seconds=8", "data.num_frames=8", "data.size=16",
+    "data.synthetic.size=16", "model.backbones.video.widths=(4,8)", "model.backbones.video.num_frames=8",
+    "model.backbones.video.input_size=(16,16)", "timeline.segments=4", "timeline.min_seconds=2.0",
+    "timeline.low_level=4.0",  # every segment is "low": each lesson yields one event over its whole length
+]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    from vkit.workflows.run import run_task
+
+    tmp = tmp_path_factory.mktemp("edurun")
+    db = f"sqlite:///{tmp / 'vkit.db'}"
+    result = run_task("education-engagement", overrides=TINY, db_url=db, work_dir=tmp / "work", data_root=tmp / "data",
+                      echo=lambda *_: None)
+    return result, db, tmp
+
+
+def test_tiny_run_stores_ordinal_metrics_predictions_and_meta(tiny_run) -> None:
+    from vkit.core.checkpoint import load_meta
+    from vkit.core.store import open_store
+
+    result, db, tmp = tiny_run
+    assert result.status == "finished"
+    assert set(result.metrics) == {"test/accuracy", "test/macro_f1", "test/qwk", "test/mae"}
+    store = open_store(db)
+    rows = store.run_metrics(result.run_id)
+    assert {("val", "qwk"), ("test", "qwk"), ("test", "mae")} <= {(r["split"], r["key"]) for r in rows}
+    predictions = store.run_predictions(result.run_id, "test")
+    assert len(predictions) == 8 and all(0 <= p["prediction"] <= 3 and len(p["values"]["probs"]) == 4 for p in predictions)
+    meta = load_meta(Path(result.summary["checkpoint"]))
+    assert meta["sampling"]["channels"] == "rgb+diff" and meta["sampling"]["clip_seconds"] == pytest.approx(2.0)
+    assert meta["model"]["backbones"]["video"]["in_channels"] == 6
+    assert len(meta["model"]["head"]["class_weights"]) == 4 and meta["fitted"] == {"decision": "median"}
+
+
+def test_score_lessons_gives_timelines_and_low_engagement_events(tiny_run) -> None:
+    from vkit.core.store import open_store
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    result, db, tmp = tiny_run
+    lessons = tmp / "data" / "education-engagement" / "Lessons"
+    summary = score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=db,
+                            options=ScoreOptions(workers=0, batch_size=4))
+    assert (summary.scored, summary.failed) == (2, 0)
+    store = open_store(db)
+    scores = store.video_scores(summary.run_id)
+    assert len(scores) == 2 * 4 and all(0.0 <= s["score"] <= 1.0 for s in scores)
+    assert sorted({(s["start"], s["end"]) for s in scores}) == [(0.0, 2.0), (2.0, 4.0), (4.0, 6.0), (6.0, 8.0)]
+    events = store.run_events(summary.run_id)
+    assert len(events) == 2 and all(e["kind"] == "low-engagement" and e["end"] == pytest.approx(8.0) for e in events)
+
+
+def test_too_short_recording_fails_with_its_reason_and_others_go_on(tiny_run, tmp_path: Path) -> None:
+    import numpy as np
+
+    from vkit.core.store import open_store
+    from vkit.core.video import write_video
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    result, db, tmp = tiny_run
+    write_video(tmp_path / "short.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=8)
+    lesson = next((tmp / "data" / "education-engagement" / "Lessons").rglob("*.mp4"))
+    (tmp_path / "ok.mp4").write_bytes(lesson.read_bytes())
+    summary = score_archive("education-engagement", [tmp_path], result.summary["checkpoint"], db_url=db,
+                            options=ScoreOptions(workers=0, batch_size=4))
+    assert (summary.scored, summary.failed) == (1, 1)
+    (bad,) = [v for v in open_store(db).get_videos() if v["path"].endswith("short.mp4")]
+    assert "too short: 4 frames" in bad["error"]
+
+
+def test_bad_level_in_a_csv_errors_or_is_skipped_and_recorded(tmp_path: Path) -> None:
+    from vkit.core.store import open_store
+    from vkit.registry.errors import DataError
+    from vkit.workflows.run import run_task
+
+    data = Path(__file__).parents[1] / "fixtures" / "daisee" / "DAiSEE" / "DataSet"
+    clips = sorted(data.rglob("*.avi"))
+    rows = [("path", "level", "split")] + [(str(c), i % 4, "train") for i, c in enumerate(clips)] + \
+        [(str(clips[0]), 7, "train")] + [(str(c), i % 4, "test") for i, c in enumerate(clips[:3])]
+    table = tmp_path / "clips.csv"
+    with open(table, "w", newline="") as f:
+        csv.writer(f).writerows(rows)
+    small = ["train.epochs=1", "train.batch_size=2", "data.num_frames=8", "data.size=16", "checkpoint.save=last",
+             "model.backbones.video.widths=(4,)", "model.backbones.video.num_frames=8",
+             "model.backbones.video.input_size=(16,16)"]
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    with pytest.raises(DataError, match=r"clips.csv:8: level '7' is outside 0-3"):
+        run_task("education-engagement", overrides=small, data=str(table), db_url=db, work_dir=tmp_path / "w1",
+                 data_root=tmp_path / "d", echo=lambda *_: None)
+    result = run_task("education-engagement", overrides=small, data=str(table), db_url=db, work_dir=tmp_path / "w2",
+                      data_root=tmp_path / "d", skip_bad=True, echo=lambda *_: None)
+    assert result.status == "finished"
+    (skipped,) = open_store(db).run_predictions(result.run_id, "skipped")
+    assert "level '7' is outside 0-3" in skipped["values"]["reason"]
