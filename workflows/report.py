@@ -8,8 +8,11 @@ fetched from the network) shows, as far as the run has the rows:
 - the run (task, kind, status, times, work dir, model sha256, masked database URL) and its final metrics;
 - training and validation curves per epoch (and the training loss per iteration) from the metrics table;
 - for classifiers (prediction rows with ``values.probs`` and ``label``): ROC, precision-recall and calibration
-  curves, the confusion matrix and the worst-classified cases (with a thumbnail when the case is a readable file);
-- for scoring runs: the top-scoring videos and their score over time with the detected events shaded;
+  curves, the confusion matrix and the worst-classified cases (with a thumbnail when ``values.path`` or the item
+  id is a readable clip or scan);
+- for scoring runs: the top-scoring videos and their score over time with the detected events shaded (and the
+  ground truth: events of kind ``ground_truth``, or ``values.ground_truth`` ``[[start, end], ...]`` of the video's
+  prediction row);
 - predictions of a ``predict`` run; the compression table (metrics of split ``compression``);
 - sections the task hands in (``sections``), sections plugins add through the ``vkit_report_sections`` hook;
 - the artifacts, the config and the versions.
@@ -224,7 +227,8 @@ def _classifier(page: _Page, predictions: list[dict[str, Any]]) -> None:
         worst = np.argsort(p_true, kind="stable")[:TOP]
         table = []
         for rank, i in enumerate(worst):
-            thumb = thumbnail(page.out / f"case_{rank}.png", rows[i]["item_id"])
+            values = rows[i].get("values") if isinstance(rows[i].get("values"), dict) else {}
+            thumb = thumbnail(page.out / f"case_{rank}.png", values.get("path") or rows[i]["item_id"])
             table.append(dict(case=rows[i]["item_id"], label=int(labels[i]), predicted=predicted[i],
                               **{"p(true class)": float(p_true[i])}))
             if thumb is not None:
@@ -252,13 +256,16 @@ def _scoring(page: _Page, store: Any, run_id: int) -> None:
     videos = {v["id"]: v for v in store.get_videos() if v["id"] in summaries}
     top = sorted((s for s in summaries.values() if s["status"] == "scored"),
                  key=lambda s: -(s["max_score"] if s["max_score"] is not None else -math.inf))[:6]
+    truths = _ground_truth(store.run_predictions(run_id))
     panels = []
     for s in top:
         events = store.run_events(run_id, s["video_id"])
+        path = videos[s["video_id"]]["path"]
         truth = [(e["start"], e["end"]) for e in events if e["kind"] in ("ground_truth", "truth", "gt")]
+        truth += truths.get(path, truths.get(Path(path).name, []))
         detected = [(e["start"], e["end"]) for e in events if e["kind"] not in ("ground_truth", "truth", "gt")]
         scores = [(r["start"], r["end"], r["score"]) for r in store.video_scores(run_id, s["video_id"]) if r["score"] is not None]
-        panels.append(dict(name=Path(videos[s["video_id"]]["path"]).name, scores=scores, events=detected, truth=truth))
+        panels.append(dict(name=Path(path).name, scores=scores, events=detected, truth=truth))
     figure = page.figure(plot_scores_over_time(page.out / "scores_over_time.png", panels),
                          "score over time (red: detected events; green: ground truth events)", width=720)
     if figure:
@@ -267,6 +274,19 @@ def _scoring(page: _Page, store: Any, run_id: int) -> None:
         page.add("Top events", _table(info["top_events"]))
     if info["failures"]:
         page.add("Failed videos", _table(info["failures"]))
+
+
+def _ground_truth(predictions: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
+    """``{video path or item id: [(start, end), ...]}`` from prediction rows whose ``values`` hold ``ground_truth``."""
+    found: dict[str, list[tuple[float, float]]] = {}
+    for row in predictions:
+        values = row.get("values") if isinstance(row.get("values"), dict) else {}
+        spans = values.get("ground_truth")
+        if isinstance(spans, list):
+            pairs = [(float(a), float(b)) for a, b in (s for s in spans if isinstance(s, list | tuple) and len(s) == 2)]
+            for key in {values.get("path"), row["item_id"]} - {None}:
+                found[str(key)] = pairs
+    return found
 
 
 def _predict_rows(page: _Page, predictions: list[dict[str, Any]]) -> None:

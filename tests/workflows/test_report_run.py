@@ -169,3 +169,23 @@ def test_multiclass_calibration_and_curves(tmp_path):
     assert count.sum() == 90 and 0 <= ece <= 1 and np.all((conf >= 0) & (conf <= 1))
     perfect = np.eye(2)[[0, 1, 1, 0]]
     assert calibration(np.array([0, 1, 1, 0]), perfect)[3] == pytest.approx(0.0)
+
+
+def test_worst_cases_get_thumbnails_and_scoring_plots_ground_truth(lite, tmp_path):
+    from vkit.workflows.report import _ground_truth
+
+    store, _ = lite
+    run_id = store.start_run("t", "p", {}, seed=0)
+    volume = np.zeros((8, 16, 16))
+    volume[4, 4:12, 4:12] = np.linspace(0, 1, 64).reshape(8, 8)
+    np.save(tmp_path / "scan.npy", volume)
+    rows = [dict(item_id=f"c{i}", label=i % 2, prediction=0, values=dict(probs=[0.6, 0.4], path=str(tmp_path / "scan.npy")))
+            for i in range(4)]
+    store.add_predictions(run_id, "test", rows)
+    store.finish_run(run_id)
+    text = check_page(write_run_report(store, run_id, tmp_path / "r", manager=_manager()))
+    worst = text.split("Worst-classified cases (test)</h2>")[1].split("<h2")[0]
+    assert worst.count("<img src='case_") == 4   # every worst case shows the middle slice of its scan
+    truth = _ground_truth([dict(item_id="a.mp4", values=dict(path="/x/a.mp4", ground_truth=[[1.0, 2.5], [4, 5]])),
+                           dict(item_id="b.mp4", values=dict(probs=[0.1, 0.9]))])
+    assert truth == {"/x/a.mp4": [(1.0, 2.5), (4.0, 5.0)], "a.mp4": [(1.0, 2.5), (4.0, 5.0)]}
