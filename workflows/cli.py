@@ -222,11 +222,12 @@ def db_upgrade(ctx: click.Context) -> None:
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
     """Print the store's URL (password hidden) and schema revision."""
-    from vkit.core.store import current, default_url, head_revision, mask_url
+    from vkit.core.store import current, default_url, mask_url
+    from vkit.core.store.migrate import describe_revision
 
     url = ctx.find_root().obj["db_url"] or default_url()
     revision = current(url)
-    state = "up to date" if revision == head_revision() else f"head is {head_revision()}: run `vkit db upgrade`"
+    state = describe_revision(revision)
     click.echo(f"{mask_url(url)}  revision {revision or '(no store)'}  ({state})")
 
 

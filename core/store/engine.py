@@ -90,17 +90,34 @@ def is_sqlite(url: URL) -> bool:
     return url.get_backend_name() == "sqlite"
 
 
-def create_store_engine(url: URL, **kwargs: Any) -> Engine:
+def sqlite_path(url: URL) -> Path | None:
+    """The file of a SQLite ``url`` (``None``: in memory, or not SQLite)."""
+    database = url.database or ""
+    if database.startswith("file:"):  # a URI filename (``?uri=true``): the path before its query
+        database = database[len("file:"):]
+    if not is_sqlite(url) or not database or database == ":memory:":
+        return None
+    return Path(database).expanduser()
+
+
+def create_store_engine(url: URL, *, create: bool = True, read_only: bool = False, **kwargs: Any) -> Engine:
     """Create the engine for ``url`` with vkit's connection settings.
 
     Args:
         url: a parsed URL (see :func:`resolve_url`).
+        create: for SQLite, make the file's folder when missing (commands that write).
+        read_only: for SQLite in a folder this user cannot write, open the file
+            read-only (``mode=ro``, ``immutable``) so listing still works.
         **kwargs: passed to :func:`sqlalchemy.create_engine`.
 
     Raises:
         StoreError: the URL's dialect or driver is not installed.
     """
-    if is_sqlite(url):
+    path = sqlite_path(url)
+    ro_file = read_only and path is not None and path.is_file() and not os.access(path.parent, os.W_OK)
+    if ro_file:
+        url = url.set(database=f"file:{path.resolve()}").update_query_dict({"mode": "ro", "immutable": "1", "uri": "true"})
+    elif create and is_sqlite(url):
         _make_parent_dir(url)
     kwargs.setdefault("pool_pre_ping", not is_sqlite(url))
     # Bound values (config snapshots, error texts) never reach SQL logs or error messages.
@@ -113,7 +130,7 @@ def create_store_engine(url: URL, **kwargs: Any) -> Engine:
             "install psycopg (pip install 'vkit[postgres]') and use 'postgresql+psycopg://...'"
         ) from None
     if is_sqlite(url):
-        _install_sqlite_listeners(engine)
+        _install_sqlite_listeners(engine, wal=not ro_file)
     return engine
 
 
@@ -123,7 +140,7 @@ def _make_parent_dir(url: URL) -> None:
         Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
 
-def _install_sqlite_listeners(engine: Engine) -> None:
+def _install_sqlite_listeners(engine: Engine, wal: bool = True) -> None:
     """WAL, busy timeout, foreign keys on connect; explicit ``BEGIN`` (the pysqlite recipe of SQLAlchemy's docs)."""
 
     @sa.event.listens_for(engine, "connect")
@@ -135,8 +152,9 @@ def _install_sqlite_listeners(engine: Engine) -> None:
         try:
             cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA foreign_keys = ON")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute("PRAGMA synchronous = NORMAL")
+            if wal:  # a read-only file keeps its journal mode
+                cursor.execute("PRAGMA journal_mode = WAL")
+                cursor.execute("PRAGMA synchronous = NORMAL")
         finally:
             cursor.close()
 

@@ -36,6 +36,7 @@ from vkit.core.store.engine import (
     mask_secrets,
     mask_url,
     resolve_url,
+    sqlite_path,
 )
 from vkit.core.store.models import TABLES
 
@@ -206,12 +207,29 @@ def downgrade(url: str | URL | None, revision: str) -> tuple[str | None, str | N
 
 
 def current(url: str | URL | None = None) -> str | None:
-    """The schema revision of the store at ``url`` (``None``: no vkit store there yet)."""
-    engine = _with_engine(url)
+    """The schema revision of the store at ``url`` (``None``: no vkit store there yet; nothing is created)."""
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None and not path.exists():
+        return None
+    engine = create_store_engine(resolved, create=False, read_only=True)
     try:
         return _guard(engine, lambda: _read_state(engine).current)
     finally:
         engine.dispose()
+
+
+def describe_revision(revision: str | None) -> str:
+    """What to do about a store at ``revision``, for ``vkit db current``."""
+    head = head_revision()
+    if revision is None:
+        return "no store yet: `vkit db upgrade` (or any command that writes) creates it"
+    if revision == head:
+        return "up to date"
+    if not _is_known(revision):
+        return (f"newer than this vkit's head {head}: it was migrated by a newer vkit; upgrade vkit "
+                f"(this one only reads it)")
+    return f"head is {head}: run `vkit db upgrade`"
 
 
 def _read_state(engine: Engine) -> SchemaState:

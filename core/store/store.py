@@ -26,7 +26,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.orm import Session
 
-from vkit.core.store.engine import SQLITE_BEGIN_OPTION, create_store_engine, mask_secrets, mask_url, resolve_url
+from vkit.core.store.engine import (
+    ENV_VAR,
+    SQLITE_BEGIN_OPTION,
+    create_store_engine,
+    mask_secrets,
+    mask_url,
+    resolve_url,
+    sqlite_path,
+)
 from vkit.core.store.jsonable import to_jsonable
 from vkit.core.store.migrate import SchemaState, describe_db_error, ensure_schema
 from vkit.core.store.models import (
@@ -71,13 +79,33 @@ def open_store(url: str | URL | None = None, *, create: bool = True, read_only: 
         StoreError: unreachable database, older schema (run ``vkit db upgrade``),
             newer schema unless ``read_only``, or no store and ``create=False``.
     """
-    engine = create_store_engine(resolve_url(url))
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if path is not None and not path.exists() and (read_only or not create):
+        if not read_only:
+            raise StoreError(f"no vkit store at {path} (the file does not exist; nothing was created); create it "
+                             f"with `vkit db upgrade` or any command that writes (`vkit run`, `vkit score`), or check "
+                             f"--db / {ENV_VAR}")
+        return _empty_store(resolved)
+    engine = create_store_engine(resolved, create=create and not read_only, read_only=read_only)
     try:
-        state = ensure_schema(engine, create=create, read_only=read_only)
+        state = ensure_schema(engine, create=create and not read_only, read_only=read_only)
     except BaseException:
         engine.dispose()
         raise
-    return Store(engine, state, read_only=read_only or state.newer)
+    store = Store(engine, state, read_only=read_only or state.newer)
+    store.shown_url = mask_url(resolved)
+    return store
+
+
+def _empty_store(url: URL) -> Store:
+    """What a reading command sees where no SQLite store exists: an empty store in memory, nothing made on disk."""
+    from sqlalchemy.pool import StaticPool
+
+    engine = create_store_engine(resolve_url("sqlite://"), poolclass=StaticPool)
+    store = Store(engine, ensure_schema(engine, create=True), read_only=True)
+    store.shown_url, store.exists = mask_url(url), False
+    return store
 
 
 class Store:
@@ -94,6 +122,9 @@ class Store:
         self.schema = schema
         self.read_only = read_only
         self._writer = engine.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
+        #: ``False`` when no store exists at the URL (a reading command got an empty one; nothing was created).
+        self.exists = True
+        self.shown_url: str | None = None
 
     def __repr__(self) -> str:
         return f"Store({self.url!r}, revision={self.schema.current!r}{', read_only' if self.read_only else ''})"
@@ -107,7 +138,9 @@ class Store:
     @property
     def url(self) -> str:
         """The database URL for display, password masked."""
-        return mask_url(self.engine.url)
+        if self.shown_url is None and self.engine.url.query.get("mode") == "ro":
+            self.shown_url = f"sqlite:///{sqlite_path(self.engine.url)}"
+        return self.shown_url or mask_url(self.engine.url)
 
     def close(self) -> None:
         """Release the connection pool."""
@@ -133,7 +166,7 @@ class Store:
             session.commit()
         except sa.exc.SQLAlchemyError as err:
             session.rollback()
-            raise StoreError(f"store {self.url}: {describe_db_error(err)}") from None
+            raise StoreError(f"store {self.url}: {describe_db_error(err)}{self._readonly_hint(err)}") from None
         except BaseException:
             session.rollback()
             raise
@@ -612,6 +645,13 @@ class Store:
             return {name: session.scalar(sa.select(sa.func.count()).select_from(model)) for name, model in TABLES.items()}
 
     # ------------------------------------------------------------ helpers
+
+    def _readonly_hint(self, err: BaseException) -> str:
+        path = sqlite_path(self.engine.url)
+        if path is None or "readonly database" not in str(err):
+            return ""
+        return (f" (SQLite writes its journal next to the file: is the folder {path.parent} writable by this user? "
+                f"Reading commands open such a store read-only)")
 
     def _check_writable(self) -> None:
         if self.read_only:
