@@ -135,3 +135,24 @@ def test_the_tutorial_in_docs_lists_every_generated_file(tmp_path):
         if path.is_file() and relative != "README.md":
             shown = "tests/" if relative.startswith("tests/") else relative
             assert f"`{shown}`" in tutorial, f"docs/plugins.md tutorial does not mention {shown}"
+
+
+def test_generated_plugin_scores_and_predicts_and_the_checks_catch_a_sampling_drift(generated, tmp_path, monkeypatch):
+    """The smoke run's checkpoint predicts its own test clip exactly and scores two videos (re-run skips them);
+    a prediction dataset that samples frames differently from the training dataset fails the predict check."""
+    from vkit.hooks.manager import get_plugin_manager
+    from vkit.workflows.plugin_check import predict_smoke, run_task_smoke, score_smoke
+
+    task = get_plugin_manager(extra=[generated]).get_task("zeta-task")
+    result = run_task_smoke(task, tmp_path=tmp_path / "smoke", plugins=[generated])
+    assert "same probabilities and class as the run's test row" in predict_smoke(task, result, plugins=[generated])
+    assert score_smoke(task, result, tmp_path, plugins=[generated]) == (
+        "scored 2 videos (4 segments stored); the re-run skipped both")  # smoke: scoring.segments=2
+
+    from vkit_zeta.data import ZetaClipDataset
+
+    drifting = ZetaClipDataset.from_files.__func__
+    monkeypatch.setattr(ZetaClipDataset, "from_files",
+                        classmethod(lambda cls, paths, frames=8, size=32: drifting(cls, paths, frames, size + 2)))
+    with pytest.raises(AssertionError, match=r"differ from the run's test row .* must sample and preprocess like"):
+        predict_smoke(task, result, plugins=[generated])
