@@ -105,14 +105,15 @@ def compare_runs(store: Any, run_ids: Sequence[int]) -> dict[str, Any]:
 
     Returns:
         ``runs`` (id, task, kind, status, started_at), ``metrics`` (one row per
-        ``split/key``: ``values`` per run, ``deltas`` = value - first run's value,
+        ``split/key``, compression stages left out: ``values`` per run, ``deltas`` = value - first run's value,
         ``None`` where a run lacks it) and ``config`` (one row per flat key whose
         value differs: ``values`` per run, ``"<missing>"`` where a run lacks it).
     """
     if len(run_ids) < 2:
         raise VkitError(f"runs compare: give at least two runs, got {list(run_ids)}")
     runs = [_get_run(store, run_id) for run_id in run_ids]
-    metrics = [store.final_metrics(run_id) for run_id in run_ids]
+    metrics = [{k: v for k, v in store.final_metrics(run_id).items() if not k.startswith("compression/")}
+               for run_id in run_ids]  # the compression chain's per-stage rows are the report's table, not a result
     metric_rows = []
     for key in sorted(set().union(*metrics)):
         values = [m.get(key) for m in metrics]
@@ -178,8 +179,14 @@ def runs_list(ctx: click.Context, task: str | None, status: str | None, kind: st
     runs = _store(ctx).list_runs(limit=limit or None, task=task, status=status, kind=kind)
     if as_json:
         return _echo_json(runs)
-    _table("runs", ["id", "task", "kind", "plugin", "status", "started", "finished"],
-           [[r["id"], r["task"], r["kind"], r["plugin"], r["status"], r["started_at"], r["finished_at"]] for r in runs])
+    _table("runs", ["id", "task", "kind", "plugin", "status", "started (UTC)", "finished (UTC)"],
+           [[r["id"], r["task"], r["kind"], r["plugin"], r["status"], _when(r["started_at"]), _when(r["finished_at"])]
+            for r in runs])
+
+
+def _when(moment: Any) -> str:
+    """A timestamp as ``YYYY-MM-DD HH:MM:SS`` (UTC)."""
+    return "" if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S")
 
 
 @runs_group.command("show")
