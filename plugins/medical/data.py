@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -51,6 +52,8 @@ from vkit.registry.errors import ConfigError, DataError, did_you_mean
 
 #: Splits whose cases need no label (inference on unlabelled scans).
 PREDICTION_SPLITS = ("predict", "prediction")
+#: Set to ``1`` to let datalist entries point outside the datalist's folder (``allow_outside=True`` does the same).
+ALLOW_OUTSIDE_ENV = "VKIT_DATALIST_ALLOW_OUTSIDE"
 CINE_SUFFIXES = (".mp4", ".avi")
 _KEY = "image"
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -150,8 +153,21 @@ def _read_csv(path: Path, split: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_entries(path: Path | str, split: str) -> list[dict[str, Any]]:
-    """Cases of ``split`` as ``{image (absolute), label (int|None), case_id, _where}``; structural errors raise."""
+def _outside(image: Path, folder: Path) -> bool:
+    """Whether ``image`` (absolute) lies outside ``folder``, judged on the written path (``..`` folded, links kept)."""
+    inside = Path(os.path.normpath(folder.absolute()))
+    return inside not in Path(os.path.normpath(image)).parents
+
+
+def _read_entries(path: Path | str, split: str, allow_outside: bool | None = None) -> list[dict[str, Any]]:
+    """Cases of ``split`` as ``{image (absolute), label (int|None), case_id, _where}``; structural errors raise.
+
+    An image outside the datalist's folder (``../../etc/passwd``, ``/elsewhere/x.nii``) is refused unless
+    ``allow_outside`` (default: ``$VKIT_DATALIST_ALLOW_OUTSIDE == "1"``): a shared datalist must not make
+    vkit read arbitrary files.
+    """
+    if allow_outside is None:
+        allow_outside = os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"datalist {path}: file not found (expected a Decathlon-style .json or an image,label .csv)")
@@ -168,6 +184,11 @@ def _read_entries(path: Path | str, split: str) -> list[dict[str, Any]]:
         resolved = Path(image).expanduser()
         if not resolved.is_absolute():
             resolved = path.parent / resolved
+        if not allow_outside and _outside(resolved, path.parent):
+            raise DataError(
+                f"{row['_where']}: image {image!r} is outside the datalist's folder {path.parent.absolute()}; refused "
+                f"(a shared datalist must not make vkit read arbitrary files). Move the data under that folder, or "
+                f"allow it explicitly: {ALLOW_OUTSIDE_ENV}=1 (or allow_outside=True)")
         entries.append(
             {
                 "image": str(resolved),
@@ -191,7 +212,8 @@ def _entry_problem(entry: Mapping[str, Any], require_label: bool, num_classes: i
 
 
 def load_datalist(
-    path: Path | str, split: str, *, require_label: bool | None = None, num_classes: int | None = None
+    path: Path | str, split: str, *, require_label: bool | None = None, num_classes: int | None = None,
+    allow_outside: bool | None = None,
 ) -> list[dict[str, Any]]:
     """Read one split of a datalist: ``[{"image": absolute path, "label": int | None, "case_id": str}]``.
 
@@ -204,10 +226,12 @@ def load_datalist(
         require_label: demand a label on every case; default: yes unless ``split`` is
             ``"predict"``/``"prediction"``.
         num_classes: when given, labels must be below it.
+        allow_outside: accept images outside the datalist's folder (default: refused
+            unless ``$VKIT_DATALIST_ALLOW_OUTSIDE`` is ``1``).
 
     Raises:
         DataError: naming the datalist, the case and the problem (missing file, no label,
-            bad JSON/CSV, unknown split).
+            bad JSON/CSV, unknown split, an image outside the datalist's folder).
 
     Example::
 
@@ -216,7 +240,7 @@ def load_datalist(
     if require_label is None:
         require_label = split not in PREDICTION_SPLITS
     cases = []
-    for entry in _read_entries(path, split):
+    for entry in _read_entries(path, split, allow_outside):
         problem = _entry_problem(entry, require_label, num_classes)
         if problem:
             raise DataError(f"{entry['_where']}: {problem}: {entry['image']}")
@@ -467,6 +491,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         seed: seeds the random augmentations (default: ``torch.initial_seed()``, so a
             seeded run is reproducible); each DataLoader worker reseeds them from its
             own ``worker_info.seed`` so workers do not repeat each other.
+        allow_outside: accept datalist images outside the datalist's folder (see :func:`load_datalist`).
 
     Example::
 
@@ -502,6 +527,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         num_classes: int | None = None,
         cache_workers: int = 0,
         seed: int | None = None,
+        allow_outside: bool | None = None,
     ) -> None:
         if cache not in self.CACHE_MODES:
             raise ConfigError(f"MedicalVolumeDataset.cache: expected one of {self.CACHE_MODES}, got {cache!r}{did_you_mean(str(cache), self.CACHE_MODES)}")
@@ -519,7 +545,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         if isinstance(self.transforms, Compose):
             self.transforms.set_random_state(seed=self.seed)
         self.skipped: list[dict[str, str]] = []
-        entries = self._entries(datalist, split)
+        entries = self._entries(datalist, split, allow_outside)
         self.cases = self._check_all(entries, num_classes) if skip_bad else self._check_strict(entries, num_classes)
         data = [{_KEY: c["image"], "label": c["label"], "case_id": c["case_id"]} for c in self.cases]
         try:
@@ -534,9 +560,9 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
             raise DataError(f"{self.source} ({split}): cannot cache the cases: {_reason(err)}") from err
 
     @staticmethod
-    def _entries(datalist: Any, split: str) -> list[dict[str, Any]]:
+    def _entries(datalist: Any, split: str, allow_outside: bool | None = None) -> list[dict[str, Any]]:
         if isinstance(datalist, (str, Path)):
-            return _read_entries(datalist, split)
+            return _read_entries(datalist, split, allow_outside)
         entries = []
         for i, case in enumerate(datalist):
             if not isinstance(case, Mapping) or "image" not in case:
