@@ -395,7 +395,8 @@ class PluginManager:
         return [cmd for entry, cmd in self._commands if not self._clash(owners, "command", cmd.name, entry,
                                                                           "vkit_cli_commands")]
 
-    def register_components(self, registries: Mapping[str, Registry] | None = None) -> dict[str, dict[str, list[str]]]:
+    def register_components(self, registries: Mapping[str, Registry] | None = None, *,
+                            require: str | None = None) -> dict[str, dict[str, list[str]]]:
         """Call every ``vkit_register_components`` once per process; ``{plugin: {registry: [names]}}``.
 
         A plugin that raises, or registers a name another plugin (or vkit core)
@@ -403,6 +404,12 @@ class PluginManager:
 
         Args:
             registries: the registries to fill; vkit's :data:`~vkit.registry.registries.REGISTRIES` by default.
+            require: a plugin whose components the caller needs (the task's plugin before a run):
+                its registration failure is raised as a :class:`PluginError` instead of only recorded.
+
+        Example::
+
+            manager.register_components(require=task_cls.plugin)   # before building the task's model
         """
         if registries is None:
             from vkit.registry.registries import REGISTRIES as registries
@@ -415,6 +422,10 @@ class PluginManager:
                 self._record(entry, outcome)
             else:
                 entry.components = registered[entry.name] = outcome
+        failed = [f for f in self._failures if f.plugin == require and f.stage == "vkit_register_components"]
+        if failed:
+            raise PluginError(f"{failed[0].message}; its tasks cannot run until this is fixed "
+                              f"(`vkit plugins check {require}`)")
         return registered
 
     def blame(self, err: BaseException) -> str:

@@ -294,3 +294,11 @@ def test_blame_names_the_plugin_frame_or_the_worker_traceback_text():
                       f'  File "{good.__file__}", line 21, in __getitem__\nKeyError: \'path\'')
     assert mgr.blame(worker) == f'plugin "vkit_fx_good" (__getitem__ at {good.__file__}:21)'
     assert mgr.blame(ValueError("nothing of a plugin")) == ""
+
+
+def test_register_components_require_raises_the_needed_plugins_failure(fresh_registries):
+    mgr = manager("vkit_fx_good", "vkit_fx_raising")
+    assert mgr.register_components(fresh_registries, require="vkit_fx_good") == {"vkit_fx_good": {"HEADS": ["FxGoodHead"]}}
+    with pytest.raises(PluginError, match=r'^plugin "vkit_fx_raising" raised in vkit_register_components: '
+                                          r"RuntimeError: components exploded .*`vkit plugins check vkit_fx_raising`"):
+        mgr.register_components(fresh_registries, require="vkit_fx_raising")
