@@ -238,12 +238,13 @@ def _attach_commands() -> None:
     from vkit.workflows.plugin_check import plugins_check_cmd
     from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
     from vkit.workflows.export import export_cmd
+    from vkit.workflows.recommend import recommend_cmd
     from vkit.workflows.report import report_cmd
     from vkit.workflows.runs import runs_group
     from vkit.workflows.scaffold import new_plugin_cmd
     from vkit.workflows.score import score_cmd
 
-    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd):
+    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd, recommend_cmd):
         cli.add_command(command)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)

@@ -88,7 +88,7 @@ class RankingEvaluator(TaskEvaluator):
         from mmengine.runner import set_random_seed
 
         from vkit.core.lifecycle import fit
-        from vkit.plugins.recommendation.task import build_recommender
+        from vkit.plugins.recommendation.models import build_recommender
 
         if cfg.get("seed") is not None:
             set_random_seed(int(cfg["seed"]))

@@ -37,6 +37,7 @@ from torch import nn
 
 from vkit.plugins.recommendation.ranking import csr_gather, topk_items
 from vkit.registry.errors import ConfigError, DataError
+from vkit.registry.registries import MODELS
 
 
 def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
@@ -296,6 +297,22 @@ class TwoTower(Recommender):
         v = F.normalize(self.item_tower(self._inputs(cand, drop=True)), dim=-1)
         logits = (v * u[:, None]).sum(-1) / self.temperature
         return {"loss": F.cross_entropy(logits, torch.zeros(len(users), dtype=torch.long, device=logits.device))}
+
+
+def build_recommender(model_cfg: dict, datasets: dict[str, Any]) -> Any:
+    """A MODELS recommender from ``model_cfg`` sized to ``datasets`` (``split``, ``content``, ``content_mask``)."""
+    split = datasets["split"]
+    content = datasets.get("content")
+    cls = MODELS.get(model_cfg.get("type", ""))
+    uses_content = bool(getattr(cls, "uses_content", False))
+    if uses_content and content is None:
+        raise ConfigError(f"model.type={model_cfg.get('type')!r} ranks by content, but the items have no videos or "
+                          "features; give items.csv with a video column or .npy features")
+    indptr, indices = split.csr("train")
+    model = MODELS.build(dict(model_cfg, num_users=split.data.num_users, num_items=split.data.num_items,
+                              num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0))
+    return model.set_data(indptr, indices, content if uses_content else None,
+                          datasets.get("content_mask") if uses_content else None)
 
 
 #: The models this plugin registers (MODELS), by name.

@@ -165,12 +165,20 @@ class RecommendationTask(Task):
         if datasets is None:
             raise ConfigError("recommendation: rebuild a trained recommender with "
                               "vkit.plugins.recommendation.serve.load_recommender(checkpoint)")
+        from vkit.plugins.recommendation.models import build_recommender
+
         return build_recommender(dict(cfg.model), datasets)
 
     def evaluator(self, cfg: Any) -> Any:
         from vkit.plugins.recommendation.evaluator import RankingEvaluator
 
         return RankingEvaluator(cfg)
+
+    def load_recommender(self, checkpoint: Path) -> Any:
+        """The serving side of a run's checkpoint (``vkit recommend``): a RecommendationService."""
+        from vkit.plugins.recommendation.serve import load_recommender
+
+        return load_recommender(checkpoint)
 
     def checkpoint_meta(self, cfg: Any, datasets: dict[str, Any]) -> dict[str, Any]:
         """Everything :func:`~vkit.plugins.recommendation.serve.load_recommender` needs: ids, sizes, videos."""
@@ -183,20 +191,3 @@ class RecommendationTask(Task):
             user_ids=data.user_ids, item_ids=data.item_ids, item_videos=data.item_videos,
             cold_items=[data.item_ids[i] for i in split.cold_items.tolist()]))
 
-
-def build_recommender(model_cfg: dict, datasets: dict[str, Any]) -> Any:
-    """A MODELS recommender from ``model_cfg`` sized to ``datasets`` (from :meth:`RecommendationTask.datasets`)."""
-    from vkit.registry.registries import MODELS
-
-    split = datasets["split"]
-    content = datasets.get("content")
-    cls = MODELS.get(model_cfg.get("type", ""))
-    uses_content = bool(getattr(cls, "uses_content", False))
-    if uses_content and content is None:
-        raise ConfigError(f"model.type={model_cfg.get('type')!r} ranks by content, but the items have no videos or "
-                          "features; give items.csv with a video column or .npy features")
-    indptr, indices = split.csr("train")
-    model = MODELS.build(dict(model_cfg, num_users=split.data.num_users, num_items=split.data.num_items,
-                              num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0))
-    return model.set_data(indptr, indices, content if uses_content else None,
-                          datasets.get("content_mask") if uses_content else None)

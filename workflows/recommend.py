@@ -1,0 +1,120 @@
+"""``vkit recommend --run RUN --user U -k 10``: top-K videos for users from a trained recommendation run.
+
+The run (a run id, or a ``model.safetensors`` path) names its task in the
+checkpoint sidecar; the task's ``load_recommender(checkpoint)`` rebuilds the
+model (:mod:`vkit.plugins.recommendation.serve`). Each recommendation has a
+score and, for content models, the user's history items with the most
+similar content; an unknown user gets the most popular items and a note.
+``--users FILE`` (one id per line, or a CSV with a ``user_id`` column) writes
+the lists to the store as a ``predict`` run: one prediction row per user
+(split ``recommend``, ``item_id`` = the user, ``values`` = ranked
+``items``/``scores``/``note``), exported by ``vkit export`` like every table.
+
+Example::
+
+    run_id, results = recommend("7", ["u0042"], k=10)
+    results[0]["items"][0]   # {"rank": 1, "item_id": "v0107", "score": 3.1, "because": [...], "video": ...}
+"""
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from vkit.registry.errors import ConfigError, DataError
+
+
+def read_user_file(path: str | Path) -> list[str]:
+    """User ids from ``path``: a CSV with a ``user_id`` column, or one id per line (blank lines skipped)."""
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise DataError(f"--users {file}: cannot read ({err.strerror or err})") from err
+    lines = [line for line in text.splitlines() if line.strip()]
+    if lines and "user_id" in [c.strip() for c in lines[0].split(",")]:
+        users = [(row.get("user_id") or "").strip() for row in csv.DictReader(lines)]
+    else:
+        users = [line.strip() for line in lines]
+    empty = [i + 2 for i, u in enumerate(users) if not u]
+    if empty:
+        raise DataError(f"--users {file}: empty user id on row(s) {empty[:5]}")
+    if not users:
+        raise DataError(f"--users {file}: no user ids")
+    return list(dict.fromkeys(users))
+
+
+def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None = None, plugins: Sequence[str] = (),
+              save: bool = False) -> tuple[int | None, list[dict[str, Any]]]:
+    """Top-``k`` for each user with the model of ``run``; ``save`` writes them to the store as a ``predict`` run."""
+    from vkit.core.checkpoint import load_meta
+    from vkit.core.store import open_store
+    from vkit.hooks.manager import get_plugin_manager
+    from vkit.workflows.predict import resolve_checkpoint
+
+    store = open_store(db_url)
+    path = resolve_checkpoint(run, store)
+    meta = load_meta(path)
+    manager = get_plugin_manager(extra=plugins)
+    task = manager.get_task(str(meta.get("task") or ""))()
+    loader = getattr(task, "load_recommender", None)
+    if not callable(loader):
+        raise ConfigError(f"--run {run}: task {task.name!r} does not recommend (its task has no load_recommender)")
+    manager.register_components()
+    service = loader(path)
+    results = service.recommend_many(list(users), k)
+    if not save:
+        return None, results
+    rows = [dict(item_id=r["user"], label=None, prediction=None,
+                 values=dict(items=[i["item_id"] for i in r["items"]], scores=[i["score"] for i in r["items"]],
+                             known=r["known"], note=r["note"], model=r["model"])) for r in results]
+    config = dict(checkpoint=str(path), users=len(rows), k=int(k))
+    with store.track_run(task=task.name, plugin=task.plugin, config=config, seed=None, kind="predict",
+                         model_sha256=meta.get("sha256")) as run_id:
+        store.add_predictions(run_id, "recommend", rows)
+    return run_id, results
+
+
+@click.command("recommend")
+@click.option("--run", "run", required=True, metavar="RUN_OR_PATH", help="A recommendation run id or its model.safetensors.")
+@click.option("--user", "users", multiple=True, metavar="USER", help="A user id (repeatable).")
+@click.option("--users", "users_file", type=click.Path(dir_okay=False), help="File of user ids: recommendations go to the store.")
+@click.option("-k", "k", default=10, show_default=True, help="Recommendations per user.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+@click.pass_context
+def recommend_cmd(ctx: click.Context, run: str, users: tuple[str, ...], users_file: str | None, k: int,
+                  as_json: bool) -> None:
+    """Top-K videos for users of a trained recommendation RUN (seen items excluded; unknown users get popularity)."""
+    obj = ctx.find_root().obj or {}
+    if not users and not users_file:
+        raise ConfigError("vkit recommend: give --user ID (repeatable) or --users FILE")
+    wanted = [*users, *(read_user_file(users_file) if users_file else [])]
+    run_id, results = recommend(run, wanted, k, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
+                                save=users_file is not None)
+    if as_json:
+        click.echo(json.dumps(dict(run_id=run_id, recommendations=results), indent=2, default=str))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False)
+    if users_file is not None:
+        unknown = sum(not r["known"] for r in results)
+        console.print(f"{len(results)} users ({unknown} unknown: popularity) -> store run {run_id}, split 'recommend'")
+        results = results[:len(users)]  # print only the users named with --user
+    for result in results:
+        if result["note"]:
+            console.print(f"note: {result['note']}")
+        table = Table(title=f"user {result['user']}: top {k} ({result['model']})", title_justify="left")
+        for column in ("rank", "item", "score", "because (similar history items)"):
+            table.add_column(column)
+        for item in result["items"]:
+            table.add_row(str(item["rank"]), item["item_id"], f"{item['score']:.4f}", ", ".join(item["because"]))
+        console.print(table)
+
+
+__all__ = ["read_user_file", "recommend", "recommend_cmd"]
