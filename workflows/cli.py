@@ -141,16 +141,17 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
 @click.option("--batch-size", default=8, show_default=True)
 @click.option("--precision", type=click.Choice(("auto", "fp32", "bf16", "int8")), default="fp32", show_default=True,
               help="Model precision; auto: bf16 where the CPU has it natively and it passes the gate on the first cases.")
+@click.option("--skip-bad", is_flag=True, help="Leave out inputs that cannot be read (each named with its reason).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoint: str, batch_size: int,
-                precision: str, as_json: bool) -> None:
+                precision: str, skip_bad: bool, as_json: bool) -> None:
     """Per-case probabilities of INPUTS (files or one datalist) with a trained TASK model."""
     from vkit.workflows.predict import predict_task
 
     obj = ctx.find_root().obj
     run_id, rows = predict_task(task, checkpoint, inputs, db_url=obj["db_url"], plugins=obj["plugins"],
-                                batch_size=batch_size, precision=precision)
+                                batch_size=batch_size, precision=precision, skip_bad=skip_bad)
     if as_json:
         return _echo_json(dict(run_id=run_id, predictions=rows))
     _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities"],

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from vkit.registry.errors import CheckpointError
+from vkit.registry.errors import CheckpointError, ConfigError, DataError
 
 
 def resolve_checkpoint(ref: str | Path, store: Any) -> Path:
@@ -46,8 +46,12 @@ def predict_task(
     plugins: Sequence[str] = (),
     batch_size: int = 8,
     precision: str = "fp32",
+    skip_bad: bool = False,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Predict ``inputs`` (files, or one datalist) with the checkpoint; returns ``(run_id, rows)``.
+
+    ``skip_bad``: inputs that cannot be read are left out (each named with its
+    reason on stderr and in the run's config) instead of stopping at the first.
 
     ``precision``: ``fp32``, ``bf16`` or ``auto`` (:func:`vkit.core.precision.predict_in_precision`;
     the choice is printed on stderr and recorded in the run's config).
@@ -65,17 +69,28 @@ def predict_task(
     store = open_store(db_url)
     path = resolve_checkpoint(checkpoint, store)
     meta = load_meta(path)
+    _check_task(meta, task, path)
     if "config" not in meta:
         raise CheckpointError(f"{path}: its JSON sidecar has no 'config'; it was not written by `vkit run`")
     cfg = Config(meta["config"])
     manager.register_components()
-    model = task.build_model(cfg, None)
+    try:
+        model = task.build_model(cfg, None)
+    except KeyError as err:
+        raise CheckpointError(f"{path}: its config has no {err} that task {task.name!r} needs; it was trained by "
+                              f"task {meta.get('task', '(unknown)')!r}") from None
     load_checkpoint(path, model)
-    dataset = task.prediction_dataset(cfg, [str(i) for i in inputs])
+    dataset = _prediction_dataset(task, cfg, [str(i) for i in inputs], skip_bad)
+    skipped = [dict(s) for s in getattr(dataset, "skipped", None) or []]
+    for item in skipped:
+        click.echo(f"skipped {item.get('path') or item.get('case')}: {item.get('reason')}", err=True)
+    if len(dataset) == 0:
+        raise DataError(f"no usable inputs among {len(inputs)} given ({len(skipped)} skipped: reasons above)")
     predictions, choice = predict_in_precision(model, dataset, batch_size, precision,
                                                log=lambda line: click.echo(line, err=True))
     rows = prediction_rows(predictions, meta.get("fitted") or {})
-    config = dict(checkpoint=str(path), inputs=list(inputs), precision_used=choice.to_dict())
+    config = dict(checkpoint=str(path), inputs=list(inputs), precision_used=choice.to_dict(), skip_bad=skip_bad,
+                  skipped=skipped)
     with store.track_run(task=task.name, plugin=task.plugin, config=config,
                          seed=None, kind="predict", model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "predict", rows)
@@ -83,6 +98,27 @@ def predict_task(
     for row in rows:
         row["class"] = classes[row["prediction"]] if row["prediction"] < len(classes) else row["prediction"]
     return run_id, rows
+
+
+def _check_task(meta: dict[str, Any], task: Any, path: Path) -> None:
+    """A checkpoint written for another task is refused by name (not a ``KeyError`` deep in the model build)."""
+    owner = meta.get("task")
+    if owner and owner != task.name:
+        plugin = f" (plugin {meta['plugin']!r})" if meta.get("plugin") else ""
+        raise CheckpointError(f"--checkpoint {path}: trained by task {owner!r}{plugin}, not {task.name!r}; "
+                              f"use `vkit predict {owner} ...` or a {task.name} checkpoint")
+
+
+def _prediction_dataset(task: Any, cfg: Any, inputs: list[str], skip_bad: bool) -> Any:
+    """``task.prediction_dataset``, passing ``skip_bad`` to a task that takes it (and refusing it otherwise)."""
+    import inspect
+
+    if not skip_bad:
+        return task.prediction_dataset(cfg, inputs)
+    if "skip_bad" not in inspect.signature(task.prediction_dataset).parameters:
+        raise ConfigError(f"task {task.name!r} (plugin {task.plugin!r}) cannot skip bad inputs in `vkit predict`: "
+                          f"its prediction_dataset(cfg, inputs) takes no skip_bad argument")
+    return task.prediction_dataset(cfg, inputs, skip_bad=True)
 
 
 def prediction_rows(predictions: list[dict], fitted: dict[str, Any]) -> list[dict]:
