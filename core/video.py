@@ -249,9 +249,9 @@ def _frame_index(container: Any, stream: Any) -> tuple[np.ndarray, np.ndarray] |
     packets alone (no decoding); ``None`` when some packet has no timestamp (then only sequential decoding is exact)."""
     pts, keys = [], []
     for packet in container.demux(stream):
-        if not packet.size:
-            continue
         if packet.pts is None:
+            if not packet.size:
+                continue  # the demuxer's empty flush packet
             return None
         pts.append(packet.pts)
         if packet.is_keyframe:
