@@ -13,21 +13,41 @@ convolutions, ``channels_last_3d``), batches clips across videos (``--batch-size
 auto`` by default: the fastest size, found on the first batches) and commits
 results to a SQLite store, as ``vkit score`` does.
 
-Printed per archive size: clips/s of vkit and the peer, their ratio, the
-largest absolute score difference, the batch size vkit used, the decode-only
-ceiling (vkit's workers, no model), the model-only ceilings (vkit: batches of
-random clips, no decode; the peer: its model on its own input tensor),
-and the peak RSS of vkit's main process and of its largest worker (taken
-before the ceilings run). vkit and the peer each run in a fresh subprocess,
-so each peak RSS is its own; both warm the model up on one batch first.
+Printed per archive size and vkit precision (``--precisions``, default fp32
+and auto; the peer always runs fp32): clips/s of vkit and the peer, their
+ratio, the largest absolute score difference and the Spearman rank correlation
+of the clip scores, the task-metric delta (ROC AUC of per-video mean scores
+against the archive's labels, vkit minus the peer), the batch size vkit used,
+the decode-only ceiling (vkit's workers, no model), the model-only ceilings
+(vkit at that precision: batches of random clips, no decode; the peer: its
+model on its own input tensor), end to end as a share of vkit's model-only
+ceiling, and the peak RSS of vkit's main process and of its largest worker
+(taken before the ceilings run). vkit and the peer each run in a fresh
+subprocess, so each peak RSS is its own; both warm the model up on one batch
+first. ``auto`` gates on 8 labelled validation videos (generated apart from the
+archive); the gate and int8's compilation happen before the clock starts.
 
-    python benchmarks/scoring.py --quick      # 10 and 40 videos of 64 px, 1 clip each (a harness check)
-    python benchmarks/scoring.py              # 50 and 500 videos of 160 px, 4 clips each (takes long on 2 cores)
+The archive is labelled: video ``i`` moves its blocks by ``i % 3 + 1`` pixels
+per frame and its label is ``i % 3 == 0`` (the slowest motion). The X3D weights
+are untrained, so the AUC itself means little; its delta between precisions
+is what the quality gate bounds.
+
+The long-video table (``--long-minutes``, 0 skips it) decodes the frames the
+X3D scorer samples from generated recordings at 640x360 and 1280x720 (25 fps,
+a keyframe every 2 s, H.264 with B-frames), from the start up to the last
+sampled frame ("sequential", as before) and by seeking to the keyframe before
+each sampled stretch ("seek"), alternating the two ``--long-repeats`` times
+(the fastest of each counts), checks that both give the same frames (so the
+same scores), and prints seconds per video and video frames covered per second.
+
+    python benchmarks/scoring.py --quick      # 10 and 40 videos of 64 px, 1 clip each, 1-minute long videos
+    python benchmarks/scoring.py              # 50 and 500 videos of 160 px, 4 clips each, 10-minute long videos
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -40,6 +60,7 @@ import numpy as np
 
 CLIP_LEN, INTERVAL = 13, 6                   # x3d_s_13x6x1
 MODEL_CLIPS = 240                            # clips timed for each model-only rate (a rate, not the archive)
+VALIDATION_VIDEOS = 8                        # labelled videos auto's quality gate runs on
 MEAN, STD = 114.75, 57.38
 
 
@@ -136,8 +157,9 @@ class X3DScorer:
     """vkit's VideoScorer for the benchmark: same weights, same frames, same crop as the peer."""
 
     memory_format = "channels_last_3d"
+    int8_module = "model.backbone"               # the conv backbone --precision int8 quantizes
 
-    def __init__(self, weights: Path, clips: int, size: int) -> None:
+    def __init__(self, weights: Path, clips: int, size: int, validation: list[str] | None = None) -> None:
         import torch
 
         from vkit.core.backbones.inference import fold_batchnorm, to_memory_format
@@ -151,6 +173,13 @@ class X3DScorer:
         self.model_sha256 = load_meta(weights)["sha256"]
         self.mean = torch.tensor(MEAN)
         self.std = torch.tensor(STD)
+        self.validation = validation or []
+
+    def validation_clips(self) -> tuple[np.ndarray, np.ndarray]:
+        """Clips of the labelled validation videos and each clip's label (its video's)."""
+        clips = [self.decode(p) for p in self.validation]
+        labels = [label_of(p) for p in self.validation for _ in range(self.num_segments)]
+        return np.concatenate(clips), np.asarray(labels)
 
     def decode(self, path: str) -> np.ndarray:
         from vkit.core.video import probe, read_clip
@@ -188,12 +217,17 @@ def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
     return frames[:, top:top + size, left:left + size]
 
 
-def make_archive(root: Path, count: int, size: int, frames: int) -> list[str]:
+def label_of(path: str) -> int:
+    """The label of a generated video: 1 for the slowest motion (``i % 3 == 0``)."""
+    return int(int(Path(path).stem[1:]) % 3 == 0)
+
+
+def make_archive(root: Path, count: int, size: int, frames: int, first: int = 0) -> list[str]:
     """``count`` deterministic videos (moving blocks) of ``size`` x ``size``, ``frames`` frames at 15 fps."""
     from vkit.core.video import write_video
 
     paths = []
-    for i in range(count):
+    for i in range(first, first + count):
         path = root / f"v{i:04d}.mp4"
         if not path.exists():
             rng = np.random.default_rng(i)
@@ -216,7 +250,13 @@ def run_vkit(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     from vkit.core.store import open_store
     from vkit.workflows.score import ResultWriter, ScoreOptions, local_outcomes, plan_jobs
 
-    scorer = X3DScorer(Path(args.weights), args.clips, args.size)
+    from vkit.core.precision import apply_precision, archive_validation
+
+    base = X3DScorer(Path(args.weights), args.clips, args.size, json.loads(Path(args.val).read_text()))
+    began = time.perf_counter()
+    lines: list[str] = []
+    scorer, choice = apply_precision(base, args.precision, lambda: archive_validation(base, []), log=lines.append)
+    prepare_s = time.perf_counter() - began
     store = open_store(f"sqlite:///{args.db}")
     jobs = plan_jobs(store, paths, scorer.model_sha256)
     run_id = store.start_run("benchmark-x3d", "benchmark", {}, seed=0, model_sha256=scorer.model_sha256)
@@ -236,6 +276,7 @@ def run_vkit(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     rss_main, rss_child = peak_rss_mb()
     batch = int(stats["batch_size"])
     return dict(clips=clips, seconds=seconds, scores=scores, rss_main_mb=rss_main, rss_child_mb=rss_child, batch_size=batch,
+                precision=choice.precision, choice=lines, prepare_s=prepare_s,
                 decode=run_decode(paths, args, scorer), model=run_model(paths, batch, args, scorer))
 
 
@@ -285,7 +326,7 @@ def run_peer(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     x = seen["input"]
     with torch.inference_mode():                                 # the peer's model-only rate, on its own input
         model.cls_head(model.backbone(x))
-        began_model, reps = time.perf_counter(), max(1, MODEL_CLIPS // x.shape[0])
+        began_model, reps = time.perf_counter(), max(1, args.model_clips // x.shape[0])
         for _ in range(reps):
             model.cls_head(model.backbone(x))
         model_rate = reps * x.shape[0] / (time.perf_counter() - began_model)
@@ -312,7 +353,7 @@ def run_model(paths: list[str], batch_size: int, args: argparse.Namespace, score
     """Model-only ceiling: ``MODEL_CLIPS`` clips in full batches (vkit's size) of random data, no decode."""
     import torch
 
-    total = min(len(paths) * args.clips, MODEL_CLIPS)
+    total = min(len(paths) * args.clips, args.model_clips)
     batch = torch.randn(batch_size, 3, CLIP_LEN, args.size, args.size).contiguous(
         memory_format=torch.channels_last_3d)
     with torch.inference_mode():
@@ -338,21 +379,110 @@ def child(args: argparse.Namespace) -> None:
     print("RESULT " + json.dumps(result))
 
 
+# ----------------------------------------------------------------------------- long videos
+def make_long_video(path: Path, width: int, height: int, minutes: float, fps: int = 25, keyint: int = 50) -> Path:
+    """A recording of moving blocks, ``minutes`` long: H.264 (veryfast, B-frames) with a keyframe every ``keyint``."""
+    import av
+    from fractions import Fraction
+
+    if path.exists():
+        return path
+    rng = np.random.default_rng(width)
+    base = rng.integers(0, 255, size=(height // 40, width // 40, 3), dtype=np.uint8)
+    tmp = path.with_suffix(".part.mp4")
+    with av.open(str(tmp), "w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=Fraction(fps))
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.codec_context.gop_size = keyint
+        stream.options = {"preset": "veryfast", "crf": "28", "sc_threshold": "0", "bframes": "2"}
+        block = np.ones((40, 40, 1), np.uint8)
+        for t in range(int(minutes * 60 * fps)):
+            frame = np.kron(np.roll(base, t // 5, axis=1), block)
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    tmp.rename(path)
+    return path
+
+
+def long_videos(args: argparse.Namespace, work: Path) -> None:
+    """Seconds per long video to decode the X3D scorer's frames: sequential vs seek, same frames."""
+    from vkit.core.video import probe, read_clip
+
+    print(f"\nlong videos ({args.long_minutes:g} min, 25 fps, keyframe every 2 s, H.264 with B-frames): decoding the "
+          f"frames X3D samples ({CLIP_LEN} per clip, interval {INTERVAL}), sequential (up to the last sampled frame) "
+          f"vs seek")
+    print(f"{'video':>9} {'frames':>7} {'clips':>5} {'sequential s':>12} {'seek s':>7} {'speed-up':>8} "
+          f"{'seq frames/s':>12} {'seek frames/s':>13} {'equal':>5}")
+    for width, height in ((640, 360), (1280, 720)):
+        path = make_long_video(work / f"long_{width}x{height}_{args.long_minutes:g}min.mp4", width, height,
+                               args.long_minutes)
+        info = probe(path)
+        for clips in sorted({args.clips, 32}):
+            indices = sample_indices(info.frames, clips)
+            times: dict[bool, list[float]] = {False: [], True: []}
+            out: dict[bool, np.ndarray] = {}
+            for _ in range(args.long_repeats):          # alternated, so a busy moment hits both ways alike
+                for seek in (False, True):
+                    began = time.perf_counter()
+                    out[seek] = read_clip(path, indices, frames=info.frames, seek=seek)
+                    times[seek].append(time.perf_counter() - began)
+            seq_s, seek_s = min(times[False]), min(times[True])
+            equal = bool(np.array_equal(out[False], out[True]))
+            out.clear()
+            print(f"{f'{width}x{height}':>9} {info.frames:>7} {clips:>5} {seq_s:>12.2f} {seek_s:>7.2f} "
+                  f"{seq_s / seek_s:>7.1f}x {info.frames / seq_s:>12.0f} {info.frames / seek_s:>13.0f} {str(equal):>5}")
+
+
 # ----------------------------------------------------------------------------- parent
-def measure(kind: str, paths: list[str], args: argparse.Namespace, work: Path, tag: str) -> dict[str, Any]:
+def measure(kind: str, paths: list[str], args: argparse.Namespace, work: Path, tag: str,
+            precision: str = "fp32") -> dict[str, Any]:
     listing = work / f"paths_{tag}.json"
     listing.write_text(json.dumps(paths))
-    (work / f"{tag}_{kind}.db").unlink(missing_ok=True)                  # a fresh store: nothing is skipped
+    db = work / f"{tag}_{kind}_{precision}.db"
+    db.unlink(missing_ok=True)                                          # a fresh store: nothing is skipped
     cmd = [sys.executable, __file__, "--child", kind, "--paths", str(listing), "--weights", str(work / "x3d.safetensors"),
-           "--db", str(work / f"{tag}_{kind}.db"), "--clips", str(args.clips), "--size", str(args.size),
-           "--workers", str(args.workers), "--batch-size", str(args.batch_size)]
-    proc = subprocess.run(cmd, capture_output=True, text=True)
+           "--db", str(db), "--clips", str(args.clips), "--size", str(args.size), "--workers", str(args.workers),
+           "--batch-size", str(args.batch_size), "--precision", precision, "--model-clips", str(args.model_clips), "--val", str(work / "validation.json")]
+    env = dict(os.environ, VKIT_CACHE=str(work / "cache"))             # auto decides afresh in each benchmark folder
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise SystemExit(f"{kind} on {len(paths)} videos failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     result = json.loads(line[len("RESULT "):])
     result["rate"] = result["clips"] / result["seconds"]
     return result
+
+
+def _auc(paths: list[str], scores: dict[str, list[float]]) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(roc_auc_score([label_of(p) for p in paths], [float(np.mean(scores[p])) for p in paths]))
+
+
+def compare(paths: list[str], vkit: dict[str, Any], peer: dict[str, Any]) -> dict[str, float]:
+    """Max |diff| and Spearman of clip scores, and the AUC delta (vkit minus the peer) of per-video mean scores."""
+    from scipy.stats import spearmanr
+
+    a = np.concatenate([vkit["scores"][p] for p in paths])
+    b = np.concatenate([peer["scores"][p] for p in paths])
+    return dict(diff=float(np.max(np.abs(a - b))), spearman=float(spearmanr(a, b).statistic),
+                auc_delta=_auc(paths, vkit["scores"]) - _auc(paths, peer["scores"]))
+
+
+def cpu_header() -> list[str]:
+    """The CPU, its reduced-precision flags and what each precision can do here."""
+    import torch
+
+    from vkit.core.precision import capabilities
+
+    caps = capabilities()
+    lines = [f"CPU: {caps.describe()}; torch {torch.__version__}, {torch.get_num_threads()} threads"]
+    for precision in ("bf16", "int8"):
+        ok, why = caps.supports(precision)
+        lines.append(f"  {precision}: {'native' if ok else 'rows not run: ' + why}")
+    return lines
 
 
 def main() -> None:
@@ -365,54 +495,89 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--batch-size", type=lambda v: v if v == "auto" else int(v), default="auto",
                         help="vkit's clips per batch, or 'auto' (default; the peer batches each video's clips)")
+    parser.add_argument("--precisions", nargs="+", default=["fp32", "auto"], choices=["fp32", "bf16", "int8", "auto"],
+                        help="vkit's precisions, one row each (default fp32 auto)")
+    parser.add_argument("--model-clips", type=int, default=MODEL_CLIPS, help="clips timed for each model-only rate")
+    parser.add_argument("--long-minutes", type=float, default=None, help="long-video length (default 10; quick 1; 0 skips)")
+    parser.add_argument("--long-repeats", type=int, default=2, help="timings per long video and way (the fastest counts)")
     parser.add_argument("--work", type=Path, default=None, help="folder for the archive and stores (default: a temp dir)")
     parser.add_argument("--child", choices=sorted(CHILDREN), help=argparse.SUPPRESS)
     parser.add_argument("--paths", help=argparse.SUPPRESS)
     parser.add_argument("--weights", help=argparse.SUPPRESS)
     parser.add_argument("--db", help=argparse.SUPPRESS)
+    parser.add_argument("--val", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child(args)
     sizes = args.sizes or ([10, 40] if args.quick else [50, 500])
     args.clips = args.clips or (1 if args.quick else 4)
     args.size = args.size or (64 if args.quick else 160)
+    args.long_minutes = args.long_minutes if args.long_minutes is not None else (1 if args.quick else 10)
     frames = args.frames or (40 if args.quick else 90)
     work = args.work or Path(tempfile.mkdtemp(prefix="vkit-bench-scoring-"))
     work.mkdir(parents=True, exist_ok=True)
     from vkit.core.checkpoint import save_checkpoint
+    from vkit.core.precision import capabilities
 
+    for line in cpu_header():
+        print(line)
+    caps = capabilities()
+    runnable = [p for p in args.precisions if p in ("fp32", "auto") or caps.supports(p)[0]]
     save_checkpoint(build_recognizer(), work / "x3d.safetensors", meta=dict(model=model_cfg()))
     paths = make_archive(work / "archive", max(sizes), args.size, frames)
+    validation = make_archive(work / "validation", VALIDATION_VIDEOS, args.size, frames, first=100_000)
+    (work / "validation.json").write_text(json.dumps(validation))
     print(f"archive {work / 'archive'}: {max(sizes)} videos {args.size}x{args.size}, {frames} frames; "
           f"{args.clips} clip(s) of {CLIP_LEN}x{args.size}x{args.size} per video; workers {args.workers}, "
-          f"batch size {args.batch_size}")
+          f"batch size {args.batch_size}; {VALIDATION_VIDEOS} validation videos for auto's gate")
     rows = []
     for n in sizes:
         subset = paths[:n]
-        res = {kind: measure(kind, subset, args, work, f"n{n}") for kind in ("vkit", "peer")}
-        res["decode"], res["model"] = res["vkit"]["decode"], res["vkit"]["model"]
-        diff = max(abs(a - b) for p in subset for a, b in zip(res["vkit"]["scores"][p], res["peer"]["scores"][p]))
-        rows.append((n, res, diff))
-    header = (f"{'videos':>6} {'vkit c/s':>9} {'peer c/s':>9} {'ratio':>6} {'max|diff|':>10} {'batch':>5} {'decode c/s':>11} "
-              f"{'model c/s':>10} {'peer model':>10} {'vkit RSS MiB':>12} {'worker RSS':>10} {'peer RSS':>9}")
+        peer = measure("peer", subset, args, work, f"n{n}")
+        for precision in runnable:
+            vkit = measure("vkit", subset, args, work, f"n{n}", precision)
+            rows.append((n, precision, vkit, peer, compare(subset, vkit, peer)))
+    header = (f"{'videos':>6} {'precision':>11} {'vkit c/s':>9} {'peer c/s':>9} {'ratio':>6} {'max|diff|':>9} "
+              f"{'Spearman':>8} {'AUC delta':>9} {'batch':>5} {'decode c/s':>10} {'model c/s':>9} {'e2e/model':>9} "
+              f"{'peer model':>10} {'vkit RSS':>8} {'worker RSS':>10} {'peer RSS':>8}")
     print(header)
-    for n, res, diff in rows:
-        print(f"{n:>6} {res['vkit']['rate']:>9.2f} {res['peer']['rate']:>9.2f} "
-              f"{res['vkit']['rate'] / res['peer']['rate']:>5.2f}x {diff:>10.2e} {res['vkit']['batch_size']:>5} "
-              f"{res['decode']['rate']:>11.2f} {res['model']['rate']:>10.2f} {res['peer']['model_rate']:>10.2f} "
-              f"{res['vkit']['rss_main_mb']:>12.0f} {res['vkit']['rss_child_mb']:>10.0f} "
-              f"{res['peer']['rss_main_mb']:>9.0f}")
-    (small, rs, _), (large, rl, _) = rows
-    growth = rl["vkit"]["rss_main_mb"] / rs["vkit"]["rss_main_mb"] - 1
-    worst_ratio = min(r["vkit"]["rate"] / r["peer"]["rate"] for _, r, _ in rows)
-    worst_diff = max(d for _, _, d in rows)
-    print(f"peak RSS growth {small} -> {large} videos: {growth * 100:+.1f}% (target < 10%); "
-          f"speed-up {worst_ratio:.2f}x (target >= 2x); max |score diff| {worst_diff:.2e} (target <= 1e-4)")
-    layout = "channels_last_3d" if rl["peer"]["channels_last"] else "contiguous"
-    print(f"the peer's backbone input is {layout} (mmaction2's FormatShape transposes decoded NTHWC frames); "
-          f"model-only: vkit {rl['model']['rate']:.2f} clips/s (BatchNorm folded, channels_last_3d, batch "
-          f"{rl['vkit']['batch_size']}) vs peer {rl['peer']['model_rate']:.2f} (batch {args.clips}): "
-          f"{rl['model']['rate'] / rl['peer']['model_rate']:.2f}x")
+    for n, precision, vkit, peer, cmp in rows:
+        used = vkit["precision"] if precision == vkit["precision"] else f"{precision}>{vkit['precision']}"
+        print(f"{n:>6} {used:>11} {vkit['rate']:>9.2f} {peer['rate']:>9.2f} {vkit['rate'] / peer['rate']:>5.2f}x "
+              f"{cmp['diff']:>9.2e} {cmp['spearman']:>8.5f} {cmp['auc_delta']:>+9.4f} {vkit['batch_size']:>5} "
+              f"{vkit['decode']['rate']:>10.1f} {vkit['model']['rate']:>9.2f} "
+              f"{vkit['rate'] / vkit['model']['rate'] * 100:>8.0f}% {peer['model_rate']:>10.2f} "
+              f"{vkit['rss_main_mb']:>8.0f} {vkit['rss_child_mb']:>10.0f} {peer['rss_main_mb']:>8.0f}")
+    for precision in args.precisions:
+        if precision not in runnable:
+            print(f"{precision}: not run ({caps.supports(precision)[1]})")
+    for n, precision, vkit, _, _ in rows:
+        if precision != "fp32":
+            print(f"{n} videos, --precision {precision}: " + " | ".join(vkit["choice"])
+                  + f" (prepared in {vkit['prepare_s']:.1f} s, before the clock)")
+    for precision in runnable:
+        mine = [(n, v) for n, p, v, _, _ in rows if p == precision]
+        if len(mine) == 2:
+            (small, rs), (large, rl) = mine
+            print(f"{precision}: peak RSS growth {small} -> {large} videos: "
+                  f"{(rl['rss_main_mb'] / rs['rss_main_mb'] - 1) * 100:+.1f}% (target < 10%)")
+    targets = {"fp32": "fp32 target >= 1.4x at max|diff| <= 1e-4", "auto": "auto target >= 2x at AUC delta <= 0.005"}
+    for precision, text in targets.items():
+        mine = [(v, p, c) for _, q, v, p, c in rows if q == precision]
+        if mine:
+            worst = min(v["rate"] / p["rate"] for v, p, _ in mine)
+            share = min(v["rate"] / v["model"]["rate"] for v, _, _ in mine)
+            diff = max(c["diff"] for _, _, c in mine)
+            delta = max(abs(c["auc_delta"]) for _, _, c in mine)
+            print(f"{precision}: worst speed-up {worst:.2f}x, max|diff| {diff:.2e}, |AUC delta| {delta:.4f}, "
+                  f"end to end {share * 100:.0f}% of model-only (target >= 90%) [{text}]")
+    if rows:
+        peer = rows[-1][3]
+        layout = "channels_last_3d" if peer["channels_last"] else "contiguous"
+        print(f"the peer's backbone input is {layout} (mmaction2's FormatShape transposes decoded NTHWC frames)")
+    if args.long_minutes > 0:
+        long_videos(args, work)
 
 
 if __name__ == "__main__":
