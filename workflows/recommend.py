@@ -92,7 +92,7 @@ def recommend_cmd(ctx: click.Context, run: str, users: tuple[str, ...], users_fi
     obj = ctx.find_root().obj or {}
     if not users and not users_file:
         raise ConfigError("vkit recommend: give --user ID (repeatable) or --users FILE")
-    wanted = [*users, *(read_user_file(users_file) if users_file else [])]
+    wanted = list(dict.fromkeys([*users, *(read_user_file(users_file) if users_file else [])]))
     run_id, results = recommend(run, wanted, k, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
                                 save=users_file is not None)
     if as_json:

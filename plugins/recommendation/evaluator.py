@@ -1,5 +1,7 @@
 """``RankingEvaluator``: full ranking on the test split, overall and on the cold-start slice, for the run's model
-and the comparison models of ``compare.models`` (trained in the same run with :func:`vkit.core.lifecycle.fit`).
+and the comparison models of ``compare.models`` (trained in the same run with :func:`vkit.core.lifecycle.fit`;
+``compare.models`` lists names (or MODELS configs), ``compare.settings.<name>`` their settings, whose ``train``
+dict overrides keys of the run's ``train`` section for that model, e.g. ``BPRMF=dict(dim=32, train=dict(lr=0.01))``).
 
 Metrics (bare names, stored with split ``test``): the run's model as
 ``recall@K``, ``ndcg@K``, ``hr@K``, ``coverage@K``, ``mrr`` and the same with
@@ -22,6 +24,24 @@ from vkit.plugins.recommendation.metric import RankingMetric
 from vkit.plugins.recommendation.ranking import ranking_metrics, topk_items
 
 TABLE_METRICS = ("recall@10", "ndcg@10", "cold_recall@10", "cold_ndcg@10")
+
+
+def comparison_configs(cfg: Any) -> list[dict[str, Any]]:
+    """The MODELS configs of ``compare.models`` (a name takes its ``compare.settings`` entry)."""
+    import copy
+
+    from vkit.registry.errors import ConfigError
+
+    settings = dict(cfg["compare"].get("settings") or {})
+    out = []
+    for entry in cfg["compare"]["models"]:
+        if isinstance(entry, str):
+            out.append(dict(copy.deepcopy(dict(settings.get(entry) or {})), type=entry))
+        elif isinstance(entry, dict) and "type" in entry:
+            out.append(copy.deepcopy(dict(entry)))
+        else:
+            raise ConfigError(f"compare.models: {entry!r}; expected a model name (e.g. 'BPRMF') or a dict with 'type'")
+    return out
 
 
 def _seen(split: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -70,8 +90,8 @@ class RankingEvaluator(TaskEvaluator):
         rows = [dict(model=name, role="this run", **{k: round(main.get(k, float("nan")), 4) for k in TABLE_METRICS})]
         metrics = dict(main)
         if ctx is not None:
-            for model_cfg in cfg["compare"]["models"]:
-                other, seconds = self._train_other(dict(model_cfg), datasets, cfg, ctx)
+            for model_cfg in comparison_configs(cfg):
+                other, seconds = self._train_other(model_cfg, datasets, cfg, ctx)
                 values = evaluate_model(other, datasets, self.ks, chunk)
                 label = type(other).__name__
                 rows.append(dict(model=label, role="comparison", train_s=round(seconds, 1),
@@ -93,6 +113,7 @@ class RankingEvaluator(TaskEvaluator):
         if cfg.get("seed") is not None:
             set_random_seed(int(cfg["seed"]))
         start = time.perf_counter()
+        train = dict(cfg["train"], **dict(model_cfg.pop("train", None) or {}))
         model = build_recommender(model_cfg, datasets)
         if getattr(model, "trainable", True):
             name = type(model).__name__
@@ -100,7 +121,7 @@ class RankingEvaluator(TaskEvaluator):
             quiet = SimpleNamespace(work_dir=Path(ctx.work_dir) / "compare" / name, store=None, run_id=None,
                                     echo=ctx.echo, summary={})
             metric = RankingMetric(ks=self.ks) if datasets.get("val") is not None else None
-            model = fit(model, datasets["train"], datasets.get("val"), cfg, quiet,
+            model = fit(model, datasets["train"], datasets.get("val"), dict(cfg, train=train), quiet,
                         val_metrics=[metric] if metric else [],
                         checkpoint=dict(cfg["checkpoint"]) if metric else dict(save="last"))
         return model, time.perf_counter() - start

@@ -21,7 +21,8 @@ own folder with ``--data`` / ``--set data.root=...``: ``interactions.csv``
 Examples::
 
     vkit run recommendation
-    vkit run recommendation --set model.type=VBPR --set "compare.models=[]"
+    vkit run recommendation --set model.type=VBPR --set "compare.models=[Popularity,BPRMF]" \\
+        --set compare.settings.BPRMF.dim=64
     vkit run recommendation --data /data/mmrec/baby --set data.split.mode=predefined
     vkit recommend --run 7 --user u0042 -k 10
 """
@@ -63,13 +64,17 @@ class RecommendationTask(Task):
             source="auto",  # 'video', 'features' (atomic .npy) or 'auto' (features when the data has them)
         ),
         model=dict(type="TwoTower", dim=32, hidden=64, temperature=0.1, id_dropout=0.5, num_negatives=32),
-        compare=dict(models=[dict(type="Popularity"), dict(type="BPRMF", dim=32), dict(type="VBPR", dim=32, visual_dim=32)]),
+        compare=dict(  # comparison models, trained in the same run: names (or MODELS configs) ...
+            models=["Popularity", "BPRMF", "VBPR"],
+            # ... and each name's settings (``train``: overrides of the run's train section for that model)
+            settings=dict(BPRMF=dict(dim=32, train=dict(lr=0.01)), VBPR=dict(dim=32, visual_dim=32, train=dict(lr=0.01))),
+        ),
         eval=dict(ks=(10, 20), chunk=1024),
         train=TRAIN,
         checkpoint=dict(save="best", metric="ndcg@10", rule="greater", keep_epochs=False),
         compression=dict(stages=[]),
     )
-    free_keys = ("model", "data.synthetic", "content.backbone")
+    free_keys = ("model", "data.synthetic", "content.backbone", "compare.settings")
     data_key = "data.root"
     smoke_overrides = ("train.epochs=1", "data.synthetic.n_users=30", "data.synthetic.n_items=18",
                        "data.synthetic.n_new=6", "data.synthetic.history=(3,6)", "model.dim=8", "model.hidden=8",

@@ -1,0 +1,126 @@
+"""recommendation end to end: the generator's truth, a small run into SQLite, cold start, `vkit recommend`, bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vkit.plugins.recommendation.synthetic import GENRES, render_item
+
+VKIT = str(Path(sys.executable).with_name("vkit"))
+SMALL = ["data.synthetic.n_users=150", "data.synthetic.n_items=60", "data.synthetic.n_new=40",
+         "data.synthetic.history=(6,12)", "train.epochs=8", "train.batch_size=128", "eval.ks=(5,10)",
+         "model.num_negatives=16"]
+
+
+def test_mean_colour_does_not_give_the_genre_away():
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    genres = np.arange(240) % len(GENRES)
+    means = np.stack([render_item(0, i, int(g)).reshape(-1, 3).mean(0) for i, g in enumerate(genres)])
+    accuracy = cross_val_score(LogisticRegression(max_iter=1000), means, genres, cv=4).mean()
+    assert accuracy < 1.6 / len(GENRES)  # chance is 1/6
+    assert np.array_equal(render_item(3, 7, 2), render_item(3, 7, 2))  # deterministic from the seed
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    from vkit.workflows.run import run_task
+
+    tmp = tmp_path_factory.mktemp("recrun")
+    db = f"sqlite:///{tmp / 'vkit.db'}"
+    overrides = [*SMALL, "compare.models=[Popularity,BPRMF]", "compare.settings.BPRMF.dim=16"]
+    result = run_task("recommendation", overrides=overrides, db_url=db, work_dir=tmp / "work", data_root=tmp / "data",
+                      echo=lambda *_: None)
+    return result, db, tmp
+
+
+def test_run_stores_metrics_rows_checkpoint_and_the_model_table(small_run):
+    from vkit.core.store import open_store
+
+    result, db, tmp = small_run
+    assert result.status == "finished"
+    m = result.metrics
+    for key in ("recall@10", "ndcg@10", "hr@10", "mrr", "coverage@10", "cold_recall@10", "cold_ndcg@10",
+                "bprmf_recall@10", "bprmf_cold_recall@10", "popularity_recall@10"):
+        assert 0.0 <= m[f"test/{key}"] <= 1.0, key
+    store = open_store(db)
+    rows = store.run_predictions(result.run_id, "test")
+    assert len(rows) == int(m["test/users"]) and all(len(r["values"]["items"]) == 10 for r in rows)
+    assert {a["kind"] for a in store.run_artifacts(result.run_id)} >= {"checkpoint", "checkpoint-meta", "report"}
+    assert sum(v["status"] == "ok" for v in store.get_videos()) == 100  # 60 catalogue + 40 new videos
+    report = (result.work_dir / "report" / "report.html").read_text()
+    assert "TwoTower" in report and "BPRMF" in report and "cold_recall@10" in report
+
+
+def test_cold_items_are_ranked_above_chance_only_with_content(small_run):
+    result, _, _ = small_run
+    m = result.metrics
+    chance = 10 / 40  # recall@10 of a random order of the 40 cold items
+    assert abs(m["test/bprmf_cold_recall@10"] - chance) < 0.12  # ids alone: no better than chance
+    assert abs(m["test/popularity_cold_recall@10"] - chance) < 0.12  # no training counts: no signal
+    assert m["test/cold_recall@10"] > chance + 0.2  # the two-tower model places new items by content
+
+
+def _vkit(*args: str, db: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    return subprocess.run([VKIT, "--db", db, *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_recommend_cli_excludes_seen_items_and_handles_unknown_users(small_run):
+    from vkit.core.store import open_store
+
+    result, db, tmp = small_run
+    data = tmp / "data" / "recommendation"
+    with open(data / "interactions.csv") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["user_id"] == "u0003"]
+    train_items = {r["item_id"] for r in rows[:-4]}  # leave-last-out: the last 1 + 3 are val and test
+    out = _vkit("recommend", "--run", str(result.run_id), "--user", "u0003", "--user", "stranger", "-k", "10",
+                "--json", db=db)
+    assert out.returncode == 0, out.stderr
+    known, unknown = json.loads(out.stdout)["recommendations"]
+    ids = [r["item_id"] for r in known["items"]]
+    assert known["known"] and len(ids) == 10 and not set(ids) & train_items
+    assert all(r["because"] and set(r["because"]) <= train_items for r in known["items"])
+    assert not unknown["known"] and "unknown user 'stranger'" in unknown["note"] and unknown["model"] == "Popularity"
+    users = tmp / "users.txt"
+    users.write_text("u0001\nu0002\nstranger\n")
+    out = _vkit("recommend", "--run", str(result.run_id), "--users", str(users), "-k", "5", db=db)
+    assert out.returncode == 0, out.stderr
+    run_id = int(out.stdout.split("store run ")[1].split(",")[0])
+    stored = {r["item_id"]: r["values"] for r in open_store(db).run_predictions(run_id, "recommend")}
+    assert set(stored) == {"u0001", "u0002", "stranger"} and len(stored["u0001"]["items"]) == 5
+    assert stored["stranger"]["known"] is False
+    bad = _vkit("recommend", "--run", "999", "--user", "u0001", db=db)
+    assert bad.returncode == 1 and "no run 999" in bad.stderr
+
+
+def test_bad_input_is_recorded_and_the_run_goes_on(small_run, tmp_path):
+    from vkit.core.store import open_store
+    from vkit.workflows.run import run_task
+
+    _, _, tmp = small_run
+    data = tmp_path / "mine"
+    shutil.copytree(tmp / "data" / "recommendation", data)
+    (data / "videos" / "v0005.mp4").unlink()  # a missing video: content masked
+    (data / "videos" / "v0006.mp4").write_bytes(b"not a video")  # an unreadable one
+    with open(data / "interactions.csv", "a") as handle:
+        handle.write("u0001,v9999,1700000000\nu0001,v0001,soon\n2.5,v0001,1\n")
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    result = run_task("recommendation", overrides=[*SMALL, "train.epochs=1", "compare.models=[]"], data=data, db_url=db,
+                      work_dir=tmp_path / "work", data_root=tmp_path / "cache", echo=lambda *_: None)
+    assert result.status == "finished"
+    skipped = {r["item_id"]: r["values"]["reason"] for r in open_store(db).run_predictions(result.run_id, "skipped")}
+    assert "unknown item 'v9999'" in " ".join(skipped.values())
+    assert any("timestamp" in why for why in skipped.values()) and any("neither a string" in w for w in skipped.values())
+    assert "missing" in skipped["item:v0005"] and "content masked" in skipped["item:v0006"]
+    videos = {Path(v["path"]).name: v for v in open_store(db).get_videos()}
+    assert videos["v0006.mp4"]["status"] == "failed" and videos["v0007.mp4"]["status"] == "ok"
