@@ -25,7 +25,7 @@ Example::
 """
 from __future__ import annotations
 
-from vkit.core.compression.artifact import load_compressed, save_stage
+from vkit.core.compression.artifact import compressed_meta, load_compressed, save_stage
 from vkit.core.compression.base import CompressionContext, CompressionError, Stage, StageSkipped
 from vkit.core.compression.chain import REPORT_KEYS, CompressionChain, CompressionResult
 from vkit.core.compression.distill import Distill, KDModel, kd_loss
@@ -36,8 +36,8 @@ from vkit.core.compression.quantize import CastBF16, CastFP16, CastModel, Dynami
 from vkit.core.compression.recover import Recovery, runner_trainer
 
 __all__ = [
-    "REPORT_KEYS", "CastBF16", "CastFP16", "CastModel", "ChannelPrune", "CompressionChain", "CompressionContext",
-    "CompressionError", "CompressionResult", "Distill", "DynamicQuantize", "KDModel", "MagnitudePrune", "OnnxExport",
-    "OrtModule", "Stage", "StageSkipped", "bytes_on_disk", "count_params", "cpu_supports", "kd_loss", "latency_ms",
-    "load_compressed", "measure", "Recovery", "runner_trainer", "save_stage", "sparsity",
+    "CastBF16", "CastFP16", "CastModel", "ChannelPrune", "CompressionChain", "CompressionContext", "CompressionError",
+    "CompressionResult", "Distill", "DynamicQuantize", "KDModel", "MagnitudePrune", "OnnxExport", "OrtModule",
+    "REPORT_KEYS", "Recovery", "Stage", "StageSkipped", "bytes_on_disk", "compressed_meta", "count_params",
+    "cpu_supports", "kd_loss", "latency_ms", "load_compressed", "measure", "runner_trainer", "save_stage", "sparsity",
 ]

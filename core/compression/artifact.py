@@ -204,6 +204,26 @@ def resolve(path: str | Path, stage: str | None = None) -> Path:
     return sidecar
 
 
+def compressed_meta(path: str | Path, stage: str | None = None) -> dict[str, Any]:
+    """The JSON sidecar of a compressed artifact (as :func:`load_compressed` resolves it), plus its ``sidecar`` path.
+
+    What a scorer needs without loading the model: ``sha256`` (the compressed
+    model's identity, e.g. for resume), ``stage``, ``precision``, ``kind``
+    (``safetensors`` or ``onnx``) and the ``measured`` row.
+
+    Example::
+
+        compressed_meta("runs/7/compression")["sha256"]
+    """
+    from vkit.core.checkpoint import load_meta
+
+    sidecar = resolve(path, stage)
+    meta = load_meta(sidecar)
+    if meta.get("vkit_compressed") != FORMAT:
+        raise CheckpointError(f"{sidecar}: not a compressed-model artifact (expected vkit_compressed={FORMAT!r})")
+    return dict(meta, sidecar=str(sidecar))
+
+
 def load_compressed(path: str | Path, stage: str | None = None, *, verify: bool = True, check: bool = True) -> nn.Module:
     """Load a compressed model saved by :class:`CompressionChain`, in eval mode, without the run's config.
 
@@ -224,12 +244,8 @@ def load_compressed(path: str | Path, stage: str | None = None, *, verify: bool 
         model = load_compressed("runs/7/compression")
         probs = model({"volume": x}).softmax(-1)
     """
-    from vkit.core.checkpoint import load_meta
-
-    sidecar = resolve(path, stage)
-    meta = load_meta(sidecar)
-    if meta.get("vkit_compressed") != FORMAT:
-        raise CheckpointError(f"{sidecar}: not a compressed-model artifact (expected vkit_compressed={FORMAT!r})")
+    meta = compressed_meta(path, stage)
+    sidecar = Path(meta["sidecar"])
     weights = sidecar.parent / meta["weights"]
     model = _load_onnx(weights, meta, verify) if meta["kind"] == "onnx" else _load_torch(weights, meta, verify)
     if check:

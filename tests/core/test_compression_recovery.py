@@ -62,7 +62,7 @@ from torch import nn
 
 import vkit.core.compression.quantize as quantize_mod
 from vkit.core.compression import (
-    CastModel, ChannelPrune, CompressionChain, CompressionContext, OrtModule, count_params, load_compressed,
+    CastModel, ChannelPrune, CompressionChain, CompressionContext, OrtModule, compressed_meta, count_params, load_compressed,
 )
 from vkit.registry.errors import CheckpointError, ConfigError
 
@@ -238,6 +238,9 @@ def test_result_lists_the_saved_files_to_record(task, tmp_path):
         ("OnnxExport", "02-OnnxExport.json", "02-OnnxExport.onnx"),
     ]
     assert all(w.is_file() for _, _, w in result.saved())
+    meta = compressed_meta(tmp_path)  # the final model's identity without loading it (a scorer's resume key)
+    assert (meta["stage"], meta["kind"], meta["sidecar"]) == ("OnnxExport", "onnx", str(tmp_path / "02-OnnxExport.json"))
+    assert meta["sha256"] == result.reports[1]["sha256"] != compressed_meta(tmp_path, stage="ChannelPrune")["sha256"]
 
 
 def test_the_model_config_may_come_from_the_model_itself(task, tmp_path):
