@@ -24,14 +24,14 @@ from __future__ import annotations
 import inspect
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import click
 
 from vkit.registry.errors import ConfigError, did_you_mean
 
-__all__ = ["ComponentArg", "ComponentInfo", "catalogue", "catalogue_markdown", "components_cmd"]
+__all__ = ["ComponentArg", "ComponentInfo", "catalogue", "catalogue_markdown", "components_cmd", "docs_markdown"]
 
 #: Arguments ``VideoModel`` passes itself, per registry (a config never sets them).
 FILLED_BY_MODEL = {"HEADS": ("in_dim",), "FUSIONS": ("in_dims",)}
@@ -79,7 +79,7 @@ class ComponentInfo:
     module: str
     summary: str
     args: tuple[ComponentArg, ...] = ()
-    required: tuple[str, ...] = field(default=())
+    required: tuple[str, ...] = ()
 
     @property
     def signature(self) -> str:
