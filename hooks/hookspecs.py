@@ -34,8 +34,8 @@ def vkit_register_components(registries: dict[str, Any]) -> None:
     """Register the plugin's components (backbones, fusions, heads, datasets, metrics, transforms, compressors).
 
     Called once per process, the first time a component is needed (building a
-    model, ``vkit plugins list --components``, ``vkit plugins check``); never
-    by ``vkit --help``. Import heavy modules (torch, MONAI) inside the hook,
+    model, ``vkit plugins list``, ``vkit components``, ``vkit plugins check``);
+    never by ``vkit --help``. Import heavy modules (torch, MONAI) inside the hook,
     not at the top of the plugin module. A name that another plugin already
     registered is a :class:`~vkit.registry.errors.PluginError` naming both
     plugins; the other plugins keep working.
