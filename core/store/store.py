@@ -63,6 +63,7 @@ _VIDEO_FIELDS = ("path", "sha256", "size", "duration", "fps", "frames", "status"
 _SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values")
 _EVENT_FIELDS = ("video_id", "kind", "start", "end", "score")
 _FIELD_SETS = {f: frozenset(f) for f in (_PREDICTION_FIELDS, _VIDEO_FIELDS, _SCORE_FIELDS, _EVENT_FIELDS)}
+_SCORE_KEYS = _FIELD_SETS[_SCORE_FIELDS]
 #: Statuses ``finish_run`` may close a run with (``interrupted``: Ctrl-C in ``track_run``, or ``reap_stale_runs``).
 _CLOSED_STATUSES = ("finished", "failed", "interrupted")
 
@@ -715,7 +716,7 @@ def _pairs(session: Session, query: sa.Select[Any]) -> dict[Any, Any]:
 
 
 def _pick(row: Mapping[str, Any], fields: Sequence[str], table: str, required: Sequence[str] = ()) -> dict[str, Any]:
-    if (_FIELD_SETS.get(fields) or frozenset(fields)).issuperset(row) and None not in [*map(row.get, required)]:
+    if row.keys() <= (_FIELD_SETS.get(fields) or frozenset(fields)) and None not in [*map(row.get, required)]:
         return dict(row)
     unknown = set(row) - set(fields)
     if unknown:
@@ -748,10 +749,15 @@ def _video_row(row: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _score_row(run_id: int, row: Mapping[str, Any]) -> dict[str, Any]:
-    clean = _pick(row, _SCORE_FIELDS, "scores", required=("video_id", "segment", "start", "end"))
-    if clean.get("score") is not None:  # values (JSON) are encoded by upsert
-        clean["score"] = float(clean["score"])
-    clean["run_id"] = run_id
+    """The hot path of bulk writes: checks inline (``_pick`` only to word the error); ``values`` are encoded by upsert."""
+    get = row.get
+    if (not row.keys() <= _SCORE_KEYS or get("video_id") is None or get("segment") is None or get("start") is None
+            or get("end") is None):
+        _pick(row, _SCORE_FIELDS, "scores", required=("video_id", "segment", "start", "end"))
+    clean = {**row, "run_id": run_id}
+    score = clean.get("score")
+    if score is not None and type(score) is not float:
+        clean["score"] = float(score)
     return clean
 
 
