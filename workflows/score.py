@@ -182,6 +182,7 @@ class ResultWriter:
         self.commit_every, self.commit_seconds = commit_every, commit_seconds
         self.model_sha256 = model_sha256
         self.lost: list[str] = []
+        self.unstored: list[dict[str, str]] = []
         self._pending: list[dict[str, Any]] = []
         self._since = time.monotonic()
 
@@ -192,10 +193,33 @@ class ResultWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Commit every queued outcome now."""
+        """Commit every queued outcome now; a batch the store refuses is retried one video at a time.
+
+        A video whose rows the store still refuses is recorded ``failed`` with
+        the store's reason (and listed in ``unstored``); a store that refuses
+        even that (unreachable) raises.
+        """
+        from vkit.registry.errors import StoreError
+
         pending, self._pending, self._since = self._pending, [], time.monotonic()
         if not pending:
             return
+        try:
+            self._commit(pending)
+            return
+        except StoreError:
+            if len(pending) == 1 and pending[0]["status"] == "failed":
+                raise
+        for outcome in pending:
+            try:
+                self._commit([outcome])
+            except StoreError as err:
+                reason = f"{outcome['path']}: its results cannot be stored: {err}"
+                video = dict(outcome["video"] or dict(path=outcome["path"]), status="failed", error=reason)
+                self._commit([dict(outcome, status="failed", error=reason, video=video, scores=[], events=[])])
+                self.unstored.append(dict(path=outcome["path"], error=reason, was=outcome["status"]))
+
+    def _commit(self, pending: list[dict[str, Any]]) -> None:
         ids = self.store.upsert_videos([o["video"] for o in pending])
         results = [dict(video_id=ids[o["path"]], status=o["status"], error=o["error"], scores=o["scores"],
                         events=o["events"]) for o in pending]
@@ -413,11 +437,17 @@ def _record_unreadable(store: Any, run_id: int, unreadable: Sequence[tuple[str, 
 
 
 def _uncount_lost(summary: ScoreSummary, writer: ResultWriter) -> None:
-    """Videos whose lease another job took over while this one worked: their results were not written."""
+    """Videos whose lease another job took over while this one worked (their results were not written), and
+    videos whose results the store refused (recorded ``failed``)."""
     for _ in writer.lost:
         summary.scored -= 1
         summary.lost += 1
+    for item in writer.unstored:
+        if item["was"] == "scored":
+            summary.scored -= 1
+            _count(summary, dict(path=item["path"], status="failed", error=item["error"], clips=0))
     writer.lost.clear()
+    writer.unstored.clear()
 
 
 def _in_precision(factory: Callable[[], Any], requested: str, paths: Sequence[str]) -> tuple[Any, Any]:

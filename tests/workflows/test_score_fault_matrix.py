@@ -166,3 +166,31 @@ def _pg(request: pytest.FixtureRequest) -> str:
     request.addfinalizer(drop)
     return sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
         hide_password=False)
+
+
+def test_one_video_the_store_refuses_does_not_sink_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vkit.core.store.store import Store
+    from vkit.registry.errors import StoreError
+
+    root = tmp_path / "archive"
+    support.make_archive(root, good=3, bad=False)
+    real = Store.add_leased_results
+
+    def refuse_good1(self, run_id, model, results):  # noqa: ANN001, ANN202 - a store that rejects one row
+        results = list(results)
+        paths = {v["id"]: v["path"] for v in self.get_videos()}
+        if any(paths[r["video_id"]].endswith("good1.mp4") and r["status"] == "scored" for r in results):
+            raise StoreError("value too long for type character varying(2000)")
+        return real(self, run_id, model, results)
+
+    monkeypatch.setattr(Store, "add_leased_results", refuse_good1)
+    url = f"sqlite:///{tmp_path / 'vkit.db'}"
+    summary = score_archive("demo-score", [str(root)], str(support.make_checkpoint(tmp_path / "m.safetensors")),
+                            db_url=url, plugins=PLUGIN, options=ScoreOptions(workers=0, commit_every=8))
+    assert (summary.scored, summary.failed) == (2, 1)
+    store = open_store(url)
+    by_name = {Path(v["path"]).name: v for v in store.get_videos()}
+    assert by_name["good1.mp4"]["status"] == "failed"
+    assert "its results cannot be stored: value too long" in by_name["good1.mp4"]["error"]
+    scored = [s for s in store.video_summaries(summary.run_id) if s["status"] == "scored"]
+    assert len(scored) == 2 and len(store.video_scores(summary.run_id)) == 8
