@@ -124,10 +124,32 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     if suffix not in CODE_SUFFIXES:
         raise ConfigError(f"config file {str(path)!r}: unknown format {suffix or '(no ending)'!r}; expected one of "
                           f"{list(DATA_SUFFIXES + CODE_SUFFIXES)}")
+    _check_data_bases(path)
     try:
         return Config.fromfile(str(path), import_custom_modules=False).to_dict()
     except Exception as err:  # the file is code: anything can go wrong in it
         raise ConfigError(f"config file {str(path)!r} cannot be read: {_describe_code_error(err, path)}") from err
+
+
+def _check_data_bases(path: Path) -> None:
+    """YAML/JSON files a .py config inherits (``_base_``) are checked as data first: mmengine reads them with
+    PyYAML's full loader, which would run a ``!!python`` tag."""
+    import ast
+
+    try:
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    except (OSError, UnicodeDecodeError, SyntaxError):
+        return  # mmengine reports it with its reason
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "_base_" for t in node.targets):
+            try:
+                bases = ast.literal_eval(node.value)
+            except ValueError:
+                continue
+            for base in [bases] if isinstance(bases, str) else list(bases):
+                base_path = path.parent / str(base)
+                if base_path.suffix.lower() in DATA_SUFFIXES and base_path.is_file():
+                    load_data_config(base_path)
 
 
 def _describe_code_error(err: BaseException, path: Path) -> str:

@@ -517,7 +517,10 @@ BATCH_SIZE = _BatchSize()
 def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
               device: str, engine: str, ray_address: str | None, commit_every: int, precision: str,
               retry_failed: bool, lease_seconds: float, as_json: bool) -> None:
-    """Score every video in ARCHIVES (folders, files, globs) with a trained TASK model; resumable."""
+    """Score every video in ARCHIVES (folders, files; a path that does not exist is a glob) with a trained TASK model.
+
+    Resumable, and jobs sharing the store and checkpoint split the work (each video is leased before decoding).
+    """
     import json
 
     obj = ctx.find_root().obj or {}

@@ -108,3 +108,17 @@ def test_wrong_component_argument_lists_the_accepted_ones() -> None:
     with pytest.raises(ConfigError, match=r"TinyC3D \(backbone\) takes no argument 'widht'.*'widths'"):
         check_components(dict(model=dict(backbones=dict(v=dict(type="TinyC3D", widht=3)))))
     check_components(dict(stages=[dict(type="not-registered", anything=1)]))   # left to the build
+
+
+def test_a_yaml_base_of_a_python_config_is_still_data(tmp_path: Path) -> None:
+    out = tmp_path / "out.txt"
+    (tmp_path / "evil.yaml").write_text(EVIL.format(out=out))
+    code = tmp_path / "cfg.py"
+    code.write_text("_base_ = ['evil.yaml']\nseed = 2\n")
+    with pytest.raises(ConfigError, match=r"evil.yaml', line 3: the tag .* not allowed"):
+        build_config(DEFAULTS, code, free_keys=FREE)
+    assert not out.exists()
+    (tmp_path / "fine.yaml").write_text("train:\n  epochs: 3\n")
+    code.write_text("_base_ = ['fine.yaml']\nseed = 2\n")
+    cfg = build_config(DEFAULTS, code, free_keys=FREE)
+    assert (cfg.seed, cfg.train.epochs) == (2, 3)
