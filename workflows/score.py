@@ -102,6 +102,7 @@ class ScoreSummary:
     failed: int = 0
     left_failed: int = 0  # failed in an earlier run, content unchanged, not retried (--retry-failed retries)
     lost: int = 0  # scored here but taken over by another job meanwhile (its results count, not these)
+    held_elsewhere: int = 0  # still leased by other live jobs when this one stopped waiting (3 lease lengths idle)
     clips: int = 0
     seconds: float = 0.0
     batch_size: int | str | None = None  # the size used ('auto' resolved where one process scored)
@@ -374,6 +375,7 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
     stats: dict[str, Any] = {}
     began = time.perf_counter()
     pending = [(p, ids[p]) for p in paths if p in ids]
+    progressed = time.monotonic()
     try:
         with Heartbeat(store, run_id, options.lease_seconds):
             while pending:
@@ -393,6 +395,11 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
                     bar.update(summary)
                 writer.flush()
                 _uncount_lost(summary, writer)
+                if len(busy) < len(pending):
+                    progressed = time.monotonic()
+                elif time.monotonic() - progressed > 3 * options.lease_seconds:
+                    summary.held_elsewhere = len(busy)  # live jobs keep renewing them: theirs to finish
+                    break
                 if busy:  # held by other live jobs: wait, then claim what is still not done
                     time.sleep(min(options.lease_seconds / 4, 1.0))
                     store.reap_stale_runs()
@@ -546,6 +553,7 @@ def _print_summary(data: dict[str, Any]) -> None:
     rows = [("videos", data["videos"]), ("scored", data["scored"]), ("skipped (already scored)", data["skipped"]),
             ("failed", data["failed"]),
             ("left failed (earlier runs)", data["left_failed"]),
+            ("held by other jobs", data["held_elsewhere"]),
             ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
             ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),
             ("precision", data["precision"]),
