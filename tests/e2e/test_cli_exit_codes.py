@@ -72,6 +72,7 @@ def test_plugins_check_json_failure_exits_1_and_unknown_plugin_exits_1(tmp_path)
     (("plugins", "enable", "vkit_fx_good"), "Error: plugin 'vkit_fx_good' is not disabled"),
     (("plugins", "disable", "vkit_fx_goo"), "Error: no plugin 'vkit_fx_goo' (did you mean 'vkit_fx_good'?)"),
     (("new-plugin", "Bad_Name"), "Error: plugin name 'Bad_Name': expected lowercase letters"),
+    (("components", "fusion"), "Error: no registry 'fusion' (did you mean 'FUSIONS'?)"),
 ])
 def test_user_errors_are_one_error_line_and_exit_1(tmp_path, args, message):
     proc = vkit("--plugin", "vkit_fx_good", *args, tmp=tmp_path)
