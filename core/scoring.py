@@ -25,6 +25,7 @@ Example (a task's side)::
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from vkit.registry.errors import DataError
@@ -102,3 +103,52 @@ def _event(event: Any) -> dict[str, Any]:
     if row.get("score") is not None:
         row["score"] = float(row["score"])
     return row
+
+
+def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, run_id: int | None = None,
+                 skip_bad: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Score whole videos in this process and (with ``store``) write them as ``vkit score`` does.
+
+    What a task's evaluator calls for its test split: each video is hashed,
+    probed, decoded and scored by ``scorer``, its rows made by
+    :func:`video_results`, then recorded with ``Store.upsert_videos`` and
+    ``Store.add_video_results`` under ``run_id`` — the rows ``vkit score``
+    would write for the same video and model.
+
+    Returns:
+        ``(scored, failed)``: per scored video ``dict(path, info, segments, scores, events)``
+        (``segments`` the raw ``(num_segments,)`` scores); per failure ``dict(path, error)``.
+        A bad video raises :class:`DataError` naming it unless ``skip_bad``.
+
+    Example::
+
+        scored, failed = score_videos(scorer, ["a.mp4", "b.mp4"], store=ctx.store, run_id=ctx.run_id)
+    """
+    import numpy as np
+    import torch
+
+    from vkit.core.store.provenance import sha256_file
+    from vkit.core.video import probe
+    from vkit.registry.errors import VkitError
+
+    scored, failed, videos = [], [], []
+    for path in paths:
+        full = str(Path(path).resolve())
+        try:
+            sha, size = sha256_file(path)
+            info = probe(path)
+            segments = np.asarray(torch.as_tensor(scorer.score(torch.as_tensor(scorer.decode(path)))).float().cpu())
+        except (VkitError, OSError) as err:
+            if not skip_bad:
+                raise DataError(f"{path}: {err} (use --skip-bad to record it and go on)") from err
+            failed.append(dict(path=full, error=str(err)))
+            videos.append(dict(path=full, status="failed", error=str(err)))
+            continue
+        scored.append(dict(path=full, info=info, segments=segments, **video_results(segments, info, scorer)))
+        videos.append(dict(path=full, sha256=sha, size=size, duration=float(info.duration), fps=float(info.fps),
+                           frames=int(info.frames), status="ok"))
+    if store is not None and videos:
+        ids = store.upsert_videos(videos)
+        store.add_video_results(run_id, [dict(video_id=ids[v["path"]], status="scored", error=None, scores=v["scores"],
+                                              events=v["events"]) for v in scored])
+    return scored, failed
