@@ -3,7 +3,7 @@
 Readers return :class:`ClipItem` lists; :class:`EngagementClips` decodes them
 (``num_frames`` frames evenly over each clip, resized to ``size``) into the
 contract's samples ``dict(inputs={"video": (C, T, H, W)[, "signals": (D, 1, 1, 1)]}, label, case_id)``
-(``C`` = 6 by default: RGB and the frame-to-frame RGB difference, see :func:`to_model_input`).
+(``C`` = 3 by default: the frame-to-frame RGB difference; 6 with RGB too, see :func:`to_model_input`).
 
 * **DAiSEE** (``read_daisee``): ``DataSet/{Train,Validation,Test}/<subject>/<clip>/<clip>.avi``
   and ``Labels/{Train,Validation,Test}Labels.csv`` with ``ClipID,Boredom,Engagement,Confusion,Frustration``
@@ -16,7 +16,7 @@ Example::
 
     items = read_daisee("/data/DAiSEE", "train")
     ds = EngagementClips(items, num_frames=16, size=32)
-    ds[0]["inputs"]["video"].shape        # (6, 16, 32, 32): RGB + RGB difference
+    ds[0]["inputs"]["video"].shape        # (3, 16, 32, 32): frame-to-frame RGB differences
 """
 from __future__ import annotations
 
@@ -200,11 +200,12 @@ def read_side_signals(path: str | Path) -> tuple[list[str], dict[str, np.ndarray
 INPUTS = ("rgb", "rgb+diff", "diff")
 
 
-def to_model_input(frames: np.ndarray, channels: str = "rgb+diff") -> Any:
-    """``(T, H, W, 3)`` uint8 frames → a float ``(C, T, H, W)`` tensor: RGB, temporal differences, or both.
+def to_model_input(frames: np.ndarray, channels: str = "diff") -> Any:
+    """``(T, H, W, 3)`` uint8 frames → a float ``(C, T, H, W)`` tensor: temporal differences, RGB, or both.
 
-    ``"rgb+diff"`` stacks the RGB frames (0..255) and their frame-to-frame differences (TSN's *RGB difference*
-    modality; the first frame's difference is 0) into 6 channels, so a small 3-D CNN sees motion directly.
+    ``"diff"`` gives the frame-to-frame RGB differences (TSN's *RGB difference* modality; the first frame's
+    difference is 0), so a small 3-D CNN sees motion directly; ``"rgb"`` the frames (0..255); ``"rgb+diff"``
+    both, as 6 channels.
     """
     import torch
 
@@ -248,7 +249,7 @@ class EngagementClips:
         size: frame height and width.
         signals: ``(columns, {clip id: values})`` from :func:`read_side_signals`, or ``None``.
         signal_stats: ``(mean, std)`` to standardise the signals (defaults to these items' own).
-        channels: ``"rgb"``, ``"rgb+diff"`` (default) or ``"diff"``: see :func:`to_model_input`.
+        channels: ``"diff"`` (default), ``"rgb+diff"`` or ``"rgb"``: see :func:`to_model_input`.
         augment: random horizontal flips (training).
         oversample: repeat clips of rare levels so each level gets about ``n / num_levels ** 0.5`` draws
             per epoch (square-root balancing).
@@ -258,7 +259,7 @@ class EngagementClips:
 
     def __init__(self, items: Sequence[ClipItem], num_frames: int = 16, size: int = 32,
                  signals: tuple[list[str], dict[str, np.ndarray]] | None = None,
-                 signal_stats: tuple[np.ndarray, np.ndarray] | None = None, channels: str = "rgb+diff", augment: bool = False,
+                 signal_stats: tuple[np.ndarray, np.ndarray] | None = None, channels: str = "diff", augment: bool = False,
                  oversample: bool = False, skip_bad: bool = False,
                  loader: Callable[[Path, int, int], np.ndarray] = load_clip) -> None:
         if channels not in INPUTS:

@@ -1,9 +1,9 @@
 """vkit plugin: the education vertical, declared through the ``vkit.plugins`` entry point like any third-party plugin.
 
-Import-light on purpose: ``vkit_tasks`` returns the task class; the generic
+Import-light on purpose: ``vkit_tasks`` returns the task class and ``vkit_cli_commands``
+the ``vkit engagement-report`` command (per-session summaries of a scoring run); the generic
 components it uses (``OrdinalHead``, ``OrdinalMetric``, ``SignalMLP``) live in
-core and register there, and ``EngagementClips`` is registered in DATASETS
-through the ``registries`` argument, only when components are needed.
+core and register there.
 """
 from __future__ import annotations
 
@@ -17,3 +17,10 @@ def vkit_tasks() -> list[type]:
     from vkit.plugins.education.task import EducationEngagementTask
 
     return [EducationEngagementTask]
+
+
+@hookimpl
+def vkit_cli_commands() -> list[Any]:
+    from vkit.plugins.education.report import engagement_report_cmd
+
+    return [engagement_report_cmd]

@@ -11,7 +11,7 @@ least ``timeline.min_seconds`` become ``low-engagement`` events.
 Example::
 
     scorer = EngagementScorer("work_dirs/education-engagement-run1/model.safetensors")
-    clips = scorer.decode("lesson/session01/learner03.mp4")     # (24, 6, 16, 32, 32) float32: RGB + RGB difference
+    clips = scorer.decode("lesson/session01/learner03.mp4")     # (24, 3, 16, 32, 32) float32: RGB differences
     scores = scorer.score(torch.as_tensor(clips))                # (24,) in [0, 1]
     scorer.summarize(scores.numpy(), probe("lesson/session01/learner03.mp4"))["events"]
 """

@@ -32,7 +32,7 @@ def test_daisee_fixture_is_read_with_levels_subjects_and_clips() -> None:
     assert [c.level for c in read_daisee(DAISEE, "test")] == [3, 0] and len(read_daisee(DAISEE, "val")) == 1
     ds = EngagementClips(train, num_frames=8, size=16)
     sample = ds[0]
-    assert sample["inputs"]["video"].shape == (6, 8, 16, 16) and sample["label"] == 2 and sample["case_id"] == "1100011002"
+    assert sample["inputs"]["video"].shape == (3, 8, 16, 16) and sample["label"] == 2 and sample["case_id"] == "1100011002"
     assert probe(train[0].path).codec == "mpeg4" and probe(train[0].path).frames == 20
 
 

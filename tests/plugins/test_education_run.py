@@ -49,19 +49,27 @@ def test_tiny_run_stores_ordinal_metrics_predictions_and_meta(tiny_run) -> None:
     predictions = store.run_predictions(result.run_id, "test")
     assert len(predictions) == 8 and all(0 <= p["prediction"] <= 3 and len(p["values"]["probs"]) == 4 for p in predictions)
     meta = load_meta(Path(result.summary["checkpoint"]))
-    assert meta["sampling"]["channels"] == "rgb+diff" and meta["sampling"]["clip_seconds"] == pytest.approx(2.0)
-    assert meta["model"]["backbones"]["video"]["in_channels"] == 6
+    assert meta["sampling"]["channels"] == "diff" and meta["sampling"]["clip_seconds"] == pytest.approx(2.0)
+    assert meta["model"]["backbones"]["video"]["in_channels"] == 3
+    assert meta["model"]["data_preprocessor"]["std"]["video"] == [16.0, 16.0, 16.0]
     assert len(meta["model"]["head"]["class_weights"]) == 4 and meta["fitted"] == {"decision": "median"}
 
 
-def test_score_lessons_gives_timelines_and_low_engagement_events(tiny_run) -> None:
-    from vkit.core.store import open_store
+@pytest.fixture(scope="module")
+def scored_lessons(tiny_run):
     from vkit.workflows.score import ScoreOptions, score_archive
 
     result, db, tmp = tiny_run
     lessons = tmp / "data" / "education-engagement" / "Lessons"
-    summary = score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=db,
-                            options=ScoreOptions(workers=0, batch_size=4))
+    return score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=db,
+                         options=ScoreOptions(workers=0, batch_size=4))
+
+
+def test_score_lessons_gives_timelines_and_low_engagement_events(tiny_run, scored_lessons) -> None:
+    from vkit.core.store import open_store
+
+    result, db, tmp = tiny_run
+    summary = scored_lessons
     assert (summary.scored, summary.failed) == (2, 0)
     store = open_store(db)
     scores = store.video_scores(summary.run_id)
@@ -113,3 +121,25 @@ def test_bad_level_in_a_csv_errors_or_is_skipped_and_recorded(tmp_path: Path) ->
     assert result.status == "finished"
     (skipped,) = open_store(db).run_predictions(result.run_id, "skipped")
     assert "level '7' is outside 0-3" in skipped["values"]["reason"]
+
+
+def test_engagement_report_shows_sessions_with_salted_learner_hashes(tiny_run, scored_lessons, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from vkit.plugins.education.report import learner_hash
+
+    result, db, tmp = tiny_run
+    vkit = [str(Path(sys.executable).parent / "vkit"), "--db", db, "engagement-report", str(scored_lessons.run_id)]
+    env = dict(os.environ, VKIT_LEARNER_SALT="s3cret")
+    proc = subprocess.run([*vkit, "--out", str(tmp_path)], capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "session01: attention fell from 00:00 to 00:08 for 2 of 2 learners"  # every segment is "low"
+    hashes = sorted(learner_hash(name, "s3cret") for name in ("learner01", "learner02"))
+    assert [line.split()[0] for line in lines[1:3]] == hashes and "learner0" not in proc.stdout
+    assert (tmp_path / "session01.png").stat().st_size > 1000
+    env.pop("VKIT_LEARNER_SALT")
+    missing = subprocess.run(vkit, capture_output=True, text=True, env=env, timeout=120)
+    assert missing.returncode != 0 and "no learner salt: set VKIT_LEARNER_SALT" in missing.stderr

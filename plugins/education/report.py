@@ -1,0 +1,112 @@
+"""``vkit engagement-report SCORE_RUN``: per-session timelines, per-learner aggregates and a teacher-facing summary.
+
+Reads what ``vkit score education-engagement`` stored for one scoring run
+(segment scores and ``low-engagement`` events per recording). A recording at
+``.../<session>/<learner>.mp4`` belongs to that session and learner. Learners
+are shown only as salted hashes (``sha256(salt + learner)``, 12 hex digits);
+the salt comes from an environment variable (``VKIT_LEARNER_SALT`` by default)
+and is never printed or stored. Writes one PNG per session (each learner's
+engagement over time, low stretches shaded) and prints per session: the
+teacher summary, and per learner the mean level and low-engagement seconds.
+
+Example::
+
+    export VKIT_LEARNER_SALT=$(openssl rand -hex 16)
+    vkit score education-engagement lessons/ --checkpoint 12        # -> scoring run 13
+    vkit engagement-report 13 --out report/
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from collections import defaultdict
+from pathlib import Path, PurePath
+from typing import Any
+
+import click
+
+from vkit.registry.errors import ConfigError, StoreError
+
+SALT_ENV = "VKIT_LEARNER_SALT"
+
+
+def learner_hash(learner: str, salt: str) -> str:
+    """The pseudonym shown for ``learner``: the first 12 hex digits of ``sha256(salt + learner)``."""
+    if not salt:
+        raise ConfigError(f"no learner salt: set {SALT_ENV} (any secret string; keep it to compare reports)")
+    return hashlib.sha256((salt + "\x00" + learner).encode()).hexdigest()[:12]
+
+
+def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{session: {learner hash: dict(times, levels, stretches, mean_level, low_seconds)}}`` of a scoring run."""
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"no run {run_id} in {store.url}")
+    scores = store.video_scores(run_id)
+    if not scores:
+        raise StoreError(f"run {run_id} has no segment scores (not a `vkit score education-engagement` run?)")
+    paths = {v["id"]: v["path"] for v in store.get_videos()}
+    events = defaultdict(list)
+    for e in store.run_events(run_id):
+        if e["kind"] == "low-engagement":
+            events[e["video_id"]].append((float(e["start"]), float(e["end"])))
+    per_video: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    for s in scores:
+        per_video[s["video_id"]].append(s)
+    out: dict[str, dict[str, dict[str, Any]]] = defaultdict(dict)
+    for video_id, rows in per_video.items():
+        rows.sort(key=lambda r: r["segment"])
+        path = PurePath(paths[video_id])
+        levels = [3.0 * float(r["score"]) for r in rows]
+        spans = sorted(events.get(video_id, []))
+        out[path.parent.name or "session"][learner_hash(path.stem, salt)] = dict(
+            times=[(float(r["start"]) + float(r["end"])) / 2 for r in rows], levels=levels, stretches=spans,
+            mean_level=sum(levels) / len(levels), low_seconds=sum(b - a for a, b in spans))
+    return dict(out)
+
+
+def plot_session(name: str, learners: dict[str, dict[str, Any]], path: Path) -> Path:
+    """A PNG of each learner's expected level over time with the low-engagement stretches shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(learners), 1, figsize=(8, 1.2 + 1.1 * len(learners)), sharex=True, squeeze=False)
+    for ax, (learner, line) in zip(axes[:, 0], sorted(learners.items())):
+        ax.plot(line["times"], line["levels"], color="tab:blue")
+        for a, b in line["stretches"]:
+            ax.axvspan(a, b, color="tab:red", alpha=0.25)
+        ax.set_ylim(-0.1, 3.1)
+        ax.set_yticks([0, 1, 2, 3])
+        ax.set_ylabel(learner, rotation=0, ha="right", fontsize=8)
+    axes[-1, 0].set_xlabel("seconds")
+    fig.suptitle(f"{name}: expected engagement level (shaded: low engagement)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+@click.command("engagement-report")
+@click.argument("run_id", type=int)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Folder for one timeline PNG per session (default: no images).")
+@click.option("--salt-env", default=SALT_ENV, show_default=True, help="Environment variable holding the learner salt.")
+@click.pass_context
+def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, salt_env: str) -> None:
+    """Per-session engagement summary of scoring run RUN_ID (learners as salted hashes)."""
+    from vkit.core.store import open_store
+
+    from vkit.plugins.education.timeline import teacher_summary
+
+    obj = ctx.find_root().obj or {}
+    store = open_store(obj.get("db_url"))
+    sessions = session_timelines(store, run_id, os.environ.get(salt_env, ""))
+    for name, learners in sorted(sessions.items()):
+        click.echo(f"{name}: {teacher_summary({k: v['stretches'] for k, v in learners.items()})}")
+        for learner, line in sorted(learners.items()):
+            click.echo(f"  {learner}  mean level {line['mean_level']:.2f}  low engagement {line['low_seconds']:.0f} s")
+        if out is not None:
+            click.echo(f"  timeline: {plot_session(name, learners, out / f'{name}.png')}")
