@@ -223,14 +223,14 @@ def quality_gate(precision: str, reference: np.ndarray, candidate: np.ndarray, l
     if result.spearman < GATE_SPEARMAN:
         reasons.append(f"Spearman {result.spearman:.5f} < {GATE_SPEARMAN}")
     labels = None if labels is None else np.asarray(labels).reshape(-1)
-    if labels is not None and len(np.unique(labels)) > 1 and not reasons:
+    if labels is not None and len(np.unique(labels)) > 1 and np.all(np.isfinite(cand)):
         fn = metric or _auc
         result.metric, result.metric_fp32, result.metric_value = metric_name, fn(labels, ref), fn(labels, cand)
         result.metric_delta = abs(result.metric_value - result.metric_fp32)
         if result.metric_delta > GATE_METRIC_DELTA:
             reasons.append(f"{metric_name} moved {result.metric_delta:.4f} > {GATE_METRIC_DELTA}")
-    elif result.max_abs_diff > GATE_METRIC_DELTA and not reasons:
-        reasons.append(f"no labelled clips, and scores differ up to {result.max_abs_diff:.4f} > {GATE_METRIC_DELTA}")
+    elif result.max_abs_diff > GATE_METRIC_DELTA and (labels is None or len(np.unique(labels)) < 2):
+        reasons.append(f"no labels of both classes, and scores differ up to {result.max_abs_diff:.4f} > {GATE_METRIC_DELTA}")
     if reasons:
         result.passed, result.reason = False, "; ".join(reasons)
     return result

@@ -83,7 +83,7 @@ def test_gate_passes_equal_scores_and_names_what_failed() -> None:
     bad = quality_gate("bf16", ref, shuffled, labels)
     assert not bad.passed and "Spearman" in bad.reason
     unlabelled = quality_gate("bf16", ref, ref + 0.01)    # ranks equal, but scores move 0.01 > 0.005
-    assert not unlabelled.passed and "no labelled clips" in unlabelled.reason
+    assert not unlabelled.passed and "no labels of both classes, and scores differ" in unlabelled.reason
     with pytest.raises(ConfigError, match="equal-length"):
         quality_gate("bf16", ref, ref[:3])
 
