@@ -4,7 +4,8 @@ Every model scores by a dot product of a user vector and an item vector, so
 ranking ``U`` users over ``N`` items is ``U/chunk`` matrix products of
 ``(chunk, d) @ (d, N)``, a scatter of ``-inf`` over the items each user has
 already seen, and one ``torch.topk`` per chunk: no Python loop over users or
-items, memory bounded by ``chunk x N``.
+items, memory bounded by ``chunk x N``. The top-K of each row is exact and
+taken in two passes (:func:`row_topk`: block maxima, then the best blocks).
 
 Metric definitions (per user with at least one held-out item, averaged over
 those users; ``rel`` the user's held-out items among the candidates, ``K``
@@ -89,6 +90,34 @@ def masked_scores(user_vecs: torch.Tensor, item_vecs: torch.Tensor, users: torch
     return scores
 
 
+def row_topk(scores: torch.Tensor, k: int, block: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exact ``torch.topk(scores, k, dim=1)`` of a wide matrix in two cheap passes.
+
+    The row's top-``k`` entries lie in the ``k`` blocks (of ``block`` columns)
+    with the largest maxima: a block outside them has ``k`` blocks whose maxima
+    are at least its own, so ``k`` entries beat each of its entries. One
+    ``amax`` over the blocks, a ``topk`` over the block maxima and one over the
+    ``k x block`` gathered entries replace a ``topk`` over the full row (which
+    is several times slower on CPU for rows of 10^5 items). Ties may come back
+    in a different order than ``torch.topk``'s.
+    """
+    rows, width = scores.shape
+    k = min(int(k), width)
+    if width < 8 * block or k * block * 4 > width or not scores.is_contiguous():
+        return torch.topk(scores, k, dim=1)
+    blocks = width // block
+    full = blocks * block
+    grid = scores.as_strided((rows, blocks, block), (width, block, 1))  # a view: no copy of the scores
+    best = torch.topk(grid.amax(2), k, dim=1).indices  # (rows, k) blocks
+    picked = grid.gather(1, best[:, :, None].expand(rows, k, block)).reshape(rows, k * block)
+    columns = (best[:, :, None] * block + torch.arange(block)).reshape(rows, k * block)
+    if full < width:  # the last partial block is always a candidate
+        picked = torch.cat([picked, scores[:, full:]], 1)
+        columns = torch.cat([columns, torch.arange(full, width).expand(rows, width - full)], 1)
+    values, where = torch.topk(picked, k, dim=1)
+    return values, columns.gather(1, where)
+
+
 @torch.inference_mode()
 def topk_items(user_vecs: torch.Tensor, item_vecs: torch.Tensor, k: int, users: Any = None, seen: CSR | None = None,
                candidates: Any = None, chunk: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
@@ -109,7 +138,7 @@ def topk_items(user_vecs: torch.Tensor, item_vecs: torch.Tensor, k: int, users: 
     out_s, out_i = [], []
     for start in range(0, len(user_vecs), chunk):
         scores = masked_scores(user_vecs[start:start + chunk], items, users[start:start + chunk], seen, position)
-        top_s, top_i = torch.topk(scores, k, dim=1)
+        top_s, top_i = row_topk(scores, k)
         out_s.append(top_s)
         out_i.append(top_i if cand is None else cand[top_i])
     if not out_s:
@@ -162,7 +191,7 @@ def ranking_metrics(user_vecs: torch.Tensor, item_vecs: torch.Tensor, users: Any
             continue
         scores = masked_scores(user_vecs[start:start + chunk], items, rows, seen, position)[keep]
         rel, n_rel = rel[keep], n_rel[keep].double()
-        top = torch.topk(scores, kmax, dim=1).indices
+        top = row_topk(scores, kmax)[1]
         hits = ((top[:, :, None] == rel[:, None, :]) & (rel[:, None, :] >= 0)).any(2).double()  # (B, kmax)
         for k in ks:
             kk = min(k, kmax)

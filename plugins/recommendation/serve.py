@@ -65,9 +65,23 @@ class RecommendationService:
                                      seen=(model.history_indptr, model.history_indices))
         return self._result(user, True, None, type(model).__name__, scores, top, index, explain)
 
-    def recommend_many(self, users: list[str], k: int = 10) -> list[dict[str, Any]]:
-        """:meth:`recommend` for each user (known users ranked together in chunks)."""
-        return [self.recommend(u, k) for u in users]
+    def recommend_many(self, users: list[str], k: int = 10, explain: int = 2) -> list[dict[str, Any]]:
+        """:meth:`recommend` for each user; the known users are ranked together (chunked matrix products)."""
+        from vkit.plugins.recommendation.ranking import topk_items
+
+        known = [(n, self.user_index[str(u)]) for n, u in enumerate(users) if str(u) in self.user_index]
+        out: list[dict[str, Any] | None] = [None] * len(users)
+        if known:
+            if k < 1:
+                raise ConfigError(f"-k {k}: expected a positive number of recommendations")
+            index = torch.tensor([i for _, i in known])
+            with torch.no_grad():
+                scores, top = topk_items(self.model.user_vectors(index), self.item_vecs, k, users=index,
+                                         seen=(self.model.history_indptr, self.model.history_indices))
+            name = type(self.model).__name__
+            for (n, i), s, t in zip(known, scores, top):
+                out[n] = self._result(users[n], True, None, name, s[None], t[None], i, explain)
+        return [r if r is not None else self.recommend(users[n], k, explain) for n, r in enumerate(out)]
 
     def _result(self, user: str, known: bool, note: str | None, model: str, scores: torch.Tensor, top: torch.Tensor,
                 index: int | None, explain: int) -> dict[str, Any]:

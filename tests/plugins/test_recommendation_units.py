@@ -232,3 +232,21 @@ def test_recommend_excludes_seen_items_and_falls_back_to_popularity_for_unknown_
     assert {r["item_id"] for r in unknown["items"]} == {"v1", "v4"}  # the two most popular
     with pytest.raises(ConfigError, match="-k 0"):
         service.recommend("u0", k=0)
+
+
+def test_batch_recommendations_equal_one_by_one():
+    model, *_ = _toy(TwoTower, dim=4, hidden=4, num_negatives=2)
+    service = RecommendationService(model, ["u0", "u1", "u2", "u3"], [f"v{i}" for i in range(6)])
+    users = ["u2", "nobody", "u0"]
+    assert service.recommend_many(users, k=3) == [service.recommend(u, k=3) for u in users]
+
+
+@pytest.mark.parametrize("rows,width,k", [(3, 100_003, 10), (4, 5000, 20), (2, 2100, 10), (5, 30_000, 50)])
+def test_two_pass_row_topk_equals_torch_topk(rows, width, k):
+    from vkit.plugins.recommendation.ranking import row_topk
+
+    x = torch.randn(rows, width, generator=torch.Generator().manual_seed(width))
+    x[0, : width // 2] = -torch.inf  # seen items
+    values, columns = row_topk(x, k)
+    expected = torch.topk(x, k, dim=1)
+    assert torch.equal(values, expected.values) and torch.equal(columns, expected.indices)
