@@ -406,21 +406,28 @@ def make_long_video(path: Path, width: int, height: int, minutes: float, fps: in
     return path
 
 
+def consecutive_indices(frames: int, segments: int, length: int) -> np.ndarray:
+    """``length`` consecutive frames centred in each of ``segments`` equal segments (security-anomaly's sampling)."""
+    centres = ((np.arange(segments) + 0.5) * frames / segments).astype(np.int64)
+    return np.clip(centres[:, None] - length // 2 + np.arange(length)[None, :], 0, frames - 1).reshape(-1)
+
+
 def long_videos(args: argparse.Namespace, work: Path) -> None:
     """Seconds per long video to decode the X3D scorer's frames: sequential vs seek, same frames."""
     from vkit.core.video import probe, read_clip
 
     print(f"\nlong videos ({args.long_minutes:g} min, 25 fps, keyframe every 2 s, H.264 with B-frames): decoding the "
-          f"frames X3D samples ({CLIP_LEN} per clip, interval {INTERVAL}), sequential (up to the last sampled frame) "
-          f"vs seek")
-    print(f"{'video':>9} {'frames':>7} {'clips':>5} {'sequential s':>12} {'seek s':>7} {'speed-up':>8} "
+          f"frames X3D samples (clips x {CLIP_LEN} frames / interval {INTERVAL}) and 32 runs of 8 consecutive frames "
+          f"(security-anomaly's sampling), sequential (up to the last sampled frame) vs seek")
+    print(f"{'video':>9} {'frames':>7} {'clips':>9} {'sequential s':>12} {'seek s':>7} {'speed-up':>8} "
           f"{'seq frames/s':>12} {'seek frames/s':>13} {'equal':>5}")
     for width, height in ((640, 360), (1280, 720)):
         path = make_long_video(work / f"long_{width}x{height}_{args.long_minutes:g}min.mp4", width, height,
                                args.long_minutes)
         info = probe(path)
-        for clips in sorted({args.clips, 32}):
-            indices = sample_indices(info.frames, clips)
+        samplings = [(f"{n}x{CLIP_LEN}/{INTERVAL}", sample_indices(info.frames, n)) for n in sorted({args.clips, 32})]
+        samplings.append(("32x8 run", consecutive_indices(info.frames, 32, 8)))
+        for clips, indices in samplings:
             times: dict[bool, list[float]] = {False: [], True: []}
             out: dict[bool, np.ndarray] = {}
             for _ in range(args.long_repeats):          # alternated, so a busy moment hits both ways alike
@@ -431,7 +438,7 @@ def long_videos(args: argparse.Namespace, work: Path) -> None:
             seq_s, seek_s = min(times[False]), min(times[True])
             equal = bool(np.array_equal(out[False], out[True]))
             out.clear()
-            print(f"{f'{width}x{height}':>9} {info.frames:>7} {clips:>5} {seq_s:>12.2f} {seek_s:>7.2f} "
+            print(f"{f'{width}x{height}':>9} {info.frames:>7} {clips:>9} {seq_s:>12.2f} {seek_s:>7.2f} "
                   f"{seq_s / seek_s:>7.1f}x {info.frames / seq_s:>12.0f} {info.frames / seek_s:>13.0f} {str(equal):>5}")
 
 
