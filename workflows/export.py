@@ -194,6 +194,20 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
     return written
 
 
+def videos_by_id(store: Any, ids: set[int]) -> dict[int, dict[str, Any]]:
+    """``{id: video row}`` of the videos ``ids`` (read 500 ids at a time, never the whole table)."""
+    import sqlalchemy as sa
+
+    from vkit.core.store.models import Video
+
+    wanted, found = sorted(ids), {}
+    with store.session(write=False) as session:
+        for start in range(0, len(wanted), 500):
+            query = sa.select(Video.__table__).where(Video.id.in_(wanted[start:start + 500]))
+            found.update({row["id"]: dict(row) for row in session.execute(query).mappings()})
+    return found
+
+
 def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, Any] | None:
     """What ``vkit runs show`` prints for a scoring run, or ``None`` if ``run_id`` has no scoring results.
 
@@ -206,23 +220,24 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     summaries = store.video_summaries(run_id)
     if not summaries:
         return None
-    ids = {s["video_id"] for s in summaries}
-    videos = {v["id"]: v for v in store.get_videos() if v["id"] in ids}
     events = store.run_events(run_id)
+    scored = [s for s in summaries if s["status"] == "scored"]
+    ranked = sorted(scored, key=lambda s: -(s["max_score"] if s["max_score"] is not None else float("-inf")))
+    top_events = sorted(events, key=lambda e: -(e["score"] if e["score"] is not None else float("-inf")))[:top]
+    failed = [s for s in summaries if s["status"] == "failed"]
+    videos = videos_by_id(store, {s["video_id"] for s in ranked[:top] + failed} | {e["video_id"] for e in top_events})
     per_video: dict[int, int] = {}
     for e in events:
         per_video[e["video_id"]] = per_video.get(e["video_id"], 0) + 1
-    scored = [s for s in summaries if s["status"] == "scored"]
     path = lambda vid: videos.get(vid, {}).get("path")  # noqa: E731
-    ranked = sorted(scored, key=lambda s: -(s["max_score"] if s["max_score"] is not None else float("-inf")))
     return dict(
         counts=dict(videos=len(summaries), scored=len(scored), failed=len(summaries) - len(scored),
                     segments=sum(s["segments"] for s in scored), events=len(events)),
         top_videos=[dict(path=path(s["video_id"]), max_score=s["max_score"], mean_score=s["mean_score"],
                          events=per_video.get(s["video_id"], 0)) for s in ranked[:top]],
         top_events=[dict(path=path(e["video_id"]), kind=e["kind"], start=e["start"], end=e["end"], score=e["score"])
-                    for e in sorted(events, key=lambda e: -(e["score"] if e["score"] is not None else float("-inf")))[:top]],
-        failures=[dict(path=path(s["video_id"]), error=s["error"]) for s in summaries if s["status"] == "failed"],
+                    for e in top_events],
+        failures=[dict(path=path(s["video_id"]), error=s["error"]) for s in failed],
     )
 
 
@@ -250,4 +265,4 @@ def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...
 
 
 __all__ = ["BATCH_ROWS", "COLUMNS", "FORMATS", "TABLES", "describe_scoring_run", "export_cmd", "export_run",
-           "export_table", "iter_batches"]
+           "export_table", "iter_batches", "videos_by_id"]

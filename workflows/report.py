@@ -244,7 +244,7 @@ def _classifier(page: _Page, predictions: list[dict[str, Any]]) -> None:
 
 def _scoring(page: _Page, store: Any, run_id: int) -> None:
     """Top-scoring videos and their scores over time with events (a ``vkit score`` run)."""
-    from vkit.workflows.export import describe_scoring_run
+    from vkit.workflows.export import describe_scoring_run, videos_by_id
     from vkit.workflows.report_plots import plot_scores_over_time
 
     info = describe_scoring_run(store, run_id, top=TOP)
@@ -252,10 +252,9 @@ def _scoring(page: _Page, store: Any, run_id: int) -> None:
         return
     page.add("Scoring", _table(info["counts"]))
     page.add("Top-scoring videos", _table(info["top_videos"]) if info["top_videos"] else "<p class='muted'>none scored</p>")
-    summaries = {s["video_id"]: s for s in store.video_summaries(run_id)}
-    videos = {v["id"]: v for v in store.get_videos() if v["id"] in summaries}
-    top = sorted((s for s in summaries.values() if s["status"] == "scored"),
+    top = sorted((s for s in store.video_summaries(run_id) if s["status"] == "scored"),
                  key=lambda s: -(s["max_score"] if s["max_score"] is not None else -math.inf))[:6]
+    videos = videos_by_id(store, {s["video_id"] for s in top})
     truths = _ground_truth(store.run_predictions(run_id))
     panels = []
     for s in top:
