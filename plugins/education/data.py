@@ -9,7 +9,8 @@ contract's samples ``dict(inputs={"video": (C, T, H, W)[, "signals": (D, 1, 1, 1
   and ``Labels/{Train,Validation,Test}Labels.csv`` with ``ClipID,Boredom,Engagement,Confusion,Frustration``
   (the engagement column is the level; header cells are stripped: DAiSEE writes ``"Frustration "``).
 * **CSV** (``read_csv``): ``path,level[,learner,session,start,split]``; paths relative to the CSV;
-  ``split`` is ``train``/``val``/``test`` (without it every row is in every split you ask for).
+  ``split`` is ``train``/``val``/``test``; without that column rows are split by learner (by path when there
+  is no learner column), 70/15/15 by a stable hash (:func:`auto_split`), so a learner is never in two splits.
 * **Side signals** (``read_side_signals``): ``ClipID`` (or ``clip``/``path``) then numeric columns, one row per clip.
 
 Example::
@@ -21,6 +22,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -48,6 +50,12 @@ class ClipItem:
     start: float = 0.0
     source: str = ""  # "<csv file>:<row>" for error messages
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+def auto_split(key: str) -> str:
+    """``train`` (70 %), ``val`` (15 %) or ``test`` (15 %) from a stable hash of ``key`` (a learner id or a path)."""
+    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100
+    return "test" if bucket < 15 else "val" if bucket < 30 else "train"
 
 
 def clip_key(value: str) -> str:
@@ -139,7 +147,7 @@ def read_csv(path: str | Path, split: str | None = None, *, require_level: bool 
 
     Args:
         path: the CSV file.
-        split: keep rows whose ``split`` column equals this (all rows when the CSV has no ``split`` column).
+        split: keep rows of this split (the ``split`` column, else :func:`auto_split`); ``None``: every row.
         require_level: a row without a level is an error (``False`` for prediction).
         skip_bad, skipped: as :func:`read_daisee`.
     """
@@ -147,7 +155,8 @@ def read_csv(path: str | Path, split: str | None = None, *, require_level: bool 
     header, rows = _read_rows(path, ("path", "level") if require_level else ("path",))
     items = []
     for number, row in enumerate(rows, start=2):
-        if split is not None and "split" in header and row.get("split") != split:
+        own = row.get("split") if "split" in header else auto_split(row.get("learner") or row["path"])
+        if split is not None and own != split:
             continue
         where = f"{path}:{number}"
         clip = Path(row["path"])

@@ -77,6 +77,11 @@ def test_plain_csv_with_learner_session_start_and_split(tmp_path: Path) -> None:
     (train,) = read_csv(path, "train")
     assert (train.level, train.learner, train.session, train.start) == (3, "ann", "s1", 12.5)
     assert [c.learner for c in read_csv(path)] == ["ann", "bob"]
+    learners = [f"l{i}" for i in range(40)]
+    path.write_text("path,level,learner\n" + "".join(f"{clip},2,{name}\n" for name in learners))
+    splits = {s: {c.learner for c in read_csv(path, s)} for s in ("train", "val", "test")}  # no split column
+    assert all(splits.values()) and set().union(*splits.values()) == set(learners)
+    assert not (splits["train"] & splits["test"]) and not (splits["train"] & splits["val"])
     path.write_text(f"path,level\n{clip},high\n")
     with pytest.raises(DataError, match=r"clips.csv:2: level 'high' is not a number; expected an integer 0-3"):
         read_csv(path)
