@@ -436,10 +436,13 @@ def write_run_report(
 @click.pass_context
 def report_cmd(ctx: click.Context, run_id: int, out_dir: str | None) -> None:
     """Write the HTML report of stored run RUN_ID (a training, scoring or predict run) from the store."""
-    from vkit.core.store import open_store
+    from vkit.core.store import Store, open_store
 
     obj = ctx.find_root().obj or {}
-    with open_store(obj.get("db_url")) as store:
+    store = open_store(obj.get("db_url"), read_only=True)  # a newer vkit's store: report it, record nothing
+    if not store.schema.newer:
+        store = Store(store.engine, store.schema)  # this vkit's schema: the page is recorded as an artifact
+    with store:
         page = write_run_report(store, run_id, out_dir, plugins=obj.get("plugins", ()))
     click.echo(f"report: {page}")
 

@@ -37,3 +37,19 @@ def test_report_written_by_the_running_run_names_its_model(lite, tmp_path):
     sha = store.add_artifact(run_id, "checkpoint", ckpt)["sha256"]
     text = write_run_report(store, run_id, tmp_path / "r", manager=PluginManager(autoload=False)).read_text()
     assert "written by the run itself" in text and sha in text
+
+
+def test_cli_reports_a_newer_vkits_store_without_writing_to_it(lite, tmp_path):
+    import sqlalchemy as sa
+    from click.testing import CliRunner
+
+    from vkit.workflows.cli import cli
+
+    store, runs = lite
+    with store.session() as session:
+        session.execute(sa.text("UPDATE alembic_version SET version_num = '0999'"))
+    url = store.engine.url.render_as_string(hide_password=False)
+    before = store.counts()
+    result = CliRunner().invoke(cli, ["--db", url, "report", str(runs["predict"]), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "report.html").is_file() and store.counts() == before
