@@ -192,8 +192,11 @@ class EducationEngagementTask(Task):
 
     def prediction_dataset(self, cfg: Any, inputs: list[str]) -> Any:
         """Clip files (each named by its file name without extension, as DAiSEE names clips), or one CSV (``path[,level,...]``)."""
-        from vkit.plugins.education.data import ClipItem, EngagementClips, clip_key, read_csv
+        from vkit.plugins.education.data import ClipItem, EngagementClips, read_csv
 
+        if cfg.side_signals.csv:
+            raise ConfigError(f"task {self.name!r}: this model fuses side signals ({cfg.side_signals.csv}); "
+                              "`vkit predict` reads clips only: predict with a video-only run")
         if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
             items = read_csv(inputs[0], None, require_level=False)
         else:
