@@ -60,6 +60,14 @@ def ordinal_decision(probs: np.ndarray, rule: str = "median") -> np.ndarray:
     raise ConfigError(f"ordinal decision rule {rule!r}: expected one of {DECISIONS}")
 
 
+def _check_weights(value: object, num_classes: int) -> list[float]:
+    ok = isinstance(value, Sequence) and not isinstance(value, str) and len(value) == num_classes
+    weights = [float(w) for w in value] if ok else []  # type: ignore[union-attr]
+    if not ok or min(weights) <= 0 or not all(np.isfinite(weights)):
+        raise ConfigError(f"OrdinalHead.class_weights: expected {num_classes} finite weights > 0 or None, got {value!r}")
+    return weights
+
+
 class OrdinalHead(nn.Module):
     """Cumulative-link (CORAL) head with ordered thresholds and optional class weights.
 
@@ -91,11 +99,7 @@ class OrdinalHead(nn.Module):
             raise ConfigError(f"OrdinalHead.dropout: expected a float in [0, 1), got {dropout!r}")
         if hidden_dim is not None and (not isinstance(hidden_dim, int) or hidden_dim < 1):
             raise ConfigError(f"OrdinalHead.hidden_dim: expected a positive int or None, got {hidden_dim!r}")
-        weights = None
-        if class_weights is not None:
-            weights = [float(w) for w in class_weights] if isinstance(class_weights, Sequence) and not isinstance(class_weights, str) else None
-            if weights is None or len(weights) != num_classes or min(weights) <= 0 or not all(np.isfinite(weights)):
-                raise ConfigError(f"OrdinalHead.class_weights: expected {num_classes} finite weights > 0 or None, got {class_weights!r}")
+        weights = None if class_weights is None else _check_weights(class_weights, num_classes)
         self.in_dim, self.num_classes = in_dim, num_classes
         self.dropout = nn.Dropout(dropout) if dropout else nn.Identity()
         layers: list[nn.Module] = [nn.Linear(in_dim, hidden_dim), nn.ReLU(inplace=True)] if hidden_dim else []

@@ -125,9 +125,10 @@ class EducationEngagementTask(Task):
             items = self.items(data, split, skipped, ctx.skip_bad)
             if not items and split == "val":
                 continue
+            train = split == "train"
             ds = EngagementClips(items, int(cfg.data.num_frames), int(cfg.data.size), signals=signals, signal_stats=stats,
-                                 channels=str(cfg.data.channels), augment=split == "train", oversample=split == "train" and imbalance == "oversample",
-                                 skip_bad=ctx.skip_bad)
+                                 channels=str(cfg.data.channels), augment=train,
+                                 oversample=train and imbalance == "oversample", skip_bad=ctx.skip_bad)
             stats = stats or ds.signal_stats
             ctx.record_skipped([dict(s, item_id=f"{split}/{s['item_id']}") for s in skipped + ds.skipped])
             sets[split] = ds
