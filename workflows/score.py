@@ -417,16 +417,16 @@ def _ray_leased(stream: Any, factory: Callable[[], Any], options: ScoreOptions) 
     """The Ray engine on leased videos: claimed here (in order), decoded and scored by the actors."""
     from vkit.workflows.score_ray import ray_outcomes
 
-    ready: dict[str, tuple[int, str | None]] = {}
+    ready: dict[str, tuple[int, str | None, str | None]] = {}
     for path, video_id in stream.jobs:
         outcome = stream.one(path, video_id, lambda p, skip, _scorer: dict(path=p, status="claimed", skip=skip))
         if outcome["status"] == "claimed":
-            ready[path] = (video_id, outcome["skip"])
+            ready[path] = (video_id, outcome["skip"], outcome["previous"])
         else:
             yield outcome
     if ready:
-        for outcome in ray_outcomes([(p, skip) for p, (_, skip) in ready.items()], factory, options):
-            outcome["video_id"] = ready[outcome["path"]][0]
+        for outcome in ray_outcomes([(p, skip) for p, (_, skip, _) in ready.items()], factory, options):
+            outcome["video_id"], _, outcome["previous"] = ready[outcome["path"]]
             if outcome["status"] == "skipped":
                 stream.claimer.release(outcome["video_id"])
             yield outcome

@@ -120,9 +120,8 @@ class LeasedStream(IterableDataset):
             self.claimer.release(video_id)
             return dict(empty, status="skipped", previous="failed")
         outcome = prepare(path, skip, self.scorer)
-        outcome["video_id"] = video_id
+        outcome.update(video_id=video_id, previous=why)  # previous: what a 'skipped' outcome was skipped for
         if outcome["status"] == "skipped":
-            outcome["previous"] = why
             self.claimer.release(video_id)
         return outcome
 
