@@ -22,6 +22,7 @@ Three parts, each measured in this one process (CPU model and flags printed):
    ``torch.topk``. Users/s and peak extra memory of each; the results must be identical.
 
     python benchmarks/recommendation.py                  # all three parts
+    python benchmarks/recommendation.py --model-threads 1   # small models on a busy machine: one thread each
     python benchmarks/recommendation.py --skip-run --users 2000 --items 20000   # quick
 """
 from __future__ import annotations
@@ -179,6 +180,9 @@ def main() -> None:
     parser.add_argument("--seen", type=int, default=50)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--chunk", type=int, default=1024)
+    parser.add_argument("--model-threads", type=int, default=None,
+                        help="torch threads for training the models and the vkit run (default: torch's); "
+                             "1 is faster for these small models on a busy shared machine")
     parser.add_argument("--skip-models", action="store_true")
     parser.add_argument("--skip-run", action="store_true")
     parser.add_argument("--skip-topk", action="store_true")
@@ -188,6 +192,10 @@ def main() -> None:
         tmp = Path(folder)
         if not args.skip_topk:  # first: the peer's full score matrix needs the memory while it is free
             topk_part(args.users, args.items, args.dim, args.seen, args.k, args.chunk)
+        if args.model_threads:
+            torch.set_num_threads(args.model_threads)
+            os.environ["OMP_NUM_THREADS"] = str(args.model_threads)  # the vkit run subprocess too
+            print(f"models and vkit run: {args.model_threads} torch thread(s)")
         if not args.skip_models:
             models_part(tmp)
         if not args.skip_run:
