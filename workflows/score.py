@@ -352,8 +352,8 @@ def score_archive(
             summary.status = "finished"
     finally:
         store.close()
-    for failure in summary.failures:
-        failure["path"] = display_text(failure["path"])
+    for failure in summary.failures:  # names that are not UTF-8 print as \xNN, as stored
+        failure["path"], failure["error"] = display_text(failure["path"]), display_text(failure["error"] or "")
     return summary
 
 
