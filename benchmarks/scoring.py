@@ -453,7 +453,9 @@ def measure(kind: str, paths: list[str], args: argparse.Namespace, work: Path, t
            "--db", str(db), "--clips", str(args.clips), "--size", str(args.size), "--workers", str(args.workers),
            "--batch-size", str(args.batch_size), "--precision", precision, "--model-clips", str(args.model_clips), "--val", str(work / "validation.json")]
     env = dict(os.environ, VKIT_CACHE=str(work / "cache"))             # auto decides afresh in each benchmark folder
+    began = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    print(f"  [{kind} {precision} on {len(paths)} videos: {time.perf_counter() - began:.0f} s in its subprocess]", flush=True)
     line = next((line for line in proc.stdout.splitlines() if line.startswith("RESULT ")), None)
     if proc.returncode or line is None:
         raise SystemExit(f"{kind} on {len(paths)} videos failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
@@ -490,6 +492,15 @@ def cpu_header() -> list[str]:
         ok, why = caps.supports(precision)
         lines.append(f"  {precision}: {'native' if ok else 'rows not run: ' + why}")
     return lines
+
+
+def _row(n: int, precision: str, vkit: dict[str, Any], peer: dict[str, Any], cmp: dict[str, float]) -> str:
+    used = vkit["precision"] if precision == vkit["precision"] else f"{precision}>{vkit['precision']}"
+    return (f"{n:>6} {used:>11} {vkit['rate']:>9.2f} {peer['rate']:>9.2f} {vkit['rate'] / peer['rate']:>5.2f}x "
+            f"{cmp['diff']:>9.2e} {cmp['spearman']:>8.5f} {cmp['auc_delta']:>+9.4f} {vkit['batch_size']:>5} "
+            f"{vkit['decode']['rate']:>10.1f} {vkit['model']['rate']:>9.2f} "
+            f"{vkit['rate'] / vkit['model']['rate'] * 100:>8.0f}% {peer['model_rate']:>10.2f} "
+            f"{vkit['rss_main_mb']:>8.0f} {vkit['rss_child_mb']:>10.0f} {peer['rss_main_mb']:>8.0f}")
 
 
 def main() -> None:
@@ -538,24 +549,21 @@ def main() -> None:
     print(f"archive {work / 'archive'}: {max(sizes)} videos {args.size}x{args.size}, {frames} frames; "
           f"{args.clips} clip(s) of {CLIP_LEN}x{args.size}x{args.size} per video; workers {args.workers}, "
           f"batch size {args.batch_size}; {VALIDATION_VIDEOS} validation videos for auto's gate")
-    rows = []
+    header = (f"{'videos':>6} {'precision':>11} {'vkit c/s':>9} {'peer c/s':>9} {'ratio':>6} {'max|diff|':>9} "
+              f"{'Spearman':>8} {'AUC delta':>9} {'batch':>5} {'decode c/s':>10} {'model c/s':>9} {'e2e/model':>9} "
+              f"{'peer model':>10} {'vkit RSS':>8} {'worker RSS':>10} {'peer RSS':>8}")
+    rows, lines = [], [header]
     for n in sizes:
         subset = paths[:n]
         peer = measure("peer", subset, args, work, f"n{n}")
         for precision in runnable:
             vkit = measure("vkit", subset, args, work, f"n{n}", precision)
             rows.append((n, precision, vkit, peer, compare(subset, vkit, peer)))
-    header = (f"{'videos':>6} {'precision':>11} {'vkit c/s':>9} {'peer c/s':>9} {'ratio':>6} {'max|diff|':>9} "
-              f"{'Spearman':>8} {'AUC delta':>9} {'batch':>5} {'decode c/s':>10} {'model c/s':>9} {'e2e/model':>9} "
-              f"{'peer model':>10} {'vkit RSS':>8} {'worker RSS':>10} {'peer RSS':>8}")
-    print(header)
-    for n, precision, vkit, peer, cmp in rows:
-        used = vkit["precision"] if precision == vkit["precision"] else f"{precision}>{vkit['precision']}"
-        print(f"{n:>6} {used:>11} {vkit['rate']:>9.2f} {peer['rate']:>9.2f} {vkit['rate'] / peer['rate']:>5.2f}x "
-              f"{cmp['diff']:>9.2e} {cmp['spearman']:>8.5f} {cmp['auc_delta']:>+9.4f} {vkit['batch_size']:>5} "
-              f"{vkit['decode']['rate']:>10.1f} {vkit['model']['rate']:>9.2f} "
-              f"{vkit['rate'] / vkit['model']['rate'] * 100:>8.0f}% {peer['model_rate']:>10.2f} "
-              f"{vkit['rss_main_mb']:>8.0f} {vkit['rss_child_mb']:>10.0f} {peer['rss_main_mb']:>8.0f}")
+            lines.append(_row(*rows[-1]))
+            print("\n".join(lines[-2:] if len(lines) == 2 else lines[-1:]), flush=True)
+            if precision != "fp32":
+                print("    " + " | ".join(vkit["choice"]), flush=True)
+    print("\n".join(lines))
     for precision in args.precisions:
         if precision not in runnable:
             print(f"{precision}: not run ({caps.supports(precision)[1]})")
