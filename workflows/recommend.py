@@ -9,6 +9,8 @@ similar content; an unknown user gets the most popular items and a note.
 the lists to the store as a ``predict`` run: one prediction row per user
 (split ``recommend``, ``item_id`` = the user, ``values`` = ranked
 ``items``/``scores``/``note``), exported by ``vkit export`` like every table.
+``--engine ray`` ranks the users on a Ray Data actor pool (each actor loads
+the model once; users travel as ids, results as JSON), in the users' order.
 
 Example::
 
@@ -48,9 +50,60 @@ def read_user_file(path: str | Path) -> list[str]:
     return list(dict.fromkeys(users))
 
 
+class RecommenderActor:
+    """A Ray Data actor: loads the run's recommender once and ranks blocks of users.
+
+    Args:
+        task: the task name; checkpoint: its ``model.safetensors``; plugins: ``--plugin`` modules; k: list length.
+    """
+
+    def __init__(self, task: str, checkpoint: str, plugins: Sequence[str], k: int) -> None:
+        from vkit.hooks.manager import get_plugin_manager
+
+        manager = get_plugin_manager(extra=plugins)
+        manager.register_components()
+        self.service = manager.get_task(task)().load_recommender(Path(checkpoint))
+        self.k = int(k)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        results = self.service.recommend_many([str(u) for u in batch["user"]], self.k)
+        return {"result": np.array([json.dumps(r) for r in results], dtype=object)}
+
+
+def ray_recommend(task: str, checkpoint: Path, users: Sequence[str], k: int, plugins: Sequence[str] = (),
+                  workers: int = 2, users_per_task: int = 1000, address: str | None = None) -> list[dict[str, Any]]:
+    """:meth:`recommend_many` of ``users`` on a Ray Data actor pool (``workers`` actors), in the users' order."""
+    from vkit.workflows.score_ray import _ray
+
+    ray = _ray()
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        context.execution_options.preserve_order = True
+        blocks = max(1, -(-len(users) // users_per_task))
+        dataset = ray.data.from_items([dict(user=str(u)) for u in users], override_num_blocks=blocks)
+        dataset = dataset.map_batches(
+            RecommenderActor, fn_constructor_kwargs=dict(task=task, checkpoint=str(checkpoint), plugins=list(plugins), k=k),
+            batch_size=users_per_task, batch_format="numpy", concurrency=max(1, int(workers)), num_cpus=1)
+        return [json.loads(row["result"]) for row in dataset.iter_rows()]
+    finally:
+        if started:
+            ray.shutdown()
+
+
 def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None = None, plugins: Sequence[str] = (),
-              save: bool = False) -> tuple[int | None, list[dict[str, Any]]]:
-    """Top-``k`` for each user with the model of ``run``; ``save`` writes them to the store as a ``predict`` run."""
+              save: bool = False, engine: str = "local", workers: int = 2) -> tuple[int | None, list[dict[str, Any]]]:
+    """Top-``k`` for each user with the model of ``run``; ``save`` writes them to the store as a ``predict`` run.
+
+    ``engine='ray'`` ranks the users on a Ray Data actor pool of ``workers`` actors (the model loads once per actor).
+    """
+    if engine not in ("local", "ray"):
+        raise ConfigError(f"--engine {engine!r}: expected 'local' or 'ray'")
     from vkit.core.checkpoint import load_meta
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
@@ -65,14 +118,18 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     if not callable(loader):
         raise ConfigError(f"--run {run}: task {task.name!r} does not recommend (its task has no load_recommender)")
     manager.register_components()
-    service = loader(path)
-    results = service.recommend_many(list(users), k)
+    if k < 1:
+        raise ConfigError(f"-k {k}: expected a positive number of recommendations")
+    if engine == "ray":
+        results = ray_recommend(task.name, path, list(users), k, plugins, workers)
+    else:
+        results = loader(path).recommend_many(list(users), k)
     if not save:
         return None, results
     rows = [dict(item_id=r["user"], label=None, prediction=None,
                  values=dict(items=[i["item_id"] for i in r["items"]], scores=[i["score"] for i in r["items"]],
                              known=r["known"], note=r["note"], model=r["model"])) for r in results]
-    config = dict(checkpoint=str(path), users=len(rows), k=int(k))
+    config = dict(checkpoint=str(path), users=len(rows), k=int(k), engine=engine)
     with store.track_run(task=task.name, plugin=task.plugin, config=config, seed=None, kind="predict",
                          model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "recommend", rows)
@@ -84,17 +141,20 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
 @click.option("--user", "users", multiple=True, metavar="USER", help="A user id (repeatable).")
 @click.option("--users", "users_file", type=click.Path(dir_okay=False), help="File of user ids: recommendations go to the store.")
 @click.option("-k", "k", default=10, show_default=True, help="Recommendations per user.")
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Rank the users here or on a Ray Data actor pool.")
+@click.option("--workers", default=2, show_default=True, help="Ray actors (--engine ray).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def recommend_cmd(ctx: click.Context, run: str, users: tuple[str, ...], users_file: str | None, k: int,
-                  as_json: bool) -> None:
+def recommend_cmd(ctx: click.Context, run: str, users: tuple[str, ...], users_file: str | None, k: int, engine: str,
+                  workers: int, as_json: bool) -> None:
     """Top-K videos for users of a trained recommendation RUN (seen items excluded; unknown users get popularity)."""
     obj = ctx.find_root().obj or {}
     if not users and not users_file:
         raise ConfigError("vkit recommend: give --user ID (repeatable) or --users FILE")
     wanted = list(dict.fromkeys([*users, *(read_user_file(users_file) if users_file else [])]))
     run_id, results = recommend(run, wanted, k, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
-                                save=users_file is not None)
+                                save=users_file is not None, engine=engine, workers=workers)
     if as_json:
         click.echo(json.dumps(dict(run_id=run_id, recommendations=results), indent=2, default=str))
         return

@@ -132,3 +132,15 @@ def test_bad_input_is_recorded_and_the_run_goes_on(small_run, tmp_path):
     assert "missing" in skipped["item:v0005"] and "content masked" in skipped["item:v0006"]
     videos = {Path(v["path"]).name: v for v in open_store(db).get_videos()}
     assert videos["v0006.mp4"]["status"] == "failed" and videos["v0007.mp4"]["status"] == "ok"
+
+
+@pytest.mark.slow
+def test_ray_engine_recommends_like_the_local_one(small_run):
+    pytest.importorskip("ray.data")
+    from vkit.workflows.recommend import recommend
+
+    result, db, _ = small_run
+    users = ["u0001", "stranger", "u0004"]
+    _, local = recommend(str(result.run_id), users, 5, db_url=db)
+    _, on_ray = recommend(str(result.run_id), users, 5, db_url=db, engine="ray", workers=1)
+    assert on_ray == local and [r["user"] for r in on_ray] == users
