@@ -17,7 +17,7 @@ Example::
 
     encoder = ItemEncoder(dict(type="ClipStats"), num_frames=16, size=(32, 32), cache_dir=Path("/tmp/emb"))
     result = encoder.encode(["a.mp4", "b.mp4"])
-    result.features.shape, result.mask, result.failures    # (2, 18), [True, True], []
+    result.features.shape, result.mask, result.failures    # (2, 16), [True, True], []
 """
 from __future__ import annotations
 
