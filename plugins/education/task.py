@@ -63,7 +63,7 @@ class EducationEngagementTask(Task):
             head=dict(type="OrdinalHead", num_classes=4, dropout=0.2),
         ),
         metric=dict(type="OrdinalMetric", num_classes=4, decision="median", level_names=LEVEL_NAMES),
-        train=dict(DEFAULT_TRAIN, epochs=15, batch_size=16, lr=3e-3),
+        train=dict(DEFAULT_TRAIN, epochs=12, batch_size=16, lr=3e-3),
         checkpoint=dict(save="best", metric="qwk", rule="greater", keep_epochs=False),
         compression=dict(stages=[], max_metric_drop=0.02, metric="qwk"),
         timeline=dict(segments=24, low_level=1.5, min_seconds=4.0),
