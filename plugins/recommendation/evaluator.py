@@ -22,15 +22,25 @@ import torch
 from vkit.core.evaluation import Evaluation, ReportSection, TaskEvaluator
 from vkit.plugins.recommendation.metric import RankingMetric
 from vkit.plugins.recommendation.ranking import ranking_metrics, topk_items
+from vkit.registry.errors import ConfigError
 
 TABLE_METRICS = ("recall@10", "ndcg@10", "cold_recall@10", "cold_ndcg@10")
+
+
+def set_threads(threads: int | None) -> int | None:
+    """Set torch's intra-op threads to ``threads`` (``None``: leave them); returns the previous count (or ``None``)."""
+    if threads is None:
+        return None
+    if int(threads) < 1:
+        raise ConfigError(f"threads={threads!r}; expected a positive int or None")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(int(threads))
+    return previous
 
 
 def comparison_configs(cfg: Any) -> list[dict[str, Any]]:
     """The MODELS configs of ``compare.models`` (a name takes its ``compare.settings`` entry)."""
     import copy
-
-    from vkit.registry.errors import ConfigError
 
     settings = dict(cfg["compare"].get("settings") or {})
     out = []
@@ -75,8 +85,9 @@ class RankingEvaluator(TaskEvaluator):
         cfg: the run config (``eval.ks``, ``eval.chunk``, ``compare.models``, ``train``, ``checkpoint``).
     """
 
-    def __init__(self, cfg: Any) -> None:
+    def __init__(self, cfg: Any, threads_before: int | None = None) -> None:
         self.cfg = cfg
+        self.threads_before = threads_before  # torch threads to rank with (training ran with cfg.threads)
         self.ks = tuple(int(k) for k in cfg["eval"]["ks"])
         self._val = RankingMetric(ks=self.ks)
 
@@ -84,6 +95,8 @@ class RankingEvaluator(TaskEvaluator):
         return [self._val]
 
     def evaluate(self, model: torch.nn.Module, datasets: dict[str, Any], cfg: Any, ctx: Any) -> Evaluation:
+        if self.threads_before is not None:  # rank with the process's threads; train comparisons with cfg.threads
+            torch.set_num_threads(self.threads_before)
         chunk = int(cfg["eval"]["chunk"])
         main = evaluate_model(model, datasets, self.ks, chunk)
         name = type(model).__name__
@@ -107,12 +120,20 @@ class RankingEvaluator(TaskEvaluator):
     def _train_other(self, model_cfg: dict, datasets: dict[str, Any], cfg: Any, ctx: Any) -> tuple[Any, float]:
         from mmengine.runner import set_random_seed
 
-        from vkit.core.lifecycle import fit
-        from vkit.plugins.recommendation.models import build_recommender
-
         if cfg.get("seed") is not None:
             set_random_seed(int(cfg["seed"]))
         start = time.perf_counter()
+        before = set_threads(cfg.get("threads"))
+        try:
+            return self._fit_other(model_cfg, datasets, cfg, ctx, start)
+        finally:
+            if before is not None:
+                torch.set_num_threads(before)
+
+    def _fit_other(self, model_cfg: dict, datasets: dict[str, Any], cfg: Any, ctx: Any, start: float) -> tuple[Any, float]:
+        from vkit.core.lifecycle import fit
+        from vkit.plugins.recommendation.models import build_recommender
+
         train = dict(cfg["train"], **dict(model_cfg.pop("train", None) or {}))
         model = build_recommender(model_cfg, datasets)
         if getattr(model, "trainable", True):

@@ -73,6 +73,10 @@ class RecommendationTask(Task):
         train=TRAIN,
         checkpoint=dict(save="best", metric="ndcg@10", rule="greater", keep_epochs=False),
         compression=dict(stages=[]),
+        # torch threads while the models train (they are small: on a busy machine more threads only add
+        # spin-wait overhead, 10x the CPU time measured on the shared 2-core box); None keeps torch's setting.
+        # Ranking (matrix products over the whole catalogue) runs with the process's own setting.
+        threads=1,
     )
     free_keys = ("model", "data.synthetic", "content.backbone", "compare.settings")
     data_key = "data.root"
@@ -92,6 +96,9 @@ class RecommendationTask(Task):
         """``train`` pairs, ``val``/``test`` users, plus the split and the content matrix the models are built on."""
         from vkit.plugins.recommendation.data import PairDataset, split_interactions, user_dataset
 
+        from vkit.plugins.recommendation.evaluator import set_threads
+
+        self.threads_before = set_threads(cfg.get("threads"))
         data = self.read(cfg, Path(ctx.data))
         ctx.record_skipped(data.problems)
         for note in data.notes:
@@ -177,7 +184,7 @@ class RecommendationTask(Task):
     def evaluator(self, cfg: Any) -> Any:
         from vkit.plugins.recommendation.evaluator import RankingEvaluator
 
-        return RankingEvaluator(cfg)
+        return RankingEvaluator(cfg, threads_before=getattr(self, "threads_before", None))
 
     def load_recommender(self, checkpoint: Path) -> Any:
         """The serving side of a run's checkpoint (``vkit recommend``): a RecommendationService."""
