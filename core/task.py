@@ -119,8 +119,12 @@ class Task:
         """Extra sections for the run report (tables, PNGs, text)."""
         return []
 
-    def prediction_dataset(self, cfg: Config, inputs: list[str]) -> Any:
-        """The dataset ``vkit predict`` runs the model on: ``inputs`` are files or one datalist."""
+    def prediction_dataset(self, cfg: Config, inputs: list[str], skip_bad: bool = False) -> Any:
+        """The dataset ``vkit predict`` runs the model on: ``inputs`` are files or one datalist.
+
+        With ``skip_bad`` unreadable inputs are left out and listed in the dataset's ``skipped``
+        (``[{"path", "reason"}]``) instead of raising.
+        """
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not support `vkit predict`")
 
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:

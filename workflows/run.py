@@ -65,9 +65,9 @@ def run_task(
     task_cls = manager.get_task(task_name)
     if data is not None:
         overrides = [*overrides, f"{task_cls.data_key}={os.path.abspath(data)}"]
+    manager.register_components(require=task_cls.plugin)  # first: plugin components' arguments are checked too
     cfg = build_config(task_cls.default_config, config_file, overrides, free_keys=task_cls.free_keys)
     store = open_store(db_url)
-    manager.register_components()
     from vkit.core.lifecycle import run_lifecycle
     from vkit.core.task import RunContext
 

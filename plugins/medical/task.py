@@ -101,11 +101,11 @@ class MedicalDiagnosisTask(Task):
         n = int(cfg.data.num_classes)
         return list(cfg.data.classes or (["negative", "positive"] if n == 2 else map(str, range(n))))
 
-    def prediction_dataset(self, cfg: Any, inputs: list[str]) -> Any:
+    def prediction_dataset(self, cfg: Any, inputs: list[str], skip_bad: bool = False) -> Any:
         """Files (NIfTI, DICOM folders, cine loops) or one datalist (its ``test`` split), labels optional."""
         from vkit.plugins.medical.data import MedicalVolumeDataset
 
         transforms = dict(cfg.data.transforms)
         if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".json", ".csv"):
-            return MedicalVolumeDataset(inputs[0], "test", transforms, require_label=False)
-        return MedicalVolumeDataset([dict(image=i) for i in inputs], "predict", transforms)
+            return MedicalVolumeDataset(inputs[0], "test", transforms, require_label=False, skip_bad=skip_bad)
+        return MedicalVolumeDataset([dict(image=i) for i in inputs], "predict", transforms, skip_bad=skip_bad)
