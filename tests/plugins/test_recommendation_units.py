@@ -110,7 +110,8 @@ def test_bpr_loss_decreases_and_positives_rise_above_negatives():
         opt.step()
         losses.append(float(loss.detach()))
     assert np.mean(losses[-10:]) < 0.5 * np.mean(losses[:10])
-    scores = model(torch.arange(4), mode="tensor")
+    with torch.no_grad():
+        scores = model(torch.arange(4), mode="tensor")
     assert float(scores[0, 0]) > float(scores[0, 4]) and float(scores[3, 5]) > float(scores[3, 1])
 
 
