@@ -1,9 +1,10 @@
 """vkit plugin: the education vertical, declared through the ``vkit.plugins`` entry point like any third-party plugin.
 
-Import-light on purpose: ``vkit_tasks`` returns the task class and ``vkit_cli_commands``
-the ``vkit engagement-report`` command (per-session summaries of a scoring run); the generic
-components it uses (``OrdinalHead``, ``OrdinalMetric``, ``SignalMLP``) live in
-core and register there.
+Import-light on purpose: ``vkit_tasks`` returns the task class; ``vkit_cli_commands``
+``vkit engagement-pseudonymise`` (links named by salted learner hashes, scored instead of
+the recordings) and ``vkit engagement-report`` (per-session summaries of a scoring run).
+The generic components the task uses (``OrdinalHead``, ``OrdinalMetric``, ``SignalMLP``)
+live in core and register there.
 """
 from __future__ import annotations
 
@@ -21,6 +22,6 @@ def vkit_tasks() -> list[type]:
 
 @hookimpl
 def vkit_cli_commands() -> list[Any]:
-    from vkit.plugins.education.report import engagement_report_cmd
+    from vkit.plugins.education.report import engagement_pseudonymise_cmd, engagement_report_cmd
 
-    return [engagement_report_cmd]
+    return [engagement_pseudonymise_cmd, engagement_report_cmd]

@@ -12,7 +12,8 @@ teacher summary, and per learner the mean level and low-engagement seconds.
 Example::
 
     export VKIT_LEARNER_SALT=$(openssl rand -hex 16)
-    vkit score education-engagement lessons/ --checkpoint 12        # -> scoring run 13
+    vkit engagement-pseudonymise lessons/ --farm pseudo/            # pseudo/<session>/<hash>.mp4 -> lessons/...
+    vkit score education-engagement pseudo/ --checkpoint 12         # -> scoring run 13; no learner id in the store
     vkit engagement-report 13 --out report/
 """
 from __future__ import annotations
@@ -37,6 +38,31 @@ def learner_hash(learner: str, salt: str) -> str:
     return hashlib.sha256((salt + "\x00" + learner).encode()).hexdigest()[:12]
 
 
+def pseudonymise(recordings: list[str], farm: Path, salt: str) -> Path:
+    """Symlinks ``farm/<session>/<learner hash>.<ext>`` to ``recordings`` (``.../<session>/<learner>.<ext>``).
+
+    Scoring ``farm`` instead of the recordings keeps learner ids out of the store:
+    it holds the links' paths. The names are stable for a salt, so a re-run resumes.
+    """
+    farm = Path(farm)
+    for recording in recordings:
+        path = Path(recording).resolve()
+        link = farm / path.parent.name / f"{learner_hash(path.stem, salt)}{path.suffix.lower()}"
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if link.is_symlink() and link.resolve() != path:
+            raise ConfigError(f"{link} already links to {link.resolve()}, not {path}: two learners with the same name "
+                              "in one session, or a different salt for this folder")
+        if not link.is_symlink():
+            link.symlink_to(path)
+    return farm
+
+
+def _pseudonym(stem: str, salt: str) -> str:
+    """A recording's learner as shown: its stem when already a pseudonym (12 hex digits), else its salted hash."""
+    is_hash = len(stem) == 12 and all(c in "0123456789abcdef" for c in stem)
+    return stem if is_hash else learner_hash(stem, salt)
+
+
 def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str, dict[str, Any]]]:
     """``{session: {learner hash: dict(times, levels, stretches, mean_level, low_seconds)}}`` of a scoring run."""
     run = store.get_run(run_id)
@@ -59,7 +85,7 @@ def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str,
         path = PurePath(paths[video_id])
         levels = [3.0 * float(r["score"]) for r in rows]
         spans = sorted(events.get(video_id, []))
-        out[path.parent.name or "session"][learner_hash(path.stem, salt)] = dict(
+        out[path.parent.name or "session"][_pseudonym(path.stem, salt)] = dict(
             times=[(float(r["start"]) + float(r["end"])) / 2 for r in rows], levels=levels, stretches=spans,
             mean_level=sum(levels) / len(levels), low_seconds=sum(b - a for a, b in spans))
     return dict(out)
@@ -110,3 +136,24 @@ def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, sal
             click.echo(f"  {learner}  mean level {line['mean_level']:.2f}  low engagement {line['low_seconds']:.0f} s")
         if out is not None:
             click.echo(f"  timeline: {plot_session(name, learners, out / f'{name}.png')}")
+
+
+@click.command("engagement-pseudonymise")
+@click.argument("recordings", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+@click.option("--farm", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder of pseudonymous links to score instead of the recordings.")
+@click.option("--salt-env", default=SALT_ENV, show_default=True, help="Environment variable holding the learner salt.")
+def engagement_pseudonymise_cmd(recordings: tuple[Path, ...], farm: Path, salt_env: str) -> None:
+    """Link RECORDINGS (files or folders of <session>/<learner>.mp4) as FARM/<session>/<salted hash>.mp4.
+
+    Then `vkit score education-engagement FARM --checkpoint RUN`: the store holds only the links' paths,
+    so learner ids never reach it; `vkit engagement-report` shows the same hashes.
+    """
+    from vkit.plugins.education.data import VIDEO_SUFFIXES
+
+    files = sorted(str(f) for r in recordings for f in ([r] if r.is_file() else r.rglob("*"))
+                   if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
+    if not files:
+        raise ConfigError(f"no recordings ({', '.join(VIDEO_SUFFIXES)}) in {[str(r) for r in recordings]}")
+    pseudonymise(files, farm, os.environ.get(salt_env, ""))
+    click.echo(f"{len(files)} recordings linked under {farm}; next: vkit score education-engagement {farm} --checkpoint RUN")

@@ -143,3 +143,29 @@ def test_engagement_report_shows_sessions_with_salted_learner_hashes(tiny_run, s
     env.pop("VKIT_LEARNER_SALT")
     missing = subprocess.run(vkit, capture_output=True, text=True, env=env, timeout=120)
     assert missing.returncode != 0 and "no learner salt: set VKIT_LEARNER_SALT" in missing.stderr
+
+
+def test_pseudonymised_scoring_keeps_learner_ids_out_of_the_store(tiny_run, tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from vkit.plugins.education.report import learner_hash
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    result, _, tmp = tiny_run
+    db_file = tmp_path / "private.db"
+    lessons = tmp / "data" / "education-engagement" / "Lessons"
+    vkit = str(Path(sys.executable).parent / "vkit")
+    env = dict(os.environ, VKIT_LEARNER_SALT="pepper")
+    proc = subprocess.run([vkit, "engagement-pseudonymise", str(lessons), "--farm", str(tmp_path / "farm")],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    links = sorted(p.relative_to(tmp_path / "farm").as_posix() for p in (tmp_path / "farm").rglob("*.mp4"))
+    assert links == sorted(f"session01/{learner_hash(n, 'pepper')}.mp4" for n in ("learner01", "learner02"))
+    summary = score_archive("education-engagement", [tmp_path / "farm"], result.summary["checkpoint"],
+                            db_url=f"sqlite:///{db_file}", options=ScoreOptions(workers=0, batch_size=4))
+    assert summary.scored == 2
+    stored = b"".join(p.read_bytes() for p in tmp_path.glob("private.db*"))  # the database and its WAL
+    assert b"learner01" not in stored and b"learner02" not in stored
+    assert learner_hash("learner01", "pepper").encode() in stored
