@@ -224,7 +224,7 @@ def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
     compression = cfg.get("compression") or {}
     if compression.get("stages"):
         ctx.report["compression"] = compress(model, compression, lambda m: evaluator.evaluate(m, datasets, cfg, None),
-                                             datasets["test"], ctx)
+                                             datasets, cfg, ctx)
     ctx.echo("test: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.metrics.items())))
     return metrics
 
@@ -254,9 +254,17 @@ def save_run_checkpoint(model: torch.nn.Module, task: Task, cfg: Any, ctx: RunCo
     return path
 
 
-def compress(model: torch.nn.Module, compression: dict, evaluate: Any, test_set: Any, ctx: RunContext) -> list[dict]:
-    """Run the configured chain, gated on the bare test metric ``compression.metric``; stores one row per stage."""
+def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets: dict[str, Any], cfg: Any,
+             ctx: RunContext) -> list[dict]:
+    """Run the configured chain, gated on the bare test metric ``compression.metric``.
+
+    A stage's ``recover`` entry fine-tunes (or distils) on the train split with
+    the run's ``train`` settings; each applied stage's model is saved under
+    ``work_dir/compression`` (loadable by :func:`vkit.core.compression.load_compressed`
+    without the run config) and recorded as a ``compressed`` artifact; one metric row per stage.
+    """
     from vkit.core.compression import CompressionChain, CompressionContext
+    from vkit.core.compression.recover import runner_trainer
 
     chain_cfg = dict(compression)
     key = chain_cfg.pop("metric", "auc")
@@ -268,9 +276,14 @@ def compress(model: torch.nn.Module, compression: dict, evaluate: Any, test_set:
             raise ConfigError(f"compression.metric: {key!r} is not a test metric; the metrics are {sorted(values)}")
         return float(values[key])
 
-    sample = preprocessor(next(batches(test_set, 1)), False)["inputs"]
+    sample = preprocessor(next(batches(datasets["test"], 1)), False)["inputs"]
+    folder = ctx.work_dir / "compression"
+    train = runner_trainer(datasets["train"], train=dict(cfg["train"]), work_dir=folder / "recover", seed=cfg.get("seed", 0))
     result = CompressionChain.from_config(chain_cfg).run(
-        model, CompressionContext(sample=sample, evaluate=measure, work_dir=ctx.work_dir / "compression"))
+        model, CompressionContext(sample=sample, evaluate=measure, work_dir=folder, train=train))
+    for _stage, sidecar, weights in result.saved():
+        ctx.store.add_artifact(ctx.run_id, "compressed", weights)
+        ctx.store.add_artifact(ctx.run_id, "compressed-meta", sidecar)
     rows = result.rows()
     for step, row in enumerate(rows):
         values = {k: float(v) for k, v in row.items() if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v}

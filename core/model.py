@@ -178,4 +178,6 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     """A model from a task's ``model`` section (``type`` defaults to ``VideoModel``)."""
     cfg = copy.deepcopy(dict(model_cfg))
     cfg.setdefault("type", "VideoModel")
-    return MODELS.build(cfg)
+    model = MODELS.build(copy.deepcopy(cfg))
+    model.model_config = cfg  # what a saved compressed model is rebuilt from (vkit.core.compression.load_compressed)
+    return model

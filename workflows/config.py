@@ -243,7 +243,11 @@ def _component_class(name: str) -> tuple[Any, str] | None:
 
 
 def accepted_arguments(obj: Any) -> list[str] | None:
-    """The keyword arguments ``obj`` (a class or function) takes, or ``None`` when it takes ``**kwargs``."""
+    """The keys a config of ``obj`` (a class or function) may hold, or ``None`` when it takes ``**kwargs``.
+
+    Those are its keyword arguments plus the class's ``config_keys`` (keys its
+    owner consumes before building it, e.g. a compression stage's ``recover``).
+    """
     try:
         signature = inspect.signature(obj)
     except (TypeError, ValueError):
@@ -251,7 +255,8 @@ def accepted_arguments(obj: Any) -> list[str] | None:
     params = signature.parameters.values()
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
         return None
-    return [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    names = [p.name for p in params if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+    return names + [k for k in getattr(obj, "config_keys", ()) if k not in names]
 
 
 def check_components(cfg: Any, where: str = "config") -> None:

@@ -114,9 +114,13 @@ class Stage:
 
     Attributes:
         name: the name shown in reports (defaults to the class name).
+        config_keys: keys a stage config may hold besides the constructor's
+            arguments; the chain consumes them (``recover``: see
+            :class:`~vkit.core.compression.recover.Recovery`).
     """
 
     name: str = ""
+    config_keys: tuple[str, ...] = ("recover",)
 
     def __init__(self) -> None:
         if not self.name:

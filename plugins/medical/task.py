@@ -50,12 +50,13 @@ class MedicalDiagnosisTask(Task):
         metric=dict(type="ClassificationMetric"),
         train=dict(DEFAULT_TRAIN, epochs=12, batch_size=16, lr=3e-3),
         checkpoint=dict(DEFAULT_CHECKPOINT, metric="auc"),  # save="best" keeps the best validation AUC's weights
-        # Measured on two trained default runs (test AUC 0.98 / 0.999): CastBF16 3.4x faster (CPUs with bf16),
-        # 2x smaller, AUC unchanged on both; ChannelPrune 0.25 without fine-tuning -0.004 on one, -0.10 on the
-        # other (so it goes second: the gate keeps the bf16 model when pruning costs too much); MagnitudePrune
-        # and DynamicQuantize (Linear layers only) do not make this conv net smaller or faster.
-        compression=dict(stages=[dict(type="CastBF16"), dict(type="ChannelPrune", amount=0.25)],
-                         max_metric_drop=0.02, metric="auc"),
+        # Prune half the channels (Torch-Pruning dependency groups), win the AUC back by distilling from the unpruned
+        # model for 3 epochs, then cast to bf16 where the CPU has it natively. benchmarks/compression.py: 3.8x smaller
+        # and 2.0x faster after pruning + recovery (AUC 0.994 -> 0.997), 7.4x / 4.2x with bf16; each applied stage is
+        # saved and recorded as a "compressed" artifact (vkit.core.compression.load_compressed).
+        compression=dict(stages=[dict(type="ChannelPrune", amount=0.5, recover=dict(epochs=3, mode="distill")),
+                                 dict(type="CastBF16")],
+                         max_metric_drop=0.01, metric="auc"),
     )
     free_keys = ("model", "metric", "compression", "data.synthetic", "data.transforms")
     smoke_overrides = ("train.epochs=1", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
