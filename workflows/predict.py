@@ -47,6 +47,7 @@ def predict_task(
     batch_size: int = 8,
     precision: str = "fp32",
     skip_bad: bool = False,
+    compressed: str | None = None,
 ) -> tuple[int, list[dict[str, Any]]]:
     """Predict ``inputs`` (files, or one datalist) with the checkpoint; returns ``(run_id, rows)``.
 
@@ -55,6 +56,10 @@ def predict_task(
 
     ``precision``: ``fp32``, ``bf16`` or ``auto`` (:func:`vkit.core.precision.predict_in_precision`;
     the choice is printed on stderr and recorded in the run's config).
+
+    ``compressed``: run the run's compressed model instead (``"final"``: the
+    chain's final model, or a stage name), loaded from ``<work_dir>/compression``
+    without the config; classes and the fitted threshold still come from the checkpoint.
     """
     import click
     from mmengine.config import Config
@@ -80,6 +85,9 @@ def predict_task(
         raise CheckpointError(f"{path}: its config has no {err} that task {task.name!r} needs; it was trained by "
                               f"task {meta.get('task', '(unknown)')!r}") from None
     load_checkpoint(path, model)
+    model_sha256 = meta.get("sha256")
+    if compressed is not None:
+        model, model_sha256 = _compressed_model(path, compressed, precision)
     dataset = _prediction_dataset(task, cfg, [str(i) for i in inputs], skip_bad)
     skipped = [dict(s) for s in getattr(dataset, "skipped", None) or []]
     for item in skipped:
@@ -90,9 +98,9 @@ def predict_task(
                                                log=lambda line: click.echo(line, err=True))
     rows = prediction_rows(predictions, meta.get("fitted") or {})
     config = dict(checkpoint=str(path), inputs=list(inputs), precision_used=choice.to_dict(), skip_bad=skip_bad,
-                  skipped=skipped)
+                  skipped=skipped, compressed=compressed)
     with store.track_run(task=task.name, plugin=task.plugin, config=config,
-                         seed=None, kind="predict", model_sha256=meta.get("sha256")) as run_id:
+                         seed=None, kind="predict", model_sha256=model_sha256) as run_id:
         store.add_predictions(run_id, "predict", rows)
     classes = meta.get("classes") or []
     for row in rows:
@@ -107,6 +115,19 @@ def _check_task(meta: dict[str, Any], task: Any, path: Path) -> None:
         plugin = f" (plugin {meta['plugin']!r})" if meta.get("plugin") else ""
         raise CheckpointError(f"--checkpoint {path}: trained by task {owner!r}{plugin}, not {task.name!r}; "
                               f"use `vkit predict {owner} ...` or a {task.name} checkpoint")
+
+
+def _compressed_model(checkpoint: Path, stage: str, precision: str) -> tuple[Any, str]:
+    """The compressed model saved beside ``checkpoint`` (``stage`` or the chain's final one) and its sha256."""
+    from vkit.core.compression import compressed_meta, load_compressed
+
+    if precision != "fp32":
+        raise ConfigError(f"--compressed runs the stage as it was saved (its own precision); drop --precision {precision}")
+    folder = checkpoint.parent / "compression"
+    if not folder.is_dir():
+        raise CheckpointError(f"--compressed: {str(folder)!r} does not exist; the run applied no compression stage")
+    name = None if stage in ("", "final") else stage
+    return load_compressed(folder, name), str(compressed_meta(folder, name)["sha256"])
 
 
 def _prediction_dataset(task: Any, cfg: Any, inputs: list[str], skip_bad: bool) -> Any:
