@@ -31,12 +31,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vkit.core.task import Task
+from vkit.core.task import DEFAULT_TRAIN, Task
 from vkit.registry.errors import ConfigError, DataError
 
-#: The ``train`` section (keys of :data:`vkit.core.task.DEFAULT_TRAIN`).
-TRAIN = dict(epochs=15, batch_size=256, lr=3e-3, weight_decay=1e-4, optimizer="AdamW", scheduler="cosine",
-             num_workers=0, log_interval=50, launcher="none", log_level="WARNING")
+#: The ``train`` section: :data:`vkit.core.task.DEFAULT_TRAIN` with what ranking models change.
+TRAIN = dict(DEFAULT_TRAIN, epochs=15, batch_size=256, lr=3e-3, log_interval=50)
 
 
 class RecommendationTask(Task):

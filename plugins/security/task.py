@@ -36,12 +36,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from vkit.core.task import Task
+from vkit.core.task import DEFAULT_TRAIN, Task
 from vkit.registry.errors import ConfigError
 
-#: The ``train`` section (keys of :data:`vkit.core.engine.DEFAULT_TRAIN`), written out to keep this module import-light.
-TRAIN = dict(epochs=20, batch_size=16, lr=1e-3, weight_decay=1e-4, optimizer="Adam", scheduler=None, num_workers=0,
-             log_interval=10, launcher="none", log_level="WARNING")
+#: The ``train`` section: :data:`vkit.core.task.DEFAULT_TRAIN` with what MIL training changes.
+TRAIN = dict(DEFAULT_TRAIN, epochs=20, batch_size=16, optimizer="Adam", scheduler=None)
 
 
 class SecurityAnomalyTask(Task):
