@@ -212,7 +212,7 @@ def build_runner(
     if test_set is not None:
         kwargs.update(test_dataloader=_dataloader(test_set, batch_size, workers, False, seed), test_cfg=dict(),
                       test_evaluator=build_metrics(test_metrics))
-    return Runner(
+    runner = Runner(
         model=model,
         work_dir=str(work_dir),
         default_hooks=dict(
@@ -227,3 +227,7 @@ def build_runner(
         default_scope="mmengine",
         **kwargs,
     )
+    # mmengine warns "Dataset X has no metainfo" for every dataset without a ``metainfo`` attribute; vkit's
+    # datasets carry their meta elsewhere, so the line is noise on every run.
+    runner.logger.addFilter(lambda record: "has no metainfo" not in record.getMessage())
+    return runner

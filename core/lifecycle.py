@@ -62,6 +62,10 @@ def prepare_data(task: Task, cfg: Any, ctx: RunContext) -> Path | None:
         if not path.exists():
             raise ConfigError(f"{task.data_key}: {str(path)!r} does not exist")
         return path
+    from vkit.core.task import Task
+
+    if type(task).generate_data is Task.generate_data:
+        return None  # the task ships no embedded data: only the user's
     params = dict(_get(cfg, task.synthetic_key) or {})
     stamp = dict(generator=f"{type(task).__module__}.{type(task).__qualname__}", version=str(task.generator_version),
                  seed=int(cfg.get("seed") or 0), params=_plain(params))

@@ -78,7 +78,7 @@ def predict_task(
     if "config" not in meta:
         raise CheckpointError(f"{path}: its JSON sidecar has no 'config'; it was not written by `vkit run`")
     cfg = Config(meta["config"])
-    manager.register_components()
+    manager.register_components(require=task.plugin)
     try:
         model = task.build_model(cfg, None)
     except KeyError as err:

@@ -125,7 +125,7 @@ def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plug
 
     manager = get_plugin_manager(extra=tuple(plugins))
     task = manager.get_task(task_name)
-    manager.register_components()
+    manager.register_components(require=task.plugin)
     scorer = task().build_scorer(Path(checkpoint), device)
     check_scorer(scorer, f"task {task_name!r} (plugin {task.plugin!r})")
     return scorer
