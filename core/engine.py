@@ -14,6 +14,7 @@ Example::
 """
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -29,6 +30,9 @@ from vkit.core import compat
 from vkit.core.task import DEFAULT_TRAIN
 from vkit.registry.errors import ConfigError
 from vkit.registry.registries import METRICS, MODELS
+
+
+_RUNNERS = itertools.count(1)
 
 
 class StoreHook(Hook):
@@ -215,6 +219,10 @@ def build_runner(
     runner = Runner(
         model=model,
         work_dir=str(work_dir),
+        # mmengine names its logger, message hub and visualizer after the experiment (by default the second it
+        # started): two Runners of one process in the same second would share them and write into the first's
+        # folder, so every Runner gets its own name.
+        experiment_name=f"vkit-{os.getpid()}-{next(_RUNNERS)}",
         default_hooks=dict(
             checkpoint=None,
             logger=dict(type="LoggerHook", interval=int(settings["log_interval"])),

@@ -61,10 +61,11 @@ def test_max_pooling_keeps_a_small_finding_wherever_it_is():
     assert max(pooled["max"]) < 1.5 * min(pooled["max"]), pooled  # position barely matters
 
 
-def test_default_compression_chain_is_conv_sensible_and_gated():
+def test_default_compression_chain_is_conv_sensible_recovered_and_gated():
     compression = _config().compression
     stages = [s["type"] for s in compression.stages]
-    assert stages[0] == "CastBF16" and "DynamicQuantize" not in stages  # DynamicQuantize only touches Linear layers
+    assert stages == ["ChannelPrune", "CastBF16"]  # DynamicQuantize only touches Linear layers: not for this conv net
+    assert compression.stages[0]["recover"]["epochs"] >= 1  # the pruned model is distilled back before the gate
     for stage in compression.stages:
         assert COMPRESSORS.get(stage["type"]) is not None
-    assert compression.max_metric_drop == pytest.approx(0.02) and compression.metric == "auc"
+    assert compression.max_metric_drop == pytest.approx(0.01) and compression.metric == "auc"
