@@ -47,18 +47,19 @@ def plot_curves(path: Path, series: Mapping[str, Sequence[tuple[int, float]]], t
 
 
 def _one_vs_rest(labels: np.ndarray, probs: np.ndarray) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    """``(name, is_class, score)`` per curve: the positive class for binary, each class (up to MAX_CURVES) otherwise."""
+    """``(name, is_class, score)`` per curve with both outcomes present: the positive class for binary, each class (up to MAX_CURVES) otherwise."""
     if probs.shape[1] == 2:
-        return [("positive", labels == 1, probs[:, 1])]
-    return [(f"class {c}", labels == c, probs[:, c]) for c in range(min(probs.shape[1], MAX_CURVES))
-            if 0 < (labels == c).sum() < len(labels)]
+        curves = [("positive", labels == 1, probs[:, 1])]
+    else:
+        curves = [(f"class {c}", labels == c, probs[:, c]) for c in range(min(probs.shape[1], MAX_CURVES))]
+    return [c for c in curves if 0 < c[1].sum() < len(labels)]  # a curve needs both outcomes
 
 
 def plot_roc(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path | None:
     """ROC curve(s) with AUC and the chance diagonal."""
     from sklearn.metrics import auc, roc_curve
 
-    curves = [c for c in _one_vs_rest(labels, probs) if 0 < c[1].sum() < len(labels)]
+    curves = _one_vs_rest(labels, probs)
     if not curves:
         return None
     fig = figure()
@@ -77,7 +78,7 @@ def plot_pr(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path | None:
     """Precision-recall curve(s) with average precision and the prevalence line."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
 
-    curves = [c for c in _one_vs_rest(labels, probs) if 0 < c[1].sum() < len(labels)]
+    curves = _one_vs_rest(labels, probs)
     if not curves:
         return None
     fig = figure()
