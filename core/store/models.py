@@ -216,6 +216,8 @@ class VideoSummary(Base):
     max_score: Mapped[float | None] = mapped_column(sa.Float)
     mean_score: Mapped[float | None] = mapped_column(sa.Float)
     scored_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The scorer's per-video aggregates and the event count (JSON), kept under ``--aggregate-only`` too.
+    values: Mapped[Any | None]
 
 
 class VideoLease(Base):

@@ -477,12 +477,17 @@ class Store:
             self._check_refs(session, run_id, {row["video_id"] for row in clean})
             return upsert(session, Event.__table__, clean, keys=("run_id", "video_id", "kind", "start"))
 
-    def add_video_results(self, run_id: int, results: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    def add_video_results(self, run_id: int, results: Iterable[Mapping[str, Any]], *,
+                          segment_rows: bool = True) -> list[dict[str, Any]]:
         """Record a batch of scored (or failed) videos in ONE transaction: scores, events and a summary each.
 
         Each result carries ``video_id``, ``status`` (``scored``/``failed``),
-        optional ``error`` and lists ``scores`` and ``events`` (rows as for
-        :meth:`add_scores` / :meth:`add_events`, without ``video_id``).
+        optional ``error``, lists ``scores`` and ``events`` (rows as for
+        :meth:`add_scores` / :meth:`add_events`, without ``video_id``) and optional
+        ``aggregates`` (name -> number, kept in the summary's ``values`` with the
+        event count). ``segment_rows=False`` (``vkit score --aggregate-only``)
+        writes only the summaries: computed from the scores and events, which
+        are then dropped.
 
         Returns:
             one dict per video, the payload of the ``vkit_video_scored`` hook:
@@ -490,9 +495,10 @@ class Store:
             ``mean_score`` and ``events`` (``start``/``end``/``score``).
         """
         with self.session() as session:
-            return self._write_results(session, run_id, [dict(r) for r in results])
+            return self._write_results(session, run_id, [dict(r) for r in results], segment_rows)
 
-    def _write_results(self, session: Session, run_id: int, results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _write_results(self, session: Session, run_id: int, results: list[dict[str, Any]],
+                       segment_rows: bool = True) -> list[dict[str, Any]]:
         if not results:
             return []
         scores, events, summaries = [], [], []
@@ -506,8 +512,11 @@ class Store:
         paths = _pairs(session, sa.select(Video.id, Video.path).where(Video.id.in_(list(shas))))
         for summary in summaries:
             summary["video_sha256"] = shas[summary["video_id"]]
-        upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"), owned=True)
-        upsert(session, Event.__table__, events, keys=("run_id", "video_id", "kind", "start"))
+        if segment_rows:
+            upsert(session, Score.__table__, scores, keys=("run_id", "video_id", "segment"), owned=True)
+            upsert(session, Event.__table__, events, keys=("run_id", "video_id", "kind", "start"))
+        else:
+            events = []
         upsert(session, VideoSummary.__table__, summaries, keys=("run_id", "video_id"))
         return [_hook_payload(s, paths, events) for s in summaries]
 
@@ -572,8 +581,8 @@ class Store:
         with self.session() as session:
             return session.execute(sa.delete(VideoLease).where(*where)).rowcount
 
-    def add_leased_results(self, run_id: int, model_sha256: str,
-                           results: Iterable[Mapping[str, Any]]) -> tuple[list[dict[str, Any]], list[int]]:
+    def add_leased_results(self, run_id: int, model_sha256: str, results: Iterable[Mapping[str, Any]], *,
+                           segment_rows: bool = True) -> tuple[list[dict[str, Any]], list[int]]:
         """Like :meth:`add_video_results`, but only for videos whose lease run ``run_id`` still holds.
 
         The leases are locked (``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite
@@ -594,7 +603,7 @@ class Store:
                 .with_for_update()
             ))
             keep = [r for r in results if r.get("video_id") in held]
-            payloads = self._write_results(session, run_id, keep)
+            payloads = self._write_results(session, run_id, keep, segment_rows)
             if held:
                 session.execute(sa.delete(VideoLease).where(VideoLease.model_sha256 == model_sha256,
                                                             VideoLease.run_id == run_id,
@@ -630,6 +639,28 @@ class Store:
     def video_summaries(self, run_id: int) -> list[dict[str, Any]]:
         """Per-video summaries of scoring run ``run_id``, by video id."""
         return self._select(VideoSummary, VideoSummary.run_id == run_id, order_by=(VideoSummary.video_id,))
+
+    def model_summaries(self, model_sha256: str, video_ids: Sequence[int]) -> list[dict[str, Any]]:
+        """The newest ``scored`` summary of each of ``video_ids`` by this model (any run) whose content is unchanged.
+
+        What a resumed job aggregates over: videos scored in earlier runs count with their stored summary.
+        Each row is a ``video_summaries`` row plus the video's ``path`` and ``duration``.
+        """
+        query = (
+            sa.select(VideoSummary, Video.path, Video.duration)
+            .join(Run, Run.id == VideoSummary.run_id)
+            .join(Video, Video.id == VideoSummary.video_id)
+            .where(Run.model_sha256 == model_sha256, VideoSummary.status == "scored",
+                   VideoSummary.video_id.in_([int(i) for i in video_ids]))
+            .where(VideoSummary.video_sha256.is_not_distinct_from(Video.sha256))
+            .order_by(VideoSummary.scored_at, VideoSummary.id)
+        )
+        newest: dict[int, dict[str, Any]] = {}
+        with self.session(write=False) as session:
+            for summary, path, duration in session.execute(query):
+                row = {c.name: getattr(summary, c.key) for c in VideoSummary.__table__.columns}
+                newest[summary.video_id] = dict(row, path=path, duration=duration)
+        return [newest[i] for i in sorted(newest)]
 
     def run_counts(self, run_ids: Sequence[int]) -> dict[str, int]:
         """Rows that runs ``run_ids`` own in each child table (``metrics``, ``predictions``, ``scores``, ...)."""
@@ -778,7 +809,22 @@ def _summary_row(run_id: int, result: Mapping[str, Any]) -> dict[str, Any]:
         error=None if error is None else display_text(mask_secrets(str(error))),
         segments=len(result.get("scores", ())), max_score=max(finite) if finite else None,
         mean_score=sum(finite) / len(finite) if finite else None, scored_at=utcnow(),
+        values=_summary_values(result) if status == "scored" else None,
     )
+
+
+def _summary_values(result: Mapping[str, Any]) -> dict[str, Any]:
+    """``{"events": count, **aggregates}``; an aggregate must be a finite number (or None)."""
+    values: dict[str, Any] = {"events": len(result.get("events", ()))}
+    aggregates = result.get("aggregates") or {}
+    if not isinstance(aggregates, Mapping):
+        raise StoreError(f"video {result.get('video_id')}: aggregates must map names to numbers, got {aggregates!r}")
+    for key, value in aggregates.items():
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                  or not math.isfinite(value)):
+            raise StoreError(f"video {result.get('video_id')}: aggregate {key!r} must be a finite number, got {value!r}")
+        values[str(key)] = value
+    return values
 
 
 def _hook_payload(summary: dict[str, Any], paths: dict[int, str], events: list[dict[str, Any]]) -> dict[str, Any]:

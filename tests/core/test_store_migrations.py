@@ -11,7 +11,7 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import TABLES, Base
 from vkit.registry.errors import StoreError
 
-HEAD = "0005"  # the newest migration shipped in core/store/migrations/versions
+HEAD = "0006"  # the newest migration shipped in core/store/migrations/versions
 
 
 def _engine(url: str) -> sa.Engine:
@@ -201,3 +201,25 @@ def test_0004_adds_run_kind_classifying_stored_runs(store_url):
         assert store.get_run(new)["kind"] == "train"
     assert downgrade(store_url, "0003") == (HEAD, "0003")
     assert "kind" not in _columns(store_url, "runs")
+
+
+def test_0006_adds_summary_values_keeping_summaries(store_url):
+    assert upgrade(store_url, "0005") == (None, "0005")
+    _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, kind) "
+                    "VALUES ('t', 'p', 'finished', '2025-01-01 00:00:00', '{}', '{}', 'score')")
+    (run_id,), = _sql(store_url, "SELECT id FROM runs")
+    _sql(store_url, "INSERT INTO videos (path, status, updated_at) VALUES ('/a.mp4', 'ok', '2025-01-01 00:00:00')")
+    (video_id,), = _sql(store_url, "SELECT id FROM videos")
+    _sql(store_url, "INSERT INTO video_summaries (run_id, video_id, status, segments, mean_score, scored_at) "
+                    f"VALUES ({run_id}, {video_id}, 'scored', 4, 0.5, '2025-01-01 00:00:00')")
+    assert "values" not in _columns(store_url, "video_summaries")
+    assert upgrade(store_url) == ("0005", HEAD)
+    with open_store(store_url) as store:
+        (old,) = store.video_summaries(run_id)
+        assert (old["segments"], old["mean_score"], old["values"]) == (4, 0.5, None)
+        store.add_video_results(run_id, [dict(video_id=video_id, status="scored", scores=[], events=[],
+                                              aggregates={"low_share": 0.25})])
+        assert store.video_summaries(run_id)[0]["values"] == {"events": 0, "low_share": 0.25}
+    assert downgrade(store_url, "0005") == (HEAD, "0005")
+    assert "values" not in _columns(store_url, "video_summaries")
+    assert _sql(store_url, "SELECT count(*) FROM video_summaries") == [(1,)]
