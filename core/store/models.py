@@ -23,12 +23,13 @@ from sqlalchemy.types import TypeDecorator
 
 #: Allowed ``runs.status`` values; ``interrupted``: its process died without closing it (``Store.reap_stale_runs``).
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-#: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable.
-VIDEO_STATUSES = ("pending", "ok", "failed")
+#: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable, same content as a video already scored.
+VIDEO_STATUSES = ("pending", "ok", "failed", "duplicate")
 #: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict`` (free text: plugins may add kinds).
 RUN_KINDS = ("train", "score", "predict")
-#: Allowed ``video_summaries.status`` values (as in the ``vkit_video_scored`` hook).
-SCORED_STATUSES = ("scored", "failed")
+#: Allowed ``video_summaries.status`` values: ``scored``/``failed`` (as in the ``vkit_video_scored`` hook) and
+#: ``duplicate`` (content this model already scored at another path: not scored again, no hook call).
+SCORED_STATUSES = ("scored", "failed", "duplicate")
 
 _CASCADE = dict(ondelete="CASCADE")
 
@@ -150,7 +151,7 @@ class Video(Base):
     """A video file of an archive, known by path (and content by sha256)."""
 
     __tablename__ = "videos"
-    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'ok', 'failed')", name="ck_videos_status"),)
+    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'ok', 'failed', 'duplicate')", name="ck_videos_status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(sa.String(2000), unique=True)
@@ -203,7 +204,7 @@ class VideoSummary(Base):
     __tablename__ = "video_summaries"
     __table_args__ = (
         sa.UniqueConstraint("run_id", "video_id", name="uq_video_summaries_run_video"),
-        sa.CheckConstraint("status IN ('scored', 'failed')", name="ck_video_summaries_status"),
+        sa.CheckConstraint("status IN ('scored', 'failed', 'duplicate')", name="ck_video_summaries_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -226,17 +227,21 @@ class VideoLease(Base):
     Jobs sharing a store and a checkpoint take a lease before decoding a
     video (``Store.claim_video``), renew it while they work and drop it with
     the video's results; a lease that expired, or whose run is no longer
-    ``running``, may be taken over.
+    ``running``, may be taken over. Once the file is hashed the lease also
+    names its content (``video_sha256``, unique per model), so no two videos
+    with the same content are scored at once (``Store.claim_content``).
     """
 
     __tablename__ = "video_leases"
-    __table_args__ = (sa.UniqueConstraint("model_sha256", "video_id", name="uq_video_leases_model_video"),)
+    __table_args__ = (sa.UniqueConstraint("model_sha256", "video_id", name="uq_video_leases_model_video"),
+                      sa.UniqueConstraint("model_sha256", "video_sha256", name="uq_video_leases_model_content"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_sha256: Mapped[str] = mapped_column(sa.String(64))
     video_id: Mapped[int] = mapped_column(sa.ForeignKey("videos.id", **_CASCADE))
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
     expires_at: Mapped[dt.datetime]
+    video_sha256: Mapped[str | None] = mapped_column(sa.String(64))
 
 
 #: Table name -> ORM class, for reads that return plain dicts (``video_leases`` is bookkeeping, not listed).

@@ -548,12 +548,63 @@ class Store:
             stmt = insert.values(model_sha256=model_sha256, video_id=video_id, run_id=run_id, expires_at=expires)
             stmt = stmt.on_conflict_do_update(
                 index_elements=["model_sha256", "video_id"],
-                set_=dict(run_id=stmt.excluded.run_id, expires_at=stmt.excluded.expires_at),
+                set_=dict(run_id=stmt.excluded.run_id, expires_at=stmt.excluded.expires_at, video_sha256=None),
                 where=sa.or_(table.c.expires_at < now, table.c.run_id == run_id, table.c.run_id.in_(dead)),
             ).returning(table.c.run_id)
             if session.execute(stmt).scalar() != run_id:
                 return None
             return self._previous_outcome(session, model_sha256, video_id)
+
+    def claim_content(self, run_id: int, model_sha256: str, video_id: int, sha256: str) -> dict[str, Any] | None:
+        """Extend run ``run_id``'s lease on ``video_id`` to its content ``sha256``; ``None`` if that content is held.
+
+        Call it after :meth:`claim_video`, once the file is hashed. The lease
+        row takes ``video_sha256``, unique per model: a live lease of another
+        video with the same content (another job's, or this run's own at
+        another path still being scored) makes the update fail and the claim
+        return ``None``; stale holders (expired, or their run no longer
+        ``running``) are cleared first. In the same transaction, reads whether
+        this model already scored the content.
+
+        Returns:
+            ``None`` when the content is held (or this run lost its lease on
+            ``video_id``), else ``dict(scored_path=..., scored_run_id=...,
+            scored_video_id=..., recorded=bool)``: where this model's newest
+            ``scored`` summary of that content is (all ``None`` if nowhere),
+            and ``recorded``: this video already has a ``duplicate`` summary
+            of that content (nothing to write again).
+        """
+        lease = VideoLease.__table__
+        now = utcnow()
+        dead = sa.select(Run.id).where(Run.status != "running").scalar_subquery()
+        with self.session() as session:
+            session.execute(sa.update(lease).where(
+                lease.c.model_sha256 == model_sha256, lease.c.video_sha256 == sha256, lease.c.run_id != run_id,
+                sa.or_(lease.c.expires_at < now, lease.c.run_id.in_(dead))).values(video_sha256=None))
+            try:
+                with session.begin_nested():  # a savepoint: the unique key refuses a second live holder
+                    mine = session.execute(sa.update(lease).where(
+                        lease.c.model_sha256 == model_sha256, lease.c.video_id == video_id, lease.c.run_id == run_id,
+                    ).values(video_sha256=sha256))
+            except sa.exc.IntegrityError:
+                return None
+            if not mine.rowcount:
+                return None
+            return self._content_outcome(session, model_sha256, video_id, sha256)
+
+    def _content_outcome(self, session: Session, model_sha256: str, video_id: int, sha256: str) -> dict[str, Any]:
+        done = (
+            sa.select(VideoSummary.status, VideoSummary.video_id, VideoSummary.run_id, Video.path)
+            .join(Run, Run.id == VideoSummary.run_id).join(Video, Video.id == VideoSummary.video_id)
+            .where(Run.model_sha256 == model_sha256, VideoSummary.video_sha256 == sha256,
+                   VideoSummary.status.in_(("scored", "duplicate")))
+            .order_by(VideoSummary.scored_at.desc(), VideoSummary.id.desc())
+        )
+        rows = session.execute(done).all()
+        scored = next((r for r in rows if r.status == "scored"), None)
+        recorded = any(r.status == "duplicate" and r.video_id == video_id for r in rows)
+        return dict(scored_path=scored.path if scored else None, scored_run_id=scored.run_id if scored else None,
+                    scored_video_id=scored.video_id if scored else None, recorded=recorded and scored is not None)
 
     def _previous_outcome(self, session: Session, model_sha256: str, video_id: int) -> dict[str, Any]:
         query = (

@@ -106,3 +106,69 @@ def test_previous_outcome_is_the_newest_of_this_model(store, where: str) -> None
                                           scores=[], events=[])])
     claim = store.claim_video(second, MODEL, vid)
     assert claim["scored_sha256"] == "c1" and claim["failed"] is (where == "failed")
+
+
+def test_a_content_is_leased_once_per_model_whatever_its_path(store) -> None:
+    a, b = _run(store), _run(store)
+    ids = store.upsert_videos([dict(path=f"/{n}.mp4") for n in ("1", "2", "3")])
+    one, two, three = ids["/1.mp4"], ids["/2.mp4"], ids["/3.mp4"]
+    for run, vid in ((a, one), (b, two), (a, three)):
+        assert store.claim_video(run, MODEL, vid, seconds=60) is not None
+    free = dict(scored_path=None, scored_run_id=None, scored_video_id=None, recorded=False)
+    assert store.claim_content(a, MODEL, one, "c" * 64) == free
+    assert store.claim_content(b, MODEL, two, "c" * 64) is None                      # another job holds the content
+    assert store.claim_content(a, MODEL, three, "c" * 64) is None                    # so does this job, at /1.mp4
+    assert store.claim_content(b, MODEL, one, "d" * 64) is None                      # not b's lease on /1.mp4
+    store.upsert_videos([dict(path="/1.mp4", sha256="c" * 64)])
+    store.add_leased_results(a, MODEL, [_result(one)])                               # releases the content
+    scored = dict(scored_path="/1.mp4", scored_run_id=a, scored_video_id=one, recorded=False)
+    assert store.claim_content(b, MODEL, two, "c" * 64) == scored                   # now: a duplicate of /1.mp4
+    store.upsert_videos([dict(path="/2.mp4", sha256="c" * 64, status="duplicate", error="duplicate of /1.mp4")])
+    store.add_leased_results(b, MODEL, [dict(video_id=two, status="duplicate", error="duplicate of /1.mp4",
+                                             scores=[], events=[])])
+    assert store.claim_video(b, MODEL, two) is not None
+    assert store.claim_content(b, MODEL, two, "c" * 64) == dict(scored, recorded=True)   # recorded: nothing to redo
+    assert store.claim_video(b, MODEL, three, seconds=60) is None                    # a still holds /3.mp4 ...
+    store.claim_video(a, MODEL, three, seconds=-1)                                   # ... until it expires
+    assert store.claim_video(b, MODEL, three) is not None
+    assert store.claim_content(b, MODEL, three, "e" * 64) == free
+
+
+def test_a_dead_runs_content_lease_is_taken_over(store) -> None:
+    a, b = _run(store), _run(store)
+    ids = store.upsert_videos([dict(path="/1.mp4"), dict(path="/2.mp4")])
+    store.claim_video(a, MODEL, ids["/1.mp4"])
+    store.claim_video(b, MODEL, ids["/2.mp4"])
+    assert store.claim_content(a, MODEL, ids["/1.mp4"], "c" * 64) is not None
+    assert store.claim_content(b, MODEL, ids["/2.mp4"], "c" * 64) is None
+    store.finish_run(a, "interrupted", "killed")
+    assert store.claim_content(b, MODEL, ids["/2.mp4"], "c" * 64) is not None
+
+
+def test_concurrent_content_claims_give_each_content_to_one_path(store_url: str) -> None:
+    setup = open_store(store_url)
+    runs = [_run(setup) for _ in range(4)]
+    paths = {r: list(setup.upsert_videos([dict(path=f"/{r}/{i}.mp4") for i in range(10)]).values()) for r in runs}
+    won: dict[int, list[int]] = {r: [] for r in runs}
+    errors: list[BaseException] = []
+
+    def job(run_id: int) -> None:
+        store = open_store(store_url)
+        try:
+            for i, vid in enumerate(paths[run_id]):                                   # run r's i-th path: content i
+                assert store.claim_video(run_id, MODEL, vid, seconds=60) is not None
+                if store.claim_content(run_id, MODEL, vid, f"{i:064x}") is not None:
+                    won[run_id].append(i)
+        except BaseException as err:  # noqa: BLE001 - reported below
+            errors.append(err)
+        finally:
+            store.close()
+
+    threads = [threading.Thread(target=job, args=(r,)) for r in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(i for r in runs for i in won[r]) == list(range(10))                # each content exactly once
+    setup.close()

@@ -11,7 +11,7 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import TABLES, Base
 from vkit.registry.errors import StoreError
 
-HEAD = "0006"  # the newest migration shipped in core/store/migrations/versions
+HEAD = "0007"  # the newest migration shipped in core/store/migrations/versions
 
 
 def _engine(url: str) -> sa.Engine:
