@@ -1,7 +1,8 @@
 """Classification metrics shared by the verticals (mmengine ``BaseMetric``s registered in ``METRICS``).
 
 The model's per-case outputs reach a metric as ``data_samples``: a list of
-``{"probs": Tensor (num_classes,) softmax probabilities, "label": int, "case_id": str}``.
+``{"probs": Tensor (num_classes,) softmax probabilities, "label": int, "case_id": str}`` (and optionally
+``"path"``, the case's source file, kept in the prediction rows for the report's thumbnails).
 Scores come from scikit-learn (ROC-AUC, ROC curve, confusion matrix, balanced
 accuracy); nothing here re-implements them.
 
@@ -11,7 +12,7 @@ Example::
     metric = METRICS.build(dict(type="ClassificationMetric", prefix="test"))
     metric.process({}, [{"probs": torch.tensor([0.2, 0.8]), "label": 1, "case_id": "a"}, ...])
     metric.evaluate(size=n)       # {"test/auc": ..., "test/sensitivity": ..., ...}
-    metric.last_predictions       # [{"case_id", "label", "probs", "pred"}] for the store
+    metric.last_predictions       # [{"case_id", "label", "probs", "pred", "path"}] for the store
     metric.last_roc               # (fpr, tpr, auc) for the report
 """
 from __future__ import annotations
@@ -138,7 +139,9 @@ class ClassificationMetric(BaseMetric):
             probs = _as_probs(_field(sample, "probs"))
             label = int(_field(sample, "label"))
             case_id = str(sample.get("case_id", "")) if isinstance(sample, Mapping) else str(getattr(sample, "case_id", ""))
-            self.results.append({"case_id": case_id, "label": label, "probs": probs})
+            path = sample.get("path") if isinstance(sample, Mapping) else getattr(sample, "path", None)
+            self.results.append({"case_id": case_id, "label": label, "probs": probs,
+                                 "path": None if path is None else str(path)})
 
     def compute_metrics(self, results: list[dict[str, Any]]) -> dict[str, float]:
         """Scores of the whole split from the collected per-case results."""
@@ -151,7 +154,8 @@ class ClassificationMetric(BaseMetric):
         else:
             metrics, preds = self._multiclass(labels, probs)
         self.last_predictions = [
-            {"case_id": r["case_id"], "label": int(r["label"]), "probs": [float(p) for p in r["probs"]], "pred": int(p)}
+            {"case_id": r["case_id"], "label": int(r["label"]), "probs": [float(p) for p in r["probs"]], "pred": int(p),
+             "path": r.get("path")}
             for r, p in zip(results, preds)
         ]
         self.last_metrics = dict(metrics)
@@ -163,8 +167,10 @@ class ClassificationMetric(BaseMetric):
         return {} if self.last_threshold is None else {"threshold": self.last_threshold}
 
     def prediction_rows(self) -> list[dict[str, Any]]:
-        """Store rows of the last split: ``item_id``, ``label``, ``prediction`` (thresholded), ``values.probs``."""
-        return [dict(item_id=p["case_id"], label=p["label"], prediction=p["pred"], values=dict(probs=p["probs"]))
+        """Store rows of the last split: ``item_id``, ``label``, ``prediction`` (thresholded), ``values.probs``
+        and ``values.path`` (the case's source file, when its sample carried ``path``)."""
+        return [dict(item_id=p["case_id"], label=p["label"], prediction=p["pred"],
+                     values=dict(probs=p["probs"], **({"path": p["path"]} if p.get("path") else {})))
                 for p in self.last_predictions]
 
     def report_sections(self) -> list[Any]:

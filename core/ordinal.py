@@ -226,7 +226,7 @@ class OrdinalMetric(BaseMetric):
             probs = sample["probs"]
             probs = probs.detach().float().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs, np.float64)
             self.results.append(dict(case_id=str(sample.get("case_id", "")), label=int(sample["label"]),
-                                     probs=np.asarray(probs, np.float64).reshape(-1)))
+                                     probs=np.asarray(probs, np.float64).reshape(-1), path=sample.get("path")))
 
     def compute_metrics(self, results: list[dict[str, Any]]) -> dict[str, float]:
         from sklearn.metrics import confusion_matrix, f1_score
@@ -245,7 +245,8 @@ class OrdinalMetric(BaseMetric):
         self.last_confusion = confusion_matrix(labels, preds, labels=levels)
         expected = probs @ np.arange(self.num_classes)
         self._rows = [dict(item_id=r["case_id"], label=int(r["label"]), prediction=int(p),
-                           values=dict(probs=[round(float(v), 6) for v in r["probs"]], expected_level=round(float(e), 4)))
+                           values=dict(probs=[round(float(v), 6) for v in r["probs"]], expected_level=round(float(e), 4),
+                                       **({"path": str(r["path"])} if r.get("path") else {})))
                       for r, p, e in zip(results, preds, expected)]
         self.last_metrics = dict(
             accuracy=float(np.mean(preds == labels)),
@@ -256,7 +257,8 @@ class OrdinalMetric(BaseMetric):
         return dict(self.last_metrics)
 
     def prediction_rows(self) -> list[dict[str, Any]]:
-        """Per-item rows of the last split: ``item_id``, ``label``, ``prediction`` (level) and ``values`` (probs, expected level)."""
+        """Per-item rows of the last split: ``item_id``, ``label``, ``prediction`` (level) and ``values``
+        (probs, expected level, and ``path`` when the sample carried its clip's path)."""
         return list(self._rows)
 
     def fitted(self) -> dict[str, Any]:

@@ -8,8 +8,8 @@ fetched from the network) shows, as far as the run has the rows:
 - the run (task, kind, status, times, work dir, model sha256, masked database URL) and its final metrics;
 - training and validation curves per epoch (and the training loss per iteration) from the metrics table;
 - for classifiers (prediction rows with ``values.probs`` and ``label``): ROC, precision-recall and calibration
-  curves, the confusion matrix and the worst-classified cases (with a thumbnail when ``values.path`` or the item
-  id is a readable clip or scan);
+  curves, the confusion matrix and the worst-classified cases with a thumbnail of ``values.path`` (or the item id):
+  the middle slice of a scan, a frame strip of a clip, or the text "file not available" when it cannot be read;
 - for scoring runs: the top-scoring videos and their score over time with the detected events shaded (and the
   ground truth: events of kind ``ground_truth``, or ``values.ground_truth`` ``[[start, end], ...]`` of the video's
   prediction row);
@@ -78,7 +78,13 @@ def _fmt(value: Any) -> str:
     return _mask("" if value is None else str(value))
 
 
+class _Markup(str):
+    """HTML made by this module (an ``<img>``), put into a table cell as is."""
+
+
 def _cell(value: Any) -> str:
+    if isinstance(value, _Markup):
+        return f"<td>{value}</td>"
     css = ' class="num"' if isinstance(value, numbers.Real) and not isinstance(value, bool) else ""
     return f"<td{css}>{html.escape(_fmt(value))}</td>"
 
@@ -225,21 +231,30 @@ def _classifier(page: _Page, predictions: list[dict[str, Any]]) -> None:
                  "".join(page.figure(plots[k], f"{captions[k]} — {split}") for k in captions if k in plots))
         p_true = probs[np.arange(len(labels)), labels]
         worst = np.argsort(p_true, kind="stable")[:TOP]
-        table = []
+        table, with_files = [], False
         for rank, i in enumerate(worst):
             values = rows[i].get("values") if isinstance(rows[i].get("values"), dict) else {}
+            with_files = with_files or bool(values.get("path"))
             thumb = thumbnail(page.out / f"case_{rank}.png", values.get("path") or rows[i]["item_id"])
             table.append(dict(case=rows[i]["item_id"], label=int(labels[i]), predicted=predicted[i],
-                              **{"p(true class)": float(p_true[i])}))
-            if thumb is not None:
-                table[-1]["thumbnail"] = thumb.name
+                              **{"p(true class)": float(p_true[i])},
+                              thumbnail=_thumbnail_cell(thumb, rows[i]["item_id"]) if thumb else "file not available"))
+            with_files = with_files or thumb is not None
+        if not with_files:  # rows that name no file: no thumbnail column at all
+            table = [{k: v for k, v in row.items() if k != "thumbnail"} for row in table]
         body = _table(table)
-        for row in table:  # thumbnails as images, not text
-            if "thumbnail" in row:
-                name = html.escape(row["thumbnail"])
-                body = body.replace(f"<td>{name}</td>", f"<td><img src='{name}' alt='case thumbnail' height='64'></td>")
         page.add(f"Worst-classified cases ({split})", "<p class='muted'>lowest probability given to the true class</p>" + body)
         return
+
+
+def _thumbnail_cell(png: Path, case: str) -> _Markup:
+    """The ``<img>`` of a worst case's thumbnail (a PNG already in the report folder), at its own size."""
+    from PIL import Image
+
+    with Image.open(png) as img:
+        width, height = img.size
+    return _Markup(f"<img src='{html.escape(png.name)}' alt='{html.escape(f'thumbnail of {case}')}' "
+                   f"width='{width}' height='{height}'>")
 
 
 def _scoring(page: _Page, store: Any, run_id: int) -> None:

@@ -185,21 +185,74 @@ def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Pa
     return path
 
 
+#: Thumbnail size: tiles this high, the whole strip at most this wide (pixels).
+THUMB_HEIGHT, THUMB_WIDTH = 60, 256
+#: Files (besides DICOM series folders) read as scans: the middle axial slice; anything else is read as a clip.
+SCAN_SUFFIXES = (".nii", ".nii.gz", ".dcm")
+
+
+def _middle_slice(volume: np.ndarray) -> np.ndarray:
+    """The middle axial slice of a scan in (x, y, z[, t]) order, as an image (rows = y, anterior at the top)."""
+    v = np.squeeze(np.asarray(volume, dtype=float))
+    while v.ndim > 3:
+        v = v[..., 0]
+    if v.ndim == 3:
+        v = v[..., v.shape[-1] // 2]
+    return np.rot90(v) if v.ndim == 2 else v.reshape(1, -1)
+
+
+def _tile(frame: np.ndarray) -> Any:
+    """A PIL RGB image of one frame: uint8 RGB as is, anything else (a slice) scaled min..max to grey."""
+    from PIL import Image
+
+    a = np.asarray(frame)
+    if a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] == 3:
+        return Image.fromarray(np.ascontiguousarray(a), "RGB")
+    a = np.nan_to_num(a.astype(float))
+    lo, hi = float(a.min()), float(a.max())
+    grey = ((a - lo) / (hi - lo) * 255 if hi > lo else np.zeros_like(a)).astype(np.uint8)
+    return Image.fromarray(np.ascontiguousarray(grey), "L").convert("RGB")
+
+
+def frame_strip(path: Path, frames: Sequence[np.ndarray], height: int = THUMB_HEIGHT, max_width: int = THUMB_WIDTH) -> Path:
+    """Frames side by side (``height`` px high, scaled down to at most ``max_width`` px wide) as a PNG."""
+    from PIL import Image
+
+    tiles = [_tile(f) for f in frames]
+    tiles = [t.resize((max(1, round(t.width * height / t.height)), height), Image.Resampling.BILINEAR) for t in tiles]
+    gap = 2
+    width = sum(t.width for t in tiles) + gap * (len(tiles) - 1)
+    if width > max_width:
+        scale = max_width / width
+        tiles = [t.resize((max(1, int(t.width * scale)), max(1, int(height * scale))), Image.Resampling.BILINEAR)
+                 for t in tiles]
+    canvas = Image.new("RGB", (sum(t.width for t in tiles) + gap * (len(tiles) - 1), max(t.height for t in tiles)), "white")
+    x = 0
+    for t in tiles:
+        canvas.paste(t, (x, 0))
+        x += t.width + gap
+    canvas.save(path, format="PNG")
+    return path
+
+
 def thumbnail(path: Path, source: str | Path) -> Path | None:
-    """A small PNG of the case at ``source``: a frame strip of a clip, the middle slice of a scan; ``None`` if unreadable."""
-    src = Path(source)
-    if not src.is_file():
+    """A small PNG (≤ ``THUMB_WIDTH`` px wide) of the case at ``source``; ``None`` if it is missing or unreadable.
+
+    A scan (NIfTI, ``.dcm``, DICOM series folder; read as the medical plugin reads it) gives its middle
+    axial slice; a ``.npy`` volume (D, H, W) its middle slice along D; anything else is read as a clip
+    (:mod:`vkit.core.video`) and gives a strip of 4 evenly spaced frames.
+    """
+    if not str(source):
         return None
+    src = Path(source)
     name = src.name.lower()
     try:
-        if name.endswith((".nii", ".nii.gz")):
-            import nibabel
+        if src.is_dir() or (src.is_file() and name.endswith(SCAN_SUFFIXES)):
+            from vkit.plugins.medical.data import read_scan
 
-            volume = np.asarray(nibabel.load(str(src)).dataobj, dtype=float)
-            image = volume[..., volume.shape[-1] // 2] if volume.ndim >= 3 else volume
-            while image.ndim > 2:
-                image = image[..., 0]
-            frames = [image]
+            frames = [_middle_slice(read_scan(src))]
+        elif not src.is_file():
+            return None
         elif name.endswith(".npy"):
             array = np.load(src, allow_pickle=False).astype(float)
             while array.ndim > 3:
@@ -210,12 +263,8 @@ def thumbnail(path: Path, source: str | Path) -> Path | None:
 
             count = probe(src).frames
             frames = list(read_clip(src, np.linspace(0, max(count - 1, 0), 4).astype(int), size=(64, 64), frames=count))
-    except Exception:  # noqa: BLE001 - a thumbnail is a nicety: an unreadable case just has none
+        if not frames:
+            return None
+        return frame_strip(path, frames, height=THUMB_HEIGHT if len(frames) > 1 else 96)  # a lone slice a bit larger
+    except Exception:  # noqa: BLE001 - a thumbnail is a nicety: an unreadable case gets the page's "file not available"
         return None
-    fig = figure(0.9 * len(frames) + 0.1, 1.0)
-    for i, frame in enumerate(frames):
-        ax = fig.add_subplot(1, len(frames), i + 1)
-        ax.imshow(frame, cmap="gray" if np.asarray(frame).ndim == 2 else None)
-        ax.axis("off")
-    fig.savefig(path)
-    return path

@@ -2,7 +2,7 @@
 
 Readers return :class:`ClipItem` lists; :class:`EngagementClips` decodes them
 (``num_frames`` frames evenly over each clip, resized to ``size``) into the
-contract's samples ``dict(inputs={"video": (C, T, H, W)[, "signals": (D, 1, 1, 1)]}, label, case_id)``
+contract's samples ``dict(inputs={"video": (C, T, H, W)[, "signals": (D, 1, 1, 1)]}, label, case_id, path)``
 (``C`` = 3 by default: the frame-to-frame RGB difference; 6 with RGB too, see :func:`to_model_input`).
 
 * **DAiSEE** (``read_daisee``): ``DataSet/{Train,Validation,Test}/<subject>/<clip>/<clip>.avi``
@@ -335,4 +335,5 @@ class EngagementClips:
         if self.signals is not None:
             mean, std = self.signal_stats
             inputs["signals"] = torch.from_numpy((self.signals[k] - mean) / std).view(-1, 1, 1, 1)
-        return dict(inputs=inputs, label=-1 if item.level is None else int(item.level), case_id=item.clip_id)
+        return dict(inputs=inputs, label=-1 if item.level is None else int(item.level), case_id=item.clip_id,
+                    path=str(item.path))

@@ -4,7 +4,7 @@ Reading is MONAI's (``LoadImaged`` with ``NibabelReader`` for NIfTI, ``PydicomRe
 DICOM series folder, plus :class:`CineReader` — a MONAI ``ImageReader`` over PyAV — for
 ``.mp4``/``.avi`` cine loops whose frames become the depth axis). A sample is::
 
-    {"inputs": {"volume": float32 tensor (C, D, H, W)}, "label": int, "case_id": str}
+    {"inputs": {"volume": float32 tensor (C, D, H, W)}, "label": int, "case_id": str, "path": str (the scan's file)}
 
 Example::
 
@@ -387,6 +387,19 @@ def _loader() -> LoadImaged:
     return load
 
 
+def read_scan(path: str | Path) -> np.ndarray:
+    """One scan as the dataset reads it (NIfTI, DICOM series folder or ``.dcm``, cine loop), untransformed, float32.
+
+    NIfTI and DICOM come back in their file's axis order (x, y, z[, t]); a cine loop as (frames, height, width).
+    Used by the run report for a case's thumbnail. Raises :class:`DataError` naming the file.
+    """
+    try:
+        data = _loader()({_KEY: str(path)})[_KEY]
+    except Exception as err:  # MONAI and its readers raise many types
+        raise DataError(f"{path}: cannot read the scan: {_reason(err)}") from err
+    return np.asarray(data, dtype=np.float32)
+
+
 def build_transforms(cfg: Mapping[str, Any] | None = None, *, train: bool = False) -> Compose:
     """MONAI dictionary pipeline over key ``"image"`` from a config (see :data:`DEFAULT_TRANSFORMS`).
 
@@ -628,4 +641,5 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
             raise DataError(f"{case['image']} (case {case['case_id']!r}, {self.source} {self.split}): {_reason(err)}") from err
         volume = item[_KEY]
         volume = volume.as_tensor() if hasattr(volume, "as_tensor") else torch.as_tensor(volume)
-        return {"inputs": {"volume": volume.to(torch.float32).contiguous()}, "label": int(case["label"]), "case_id": case["case_id"]}
+        return {"inputs": {"volume": volume.to(torch.float32).contiguous()}, "label": int(case["label"]),
+                "case_id": case["case_id"], "path": str(case["image"])}

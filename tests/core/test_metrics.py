@@ -119,3 +119,21 @@ def test_bad_config_and_inputs() -> None:
         ClassificationMetric().process({}, [{"label": 1}])
     with pytest.raises(DataError, match=r"labels \[4\] are outside 0..1"):
         _run(ClassificationMetric(), _samples([0.2, 0.7], [0, 4]))
+
+
+def test_prediction_rows_keep_the_source_path_of_cases_that_carry_one() -> None:
+    """The report's worst-case thumbnails read ``values.path``; a sample without ``path`` stores none."""
+    from vkit.core.ordinal import OrdinalMetric
+
+    samples = _samples([0.2, 0.9, 0.6], [0, 1, 0])
+    samples[0]["path"] = "/data/imagesTs/c0.nii.gz"
+    metric = ClassificationMetric()
+    _run(metric, samples)
+    rows = metric.prediction_rows()
+    assert rows[0]["values"] == {"probs": pytest.approx([0.8, 0.2]), "path": "/data/imagesTs/c0.nii.gz"}
+    assert "path" not in rows[1]["values"] and "path" not in rows[2]["values"]
+    ordinal = OrdinalMetric(num_classes=4)
+    ordinal.process({}, [dict(probs=torch.tensor([.1, .2, .6, .1]), label=2, case_id="a", path="clips/a.mp4"),
+                         dict(probs=torch.tensor([.7, .1, .1, .1]), label=0, case_id="b")])
+    ordinal.evaluate(2)
+    assert [r["values"].get("path") for r in ordinal.prediction_rows()] == ["clips/a.mp4", None]

@@ -225,7 +225,8 @@ def test_dataset_reads_synthetic_split_in_contract_shape(tiny_synthetic: Path) -
     ds = DATASETS.build(dict(type="MedicalVolumeDataset", datalist=str(tiny_synthetic), split="validation", transforms=dict(size=16)))
     assert len(ds) == 2 and ds.skipped == []
     sample = ds[1]
-    assert set(sample) == {"inputs", "label", "case_id"}
+    assert set(sample) == {"inputs", "label", "case_id", "path"}
+    assert sample["path"] == ds.cases[1]["image"] and Path(sample["path"]).is_file()  # the report's thumbnail source
     vol = sample["inputs"]["volume"]
     assert type(vol) is torch.Tensor and vol.shape == (1, 16, 16, 16) and vol.dtype == torch.float32
     assert sample["label"] in (0, 1) and sample["case_id"] == json.loads(tiny_synthetic.read_text())["validation"][1]["case_id"]
