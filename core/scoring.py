@@ -52,6 +52,9 @@ class VideoScorer(Protocol):
             layout of the batch buffer handed to :meth:`score`.
         int8_module: dotted path of the conv backbone ``--precision int8`` quantizes
             (e.g. ``"model.backbone"``; :mod:`vkit.core.int8`).
+        compressed_module: dotted path of the model the run's compression chain compressed
+            (e.g. ``"model"``); ``--compressed`` puts the saved compressed model there
+            (:mod:`vkit.workflows.compressed`).
         validation_clips(): ``(clips, labels)`` that ``--precision auto`` gates on and
             int8 calibrates on (:func:`vkit.core.precision.archive_validation`).
     """

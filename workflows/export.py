@@ -3,9 +3,11 @@
 Tables (one file ``run{N}_{table}.{fmt}`` each; without ``--table`` every one
 the run has rows in):
 
-- ``metrics``: split, key, step, value, logged_at (training curves, test and compression metrics);
+- ``metrics``: split, key, step, value, logged_at (training curves, test and compression metrics; of a scoring
+  run, the per-group aggregates: ``split`` = the group kind such as ``session``, ``key`` = ``<group>/<name>``);
 - ``predictions``: split, item_id, label, prediction, values (JSON);
-- ``videos``: one row per video of a scoring run (status, error, segments, max/mean score, size, duration, fps, frames, sha256);
+- ``videos``: one row per video of a scoring run (status, error, segments, max/mean score, size, duration, fps, frames, sha256,
+  ``values``: the scorer's per-video aggregates and event count as JSON);
 - ``scores``: one row per segment (path, segment, start, end, score, values as JSON);
 - ``events``: one row per event (path, kind, start, end, score).
 
@@ -43,7 +45,7 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "videos": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("status", "string"),
                ("error", "string"), ("segments", "int64"), ("max_score", "float64"), ("mean_score", "float64"),
                ("size", "int64"), ("duration", "float64"), ("fps", "float64"), ("frames", "int64"),
-               ("sha256", "string"), ("scored_at", "string")],
+               ("sha256", "string"), ("scored_at", "string"), ("values", "string")],
     "scores": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("segment", "int64"),
                ("start", "float64"), ("end", "float64"), ("score", "float64"), ("values", "string")],
     "events": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("kind", "string"),
@@ -68,7 +70,7 @@ def _query(table: str, run_id: int) -> Any:
     if table == "videos":
         s, v = VideoSummary, Video
         cols = [s.run_id, s.video_id, v.path, s.status, s.error, s.segments, s.max_score, s.mean_score, v.size,
-                v.duration, v.fps, v.frames, s.video_sha256.label("sha256"), s.scored_at]
+                v.duration, v.fps, v.frames, s.video_sha256.label("sha256"), s.scored_at, s.values]
         return sa.select(*cols).join(v, v.id == s.video_id).where(s.run_id == run_id).order_by(v.path)
     if table == "scores":
         cols = [Score.run_id, Score.video_id, Video.path, Score.segment, Score.start, Score.end, Score.score,

@@ -118,8 +118,10 @@ class ScoreSummary:
 
 
 # ----------------------------------------------------------------------------- scorer
-def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plugins: Sequence[str] = ()) -> Any:
-    """The task's :class:`~vkit.core.scoring.VideoScorer` for ``checkpoint`` (picklable via ``functools.partial``)."""
+def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plugins: Sequence[str] = (),
+                      compressed: str | None = None) -> Any:
+    """The task's :class:`~vkit.core.scoring.VideoScorer` for ``checkpoint`` (picklable via ``functools.partial``);
+    ``compressed`` (``"final"`` or a stage name): with the run's compressed model (:mod:`vkit.workflows.compressed`)."""
     from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.score_engine import check_scorer
 
@@ -127,6 +129,10 @@ def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plug
     task = manager.get_task(task_name)
     manager.register_components(require=task.plugin)
     scorer = task().build_scorer(Path(checkpoint), device)
+    if compressed is not None:
+        from vkit.workflows.compressed import use_compressed
+
+        scorer = use_compressed(scorer, Path(checkpoint), compressed, device)
     check_scorer(scorer, f"task {task_name!r} (plugin {task.plugin!r})")
     return scorer
 
@@ -294,6 +300,7 @@ def score_archive(
     options: ScoreOptions | None = None,
     progress: bool = False,
     retry_failed: bool = False,
+    compressed: str | None = None,
 ) -> ScoreSummary:
     """Score every video under ``archives`` with ``task_name``'s scorer; returns the :class:`ScoreSummary`.
 
@@ -307,6 +314,8 @@ def score_archive(
         progress: show a progress bar on stderr.
         retry_failed: redo videos this model failed on before (by default they
             stay failed while their content is unchanged; the summary counts them).
+        compressed: score with the run's saved compressed model (``"final"``: the chain's
+            final one, or a stage name such as ``"OnnxExport"``); its artifact's sha256 is the model resumed by.
 
     Jobs sharing the store and the checkpoint cooperate: each video is leased
     before it is decoded, so it is scored once whichever job gets it, and a
@@ -331,14 +340,20 @@ def score_archive(
     store = open_store(db_url)
     try:
         ckpt = resolve_checkpoint(checkpoint, store).resolve()
-        factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins))
+        if compressed is not None:
+            from vkit.workflows.compressed import check_precision, stage_meta
+
+            check_precision(stage_meta(ckpt, compressed), options.precision)
+        factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins),
+                                    compressed)
         scorer, precision = _in_precision(factory, options.precision, paths)
         if precision.precision != "fp32":
             from vkit.core.precision import scorer_in_precision
 
             factory = functools.partial(scorer_in_precision, factory, precision.precision)
         config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options),
-                      retry_failed=retry_failed, precision_used=precision.to_dict())
+                      retry_failed=retry_failed, precision_used=precision.to_dict(),
+                      compressed=getattr(scorer, "compressed", None) if compressed is not None else None)
         with store.track_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
                              kind="score", versions={"plugins": manager.versions()}) as run_id:
             summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine,
@@ -519,11 +534,14 @@ BATCH_SIZE = _BatchSize()
 @click.option("--lease-seconds", default=120.0, show_default=True, type=click.FloatRange(min=1.0),
               help="How long a job's claim on a video lasts without renewal (cooperating jobs; a killed job's videos "
                    "are taken over after it).")
+@click.option("--compressed", is_flag=False, flag_value="final", default=None, metavar="[STAGE]",
+              help="Score with the run's compressed model (the chain's final one, or STAGE, e.g. OnnxExport: "
+                   "ONNX Runtime); resumed as a model of its own.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.pass_context
 def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
               device: str, engine: str, ray_address: str | None, commit_every: int, precision: str,
-              retry_failed: bool, lease_seconds: float, as_json: bool) -> None:
+              retry_failed: bool, lease_seconds: float, compressed: str | None, as_json: bool) -> None:
     """Score every video in ARCHIVES (folders, files; a path that does not exist is a glob) with a trained TASK model.
 
     Resumable, and jobs sharing the store and checkpoint split the work (each video is leased before decoding).
@@ -535,7 +553,8 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
                            ray_address=ray_address, commit_every=commit_every, precision=precision,
                            lease_seconds=lease_seconds)
     summary = score_archive(task, archives, checkpoint, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
-                            options=options, progress=not as_json and sys.stderr.isatty(), retry_failed=retry_failed)
+                            options=options, progress=not as_json and sys.stderr.isatty(), retry_failed=retry_failed,
+                            compressed=compressed)
     data = summary.to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))

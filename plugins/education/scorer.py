@@ -34,6 +34,8 @@ class EngagementScorer:
         device: torch device of the model.
     """
 
+    compressed_module = "model"  # what the run's compression chain compressed (``vkit score --compressed``)
+
     def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
         from vkit.core.checkpoint import load_checkpoint, load_meta
         from vkit.core.model import build_model

@@ -193,6 +193,27 @@ def test_video_results_one_transaction_and_resume(store):
         store.add_video_results(resumed, [{"video_id": a, "status": "ok"}])
 
 
+def test_summaries_only_keep_aggregates_without_segment_rows(store):
+    model = "e" * 64
+    run_id, a, b = _scoring_run(store, model)
+    scores = [{"segment": 0, "start": 0, "end": 2, "score": 0.2}, {"segment": 1, "start": 2, "end": 4, "score": 0.6}]
+    result = {"video_id": a, "status": "scored", "scores": scores, "aggregates": {"low_share": 0.5, "mean_level": None},
+              "events": [{"kind": "low", "start": 2, "end": 4, "score": 0.6}]}
+    (payload,) = store.add_video_results(run_id, [result], segment_rows=False)
+    assert payload["max_score"] == 0.6 and payload["events"] == []
+    assert store.counts()["scores"] == 0 and store.counts()["events"] == 0
+    (summary,) = store.video_summaries(run_id)
+    assert (summary["segments"], summary["mean_score"]) == (2, pytest.approx(0.4))
+    assert summary["values"] == {"events": 1, "low_share": 0.5, "mean_level": None}
+    assert store.scored_video_ids(model) == {a}  # resumable like a full result
+    later = _run(store, task="anomaly-score", model_sha256=model)
+    store.add_video_results(later, [dict(result, aggregates={"low_share": 0.75})], segment_rows=False)
+    (newest,) = store.model_summaries(model, [a, b])
+    assert (newest["run_id"], newest["path"], newest["values"]["low_share"]) == (later, "/a.mp4", 0.75)
+    with pytest.raises(StoreError, match=r"aggregate 'low_share' must be a finite number, got nan"):
+        store.add_video_results(run_id, [dict(result, aggregates={"low_share": math.nan})])
+
+
 def test_delete_run_cascades(store, tmp_path):
     run_id, a, _ = _scoring_run(store)
     keep = _run(store)

@@ -61,8 +61,9 @@ def scored_lessons(tiny_run):
 
     result, db, tmp = tiny_run
     lessons = tmp / "data" / "education-engagement" / "Lessons"
-    return score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=db,
-                         options=ScoreOptions(workers=0, batch_size=4))
+    with pytest.warns(UserWarning, match="named by learner in clear and VKIT_LEARNER_SALT is not set"):
+        return score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=db,
+                             options=ScoreOptions(workers=0, batch_size=4))
 
 
 def test_score_lessons_gives_timelines_and_low_engagement_events(tiny_run, scored_lessons) -> None:
@@ -169,3 +170,59 @@ def test_pseudonymised_scoring_keeps_learner_ids_out_of_the_store(tiny_run, tmp_
     stored = b"".join(p.read_bytes() for p in tmp_path.glob("private.db*"))  # the database and its WAL
     assert b"learner01" not in stored and b"learner02" not in stored
     assert learner_hash("learner01", "pepper").encode() in stored
+
+
+def test_session_and_learner_aggregates_are_stored_and_exported(tiny_run, scored_lessons, tmp_path: Path) -> None:
+    from vkit.core.store import open_store
+    from vkit.workflows.export import export_run
+
+    result, db, tmp = tiny_run
+    store = open_store(db)
+    run_id = scored_lessons.run_id
+    values = [v["values"] for v in store.video_summaries(run_id)]
+    assert len(values) == 2 and all(v["low_share"] == 1.0 and v["low_stretches"] == v["events"] == 1 for v in values)
+    metrics = {r["key"]: r["value"] for r in store.run_metrics(run_id, split="session")}
+    assert metrics["session01/recordings"] == 2 and metrics["session01/learners_low"] == 2
+    assert metrics["session01/low_share"] == 1.0 and metrics["session01/low_seconds"] == pytest.approx(16.0)
+    level = sum(v["mean_level"] for v in values) / 2
+    assert metrics["session01/mean_level"] == pytest.approx(level, abs=1e-3)
+    assert store.run_metrics(run_id, split="learner") == []  # clear learner names and no salt: no per-learner rows
+    assert scored_lessons.aggregates == len(metrics)
+    paths = export_run(store, run_id, tmp_path, tables=["metrics", "videos"])
+    with open(paths["metrics"], newline="") as f:
+        assert {r["key"] for r in csv.DictReader(f)} == set(metrics)
+    with open(paths["videos"], newline="") as f:
+        assert all('"low_share": 1.0' in r["values"] for r in csv.DictReader(f))
+
+
+def test_aggregate_only_stores_no_segment_rows_and_resumes(tiny_run, tmp_path: Path, monkeypatch) -> None:
+    from vkit.core.store import open_store
+    from vkit.plugins.education.report import learner_hash
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    result, _, tmp = tiny_run
+    monkeypatch.setenv("VKIT_LEARNER_SALT", "pepper")
+    db_file = tmp_path / "agg.db"
+    lessons = tmp / "data" / "education-engagement" / "Lessons"
+
+    def score(**extra):
+        return score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=f"sqlite:///{db_file}",
+                             options=ScoreOptions(workers=0, batch_size=4, aggregate_only=True, **extra))
+
+    first = score()
+    assert (first.scored, first.failed) == (2, 0)
+    store = open_store(f"sqlite:///{db_file}")
+    assert store.run_counts([first.run_id])["scores"] == 0 and store.run_counts([first.run_id])["events"] == 0
+    summaries = store.video_summaries(first.run_id)
+    assert [s["segments"] for s in summaries] == [4, 4] and all(s["values"]["low_stretches"] == 1 for s in summaries)
+    hashes = sorted(learner_hash(n, "pepper") for n in ("learner01", "learner02"))
+    learners = {r["key"].split("/")[0] for r in store.run_metrics(first.run_id, split="learner")}
+    assert sorted(learners) == hashes
+    assert store.final_metrics(first.run_id)["session/session01/low_stretches"] == 2
+    assert store.get_run(first.run_id)["config"]["aggregate_only"] is True
+    again = score()  # resume: nothing rescored, the aggregates come from the first run's summaries
+    assert (again.scored, again.skipped) == (0, 2)
+    assert store.final_metrics(again.run_id)["session/session01/low_stretches"] == 2
+    full = score_archive("education-engagement", [lessons], result.summary["checkpoint"],
+                         db_url=f"sqlite:///{tmp_path / 'full.db'}", options=ScoreOptions(workers=0, batch_size=4))
+    assert open_store(f"sqlite:///{tmp_path / 'full.db'}").run_counts([full.run_id])["scores"] == 2 * 4
