@@ -87,7 +87,11 @@ def predict_task(
     load_checkpoint(path, model)
     model_sha256 = meta.get("sha256")
     if compressed is not None:
-        model, model_sha256 = _compressed_model(path, compressed, precision)
+        from vkit.workflows.compressed import check_precision, compressed_model
+
+        model, compressed_meta = compressed_model(path, compressed)
+        check_precision(compressed_meta, precision)
+        model_sha256 = str(compressed_meta["sha256"])
     dataset = _prediction_dataset(task, cfg, [str(i) for i in inputs], skip_bad)
     skipped = [dict(s) for s in getattr(dataset, "skipped", None) or []]
     for item in skipped:
@@ -115,19 +119,6 @@ def _check_task(meta: dict[str, Any], task: Any, path: Path) -> None:
         plugin = f" (plugin {meta['plugin']!r})" if meta.get("plugin") else ""
         raise CheckpointError(f"--checkpoint {path}: trained by task {owner!r}{plugin}, not {task.name!r}; "
                               f"use `vkit predict {owner} ...` or a {task.name} checkpoint")
-
-
-def _compressed_model(checkpoint: Path, stage: str, precision: str) -> tuple[Any, str]:
-    """The compressed model saved beside ``checkpoint`` (``stage`` or the chain's final one) and its sha256."""
-    from vkit.core.compression import compressed_meta, load_compressed
-
-    if precision != "fp32":
-        raise ConfigError(f"--compressed runs the stage as it was saved (its own precision); drop --precision {precision}")
-    folder = checkpoint.parent / "compression"
-    if not folder.is_dir():
-        raise CheckpointError(f"--compressed: {str(folder)!r} does not exist; the run applied no compression stage")
-    name = None if stage in ("", "final") else stage
-    return load_compressed(folder, name), str(compressed_meta(folder, name)["sha256"])
 
 
 def _prediction_dataset(task: Any, cfg: Any, inputs: list[str], skip_bad: bool) -> Any:

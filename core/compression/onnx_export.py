@@ -47,6 +47,18 @@ def _inputs(sample: Any) -> tuple[list[str], tuple[torch.Tensor, ...], str]:
     )
 
 
+def _expm1(g: Any, x: Any) -> Any:
+    """``aten::expm1`` as ``Exp(x) - 1``: ONNX has no Expm1 op (the ordinal head's log(1 - e^-gap) uses it).
+
+    The export's ORT parity check still bounds what the rewrite costs."""
+    return g.op("Sub", g.op("Exp", x), g.op("Constant", value_t=torch.tensor(1.0)))
+
+
+def _register_symbolics() -> None:
+    """Symbolics for the TorchScript exporter's missing ops (from opset 7 on; registering again is harmless)."""
+    torch.onnx.register_custom_op_symbolic("aten::expm1", _expm1, 7)
+
+
 def _outputs(value: Any) -> list[torch.Tensor]:
     if isinstance(value, torch.Tensor):
         return [value]
@@ -80,7 +92,11 @@ class OrtModule(nn.Module):
         self.input_names = list(input_names)
         self.kind = kind
 
-    def forward(self, *args: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
+    def forward(self, *args: Any, **kwargs: Any) -> torch.Tensor | tuple[torch.Tensor, ...]:
+        if kwargs:
+            raise CompressionError(f"OrtModule({self.onnx_path.name}): called with keyword arguments {sorted(kwargs)}; "
+                                   f"the exported graph takes only its inputs {self.input_names} ({self.kind}), so a "
+                                   "caller that passes options or other inputs cannot run the ONNX model")
         if self.kind == "dict":
             if len(args) != 1 or not isinstance(args[0], dict):
                 raise CompressionError(f"OrtModule({self.onnx_path.name}): expected one dict of {self.input_names}")
@@ -89,9 +105,23 @@ class OrtModule(nn.Module):
             tensors = list(args)
         if len(tensors) != len(self.input_names):
             raise CompressionError(f"OrtModule({self.onnx_path.name}): expected {len(self.input_names)} inputs, got {len(tensors)}")
-        feed = {name: t.detach().cpu().float().numpy() for name, t in zip(self.input_names, tensors)}
-        outs = [torch.from_numpy(np.asarray(o)) for o in self.session.run(None, feed)]
+        feed = {name: np.ascontiguousarray(t.detach().cpu().float().numpy()) for name, t in zip(self.input_names, tensors)}
+        try:
+            outs = [torch.from_numpy(np.asarray(o)) for o in self.session.run(None, feed)]
+        except Exception as err:  # noqa: BLE001 - onnxruntime raises its own exception types
+            expected = {i.name: i.shape for i in self.session.get_inputs()}
+            given = {name: list(array.shape) for name, array in feed.items()}
+            raise CompressionError(f"OrtModule({self.onnx_path}): onnxruntime cannot run inputs of shapes {given}; the "
+                                   f"exported graph expects {expected} (only the batch dim varies): {err}") from err
         return outs[0] if len(outs) == 1 else tuple(outs)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            source = self.__dict__.get("onnx_path")
+            raise AttributeError(f"OrtModule({source.name if source else '?'}) has no attribute {name!r}: an exported "
+                                 "ONNX model runs its graph only; its layers cannot be reached or replaced") from None
 
     def _initializers(self) -> Iterator[tuple[str, np.ndarray]]:
         import onnx
@@ -159,6 +189,7 @@ class OnnxExport(Stage):
         path = ctx.dir() / self.filename
         out_names = [f"output_{i}" for i in range(len(expected))] if len(expected) > 1 else ["output"]
         axes = {n: {0: "batch"} for n in [*names, *out_names]}
+        _register_symbolics()
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", category=DeprecationWarning)

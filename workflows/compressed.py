@@ -1,0 +1,88 @@
+"""``--compressed [STAGE]`` of ``vkit predict`` and ``vkit score``: a run's saved compressed model in place of its checkpoint.
+
+The compression chain of ``vkit run`` saves each applied stage beside the
+checkpoint, in ``<work_dir>/compression`` (:mod:`vkit.core.compression.artifact`).
+``"final"`` names the chain's final model, anything else a stage
+(``ChannelPrune``, ``OnnxExport``: an ONNX Runtime model). The compressed
+model's identity is its artifact's sha256, so a job resumes it as a model of
+its own.
+
+Example::
+
+    model, meta = compressed_model(Path("work/model.safetensors"), "final")
+    scorer = use_compressed(task_scorer, Path("work/model.safetensors"), "OnnxExport", "cpu")
+    scorer.model_sha256 == meta["sha256"]
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from vkit.registry.errors import CheckpointError, ConfigError
+
+
+def compressed_model(checkpoint: Path, stage: str) -> tuple[Any, dict[str, Any]]:
+    """The compressed model saved beside ``checkpoint`` (``stage``, or the chain's final one) and its sidecar meta."""
+    from vkit.core.compression import load_compressed
+
+    meta = stage_meta(checkpoint, stage)
+    return load_compressed(meta["sidecar"]), meta
+
+
+def stage_meta(checkpoint: Path, stage: str) -> dict[str, Any]:
+    """The sidecar meta of the compressed model saved beside ``checkpoint`` (``sha256``, ``kind``, ``precision`` ...)."""
+    from vkit.core.compression import compressed_meta
+
+    folder = checkpoint.parent / "compression"
+    if not folder.is_dir():
+        raise CheckpointError(f"--compressed: {str(folder)!r} does not exist; the run applied no compression stage")
+    return compressed_meta(folder, None if stage in ("", "final") else stage)
+
+
+def check_precision(meta: dict[str, Any], precision: str) -> None:
+    """A reduced ``--precision`` applies to a float32 torch model only; other stages run as they were saved."""
+    if precision == "fp32":
+        return
+    if meta.get("kind") == "onnx" or meta.get("precision") != "float32":
+        saved = "an ONNX Runtime model" if meta.get("kind") == "onnx" else f"saved in {meta.get('precision')}"
+        raise ConfigError(f"--compressed {meta.get('stage')}: the stage is {saved} and runs as it was saved; "
+                          f"drop --precision {precision}")
+
+
+def use_compressed(scorer: Any, checkpoint: Path, stage: str, device: str = "cpu") -> Any:
+    """``scorer`` (a task's VideoScorer for ``checkpoint``) running the compressed model instead.
+
+    The scorer names the model the run's chain compressed in ``compressed_module``
+    (a dotted attribute path, e.g. ``"model"``); the compressed model takes its
+    place and the artifact's sha256 becomes the scorer's ``model_sha256``.
+
+    Raises:
+        ConfigError: the scorer names no ``compressed_module``, or an ONNX model
+            lacks a part the scorer uses (its ``data_preprocessor``).
+        CheckpointError: no compression folder, stage or valid artifact.
+    """
+    path = getattr(scorer, "compressed_module", None)
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"--compressed: {type(scorer).__name__} does not name the model a compression chain "
+                          f"compresses (its `compressed_module` is {path!r}); this task cannot score with a compressed model")
+    owner_path, _, name = path.rpartition(".")
+    owner = scorer
+    for part in owner_path.split(".") if owner_path else []:
+        owner = _attribute(owner, part, scorer, path)
+    original = _attribute(owner, name, scorer, path)
+    model, meta = compressed_model(checkpoint, stage)
+    if meta["kind"] == "onnx" and hasattr(original, "data_preprocessor") and not hasattr(model, "data_preprocessor"):
+        raise ConfigError(f"--compressed {meta['stage']}: {meta['sidecar']} records no architecture, so the ONNX model "
+                          f"has no data_preprocessor, which {type(scorer).__name__} runs before the model")
+    setattr(owner, name, model.to(device).eval())
+    scorer.model_sha256 = str(meta["sha256"])
+    scorer.compressed = dict(stage=meta["stage"], kind=meta["kind"], precision=meta["precision"],
+                             sha256=meta["sha256"], sidecar=meta["sidecar"])
+    return scorer
+
+
+def _attribute(obj: Any, name: str, scorer: Any, path: str) -> Any:
+    if not hasattr(obj, name):
+        raise ConfigError(f"--compressed: {type(scorer).__name__}.compressed_module is {path!r}, but "
+                          f"{type(obj).__name__} has no attribute {name!r}")
+    return getattr(obj, name)
