@@ -139,3 +139,20 @@ def test_the_onnx_model_refuses_what_its_graph_cannot_carry(chain_run) -> None:
         onnx({"video": torch.zeros(1, 3, 4, 16, 16)})
     with pytest.raises(AttributeError, match="has no attribute 'backbone': an exported ONNX model runs its graph only"):
         onnx.backbone  # noqa: B018
+
+
+def test_cli_compressed_without_a_stage_scores_the_chains_final_model(chain_run, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture) -> None:
+    from vkit.core.store import open_store
+    from vkit.workflows.cli import main
+
+    checkpoint, _, data = chain_run
+    db = f"sqlite:///{tmp_path / 'cli.db'}"
+    try:
+        main(["--db", db, "score", TASK, str(data / "Lessons"), "--checkpoint", str(checkpoint), "--workers", "0",
+              "--json", "--compressed"])
+    except SystemExit as exit_:
+        assert not exit_.code, capsys.readouterr().err
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["scored"], summary["failed"]) == (2, 0)
+    assert open_store(db).get_run(summary["run_id"])["config"]["compressed"]["stage"] == "OnnxExport"
