@@ -214,15 +214,19 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     """What ``vkit runs show`` prints for a scoring run, or ``None`` if ``run_id`` has no scoring results.
 
     Returns:
-        ``counts`` (``videos``, ``scored``, ``failed``, ``segments``, ``events``),
-        ``top_videos`` (``top`` highest ``max_score``: path, max, mean, events),
+        ``counts`` (``videos``, ``scored``, ``failed``, ``segments``, ``events``; plus ``ground_truth`` spans
+        when the run stored some), ``top_videos`` (``top`` highest ``max_score``: path, max, mean, events),
         ``top_events`` (``top`` highest-scoring events: path, kind, start, end, score),
-        ``failures`` (path, error; every failed video).
+        ``failures`` (path, error; every failed video). Events are the detected ones: ground-truth rows
+        (:data:`vkit.core.ground_truth.GROUND_TRUTH`) are only counted.
     """
+    from vkit.core.ground_truth import detected_events
+
     summaries = store.video_summaries(run_id)
     if not summaries:
         return None
-    events = store.run_events(run_id)
+    stored = store.run_events(run_id)
+    events = detected_events(stored)
     scored = [s for s in summaries if s["status"] == "scored"]
     ranked = sorted(scored, key=lambda s: -(s["max_score"] if s["max_score"] is not None else float("-inf")))
     top_events = sorted(events, key=lambda e: -(e["score"] if e["score"] is not None else float("-inf")))[:top]
@@ -232,9 +236,12 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     for e in events:
         per_video[e["video_id"]] = per_video.get(e["video_id"], 0) + 1
     path = lambda vid: videos.get(vid, {}).get("path")  # noqa: E731
+    counts = dict(videos=len(summaries), scored=len(scored), failed=len(summaries) - len(scored),
+                  segments=sum(s["segments"] for s in scored), events=len(events))
+    if len(stored) > len(events):
+        counts["ground_truth"] = len(stored) - len(events)
     return dict(
-        counts=dict(videos=len(summaries), scored=len(scored), failed=len(summaries) - len(scored),
-                    segments=sum(s["segments"] for s in scored), events=len(events)),
+        counts=counts,
         top_videos=[dict(path=path(s["video_id"]), max_score=s["max_score"], mean_score=s["mean_score"],
                          events=per_video.get(s["video_id"], 0)) for s in ranked[:top]],
         top_events=[dict(path=path(e["video_id"]), kind=e["kind"], start=e["start"], end=e["end"], score=e["score"])

@@ -10,9 +10,9 @@ fetched from the network) shows, as far as the run has the rows:
 - for classifiers (prediction rows with ``values.probs`` and ``label``): ROC, precision-recall and calibration
   curves, the confusion matrix and the worst-classified cases with a thumbnail of ``values.path`` (or the item id):
   the middle slice of a scan, a frame strip of a clip, or the text "file not available" when it cannot be read;
-- for scoring runs: the top-scoring videos and their score over time with the detected events shaded (and the
-  ground truth: events of kind ``ground_truth``, or ``values.ground_truth`` ``[[start, end], ...]`` of the video's
-  prediction row);
+- for scoring runs (and training runs that scored their test videos): the top-scoring videos and their score over
+  time with the detected events shaded red and the ground truth green (events of kind ``ground_truth``, see
+  :mod:`vkit.core.ground_truth`, or ``values.ground_truth`` ``[[start, end], ...]`` of the video's prediction row);
 - predictions of a ``predict`` run; the compression table (metrics of split ``compression``);
 - sections the task hands in (``sections``), sections plugins add through the ``vkit_report_sections`` hook;
 - the artifacts, the config and the versions.
@@ -259,6 +259,7 @@ def _thumbnail_cell(png: Path, case: str) -> _Markup:
 
 def _scoring(page: _Page, store: Any, run_id: int) -> None:
     """Top-scoring videos and their scores over time with events (a ``vkit score`` run)."""
+    from vkit.core.ground_truth import GROUND_TRUTH, detected_events
     from vkit.workflows.export import describe_scoring_run, videos_by_id
     from vkit.workflows.report_plots import plot_scores_over_time
 
@@ -275,13 +276,14 @@ def _scoring(page: _Page, store: Any, run_id: int) -> None:
     for s in top:
         events = store.run_events(run_id, s["video_id"])
         path = videos[s["video_id"]]["path"]
-        truth = [(e["start"], e["end"]) for e in events if e["kind"] in ("ground_truth", "truth", "gt")]
+        truth = [(e["start"], e["end"]) for e in events if e["kind"] == GROUND_TRUTH]
         truth += truths.get(path, truths.get(Path(path).name, []))
-        detected = [(e["start"], e["end"]) for e in events if e["kind"] not in ("ground_truth", "truth", "gt")]
+        detected = [(e["start"], e["end"]) for e in detected_events(events)]
         scores = [(r["start"], r["end"], r["score"]) for r in store.video_scores(run_id, s["video_id"]) if r["score"] is not None]
         panels.append(dict(name=Path(path).name, scores=scores, events=detected, truth=truth))
+    shaded = "red: detected events; green: ground truth" if any(p["truth"] for p in panels) else "red: detected events"
     figure = page.figure(plot_scores_over_time(page.out / "scores_over_time.png", panels),
-                         "score over time (red: detected events; green: ground truth events)", width=720)
+                         f"score over time ({shaded})", width=720)
     if figure:
         page.add("Scores over time", figure)
     if info["top_events"]:

@@ -160,11 +160,17 @@ def plot_classifier(out: Path, labels: Sequence[int], probs: Sequence[Sequence[f
     return {k: v for k, v in plots.items() if v is not None}
 
 
+#: Colours of the score-over-time plots: the score line, detected events, ground-truth stretches.
+SCORE_COLOUR, EVENT_COLOUR, TRUTH_COLOUR = "#1f4e99", "#d62728", "#2ca02c"
+
+
 def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Path | None:
-    """One panel per video: segment scores over time, detected events shaded red, ground truth shaded green.
+    """One panel per video: segment scores over time, ground truth shaded green, detected events as red bars; a legend.
 
     Each video is ``dict(name, scores=[(start, end, score)], events=[(start, end)], truth=[(start, end)])``.
     """
+    from matplotlib.patches import Patch
+
     videos = [v for v in videos if v["scores"]]
     if not videos:
         return None
@@ -172,15 +178,22 @@ def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Pa
     axes = fig.subplots(len(videos), 1, squeeze=False)[:, 0]
     for ax, video in zip(axes, videos):
         times = [(s + e) / 2 for s, e, _ in video["scores"]]
-        ax.plot(times, [v for _, _, v in video["scores"]], lw=1.5, color="#1f4e99")
-        for start, end in video.get("truth", ()):
-            ax.axvspan(start, end, color="green", alpha=0.18, lw=0)
-        for start, end in video.get("events", ()):
-            ax.axvspan(start, end, color="red", alpha=0.25, lw=0)
+        ax.plot(times, [v for _, _, v in video["scores"]], lw=1.5, color=SCORE_COLOUR, label="segment score")
+        values = [v for _, _, v in video["scores"]]
+        low, high = (0.0, 1.0) if 0.0 <= min(values) and max(values) <= 1.0 else ax.get_ylim()  # the contract's [0, 1]
+        ax.set_ylim(low, high + 0.3 * (high - low))  # room above the curve for the event bars
+        for start, end in video.get("truth", ()):  # the whole height: where the video is anomalous
+            ax.axvspan(start, end, color=TRUTH_COLOUR, alpha=0.22, lw=0)
+        for start, end in video.get("events", ()):  # a bar along the top: what the model flagged
+            ax.axvspan(start, end, ymin=0.86, ymax=0.97, color=EVENT_COLOUR, alpha=0.75, lw=0)
         ax.set_title(str(video["name"]), fontsize=8, loc="left")
         ax.set_ylabel("score", fontsize=8)
         ax.grid(alpha=0.3)
-    axes[-1].set_xlabel("time (s)  —  red: detected events, green: ground truth")
+    handles = [axes[0].lines[0], Patch(color=EVENT_COLOUR, alpha=0.75, label="detected event")]
+    if any(v.get("truth") for v in videos):
+        handles.append(Patch(color=TRUTH_COLOUR, alpha=0.22, label="ground truth"))
+    axes[0].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    axes[-1].set_xlabel("time (s)")
     fig.savefig(path)
     return path
 

@@ -3,7 +3,8 @@
 Each test video goes through :class:`~vkit.plugins.security.scorer.AnomalyScorer`
 (decode → frozen backbone → MIL head) and :func:`vkit.core.scoring.score_videos`,
 which writes the rows ``vkit score`` writes — so a training run's rows equal
-those of scoring the same video later.
+those of scoring the same video later. The annotated intervals are stored too,
+as events of kind ``ground_truth`` (:mod:`vkit.core.ground_truth`), for the report.
 
 Example::
 
@@ -19,6 +20,7 @@ import numpy as np
 import torch
 
 from vkit.core.evaluation import Evaluation, ReportSection, TaskEvaluator
+from vkit.core.ground_truth import frame_spans, record_ground_truth
 from vkit.plugins.security.annotations import frame_labels
 from vkit.plugins.security.events import frame_scores
 from vkit.registry.errors import DataError
@@ -67,6 +69,9 @@ class MILEvaluator(TaskEvaluator):
         if not done:
             raise DataError("test split: no test video could be scored")
         videos = [(records[v["path"]], v) for v in done]
+        if ctx is not None:  # the annotated stretches beside the detected events: the report shades them
+            record_ground_truth(ctx.store, ctx.run_id, {v["path"]: frame_spans(r.intervals, v["info"].fps, v["info"].duration)
+                                                        for r, v in videos})
         result = frame_metrics([frame_labels(r.intervals, int(v["info"].frames)) for r, v in videos],
                                [frame_scores(v["segments"], int(v["info"].frames)) for _, v in videos])
         predictions = [dict(item_id=r.name, label=r.label, prediction=float(v["segments"].max()),

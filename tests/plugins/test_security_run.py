@@ -39,7 +39,7 @@ def test_tiny_run_writes_metrics_predictions_scores_and_events(tiny_run):
     assert sorted(p["item_id"] for p in predictions) == ["Intrusion002.mp4", "Normal_002.mp4", "Normal_003.mp4", "Running003.mp4"]
     assert all(len(p["values"]["segment_scores"]) == 32 for p in predictions)
     assert len(store.video_scores(result.run_id)) == 4 * 32
-    events = store.run_events(result.run_id)
+    events = [e for e in store.run_events(result.run_id) if e["kind"] != "ground_truth"]
     assert len(events) == 4 and all(e["start"] == 0.0 and e["end"] == pytest.approx(6.0) for e in events)
     assert result.summary["events"] == 4
     kinds = {a["kind"] for a in store.run_artifacts(result.run_id)}
@@ -84,9 +84,39 @@ def test_training_and_archive_scoring_write_equal_rows(tiny_run, tmp_path):
     def rows(store, run_id):
         video = next(v["id"] for v in store.get_videos() if v["path"].endswith("Intrusion002.mp4"))
         return ([(s["segment"], s["start"], s["end"], s["score"]) for s in store.video_scores(run_id, video)],
-                [(e["kind"], e["start"], e["end"], e["score"]) for e in store.run_events(run_id, video)])
+                [(e["kind"], e["start"], e["end"], e["score"]) for e in store.run_events(run_id, video)
+                 if e["kind"] != "ground_truth"])  # the training run also stored the annotation (vkit score has none)
 
     (a_scores, a_events), (b_scores, b_events) = rows(trained, result.run_id), rows(scored, summary.run_id)
     assert len(a_scores) == 32 and [s[:3] for s in a_scores] == [s[:3] for s in b_scores]
     np.testing.assert_allclose([s[3] for s in a_scores], [s[3] for s in b_scores], atol=1e-6)
     assert [e[:3] for e in a_events] == [e[:3] for e in b_events] and len(a_events) == 1
+
+
+def test_the_run_stores_the_annotated_stretches_and_its_report_shades_them(tiny_run, tmp_path):
+    """Ground truth (the annotation's inclusive frame intervals, in seconds) sits in the events table, apart from
+    the detected events; the report's score-over-time plot shades it and says so."""
+    from vkit.core.store import open_store
+    from vkit.core.video import probe
+    from vkit.hooks.manager import PluginManager
+    from vkit.plugins.security.annotations import read_annotations
+    from vkit.workflows.export import describe_scoring_run
+    from vkit.workflows.report import write_run_report
+
+    result, db, tmp = tiny_run
+    store = open_store(db)
+    notes = read_annotations(next((tmp / "data" / "security-anomaly").glob("Temporal_Anomaly_Annotation*.txt")))
+    paths = {v["id"]: v["path"] for v in store.get_videos()}
+    truth: dict[str, list] = {}
+    for e in store.run_events(result.run_id):
+        if e["kind"] == "ground_truth":
+            assert e["score"] is None
+            truth.setdefault(paths[e["video_id"]].rsplit("/", 1)[-1], []).append((e["start"], e["end"]))
+    assert sorted(truth) == ["Intrusion002.mp4", "Running003.mp4"]  # the normal test videos have none
+    for name, spans in truth.items():
+        fps = probe(next(p for p in paths.values() if p.endswith(name))).fps
+        assert spans == [pytest.approx((a / fps, (b + 1) / fps)) for a, b in notes[name].intervals]
+    counts = describe_scoring_run(store, result.run_id)["counts"]
+    assert counts["events"] == 4 and counts["ground_truth"] == sum(len(s) for s in truth.values())
+    text = write_run_report(store, result.run_id, tmp_path / "rep", manager=PluginManager(autoload=False)).read_text()
+    assert "scores_over_time.png" in text and "green: ground truth" in text
