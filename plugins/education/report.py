@@ -1,7 +1,8 @@
 """``vkit engagement-report SCORE_RUN``: per-session timelines, per-learner aggregates and a teacher-facing summary.
 
 Reads what ``vkit score education-engagement`` stored for one scoring run
-(segment scores and ``low-engagement`` events per recording). A recording at
+(segment scores and ``low-engagement`` events per recording; of a run scored
+with ``--aggregate-only``, only the per-session aggregates). A recording at
 ``.../<session>/<learner>.mp4`` belongs to that session and learner. Learners
 are shown only as salted hashes (``sha256(salt + learner)``, 12 hex digits);
 the salt comes from an environment variable (``VKIT_LEARNER_SALT`` by default)
@@ -115,6 +116,24 @@ def plot_session(name: str, learners: dict[str, dict[str, Any]], path: Path) -> 
     return path
 
 
+def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per session from the ``session`` metrics of a ``--aggregate-only`` scoring run (no timelines there)."""
+    sessions: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        name, _, key = str(row["key"]).rpartition("/")
+        sessions[name][key] = float(row["value"])
+    if not sessions:
+        return ["no per-session aggregates stored for this run"]
+    lines = []
+    for name, agg in sorted(sessions.items()):
+        n = int(agg.get("recordings", 0))
+        lines.append(f"{name}: {n} learners, mean level {agg.get('mean_level', float('nan')):.2f}, "
+                     f"{agg.get('low_share', float('nan')):.0%} of the time below the low level, "
+                     f"{int(agg.get('learners_low', 0))} of {n} learners with a low stretch "
+                     f"({int(agg.get('low_stretches', 0))} stretches; aggregate-only run: no timelines)")
+    return lines
+
+
 @click.command("engagement-report")
 @click.argument("run_id", type=int)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -129,6 +148,11 @@ def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, sal
 
     obj = ctx.find_root().obj or {}
     store = open_store(obj.get("db_url"))
+    run = store.get_run(run_id)
+    if run is not None and (run.get("config") or {}).get("aggregate_only"):
+        for line in aggregate_lines(store.run_metrics(run_id, split="session")):
+            click.echo(line)
+        return
     sessions = session_timelines(store, run_id, os.environ.get(salt_env, ""))
     for name, learners in sorted(sessions.items()):
         click.echo(f"{name}: {teacher_summary({k: v['stretches'] for k, v in learners.items()})}")

@@ -196,8 +196,13 @@ def test_session_and_learner_aggregates_are_stored_and_exported(tiny_run, scored
 
 
 def test_aggregate_only_stores_no_segment_rows_and_resumes(tiny_run, tmp_path: Path, monkeypatch) -> None:
+    import json
+
+    from click.testing import CliRunner
+
     from vkit.core.store import open_store
-    from vkit.plugins.education.report import learner_hash
+    from vkit.plugins.education.report import aggregate_lines, learner_hash
+    from vkit.workflows.cli import cli
     from vkit.workflows.score import ScoreOptions, score_archive
 
     result, _, tmp = tiny_run
@@ -205,21 +210,30 @@ def test_aggregate_only_stores_no_segment_rows_and_resumes(tiny_run, tmp_path: P
     db_file = tmp_path / "agg.db"
     lessons = tmp / "data" / "education-engagement" / "Lessons"
 
-    def score(**extra):
+    def score():
         return score_archive("education-engagement", [lessons], result.summary["checkpoint"], db_url=f"sqlite:///{db_file}",
-                             options=ScoreOptions(workers=0, batch_size=4, aggregate_only=True, **extra))
+                             options=ScoreOptions(workers=0, batch_size=4, aggregate_only=True))
 
-    first = score()
-    assert (first.scored, first.failed) == (2, 0)
+    cli_run = CliRunner().invoke(cli, ["--db", f"sqlite:///{db_file}", "score", "education-engagement", str(lessons),
+                                       "--checkpoint", result.summary["checkpoint"], "--workers", "0", "--batch-size", "4",
+                                       "--aggregate-only", "--json"])
+    assert cli_run.exit_code == 0, cli_run.output
+    first = json.loads(cli_run.output[cli_run.output.index("{"):])  # after the precision line on stderr
+    assert (first["scored"], first["failed"]) == (2, 0)
     store = open_store(f"sqlite:///{db_file}")
-    assert store.run_counts([first.run_id])["scores"] == 0 and store.run_counts([first.run_id])["events"] == 0
-    summaries = store.video_summaries(first.run_id)
+    assert store.run_counts([first["run_id"]])["scores"] == 0 and store.run_counts([first["run_id"]])["events"] == 0
+    report = CliRunner().invoke(cli, ["--db", f"sqlite:///{db_file}", "engagement-report", str(first["run_id"])])
+    assert report.exit_code == 0, report.output
+    (line,) = report.output.splitlines()
+    assert line == aggregate_lines(store.run_metrics(first["run_id"], split="session"))[0]
+    assert line.startswith("session01: 2 learners, mean level ") and "100% of the time below the low level, 2 of 2" in line
+    summaries = store.video_summaries(first["run_id"])
     assert [s["segments"] for s in summaries] == [4, 4] and all(s["values"]["low_stretches"] == 1 for s in summaries)
     hashes = sorted(learner_hash(n, "pepper") for n in ("learner01", "learner02"))
-    learners = {r["key"].split("/")[0] for r in store.run_metrics(first.run_id, split="learner")}
+    learners = {r["key"].split("/")[0] for r in store.run_metrics(first["run_id"], split="learner")}
     assert sorted(learners) == hashes
-    assert store.final_metrics(first.run_id)["session/session01/low_stretches"] == 2
-    assert store.get_run(first.run_id)["config"]["aggregate_only"] is True
+    assert store.final_metrics(first["run_id"])["session/session01/low_stretches"] == 2
+    assert store.get_run(first["run_id"])["config"]["aggregate_only"] is True
     again = score()  # resume: nothing rescored, the aggregates come from the first run's summaries
     assert (again.scored, again.skipped) == (0, 2)
     assert store.final_metrics(again.run_id)["session/session01/low_stretches"] == 2
