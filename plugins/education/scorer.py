@@ -46,8 +46,10 @@ class EngagementScorer:
             raise CheckpointError(f"{checkpoint}: not an education-engagement checkpoint (sidecar lacks {missing})")
         model_cfg = dict(meta["model"])
         if "signals" in model_cfg.get("backbones", {}):
-            raise CheckpointError(f"{checkpoint}: the model fuses side signals ({model_cfg.get('signal_columns')}), "
-                                  "which recordings do not carry; score with a video-only run (side_signals.csv=None)")
+            from vkit.plugins.education.task import side_signal_refusal
+
+            raise CheckpointError(side_signal_refusal(str(checkpoint), f"columns {model_cfg.get('signal_columns')}",
+                                                      "vkit score", "recordings carry no per-segment signals"))
         model_cfg.pop("signal_columns", None)
         model_cfg.pop("signal_stats", None)
         self.model = build_model(model_cfg)

@@ -178,6 +178,9 @@ class EducationEngagementTask(Task):
     def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:
         from vkit.core.model import build_model
 
+        if datasets is None and cfg.side_signals.csv:  # vkit predict: the branch's width came from the training CSV
+            raise ConfigError(side_signal_refusal(f"task {self.name!r}", f"side_signals.csv={cfg.side_signals.csv!r}",
+                                                  "vkit predict", "it reads clip files only"))
         model = self.model_config(cfg, datasets)
         model.pop("signal_columns", None)
         model.pop("signal_stats", None)
@@ -196,8 +199,8 @@ class EducationEngagementTask(Task):
         from vkit.plugins.education.data import ClipItem, EngagementClips, read_csv
 
         if cfg.side_signals.csv:
-            raise ConfigError(f"task {self.name!r}: this model fuses side signals ({cfg.side_signals.csv}); "
-                              "`vkit predict` reads clips only: predict with a video-only run")
+            raise ConfigError(side_signal_refusal(f"task {self.name!r}", f"side_signals.csv={cfg.side_signals.csv!r}",
+                                                  "vkit predict", "it reads clip files only"))
         if len(inputs) == 1 and Path(inputs[0]).suffix.lower() == ".csv":
             items = read_csv(inputs[0], None, require_level=False)
         else:
@@ -208,6 +211,14 @@ class EducationEngagementTask(Task):
         from vkit.plugins.education.scorer import EngagementScorer
 
         return EngagementScorer(checkpoint, device)
+
+
+def side_signal_refusal(owner: str, signals: str, command: str, reason: str) -> str:
+    """The error for a side-signal model given to ``vkit predict``/``vkit score``: what to run instead."""
+    return (f"{owner}: this model fuses per-clip side signals ({signals}), which `{command}` cannot supply ({reason}). "
+            "Train a video-only model on the same data - the same `vkit run education-engagement ...` without "
+            "`--set side_signals.csv=...` - and pass that run to --checkpoint; this run's test metrics stay in the "
+            "store (`vkit runs show RUN`).")
 
 
 def clip_seconds(dataset: Any) -> float:

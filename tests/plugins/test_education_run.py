@@ -240,3 +240,27 @@ def test_aggregate_only_stores_no_segment_rows_and_resumes(tiny_run, tmp_path: P
     full = score_archive("education-engagement", [lessons], result.summary["checkpoint"],
                          db_url=f"sqlite:///{tmp_path / 'full.db'}", options=ScoreOptions(workers=0, batch_size=4))
     assert open_store(f"sqlite:///{tmp_path / 'full.db'}").run_counts([full.run_id])["scores"] == 2 * 4
+
+
+def test_side_signal_models_are_refused_by_predict_and_score_saying_what_to_run(tiny_run, tmp_path: Path) -> None:
+    from vkit.registry.errors import CheckpointError, ConfigError
+    from vkit.workflows.predict import predict_task
+    from vkit.workflows.run import run_task
+    from vkit.workflows.score import ScoreOptions, score_archive
+
+    _, _, tmp = tiny_run
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    fused = run_task("education-engagement", overrides=[*TINY, "train.epochs=1", "side_signals.csv=side_signals.csv"],
+                     db_url=db, work_dir=tmp_path / "work", data_root=tmp / "data", echo=lambda *_: None)
+    assert fused.status == "finished"
+    data = tmp / "data" / "education-engagement"
+    clip = next((data / "DataSet").rglob("*.mp4"))
+    advice = r"Train a video-only model on the same data - the same `vkit run education-engagement \.\.\.` without " \
+             r"`--set side_signals\.csv=\.\.\.` - and pass that run to --checkpoint"
+    with pytest.raises(ConfigError, match=r"side_signals\.csv='side_signals\.csv'\), which `vkit predict` cannot "
+                                          r"supply \(it reads clip files only\)\. " + advice):
+        predict_task("education-engagement", str(fused.run_id), [str(clip)], db_url=db)
+    with pytest.raises(CheckpointError, match=r"which `vkit score` cannot supply \(recordings carry no per-segment "
+                                              r"signals\)\. " + advice):
+        score_archive("education-engagement", [data / "Lessons"], str(fused.run_id), db_url=db,
+                      options=ScoreOptions(workers=0))
