@@ -57,6 +57,10 @@ class VideoScorer(Protocol):
             (:mod:`vkit.workflows.compressed`).
         validation_clips(): ``(clips, labels)`` that ``--precision auto`` gates on and
             int8 calibrates on (:func:`vkit.core.precision.archive_validation`).
+        group_aggregates(videos): aggregates over a job's scored videos, ``{group kind: {group:
+            {name: number}}}`` (e.g. per session and per learner), stored as metrics of the scoring
+            run (:mod:`vkit.workflows.score_aggregates`); ``videos`` are the newest summaries of
+            the job's videos by this model (``path``, ``duration``, ``mean_score``, ``values``, ...).
     """
 
     model_sha256: str
@@ -69,14 +73,16 @@ class VideoScorer(Protocol):
         """Scores ``(B,)`` in [0, 1] for a batch of clips ``(B, C, T, H, W)`` from any videos."""
 
     def summarize(self, segment_scores: np.ndarray, info: VideoInfo) -> dict[str, Any]:
-        """Per-video results: at least ``events``, a list of ``{"kind", "start", "end", "score"}`` in seconds."""
+        """Per-video results: at least ``events``, a list of ``{"kind", "start", "end", "score"}`` in seconds;
+        optionally ``aggregates``, ``{name: number}`` kept in the video's summary row (``values``)."""
 
 
 _EVENT_FIELDS = ("kind", "start", "end", "score")
 
 
 def video_results(segment_scores: np.ndarray, info: VideoInfo, scorer: VideoScorer) -> dict[str, list[dict[str, Any]]]:
-    """The rows one scored video gives the store: ``scores`` (segment, start, end in seconds, score) and ``events``.
+    """The rows one scored video gives the store: ``scores`` (segment, start, end in seconds, score), ``events``
+    and the scorer's per-video ``aggregates``.
 
     The one place segment times and events are computed: ``vkit score`` and a
     task's test-split evaluation both write what this returns (through
@@ -94,7 +100,8 @@ def video_results(segment_scores: np.ndarray, info: VideoInfo, scorer: VideoScor
     length = float(info.duration) / count if info.duration and count else 0.0
     rows = [dict(segment=i, start=i * length, end=(i + 1) * length, score=float(s)) for i, s in enumerate(scores)]
     summary = scorer.summarize(scores, info) or {}
-    return dict(scores=rows, events=[_event(e) for e in summary.get("events", ())])
+    return dict(scores=rows, events=[_event(e) for e in summary.get("events", ())],
+                aggregates=dict(summary.get("aggregates") or {}))
 
 
 def _event(event: Any) -> dict[str, Any]:
@@ -153,5 +160,5 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
     if store is not None and videos:
         ids = store.upsert_videos(videos)
         store.add_video_results(run_id, [dict(video_id=ids[v["path"]], status="scored", error=None, scores=v["scores"],
-                                              events=v["events"]) for v in scored])
+                                              events=v["events"], aggregates=v["aggregates"]) for v in scored])
     return scored, failed

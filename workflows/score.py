@@ -54,6 +54,8 @@ class ScoreOptions:
             a killed job's videos are taken over after it (at once when the job ran on this machine).
         precision: ``fp32``, ``bf16``, ``int8`` or ``auto`` (the fastest that passes the
             quality gate on validation clips; :mod:`vkit.core.precision`).
+        aggregate_only: store per-video summaries (with the scorer's aggregates) and per-group
+            aggregates, but no per-segment score rows and no event rows (privacy).
     """
 
     workers: int = 2
@@ -67,6 +69,7 @@ class ScoreOptions:
     videos_per_task: int = 4
     lease_seconds: float = 120.0
     precision: str = "fp32"
+    aggregate_only: bool = False
 
     def __post_init__(self) -> None:
         for name in ("workers", "batch_size", "commit_every", "prefetch", "videos_per_task"):
@@ -107,6 +110,7 @@ class ScoreSummary:
     seconds: float = 0.0
     batch_size: int | str | None = None  # the size used ('auto' resolved where one process scored)
     precision: str = "fp32"  # the precision used ('auto' resolved)
+    aggregates: int = 0  # per-group aggregate rows stored (metrics of the run; scorers with group_aggregates)
     status: str = "running"
     failures: list[dict[str, str]] = field(default_factory=list)
 
@@ -181,13 +185,15 @@ class ResultWriter:
         commit_seconds: longest a finished video waits for its commit.
         model_sha256: write only videos whose lease this run holds for this model (cooperating jobs);
             the paths of videos another job took over are appended to ``lost``.
+        segment_rows: ``False``: write each video's summary (and aggregates) only, no score or event rows.
     """
 
     def __init__(self, store: Any, run_id: int, notify: Callable[[dict[str, Any]], None], commit_every: int = 8,
-                 commit_seconds: float = 2.0, model_sha256: str | None = None) -> None:
+                 commit_seconds: float = 2.0, model_sha256: str | None = None, segment_rows: bool = True) -> None:
         self.store, self.run_id, self.notify = store, run_id, notify
         self.commit_every, self.commit_seconds = commit_every, commit_seconds
         self.model_sha256 = model_sha256
+        self.segment_rows = segment_rows
         self.lost: list[str] = []
         self.unstored: list[dict[str, str]] = []
         self._pending: list[dict[str, Any]] = []
@@ -229,11 +235,12 @@ class ResultWriter:
     def _commit(self, pending: list[dict[str, Any]]) -> None:
         ids = self.store.upsert_videos([o["video"] for o in pending])
         results = [dict(video_id=ids[o["path"]], status=o["status"], error=o["error"], scores=o["scores"],
-                        events=o["events"]) for o in pending]
+                        events=o["events"], aggregates=o.get("aggregates")) for o in pending]
         if self.model_sha256 is None:
-            payloads = self.store.add_video_results(self.run_id, results)
+            payloads = self.store.add_video_results(self.run_id, results, segment_rows=self.segment_rows)
         else:
-            payloads, dropped = self.store.add_leased_results(self.run_id, self.model_sha256, results)
+            payloads, dropped = self.store.add_leased_results(self.run_id, self.model_sha256, results,
+                                                              segment_rows=self.segment_rows)
             paths = {ids[o["path"]]: o["path"] for o in pending}
             self.lost += [paths[i] for i in dropped]
         for payload in payloads:
@@ -376,6 +383,7 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
                   unreadable: Sequence[tuple[str, str]], options: ScoreOptions, summary: ScoreSummary, manager: Any,
                   retry_failed: bool, progress: bool) -> None:
     """Score ``paths`` in passes: claim, decode, score, write; then wait for and retry videos other jobs held."""
+    from vkit.workflows.score_aggregates import store_group_aggregates
     from vkit.workflows.score_leases import Heartbeat, LeaseClaimer, LeasedStream, register_videos
 
     ids, unrecorded = register_videos(store, paths)
@@ -385,7 +393,7 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
     url = store.engine.url.render_as_string(hide_password=False)
     claimer = LeaseClaimer(url, run_id, scorer.model_sha256, options.lease_seconds, retry_failed)
     writer = ResultWriter(store, run_id, manager.notify_video_scored, options.commit_every, options.commit_seconds,
-                          model_sha256=scorer.model_sha256)
+                          model_sha256=scorer.model_sha256, segment_rows=not options.aggregate_only)
     bar = _Progress(len(paths), progress)
     stats: dict[str, Any] = {}
     began = time.perf_counter()
@@ -419,6 +427,7 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
                     time.sleep(min(options.lease_seconds / 4, 1.0))
                     store.reap_stale_runs()
                 pending = busy
+        summary.aggregates = store_group_aggregates(store, run_id, scorer, list(ids.values()))
     except BaseException:
         writer.flush()  # every video that finished is kept
         raise
@@ -537,11 +546,14 @@ BATCH_SIZE = _BatchSize()
 @click.option("--compressed", is_flag=False, flag_value="final", default=None, metavar="[STAGE]",
               help="Score with the run's compressed model (the chain's final one, or STAGE, e.g. OnnxExport: "
                    "ONNX Runtime); resumed as a model of its own.")
+@click.option("--aggregate-only", is_flag=True,
+              help="Privacy: store per-video and per-group aggregates only (no per-segment scores, no event rows).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.pass_context
 def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
               device: str, engine: str, ray_address: str | None, commit_every: int, precision: str,
-              retry_failed: bool, lease_seconds: float, compressed: str | None, as_json: bool) -> None:
+              retry_failed: bool, lease_seconds: float, compressed: str | None, as_json: bool,
+              aggregate_only: bool = False) -> None:
     """Score every video in ARCHIVES (folders, files; a path that does not exist is a glob) with a trained TASK model.
 
     Resumable, and jobs sharing the store and checkpoint split the work (each video is leased before decoding).
@@ -551,7 +563,7 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
     obj = ctx.find_root().obj or {}
     options = ScoreOptions(workers=workers, batch_size=batch_size, device=device, engine=engine,
                            ray_address=ray_address, commit_every=commit_every, precision=precision,
-                           lease_seconds=lease_seconds)
+                           lease_seconds=lease_seconds, aggregate_only=aggregate_only)
     summary = score_archive(task, archives, checkpoint, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
                             options=options, progress=not as_json and sys.stderr.isatty(), retry_failed=retry_failed,
                             compressed=compressed)
@@ -576,6 +588,7 @@ def _print_summary(data: dict[str, Any]) -> None:
             ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
             ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),
             ("precision", data["precision"]),
+            ("aggregate rows", data["aggregates"]),
             ("engine", data["engine"]),
             ("run id", data["run_id"]), ("database", data["db_url"])]
     for key, value in rows:

@@ -6,7 +6,11 @@ training clips' length (``num_frames`` frames over ``clip_seconds``) is taken
 around its centre. The model's level probabilities give the expected level;
 the segment's score is ``expected level / 3`` in [0, 1] (1 = very high
 engagement). Per recording, stretches below ``timeline.low_level`` lasting at
-least ``timeline.min_seconds`` become ``low-engagement`` events.
+least ``timeline.min_seconds`` become ``low-engagement`` events, and the
+aggregates ``mean_level``, ``low_share`` (share of the recording below the
+level), ``low_stretches`` and ``low_seconds`` are kept with its summary; at the
+end of a job, :meth:`EngagementScorer.group_aggregates` gives the same per
+session (``.../<session>/<learner>.mp4``) and per learner (salted hash only).
 
 Example::
 
@@ -94,10 +98,20 @@ class EngagementScorer:
         return probs @ torch.arange(self.num_levels, dtype=probs.dtype) / (self.num_levels - 1)
 
     def summarize(self, segment_scores: np.ndarray, info: Any) -> dict[str, Any]:
-        """``events``: low-engagement stretches in seconds; ``levels``: the expected level per segment."""
+        """``events``: low-engagement stretches in seconds; ``levels``: the expected level per segment;
+        ``aggregates``: the recording's mean level, share below ``low_level``, stretches and their seconds."""
         from vkit.plugins.education.timeline import low_stretches
 
         levels = np.asarray(segment_scores, dtype=np.float64) * (self.num_levels - 1)
         seconds = float(info.duration) / len(levels) if len(levels) else 0.0
         events = low_stretches(levels, seconds, self.low_level, self.min_seconds)
-        return dict(events=events, levels=[round(float(v), 3) for v in levels])
+        aggregates = dict(mean_level=round(float(levels.mean()), 4) if len(levels) else None,
+                          low_share=round(float((levels < self.low_level).mean()), 4) if len(levels) else None,
+                          low_stretches=len(events), low_seconds=round(sum(e["end"] - e["start"] for e in events), 3))
+        return dict(events=events, levels=[round(float(v), 3) for v in levels], aggregates=aggregates)
+
+    def group_aggregates(self, videos: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
+        """Per ``session`` and per ``learner`` (salted hash) aggregates of scored recordings (their summaries)."""
+        from vkit.plugins.education.aggregates import engagement_groups
+
+        return engagement_groups(videos, self.num_levels)
