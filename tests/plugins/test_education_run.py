@@ -80,14 +80,16 @@ def test_score_lessons_gives_timelines_and_low_engagement_events(tiny_run, score
     assert len(events) == 2 and all(e["kind"] == "low-engagement" and e["end"] == pytest.approx(8.0) for e in events)
 
 
-def test_too_short_recording_fails_with_its_reason_and_others_go_on(tiny_run, tmp_path: Path) -> None:
+def test_too_short_recording_fails_with_its_reason_and_others_go_on(tiny_run, tmp_path: Path, monkeypatch) -> None:
     import numpy as np
 
     from vkit.core.store import open_store
     from vkit.core.video import write_video
     from vkit.workflows.score import ScoreOptions, score_archive
 
-    result, db, tmp = tiny_run
+    result, _, tmp = tiny_run
+    db = f"sqlite:///{tmp_path / 'short.db'}"  # its own store: the lesson copied below is new there, not a duplicate
+    monkeypatch.setenv("VKIT_LEARNER_SALT", "pepper")  # per-learner aggregates for the clear-named ok.mp4
     write_video(tmp_path / "short.mp4", np.zeros((4, 16, 16, 3), np.uint8), fps=8)
     lesson = next((tmp / "data" / "education-engagement" / "Lessons").rglob("*.mp4"))
     (tmp_path / "ok.mp4").write_bytes(lesson.read_bytes())
