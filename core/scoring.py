@@ -47,6 +47,9 @@ class VideoScorer(Protocol):
         num_segments: segments per video (one score each).
 
     Optional attributes the engine reads when present:
+        embedding: ``True`` when :meth:`score` returns a vector per clip, ``(B, D)``
+            (an embedding, e.g. item content for recommendation): each segment row
+            then has ``score=None`` and the vector in ``values``.
         min_frames: shorter videos fail as "too short" (default ``num_segments``).
         memory_format: ``"channels_last_3d"`` (default) or ``"contiguous"``, the
             layout of the batch buffer handed to :meth:`score`.
@@ -98,7 +101,11 @@ def video_results(segment_scores: np.ndarray, info: VideoInfo, scorer: VideoScor
     scores = np.asarray(segment_scores, dtype=np.float64)
     count = len(scores)
     length = float(info.duration) / count if info.duration and count else 0.0
-    rows = [dict(segment=i, start=i * length, end=(i + 1) * length, score=float(s)) for i, s in enumerate(scores)]
+    if scores.ndim == 2:  # an embedding scorer: one vector per segment, kept in ``values``
+        rows = [dict(segment=i, start=i * length, end=(i + 1) * length, score=None, values=[float(v) for v in s])
+                for i, s in enumerate(scores)]
+    else:
+        rows = [dict(segment=i, start=i * length, end=(i + 1) * length, score=float(s)) for i, s in enumerate(scores)]
     summary = scorer.summarize(scores, info) or {}
     return dict(scores=rows, events=[_event(e) for e in summary.get("events", ())],
                 aggregates=dict(summary.get("aggregates") or {}))
@@ -126,8 +133,8 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
     would write for the same video and model.
 
     Returns:
-        ``(scored, failed)``: per scored video ``dict(path, info, segments, scores, events)``
-        (``segments`` the raw ``(num_segments,)`` scores); per failure ``dict(path, error)``.
+        ``(scored, failed)``: per scored video ``dict(path, sha256, info, segments, scores, events)``
+        (``segments`` the raw ``(num_segments,)`` scores, ``(num_segments, D)`` for an embedding scorer); per failure ``dict(path, error)``.
         A bad video raises :class:`DataError` naming it unless ``skip_bad``.
 
     Example::
@@ -154,7 +161,7 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
             failed.append(dict(path=full, error=str(err)))
             videos.append(dict(path=full, status="failed", error=str(err)))
             continue
-        scored.append(dict(path=full, info=info, segments=segments, **video_results(segments, info, scorer)))
+        scored.append(dict(path=full, sha256=sha, info=info, segments=segments, **video_results(segments, info, scorer)))
         videos.append(dict(path=full, sha256=sha, size=size, duration=float(info.duration), fps=float(info.fps),
                            frames=int(info.frames), status="ok"))
     if store is not None and videos:
@@ -162,3 +169,28 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
         store.add_video_results(run_id, [dict(video_id=ids[v["path"]], status="scored", error=None, scores=v["scores"],
                                               events=v["events"], aggregates=v["aggregates"]) for v in scored])
     return scored, failed
+
+
+def score_in_process(scorer: VideoScorer, paths: list[str], *, store: Any = None,
+                     run_id: int | None = None) -> list[dict[str, Any]]:
+    """One outcome per path, in order, scored here by :func:`score_videos` (what ``RunContext.score_videos`` does by default).
+
+    Each outcome is ``dict(path, status='scored'|'failed', sha256, segments, error)``:
+    ``segments`` the ``(num_segments,)`` scores or ``(num_segments, D)`` vectors of a
+    scored video, ``None`` for a failed one (``error`` says why). The full engine of
+    ``vkit score`` (inventory, resume, Ray) returns the same outcomes when
+    ``vkit run`` installs it (:mod:`vkit.workflows.score_embed`).
+    """
+    scored, failed = score_videos(scorer, list(paths), store=store, run_id=run_id, skip_bad=True)
+    done = {s["path"]: s for s in scored}
+    errors = {f["path"]: f["error"] for f in failed}
+    outcomes = []
+    for path in paths:
+        full = str(Path(path).resolve())
+        if full in done:
+            outcomes.append(dict(path=str(path), status="scored", sha256=done[full]["sha256"],
+                                 segments=done[full]["segments"], error=None))
+        else:
+            outcomes.append(dict(path=str(path), status="failed", sha256=None, segments=None,
+                                 error=errors.get(full, "not scored")))
+    return outcomes

@@ -147,6 +147,13 @@ class RunContext:
     Attributes set during the run: ``data`` (where the data is: the user's or
     the embedded set's index), ``summary`` (figures shown at the end),
     ``report`` (plot inputs and sections for the report).
+
+    ``video_engine`` is the seam through which a task scores (or embeds) many
+    videos: ``engine(scorer, paths) -> outcomes`` (see :meth:`score_videos`).
+    ``None`` scores them in this process
+    (:func:`vkit.core.scoring.score_in_process`); ``vkit run`` installs the engine
+    of ``vkit score`` (inventory, resume by sha256, failures recorded, local or
+    Ray; :func:`vkit.workflows.score_embed.engine_score_videos`).
     """
 
     def __init__(
@@ -173,6 +180,26 @@ class RunContext:
         #: Filled in by the task: what the run report shows (``roc``, ``confusion``, ``classes``,
         #: ``compression`` rows, ``tables``: ``{title: [row dicts]}``).
         self.report: dict[str, Any] = {}
+        #: ``engine(scorer, paths) -> outcomes``; ``None``: :func:`vkit.core.scoring.score_in_process`.
+        self.video_engine: Any = None
+
+    def score_videos(self, scorer: Any, paths: list[str]) -> list[dict[str, Any]]:
+        """Score (or embed) ``paths`` with a :class:`~vkit.core.scoring.VideoScorer`: one outcome per path, in order.
+
+        Each outcome is ``dict(path, status='scored'|'failed', sha256, segments, error)``
+        (``segments``: ``(num_segments,)`` scores, or ``(num_segments, D)`` vectors of an
+        embedding scorer; ``None`` when failed). A bad video never raises: it is a
+        ``failed`` outcome with its reason.
+
+        Example::
+
+            outcomes = ctx.score_videos(EmbeddingScorer(dict(type="ClipStats")), ["a.mp4", "b.mp4"])
+        """
+        if self.video_engine is not None:
+            return list(self.video_engine(scorer, list(paths)))
+        from vkit.core.scoring import score_in_process
+
+        return score_in_process(scorer, list(paths), store=self.store, run_id=self.run_id)
 
     def record_skipped(self, rows: list[dict[str, Any]]) -> None:
         """Record unusable inputs (``item_id``, ``path``, ``reason``) as predictions of split ``skipped``; echo each.

@@ -50,10 +50,14 @@ def run_task(
     skip_bad: bool = False,
     plugins: Sequence[str] = (),
     echo: Callable[[str], Any] = print,
+    score_options: Any = None,
 ) -> RunResult:
     """Run ``task_name`` end to end and return its :class:`RunResult`; raises VkitError on bad input.
 
     ``data`` is the user's own data (a datalist, a folder): it sets the task's ``data_key``.
+    ``score_options`` (a :class:`~vkit.workflows.score.ScoreOptions`: engine ``local``/``ray``,
+    workers, batch size) is how videos a task scores through ``ctx.score_videos`` run: on the
+    engine of ``vkit score`` (:mod:`vkit.workflows.video_engine`).
 
     A failure inside the task is recorded on the run row and re-raised.
     """
@@ -82,6 +86,7 @@ def run_task(
             store.set_work_dir(run_id, work)
             ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
                              regenerate=regenerate, skip_bad=skip_bad, echo=echo)
+            ctx.video_engine = _video_engine(store, task_cls, manager, score_options, run_id, plugins)
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)
             result.metrics = run_lifecycle(task, cfg, ctx)
@@ -99,6 +104,18 @@ def run_task(
                      metrics=result.metrics, db=store.url,
                      report=str(ctx.summary["report"]) if ctx.summary.get("report") else None))
     return result
+
+
+def _video_engine(store: Any, task_cls: Any, manager: Any, options: Any, run_id: int, plugins: Sequence[str]) -> Any:
+    """``ctx.video_engine``: the engine of ``vkit score`` with this run's options."""
+    import functools
+
+    from vkit.workflows.score import ScoreOptions
+    from vkit.workflows.video_engine import engine_score_videos
+
+    return functools.partial(engine_score_videos, store=store, task=task_cls.name, plugin=task_cls.plugin,
+                             manager=manager, options=options or ScoreOptions(), parent_run=run_id,
+                             plugins=tuple(plugins))
 
 
 def _write_report(ctx: Any, result: RunResult, manager: Any) -> Path:

@@ -19,6 +19,9 @@ on as is)::
     dict(path=..., status="scored" | "failed" | "skipped", error=None | "reason",
          video=dict(path, sha256, size, duration, fps, frames, status="ok" | "failed", error),
          scores=[dict(segment, start, end, score)], events=[dict(kind, start, end, score)], clips=32)
+
+An embedding scorer (``scorer.embedding = True``: ``score`` returns ``(B, D)``)
+gives segment rows with ``score=None`` and the vector in ``values``.
 """
 from __future__ import annotations
 
@@ -208,7 +211,7 @@ class ClipBatcher:
         if self._buffer is not None and tuple(self._buffer.shape[1:]) != tuple(tensor.shape[1:]):
             done += self.drain()  # a new clip shape: score what is queued, then re-allocate
             self._buffer = None
-        self._queue.append([item, 0, np.empty(tensor.shape[0], dtype=np.float64)])
+        self._queue.append([item, 0, None])  # scores: (segments,) or (segments, D), made on the first batch
         self._queued += tensor.shape[0]
         while self._queued >= self.batch_size:
             done += self._run()
@@ -259,24 +262,38 @@ class ClipBatcher:
         began = time.perf_counter()
         with torch.inference_mode():
             out = self.scorer.score(batch)
-        values = torch.as_tensor(out).detach().float().reshape(-1).cpu().numpy()
+        values = _segment_values(out, filled, self.scorer)
         seconds = time.perf_counter() - began
         self.model_seconds += seconds
         if self.tuner is not None:
             self.tuner.record(filled, seconds)
-        if values.shape[0] != filled:
-            raise ConfigError(f"scorer.score returned {values.shape[0]} scores for a batch of {filled} clips; "
-                              f"expected one per clip, shape ({filled},)")
         self.clips += filled
         self._queued -= filled
         done = []
         for entry, start, take, at in spans:
+            if entry[2] is None:
+                entry[2] = np.empty((entry[0]["tensor"].shape[0], *values.shape[1:]), dtype=np.float64)
             entry[2][start:start + take] = values[at:at + take]
             entry[1] = start + take
         while self._queue and self._queue[0][1] == self._queue[0][0]["tensor"].shape[0]:
             item, _, scores = self._queue.popleft()
             done.append(finish_video(item, scores, self.scorer))
         return done
+
+
+def _segment_values(out: Any, filled: int, scorer: Any) -> np.ndarray:
+    """``scorer.score``'s output as ``(filled,)`` scores, or ``(filled, D)`` vectors of an embedding scorer."""
+    tensor = torch.as_tensor(out).detach().float().cpu()
+    if getattr(scorer, "embedding", False):
+        if tensor.dim() != 2 or tensor.shape[0] != filled:
+            raise ConfigError(f"scorer.score (an embedding scorer) returned shape {tuple(tensor.shape)} for a batch of "
+                              f"{filled} clips; expected ({filled}, D)")
+        return tensor.numpy()
+    values = tensor.reshape(-1).numpy()
+    if values.shape[0] != filled:
+        raise ConfigError(f"scorer.score returned {values.shape[0]} scores for a batch of {filled} clips; "
+                          f"expected one per clip, shape ({filled},)")
+    return values
 
 
 class VideoStream(IterableDataset):

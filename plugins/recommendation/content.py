@@ -1,30 +1,30 @@
-"""Item content: one embedding per video from a frozen registered backbone, cached by video sha256 + backbone config.
+"""Item content: one embedding per video from a frozen registered backbone, stored by video sha256 + backbone config.
 
 :class:`ClipStats` is the default backbone: parameter-free appearance and
 motion statistics (what it computes is listed in its docstring); any
 BACKBONES entry works (``content.backbone=dict(type='X3D', setting='s',
 pretrained='x3d_s.safetensors')`` for real footage).
 
-:class:`ItemEncoder` embeds a list of videos: each file is hashed (sha256),
-looked up in the cache ``<cache_dir>/<Backbone>-<key>/<sha256>.npy`` (``key``
-hashes the backbone config, the clip sampling and the seed), and only the
-missing ones are decoded (:func:`vkit.core.video.read_clip`, frames resized
-while decoding) and encoded in batches. A missing or unreadable video does not
-stop the run: its row is masked (``mask[i] = False``, zero features) and its
-reason returned in ``failures``.
+:class:`EmbeddingScorer` is a VideoScorer whose output is a vector per video
+(``embedding = True``): the task hands it to ``ctx.score_videos``, so item
+embeddings run through the batch-scoring engine of ``vkit score`` (videos
+table, resume by sha256 — the cache key is the scorer's ``model_sha256``, a
+hash of the backbone config, clip sampling and seed —, failures recorded,
+``--engine ray``). :func:`embed_items` turns the outcomes into the item
+matrix: a missing or unreadable video does not stop the run, its row is
+masked (``mask[i] = False``, zero features) and its reason returned.
 
 Example::
 
-    encoder = ItemEncoder(dict(type="ClipStats"), num_frames=16, size=(32, 32), cache_dir=Path("/tmp/emb"))
-    result = encoder.encode(["a.mp4", "b.mp4"])
-    result.features.shape, result.mask, result.failures    # (2, 16), [True, True], []
+    scorer = EmbeddingScorer(dict(type="ClipStats"), num_frames=16, size=(32, 32))
+    features, mask, shas, failures = embed_items(["a.mp4", None], scorer, ctx.score_videos)
+    features.shape, mask       # (2, 16), [True, False]
 """
 from __future__ import annotations
 
 import hashlib
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from vkit.core.backbones.base import Backbone
-from vkit.registry.errors import ConfigError, DataError, VkitError
+from vkit.registry.errors import ConfigError, DataError
 
 
 class ClipStats(Backbone):
@@ -104,25 +104,6 @@ class ClipStats(Backbone):
         return dict(num_frames=4, input_size=(16, 16))
 
 
-@dataclass
-class Embeddings:
-    """What :meth:`ItemEncoder.encode` returns.
-
-    Attributes:
-        features: ``(N, D)`` float32, zeros where ``mask`` is False.
-        mask: ``(N,)`` bool, True where the video was embedded.
-        sha256: each video's sha256 (``None`` when it could not be read).
-        failures: ``[dict(index, path, reason)]`` of the masked videos.
-        cached: how many came from the cache.
-    """
-
-    features: np.ndarray
-    mask: np.ndarray
-    sha256: list[str | None]
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    cached: int = 0
-
-
 def frame_indices(frames: int, num_frames: int) -> np.ndarray:
     """``num_frames`` consecutive indices from the middle of a ``frames``-long video (repeats when it is shorter)."""
     start = max(0, (frames - num_frames) // 2)
@@ -138,32 +119,46 @@ def load_clip(path: str | Path, num_frames: int, size: Sequence[int]) -> np.ndar
     return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32)
 
 
-class ItemEncoder:
-    """Frozen backbone embeddings of videos, cached by video sha256 and a hash of these settings.
+class EmbeddingScorer:
+    """A VideoScorer whose "scores" are embeddings: one ``(D,)`` vector per video from a frozen backbone.
+
+    Given to ``ctx.score_videos`` (the batch-scoring engine of ``vkit score``
+    inside ``vkit run``): ``model_sha256`` hashes the backbone config, the clip
+    sampling and the seed, so the engine's resume by video sha256 is the
+    embedding cache (a video embedded before with the same settings is not
+    decoded again) and its vector is read back from the store.
 
     Args:
         backbone: a BACKBONES config (``dict(type=...)``).
         num_frames: frames per clip (``T``), consecutive, from the middle of the video.
         size: clip ``(H, W)``.
-        cache_dir: folder of the cache (``None``: no cache).
-        seed: seeds the backbone's random initialisation (part of the cache key).
-        batch_size: clips per backbone call.
+        seed: seeds the backbone's random initialisation (part of the key).
+
+    Example::
+
+        scorer = EmbeddingScorer(dict(type="ClipStats"), num_frames=16, size=(32, 32))
+        scorer.score(torch.as_tensor(scorer.decode("a.mp4"))).shape    # (1, 16)
     """
 
-    def __init__(self, backbone: dict, num_frames: int = 16, size: Sequence[int] = (32, 32),
-                 cache_dir: str | Path | None = None, seed: int = 0, batch_size: int = 64) -> None:
+    num_segments = 1
+    min_frames = 1
+    embedding = True
+    memory_format = "contiguous"
+
+    def __init__(self, backbone: dict, num_frames: int = 16, size: Sequence[int] = (32, 32), seed: int = 0) -> None:
         if not isinstance(backbone, dict) or "type" not in backbone:
             raise ConfigError(f"content.backbone: expected a BACKBONES config dict with 'type', got {backbone!r}")
         if int(num_frames) < 1 or len(tuple(size)) != 2 or min(int(s) for s in size) < 1:
             raise ConfigError(f"content: num_frames={num_frames!r}, size={size!r}; expected a positive int and (H, W)")
         self.backbone_cfg = dict(backbone)
-        self.num_frames, self.size = int(num_frames), (int(size[0]), int(size[1]))
-        self.seed, self.batch_size = int(seed), max(1, int(batch_size))
-        self.settings = dict(backbone=self.backbone_cfg, num_frames=self.num_frames, size=list(self.size), seed=self.seed)
-        self.key = hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
-        name = str(self.backbone_cfg["type"]).replace(".", "_").replace("/", "_")
-        self.cache_dir = Path(cache_dir) / f"{name}-{self.key}" if cache_dir is not None else None
+        self.num_frames, self.size, self.seed = int(num_frames), (int(size[0]), int(size[1])), int(seed)
+        self.settings = dict(kind="recommendation-item-embedding", backbone=self.backbone_cfg,
+                             num_frames=self.num_frames, size=list(self.size), seed=self.seed)
+        self.model_sha256 = hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode()).hexdigest()
         self._net: Any = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_net": None}  # a Ray actor builds its own
 
     @property
     def net(self) -> Backbone:
@@ -172,79 +167,51 @@ class ItemEncoder:
             from vkit.core.backbones import prepare_for_inference
             from vkit.registry.registries import BACKBONES
 
-            torch.manual_seed(self.seed)
-            self._net = prepare_for_inference(BACKBONES.build(dict(self.backbone_cfg)))
+            with torch.random.fork_rng():  # seeded here, without moving the run's own random state
+                torch.manual_seed(self.seed)
+                self._net = prepare_for_inference(BACKBONES.build(dict(self.backbone_cfg)))
         return self._net
 
+    def decode(self, path: str) -> np.ndarray:
+        """``(1, 3, T, H, W)`` float32 in 0..255: the middle ``num_frames`` frames."""
+        return load_clip(path, self.num_frames, self.size)[None]
+
     @torch.inference_mode()
-    def embed_clips(self, clips: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Embeddings ``(N, D)`` float32 of clips ``(N, 3, T, H, W)`` in 0..255."""
+    def score(self, clips: torch.Tensor) -> torch.Tensor:
+        """Embeddings ``(B, D)`` of clips ``(B, 3, T, H, W)`` in 0..255."""
         x = torch.as_tensor(clips, dtype=torch.float32)
-        out = [self.net.infer(self.net.normalize(x[i:i + self.batch_size]), temporal=False)
-               for i in range(0, len(x), self.batch_size)]
-        return torch.cat(out).float().numpy()
+        return self.net.infer(self.net.normalize(x), temporal=False).float()
 
-    def encode(self, paths: Sequence[str | Path | None]) -> Embeddings:
-        """Embed every video of ``paths`` (``None``: no video for that item, masked)."""
-        from vkit.core.store.provenance import sha256_file
+    def summarize(self, segment_scores: np.ndarray, info: Any) -> dict[str, Any]:
+        return {}
 
-        n = len(paths)
-        rows: list[np.ndarray | None] = [None] * n
-        shas: list[str | None] = [None] * n
-        failures: list[dict[str, Any]] = []
-        todo: list[tuple[int, np.ndarray]] = []
-        cached = 0
-        for i, path in enumerate(paths):
-            if path is None:
-                failures.append(dict(index=i, path=None, reason="no video for this item"))
-                continue
-            try:
-                shas[i] = sha256_file(path)[0]
-            except OSError as err:
-                failures.append(dict(index=i, path=str(path), reason=f"missing or unreadable ({err.strerror or err})"))
-                continue
-            hit = self._cached(shas[i])
-            if hit is not None:
-                rows[i], cached = hit, cached + 1
-                continue
-            try:
-                todo.append((i, load_clip(path, self.num_frames, self.size)))
-            except VkitError as err:
-                failures.append(dict(index=i, path=str(path), reason=str(err)))
-        for start in range(0, len(todo), self.batch_size):
-            chunk = todo[start:start + self.batch_size]
-            feats = self.embed_clips(np.stack([clip for _, clip in chunk]))
-            for (i, _), feat in zip(chunk, feats):
-                rows[i] = feat
-                self._store(shas[i], feat)
-        dim = next((r.shape[0] for r in rows if r is not None), int(getattr(self.net, "feature_dim", 0)))
-        features = np.zeros((n, dim), np.float32)
-        mask = np.zeros(n, bool)
-        for i, row in enumerate(rows):
-            if row is not None:
-                features[i], mask[i] = row, True
-        for failure in failures:
-            shas[failure["index"]] = None
-        return Embeddings(features, mask, shas, failures, cached)
 
-    def _cached(self, sha: str | None) -> np.ndarray | None:
-        if self.cache_dir is None or sha is None:
-            return None
-        file = self.cache_dir / f"{sha}.npy"
-        if not file.is_file():
-            return None
-        try:
-            return np.load(file, allow_pickle=False).astype(np.float32)
-        except (OSError, ValueError):  # a truncated file: recompute and overwrite
-            return None
+def embed_items(paths: Sequence[str | Path | None], scorer: EmbeddingScorer,
+                score_videos: Any) -> tuple[np.ndarray, np.ndarray, list[str | None], list[dict[str, Any]]]:
+    """``(features (N, D), mask (N,), sha256s, failures)`` of the items' videos through ``score_videos``.
 
-    def _store(self, sha: str | None, feat: np.ndarray) -> None:
-        if self.cache_dir is None or sha is None:
-            return
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
-        settings = self.cache_dir / "settings.json"
-        if not settings.is_file():
-            settings.write_text(json.dumps(self.settings, indent=2, sort_keys=True, default=str))
-        tmp = self.cache_dir / f"{sha}.tmp.npy"
-        np.save(tmp, np.ascontiguousarray(feat, dtype=np.float32), allow_pickle=False)
-        tmp.replace(self.cache_dir / f"{sha}.npy")
+    ``score_videos`` is ``ctx.score_videos`` (the run's engine). An item without a
+    video, or whose video fails, is masked (zero row) and listed in ``failures``
+    as ``dict(index, path, reason)``.
+    """
+    n = len(paths)
+    wanted = [(i, str(p)) for i, p in enumerate(paths) if p is not None]
+    outcomes = score_videos(scorer, [p for _, p in wanted]) if wanted else []
+    failures = [dict(index=i, path=None, reason="no video for this item") for i, p in enumerate(paths) if p is None]
+    rows: dict[int, np.ndarray] = {}
+    shas: list[str | None] = [None] * n
+    for (i, path), outcome in zip(wanted, outcomes):
+        if outcome["status"] == "scored" and outcome["segments"] is not None:
+            rows[i] = np.asarray(outcome["segments"], dtype=np.float32).reshape(-1, np.shape(outcome["segments"])[-1]).mean(0)
+            shas[i] = outcome["sha256"]
+        else:
+            missing = "missing video; " if not Path(path).exists() else ""
+            failures.append(dict(index=i, path=path, reason=f"{missing}{outcome['error']}"))
+    dims = {r.shape[0] for r in rows.values()}
+    if len(dims) > 1:
+        raise DataError(f"content: embeddings of different widths {sorted(dims)} (stored by different backbones?)")
+    features = np.zeros((n, dims.pop() if dims else 0), np.float32)
+    mask = np.zeros(n, bool)
+    for i, row in rows.items():
+        features[i], mask[i] = row, True
+    return features, mask, shas, sorted(failures, key=lambda f: f["index"])

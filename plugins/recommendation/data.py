@@ -54,6 +54,8 @@ class InteractionData:
         timestamps: ``(M,)`` float64.
         item_videos: per item, the video path or ``None``.
         item_features: ``(N, D)`` precomputed features (atomic ``.npy``) or ``None``.
+        item_metadata: per item, ``dict(title, tags, duration)`` or ``None`` (the optional
+            ``items.csv`` columns, :mod:`~vkit.plugins.recommendation.metadata`); ``None`` when the data has none.
         labels: ``(M,)`` predefined split (0 train, 1 val, 2 test) or ``None``.
         problems: rows left out: ``dict(item_id="file:row", path, reason)``.
         notes: remarks on the input (e.g. rows sorted into time order).
@@ -69,6 +71,7 @@ class InteractionData:
     labels: np.ndarray | None = None
     problems: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    item_metadata: list[dict[str, Any] | None] | None = None
 
     @property
     def num_users(self) -> int:
@@ -205,16 +208,22 @@ def read_items_csv(path: str | Path) -> tuple[list[str], dict[str, str | None], 
 
 
 def read_csv(interactions: str | Path, items: str | Path | None = None) -> InteractionData:
-    """Read ``user_id,item_id,timestamp[,rating]`` rows (and the ``item_id,video`` catalogue, if given)."""
+    """Read ``user_id,item_id,timestamp[,rating]`` rows (and the ``item_id,video[,title,tags,duration]`` catalogue, if given)."""
+    from vkit.plugins.recommendation.metadata import read_item_metadata
+
     file = Path(interactions)
     catalogue, videos, item_problems = read_items_csv(items) if items is not None else (None, None, [])
+    metadata, meta_problems = read_item_metadata(items) if items is not None else ({}, [])
     builder = _Builder(catalogue)
-    builder.problems.extend(item_problems)
+    builder.problems.extend(item_problems + meta_problems)
     handle, reader = _open_csv(file, ("user_id", "item_id", "timestamp"))
     with handle:
         for row, record in enumerate(reader, start=2):
             builder.add(file, row, record.get("user_id"), record.get("item_id"), record.get("timestamp"))
-    return builder.build(file, videos)
+    data = builder.build(file, videos)
+    if metadata:
+        data.item_metadata = [metadata.get(item) for item in data.item_ids]
+    return data
 
 
 def _atomic_header(file: Path, line: str) -> dict[str, int]:

@@ -54,6 +54,7 @@ class Recommender(BaseModel):
         content_dim: width of the item content features (0: none).
         num_negatives: negatives sampled per positive.
         predict_k: list length of ``mode='predict'``.
+        metadata_dim: width of the item metadata features (0: none; used by a fusing TwoTower).
 
     Subclasses implement :meth:`user_vectors`, :meth:`item_vectors` and :meth:`loss`.
     """
@@ -62,9 +63,11 @@ class Recommender(BaseModel):
     trainable: ClassVar[bool] = True
 
     def __init__(self, num_users: int = 1, num_items: int = 1, num_interactions: int = 0, content_dim: int = 0,
-                 num_negatives: int = 1, predict_k: int = 20, init_cfg: dict | None = None) -> None:
+                 num_negatives: int = 1, predict_k: int = 20, metadata_dim: int = 0,
+                 init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
-        if num_users < 1 or num_items < 1 or num_interactions < 0 or content_dim < 0 or num_negatives < 1:
+        if (num_users < 1 or num_items < 1 or num_interactions < 0 or content_dim < 0 or num_negatives < 1
+                or metadata_dim < 0):
             raise ConfigError(f"{type(self).__name__}: num_users={num_users}, num_items={num_items}, "
                               f"num_interactions={num_interactions}, content_dim={content_dim}, "
                               f"num_negatives={num_negatives}; expected positive sizes")
@@ -78,10 +81,14 @@ class Recommender(BaseModel):
         self.register_buffer("item_counts", torch.zeros(num_items))
         self.register_buffer("content", torch.zeros(num_items, content_dim))
         self.register_buffer("content_mask", torch.zeros(num_items, dtype=torch.bool))
+        self.metadata_dim = int(metadata_dim)
+        self.register_buffer("metadata", torch.zeros(num_items, self.metadata_dim))
+        self.register_buffer("metadata_mask", torch.zeros(num_items, dtype=torch.bool))
 
     def set_data(self, indptr: np.ndarray, indices: np.ndarray, content: np.ndarray | None = None,
-                 content_mask: np.ndarray | None = None) -> Recommender:
-        """Fill the buffers from the training CSR and the (standardised) content matrix."""
+                 content_mask: np.ndarray | None = None, metadata: np.ndarray | None = None,
+                 metadata_mask: np.ndarray | None = None) -> Recommender:
+        """Fill the buffers from the training CSR, the (standardised) content matrix and the metadata features."""
         indptr_t, indices_t = torch.as_tensor(indptr, dtype=torch.long), torch.as_tensor(indices, dtype=torch.long)
         if indptr_t.shape != self.history_indptr.shape or indices_t.shape != self.history_indices.shape:
             raise DataError(f"{type(self).__name__}.set_data: history of {len(indptr_t) - 1} users / {len(indices_t)} "
@@ -96,6 +103,13 @@ class Recommender(BaseModel):
             self.content.copy_(torch.as_tensor(content, dtype=torch.float32))
             mask = np.ones(self.num_items, bool) if content_mask is None else content_mask
             self.content_mask.copy_(torch.as_tensor(mask, dtype=torch.bool))
+        if self.metadata_dim:
+            if metadata is None or tuple(metadata.shape) != (self.num_items, self.metadata_dim):
+                raise DataError(f"{type(self).__name__}.set_data: metadata of shape "
+                                f"{None if metadata is None else metadata.shape}, expected ({self.num_items}, {self.metadata_dim})")
+            self.metadata.copy_(torch.as_tensor(metadata, dtype=torch.float32))
+            mask = np.ones(self.num_items, bool) if metadata_mask is None else metadata_mask
+            self.metadata_mask.copy_(torch.as_tensor(mask, dtype=torch.bool))
         return self
 
     # ---- what subclasses implement ----
@@ -242,31 +256,69 @@ class TwoTower(Recommender):
     training). Scores are cosine similarities over ``temperature``; the loss is
     cross-entropy of each positive against ``num_negatives`` sampled items.
 
+    With ``fusion`` (a FUSIONS config, e.g. ``dict(type='GatedAttention')``) and
+    item metadata (``metadata_dim > 0``: hashed title/tag tokens and duration,
+    :mod:`~vkit.plugins.recommendation.metadata`), ``W f_i`` becomes the fusion
+    of the content and the metadata (``in_dims`` and ``dim`` filled in; a
+    masked video or missing metadata drops out of the fusion), projected to
+    ``dim`` when the fusion's output is wider.
+
     Args:
         dim: width of the towers; hidden: width of the MLP layer.
         temperature: softmax temperature.
         id_dropout: probability of dropping an item's id embedding in training.
         use_ids: add id embeddings at all (False: content only).
+        fusion: FUSIONS config fusing content with metadata (``None``: content only).
     """
 
     uses_content = True
 
     def __init__(self, dim: int = 32, hidden: int = 64, temperature: float = 0.1, id_dropout: float = 0.5,
-                 use_ids: bool = True, num_negatives: int = 32, **kwargs: Any) -> None:
+                 use_ids: bool = True, num_negatives: int = 32, fusion: dict | None = None, **kwargs: Any) -> None:
         super().__init__(num_negatives=num_negatives, **kwargs)
         if not 0 < temperature or not 0 <= id_dropout < 1:
             raise ConfigError(f"TwoTower: temperature={temperature}, id_dropout={id_dropout}; expected > 0 and in [0, 1)")
         self.temperature, self.id_dropout, self.use_ids = float(temperature), float(id_dropout), bool(use_ids)
-        self.content_proj = nn.Linear(self.content_dim, dim)
+        self.fusion: nn.Module | None = None
+        if fusion is not None:
+            self.fusion, self.content_proj = self._fusion(fusion, dim)
+        else:
+            self.content_proj = nn.Linear(self.content_dim, dim)
         self.item_id = nn.Embedding(self.num_items, dim)
         nn.init.zeros_(self.item_id.weight)
         self.item_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
         self.user_tower = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, dim))
 
+    def _fusion(self, cfg: dict, dim: int) -> tuple[nn.Module, nn.Module]:
+        """The FUSIONS module over content + metadata and the projection of its output to ``dim``."""
+        from vkit.registry.registries import FUSIONS
+
+        if not isinstance(cfg, dict) or "type" not in cfg:
+            raise ConfigError(f"TwoTower.fusion: expected a FUSIONS config dict with 'type', got {cfg!r}")
+        if self.metadata_dim < 1:
+            raise ConfigError("TwoTower.fusion fuses content with item metadata, but the items have none: give "
+                              "items.csv title/tags/duration columns (content.metadata) or drop model.fusion")
+        fusion = FUSIONS.build(dict(cfg, in_dims=dict(content=self.content_dim, metadata=self.metadata_dim),
+                                    dim=int(cfg.get("dim", dim))))
+        if getattr(fusion, "produces_logits", False):
+            raise ConfigError(f"TwoTower.fusion: {cfg['type']!r} outputs class logits; use a feature fusion "
+                              "(Concat, Mean, Weighted, GatedAttention)")
+        return fusion, nn.Linear(fusion.out_dim, dim) if fusion.out_dim != dim else nn.Identity()
+
+    def _item_features(self, items: torch.Tensor | None) -> torch.Tensor:
+        """``W f_i``: projected content, or the fusion of content and metadata, of ``items`` (all when ``None``)."""
+        pick = slice(None) if items is None else items.reshape(-1)
+        if self.fusion is None:
+            x = self.content_proj(self.content[pick])
+        else:
+            x = self.content_proj(self.fusion(dict(content=self.content[pick], metadata=self.metadata[pick]),
+                                              mask=dict(content=self.content_mask[pick],
+                                                        metadata=self.metadata_mask[pick])))
+        return x if items is None else x.reshape(*items.shape, -1)
+
     def _inputs(self, items: torch.Tensor | None = None, drop: bool = False) -> torch.Tensor:
         """``W f_i + e_i`` of ``items`` (all when ``None``)."""
-        content = self.content if items is None else self.content[items]
-        x = self.content_proj(content)
+        x = self._item_features(items)
         if self.use_ids:
             ids = self.item_id.weight if items is None else self.item_id(items)
             if drop and self.id_dropout:
@@ -309,10 +361,16 @@ def build_recommender(model_cfg: dict, datasets: dict[str, Any]) -> Any:
         raise ConfigError(f"model.type={model_cfg.get('type')!r} ranks by content, but the items have no videos or "
                           "features; give items.csv with a video column or .npy features")
     indptr, indices = split.csr("train")
+    metadata = datasets.get("metadata") if model_cfg.get("fusion") is not None else None
+    if model_cfg.get("fusion") is not None and metadata is None:
+        raise ConfigError(f"model.fusion={model_cfg['fusion']!r} fuses content with item metadata, but the items have "
+                          "none: give items.csv title/tags/duration columns or drop model.fusion")
+    extra = dict(metadata_dim=int(metadata.shape[1])) if metadata is not None else {}
     model = MODELS.build(dict(model_cfg, num_users=split.data.num_users, num_items=split.data.num_items,
-                              num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0))
+                              num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0, **extra))
     return model.set_data(indptr, indices, content if uses_content else None,
-                          datasets.get("content_mask") if uses_content else None)
+                          datasets.get("content_mask") if uses_content else None,
+                          metadata, datasets.get("metadata_mask") if metadata is not None else None)
 
 
 #: The models this plugin registers (MODELS), by name.

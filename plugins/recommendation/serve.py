@@ -116,7 +116,8 @@ def load_recommender(checkpoint: str | Path) -> RecommendationService:
                               "`vkit run recommendation`")
     cls = MODELS.get(rec["model"].get("type", ""))
     content_dim = int(rec["content_dim"]) if getattr(cls, "uses_content", False) else 0
+    extra = dict(metadata_dim=int(rec["metadata_dim"])) if rec.get("metadata_dim") else {}
     model = MODELS.build(dict(rec["model"], num_users=int(rec["num_users"]), num_items=int(rec["num_items"]),
-                              num_interactions=int(rec["num_interactions"]), content_dim=content_dim))
+                              num_interactions=int(rec["num_interactions"]), content_dim=content_dim, **extra))
     load_checkpoint(checkpoint, model)
     return RecommendationService(model, rec["user_ids"], rec["item_ids"], rec.get("item_videos"))

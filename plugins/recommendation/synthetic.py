@@ -9,6 +9,11 @@ colours and the contrast vary per item. Colours and brightness are drawn from
 the same distributions for every genre, so mean colour says nothing about the
 genre: orientation and motion do.
 
+Metadata (:func:`item_metadata`): a title, tags and a declared duration per
+item that carry some, not all, of the genre: half the titles and half the tag
+lists name it (a few titles name another genre), and durations differ by
+genre only in pairs.
+
 Users: each has a preference over genres, ``Dirichlet(concentration)``, and
 items a latent popularity ``N(0, 1)``. A user's history is drawn without
 replacement from the *catalogue* items with probability proportional to
@@ -22,7 +27,7 @@ training interactions, the cold-start slice.
 Layout (the interactions-CSV format :func:`vkit.plugins.recommendation.data.read_csv` reads)::
 
     root/interactions.csv    # user_id,item_id,timestamp   (one row per interaction)
-    root/items.csv           # item_id,video               (video: path relative to this file)
+    root/items.csv           # item_id,video,title,tags,duration   (video: path relative to this file; tags: a|b)
     root/videos/v0001.mp4 ...
     root/truth.json          # generator truth for tests and docs: genres, new items, user preferences
 
@@ -55,6 +60,35 @@ GENRES: tuple[tuple[str, float, bool], ...] = (
     ("architecture", 135.0, False),
 )
 INTERACTIONS_FILE, ITEMS_FILE, TRUTH_FILE = "interactions.csv", "items.csv", "truth.json"
+#: Words of each genre (same order as :data:`GENRES`) that titles and tags may carry.
+GENRE_WORDS: tuple[tuple[str, ...], ...] = (
+    ("horizon", "dusk", "calm"), ("surf", "waves", "ocean"), ("forest", "trees", "trail"),
+    ("traffic", "city", "cars"), ("rain", "storm", "drizzle"), ("tower", "facade", "building"),
+)
+#: Words and tags any item may carry (no genre information).
+GENERIC_WORDS = ("my", "new", "video", "clip", "daily", "best", "look", "today", "shot", "moment", "weekend", "short")
+GENERIC_TAGS = ("hd", "4k", "fun", "travel", "relax", "slowmo", "vlog", "music")
+
+
+def item_metadata(seed: int, index: int, genre: int, signal: float = 0.5) -> dict:
+    """Title, tags and declared duration (seconds) of item ``index``: only partly informative about ``genre``.
+
+    With probability ``signal`` the title has a word of the item's genre (else, one time in five, a word of
+    another genre), and independently a tag of it; the duration is log-normal around 60, 120 or 240 s by
+    ``genre % 3`` (genres share durations). Its own random stream: videos and interactions do not change.
+    """
+    rng = np.random.default_rng([seed, 2, index])
+    words = list(rng.choice(GENERIC_WORDS, size=int(rng.integers(2, 4)), replace=False))
+    if rng.random() < signal:
+        words.insert(int(rng.integers(0, len(words) + 1)), str(rng.choice(GENRE_WORDS[genre])))
+    elif rng.random() < 0.2:
+        other = int((genre + rng.integers(1, len(GENRES))) % len(GENRES))
+        words.append(str(rng.choice(GENRE_WORDS[other])))
+    tags = list(rng.choice(GENERIC_TAGS, size=int(rng.integers(1, 3)), replace=False))
+    if rng.random() < signal:
+        tags.append(str(rng.choice(GENRE_WORDS[genre])))
+    duration = float(np.round(np.exp(rng.normal(np.log(60.0 * 2 ** (genre % 3)), 0.5)), 1))
+    return dict(title=" ".join(str(w) for w in words).capitalize(), tags=[str(t) for t in tags], duration=duration)
 
 
 def render_item(seed: int, index: int, genre: int) -> np.ndarray:
@@ -87,7 +121,8 @@ def _gumbel_topk(logits: np.ndarray, k: int, rng: np.random.Generator) -> np.nda
 
 def generate(root: str | Path, seed: int = 0, n_users: int = 600, n_items: int = 240, n_new: int = 60,
              history: tuple[int, int] = (10, 25), recent: int = 4, concentration: float = 0.3,
-             affinity: float = 2.0, popularity_weight: float = 0.7, new_boost: float = 1.0) -> Path:
+             affinity: float = 2.0, popularity_weight: float = 0.7, new_boost: float = 1.0,
+             metadata_signal: float = 0.5) -> Path:
     """Write the data set under ``root`` and return its ``items.csv``.
 
     Args:
@@ -102,6 +137,8 @@ def generate(root: str | Path, seed: int = 0, n_users: int = 600, n_items: int =
         affinity: weight of the user's log genre preference in the interaction logit.
         popularity_weight: weight of the item's latent popularity.
         new_boost: added to the logits of new items in the recent interactions (new uploads are promoted).
+        metadata_signal: how often an item's title (and, independently, its tags) names its genre
+            (:func:`item_metadata`).
     """
     lo, hi = (int(v) for v in history)
     if n_users < 2 or n_items < len(GENRES) or n_new < 1 or recent < 1 or not 1 <= lo <= hi or hi >= n_items:
@@ -139,8 +176,10 @@ def generate(root: str | Path, seed: int = 0, n_users: int = 600, n_items: int =
         writer.writerows(rows)
     with open(root / ITEMS_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)
-        writer.writerow(["item_id", "video"])
-        writer.writerows((item, f"videos/{item}.mp4") for item in item_ids)
+        writer.writerow(["item_id", "video", "title", "tags", "duration"])
+        for i, item in enumerate(item_ids):
+            meta = item_metadata(seed, i, int(genres[i]), metadata_signal)
+            writer.writerow([item, f"videos/{item}.mp4", meta["title"], "|".join(meta["tags"]), meta["duration"]])
     truth = dict(genres={item: GENRES[g][0] for item, g in zip(item_ids, genres.tolist())},
                  new_items=item_ids[n_items:], popularity=dict(zip(item_ids, np.round(popularity, 4).tolist())),
                  preferences={f"u{u:04d}": np.round(prefs[u], 4).tolist() for u in range(n_users)},

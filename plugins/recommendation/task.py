@@ -58,10 +58,12 @@ class RecommendationTask(Task):
             backbone=dict(type="ClipStats"),
             num_frames=16,
             size=(32, 32),
-            cache_dir=None,  # default: <data cache>/recommendation-embeddings
-            batch_size=64,
             source="auto",  # 'video', 'features' (atomic .npy) or 'auto' (features when the data has them)
+            # items.csv title/tags/duration as features (hashed tokens + log duration), fused with the content
+            # by model.fusion (a FUSIONS config, e.g. dict(type='GatedAttention')); unused without it
+            metadata_buckets=64,
         ),
+        # TwoTower also takes fusion=dict(type='Concat'|'Mean'|'Weighted'|'GatedAttention'): content + metadata
         model=dict(type="TwoTower", dim=32, hidden=64, temperature=0.1, id_dropout=0.5, num_negatives=32),
         compare=dict(  # comparison models, trained in the same run: names (or MODELS configs) ...
             models=["Popularity", "BPRMF", "VBPR"],
@@ -82,7 +84,7 @@ class RecommendationTask(Task):
     smoke_overrides = ("train.epochs=1", "data.synthetic.n_users=30", "data.synthetic.n_items=18",
                        "data.synthetic.n_new=6", "data.synthetic.history=(3,6)", "model.dim=8", "model.hidden=8",
                        "model.num_negatives=4")
-    generator_version = "1"
+    generator_version = "2"  # 2: items.csv has title, tags, duration
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         """Write the embedded data set under ``root``; returns its ``items.csv``."""
@@ -106,12 +108,13 @@ class RecommendationTask(Task):
         split = split_interactions(data, s.mode, int(s.val_per_user), int(s.test_per_user), float(s.val_fraction),
                                    float(s.test_fraction))
         content, mask = self.content(cfg, ctx, data)
+        metadata, metadata_mask = self.metadata(cfg, ctx, data)
         ctx.summary["interactions"] = (f"{len(split.train)} train / {len(split.val)} val / {len(split.test)} test; "
                                        f"{data.num_users} users, {data.num_items} items ({len(split.cold_items)} cold)")
         ctx.echo(f"data: {ctx.summary['interactions']}")
         return dict(train=PairDataset(data.users[split.train], data.items[split.train]),
                     val=user_dataset(split, "val") if len(split.val) else None, test=user_dataset(split, "test"),
-                    split=split, content=content, content_mask=mask)
+                    split=split, content=content, content_mask=mask, metadata=metadata, metadata_mask=metadata_mask)
 
     @staticmethod
     def read(cfg: Any, location: Path) -> Any:
@@ -131,7 +134,7 @@ class RecommendationTask(Task):
         """Standardised ``(N, D)`` item content and its mask (``None, None`` when there is none)."""
         import numpy as np
 
-        from vkit.plugins.recommendation.content import ItemEncoder
+        from vkit.plugins.recommendation.content import EmbeddingScorer, embed_items
 
         c = cfg.content
         if c.source not in ("auto", "video", "features"):
@@ -142,17 +145,13 @@ class RecommendationTask(Task):
             feats, mask = data.item_features.astype(np.float32), np.ones(data.num_items, bool)
             ctx.echo(f"content: {feats.shape[1]} precomputed features per item")
         elif any(v is not None for v in data.item_videos):
-            cache = Path(c.cache_dir) if c.cache_dir else ctx.data_root / "recommendation-embeddings"
-            encoder = ItemEncoder(dict(c.backbone), int(c.num_frames), tuple(c.size), cache_dir=cache,
-                                  seed=int(cfg.seed or 0), batch_size=int(c.batch_size))
-            result = encoder.encode(data.item_videos)
-            ctx.echo(f"content: {c.backbone.get('type')} embeddings of {int(result.mask.sum())} videos "
-                     f"({result.cached} cached, {len(result.failures)} masked) in {encoder.cache_dir}")
-            ctx.summary["embedding cache"] = str(encoder.cache_dir)
+            scorer = EmbeddingScorer(dict(c.backbone), int(c.num_frames), tuple(c.size), seed=int(cfg.seed or 0))
+            feats, mask, _, failures = embed_items(data.item_videos, scorer, ctx.score_videos)
+            ctx.echo(f"content: {c.backbone.get('type')} embeddings of {int(mask.sum())} videos "
+                     f"({len(failures)} masked; stored by video sha256 under model {scorer.model_sha256[:12]})")
+            ctx.summary["embedding model"] = scorer.model_sha256[:12]
             ctx.record_skipped([dict(item_id=f"item:{data.item_ids[f['index']]}", path=f["path"] or "",
-                                     reason=f"content masked: {f['reason']}") for f in result.failures])
-            self._record_videos(ctx, data, result)
-            feats, mask = result.features, result.mask
+                                     reason=f"content masked: {f['reason']}") for f in failures])
         else:
             return None, None
         if not mask.any():
@@ -162,13 +161,15 @@ class RecommendationTask(Task):
         return feats, mask
 
     @staticmethod
-    def _record_videos(ctx: Any, data: Any, result: Any) -> None:
-        """The item videos as rows of the store's videos table (sha256, status, error)."""
-        reasons = {f["index"]: f["reason"] for f in result.failures}
-        rows = [dict(path=path, sha256=result.sha256[i], status="failed" if i in reasons else "ok", error=reasons.get(i))
-                for i, path in enumerate(data.item_videos) if path is not None]
-        if rows:
-            ctx.store.upsert_videos(rows)
+    def metadata(cfg: Any, ctx: Any, data: Any) -> tuple[Any, Any]:
+        """``(N, buckets + 1)`` metadata features and their mask (``None, None`` when the items have none)."""
+        if data.item_metadata is None:
+            return None, None
+        from vkit.plugins.recommendation.metadata import metadata_features
+
+        feats, mask = metadata_features(data.item_metadata, int(cfg.content.metadata_buckets))
+        ctx.echo(f"metadata: title/tags/duration of {int(mask.sum())} of {len(mask)} items")
+        return feats, mask
 
     # ------------------------------------------------------------------ model
     def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:
@@ -195,10 +196,11 @@ class RecommendationTask(Task):
         """Everything :func:`~vkit.plugins.recommendation.serve.load_recommender` needs: ids, sizes, videos."""
         split = datasets["split"]
         data = split.data
-        content = datasets["content"]
+        content, metadata = datasets["content"], datasets.get("metadata")
         return dict(recommender=dict(
             model=dict(cfg.model), num_users=data.num_users, num_items=data.num_items,
             num_interactions=len(split.train), content_dim=0 if content is None else int(content.shape[1]),
+            metadata_dim=0 if metadata is None or cfg.model.get("fusion") is None else int(metadata.shape[1]),
             user_ids=data.user_ids, item_ids=data.item_ids, item_videos=data.item_videos,
             cold_items=[data.item_ids[i] for i in split.cold_items.tolist()]))
 

@@ -122,16 +122,27 @@ def test_bad_input_is_recorded_and_the_run_goes_on(small_run, tmp_path):
     (data / "videos" / "v0006.mp4").write_bytes(b"not a video")  # an unreadable one
     with open(data / "interactions.csv", "a") as handle:
         handle.write("u0001,v9999,1700000000\nu0001,v0001,soon\n2.5,v0001,1\n")
+    lines = (data / "items.csv").read_text().splitlines()
+    lines[9] = ",".join(lines[9].split(",")[:-1] + ["long"])  # v0008: a duration that is not a number
+    (data / "items.csv").write_text("\n".join(lines) + "\n")
     db = f"sqlite:///{tmp_path / 'vkit.db'}"
-    result = run_task("recommendation", overrides=[*SMALL, "train.epochs=1", "compare.models=[]"], data=data, db_url=db,
+    # content fused with metadata: the masked videos' items are placed by their metadata
+    result = run_task("recommendation", overrides=[*SMALL, "train.epochs=1", "compare.models=[]",
+                                                   "model.fusion.type=GatedAttention"], data=data, db_url=db,
                       work_dir=tmp_path / "work", data_root=tmp_path / "cache", echo=lambda *_: None)
     assert result.status == "finished"
     skipped = {r["item_id"]: r["values"]["reason"] for r in open_store(db).run_predictions(result.run_id, "skipped")}
     assert "unknown item 'v9999'" in " ".join(skipped.values())
     assert any("timestamp" in why for why in skipped.values()) and any("neither a string" in w for w in skipped.values())
     assert "missing" in skipped["item:v0005"] and "content masked" in skipped["item:v0006"]
+    assert skipped["items.csv:10"] == "item 'v0008': duration 'long' is not a number (seconds); its duration is left out"
     videos = {Path(v["path"]).name: v for v in open_store(db).get_videos()}
     assert videos["v0006.mp4"]["status"] == "failed" and videos["v0007.mp4"]["status"] == "ok"
+    from vkit.plugins.recommendation.serve import load_recommender
+
+    service = load_recommender(result.work_dir / "model.safetensors")
+    assert service.model.fusion is not None and not service.model.content_mask[5:7].any()
+    assert service.model.metadata_mask.all() and len(service.recommend("u0001", 5)["items"]) == 5
 
 
 @pytest.mark.slow
