@@ -6,7 +6,9 @@ time: ground-truth stretches (events of kind ``ground_truth``) are shaded only w
 """
 from __future__ import annotations
 
+import os
 import re
+import shutil
 
 import numpy as np
 import pytest
@@ -72,10 +74,8 @@ def test_a_deleted_scan_gives_text_not_a_broken_image(medical_run, tmp_path):
     (tmp_path / "moved").mkdir()
     source = gone["values"]["path"]
     kept = tmp_path / "moved" / "scan.nii.gz"
-    kept.write_bytes(open(source, "rb").read())
+    shutil.copyfile(source, kept)
     try:
-        import os
-
         os.unlink(source)
         text = check_page(write_run_report(store, result.run_id, tmp_path / "rep", manager=PluginManager(autoload=False)))
     finally:
