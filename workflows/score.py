@@ -104,6 +104,7 @@ class ScoreSummary:
     skipped: int = 0
     failed: int = 0
     left_failed: int = 0  # failed in an earlier run, content unchanged, not retried (--retry-failed retries)
+    duplicates: int = 0  # same content (sha256) as a video this model scored at another path: recorded, not scored
     lost: int = 0  # scored here but taken over by another job meanwhile (its results count, not these)
     held_elsewhere: int = 0  # still leased by other live jobs when this one stopped waiting (3 lease lengths idle)
     clips: int = 0
@@ -194,7 +195,7 @@ class ResultWriter:
         self.commit_every, self.commit_seconds = commit_every, commit_seconds
         self.model_sha256 = model_sha256
         self.segment_rows = segment_rows
-        self.lost: list[str] = []
+        self.lost: list[tuple[str, str]] = []  # (path, status) of outcomes another job took over
         self.unstored: list[dict[str, str]] = []
         self._pending: list[dict[str, Any]] = []
         self._since = time.monotonic()
@@ -241,10 +242,11 @@ class ResultWriter:
         else:
             payloads, dropped = self.store.add_leased_results(self.run_id, self.model_sha256, results,
                                                               segment_rows=self.segment_rows)
-            paths = {ids[o["path"]]: o["path"] for o in pending}
-            self.lost += [paths[i] for i in dropped]
+            outcomes = {ids[o["path"]]: o for o in pending}
+            self.lost += [(outcomes[i]["path"], outcomes[i]["status"]) for i in dropped]
         for payload in payloads:
-            self.notify(payload)
+            if payload["status"] != "duplicate":  # the hook hears of scored and failed videos
+                self.notify(payload)
 
 
 def plan_jobs(store: Any, paths: Sequence[str], model_sha256: str) -> list[tuple[str, str | None]]:
@@ -287,7 +289,8 @@ class _Progress:
         if self.bar is None:
             return
         elapsed = max(time.perf_counter() - self.began, 1e-9)
-        self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped + summary.left_failed,
+        self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped + summary.left_failed
+                        + summary.duplicates,
                         failed=summary.failed,
                         vps=(summary.scored + summary.failed) / elapsed, cps=summary.clips / elapsed)
 
@@ -400,7 +403,7 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
     pending = [(p, ids[p]) for p in paths if p in ids]
     progressed = time.monotonic()
     try:
-        with Heartbeat(store, run_id, options.lease_seconds):
+        with Heartbeat(store, run_id, options.lease_seconds), _engine_session(options):
             while pending:
                 busy: list[tuple[str, int]] = []
                 stream = LeasedStream(pending, scorer, claimer)
@@ -438,22 +441,21 @@ def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], An
 
 
 def _ray_leased(stream: Any, factory: Callable[[], Any], options: ScoreOptions) -> Iterator[dict[str, Any]]:
-    """The Ray engine on leased videos: claimed here (in order), decoded and scored by the actors."""
+    """The Ray engine on leased videos: each claimed by an actor right before it decodes it, then scored there."""
     from vkit.workflows.score_ray import ray_outcomes
 
-    ready: dict[str, tuple[int, str | None, str | None]] = {}
-    for path, video_id in stream.jobs:
-        outcome = stream.one(path, video_id, lambda p, skip, _scorer: dict(path=p, status="claimed", skip=skip))
-        if outcome["status"] == "claimed":
-            ready[path] = (video_id, outcome["skip"], outcome["previous"])
-        else:
-            yield outcome
-    if ready:
-        for outcome in ray_outcomes([(p, skip) for p, (_, skip, _) in ready.items()], factory, options):
-            outcome["video_id"], _, outcome["previous"] = ready[outcome["path"]]
-            if outcome["status"] == "skipped":
-                stream.claimer.release(outcome["video_id"])
-            yield outcome
+    yield from ray_outcomes(stream.jobs, factory, options, claimer=stream.claimer)
+
+
+def _engine_session(options: ScoreOptions) -> Any:
+    """What stays up across passes: Ray (started once per job, not per pass) for the Ray engine."""
+    import contextlib
+
+    if options.engine != "ray":
+        return contextlib.nullcontext()
+    from vkit.workflows.score_ray import ray_session
+
+    return ray_session(options)
 
 
 def _record_unreadable(store: Any, run_id: int, unreadable: Sequence[tuple[str, str]], summary: ScoreSummary) -> None:
@@ -470,8 +472,13 @@ def _record_unreadable(store: Any, run_id: int, unreadable: Sequence[tuple[str, 
 def _uncount_lost(summary: ScoreSummary, writer: ResultWriter) -> None:
     """Videos whose lease another job took over while this one worked (their results were not written), and
     videos whose results the store refused (recorded ``failed``)."""
-    for _ in writer.lost:
-        summary.scored -= 1
+    for _, status in writer.lost:
+        if status == "scored":
+            summary.scored -= 1
+        elif status == "failed":
+            summary.failed -= 1
+        else:
+            summary.duplicates -= 1
         summary.lost += 1
     for item in writer.unstored:
         if item["was"] == "scored":
@@ -498,6 +505,8 @@ def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
     elif status == "scored":
         summary.scored += 1
         summary.clips += outcome["clips"]
+    elif status == "duplicate":
+        summary.duplicates += 1
     elif status == "failed":
         summary.failed += 1
         if len(summary.failures) < 50:
@@ -584,6 +593,7 @@ def _print_summary(data: dict[str, Any]) -> None:
     rows = [("videos", data["videos"]), ("scored", data["scored"]), ("skipped (already scored)", data["skipped"]),
             ("failed", data["failed"]),
             ("left failed (earlier runs)", data["left_failed"]),
+            ("duplicates (content scored at another path)", data["duplicates"]),
             ("held by other jobs", data["held_elsewhere"]),
             ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
             ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),

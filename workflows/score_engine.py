@@ -77,13 +77,32 @@ def _failed(path: str, error: str, video: dict[str, Any]) -> dict[str, Any]:
     return dict(path=path, status="failed", error=error, video=video, scores=[], events=[], clips=0)
 
 
-def prepare_video(path: str, skip_sha256: str | None, scorer: Any) -> dict[str, Any]:
+def _same_content(path: str, video: dict[str, Any], claim: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The outcome of a hashed video whose content is held or already scored elsewhere, else ``None`` (score it)."""
+    empty = dict(path=path, error=None, scores=[], events=[], clips=0)
+    if claim is None:
+        return dict(empty, status="busy", video=None)
+    if claim["scored_path"] is None:
+        return None
+    if claim["recorded"] or claim["scored_video_id"] == claim.get("video_id"):  # nothing new to write
+        return dict(empty, status="skipped", video=video)
+    reason = f"duplicate of {claim['scored_path']} (same sha256, scored in run {claim['scored_run_id']})"
+    video.update(status="duplicate", error=reason)
+    return dict(empty, status="duplicate", error=reason, video=video)
+
+
+def prepare_video(path: str, skip_sha256: str | None, scorer: Any,
+                  content: Callable[[str], dict[str, Any] | None] | None = None) -> dict[str, Any]:
     """Hash, probe and decode one video; returns its outcome with ``clips`` (tensor) and ``info`` when it decoded.
 
     Args:
         path: the video file.
         skip_sha256: the content this model already scored at ``path``; equal content is ``skipped`` undecoded.
         scorer: the :class:`~vkit.core.scoring.VideoScorer` (only ``decode``, ``num_segments``, ``min_frames`` used).
+        content: claims the hashed content (:meth:`~vkit.core.store.Store.claim_content`'s answer): ``None``
+            makes the outcome ``busy`` (another path with that content is being scored); content already
+            scored at another path makes it ``duplicate`` (``error``: ``duplicate of <path>``), or ``skipped``
+            when this path was recorded as its duplicate before.
     """
     from vkit.core.store.provenance import sha256_file
     from vkit.core.video import probe
@@ -95,6 +114,10 @@ def prepare_video(path: str, skip_sha256: str | None, scorer: Any) -> dict[str, 
         return _failed(path, f"{path}: unreadable ({err.strerror or err})", video)
     if skip_sha256 is not None and video["sha256"] == skip_sha256:
         return dict(path=path, status="skipped", error=None, video=video, scores=[], events=[], clips=0)
+    if content is not None:
+        done = _same_content(path, video, content(video["sha256"]))
+        if done is not None:
+            return done
     try:
         info = probe(path)
         video.update(duration=float(info.duration), fps=float(info.fps), frames=int(info.frames))

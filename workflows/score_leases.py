@@ -58,16 +58,30 @@ class LeaseClaimer:
         if self._store is None or self._pid != os.getpid():
             from vkit.core.store import open_store
 
-            self._store, self._pid = open_store(self.url), os.getpid()
+            # create=False: a Ray worker on another machine must not make a stray SQLite store of its own
+            self._store, self._pid = open_store(self.url, create=False), os.getpid()
         return self._store
 
     def claim(self, video_id: int) -> dict[str, Any] | None:
         """The claim (see :meth:`~vkit.core.store.Store.claim_video`), or ``None`` when another live job holds it."""
         return self.store.claim_video(self.run_id, self.model_sha256, video_id, self.seconds)
 
+    def claim_content(self, video_id: int, sha256: str) -> dict[str, Any] | None:
+        """Extend the lease on ``video_id`` to its content (:meth:`~vkit.core.store.Store.claim_content`, plus
+        ``video_id``), or ``None`` when another video with that content is being scored."""
+        answer = self.store.claim_content(self.run_id, self.model_sha256, video_id, sha256)
+        return None if answer is None else dict(answer, video_id=video_id)
+
     def release(self, video_id: int) -> None:
         """Drop this run's lease on ``video_id`` (a video skipped without results)."""
         self.store.release_leases(self.run_id, [video_id])
+
+    def release_quietly(self, video_id: int) -> None:
+        """:meth:`release`, where the store may be unreachable (the lease then expires)."""
+        try:
+            self.release(video_id)
+        except StoreError:
+            pass
 
 
 def skip_plan(claim: dict[str, Any], retry_failed: bool) -> tuple[str | None, str | None]:
@@ -87,6 +101,10 @@ class LeasedStream(IterableDataset):
     Outcomes carry ``video_id``; a video another job holds comes out as
     ``status='busy'`` (not decoded), one skipped because this model already
     failed on the same content as ``status='skipped', previous='failed'``.
+    Once hashed, the lease is extended to the video's content: content being
+    scored at another path is ``busy`` too, content this model already scored
+    at another path is ``status='duplicate'`` (not decoded; ``error`` names
+    that path).
 
     Args:
         jobs: ``(path, video_id)`` per video.
@@ -119,9 +137,13 @@ class LeasedStream(IterableDataset):
         if why == "failed" and skip is None:
             self.claimer.release(video_id)
             return dict(empty, status="skipped", previous="failed")
-        outcome = prepare(path, skip, self.scorer)
+        try:
+            outcome = prepare(path, skip, self.scorer, content=lambda sha: self.claimer.claim_content(video_id, sha))
+        except StoreError as err:  # the content claim could not reach the store: a later pass
+            self.claimer.release_quietly(video_id)
+            return dict(empty, status="busy", error=str(err))
         outcome.update(video_id=video_id, previous=why)  # previous: what a 'skipped' outcome was skipped for
-        if outcome["status"] == "skipped":
+        if outcome["status"] in ("skipped", "busy"):  # busy: its content is being scored at another path
             self.claimer.release(video_id)
         return outcome
 

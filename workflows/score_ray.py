@@ -8,6 +8,12 @@ clips in batches and returns one JSON outcome per video. A bad video is a
 commits the outcomes with the same writer as the local engine, so both
 engines write the same rows.
 
+Given the run's :class:`~vkit.workflows.score_leases.LeaseClaimer`, an actor
+claims each video right before decoding it (as the local engine's
+``LeasedStream`` does), so Ray and local jobs on one store split an archive
+and take a killed job's videos over; the actors then reach the store
+themselves (on a multi-machine cluster: a PostgreSQL store).
+
 Plugin modules given with ``--plugin`` must be importable on the Ray workers
 (an installed package, or on ``PYTHONPATH`` of a local instance).
 
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -43,45 +50,69 @@ class ScorerActor:
         factory: builds the :class:`~vkit.core.scoring.VideoScorer` (picklable, e.g. ``functools.partial``).
         batch_size: clips per inference batch.
         device: torch device of the model in this actor.
+        claimer: the run's :class:`~vkit.workflows.score_leases.LeaseClaimer`: each video is claimed right
+            before it is decoded (jobs carry ``video_id``); ``None``: jobs carry the sha256 to skip on.
     """
 
-    def __init__(self, factory: Any, batch_size: int, device: str) -> None:
+    def __init__(self, factory: Any, batch_size: int, device: str, claimer: Any = None) -> None:
         from vkit.workflows.score_engine import ClipBatcher
 
         self.scorer = factory()
         self.batcher = ClipBatcher(self.scorer, batch_size, device)
+        self.claimer = claimer
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from vkit.workflows.score_engine import prepare_video, score_items
+        from vkit.workflows.score_leases import LeasedStream
 
-        skips = [str(s) or None for s in batch["skip_sha256"]]
-        items = (prepare_video(str(path), skip, self.scorer) for path, skip in zip(batch["path"], skips))
+        if self.claimer is not None:
+            jobs = [(str(path), int(video_id)) for path, video_id in zip(batch["path"], batch["video_id"])]
+            items = iter(LeasedStream(jobs, self.scorer, self.claimer))   # claims lazily, one video at a time
+        else:
+            skips = [str(s) or None for s in batch["skip_sha256"]]
+            items = (prepare_video(str(path), skip, self.scorer) for path, skip in zip(batch["path"], skips))
         outcomes = [json.dumps(o, allow_nan=True) for o in score_items(items, self.batcher)]
         return {"outcome": np.array(outcomes, dtype=object)}
 
 
-def ray_outcomes(jobs: Sequence[tuple[str, str | None]], factory: Any, options: Any) -> Iterator[dict[str, Any]]:
-    """Outcomes of ``jobs`` scored on Ray (``options``: a :class:`~vkit.workflows.score.ScoreOptions`)."""
+@contextmanager
+def ray_session(options: Any) -> Iterator[Any]:
+    """Ray, started for the block (``options.ray_address``: a cluster to join) unless already running; yields it."""
     ray = _ray()
     started = not ray.is_initialized()
     if started:
         ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        context = ray.data.DataContext.get_current()
-        context.enable_progress_bars = False
-        items = [dict(path=path, skip_sha256=skip or "") for path, skip in jobs]
-        gpu = 1 if str(options.device).startswith("cuda") else 0
-        dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // options.videos_per_task)))
-        dataset = dataset.map_batches(
-            ScorerActor, fn_constructor_kwargs=dict(factory=factory, batch_size=options.batch_size, device=options.device),
-            batch_size=options.videos_per_task, batch_format="numpy", concurrency=max(1, options.workers),
-            num_cpus=1, num_gpus=gpu,
-        )
-        for row in dataset.iter_rows():
-            yield json.loads(row["outcome"])
+        yield ray
     finally:
         if started:
             ray.shutdown()
 
 
-__all__ = ["ScorerActor", "ray_outcomes"]
+def ray_outcomes(jobs: Sequence[tuple[str, Any]], factory: Any, options: Any,
+                 claimer: Any = None) -> Iterator[dict[str, Any]]:
+    """Outcomes of ``jobs`` scored on Ray (``options``: a :class:`~vkit.workflows.score.ScoreOptions`).
+
+    ``jobs``: ``(path, video_id)`` with a ``claimer`` (the actors claim each video before decoding it; outcomes
+    as :class:`~vkit.workflows.score_leases.LeasedStream`'s), else ``(path, sha256 to skip on or None)``.
+    """
+    with ray_session(options) as ray:
+        context = ray.data.DataContext.get_current()
+        context.enable_progress_bars = False
+        if claimer is not None:
+            items = [dict(path=path, video_id=int(video_id)) for path, video_id in jobs]
+        else:
+            items = [dict(path=path, skip_sha256=skip or "") for path, skip in jobs]
+        gpu = 1 if str(options.device).startswith("cuda") else 0
+        dataset = ray.data.from_items(items, override_num_blocks=max(1, -(-len(items) // options.videos_per_task)))
+        dataset = dataset.map_batches(
+            ScorerActor, fn_constructor_kwargs=dict(factory=factory, batch_size=options.batch_size,
+                                                    device=options.device, claimer=claimer),
+            batch_size=options.videos_per_task, batch_format="numpy", concurrency=max(1, options.workers),
+            num_cpus=1, num_gpus=gpu,
+        )
+        for row in dataset.iter_rows():
+            yield json.loads(row["outcome"])
+
+
+__all__ = ["ScorerActor", "ray_outcomes", "ray_session"]

@@ -80,41 +80,41 @@ def stored_outcomes(store: Any, model_sha256: str, paths: Sequence[str]) -> dict
     """``{path: outcome}``: the newest segment rows model ``model_sha256`` stored for each video's current content.
 
     A video counts as scored when a run with that model has a ``scored``
-    summary of the content (sha256) the video has now; its ``segments`` are the
-    rows' ``values`` (vectors) or ``score`` (scalars) by segment. Otherwise it
-    is ``failed`` with the ``videos`` row's error (or why it was not scored).
+    summary of the content (sha256) the video has now — at its own path or, for
+    a ``duplicate``, at the path that content was scored at; its ``segments``
+    are the rows' ``values`` (vectors) or ``score`` (scalars) by segment.
+    Otherwise it is ``failed`` with the ``videos`` row's error (or why it was not scored).
     """
     import sqlalchemy as sa
 
     from vkit.core.store.models import Run, Score, Video, VideoSummary
 
     videos = {v["path"]: v for v in store.get_videos(list(paths))}
-    ids = {v["id"]: v for v in videos.values()}
-    newest: dict[int, int] = {}
-    rows: dict[tuple[int, int], list[Any]] = {}
+    shas = sorted({v["sha256"] for v in videos.values() if v["sha256"]})
+    newest: dict[str, tuple[int, int]] = {}  # content sha256 -> (video_id, run_id) of its newest scored summary
+    rows: dict[str, list[Any]] = {}
     with store.session(write=False) as session:
-        for start in range(0, len(ids), 500):
-            chunk = list(ids)[start:start + 500]
+        for start in range(0, len(shas), 500):
+            chunk = shas[start:start + 500]
             summaries = session.execute(
-                sa.select(VideoSummary.video_id, VideoSummary.run_id)
+                sa.select(VideoSummary.video_sha256, VideoSummary.video_id, VideoSummary.run_id)
                 .join(Run, Run.id == VideoSummary.run_id).join(Video, Video.id == VideoSummary.video_id)
                 .where(Run.model_sha256 == model_sha256, VideoSummary.status == "scored",
-                       VideoSummary.video_id.in_(chunk), VideoSummary.video_sha256 == Video.sha256)
+                       VideoSummary.video_sha256.in_(chunk), VideoSummary.video_sha256 == Video.sha256)
                 .order_by(VideoSummary.scored_at, VideoSummary.id)).all()
-            newest.update({video_id: run_id for video_id, run_id in summaries})  # the last one wins
-        for video_id, run_id in newest.items():
+            newest.update({sha: (video_id, run_id) for sha, video_id, run_id in summaries})  # the last one wins
+        for sha, (video_id, run_id) in newest.items():
             scores = session.execute(sa.select(Score.segment, Score.score, Score.values)
                                      .where(Score.run_id == run_id, Score.video_id == video_id)
                                      .order_by(Score.segment)).all()
-            rows[(video_id, run_id)] = [values if values is not None else score for _, score, values in scores]
+            rows[sha] = [values if values is not None else score for _, score, values in scores]
     out: dict[str, dict[str, Any]] = {}
     for path in paths:
         video = videos.get(path)
         if video is None:
             out[path] = dict(path=path, status="failed", sha256=None, segments=None, error=f"{path}: not recorded")
             continue
-        run_id = newest.get(video["id"])
-        segments = rows.get((video["id"], run_id)) if run_id is not None else None
+        segments = rows.get(video["sha256"]) if video["sha256"] else None
         if segments:
             out[path] = dict(path=path, status="scored", sha256=video["sha256"], error=None,
                              segments=np.asarray(segments, dtype=np.float64))

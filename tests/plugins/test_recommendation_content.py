@@ -72,6 +72,20 @@ def test_embeddings_go_through_the_engine_resume_by_sha256_and_match_the_in_proc
     np.testing.assert_allclose(here[1]["segments"], first[1]["segments"], rtol=1e-5, atol=1e-6)
 
 
+def test_an_item_video_copied_under_another_name_gets_the_vectors_of_its_content(tmp_path, videos):
+    import shutil
+
+    store, engine = _engine(tmp_path)
+    copy = str(Path(videos[0]).with_name("v0 copy.mp4"))
+    shutil.copy(videos[0], copy)
+    out = engine(EmbeddingScorer(dict(type="ClipStats"), num_frames=8, size=(16, 16)), [videos[0], copy])
+    assert [o["status"] for o in out] == ["scored", "scored"]               # the copy: a duplicate, not decoded
+    np.testing.assert_array_equal(out[0]["segments"], out[1]["segments"])
+    run = max(r["id"] for r in store.list_runs() if r["kind"] == "score")
+    assert sorted(s["status"] for s in store.video_summaries(run)) == ["duplicate", "scored"]
+    assert len(store.video_scores(run)) == 1
+
+
 def test_embed_items_masks_items_without_a_usable_video(tmp_path, videos):
     from vkit.core.task import RunContext
 

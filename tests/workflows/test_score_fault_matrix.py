@@ -4,7 +4,9 @@ every bad one recorded with its reason — on SQLite and PostgreSQL.
 Built in tmp: a name that is not UTF-8, an unreadable folder, names with glob
 brackets, a symlink loop, a link to an ancestor of the archive, a hard link,
 overlapping arguments, a PNG / an empty / a truncated / a text file named
-``.mp4``, and a file deleted after the inventory, before it is decoded.
+``.mp4``, a file deleted after the inventory, before it is decoded, and
+copies of a good file under another name and in another folder (same
+content: scored once, the copies recorded as its duplicates).
 """
 from __future__ import annotations
 
@@ -51,12 +53,17 @@ def _locked(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
 
 
 def _build(root: Path) -> dict[str, list[Path]]:
-    """The archive; ``{'good': [...], 'bad': [...]}`` (paths as a user would name them)."""
+    """The archive; ``{'good': [...], 'bad': [...], 'copies': [...]}`` (paths as a user would name them;
+    ``copies``: ``a.mp4`` and two copies of it, one under another name, one in another folder)."""
     good = [support.write_good(root / "a.mp4", seed=1), support.write_good(root / "sub" / "b.mp4", seed=2),
             support.write_good(root / "Videos [2019]" / "c.mp4", seed=3),
             support.write_good(root / "cam[1]" / "d.mp4", seed=4), support.write_good(root / "cam1" / "e.mp4", seed=5)]
-    shutil.copy(good[0], root / NON_UTF8)
+    os.replace(support.write_good(root / "odd.mp4", seed=9), root / NON_UTF8)
     good.append(root / NON_UTF8)
+    copies = [good[0], root / "a copy.mp4", root / "backup" / "a.mp4"]
+    (root / "backup").mkdir()
+    for copy in copies[1:]:
+        shutil.copy(good[0], copy)
     support.write_good(root / "locked" / "hidden.mp4", seed=6)                  # inside the unreadable folder
     os.link(good[1], root / "sub" / "b_hardlink.mp4")                          # the same real file again
     os.symlink("..", root / "sub" / "up")                                      # a loop
@@ -73,7 +80,7 @@ def _build(root: Path) -> dict[str, list[Path]]:
     (root / "tmp.mp4").unlink()
     bad[3].write_bytes(whole[: len(whole) // 2])
     support.write_good(bad[4], seed=8)
-    return dict(good=good, bad=bad)
+    return dict(good=good, bad=bad, copies=copies)
 
 
 REASONS = {"picture.mp4": "not a video file (an image", "empty.mp4": "empty file (0 bytes)",
@@ -87,8 +94,9 @@ def test_inventory_rules(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
     _locked(monkeypatch, root / "locked")
     found = inventory([root, root / "sub", str(root / "cam[1]")])               # overlapping arguments
     names = Counter(Path(p).name for p in found.files)
-    assert names["b.mp4"] + names["b_hardlink.mp4"] == 1 and names["a.mp4"] == 1   # one per real file
-    assert len(found.files) == len(files["good"]) + len(files["bad"])          # no file twice, nothing from above
+    assert names["b.mp4"] + names["b_hardlink.mp4"] == 1 and names["a.mp4"] == 2   # one per real file (a copy
+    assert str(root / "backup" / "a.mp4") in found.files                          # is another file)
+    assert len(found.files) == len(files["good"]) + len(files["bad"]) + 2      # no file twice, nothing from above
     assert not any("/up/" in p or "/above/" in p for p in found.files)
     assert found.failures == [(str(root / "locked"), "unreadable folder (Permission denied)")]
     assert find_videos([str(root / "cam[1]")]) == [str(root / "cam[1]" / "d.mp4")]      # literal, not cam1/
@@ -119,15 +127,25 @@ def test_fault_matrix(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     ckpt = support.make_checkpoint(tmp_path / "model.safetensors")
     summary = score_archive("demo-score", [str(root), str(root / "sub")], str(ckpt), db_url=url, plugins=PLUGIN,
                             options=ScoreOptions(workers=0, batch_size=4))
-    good, bad = len(files["good"]), len(files["bad"])
-    assert (summary.scored, summary.failed, summary.videos) == (good, bad + 1, good + bad + 1)
+    good, bad, dups = len(files["good"]), len(files["bad"]), len(files["copies"]) - 1
+    assert (summary.scored, summary.duplicates, summary.failed) == (good, dups, bad + 1)
+    assert summary.videos == good + dups + bad + 1
     store = open_store(url)
     videos = {v["id"]: v for v in store.get_videos()}
     rows = store.video_summaries(summary.run_id)
     scored = Counter(videos[r["video_id"]]["path"] for r in rows if r["status"] == "scored")
-    expected = {display_path(str(p))[0] for p in files["good"]}
-    assert set(scored) == expected and set(scored.values()) == {1}            # every good file, exactly once
-    assert len(store.video_scores(summary.run_id)) == 4 * good
+    copies = {display_path(str(p))[0] for p in files["copies"]}
+    expected = {display_path(str(p))[0] for p in files["good"]} - copies
+    (original,) = set(scored) & copies                                         # one of the three copies is scored
+    assert set(scored) == expected | {original} and set(scored.values()) == {1}   # every good content, exactly once
+    assert len(store.video_scores(summary.run_id)) == 4 * good                 # no score rows for the duplicates
+    duplicates = {videos[r["video_id"]]["path"]: r for r in rows if r["status"] == "duplicate"}
+    assert set(duplicates) == copies - {original}
+    by_path = {v["path"]: v for v in videos.values()}
+    for path, row in duplicates.items():
+        assert row["error"].startswith(f"duplicate of {original} (same sha256, scored in run {summary.run_id})")
+        assert row["segments"] == 0 and row["video_sha256"] == by_path[original]["sha256"]
+        assert (by_path[path]["status"], by_path[path]["error"]) == ("duplicate", row["error"])
     failed = {Path(videos[r["video_id"]]["path"]).name: r["error"] for r in rows if r["status"] == "failed"}
     assert set(failed) == set(REASONS)
     for name, reason in REASONS.items():
@@ -137,9 +155,19 @@ def test_fault_matrix(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setattr(inventory_module, "inventory", real_inventory)
     again = score_archive("demo-score", [str(root)], str(ckpt), db_url=url, plugins=PLUGIN,
                           options=ScoreOptions(workers=0))
-    assert (again.scored, again.skipped, again.left_failed) == (0, good, bad - 1)  # gone.mp4 is gone; the folder
-    assert again.run_id != summary.run_id                                           # is listed again:
-    assert again.failed == 1 and "locked" in again.failures[0]["path"]
+    assert (again.scored, again.skipped, again.left_failed) == (0, good + dups, bad - 1)  # gone.mp4 is gone;
+    assert (again.duplicates, again.failed) == (0, 1) and "locked" in again.failures[0]["path"]  # the folder is
+    assert again.run_id != summary.run_id                                                         # listed again
+    assert store.video_summaries(again.run_id) == [r for r in store.video_summaries(again.run_id)
+                                                   if r["status"] == "failed"]                    # nothing rescored
+    shutil.copy(files["copies"][0], root / "cam1" / "later copy.mp4")         # a new copy, scored by an earlier run
+    third = score_archive("demo-score", [str(root)], str(ckpt), db_url=url, plugins=PLUGIN,
+                          options=ScoreOptions(workers=0))
+    assert (third.scored, third.duplicates, third.skipped) == (0, 1, good + dups)
+    (late,) = [r for r in store.video_summaries(third.run_id) if r["status"] == "duplicate"]
+    assert late["error"].startswith(f"duplicate of {original} (same sha256, scored in run {summary.run_id})")
+    total = Counter(r["status"] for run in (summary, again, third) for r in store.video_summaries(run.run_id))
+    assert total["scored"] == good and total["duplicate"] == dups + 1          # one scored summary per content
     store.close()
 
 
@@ -176,12 +204,12 @@ def test_one_video_the_store_refuses_does_not_sink_its_batch(tmp_path: Path, mon
     support.make_archive(root, good=3, bad=False)
     real = Store.add_leased_results
 
-    def refuse_good1(self, run_id, model, results):  # noqa: ANN001, ANN202 - a store that rejects one row
+    def refuse_good1(self, run_id, model, results, **kwargs):  # noqa: ANN001, ANN202 - a store that rejects one row
         results = list(results)
         paths = {v["id"]: v["path"] for v in self.get_videos()}
         if any(paths[r["video_id"]].endswith("good1.mp4") and r["status"] == "scored" for r in results):
             raise StoreError("value too long for type character varying(2000)")
-        return real(self, run_id, model, results)
+        return real(self, run_id, model, results, **kwargs)
 
     monkeypatch.setattr(Store, "add_leased_results", refuse_good1)
     url = f"sqlite:///{tmp_path / 'vkit.db'}"
