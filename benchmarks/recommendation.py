@@ -5,7 +5,9 @@ Three parts, each measured in this one process (CPU model and flags printed):
 1. **models**: the task's default data set (the embedded generator, default
    params) read through ``RecommendationTask.datasets``; Popularity, BPR-MF,
    VBPR and two-tower built with the task's default configs (the comparison
-   models' ``train`` overrides included) and trained one after the other with
+   models' ``train`` overrides included), plus the two-tower model with the
+   items' metadata (title, tags, duration) fused with the content
+   (``fusion=dict(type='GatedAttention')``), trained one after the other with
    :func:`vkit.core.lifecycle.fit` (the Runner the run uses; best epoch by
    validation ``ndcg@10``), then evaluated by exact full ranking over every
    item and on the cold-start slice. Train wall and CPU seconds per model.
@@ -94,27 +96,29 @@ def models_part(tmp: Path) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     datasets = task.datasets(cfg, ctx)
     print(f"data: {ctx.summary['interactions']}; generated + embedded + read in {time.perf_counter() - start:.1f} s")
-    configs = [*comparison_configs(cfg), dict(cfg.model)]
+    configs = [(c["type"], c) for c in comparison_configs(cfg)] + [(cfg.model["type"], dict(cfg.model))]
+    if datasets.get("metadata") is not None:  # the two-tower model with title/tags/duration fused with the content
+        configs.append((f"{cfg.model['type']}+metadata", dict(cfg.model, fusion=dict(type="GatedAttention"))))
     rows, results = [], {}
-    for model_cfg in configs:
+    for label, model_cfg in configs:
         train = dict(cfg.train, **dict(model_cfg.pop("train", None) or {}))
         set_random_seed(0)
         model = build_recommender(model_cfg, datasets)
         wall, cpu = time.perf_counter(), _cpu_s()
         if model.trainable:
-            quiet = RunContext(store, run_id, tmp / "work" / model_cfg["type"], tmp / "data", echo=lambda *_: None)
+            quiet = RunContext(store, run_id, tmp / "work" / label, tmp / "data", echo=lambda *_: None)
             quiet.store = None
             model = fit(model, datasets["train"], datasets["val"], dict(cfg, train=train), quiet,
                         val_metrics=[RankingMetric(ks=(10, 20))], checkpoint=dict(cfg.checkpoint))
         wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
         m = evaluate_model(model, datasets)
-        results[model_cfg["type"]] = m
-        rows.append([model_cfg["type"], f"{wall:.1f}", f"{cpu:.1f}", train["epochs"] if model.trainable else 0,
+        results[label] = m
+        rows.append([label, f"{wall:.1f}", f"{cpu:.1f}", train["epochs"] if model.trainable else 0,
                      m["recall@10"], m["ndcg@10"], m["cold_recall@10"], m["cold_ndcg@10"]])
     _table("models (test split; full ranking over all items; cold = ranking among items without training interactions)",
            ["model", "train s", "train CPU s", "epochs", "Recall@10", "NDCG@10", "cold Recall@10", "cold NDCG@10"], rows)
     mf = results["BPRMF"]
-    for name in ("VBPR", "TwoTower"):
+    for name in [n for n in ("VBPR", "TwoTower", "TwoTower+metadata") if n in results]:
         gain = results[name]["cold_recall@10"] / max(mf["cold_recall@10"], 1e-9) - 1
         overall = results[name]["recall@10"] - mf["recall@10"]
         ok = gain >= 0.2 and overall >= 0

@@ -6,6 +6,7 @@ the run has rows in):
 - ``metrics``: split, key, step, value, logged_at (training curves, test and compression metrics; of a scoring
   run, the per-group aggregates: ``split`` = the group kind such as ``session``, ``key`` = ``<group>/<name>``);
 - ``predictions``: split, item_id, label, prediction, values (JSON);
+- ``recommendations``: user_id, rank, item_id, score (``vkit recommend --users``);
 - ``videos``: one row per video of a scoring run (status, error, segments, max/mean score, size, duration, fps, frames, sha256,
   ``values``: the scorer's per-video aggregates and event count as JSON);
 - ``scores``: one row per segment (path, segment, start, end, score, values as JSON);
@@ -42,6 +43,8 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                 ("logged_at", "string")],
     "predictions": [("run_id", "int64"), ("split", "string"), ("item_id", "string"), ("label", "float64"),
                     ("prediction", "float64"), ("values", "string")],
+    "recommendations": [("run_id", "int64"), ("user_id", "string"), ("rank", "int64"), ("item_id", "string"),
+                        ("score", "float64")],
     "videos": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("status", "string"),
                ("error", "string"), ("segments", "int64"), ("max_score", "float64"), ("mean_score", "float64"),
                ("size", "int64"), ("duration", "float64"), ("fps", "float64"), ("frames", "int64"),
@@ -58,7 +61,7 @@ def _query(table: str, run_id: int) -> Any:
     """The SELECT of ``table``'s export columns for ``run_id``, in a stable order."""
     import sqlalchemy as sa
 
-    from vkit.core.store.models import Event, Metric, Prediction, Score, Video, VideoSummary
+    from vkit.core.store.models import Event, Metric, Prediction, Recommendation, Score, Video, VideoSummary
 
     if table == "metrics":
         cols = [Metric.run_id, Metric.split, Metric.key, Metric.step, Metric.value, Metric.logged_at]
@@ -67,6 +70,10 @@ def _query(table: str, run_id: int) -> Any:
         cols = [Prediction.run_id, Prediction.split, Prediction.item_id, Prediction.label, Prediction.prediction,
                 Prediction.values]
         return sa.select(*cols).where(Prediction.run_id == run_id).order_by(Prediction.split, Prediction.item_id)
+    if table == "recommendations":
+        r = Recommendation
+        cols = [r.run_id, r.user_id, r.rank, r.item_id, r.score]
+        return sa.select(*cols).where(r.run_id == run_id).order_by(r.user_id, r.rank)
     if table == "videos":
         s, v = VideoSummary, Video
         cols = [s.run_id, s.video_id, v.path, s.status, s.error, s.segments, s.max_score, s.mean_score, v.size,
@@ -218,7 +225,9 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
         when the run stored some), ``top_videos`` (``top`` highest ``max_score``: path, max, mean, events),
         ``top_events`` (``top`` highest-scoring events: path, kind, start, end, score),
         ``failures`` (path, error; every failed video). Events are the detected ones: ground-truth rows
-        (:data:`vkit.core.ground_truth.GROUND_TRUTH`) are only counted.
+        (:data:`vkit.core.ground_truth.GROUND_TRUTH`) are only counted. With ``duplicate`` videos (content
+        this model scored at another path, not rescored): ``counts['duplicates']`` and ``duplicates``
+        (path, error = ``duplicate of <path> ...``).
     """
     from vkit.core.ground_truth import detected_events
 
@@ -231,15 +240,21 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     ranked = sorted(scored, key=lambda s: -(s["max_score"] if s["max_score"] is not None else float("-inf")))
     top_events = sorted(events, key=lambda e: -(e["score"] if e["score"] is not None else float("-inf")))[:top]
     failed = [s for s in summaries if s["status"] == "failed"]
-    videos = videos_by_id(store, {s["video_id"] for s in ranked[:top] + failed} | {e["video_id"] for e in top_events})
+    duplicates = [s for s in summaries if s["status"] == "duplicate"]
+    videos = videos_by_id(store, {s["video_id"] for s in ranked[:top] + failed + duplicates}
+                          | {e["video_id"] for e in top_events})
     per_video: dict[int, int] = {}
     for e in events:
         per_video[e["video_id"]] = per_video.get(e["video_id"], 0) + 1
     path = lambda vid: videos.get(vid, {}).get("path")  # noqa: E731
-    counts = dict(videos=len(summaries), scored=len(scored), failed=len(summaries) - len(scored),
+    counts = dict(videos=len(summaries), scored=len(scored), failed=len(failed),
                   segments=sum(s["segments"] for s in scored), events=len(events))
     if len(stored) > len(events):
         counts["ground_truth"] = len(stored) - len(events)
+    extra = {}
+    if duplicates:
+        counts["duplicates"] = len(duplicates)
+        extra["duplicates"] = [dict(path=path(s["video_id"]), error=s["error"]) for s in duplicates]
     return dict(
         counts=counts,
         top_videos=[dict(path=path(s["video_id"]), max_score=s["max_score"], mean_score=s["mean_score"],
@@ -247,6 +262,7 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
         top_events=[dict(path=path(e["video_id"]), kind=e["kind"], start=e["start"], end=e["end"], score=e["score"])
                     for e in top_events],
         failures=[dict(path=path(s["video_id"]), error=s["error"]) for s in failed],
+        **extra,
     )
 
 

@@ -8,7 +8,9 @@ similar content; an unknown user gets the most popular items and a note.
 ``--users FILE`` (one id per line, or a CSV with a ``user_id`` column) writes
 the lists to the store as a ``predict`` run: one prediction row per user
 (split ``recommend``, ``item_id`` = the user, ``values`` = ranked
-``items``/``scores``/``note``), exported by ``vkit export`` like every table.
+``items``/``scores``/``note``) and one ``recommendations`` row per list entry
+(``user_id``, ``rank``, ``item_id``, ``score``: queryable per user and rank,
+``Store.run_recommendations``), both exported by ``vkit export`` like every table.
 ``--engine ray`` ranks the users on a Ray Data actor pool (each actor loads
 the model once; users travel as ids, results as JSON), in the users' order.
 
@@ -130,9 +132,12 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
                  values=dict(items=[i["item_id"] for i in r["items"]], scores=[i["score"] for i in r["items"]],
                              known=r["known"], note=r["note"], model=r["model"])) for r in results]
     config = dict(checkpoint=str(path), users=len(rows), k=int(k), engine=engine)
+    ranked = [dict(user_id=r["user"], rank=int(i["rank"]), item_id=i["item_id"], score=i["score"])
+              for r in results for i in r["items"]]
     with store.track_run(task=task.name, plugin=task.plugin, config=config, seed=None, kind="predict",
                          model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "recommend", rows)
+        store.add_recommendations(run_id, ranked)
     return run_id, results
 
 

@@ -46,6 +46,7 @@ from vkit.core.store.models import (
     Event,
     Metric,
     Prediction,
+    Recommendation,
     Run,
     Score,
     Video,
@@ -434,6 +435,30 @@ class Store:
         """Every prediction of run ``run_id`` (optionally one split), by item id."""
         where = [Prediction.run_id == run_id] + ([Prediction.split == split] if split else [])
         return self._select(Prediction, *where, order_by=(Prediction.split, Prediction.item_id))
+
+    def add_recommendations(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Record top-K entries (``user_id``, ``rank`` from 1, ``item_id``, ``score``); same user and rank updates it."""
+        clean = []
+        for index, row in enumerate(rows):
+            rank = row.get("rank")
+            if (row.get("user_id") is None or row.get("item_id") is None or not isinstance(rank, int)
+                    or isinstance(rank, bool) or rank < 1 or not set(row) <= {"user_id", "rank", "item_id", "score"}):
+                raise StoreError(f"recommendations row {index}: {dict(row)!r}; expected user_id, rank (an int >= 1), "
+                                 "item_id and optionally score")
+            score = row.get("score")
+            clean.append(dict(run_id=run_id, user_id=str(row["user_id"]), rank=rank, item_id=str(row["item_id"]),
+                              score=None if score is None else float(score)))
+        with self.session() as session:
+            self._run(session, run_id)
+            return upsert(session, Recommendation.__table__, clean, keys=("run_id", "user_id", "rank"), owned=True)
+
+    def run_recommendations(self, run_id: int, user_id: str | None = None,
+                            max_rank: int | None = None) -> list[dict[str, Any]]:
+        """Top-K entries of run ``run_id`` (optionally one user, ranks up to ``max_rank``), by user and rank."""
+        where = [Recommendation.run_id == run_id]
+        where += [Recommendation.user_id == str(user_id)] if user_id is not None else []
+        where += [Recommendation.rank <= int(max_rank)] if max_rank is not None else []
+        return self._select(Recommendation, *where, order_by=(Recommendation.user_id, Recommendation.rank))
 
     # -------------------------------------------------------------- videos
 

@@ -11,7 +11,7 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import TABLES, Base
 from vkit.registry.errors import StoreError
 
-HEAD = "0007"  # the newest migration shipped in core/store/migrations/versions
+HEAD = "0008"  # the newest migration shipped in core/store/migrations/versions
 
 
 def _engine(url: str) -> sa.Engine:
@@ -223,3 +223,31 @@ def test_0006_adds_summary_values_keeping_summaries(store_url):
     assert downgrade(store_url, "0005") == (HEAD, "0005")
     assert "values" not in _columns(store_url, "video_summaries")
     assert _sql(store_url, "SELECT count(*) FROM video_summaries") == [(1,)]
+
+
+def test_0008_copies_stored_recommendation_lists_into_rows(store_url):
+    assert upgrade(store_url, "0007") == (None, "0007")
+    _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, kind) "
+                    "VALUES ('recommendation', 'p', 'finished', '2025-01-01 00:00:00', '{}', '{}', 'predict')")
+    (run_id,), = _sql(store_url, "SELECT id FROM runs")
+    _sql(store_url, "INSERT INTO predictions (run_id, split, item_id, \"values\") VALUES "
+                    f"({run_id}, 'recommend', 'u1', '{{\"items\": [\"v3\", \"v1\"], \"scores\": [2.5, 1.0]}}'), "
+                    f"({run_id}, 'recommend', 'u2', '{{\"note\": \"no list\"}}'), "
+                    f"({run_id}, 'test', 'u3', '{{\"items\": [\"v9\"]}}')")
+    assert upgrade(store_url) == ("0007", HEAD)
+    with open_store(store_url) as store:
+        rows = store.run_recommendations(run_id)
+        assert [(r["user_id"], r["rank"], r["item_id"], r["score"]) for r in rows] == [
+            ("u1", 1, "v3", 2.5), ("u1", 2, "v1", 1.0)]
+        store.add_recommendations(run_id, [dict(user_id="u2", rank=1, item_id="v7", score=0.5),
+                                           dict(user_id="u1", rank=2, item_id="v8")])  # same user and rank: updated
+        assert [r["item_id"] for r in store.run_recommendations(run_id, max_rank=1)] == ["v3", "v7"]
+        assert store.run_recommendations(run_id, user_id="u1")[1]["item_id"] == "v8"
+        with pytest.raises(StoreError, match="rank \\(an int >= 1\\)"):
+            store.add_recommendations(run_id, [dict(user_id="u1", rank=0, item_id="v1")])
+    assert downgrade(store_url, "0007") == (HEAD, "0007")
+    engine = _engine(store_url)
+    try:
+        assert "recommendations" not in set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()

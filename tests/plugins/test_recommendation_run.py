@@ -107,6 +107,14 @@ def test_recommend_cli_excludes_seen_items_and_handles_unknown_users(small_run, 
     stored = {r["item_id"]: r["values"] for r in open_store(db).run_predictions(run_id, "recommend")}
     assert set(stored) == {"u0001", "u0002", "stranger"} and len(stored["u0001"]["items"]) == 5
     assert stored["stranger"]["known"] is False
+    ranked = open_store(db).run_recommendations(run_id, user_id="u0001")  # one row per (user, rank)
+    assert [r["rank"] for r in ranked] == [1, 2, 3, 4, 5] and [r["item_id"] for r in ranked] == stored["u0001"]["items"]
+    assert [r["item_id"] for r in open_store(db).run_recommendations(run_id, max_rank=1)] == [
+        stored[u]["items"][0] for u in sorted(stored)]
+    out = _main(capsys, "export", str(run_id), "--table", "recommendations", "--output", str(tmp / "export"), db=db)
+    with open(tmp / "export" / f"run{run_id}_recommendations.csv") as handle:
+        exported = list(csv.DictReader(handle))
+    assert len(exported) == 15 and exported[0]["rank"] == "1" and exported[0]["user_id"] == "stranger"
     bad = _vkit("recommend", "--run", "999", "--user", "u0001", db=db)
     assert bad.returncode == 1 and "no run 999" in bad.stderr
 
