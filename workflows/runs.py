@@ -228,6 +228,9 @@ def _show_scoring(scoring: dict[str, Any]) -> None:
             for e in scoring.get("top_events", [])])
     if scoring.get("failures"):
         _table("failed videos", ["path", "reason"], [[f.get("path"), f.get("error")] for f in scoring["failures"]])
+    if scoring.get("duplicates"):
+        _table("duplicates (content scored at another path, not rescored)", ["path", "of"],
+               [[d.get("path"), d.get("error")] for d in scoring["duplicates"]])
 
 
 @runs_group.command("compare")

@@ -146,6 +146,16 @@ def test_fault_matrix(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
         assert row["error"].startswith(f"duplicate of {original} (same sha256, scored in run {summary.run_id})")
         assert row["segments"] == 0 and row["video_sha256"] == by_path[original]["sha256"]
         assert (by_path[path]["status"], by_path[path]["error"]) == ("duplicate", row["error"])
+    from click.testing import CliRunner
+
+    from vkit.workflows.cli import cli
+    from vkit.workflows.export import describe_scoring_run
+
+    shown = describe_scoring_run(store, summary.run_id)
+    assert (shown["counts"]["duplicates"], shown["counts"]["failed"]) == (dups, bad + 1)
+    assert {d["path"] for d in shown["duplicates"]} == set(duplicates)
+    out = CliRunner().invoke(cli, ["--db", url, "runs", "show", str(summary.run_id)], env={"COLUMNS": "400"})
+    assert out.exit_code == 0 and out.output.count(f"duplicate of {original}") == dups, out.output
     failed = {Path(videos[r["video_id"]]["path"]).name: r["error"] for r in rows if r["status"] == "failed"}
     assert set(failed) == set(REASONS)
     for name, reason in REASONS.items():
