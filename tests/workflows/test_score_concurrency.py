@@ -3,12 +3,15 @@
 Each test starts several installed ``vkit score`` console scripts on the same
 archive with the same checkpoint. They start scoring together (a gate file the
 test plugin waits for), so the work must be split; one may be SIGKILLed and the
-others must take its leased videos over. Every video ends scored exactly once.
+others must take its leased videos over. Every video ends scored exactly once,
+and so does every content: the archive also holds two copies of one video
+(another name, another folder), recorded as duplicates by whichever job meets them.
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,14 +32,18 @@ from vkit.core.store.models import Run, VideoLease, VideoSummary  # noqa: E402
 
 VKIT = str(Path(sys.executable).with_name("vkit"))
 PG_URL = os.environ.get("VKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-VIDEOS = 8
+VIDEOS = 8  # distinct contents; the archive also holds COPIES copies of good0.mp4
+COPIES = 2
 pytestmark = pytest.mark.slow  # about 11 vkit processes in all (each pays the CLI start-up): ~40 s on 2 idle cores
 
 
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("concurrent")
-    support.make_archive(root / "archive", good=VIDEOS, bad=False)
+    files = support.make_archive(root / "archive", good=VIDEOS, bad=False)
+    (root / "archive" / "backup").mkdir()
+    for copy in (root / "archive" / "good0 copy.mp4", root / "archive" / "backup" / "good0.mp4")[:COPIES]:
+        shutil.copy(files["good0"], copy)
     return root / "archive", support.make_checkpoint(root / "model.safetensors")
 
 
@@ -109,10 +116,14 @@ def _finish(procs: list[subprocess.Popen]) -> list[dict]:
 
 
 def _scored_per_video(store) -> Counter:
+    """Scored summaries per video; also checks each content was scored once and its copies recorded once each."""
     with store.session(write=False) as session:
-        rows = session.execute(sa.select(VideoSummary.video_id, VideoSummary.run_id)
-                               .where(VideoSummary.status == "scored")).all()
-    return Counter(video for video, _ in rows)
+        rows = session.execute(sa.select(VideoSummary.video_id, VideoSummary.video_sha256, VideoSummary.status)).all()
+    scored = [(video, sha) for video, sha, status in rows if status == "scored"]
+    assert set(Counter(sha for _, sha in scored).values()) == {1}                # each content scored once
+    duplicates = Counter(video for video, _, status in rows if status == "duplicate")
+    assert len(duplicates) == COPIES and set(duplicates.values()) == {1}        # each copy recorded once
+    return Counter(video for video, _ in scored)
 
 
 @pytest.mark.parametrize(("backend", "jobs"), SPLIT)
@@ -123,6 +134,7 @@ def test_jobs_split_the_archive_and_score_each_video_once(backend: str, jobs: in
     per_video = _scored_per_video(store)
     assert len(per_video) == VIDEOS and set(per_video.values()) == {1}          # every video exactly once
     assert sum(s["scored"] for s in summaries) == VIDEOS                        # nobody redid another's video
+    assert sum(s["duplicates"] for s in summaries) == COPIES                    # nor another path's content
     assert all(s["scored"] >= 1 for s in summaries), [s["scored"] for s in summaries]   # the work was split
     assert all(s["failed"] == 0 and s["status"] == "finished" for s in summaries)
     assert len(store.video_scores(summaries[0]["run_id"])) == 4 * summaries[0]["scored"]
