@@ -306,15 +306,20 @@ class TwoTower(Recommender):
         return fusion, nn.Linear(fusion.out_dim, dim) if fusion.out_dim != dim else nn.Identity()
 
     def _item_features(self, items: torch.Tensor | None) -> torch.Tensor:
-        """``W f_i``: projected content, or the fusion of content and metadata, of ``items`` (all when ``None``)."""
-        pick = slice(None) if items is None else items.reshape(-1)
+        """``W f_i``: projected content, or the fusion of content and metadata, of ``items`` (all when ``None``).
+
+        Each distinct item is computed once (a batch's histories repeat items many times).
+        """
+        if items is None:
+            return self._features(slice(None))
+        unique, inverse = torch.unique(items.reshape(-1), return_inverse=True)
+        return self._features(unique)[inverse].reshape(*items.shape, -1)
+
+    def _features(self, pick: Any) -> torch.Tensor:
         if self.fusion is None:
-            x = self.content_proj(self.content[pick])
-        else:
-            x = self.content_proj(self.fusion(dict(content=self.content[pick], metadata=self.metadata[pick]),
-                                              mask=dict(content=self.content_mask[pick],
-                                                        metadata=self.metadata_mask[pick])))
-        return x if items is None else x.reshape(*items.shape, -1)
+            return self.content_proj(self.content[pick])
+        return self.content_proj(self.fusion(dict(content=self.content[pick], metadata=self.metadata[pick]),
+                                             mask=dict(content=self.content_mask[pick], metadata=self.metadata_mask[pick])))
 
     def _inputs(self, items: torch.Tensor | None = None, drop: bool = False) -> torch.Tensor:
         """``W f_i + e_i`` of ``items`` (all when ``None``)."""
