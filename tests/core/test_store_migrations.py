@@ -225,6 +225,38 @@ def test_0006_adds_summary_values_keeping_summaries(store_url):
     assert _sql(store_url, "SELECT count(*) FROM video_summaries") == [(1,)]
 
 
+def test_0007_content_leases_and_duplicate_status_keeping_rows(store_url):
+    assert upgrade(store_url, "0006") == (None, "0006")
+    _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, kind) "
+                    "VALUES ('t', 'p', 'running', '2025-01-01 00:00:00', '{}', '{}', 'score')")
+    (run_id,), = _sql(store_url, "SELECT id FROM runs")
+    _sql(store_url, "INSERT INTO videos (path, status, updated_at) VALUES ('/a.mp4', 'ok', '2025-01-01 00:00:00'), "
+                    "('/b.mp4', 'pending', '2025-01-01 00:00:00')")
+    ids = dict(_sql(store_url, "SELECT path, id FROM videos"))
+    _sql(store_url, "INSERT INTO video_summaries (run_id, video_id, status, segments, scored_at) "
+                    f"VALUES ({run_id}, {ids['/a.mp4']}, 'scored', 4, '2025-01-01 00:00:00')")
+    _sql(store_url, "INSERT INTO video_leases (model_sha256, video_id, run_id, expires_at) "
+                    f"VALUES ('m', {ids['/b.mp4']}, {run_id}, '2099-01-01 00:00:00')")
+    with pytest.raises(sa.exc.IntegrityError):
+        _sql(store_url, f"UPDATE videos SET status = 'duplicate' WHERE id = {ids['/b.mp4']}")
+    assert upgrade(store_url, "0007") == ("0006", "0007")
+    assert _sql(store_url, "SELECT video_sha256 FROM video_leases") == [(None,)]       # the lease is kept
+    _sql(store_url, f"UPDATE videos SET status = 'duplicate', error = 'duplicate of /a.mp4' WHERE id = {ids['/b.mp4']}")
+    _sql(store_url, "INSERT INTO video_summaries (run_id, video_id, status, segments, scored_at) "
+                    f"VALUES ({run_id}, {ids['/b.mp4']}, 'duplicate', 0, '2025-01-01 00:00:00')")
+    _sql(store_url, "UPDATE video_leases SET video_sha256 = 'c'")
+    _sql(store_url, "INSERT INTO video_leases (model_sha256, video_id, run_id, expires_at) "
+                    f"VALUES ('m', {ids['/a.mp4']}, {run_id}, '2099-01-01 00:00:00')")
+    with pytest.raises(sa.exc.IntegrityError):                                            # one lease per content
+        _sql(store_url, f"UPDATE video_leases SET video_sha256 = 'c' WHERE video_id = {ids['/a.mp4']}")
+    assert downgrade(store_url, "0006") == ("0007", "0006")
+    assert "video_sha256" not in _columns(store_url, "video_leases")
+    assert _sql(store_url, "SELECT status FROM video_summaries") == [("scored",)]         # duplicates dropped
+    assert dict(_sql(store_url, "SELECT path, status FROM videos")) == {"/a.mp4": "ok", "/b.mp4": "pending"}
+    assert _sql(store_url, "SELECT count(*) FROM video_leases") == [(2,)]
+    assert upgrade(store_url) == ("0006", HEAD)
+
+
 def test_0008_copies_stored_recommendation_lists_into_rows(store_url):
     assert upgrade(store_url, "0007") == (None, "0007")
     _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, kind) "
