@@ -337,3 +337,11 @@ class EngagementClips:
             inputs["signals"] = torch.from_numpy((self.signals[k] - mean) / std).view(-1, 1, 1, 1)
         return dict(inputs=inputs, label=-1 if item.level is None else int(item.level), case_id=item.clip_id,
                     path=str(item.path))
+
+
+def side_signal_refusal(owner: str, signals: str, command: str, reason: str) -> str:
+    """The error for a side-signal model given to ``vkit predict``/``vkit score``: what to run instead."""
+    return (f"{owner}: this model fuses per-clip side signals ({signals}), which `{command}` cannot supply ({reason}). "
+            "Train a video-only model on the same data - the same `vkit run education-engagement ...` without "
+            "`--set side_signals.csv=...` - and pass that run to --checkpoint; this run's test metrics stay in the "
+            "store (`vkit runs show RUN`).")

@@ -50,7 +50,7 @@ class EngagementScorer:
             raise CheckpointError(f"{checkpoint}: not an education-engagement checkpoint (sidecar lacks {missing})")
         model_cfg = dict(meta["model"])
         if "signals" in model_cfg.get("backbones", {}):
-            from vkit.plugins.education.task import side_signal_refusal
+            from vkit.plugins.education.data import side_signal_refusal
 
             raise CheckpointError(side_signal_refusal(str(checkpoint), f"columns {model_cfg.get('signal_columns')}",
                                                       "vkit score", "recordings carry no per-segment signals"))

@@ -177,6 +177,7 @@ class EducationEngagementTask(Task):
 
     def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:
         from vkit.core.model import build_model
+        from vkit.plugins.education.data import side_signal_refusal
 
         if datasets is None and cfg.side_signals.csv:  # vkit predict: the branch's width came from the training CSV
             raise ConfigError(side_signal_refusal(f"task {self.name!r}", f"side_signals.csv={cfg.side_signals.csv!r}",
@@ -196,7 +197,7 @@ class EducationEngagementTask(Task):
 
     def prediction_dataset(self, cfg: Any, inputs: list[str]) -> Any:
         """Clip files (each named by its file name without extension, as DAiSEE names clips), or one CSV (``path[,level,...]``)."""
-        from vkit.plugins.education.data import ClipItem, EngagementClips, read_csv
+        from vkit.plugins.education.data import ClipItem, EngagementClips, read_csv, side_signal_refusal
 
         if cfg.side_signals.csv:
             raise ConfigError(side_signal_refusal(f"task {self.name!r}", f"side_signals.csv={cfg.side_signals.csv!r}",
@@ -211,14 +212,6 @@ class EducationEngagementTask(Task):
         from vkit.plugins.education.scorer import EngagementScorer
 
         return EngagementScorer(checkpoint, device)
-
-
-def side_signal_refusal(owner: str, signals: str, command: str, reason: str) -> str:
-    """The error for a side-signal model given to ``vkit predict``/``vkit score``: what to run instead."""
-    return (f"{owner}: this model fuses per-clip side signals ({signals}), which `{command}` cannot supply ({reason}). "
-            "Train a video-only model on the same data - the same `vkit run education-engagement ...` without "
-            "`--set side_signals.csv=...` - and pass that run to --checkpoint; this run's test metrics stay in the "
-            "store (`vkit runs show RUN`).")
 
 
 def clip_seconds(dataset: Any) -> float:
