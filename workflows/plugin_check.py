@@ -333,7 +333,7 @@ def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] 
 
     Args:
         task: the task class.
-        result: the smoke run's ``RunResult`` (its checkpoint, data and store are used).
+        result: the smoke run's ``RunResult`` (its checkpoint and data are used; scores go to a store in ``folder``).
         folder: a scratch folder (the two videos are copied under it).
         plugins: ``--plugin`` modules.
 
@@ -355,11 +355,14 @@ def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] 
     for video in videos:
         shutil.copy2(video, archive / video.name)
     options = ScoreOptions(workers=0, batch_size=2)
-    args = dict(db_url=result.db_url, plugins=plugins, options=options)
+    # A store of its own: the run's evaluator may have scored these videos already, and a content this model
+    # scored is recorded as a duplicate, not scored again.
+    db_url = f"sqlite:///{folder / 'score-check.db'}"
+    args = dict(db_url=db_url, plugins=plugins, options=options)
     first = score_archive(task.name, [archive], _checkpoint(result), **args)
     if (first.scored, first.failed) != (2, 0):
         raise AssertionError(f"vkit score: scored {first.scored}, failed {first.failed} of 2 videos: {first.failures}")
-    rows = open_store(result.db_url, read_only=True).video_scores(first.run_id)
+    rows = open_store(db_url, read_only=True).video_scores(first.run_id)
     if len(rows) != first.clips:
         raise AssertionError(f"vkit score: {first.clips} segments scored but {len(rows)} score rows stored")
     again = score_archive(task.name, [archive], _checkpoint(result), **args)

@@ -369,7 +369,7 @@ def score_archive(
             summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine,
                                    videos=len(paths) + len(found.failures), precision=precision.precision)
             try:
-                _score_leased(store, run_id, scorer, factory, paths, found.failures, options, summary, manager,
+                score_leased(store, run_id, scorer, factory, paths, found.failures, options, summary, manager,
                               retry_failed, progress)
             except BaseException:
                 summary.status = "failed"
@@ -382,10 +382,11 @@ def score_archive(
     return summary
 
 
-def _score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any], paths: Sequence[str],
-                  unreadable: Sequence[tuple[str, str]], options: ScoreOptions, summary: ScoreSummary, manager: Any,
-                  retry_failed: bool, progress: bool) -> None:
-    """Score ``paths`` in passes: claim, decode, score, write; then wait for and retry videos other jobs held."""
+def score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any], paths: Sequence[str],
+                 unreadable: Sequence[tuple[str, str]], options: ScoreOptions, summary: ScoreSummary, manager: Any,
+                 retry_failed: bool, progress: bool) -> None:
+    """Score ``paths`` into run ``run_id`` in passes: claim, decode, score, write; then wait for and retry videos
+    other jobs held. The engine under ``vkit score`` and ``ctx.score_videos`` (:mod:`vkit.workflows.video_engine`)."""
     from vkit.workflows.score_aggregates import store_group_aggregates
     from vkit.workflows.score_leases import Heartbeat, LeaseClaimer, LeasedStream, register_videos
 

@@ -56,7 +56,7 @@ def engine_score_videos(scorer: Any, paths: Sequence[str], *, store: Any, task: 
         parent_run: the ``vkit run`` this scoring serves (kept in the scoring run's config).
         plugins: extra plugin modules (``--plugin``), registered again in Ray actors.
     """
-    from vkit.workflows.score import ScoreOptions, ScoreSummary, _score_leased
+    from vkit.workflows.score import ScoreOptions, ScoreSummary, score_leased
     from vkit.workflows.score_engine import check_scorer
 
     options = options or ScoreOptions()
@@ -70,8 +70,8 @@ def engine_score_videos(scorer: Any, paths: Sequence[str], *, store: Any, task: 
                              versions={"plugins": manager.versions()}) as run_id:
             summary = ScoreSummary(run_id=run_id, task=task, db_url=store.url, engine=options.engine,
                                    videos=len(unique))
-            _score_leased(store, run_id, scorer, functools.partial(_registered, scorer, tuple(plugins)), unique, [], options, summary,
-                          manager, False, False)
+            factory = functools.partial(_registered, scorer, tuple(plugins))
+            score_leased(store, run_id, scorer, factory, unique, [], options, summary, manager, False, False)
     found = stored_outcomes(store, scorer.model_sha256, unique)
     return [dict(found[f], path=str(p)) for p, f in zip(paths, full)]
 

@@ -355,7 +355,8 @@ class Store:
             running = [r["id"] for r in rows if r["status"] == "running"]
             if running:
                 raise StoreError(f"delete: runs {running} are still running; stop them first (nothing deleted)")
-            for child in (VideoSummary, Event, Score, Prediction, Artifact, Metric):  # no reliance on ON DELETE CASCADE
+            children = [m for m in (VideoLease, *TABLES.values()) if "run_id" in m.__table__.columns]
+            for child in children:  # every table with a run_id; no reliance on ON DELETE CASCADE
                 session.execute(sa.delete(child).where(child.run_id.in_(ids)))
             session.execute(sa.delete(Run).where(Run.id.in_(ids)))
         return sorted(rows, key=lambda r: r["id"])
