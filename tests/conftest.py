@@ -16,3 +16,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
 def sqlite_url(tmp_path) -> str:
     """A fresh SQLite store URL in the test's temporary folder."""
     return f"sqlite:///{tmp_path / 'vkit.db'}"
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models train faster on one torch thread (and do not fight other processes for the cores)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

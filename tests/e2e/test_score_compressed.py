@@ -13,18 +13,13 @@ sys.path.insert(0, str(Path(__file__).parents[1] / "plugins"))
 from test_education_run import TINY  # noqa: E402
 
 TASK = "education-engagement"
-pytestmark = [  # not what is tested here: Torch-Pruning on the ordinal head's thresholds, learner names in clear
+pytestmark = [
+    pytest.mark.usefixtures("one_torch_thread"),
+    # not what is tested here: Torch-Pruning on the ordinal head's thresholds, learner names in clear
     pytest.mark.filterwarnings("ignore:Unwrapped parameters detected"),
     pytest.mark.filterwarnings("ignore:.*recording\\(s\\) are named by learner in clear"),
 ]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,8 @@ import csv
 from pathlib import Path
 
 import pytest
-import torch
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread
 
 TINY = [
     "train.epochs=2", "train.batch_size=4", "data.synthetic.n_train=16", "data.synthetic.n_val=8",
@@ -16,13 +17,6 @@ TINY = [
     "timeline.low_level=4.0",  # every segment is "low": each lesson yields one event over its whole length
 ]
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

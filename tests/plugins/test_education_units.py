@@ -10,14 +10,8 @@ from vkit.plugins.education.timeline import clip_grid, low_stretches, teacher_su
 from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import HEADS, METRICS, MODELS
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tiny models: one torch thread
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models train faster on one thread (and do not fight other processes for the cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 # ---------------------------------------------------------------- ordinal head
