@@ -355,9 +355,12 @@ def _cache_file(cache_dir: Path, model_sha256: str, caps: Capabilities) -> Path:
     return cache_dir / f"{model_sha256}-{key}.auto.json"
 
 
-def archive_validation(scorer: Any, paths: Sequence[str], videos: int = 8, max_clips: int = 32) -> Validation:
+def archive_validation(scorer: Any, paths: Sequence[str], max_clips: int = 32) -> Validation:
     """Validation clips for a scorer: its own ``validation_clips()`` (clips, labels) when it has one,
-    else the clips of the first ``videos`` decodable files of the job (no labels).
+    else up to ``max_clips`` clips of the job's first decodable files (no labels), spread over as many
+    videos as there are: the middle clip of each of ``max_clips`` videos, or more of each video when the
+    job has fewer. (The clips of one video overlap and score nearly alike; rank swaps among such near-ties
+    would dominate the gate's Spearman while saying nothing about how videos rank.)
 
     Example::
 
@@ -371,15 +374,18 @@ def archive_validation(scorer: Any, paths: Sequence[str], videos: int = 8, max_c
                           None if labels is None else np.asarray(labels), "labelled validation clips of the task")
     from vkit.registry.errors import DataError
 
+    per_video = max(1, -(-max_clips // max(len(paths), 1)))
     chunks, used = [], 0
     for path in paths:
-        if used >= videos or sum(len(c) for c in chunks) >= max_clips:
+        if sum(len(c) for c in chunks) >= max_clips:
             break
         try:
-            chunks.append(torch.as_tensor(np.ascontiguousarray(scorer.decode(path)), dtype=torch.float32))
-            used += 1
+            clips = torch.as_tensor(np.ascontiguousarray(scorer.decode(path)), dtype=torch.float32)
         except (DataError, OSError):
             continue  # a bad file fails later, in the job, with its reason
+        skip = max(0, (len(clips) - per_video) // 2)
+        chunks.append(clips[skip:skip + per_video])
+        used += 1
     if not chunks:
         return Validation(torch.empty(0), None, "no decodable archive videos")
     return Validation(torch.cat(chunks)[:max_clips], None, f"clips of {used} archive videos (unlabelled)")

@@ -13,6 +13,7 @@ from vkit.core.precision import (
     PrecisionScorer,
     Validation,
     apply_precision,
+    archive_validation,
     capabilities,
     precision_sha256,
     quality_gate,
@@ -157,3 +158,23 @@ def test_auto_without_candidates_or_clips_stays_fp32(tmp_path: Path) -> None:
     empty = Validation(torch.empty(0))
     _, choice = apply_precision(FakeScorer(), "auto", empty, caps=BF16_CPU, cache_dir=tmp_path)
     assert choice.precision == "fp32" and "no validation clips" in choice.reason
+
+
+class _FourClips:
+    """Each video decodes to 4 clips whose values are (video index, clip index); one file is unreadable."""
+
+    def decode(self, path: str) -> np.ndarray:
+        if path == "bad.mp4":
+            raise OSError("moov atom not found")
+        video = int(Path(path).stem[1:])
+        return np.stack([np.full((3, 2, 2, 2), video * 10 + clip, np.float32) for clip in range(4)])
+
+
+def test_archive_validation_spreads_its_clips_over_as_many_videos_as_there_are() -> None:
+    many = archive_validation(_FourClips(), ["bad.mp4"] + [f"v{i}.mp4" for i in range(40)])
+    assert len(many.clips) == 32 and many.labels is None
+    assert [int(c[0, 0, 0, 0]) for c in many.clips] == [v * 10 + 1 for v in range(32)]   # a middle clip of 32 videos
+    assert many.source == "clips of 32 archive videos (unlabelled)"
+    few = archive_validation(_FourClips(), ["v0.mp4", "bad.mp4", "v1.mp4", "v2.mp4"])
+    assert [int(c[0, 0, 0, 0]) for c in few.clips] == [v * 10 + c for v in range(3) for c in range(4)]  # all of each
+    assert few.source == "clips of 3 archive videos (unlabelled)"
