@@ -244,7 +244,11 @@ def _task_checks(manager: Any, name: str, smoke: bool, tmp_dir: Path | None, ext
             if task.prediction_dataset is not Task.prediction_dataset:
                 _guarded(results, f"task {task.name} predict", lambda: predict_smoke(task, result, plugins=extra))
             if task.build_scorer is not Task.build_scorer:
-                _guarded(results, f"task {task.name} score", lambda: score_smoke(task, result, Path(folder), plugins=extra))
+                # a store of its own: the run's evaluator may have scored the same videos (a content this model
+                # scored is recorded as a duplicate, not scored again)
+                fresh = f"sqlite:///{Path(folder) / 'score-check.db'}"
+                _guarded(results, f"task {task.name} score",
+                         lambda: score_smoke(task, result, Path(folder), plugins=extra, db_url=fresh))
     return results
 
 
@@ -328,14 +332,17 @@ def predict_smoke(task: Any, result: Any, *, plugins: Sequence[str] = ()) -> str
     return f"{path.name}: same probabilities and class as the run's test row (max diff {diff:.1g})"
 
 
-def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] = ()) -> str:
+def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] = (),
+                db_url: str | None = None) -> str:
     """Score two videos of a finished smoke run's data with ``vkit score`` (local engine), then again: all skipped.
 
     Args:
         task: the task class.
-        result: the smoke run's ``RunResult`` (its checkpoint and data are used; scores go to a store in ``folder``).
+        result: the smoke run's ``RunResult`` (its checkpoint and data are used).
         folder: a scratch folder (the two videos are copied under it).
         plugins: ``--plugin`` modules.
+        db_url: the store to score into (default: the run's; a video whose content the run's model already
+            scored there, e.g. in the run's own evaluation, is a duplicate and not scored again).
 
     Example::
 
@@ -355,9 +362,7 @@ def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] 
     for video in videos:
         shutil.copy2(video, archive / video.name)
     options = ScoreOptions(workers=0, batch_size=2)
-    # A store of its own: the run's evaluator may have scored these videos already, and a content this model
-    # scored is recorded as a duplicate, not scored again.
-    db_url = f"sqlite:///{folder / 'score-check.db'}"
+    db_url = db_url or result.db_url
     args = dict(db_url=db_url, plugins=plugins, options=options)
     first = score_archive(task.name, [archive], _checkpoint(result), **args)
     if (first.scored, first.failed) != (2, 0):
