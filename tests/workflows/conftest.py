@@ -1,14 +1,13 @@
-"""Stores for workflow tests (runs, export, report): SQLite and the PostgreSQL server, filled with one run of each kind.
+"""Stores for workflow tests (runs, export, report), filled with one run of each kind.
 
-PostgreSQL is the server at 127.0.0.1:5432 (database ``test``, trust auth, so
-any password is accepted — which lets tests put one in the URL), or
-``$VKIT_TEST_PG_URL``; each test gets a fresh schema, dropped afterwards.
+The ``store``/``store_url`` fixtures (SQLite and PostgreSQL) are in
+``tests/conftest.py``; here the PostgreSQL URL carries a password (trust auth
+accepts any), so the tests can check it is never shown.
 """
 from __future__ import annotations
 
 import math
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,50 +18,12 @@ import sqlalchemy as sa
 #: The test server with a password in the URL: trust auth ignores it, and it must never be shown.
 PG_URL = os.environ.get("VKIT_TEST_PG_URL", "postgresql+psycopg://postgres:pg-s3cret-pw@127.0.0.1:5432/test")
 PASSWORD = sa.make_url(PG_URL).password or "pg-s3cret-pw"
-BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
-
-
-@pytest.fixture(scope="session")
-def pg_admin() -> Iterator[sa.Engine]:
-    """An engine on the test PostgreSQL database (skips when unreachable)."""
-    try:
-        engine = sa.create_engine(PG_URL, poolclass=sa.NullPool, connect_args={"connect_timeout": 3})
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - any failure means: no server to test against
-        first = str(getattr(err, "orig", err)).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {first}")
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
-def pg_url(pg_admin: sa.Engine) -> Iterator[str]:
-    """A URL (with a password) whose connections live in a fresh schema, dropped after the test."""
-    schema = f"vkit_wf_{uuid.uuid4().hex[:12]}"
-    with pg_admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    with pg_admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """An empty database URL on each backend."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store' / 'vkit.db'}"
-    return request.getfixturevalue("pg_url")
-
-
-@pytest.fixture
-def store(store_url: str) -> Iterator[Any]:
-    """A store opened (and created at head) on each backend."""
-    from vkit.core.store import open_store
-
-    opened = open_store(store_url)
-    yield opened
-    opened.close()
+def pg_base_url() -> str:
+    """Fresh PostgreSQL schemas for these tests come with a password in the URL (see ``PG_URL``)."""
+    return PG_URL
 
 
 def fill_store(store: Any, root: Path) -> dict[str, int]:

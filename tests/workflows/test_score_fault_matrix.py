@@ -30,7 +30,6 @@ from vkit.workflows.inventory import find_videos, inventory  # noqa: E402
 from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
 
 PLUGIN = ["test_score_support"]
-PG_URL = os.environ.get("VKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 NON_UTF8 = os.fsdecode(b"caf\xe9 \xff.mp4")
 
 
@@ -112,7 +111,7 @@ def test_fault_matrix(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'vkit.db'}"
     else:
-        url = _pg(request)
+        url = request.getfixturevalue("pg_url")
     root = tmp_path / "archive"
     files = _build(root)
     _locked(monkeypatch, root / "locked")
@@ -179,31 +178,6 @@ def test_fault_matrix(backend: str, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     total = Counter(r["status"] for run in (summary, again, third) for r in store.video_summaries(run.run_id))
     assert total["scored"] == good and total["duplicate"] == dups + 1          # one scored summary per content
     store.close()
-
-
-def _pg(request: pytest.FixtureRequest) -> str:
-    import uuid
-
-    import sqlalchemy as sa
-
-    admin = sa.create_engine(PG_URL, poolclass=sa.NullPool, connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as err:  # noqa: BLE001 - no server: skip with the reason
-        pytest.skip(f"PostgreSQL at 127.0.0.1:5432 not reachable: {type(err).__name__}")
-    schema = f"vkit_faults_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-
-    def drop() -> None:
-        with admin.begin() as conn:
-            conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-    request.addfinalizer(drop)
-    return sa.make_url(PG_URL).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(
-        hide_password=False)
 
 
 def test_one_video_the_store_refuses_does_not_sink_its_batch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
