@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -51,19 +53,15 @@ def test_results_of_a_lost_lease_are_dropped_and_written_ones_release_it(store) 
     assert store.claim_video(a, MODEL, two) == dict(scored_sha256=None, failed=True, failed_sha256="s2")
 
 
-def test_concurrent_claims_give_each_video_to_exactly_one_run(store_url: str) -> None:
-    setup = open_store(store_url)
-    runs = [_run(setup) for _ in range(4)]
-    ids = list(setup.upsert_videos([dict(path=f"/{i}.mp4") for i in range(30)]).values())
-    won: dict[int, list[int]] = {r: [] for r in runs}
+def _race(store_url: str, runs: list[int], claims: Callable[[Any, int], list[int]]) -> dict[int, list[int]]:
+    """``{run: claims(store, run)}``, each run in its own thread with its own store, all at once."""
+    won: dict[int, list[int]] = {}
     errors: list[BaseException] = []
 
     def job(run_id: int) -> None:
         store = open_store(store_url)
         try:
-            for vid in ids:
-                if store.claim_video(run_id, MODEL, vid, seconds=60) is not None:
-                    won[run_id].append(vid)
+            won[run_id] = claims(store, run_id)
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
         finally:
@@ -75,6 +73,18 @@ def test_concurrent_claims_give_each_video_to_exactly_one_run(store_url: str) ->
     for t in threads:
         t.join()
     assert not errors, errors
+    return won
+
+
+def test_concurrent_claims_give_each_video_to_exactly_one_run(store_url: str) -> None:
+    setup = open_store(store_url)
+    runs = [_run(setup) for _ in range(4)]
+    ids = list(setup.upsert_videos([dict(path=f"/{i}.mp4") for i in range(30)]).values())
+
+    def claims(store: Any, run_id: int) -> list[int]:
+        return [vid for vid in ids if store.claim_video(run_id, MODEL, vid, seconds=60) is not None]
+
+    won = _race(store_url, runs, claims)
     claimed = [v for r in runs for v in won[r]]
     assert sorted(claimed) == sorted(ids)                                             # each exactly once
     setup.close()
@@ -149,26 +159,15 @@ def test_concurrent_content_claims_give_each_content_to_one_path(store_url: str)
     setup = open_store(store_url)
     runs = [_run(setup) for _ in range(4)]
     paths = {r: list(setup.upsert_videos([dict(path=f"/{r}/{i}.mp4") for i in range(10)]).values()) for r in runs}
-    won: dict[int, list[int]] = {r: [] for r in runs}
-    errors: list[BaseException] = []
 
-    def job(run_id: int) -> None:
-        store = open_store(store_url)
-        try:
-            for i, vid in enumerate(paths[run_id]):                                   # run r's i-th path: content i
-                assert store.claim_video(run_id, MODEL, vid, seconds=60) is not None
-                if store.claim_content(run_id, MODEL, vid, f"{i:064x}") is not None:
-                    won[run_id].append(i)
-        except BaseException as err:  # noqa: BLE001 - reported below
-            errors.append(err)
-        finally:
-            store.close()
+    def claims(store: Any, run_id: int) -> list[int]:
+        won = []
+        for i, vid in enumerate(paths[run_id]):                                       # run r's i-th path: content i
+            assert store.claim_video(run_id, MODEL, vid, seconds=60) is not None
+            if store.claim_content(run_id, MODEL, vid, f"{i:064x}") is not None:
+                won.append(i)
+        return won
 
-    threads = [threading.Thread(target=job, args=(r,)) for r in runs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    won = _race(store_url, runs, claims)
     assert sorted(i for r in runs for i in won[r]) == list(range(10))                # each content exactly once
     setup.close()
