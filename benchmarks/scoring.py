@@ -96,18 +96,10 @@ def _spread_scores(model: Any) -> None:
     gen = torch.Generator().manual_seed(1)
     clips = (torch.randn(16, 3, CLIP_LEN, 64, 64, generator=gen)
              * torch.linspace(0.5, 1.5, 16).view(16, 1, 1, 1, 1) + torch.linspace(-1, 1, 16).view(16, 1, 1, 1, 1))
-    norms = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-    for m in norms:
-        m.reset_running_stats()
-        m.momentum = None                       # a cumulative average over the calibration batches
-        m.weight.data.uniform_(0.75, 1.25, generator=gen)   # mmaction zero-inits some; make every branch count
-    model.train()
-    with torch.no_grad():
-        for chunk in clips.split(4):
-            model.backbone(chunk)
-    model.eval()
-    for m in norms:
-        m.momentum = 0.1
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.weight.data.uniform_(0.75, 1.25, generator=gen)   # mmaction zero-inits some; make every branch count
+    precise_bn(model, clips, batch=4)
     fc = model.cls_head.fc2
     with torch.inference_mode():
         logits = model.cls_head(model.backbone(clips[::2])).flatten()

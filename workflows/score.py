@@ -370,7 +370,7 @@ def score_archive(
                                    videos=len(paths) + len(found.failures), precision=precision.precision)
             try:
                 score_leased(store, run_id, scorer, factory, paths, found.failures, options, summary, manager,
-                              retry_failed, progress)
+                             retry_failed, progress)
             except BaseException:
                 summary.status = "failed"
                 raise
