@@ -34,8 +34,17 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 #: Execution option naming the ``BEGIN`` mode of a SQLite transaction.
 SQLITE_BEGIN_OPTION = "vkit_sqlite_begin"
 
+#: Names of keys whose values are credentials (``password``, ``sslpassword``, ``db_passwd``, ``pwd``,
+#: ``token``, ``access_token``, ``client_secret``, ``api_key``...), in URL queries, DSNs and JSON alike.
+_SECRET_KEY = r"[\w.-]*?(?:password|passwd|passphrase|pwd|token|secret|api_?key)"
+#: ``scheme://user:password@``: the password of a URL's netloc.
 _CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*):(?P<pw>[^@\s]+)@")
-_PASSWORD_KV = re.compile(r"(?P<head>\bpassword\s*=\s*)(?P<pw>'[^']*'|\S+)", re.IGNORECASE)
+#: ``?password=...&``, ``sslpassword=...`` (DSN), ``token='...'``: a secret key's value up to ``&``, a quote or a space.
+_SECRET_KV = re.compile(
+    rf"(?P<head>(?<![\w.-]){_SECRET_KEY}\s*=\s*)(?P<pw>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"|[^\s&'\"]+)", re.IGNORECASE)
+#: ``"password": "..."`` in JSON or a Python repr (a config snapshot, a ``--json`` document).
+_SECRET_ITEM = re.compile(
+    rf"(?P<head>(?P<q>[\"']){_SECRET_KEY}(?P=q)\s*:\s*)(?P<pw>\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')", re.IGNORECASE)
 
 
 def default_url() -> str:
@@ -65,24 +74,35 @@ def resolve_url(url: str | URL | None) -> URL:
 
 
 def mask_url(url: str | URL) -> str:
-    """Return ``url`` for display with its password replaced by ``***``.
+    """Return ``url`` for display with every credential replaced by ``***`` (see :func:`mask_secrets`).
 
     Example::
 
         >>> mask_url("postgresql+psycopg://bob:s3cret@db:5432/vkit")
         'postgresql+psycopg://bob:***@db:5432/vkit'
+        >>> mask_url("postgresql+psycopg://bob@db/vkit?sslmode=require&password=s3cret")
+        'postgresql+psycopg://bob@db/vkit?password=***&sslmode=require'
     """
     try:
         parsed = url if isinstance(url, URL) else make_url(url)
     except ArgumentError:
         return mask_secrets(str(url))
-    return parsed.render_as_string(hide_password=True)
+    return mask_secrets(parsed.render_as_string(hide_password=True))
 
 
 def mask_secrets(text: str) -> str:
-    """Mask every ``scheme://user:password@`` and ``password=...`` inside free text (error messages, logs)."""
+    """Mask every credential form inside free text (URLs, error messages, logs, JSON): the password of
+    ``scheme://user:password@``, the value of a secret key in a URL query or DSN (``?password=``,
+    ``sslpassword=``, ``token=``...) and of a secret key in JSON (``"password": "..."``).
+
+    Example::
+
+        >>> mask_secrets("failed: postgresql://bob:pw@db/x?sslpassword=k&sslmode=require password='a b'")
+        'failed: postgresql://bob:***@db/x?sslpassword=***&sslmode=require password=***'
+    """
     text = _CREDENTIALS.sub(lambda m: f"{m.group('head')}:***@", text)
-    return _PASSWORD_KV.sub(lambda m: f"{m.group('head')}***", text)
+    text = _SECRET_KV.sub(lambda m: f"{m.group('head')}***", text)
+    return _SECRET_ITEM.sub(lambda m: f"{m.group('head')}{m.group('q')}***{m.group('q')}", text)
 
 
 def is_sqlite(url: URL) -> bool:

@@ -43,6 +43,28 @@ def test_mask_url(url, shown):
     assert mask_url(url) == shown
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql+psycopg://bob@db/vkit?password=s3cret",
+    "postgresql+psycopg://bob@db/vkit?sslmode=require&sslpassword=s3cret&connect_timeout=2",
+    "postgresql+psycopg://bob:s3cret@db/vkit?PWD=s3cret&token=s3cret",
+    "mysql+pymysql://bob@db/vkit?passwd=s3cret",
+])
+def test_mask_url_hides_every_credential_form(url):
+    shown = mask_url(url)
+    assert "s3cret" not in shown and "***" in shown
+    assert "bob@db/vkit" in shown or "bob:***@db/vkit" in shown  # the rest of the URL stays readable
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("at postgresql://u@h/d?password=s3cret&sslmode=require", "at postgresql://u@h/d?password=***&sslmode=require"),
+    ("dsn host=h db_password='s 3cret' user=u", "dsn host=h db_password=*** user=u"),
+    ('{"password": "s3cret", "api_key": "s3cret", "max_tokens": 5}', '{"password": "***", "api_key": "***", "max_tokens": 5}'),
+    ("max_tokens=5 threshold=0.5", "max_tokens=5 threshold=0.5"),
+])
+def test_mask_secrets_query_dsn_and_json_forms(text, shown):
+    assert mask_secrets(text) == shown
+
+
 def test_mask_secrets_in_free_text():
     text = "failed: postgresql+psycopg://bob:p%40ss@db/x and host=db password=hunter2 user=bob"
     assert mask_secrets(text) == "failed: postgresql+psycopg://bob:***@db/x and host=db password=*** user=bob"
