@@ -16,6 +16,11 @@ Rows are read with a server-side cursor (PostgreSQL; SQLite steps its cursor)
 in batches of :data:`BATCH_ROWS` and written batch by batch, so memory stays
 flat however many rows a run holds.
 
+CSV cells are safe to open in a spreadsheet: a text cell that begins with
+``=``, ``+``, ``-``, ``@``, a tab or a carriage return (a formula, by the OWASP
+CSV-injection rule) is written with a leading ``'`` (numbers stay numbers);
+``raw=True`` (``--raw``) writes every cell as stored.
+
 Example::
 
     paths = export_run(store, 7, "out/", fmt="parquet")   # {'scores': Path('out/run7_scores.parquet'), ...}
@@ -34,6 +39,8 @@ import click
 from vkit.registry.errors import ConfigError, StoreError
 
 FORMATS = ("csv", "parquet")
+#: First characters that make a spreadsheet read a cell as a formula (OWASP CSV injection).
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 #: Rows fetched and written per batch.
 BATCH_ROWS = 10_000
 
@@ -99,6 +106,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def csv_safe(value: Any) -> Any:
+    """``value`` as a CSV cell no spreadsheet runs as a formula: text starting with :data:`FORMULA_STARTS` gets a ``'``.
+
+    Example::
+
+        >>> csv_safe("=HYPERLINK(1)"), csv_safe("@SUM(A1)"), csv_safe(-0.5), csv_safe("case-01")
+        ("'=HYPERLINK(1)", "'@SUM(A1)", -0.5, 'case-01')
+    """
+    return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
+
+
 def iter_batches(store: Any, run_id: int, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[list[dict[str, Any]]]:
     """``table``'s rows of run ``run_id`` as lists of at most ``batch_rows`` dicts, streamed from the database.
 
@@ -120,12 +138,15 @@ def iter_batches(store: Any, run_id: int, table: str, batch_rows: int = BATCH_RO
 
 
 class _CsvSink:
-    def __init__(self, path: Path, table: str) -> None:
+    def __init__(self, path: Path, table: str, raw: bool = False) -> None:
         self.handle = open(path, "w", newline="", encoding="utf-8")
         self.writer = csv.DictWriter(self.handle, fieldnames=[c for c, _ in COLUMNS[table]])
         self.writer.writeheader()
+        self.raw = raw
 
     def write(self, rows: list[dict[str, Any]]) -> None:
+        if not self.raw:
+            rows = [{k: csv_safe(v) for k, v in row.items()} for row in rows]
         self.writer.writerows(rows)
 
     def close(self) -> None:
@@ -150,9 +171,12 @@ class _ParquetSink:
         self.writer.close()
 
 
-def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "csv") -> int:
-    """Stream ``table``'s rows of run ``run_id`` into ``path`` (``csv`` or ``parquet``); returns the row count."""
-    sink = _CsvSink(path, table) if fmt == "csv" else _ParquetSink(path, table)
+def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "csv", *, raw: bool = False) -> int:
+    """Stream ``table``'s rows of run ``run_id`` into ``path`` (``csv`` or ``parquet``); returns the row count.
+
+    CSV text cells pass through :func:`csv_safe` unless ``raw``.
+    """
+    sink = _CsvSink(path, table, raw) if fmt == "csv" else _ParquetSink(path, table)
     count = 0
     try:
         for rows in iter_batches(store, run_id, table):
@@ -164,7 +188,7 @@ def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "cs
 
 
 def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "csv",
-               tables: Sequence[str] | None = None) -> dict[str, Path]:
+               tables: Sequence[str] | None = None, *, raw: bool = False) -> dict[str, Path]:
     """Write run ``run_id``'s ``tables`` as ``run{N}_{table}.{fmt}`` under ``output``; returns ``{table: path}``.
 
     Args:
@@ -173,6 +197,7 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
         output: the folder (created if needed).
         fmt: ``csv`` or ``parquet`` (needs pyarrow).
         tables: some of :data:`TABLES` (written even when empty); ``None``: every table the run has rows in.
+        raw: CSV cells exactly as stored, formulas included (default: :func:`csv_safe`).
 
     Raises:
         StoreError: no such run, or (``tables=None``) a run with no rows to export.
@@ -198,7 +223,7 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
     written = {}
     for table in tables:
         path = folder / f"run{run_id}_{table}.{fmt}"
-        export_table(store, run_id, table, path, fmt)
+        export_table(store, run_id, table, path, fmt, raw=raw)
         written[table] = path
     return written
 
@@ -273,15 +298,18 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
               help="Only this table (repeatable; default: every table the run has rows in).")
 @click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the run{N}_{table} files.")
+@click.option("--raw", is_flag=True, help="CSV: write cells that start with = + - @ (spreadsheet formulas) as stored, "
+              "without the leading ' that keeps a spreadsheet from running them.")
 @click.option("--json", "as_json", is_flag=True, help="Print the written paths as JSON.")
 @click.pass_context
-def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...], output: str, as_json: bool) -> None:
+def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...], output: str, raw: bool,
+               as_json: bool) -> None:
     """Export any run's metrics, predictions, videos, scores and events as CSV or Parquet (streamed)."""
     from vkit.core.store import open_store
 
     obj = ctx.find_root().obj or {}
     with open_store(obj.get("db_url"), read_only=True) as store:
-        written = export_run(store, run_id, output, fmt, tables=list(tables) or None)
+        written = export_run(store, run_id, output, fmt, tables=list(tables) or None, raw=raw)
     if as_json:
         click.echo(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
         return
@@ -289,5 +317,5 @@ def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...
         click.echo(f"{name}: {path}")
 
 
-__all__ = ["BATCH_ROWS", "COLUMNS", "FORMATS", "TABLES", "describe_scoring_run", "export_cmd", "export_run",
-           "export_table", "iter_batches", "videos_by_id"]
+__all__ = ["BATCH_ROWS", "COLUMNS", "FORMATS", "FORMULA_STARTS", "TABLES", "csv_safe", "describe_scoring_run",
+           "export_cmd", "export_run", "export_table", "iter_batches", "videos_by_id"]
