@@ -77,25 +77,37 @@ def clock(seconds: float) -> str:
 def teacher_summary(stretches: Mapping[str, Sequence[tuple[float, float]]], min_share: float = 0.25) -> str:
     """One sentence on when attention fell for many learners of a session.
 
-    The period is where the most learners were in a low stretch at once (the longest such period);
-    ``min_share`` of the learners must be in it, else attention "held".
+    The period is the longest one in which the most learners were in a low stretch at once (of two
+    equally long ones, the earlier); ``min_share`` of the learners must be in it, else attention "held".
 
     Example::
 
         teacher_summary({"a": [(750, 910)], "b": [(760, 900)], "c": []})   # "attention fell from 12:40 to 15:00 for 2 of 3 learners"
+        teacher_summary({"a": [(2, 6), (10, 22)], "b": [(2, 6), (10, 22)]})  # "... from 00:10 to 00:22 for 2 of 2 ..."
     """
     learners = len(stretches)
     if not learners:
         return "no learners"
-    edges = sorted({t for spans in stretches.values() for span in spans for t in span})
-    best, period = 0, None
-    for a, b in zip(edges, edges[1:]):
-        mid = (a + b) / 2
-        count = sum(any(s <= mid < e for s, e in spans) for spans in stretches.values())
-        if count > best:
-            best, period = count, [a, b]
-        elif count == best and period is not None and a == period[1]:
-            period[1] = b  # extend a period with the same count
+    best, period = _longest_busiest_period(stretches)
     if period is None or best < max(1, min_share * learners):
         return f"attention held: no period where {max(1, int(np.ceil(min_share * learners)))} of {learners} learners were low"
     return f"attention fell from {clock(period[0])} to {clock(period[1])} for {best} of {learners} learners"
+
+
+def _longest_busiest_period(stretches: Mapping[str, Sequence[tuple[float, float]]]) -> tuple[int, tuple[float, float] | None]:
+    """``(most learners low at once, the longest unbroken period with that many)``; ``(0, None)`` without stretches."""
+    edges = sorted({t for spans in stretches.values() for span in spans for t in span})
+    counts = [sum(any(s <= (a + b) / 2 < e for s, e in spans) for spans in stretches.values())
+              for a, b in zip(edges, edges[1:])]
+    best = max(counts, default=0)
+    if not best:
+        return 0, None
+    periods: list[tuple[float, float]] = []
+    for (a, b), count in zip(zip(edges, edges[1:]), counts):
+        if count != best:
+            continue
+        if periods and periods[-1][1] == a:  # the same unbroken period goes on
+            periods[-1] = (periods[-1][0], b)
+        else:
+            periods.append((a, b))
+    return best, max(periods, key=lambda p: p[1] - p[0])  # max keeps the first of equal lengths

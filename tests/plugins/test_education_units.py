@@ -152,3 +152,18 @@ def test_low_stretches_need_min_seconds_and_teacher_summary_finds_the_shared_dro
     text = teacher_summary({"a": [(750.0, 910.0)], "b": [(760.0, 900.0)], "c": [], "d": [(100.0, 110.0)]})
     assert text == "attention fell from 12:40 to 15:00 for 2 of 4 learners"
     assert teacher_summary({"a": [], "b": []}).startswith("attention held")
+
+
+@pytest.mark.parametrize("stretches, period", [
+    # the README's rule: the longest period with the most learners low, not the first one found
+    ({"a": [(2.0, 6.0), (10.0, 22.0)], "b": [(2.0, 6.0), (10.0, 22.0)], "c": []}, "00:10 to 00:22 for 2 of 3"),
+    # a longer stretch with fewer learners low loses to a shorter one with more
+    ({"a": [(0.0, 60.0)], "b": [(40.0, 44.0)], "c": [(40.0, 44.0)]}, "00:40 to 00:44 for 3 of 3"),
+    # two equally long periods: the earlier
+    ({"a": [(2.0, 6.0), (10.0, 14.0)], "b": [(2.0, 6.0), (10.0, 14.0)]}, "00:02 to 00:06 for 2 of 2"),
+    # back-to-back stretches of one learner make one unbroken period
+    ({"a": [(2.0, 6.0), (6.0, 20.0)], "b": [(0.0, 30.0)], "c": [(1.0, 4.0)]}, "00:02 to 00:04 for 3 of 3"),
+    ({"a": [(2.0, 6.0), (6.0, 20.0)], "b": [(0.0, 30.0)]}, "00:02 to 00:20 for 2 of 2"),
+])
+def test_teacher_summary_names_the_longest_period_with_the_most_learners_low(stretches, period) -> None:
+    assert teacher_summary(stretches) == f"attention fell from {period} learners"
