@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from vkit.core.files import NotRegularFileError, check_regular, open_regular
 from vkit.registry.errors import DataError
 
 __all__ = ["VideoInfo", "iter_frames", "probe", "read_clip", "sample_segments", "segment_indices", "write_video"]
@@ -79,7 +80,7 @@ def _av() -> Any:
 
 
 def _container_kind(path: Path) -> str | None:
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         head = handle.read(12)
     for offset, magic, kind in _MAGIC:
         if head[offset:offset + len(magic)] == magic:
@@ -91,11 +92,15 @@ def _open(path: str | Path) -> tuple[Any, Path]:
     """Open ``path`` for reading, turning every failure into a DataError with its reason."""
     av = _av()
     file = Path(path)
-    if not file.exists():
-        raise DataError(f"{file}: missing (no such file)")
-    if not file.is_file():
-        raise DataError(f"{file}: not a regular file")
-    if file.stat().st_size == 0:
+    try:
+        size = check_regular(file).st_size  # a FIFO or a device is refused before FFmpeg could block on it
+    except FileNotFoundError:
+        raise DataError(f"{file}: missing (no such file)") from None
+    except NotRegularFileError:
+        raise
+    except OSError as err:
+        raise DataError(f"{file}: unreadable ({_reason(err)})") from err
+    if size == 0:
         raise DataError(f"{file}: empty file (0 bytes)")
     try:
         container = av.open(str(file), mode="r")

@@ -24,13 +24,15 @@ from sqlalchemy.types import TypeDecorator
 
 #: Allowed ``runs.status`` values; ``interrupted``: its process died without closing it (``Store.reap_stale_runs``).
 RUN_STATUSES = ("running", "finished", "failed", "interrupted")
-#: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable, same content as a video already scored.
-VIDEO_STATUSES = ("pending", "ok", "failed", "duplicate")
+#: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable, same content as a video already scored,
+#: changed while it was scored (rewritten between hashing and decoding, on every try: scored by the next run).
+VIDEO_STATUSES = ("pending", "ok", "failed", "duplicate", "changed")
 #: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict`` (free text: plugins may add kinds).
 RUN_KINDS = ("train", "score", "predict")
 #: Allowed ``video_summaries.status`` values: ``scored``/``failed`` (as in the ``vkit_video_scored`` hook) and
-#: ``duplicate`` (content this model already scored at another path: not scored again, no hook call).
-SCORED_STATUSES = ("scored", "failed", "duplicate")
+#: ``duplicate`` (content this model already scored at another path: not scored again, no hook call) and
+#: ``changed`` (the file changed while it was scored: no rows, no sha256, no hook call; the next run scores it).
+SCORED_STATUSES = ("scored", "failed", "duplicate", "changed")
 
 _CASCADE = dict(ondelete="CASCADE")
 
@@ -166,7 +168,8 @@ class Video(Base):
     """A video file of an archive, known by path (and content by sha256)."""
 
     __tablename__ = "videos"
-    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'ok', 'failed', 'duplicate')", name="ck_videos_status"),)
+    __table_args__ = (sa.CheckConstraint("status IN ('pending', 'ok', 'failed', 'duplicate', 'changed')",
+                                         name="ck_videos_status"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     path: Mapped[str] = mapped_column(sa.String(2000), unique=True)
@@ -219,7 +222,7 @@ class VideoSummary(Base):
     __tablename__ = "video_summaries"
     __table_args__ = (
         sa.UniqueConstraint("run_id", "video_id", name="uq_video_summaries_run_video"),
-        sa.CheckConstraint("status IN ('scored', 'failed', 'duplicate')", name="ck_video_summaries_status"),
+        sa.CheckConstraint("status IN ('scored', 'failed', 'duplicate', 'changed')", name="ck_video_summaries_status"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -30,10 +30,17 @@ def package_versions(names: tuple[str, ...] = TRACKED_DISTRIBUTIONS) -> dict[str
 
 
 def sha256_file(path: str | Path) -> tuple[str, int]:
-    """Streamed sha256 (hex) and size in bytes of the file at ``path``."""
+    """Streamed sha256 (hex) and size in bytes of the regular file at ``path``.
+
+    Raises:
+        NotRegularFileError: ``path`` is a FIFO, device, socket or folder (checked before a byte is read).
+        OSError: it cannot be opened or read.
+    """
+    from vkit.core.files import open_regular
+
     digest = hashlib.sha256()
     size = 0
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         while chunk := handle.read(_CHUNK):
             digest.update(chunk)
             size += len(chunk)

@@ -272,7 +272,7 @@ class Store:
         died become ``interrupted``), then :meth:`start_run` with ``kwargs``
         (``work_dir``, ``versions``, ``model_sha256``, ``kind``). On exit the
         row is closed: ``finished``; ``interrupted`` on ``KeyboardInterrupt``
-        (Ctrl-C, SIGINT); ``failed`` with ``Type: message`` and the traceback
+        (Ctrl-C, SIGINT; SIGTERM where :func:`vkit.core.processes.sigterm_interrupts` is on); ``failed`` with ``Type: message`` and the traceback
         (credentials masked) on any other exception, which is re-raised.
         ``on_finish`` (e.g. the ``vkit_run_finished`` hook) is then called with
         ``dict(id, task, status, error)``.
@@ -287,8 +287,9 @@ class Store:
         status, error = "finished", None
         try:
             yield run_id
-        except KeyboardInterrupt:
-            status, error = "interrupted", "interrupted (KeyboardInterrupt: Ctrl-C or SIGINT); rerun to resume"
+        except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as vkit.core.processes.Terminated
+            how = f"{type(err).__name__}: {err}" if str(err) else "KeyboardInterrupt: Ctrl-C or SIGINT"
+            status, error = "interrupted", f"interrupted ({how}); rerun to resume"
             raise
         except BaseException as err:
             status, error = "failed", _error_text(err)

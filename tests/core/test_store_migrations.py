@@ -11,7 +11,7 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import TABLES, Base
 from vkit.registry.errors import StoreError
 
-HEAD = "0008"  # the newest migration shipped in core/store/migrations/versions
+HEAD = "0009"  # the newest migration shipped in core/store/migrations/versions
 
 
 def _engine(url: str) -> sa.Engine:
@@ -283,3 +283,28 @@ def test_0008_copies_stored_recommendation_lists_into_rows(store_url):
         assert "recommendations" not in set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
+
+
+def test_0009_allows_changed_status_keeping_rows(store_url):
+    assert upgrade(store_url, "0008") == (None, "0008")
+    _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, kind) "
+                    "VALUES ('t', 'p', 'finished', '2025-01-01 00:00:00', '{}', '{}', 'score')")
+    (run_id,), = _sql(store_url, "SELECT id FROM runs")
+    _sql(store_url, "INSERT INTO videos (path, sha256, status, updated_at) VALUES "
+                    "('/a.mp4', 'aa', 'ok', '2025-01-01 00:00:00'), ('/b.mp4', NULL, 'pending', '2025-01-01 00:00:00')")
+    ids = dict(_sql(store_url, "SELECT path, id FROM videos"))
+    _sql(store_url, "INSERT INTO video_summaries (run_id, video_id, video_sha256, status, segments, scored_at) "
+                    f"VALUES ({run_id}, {ids['/a.mp4']}, 'aa', 'scored', 4, '2025-01-01 00:00:00')")
+    with pytest.raises(sa.exc.IntegrityError):
+        _sql(store_url, f"UPDATE videos SET status = 'changed' WHERE id = {ids['/b.mp4']}")
+    assert upgrade(store_url, "0009") == ("0008", "0009")
+    _sql(store_url, f"UPDATE videos SET status = 'changed', error = 'changed while being scored' "
+                    f"WHERE id = {ids['/b.mp4']}")
+    _sql(store_url, "INSERT INTO video_summaries (run_id, video_id, status, segments, scored_at) "
+                    f"VALUES ({run_id}, {ids['/b.mp4']}, 'changed', 0, '2025-01-01 00:00:00')")
+    with pytest.raises(sa.exc.IntegrityError):
+        _sql(store_url, f"UPDATE videos SET status = 'gone' WHERE id = {ids['/b.mp4']}")
+    assert downgrade(store_url, "0008") == ("0009", "0008")
+    assert _sql(store_url, "SELECT video_id, status FROM video_summaries") == [(ids["/a.mp4"], "scored")]
+    assert dict(_sql(store_url, "SELECT path, status FROM videos")) == {"/a.mp4": "ok", "/b.mp4": "pending"}
+    assert upgrade(store_url) == ("0008", HEAD)
