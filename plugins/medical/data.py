@@ -14,10 +14,7 @@ Example::
 """
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -43,17 +40,17 @@ from monai.transforms import (
     RandShiftIntensityd,
     Resized,
     ScaleIntensityRanged,
+    ScaleIntensityRangePercentilesd,
     Spacingd,
     SpatialPadd,
 )
 from monai.utils import MetaKeys, SpaceKeys
 
+from vkit.core.datalist import ALLOW_OUTSIDE_ENV, SPLIT_SHARES, BadRows, read_json, read_table, resolve_inside, stable_split
 from vkit.registry.errors import ConfigError, DataError, did_you_mean
 
 #: Splits whose cases need no label (inference on unlabelled scans).
 PREDICTION_SPLITS = ("predict", "prediction")
-#: Set to ``1`` to let datalist entries point outside the datalist's folder (``allow_outside=True`` does the same).
-ALLOW_OUTSIDE_ENV = "VKIT_DATALIST_ALLOW_OUTSIDE"
 CINE_SUFFIXES = (".mp4", ".avi")
 _KEY = "image"
 _LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
@@ -65,13 +62,21 @@ DEFAULT_TRANSFORMS: dict[str, Any] = dict(
     orientation="RAS",  # reorient axes (None keeps the file's)
     fit="resize",  # "resize" (interpolate to size) or "crop_pad" (centre crop / pad to size)
     channels=1,  # channels every volume must have after loading
-    intensity=dict(mode="range", a_min=-200.0, a_max=300.0, b_min=0.0, b_max=1.0, clip=True),
+    intensity=dict(mode="auto"),  # from the data: see choose_intensity (or "range", "percentiles", "normalize")
     augment=dict(enabled=True, flip_prob=0.5, rot90_prob=0.25, scale_prob=0.5, scale=0.1, shift_prob=0.5, shift=0.1),
 )
+#: The soft-tissue CT window (Hounsfield units) ``mode="auto"`` picks for CT data.
+CT_WINDOW: dict[str, Any] = dict(mode="range", a_min=-200.0, a_max=300.0, b_min=0.0, b_max=1.0, clip=True)
+#: Per-scan percentiles (MONAI ``ScaleIntensityRangePercentilesd``): ``mode="auto"`` for data that is not CT.
+PERCENTILE_WINDOW: dict[str, Any] = dict(mode="percentiles", lower=0.5, upper=99.5, b_min=0.0, b_max=1.0, clip=True,
+                                         channel_wise=False)
 _INTENSITY_KEYS = {
-    "range": {"mode", "a_min", "a_max", "b_min", "b_max", "clip"},
+    "auto": {"mode"},
+    "range": set(CT_WINDOW),
+    "percentiles": set(PERCENTILE_WINDOW),
     "normalize": {"mode", "nonzero", "channel_wise"},
 }
+_AIR_HU = -500.0  # a scan whose 1st percentile is at or below this reaches air: Hounsfield units
 
 
 # ---------------------------------------------------------------------------- datalists
@@ -105,12 +110,7 @@ def _parse_label(value: Any, where: str) -> int | None:
 
 
 def _read_json(path: Path, split: str) -> list[dict[str, Any]]:
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as err:
-        raise DataError(f"datalist {path}: cannot read: {err}") from err
-    except json.JSONDecodeError as err:
-        raise DataError(f"datalist {path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}") from err
+    doc = read_json(path)
     if not isinstance(doc, dict):
         raise DataError(f"datalist {path}: expected a JSON object with split keys, got {type(doc).__name__}")
     if split not in doc:
@@ -129,75 +129,70 @@ def _read_json(path: Path, split: str) -> list[dict[str, Any]]:
     return rows
 
 
-def _read_csv(path: Path, split: str) -> list[dict[str, Any]]:
-    try:
-        with path.open(newline="") as fh:
-            reader = csv.DictReader(fh)
-            header = [h.strip() for h in reader.fieldnames or []]
-            if "image" not in header:
-                raise DataError(f"datalist {path}: CSV header must contain 'image' (and 'label'), got {header}")
-            reader.fieldnames = header
-            rows = [dict(row, _where=f"datalist {path}: line {n}") for n, row in enumerate(reader, start=2)]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise DataError(f"datalist {path}: cannot read as CSV: {err}") from err
-    for row in rows:
-        if None in row or any(v is None for k, v in row.items() if k != "_where"):
-            raise DataError(f"{row['_where']}: expected {len(header)} columns ({','.join(header)}), got a malformed row")
-        if not row["image"].strip():
-            raise DataError(f"{row['_where']}: empty 'image' path")
-    if "split" in header:
+def _split_name(split: str) -> str:
+    """``training``/``validation`` (the Decathlon keys) as :func:`~vkit.core.datalist.stable_split` names them."""
+    return {"training": "train", "validation": "val"}.get(split, split)
+
+
+def _read_csv(path: Path, split: str, bad: BadRows, hash_split: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    """Rows of ``split`` and, when the CSV has no ``split`` column, a note saying how rows were split."""
+    malformed = BadRows(bad.skip_bad)  # rows without a split of their own: reported once, with the training split
+    table = read_table(path, ("image",), bad=malformed)
+    if _split_name(split) == "train" or not hash_split:
+        bad.rows.extend(malformed.rows)
+    rows = [dict(row.values, _where=f"datalist {row.where}") for row in table.rows]
+    if "split" in table.header:
         splits = sorted({row["split"] for row in rows})
         rows = [row for row in rows if row["split"] == split]
         if not rows:
             raise DataError(f"datalist {path}: no rows with split {split!r}{did_you_mean(split, splits)}; splits in the file: {splits}")
-    return rows
+        return rows, None
+    if not hash_split:
+        return rows, None
+    if _split_name(split) not in SPLIT_SHARES:
+        raise DataError(f"datalist {path}: no 'split' column, so rows are split 70/15/15 into training/validation/test "
+                        f"by a stable hash; split {split!r} is none of them")
+    key = "patient" if "patient" in table.header else None
+    mine = [row for row in rows if stable_split(row.get(key) or _case_id(row, row["image"])) == _split_name(split)]
+    note = (f"{path.name} has no 'split' column: its {len(rows)} cases are split 70/15/15 into training/validation/test "
+            f"by a stable hash of the {'patient' if key else 'case id'}")
+    return mine, note
 
 
-def _outside(image: Path, folder: Path) -> bool:
-    """Whether ``image`` (absolute) lies outside ``folder``, judged on the written path (``..`` folded, links kept)."""
-    inside = Path(os.path.normpath(folder.absolute()))
-    return inside not in Path(os.path.normpath(image)).parents
+def _read_entries(path: Path | str, split: str, allow_outside: bool | None = None, bad: BadRows | None = None,
+                  hash_split: bool = True) -> tuple[list[dict[str, Any]], str | None]:
+    """Cases of ``split`` as ``{image (real path), label (int|None), case_id, _where}``, and the split note.
 
-
-def _read_entries(path: Path | str, split: str, allow_outside: bool | None = None) -> list[dict[str, Any]]:
-    """Cases of ``split`` as ``{image (absolute), label (int|None), case_id, _where}``; structural errors raise.
-
-    An image outside the datalist's folder (``../../etc/passwd``, ``/elsewhere/x.nii``) is refused unless
-    ``allow_outside`` (default: ``$VKIT_DATALIST_ALLOW_OUTSIDE == "1"``): a shared datalist must not make
-    vkit read arbitrary files.
+    Structural errors raise; a bad row (an image outside the datalist's folder, a bad label) raises unless
+    ``bad`` skips bad rows. An image whose real path (symlinks followed) leaves the datalist's folder
+    (``../../etc/passwd``, ``/elsewhere/x.nii``, a link out) is refused unless ``allow_outside`` (default:
+    ``$VKIT_DATALIST_ALLOW_OUTSIDE == "1"``): a shared datalist must not make vkit read arbitrary files.
     """
-    if allow_outside is None:
-        allow_outside = os.environ.get(ALLOW_OUTSIDE_ENV, "") == "1"
+    bad = bad if bad is not None else BadRows()
     path = Path(path).expanduser()
     if not path.is_file():
         raise DataError(f"datalist {path}: file not found (expected a Decathlon-style .json or an image,label .csv)")
     suffix = path.suffix.lower()
+    note = None
     if suffix == ".json":
         rows = _read_json(path, split)
     elif suffix == ".csv":
-        rows = _read_csv(path, split)
+        rows, note = _read_csv(path, split, bad, hash_split)
     else:
         raise DataError(f"datalist {path}: unsupported suffix {suffix!r}; expected .json (Decathlon) or .csv (image,label)")
     entries = []
     for row in rows:
         image = str(row["image"]).strip()
-        resolved = Path(image).expanduser()
-        if not resolved.is_absolute():
-            resolved = path.parent / resolved
-        if not allow_outside and _outside(resolved, path.parent):
-            raise DataError(
-                f"{row['_where']}: image {image!r} is outside the datalist's folder {path.parent.absolute()}; refused "
-                f"(a shared datalist must not make vkit read arbitrary files). Move the data under that folder, or "
-                f"allow it explicitly: {ALLOW_OUTSIDE_ENV}=1 (or allow_outside=True)")
-        entries.append(
-            {
-                "image": str(resolved),
+        with bad.guard(item_id=_case_id(row, image), path=image):
+            if not image:
+                raise DataError(f"{row['_where']}: empty 'image' path")
+            entries.append({
+                "image": str(resolve_inside(image, path.parent, row["_where"], column="image", allowed=allow_outside)),
                 "label": _parse_label(row.get("label"), row["_where"]),
                 "case_id": _case_id(row, image),
                 "_where": row["_where"],
-            }
-        )
-    return entries
+            })
+    return entries, note
 
 
 def _entry_problem(entry: Mapping[str, Any], require_label: bool, num_classes: int | None) -> str | None:
@@ -213,21 +208,25 @@ def _entry_problem(entry: Mapping[str, Any], require_label: bool, num_classes: i
 
 def load_datalist(
     path: Path | str, split: str, *, require_label: bool | None = None, num_classes: int | None = None,
-    allow_outside: bool | None = None,
+    allow_outside: bool | None = None, hash_split: bool = True,
 ) -> list[dict[str, Any]]:
-    """Read one split of a datalist: ``[{"image": absolute path, "label": int | None, "case_id": str}]``.
+    """Read one split of a datalist: ``[{"image": real path, "label": int | None, "case_id": str}]``.
+
+    Tables are read by :mod:`vkit.core.datalist` (UTF-8 with or without BOM, one path rule).
 
     Args:
         path: a Decathlon-style JSON (``{"training": [{"image": ..., "label": 0}], ...}``;
-            plain path strings allowed) or a CSV with an ``image,label`` header (an optional
-            ``split`` column selects rows; without it every row belongs to any split).
-            Relative image paths are relative to the datalist's folder.
+            plain path strings allowed) or a CSV with an ``image,label[,split,case_id,patient]``
+            header. A ``split`` column selects rows; without it rows are split 70/15/15 into
+            ``training``/``validation``/``test`` by a stable hash of the ``patient`` (or the case id),
+            so no case is in two splits. Relative image paths are relative to the datalist's folder.
         split: the JSON key / CSV split value, e.g. ``"training"``, ``"validation"``, ``"test"``.
         require_label: demand a label on every case; default: yes unless ``split`` is
             ``"predict"``/``"prediction"``.
         num_classes: when given, labels must be below it.
         allow_outside: accept images outside the datalist's folder (default: refused
             unless ``$VKIT_DATALIST_ALLOW_OUTSIDE`` is ``1``).
+        hash_split: ``False`` reads every row of a CSV without a ``split`` column (prediction).
 
     Raises:
         DataError: naming the datalist, the case and the problem (missing file, no label,
@@ -240,7 +239,7 @@ def load_datalist(
     if require_label is None:
         require_label = split not in PREDICTION_SPLITS
     cases = []
-    for entry in _read_entries(path, split, allow_outside):
+    for entry in _read_entries(path, split, allow_outside, hash_split=hash_split)[0]:
         problem = _entry_problem(entry, require_label, num_classes)
         if problem:
             raise DataError(f"{entry['_where']}: {problem}: {entry['image']}")
@@ -347,11 +346,13 @@ def _merge_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
         elif key == "intensity" and isinstance(value, Mapping):
             mode = value.get("mode", "range")
             if mode not in _INTENSITY_KEYS:
-                raise ConfigError(f"transforms.intensity.mode: expected 'range' or 'normalize', got {mode!r}")
+                raise ConfigError(f"transforms.intensity.mode: expected one of {sorted(_INTENSITY_KEYS)}, got {mode!r}"
+                                  f"{did_you_mean(str(mode), _INTENSITY_KEYS)}")
             unknown = set(value) - _INTENSITY_KEYS[mode]
             if unknown:
                 raise ConfigError(f"transforms.intensity: keys {sorted(unknown)} do not apply to mode {mode!r}; allowed: {sorted(_INTENSITY_KEYS[mode])}")
-            value = dict(DEFAULT_TRANSFORMS["intensity"], **value) if mode == "range" else dict(value, mode=mode)
+            defaults = {"range": CT_WINDOW, "percentiles": PERCENTILE_WINDOW}.get(mode, {})
+            value = {**defaults, **value, "mode": mode}
         out[key] = value
     size = out["size"]
     size = (size,) * 3 if isinstance(size, int) else tuple(size)
@@ -400,12 +401,72 @@ def read_scan(path: str | Path) -> np.ndarray:
     return np.asarray(data, dtype=np.float32)
 
 
+def _intensity_step(inten: Mapping[str, Any]) -> Callable:
+    """The MONAI intensity transform of a merged ``intensity`` config (``auto`` unresolved: per-scan percentiles)."""
+    if inten["mode"] == "range":
+        return ScaleIntensityRanged(_KEY, a_min=inten["a_min"], a_max=inten["a_max"], b_min=inten["b_min"],
+                                    b_max=inten["b_max"], clip=inten["clip"])
+    if inten["mode"] == "normalize":
+        return NormalizeIntensityd(_KEY, nonzero=inten.get("nonzero", False), channel_wise=inten.get("channel_wise", True))
+    p = PERCENTILE_WINDOW if inten["mode"] == "auto" else inten
+    return ScaleIntensityRangePercentilesd(_KEY, lower=p["lower"], upper=p["upper"], b_min=p["b_min"], b_max=p["b_max"],
+                                           clip=p["clip"], channel_wise=p["channel_wise"])
+
+
+def _dicom_modality(path: str) -> str | None:
+    """The ``Modality`` of a DICOM file or of the first ``.dcm`` of a series folder (header only), or ``None``."""
+    folder = Path(path)
+    files = sorted(folder.glob("*.dcm")) if folder.is_dir() else [folder] if path.lower().endswith(".dcm") else []
+    if not files:
+        return None
+    import pydicom
+
+    try:
+        return str(pydicom.dcmread(str(files[0]), stop_before_pixels=True).get("Modality", "") or "") or None
+    except Exception:  # an unreadable header: the data decides
+        return None
+
+
+def choose_intensity(images: Sequence[str], tries: int = 3) -> tuple[dict[str, Any], str]:
+    """The intensity window ``mode="auto"`` resolves to, from the data, and a sentence saying why.
+
+    The first readable of the first ``tries`` scans decides: CT (a DICOM header with ``Modality`` CT, or
+    values reaching air, 1st percentile <= -500, i.e. Hounsfield units) gets :data:`CT_WINDOW`;
+    anything else (MR, cine loops, 0..1000 or 0..255 data) gets per-scan percentiles
+    (:data:`PERCENTILE_WINDOW`, MONAI ``ScaleIntensityRangePercentilesd``), which saturate no more
+    than 0.5 % of a scan's voxels at either end.
+
+    Example::
+
+        window, why = choose_intensity(["scan1.nii.gz"])   # (CT_WINDOW, "CT window -200..300 HU: ...")
+    """
+    percentiles = ("per-scan percentiles {lower}..{upper} to 0..1 (MONAI ScaleIntensityRangePercentilesd)"
+                   .format(**PERCENTILE_WINDOW))
+    for image in list(images)[:tries]:
+        modality = _dicom_modality(str(image))
+        ct = f"CT window {CT_WINDOW['a_min']:g}..{CT_WINDOW['a_max']:g} HU to 0..1"
+        if modality == "CT":
+            return dict(CT_WINDOW), f"{ct}: the DICOM header says Modality CT"
+        if modality:
+            return dict(PERCENTILE_WINDOW), f"{percentiles}: the DICOM header says Modality {modality}"
+        try:
+            low = float(np.percentile(read_scan(image), 1))
+        except DataError:
+            continue
+        if low <= _AIR_HU:
+            return dict(CT_WINDOW), f"{ct}: values reach air ({low:g}), so they are Hounsfield units"
+        return dict(PERCENTILE_WINDOW), f"{percentiles}: the values (1st percentile {low:g}) are not Hounsfield units"
+    return dict(PERCENTILE_WINDOW), f"{percentiles}: no scan could be read to look at"
+
+
 def build_transforms(cfg: Mapping[str, Any] | None = None, *, train: bool = False) -> Compose:
     """MONAI dictionary pipeline over key ``"image"`` from a config (see :data:`DEFAULT_TRANSFORMS`).
 
     Load (NIfTI / DICOM series folder / cine loop) → channel first → 3-D check →
     orientation → optional spacing → intensity (``range``: ScaleIntensityRanged,
-    ``normalize``: NormalizeIntensityd) → resize or centre crop + pad to ``size`` →
+    ``percentiles``: ScaleIntensityRangePercentilesd, ``normalize``: NormalizeIntensityd; ``auto``, the
+    default, is resolved from the data by :class:`MedicalVolumeDataset` with :func:`choose_intensity`,
+    and means per-scan percentiles here) → resize or centre crop + pad to ``size`` →
     (train and ``augment.enabled``) random flips, 90° rotations, intensity scale/shift →
     float32 tensor.
 
@@ -426,11 +487,7 @@ def build_transforms(cfg: Mapping[str, Any] | None = None, *, train: bool = Fals
         steps.append(Orientationd(_KEY, axcodes=c["orientation"], labels=(("L", "R"), ("P", "A"), ("I", "S"))))
     if c["spacing"]:
         steps.append(Spacingd(_KEY, pixdim=c["spacing"], mode="bilinear"))
-    inten = c["intensity"]
-    if inten["mode"] == "range":
-        steps.append(ScaleIntensityRanged(_KEY, a_min=inten["a_min"], a_max=inten["a_max"], b_min=inten["b_min"], b_max=inten["b_max"], clip=inten["clip"]))
-    else:
-        steps.append(NormalizeIntensityd(_KEY, nonzero=inten.get("nonzero", False), channel_wise=inten.get("channel_wise", True)))
+    steps.append(_intensity_step(c["intensity"]))
     if c["fit"] == "resize":
         steps.append(Resized(_KEY, spatial_size=c["size"], mode="trilinear"))
     else:
@@ -493,9 +550,9 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
             transforms run once); ``"persistent"`` (MONAI ``PersistentDataset`` in
             ``cache_dir``, read back with ``torch.load(weights_only=True)``).
         cache_dir: folder for ``cache="persistent"``.
-        skip_bad: check every case once up front (missing label or file, NIfTI header,
-            then a full read through the loading transforms) and drop bad ones; they are
-            listed in :attr:`skipped` as ``{"case", "path", "reason"}``. Without it, a bad
+        skip_bad: check every case once up front (a bad datalist row, missing label or file,
+            NIfTI header, then a full read through the loading transforms) and drop bad ones;
+            they are listed in :attr:`skipped` as ``{"case", "path", "reason"}``. Without it, a bad
             case raises a :class:`DataError` naming the file when it is first read.
         require_label: default: yes unless ``split`` is ``"predict"``/``"prediction"``;
             unlabelled cases then get ``label = -1``.
@@ -505,6 +562,12 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
             seeded run is reproducible); each DataLoader worker reseeds them from its
             own ``worker_info.seed`` so workers do not repeat each other.
         allow_outside: accept datalist images outside the datalist's folder (see :func:`load_datalist`).
+        hash_split: ``False`` reads every row of a CSV without a ``split`` column (prediction);
+            by default such a CSV is split 70/15/15 by a stable hash and :attr:`split_note` says so.
+
+    Attributes set here: ``intensity`` (the intensity config used: ``mode="auto"`` resolved by
+    :func:`choose_intensity` from this split's scans) and ``intensity_source`` (a sentence saying where it
+    came from), ``split_note`` (``None`` unless the CSV had no ``split`` column), ``skipped``.
 
     Example::
 
@@ -541,6 +604,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         cache_workers: int = 0,
         seed: int | None = None,
         allow_outside: bool | None = None,
+        hash_split: bool = True,
     ) -> None:
         if cache not in self.CACHE_MODES:
             raise ConfigError(f"MedicalVolumeDataset.cache: expected one of {self.CACHE_MODES}, got {cache!r}{did_you_mean(str(cache), self.CACHE_MODES)}")
@@ -552,13 +616,16 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         self.require_label = split not in PREDICTION_SPLITS if require_label is None else require_label
         self.train = split == "training" if train is None else train
         self.source = str(datalist) if isinstance(datalist, (str, Path)) else "<cases>"
-        self.transforms = transforms if callable(transforms) else build_transforms(transforms, train=self.train)
+        bad = BadRows(skip_bad)
+        entries, self.split_note = self._entries(datalist, split, allow_outside, bad, hash_split)
+        self.skipped: list[dict[str, str]] = [dict(case=r["item_id"], path=r["path"], reason=r["reason"]) for r in bad.rows]
+        self.intensity: dict[str, Any] | None = None
+        self.intensity_source = "the given transforms"
+        self.transforms = transforms if callable(transforms) else self._build_transforms(transforms, entries)
         self.seed = torch.initial_seed() % 2**32 if seed is None else int(seed)
         self._seeded_worker: int | None = None
         if isinstance(self.transforms, Compose):
             self.transforms.set_random_state(seed=self.seed)
-        self.skipped: list[dict[str, str]] = []
-        entries = self._entries(datalist, split, allow_outside)
         self.cases = self._check_all(entries, num_classes) if skip_bad else self._check_strict(entries, num_classes)
         data = [{_KEY: c["image"], "label": c["label"], "case_id": c["case_id"]} for c in self.cases]
         try:
@@ -572,10 +639,21 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         except Exception as err:  # CacheDataset reads every case here
             raise DataError(f"{self.source} ({split}): cannot cache the cases: {_reason(err)}") from err
 
+    def _build_transforms(self, cfg: Mapping[str, Any] | None, entries: list[dict[str, Any]]) -> Compose:
+        """:func:`build_transforms`, with ``intensity.mode="auto"`` resolved from these cases' scans."""
+        merged = _merge_config(cfg)
+        if merged["intensity"]["mode"] == "auto":
+            merged["intensity"], self.intensity_source = choose_intensity([e["image"] for e in entries])
+        else:
+            self.intensity_source = f"configured: transforms.intensity mode {merged['intensity']['mode']!r}"
+        self.intensity = merged["intensity"]
+        return build_transforms(dict(cfg or {}, intensity=merged["intensity"]), train=self.train)
+
     @staticmethod
-    def _entries(datalist: Any, split: str, allow_outside: bool | None = None) -> list[dict[str, Any]]:
+    def _entries(datalist: Any, split: str, allow_outside: bool | None, bad: BadRows,
+                 hash_split: bool) -> tuple[list[dict[str, Any]], str | None]:
         if isinstance(datalist, (str, Path)):
-            return _read_entries(datalist, split, allow_outside)
+            return _read_entries(datalist, split, allow_outside, bad, hash_split)
         entries = []
         for i, case in enumerate(datalist):
             if not isinstance(case, Mapping) or "image" not in case:
@@ -583,7 +661,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
             where = f"cases[{i}]"
             entries.append({"image": str(case["image"]), "label": _parse_label(case.get("label"), where),
                             "case_id": _case_id(case, str(case["image"])), "_where": where})
-        return entries
+        return entries, None
 
     def _check_strict(self, entries: list[dict[str, Any]], num_classes: int | None) -> list[dict[str, Any]]:
         for entry in entries:

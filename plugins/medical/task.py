@@ -76,12 +76,19 @@ class MedicalDiagnosisTask(Task):
     def datasets(self, cfg: Any, ctx: RunContext) -> dict[str, Any]:
         from vkit.plugins.medical.data import MedicalVolumeDataset
 
-        sets = {
-            split: MedicalVolumeDataset(ctx.data, name, transforms=dict(cfg.data.transforms), cache=cfg.data.cache,
-                                        cache_dir=ctx.work_dir / "cache", skip_bad=ctx.skip_bad,
-                                        num_classes=int(cfg.data.num_classes), seed=int(cfg.seed))
-            for split, name in (("train", "training"), ("val", "validation"), ("test", "test"))
-        }
+        sets: dict[str, Any] = {}
+        for split, name in (("train", "training"), ("val", "validation"), ("test", "test")):
+            sets[split] = MedicalVolumeDataset(ctx.data, name, transforms=dict(cfg.data.transforms), cache=cfg.data.cache,
+                                               cache_dir=ctx.work_dir / "cache", skip_bad=ctx.skip_bad,
+                                               num_classes=int(cfg.data.num_classes), seed=int(cfg.seed))
+            if split == "train":  # one window for every split, saved with the config (vkit predict uses it too)
+                cfg.data.transforms.intensity = sets["train"].intensity
+                ctx.summary["intensity"] = sets["train"].intensity_source
+                ctx.echo(f"intensity: {sets['train'].intensity_source}")
+        note = sets["train"].split_note
+        if note:
+            ctx.summary["split"] = f"{note}: " + " / ".join(f"{len(ds)} {s}" for s, ds in sets.items())
+            ctx.echo(f"note: {ctx.summary['split']}")
         ctx.record_skipped([dict(item_id=f"{s['split']}/{s['case']}", path=s["path"], reason=s["reason"])
                             for s in (dict(x, split=name) for name, ds in sets.items() for x in ds.skipped)])
         return sets
@@ -107,6 +114,7 @@ class MedicalDiagnosisTask(Task):
         from vkit.plugins.medical.data import MedicalVolumeDataset
 
         transforms = dict(cfg.data.transforms)
-        if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".json", ".csv"):
-            return MedicalVolumeDataset(inputs[0], "test", transforms, require_label=False, skip_bad=skip_bad)
+        if len(inputs) == 1 and Path(inputs[0]).suffix.lower() in (".json", ".csv"):  # a CSV without split: every row
+            return MedicalVolumeDataset(inputs[0], "test", transforms, require_label=False, skip_bad=skip_bad,
+                                        hash_split=False)
         return MedicalVolumeDataset([dict(image=i) for i in inputs], "predict", transforms, skip_bad=skip_bad)

@@ -163,7 +163,9 @@ def test_load_datalist_json_and_csv_resolve_relative_paths(tmp_path: Path) -> No
     (tmp_path / "dl.csv").write_text("image,label,split\nimg/a.nii.gz,0,train\nimg/b.nii,1.0,val\n")
     assert load_datalist(tmp_path / "dl.csv", "val") == [{"image": str(tmp_path / "img/b.nii"), "label": 1, "case_id": "b"}]
     (tmp_path / "plain.csv").write_text("image,label\nimg/a.nii.gz,1\n")
-    assert load_datalist(tmp_path / "plain.csv", "anything")[0]["label"] == 1
+    assert load_datalist(tmp_path / "plain.csv", "anything", hash_split=False)[0]["label"] == 1  # prediction: every row
+    with pytest.raises(DataError, match=r"plain.csv: no 'split' column, so rows are split 70/15/15"):
+        load_datalist(tmp_path / "plain.csv", "anything")  # training: split by a stable hash (issue 21, item 4)
 
 
 @pytest.mark.parametrize(
@@ -174,8 +176,8 @@ def test_load_datalist_json_and_csv_resolve_relative_paths(tmp_path: Path) -> No
         ("nolabel.json", '{"training": [{"image": "a.nii.gz"}]}', "training", r"nolabel.json: training\[0\]: case has no label"),
         ("missing.json", '{"training": [{"image": "gone.nii.gz", "label": 0}]}', "training", r"image file not found: .*gone.nii.gz"),
         ("seg.json", '{"training": [{"image": "a.nii.gz", "label": "a_seg.nii.gz"}]}', "training", r"label must be a non-negative int.*segmentation"),
-        ("bad.csv", "image,label\na.nii.gz,0,extra\n", "training", r"bad.csv: line 2: expected 2 columns"),
-        ("nohead.csv", "path,y\na.nii.gz,0\n", "training", r"header must contain 'image'"),
+        ("bad.csv", "image,label\na.nii.gz,0,extra\n", "training", r"bad.csv:2: expected 2 columns"),
+        ("nohead.csv", "path,y\na.nii.gz,0\n", "training", r"nohead.csv: missing column\(s\) \['image'\]"),
         ("x.txt", "a", "training", r"unsupported suffix '.txt'"),
     ],
 )
@@ -200,12 +202,12 @@ def test_transforms_config_is_validated() -> None:
         build_transforms(dict(szie=32))
     with pytest.raises(ConfigError, match=r"transforms.size: .*got \(32, 32\)"):
         build_transforms(dict(size=(32, 32)))
-    with pytest.raises(ConfigError, match=r"'range' or 'normalize', got 'zscore'"):
+    with pytest.raises(ConfigError, match=r"'percentiles', 'range'\], got 'zscore'"):
         build_transforms(dict(intensity=dict(mode="zscore")))
     with pytest.raises(ConfigError, match=r"transforms.augment.flip: unknown key \(did you mean 'flip_prob'\?\)"):
         build_transforms(dict(augment=dict(flip=0.5)))
     names = [type(t).__name__ for t in build_transforms(dict(spacing=2.0, fit="crop_pad"), train=True).transforms]
-    assert names[:6] == ["LoadImaged", "EnsureChannelFirstd", "CheckVolumed", "Orientationd", "Spacingd", "ScaleIntensityRanged"]
+    assert names[:6] == ["LoadImaged", "EnsureChannelFirstd", "CheckVolumed", "Orientationd", "Spacingd", "ScaleIntensityRangePercentilesd"]  # "auto" unresolved
     assert {"CenterSpatialCropd", "SpatialPadd", "RandFlipd", "RandRotate90d", "RandScaleIntensityd", "RandShiftIntensityd"} <= set(names)
     assert "RandFlipd" not in [type(t).__name__ for t in build_transforms(dict(augment=False), train=True).transforms]
 
@@ -279,7 +281,8 @@ def test_dicom_series_folder_loads_in_slice_order(tmp_path: Path) -> None:
         vol[z] = 10 * z
     _dicom_series(tmp_path / "ct" / "series1", vol)
     (tmp_path / "ct" / "dl.csv").write_text("image,label\nseries1,1\n")
-    ds = MedicalVolumeDataset(tmp_path / "ct" / "dl.csv", "test", transforms=dict(size=(7, 6, 5), augment=False, intensity=dict(mode="range", a_min=0.0, a_max=40.0)))
+    ds = MedicalVolumeDataset(tmp_path / "ct" / "dl.csv", "test", transforms=dict(size=(7, 6, 5), augment=False, intensity=dict(mode="range", a_min=0.0, a_max=40.0)),
+                              hash_split=False)  # a CSV without split: every row, as for prediction
     sample = ds[0]
     assert sample["case_id"] == "series1" and sample["label"] == 1
     out = sample["inputs"]["volume"][0]  # RAS: (x=cols, y=rows, z=slices)

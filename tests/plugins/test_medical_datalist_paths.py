@@ -28,7 +28,9 @@ def test_paths_leaving_the_datalist_folder_are_refused(tmp_path: Path, monkeypat
         with pytest.raises(DataError, match=r"test\[0\]: image .* is outside the datalist's folder .*shared; refused"):
             load_datalist(hostile, "test")
         with pytest.raises(DataError, match="outside the datalist's folder"):
-            MedicalVolumeDataset(str(hostile), "test", skip_bad=True)
+            MedicalVolumeDataset(str(hostile), "test")
+        skipping = MedicalVolumeDataset(str(hostile), "test", skip_bad=True)  # --skip-bad: a bad row, never read
+        assert len(skipping) == 0 and "outside the datalist's folder" in skipping.skipped[0]["reason"]
 
 
 def test_outside_paths_are_allowed_explicitly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
