@@ -8,9 +8,13 @@ contract's samples ``dict(inputs={"video": (C, T, H, W)[, "signals": (D, 1, 1, 1
 * **DAiSEE** (``read_daisee``): ``DataSet/{Train,Validation,Test}/<subject>/<clip>/<clip>.avi``
   and ``Labels/{Train,Validation,Test}Labels.csv`` with ``ClipID,Boredom,Engagement,Confusion,Frustration``
   (the engagement column is the level; header cells are stripped: DAiSEE writes ``"Frustration "``).
-* **CSV** (``read_csv``): ``path,level[,learner,session,start,split]``; paths relative to the CSV;
+* **CSV** (``read_csv``): ``path,level[,learner,session,start,split]``; paths relative to the CSV, and their
+  real paths must stay inside its folder (:func:`vkit.core.datalist.resolve_inside`);
   ``split`` is ``train``/``val``/``test``; without that column rows are split by learner (by path when there
-  is no learner column), 70/15/15 by a stable hash (:func:`auto_split`), so a learner is never in two splits.
+  is no learner column), 70/15/15 by a stable hash (:func:`vkit.core.datalist.stable_split`), so a learner is
+  never in two splits.
+
+Tables are read by :mod:`vkit.core.datalist` (UTF-8 with or without BOM; bad rows through ``BadRows``).
 * **Side signals** (``read_side_signals``): ``ClipID`` (or ``clip``/``path``) then numeric columns, one row per clip.
 
 Example::
@@ -21,8 +25,6 @@ Example::
 """
 from __future__ import annotations
 
-import csv
-import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -30,6 +32,7 @@ from typing import Any
 
 import numpy as np
 
+from vkit.core.datalist import BadRows, read_table, resolve_inside, stable_split
 from vkit.registry.errors import DataError
 
 NUM_LEVELS = 4
@@ -52,12 +55,6 @@ class ClipItem:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def auto_split(key: str) -> str:
-    """``train`` (70 %), ``val`` (15 %) or ``test`` (15 %) from a stable hash of ``key`` (a learner id or a path)."""
-    bucket = int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % 100
-    return "test" if bucket < 15 else "val" if bucket < 30 else "train"
-
-
 def clip_key(value: str) -> str:
     """A clip's id: its path without the extension, ``/``-separated (``a/b.mp4`` → ``a/b``)."""
     return PurePosixPath(str(value).replace("\\", "/")).with_suffix("").as_posix()
@@ -71,19 +68,6 @@ def _level(value: Any, where: str) -> int:
     if number != int(number) or not 0 <= number < NUM_LEVELS:
         raise DataError(f"{where}: level {value!r} is outside 0-3 (DAiSEE's very low, low, high, very high)")
     return int(number)
-
-
-def _read_rows(path: Path, required: Sequence[str]) -> tuple[list[str], list[dict[str, str]]]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such CSV file")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        rows = [dict(zip(header, (c.strip() for c in row))) for row in reader if any(c.strip() for c in row)]
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(f"{path}: missing column(s) {missing}; expected {list(required)} (got {header})")
-    return header, rows
 
 
 def _daisee_clip(folder: Path, clip_file: str) -> Path | None:
@@ -104,7 +88,7 @@ def read_daisee(root: str | Path, split: str, *, skip_bad: bool = False,
     """Clips of one DAiSEE split (``train``, ``val``, ``test``) with their engagement level.
 
     Args:
-        root: the folder holding ``DataSet/`` and ``Labels/``.
+        root: the folder holding ``DataSet/`` and ``Labels/``; a clip whose real path leaves it is a bad row.
         split: ``train``, ``val`` or ``test``.
         skip_bad: record a row whose clip is missing or whose level is bad in ``skipped`` instead of raising.
         skipped: where skipped rows go (``dict(item_id, path, reason)``).
@@ -113,31 +97,28 @@ def read_daisee(root: str | Path, split: str, *, skip_bad: bool = False,
         raise DataError(f"DAiSEE split {split!r}: expected one of {list(DAISEE_SPLITS)}")
     root = Path(root)
     name = DAISEE_SPLITS[split]
-    labels = root / "Labels" / f"{name}Labels.csv"
-    _, rows = _read_rows(labels, ("ClipID", "Engagement"))
+    bad = BadRows(skip_bad)
+    table = read_table(root / "Labels" / f"{name}Labels.csv", ("ClipID", "Engagement"), bad=bad)
     folder = root / "DataSet" / name
     if not folder.is_dir():
         raise DataError(f"{folder}: missing; a DAiSEE root holds DataSet/{name}/<subject>/<clip>/<clip>.avi")
     subjects = {p.name for p in folder.iterdir() if p.is_dir()}
     items = []
-    for number, row in enumerate(rows, start=2):
-        where = f"{labels}:{number}"
+    for row in table.rows:
         clip_file = row["ClipID"]
         stem = Path(clip_file).stem
-        try:
-            level = _level(row["Engagement"], f"{where} (ClipID {clip_file})")
+        with bad.guard(item_id=f"{split}/{stem}", path=str(folder)):
+            level = _level(row["Engagement"], f"{row.where} (ClipID {clip_file})")
             subject = next((s for s in (stem[:6], stem[:7]) if s in subjects), None)
             path = _daisee_clip(folder / subject, clip_file) if subject else None
             if path is None:
-                raise DataError(f"{where}: clip {clip_file!r} not found under {folder}/<subject>/{stem}/")
-        except DataError as err:
-            if not skip_bad:
-                raise
-            if skipped is not None:
-                skipped.append(dict(item_id=f"{split}/{stem}", path=str(folder), reason=str(err)))
-            continue
-        items.append(ClipItem(clip_id=stem, path=path, level=level, learner=subject or "", session=split,
-                              source=where, extra={k: row.get(k, "") for k in ("Boredom", "Confusion", "Frustration")}))
+                raise DataError(f"{row.where}: clip {clip_file!r} not found under {folder}/<subject>/{stem}/")
+            resolve_inside(path, root, row.where, column="ClipID")
+            items.append(ClipItem(clip_id=stem, path=path, level=level, learner=subject or "", session=split,
+                                  source=row.where,
+                                  extra={k: row.get(k) for k in ("Boredom", "Confusion", "Frustration")}))
+    if skipped is not None:
+        skipped.extend(bad.rows)
     return items
 
 
@@ -145,38 +126,41 @@ def read_csv(path: str | Path, split: str | None = None, *, require_level: bool 
              skipped: list[dict[str, Any]] | None = None) -> list[ClipItem]:
     """Clips listed in a plain CSV ``path,level[,learner,session,start,split]`` (paths relative to the CSV).
 
+    A clip whose real path (symlinks followed) leaves the CSV's folder is a bad row unless
+    ``VKIT_DATALIST_ALLOW_OUTSIDE=1`` (:func:`vkit.core.datalist.resolve_inside`).
+
     Args:
-        path: the CSV file.
-        split: keep rows of this split (the ``split`` column, else :func:`auto_split`); ``None``: every row.
+        path: the CSV file (UTF-8 with or without BOM).
+        split: keep rows of this split (the ``split`` column, else :func:`~vkit.core.datalist.stable_split`
+            of the learner, or the path); ``None``: every row.
         require_level: a row without a level is an error (``False`` for prediction).
         skip_bad, skipped: as :func:`read_daisee`.
     """
     path = Path(path)
-    header, rows = _read_rows(path, ("path", "level") if require_level else ("path",))
+    bad = BadRows(skip_bad)
+    malformed = BadRows(skip_bad)  # rows too broken to have a split: reported once, with the train split
+    table = read_table(path, ("path", "level") if require_level else ("path",), bad=malformed)
+    if split in (None, "train"):
+        bad.rows.extend(malformed.rows)
     items = []
-    for number, row in enumerate(rows, start=2):
-        own = row.get("split") if "split" in header else auto_split(row.get("learner") or row["path"])
+    for row in table.rows:
+        own = row.get("split") if "split" in table.header else stable_split(row.get("learner") or row["path"])
         if split is not None and own != split:
             continue
-        where = f"{path}:{number}"
-        clip = Path(row["path"])
-        clip = clip if clip.is_absolute() else path.parent / clip
-        try:
-            level = _level(row["level"], where) if row.get("level", "") != "" else None
+        where = row.where
+        with bad.guard(item_id=row["path"], path=row["path"]):
+            clip = resolve_inside(row["path"], path.parent, where)
+            level = _level(row["level"], where) if row.get("level") != "" else None
             if level is None and require_level:
                 raise DataError(f"{where}: empty level; expected an integer 0-3")
             try:
                 start = float(row.get("start") or 0.0)
             except ValueError:
                 raise DataError(f"{where}: start {row.get('start')!r} is not a number of seconds") from None
-        except DataError as err:
-            if not skip_bad:
-                raise
-            if skipped is not None:
-                skipped.append(dict(item_id=row["path"], path=str(clip), reason=str(err)))
-            continue
-        items.append(ClipItem(clip_id=clip_key(row["path"]), path=clip, level=level,
-                              learner=row.get("learner", ""), session=row.get("session", ""), start=start, source=where))
+            items.append(ClipItem(clip_id=clip_key(row["path"]), path=clip, level=level,
+                                  learner=row.get("learner"), session=row.get("session"), start=start, source=where))
+    if skipped is not None:
+        skipped.extend(bad.rows)
     return items
 
 
@@ -185,25 +169,20 @@ def read_side_signals(path: str | Path) -> tuple[list[str], dict[str, np.ndarray
 
     Clip ids are matched by :func:`clip_key` (``1100011002.avi`` → ``1100011002``).
     """
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: no such side-signal CSV")
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        header = [h.strip() for h in next(csv.reader(f), [])]
-    key = next((k for k in ("ClipID", "clip", "path") if k in header), None)
+    table = read_table(path)
+    key = next((k for k in ("ClipID", "clip", "path") if k in table.header), None)
     if key is None:
-        raise DataError(f"{path}: missing the clip column; expected 'ClipID', 'clip' or 'path' first (got {header})")
-    columns = [h for h in header if h != key]
+        raise DataError(f"{path}: missing the clip column; expected 'ClipID', 'clip' or 'path' first (got {table.header})")
+    columns = [h for h in table.header if h != key]
     if not columns:
         raise DataError(f"{path}: no signal columns besides {key!r}")
-    _, rows = _read_rows(path, (key,))
-    table = {}
-    for number, row in enumerate(rows, start=2):
+    values = {}
+    for row in table.rows:
         try:
-            table[clip_key(row[key])] = np.array([float(row[c]) for c in columns], np.float32)
-        except (ValueError, TypeError, KeyError):
-            raise DataError(f"{path}:{number}: expected numbers in {columns}, got {[row.get(c) for c in columns]}") from None
-    return columns, table
+            values[clip_key(row[key])] = np.array([float(row[c]) for c in columns], np.float32)
+        except ValueError:
+            raise DataError(f"{row.where}: expected numbers in {columns}, got {[row.get(c) for c in columns]}") from None
+    return columns, values
 
 
 INPUTS = ("rgb", "rgb+diff", "diff")

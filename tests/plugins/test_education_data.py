@@ -61,7 +61,8 @@ def test_short_and_unreadable_clips_error_or_are_skipped(tmp_path: Path) -> None
     broken = tmp_path / "broken.mp4"
     broken.write_bytes(b"\x00\x00\x00\x18ftypmp42" + b"\x00" * 64)
     rows = tmp_path / "clips.csv"
-    rows.write_text(f"path,level\n{broken.name},2\n{items[0].path},1\n")
+    shutil.copy(items[0].path, tmp_path / "good.avi")  # inside the CSV's folder: paths outside it are refused
+    rows.write_text(f"path,level\n{broken.name},2\ngood.avi,1\n")
     listed = read_csv(rows)
     with pytest.raises(DataError, match=r"broken.mp4.*\(listed at .*clips.csv:2\)"):
         EngagementClips(listed, num_frames=8, size=16)
@@ -71,7 +72,7 @@ def test_short_and_unreadable_clips_error_or_are_skipped(tmp_path: Path) -> None
 
 # ---------------------------------------------------------------- CSV and side signals
 def test_plain_csv_with_learner_session_start_and_split(tmp_path: Path) -> None:
-    clip = DAISEE / "DataSet/Train/110001/1100011002/1100011002.avi"
+    clip = shutil.copy(DAISEE / "DataSet/Train/110001/1100011002/1100011002.avi", tmp_path / "c.avi")
     path = tmp_path / "clips.csv"
     path.write_text(f"path,level,learner,session,start,split\n{clip},3,ann,s1,12.5,train\n{clip},0,bob,s1,0,test\n")
     (train,) = read_csv(path, "train")

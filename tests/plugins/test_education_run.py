@@ -99,8 +99,10 @@ def test_bad_level_in_a_csv_errors_or_is_skipped_and_recorded(tmp_path: Path) ->
     from vkit.registry.errors import DataError
     from vkit.workflows.run import run_task
 
-    data = Path(__file__).parents[1] / "fixtures" / "daisee" / "DAiSEE" / "DataSet"
-    clips = sorted(data.rglob("*.avi"))
+    import shutil
+
+    data = shutil.copytree(Path(__file__).parents[1] / "fixtures" / "daisee" / "DAiSEE" / "DataSet", tmp_path / "DataSet")
+    clips = sorted(data.rglob("*.avi"))  # inside the CSV's folder: paths outside it are refused (issue 21, item 11)
     rows = [("path", "level", "split")] + [(str(c), i % 4, "train") for i, c in enumerate(clips)] + \
         [(str(clips[0]), 7, "train")] + [(str(c), i % 4, "test") for i, c in enumerate(clips[:3])]
     table = tmp_path / "clips.csv"
@@ -159,7 +161,7 @@ def test_pseudonymised_scoring_keeps_learner_ids_out_of_the_store(tiny_run, tmp_
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
     links = sorted(p.relative_to(tmp_path / "farm").as_posix() for p in (tmp_path / "farm").rglob("*.mp4"))
-    assert links == sorted(f"session01/{learner_hash(n, 'pepper')}.mp4" for n in ("learner01", "learner02"))
+    assert links == sorted(f"session01/pseudo-{learner_hash(n, 'pepper')}.mp4" for n in ("learner01", "learner02"))
     summary = score_archive("education-engagement", [tmp_path / "farm"], result.summary["checkpoint"],
                             db_url=f"sqlite:///{db_file}", options=ScoreOptions(workers=0, batch_size=4))
     assert summary.scored == 2
