@@ -12,7 +12,8 @@ properties checked before anything runs). :func:`run_lifecycle` does, in order:
 5. the task's :class:`TaskEvaluator` evaluates the test split → :class:`Evaluation`
    (metrics split ``test``, per-item prediction rows, report sections);
 6. one checkpoint, ``model.safetensors`` + JSON sidecar, recorded with its sha256
-   (the best or last epoch's weights: ``checkpoint.save``);
+   (the best validation epoch's weights by default, or the last: ``checkpoint.save``; the sidecar's
+   ``fitted`` values, e.g. the threshold, and ``epoch`` belong to those weights);
 7. the compression chain (gated on ``compression.metric``);
 8. the run report.
 
@@ -154,7 +155,9 @@ def fit(model: torch.nn.Module, train_set: Any, val_set: Any, cfg: Any, ctx: Run
         cfg: the run config (``train``, ``seed``).
         ctx: the run (its store, run id, work dir); ``None`` trains without logging.
         val_metrics: metric instances for the val loop.
-        checkpoint: ``dict(save="last"|"best", metric=..., rule="greater"|"less", keep_epochs=False)``.
+        checkpoint: ``dict(save="best"|"last", metric=..., rule="greater"|"less", keep_epochs=False)``
+            (:func:`checkpoint_policy`). With ``"best"`` the best epoch's weights are restored and the val
+            metrics re-run on them (:func:`revalidate`), so what they fitted belongs to the saved weights.
     """
     from vkit.core.engine import build_runner
 
@@ -173,14 +176,51 @@ def fit(model: torch.nn.Module, train_set: Any, val_set: Any, cfg: Any, ctx: Run
     trained = runner.model.module if hasattr(runner.model, "module") else runner.model
     if best is not None and best.state is not None:
         trained.load_state_dict(best.state)
-        if ctx is not None:
-            ctx.summary["checkpoint epoch"] = f"{best.epoch} (best {policy['metric']} {best.best:.4f})"
+        if best.epoch != runner.epoch:
+            revalidate(runner)  # the val metrics last fitted (threshold, ...) on the last epoch's weights
+        epoch, why = best.epoch, f"best {policy['metric']} {best.best:.4f}"
+    else:
+        epoch, why = runner.epoch, "last"
+    if ctx is not None:
+        ctx.summary["checkpoint epoch"] = f"{epoch} ({why})"
+        ctx.checkpoint_epoch = epoch
     return trained
 
 
+@torch.no_grad()
+def revalidate(runner: Any) -> dict[str, float]:
+    """Run the val loop's metrics again on the runner's model as it is now, without hooks (nothing is logged).
+
+    What a validation metric fits (the binary ``threshold``, ...) then comes from
+    these weights: after :func:`fit` restores the best epoch's weights, the
+    evaluator's ``fitted()`` describes the model that is saved, not the last epoch.
+
+    Example::
+
+        trained.load_state_dict(best_state)
+        revalidate(runner)["auc"]     # the best epoch's validation AUC again
+    """
+    runner.model.eval()
+    for batch in runner.val_dataloader:
+        runner.val_evaluator.process(data_samples=runner.model.val_step(batch), data_batch=batch)
+    metrics = runner.val_evaluator.evaluate(len(runner.val_dataloader.dataset))
+    return {k.split("/")[-1]: v for k, v in metrics.items()}
+
+
 def checkpoint_policy(checkpoint: dict | None) -> dict[str, Any]:
-    """The ``checkpoint`` section with its defaults, checked: which weights become ``model.safetensors``."""
-    policy = dict(save="last", metric=None, rule="greater", keep_epochs=False)
+    """The ``checkpoint`` section with its defaults, checked: which epoch's weights become ``model.safetensors``.
+
+    ``save="best"`` (the default of :data:`vkit.core.task.DEFAULT_CHECKPOINT`) keeps the epoch with the best
+    validation ``metric`` by ``rule``; ``"last"`` the last epoch. No section at all means ``"last"``
+    (the task declared no validation metric).
+
+    Example::
+
+        checkpoint_policy(dict(save="best", metric="auc"))["rule"]   # 'greater'
+    """
+    from vkit.core.task import DEFAULT_CHECKPOINT
+
+    policy = dict(DEFAULT_CHECKPOINT, save="best" if checkpoint else "last")
     for key, value in (checkpoint or {}).items():
         if key not in policy:
             from vkit.registry.errors import did_you_mean
@@ -224,13 +264,24 @@ def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
     metrics = {f"test/{k}": float(v) for k, v in evaluation.metrics.items()}
     checkpoint = save_run_checkpoint(model, task, cfg, ctx, datasets, evaluation)
     ctx.summary["checkpoint"] = str(checkpoint)
-    ctx.report = dict(evaluation.report, sections=[*evaluation.sections, *task.report_sections(cfg, evaluation)])
+    ctx.report = dict(evaluation.report, sections=[*evaluation.sections, *_task_sections(task, cfg, evaluation, ctx)])
     compression = cfg.get("compression") or {}
     if compression.get("stages"):
         ctx.report["compression"] = compress(model, compression, lambda m: evaluator.evaluate(m, datasets, cfg, None),
                                              datasets, cfg, ctx)
     ctx.echo("test: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.metrics.items())))
     return metrics
+
+
+def _task_sections(task: Task, cfg: Any, evaluation: Evaluation, ctx: RunContext) -> list[Any]:
+    """The task's report sections; ones that fail are recorded on the run and warned about, and the run goes on."""
+    from vkit.core.reporting import record_report_error
+
+    try:
+        return list(task.report_sections(cfg, evaluation))
+    except Exception as err:  # noqa: BLE001 - the model is trained and saved: a report part never fails the run
+        ctx.summary["report error"] = record_report_error(ctx.store, ctx.run_id, ctx.work_dir, err, ctx.echo)
+        return []
 
 
 def check_task(task: Task, cfg: Any) -> None:
@@ -250,7 +301,7 @@ def save_run_checkpoint(model: torch.nn.Module, task: Task, cfg: Any, ctx: RunCo
     """``model.safetensors`` + sidecar in the work dir, recorded as artifacts with their sha256."""
     from vkit.core.checkpoint import save_checkpoint
 
-    meta = dict(task=task.name, plugin=task.plugin, run_id=ctx.run_id, config=cfg.to_dict(),
+    meta = dict(task=task.name, plugin=task.plugin, run_id=ctx.run_id, config=cfg.to_dict(), epoch=ctx.checkpoint_epoch,
                 metrics=evaluation.metrics, fitted=evaluation.fitted, **task.checkpoint_meta(cfg, datasets))
     path = save_checkpoint(model, ctx.work_dir / "model.safetensors", meta=meta)
     ctx.store.add_artifact(ctx.run_id, "checkpoint", path)  # finish_run names the run's model by its sha256
@@ -298,5 +349,5 @@ def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets:
 
 
 __all__ = ["DATA_STAMP", "Evaluation", "MetricEvaluator", "ReportSection", "TaskEvaluator", "batches", "build_model",
-           "check_task", "checkpoint_policy", "compress", "fit", "predict", "prepare_data", "run_lifecycle",
-           "save_run_checkpoint"]
+           "check_task", "checkpoint_policy", "compress", "fit", "predict", "prepare_data", "revalidate",
+           "run_lifecycle", "save_run_checkpoint"]

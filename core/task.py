@@ -49,9 +49,12 @@ DEFAULT_TRAIN = dict(
     log_level="WARNING",
 )
 
-#: The ``checkpoint`` section: which weights become the run's one ``model.safetensors``
-#: (``save="best"`` needs ``metric``, a validation metric); ``keep_epochs`` also writes ``epoch_N`` files.
-DEFAULT_CHECKPOINT = dict(save="last", metric=None, rule="greater", keep_epochs=False)
+#: The ``checkpoint`` section: which epoch's weights become the run's one ``model.safetensors``. The default
+#: is ``save="best"``: the epoch with the best validation ``metric`` (a task starting from this dict declares
+#: its metric and ``rule``, e.g. ``dict(DEFAULT_CHECKPOINT, metric="auc")``); what validation fitted (a
+#: threshold, ...) comes from that same epoch. A task without a validation split declares ``save="last"``
+#: (so does a config with no ``checkpoint`` section). ``keep_epochs`` also writes ``epoch_N`` files.
+DEFAULT_CHECKPOINT = dict(save="best", metric=None, rule="greater", keep_epochs=False)
 
 
 class Task:
@@ -182,6 +185,8 @@ class RunContext:
         self.report: dict[str, Any] = {}
         #: ``engine(scorer, paths) -> outcomes``; ``None``: :func:`vkit.core.scoring.score_in_process`.
         self.video_engine: Any = None
+        #: Set by :func:`vkit.core.lifecycle.fit`: the epoch whose weights (and fitted values) the checkpoint holds.
+        self.checkpoint_epoch: int | None = None
 
     def score_videos(self, scorer: Any, paths: list[str]) -> list[dict[str, Any]]:
         """Score (or embed) ``paths`` with a :class:`~vkit.core.scoring.VideoScorer`: one outcome per path, in order.

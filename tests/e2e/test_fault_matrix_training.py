@@ -1,0 +1,79 @@
+"""Fault matrix of issue 21, training side, through the installed ``vkit`` command.
+
+- item 13: a compression stage slower than its input is skipped (not kept, not served by ``--compressed``)
+  and the summary says why, unless size-only stages are allowed;
+- item 15: ``vkit run TASK --resume RUN`` finishes an interrupted run's epochs with the metrics of an
+  uninterrupted run;
+- item 16: the checkpoint's fitted threshold is the one validation gives for the saved (best) epoch's weights,
+  and ``checkpoint.save=best`` is the default.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from vkit.core.store import open_store
+from vkit.plugins.medical.task import MedicalDiagnosisTask
+
+VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
+SMOKE = [arg for item in MedicalDiagnosisTask.smoke_overrides for arg in ("--set", item)]
+MORE_VAL = ["--set", "data.synthetic.n_val=8", "--set", "data.synthetic.n_test=8"]
+
+
+def vkit(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo", **(env or {}))
+    proc = subprocess.run([VKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+# ---------------------------------------------------------------------- item 16
+@pytest.fixture(scope="module")
+def best_epoch_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """4 epochs, the default checkpoint policy, but ``rule=less``: the saved epoch is (almost surely) not the last."""
+    tmp = tmp_path_factory.mktemp("item16")
+    url = f"sqlite:///{tmp / 'v.db'}"
+    out = vkit("--db", url, "run", "medical-diagnosis", *SMOKE, *MORE_VAL, "--set", "train.epochs=4",
+               "--set", "checkpoint.rule=less", "--data-root", str(tmp / "data"), "--work-dir", str(tmp / "work"),
+               cwd=tmp).stdout
+    run = open_store(url, read_only=True).list_runs(task="medical-diagnosis")[0]
+    return dict(tmp=tmp, url=url, run=run, out=out, data=tmp / "data" / "medical-diagnosis",
+                meta=json.loads((tmp / "work" / "model.json").read_text()))
+
+
+def test_item16_default_checkpoint_is_the_best_validation_epoch() -> None:
+    from vkit.core.lifecycle import checkpoint_policy
+    from vkit.core.task import DEFAULT_CHECKPOINT
+
+    medical = MedicalDiagnosisTask.default_config["checkpoint"]
+    assert DEFAULT_CHECKPOINT["save"] == "best" and checkpoint_policy(medical)["save"] == "best"
+    assert checkpoint_policy(medical)["metric"] == "auc" and checkpoint_policy(None)["save"] == "last"
+
+
+def test_item16_sidecar_threshold_is_the_saved_epochs(best_epoch_run: dict) -> None:
+    from vkit.core.metrics import youden_threshold
+
+    meta, data, tmp = best_epoch_run["meta"], best_epoch_run["data"], best_epoch_run["tmp"]
+    assert "best auc" in best_epoch_run["out"]  # the summary names the epoch kept and why
+    assert meta["epoch"] in (1, 2, 3), f"precondition: the saved epoch must not be the last, got {meta['epoch']}"
+    val = json.loads((data / "datalist.json").read_text())["validation"]
+    out = vkit("--db", best_epoch_run["url"], "predict", "medical-diagnosis", "--checkpoint",
+               str(best_epoch_run["run"]["id"]), "--json", *[str(data / c["image"]) for c in val], cwd=tmp).stdout
+    rows = json.loads(out)["predictions"]
+    assert len(rows) == len(val)
+    labels = [c["label"] for c in val]
+    scores = [r["values"]["probs"][1] for r in rows]  # the saved weights on the validation split, in order
+    threshold = meta["fitted"]["threshold"]
+    assert threshold == pytest.approx(youden_threshold(labels, scores), abs=1e-5)
+    # vkit predict decides with that threshold; the test metrics were computed with it too
+    assert [r["prediction"] for r in rows] == [int(s >= threshold) for s in scores]
+    test_threshold = [m["value"] for m in open_store(best_epoch_run["url"], read_only=True)
+                      .run_metrics(best_epoch_run["run"]["id"], "test") if m["key"] == "threshold"]
+    assert test_threshold == [pytest.approx(threshold)]
