@@ -16,12 +16,17 @@ Two on-disk formats, read into one :class:`InteractionData`:
   ``k`` when there is none), concatenated in name order. MMRec's ``x_label``
   (0 train, 1 valid, 2 test) is used as the split.
 
+Tables are read by :mod:`vkit.core.datalist` (UTF-8 with or without BOM).
 Bad rows never crash a read: a row with a missing or non-numeric timestamp,
 an empty or float id (``1.5``: neither a string nor an int id), an item the
 items file does not list, or a repeat of a (user, item) pair is left out and
-listed in ``problems`` (``item_id`` = ``file:row``, ``path``, ``reason``),
-which the task records as skipped inputs. Rows out of time order are sorted
-(stable) and counted in ``notes``.
+listed in ``problems`` (``item_id`` = ``file:row``, ``path``, ``reason``;
+a :class:`~vkit.core.datalist.BadRows` that skips), which the task records as
+skipped inputs. An ``items.csv`` video whose real path leaves the file's
+folder (``..``, an absolute path, a symlink out) is refused unless
+``VKIT_DATALIST_ALLOW_OUTSIDE=1``: the item stays in the catalogue without
+a video, and the row is listed in ``problems``. Rows out of time order are
+sorted (stable) and counted in ``notes``.
 
 Example::
 
@@ -31,7 +36,6 @@ Example::
 """
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from vkit.core.datalist import BadRows, read_table, read_text, resolve_inside
 from vkit.registry.errors import ConfigError, DataError
 
 SPLIT_MODES = ("leave_last_out", "temporal", "predefined")
@@ -106,8 +111,9 @@ def _timestamp(value: str | None) -> float:
     return stamp
 
 
-def _problem(file: Path, row: int, reason: str) -> dict[str, Any]:
-    return dict(item_id=f"{file.name}:{row}", path=str(file), reason=reason)
+def _problem(bad: BadRows, file: Path, row: int, reason: str) -> None:
+    """A row left out: ``item_id`` ``name:row``, ``reason`` naming it too (``bad`` always skips)."""
+    bad.add(f"{file.name}:{row}", reason, path=str(file))
 
 
 class _Builder:
@@ -117,17 +123,18 @@ class _Builder:
         self.catalogue = catalogue
         self.known = {item: i for i, item in enumerate(catalogue)} if catalogue is not None else None
         self.rows: list[tuple[str, str, float, int, int]] = []  # user, item, time, label, row
-        self.problems: list[dict[str, Any]] = []
+        self.bad = BadRows(skip_bad=True)
+        self.problems = self.bad.rows
 
     def add(self, file: Path, row: int, user: str | None, item: str | None, stamp: str | None, label: int = 0) -> None:
         try:
             user_id, item_id = _check_id(user, "user_id"), _check_id(item, "item_id")
             when = _timestamp(stamp)
         except ValueError as err:
-            self.problems.append(_problem(file, row, str(err)))
+            _problem(self.bad, file, row, str(err))
             return
         if self.known is not None and item_id not in self.known:
-            self.problems.append(_problem(file, row, f"unknown item {item_id!r} (not in the items file)"))
+            _problem(self.bad, file, row, f"unknown item {item_id!r} (not in the items file)")
             return
         self.rows.append((user_id, item_id, when, label, row))
 
@@ -154,8 +161,8 @@ class _Builder:
             user, item, _, _, row = self.rows[k]
             pair = (uix[user], iix[item])
             if pair in seen:
-                self.problems.append(_problem(file, row, f"duplicate interaction of user {user!r} with item {item!r} "
-                                                         f"(kept the earliest, row {seen[pair]})"))
+                _problem(self.bad, file, row, f"duplicate interaction of user {user!r} with item {item!r} "
+                                              f"(kept the earliest, row {seen[pair]})")
                 continue
             seen[pair] = row
             keep.append(k)
@@ -169,58 +176,47 @@ class _Builder:
             problems=self.problems, notes=notes)
 
 
-def _open_csv(path: Path, required: tuple[str, ...]) -> tuple[Any, csv.DictReader]:
-    if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    handle = open(path, newline="", encoding="utf-8")
-    reader = csv.DictReader(handle)
-    missing = [c for c in required if c not in (reader.fieldnames or [])]
-    if missing:
-        handle.close()
-        raise DataError(f"{path}: missing column(s) {missing}; expected a header with {list(required)}, "
-                        f"got {reader.fieldnames}")
-    return handle, reader
-
-
 def read_items_csv(path: str | Path) -> tuple[list[str], dict[str, str | None], list[dict[str, Any]]]:
-    """The catalogue of an ``item_id,video`` CSV: ids in file order, ``{id: absolute video path}``, bad rows."""
-    file = Path(path)
-    handle, reader = _open_csv(file, ("item_id",))
+    """The catalogue of an ``item_id,video`` CSV: ids in file order, ``{id: real video path}``, bad rows.
+
+    A video whose real path leaves the file's folder is refused (``VKIT_DATALIST_ALLOW_OUTSIDE=1`` allows it):
+    the item keeps its place in the catalogue without a video, and the row is a problem naming file, row and path.
+    """
+    table = read_table(path, ("item_id",))
+    bad = BadRows(skip_bad=True)
     items: list[str] = []
     videos: dict[str, str | None] = {}
-    problems = []
-    with handle:
-        for row, record in enumerate(reader, start=2):
-            try:
-                item = _check_id(record.get("item_id"), "item_id")
-            except ValueError as err:
-                problems.append(_problem(file, row, str(err)))
-                continue
-            if item in videos:
-                problems.append(_problem(file, row, f"item {item!r} listed again (kept the first)"))
-                continue
-            video = (record.get("video") or "").strip()
-            items.append(item)
-            videos[item] = str((file.parent / video).resolve()) if video else None
+    for row in table.rows:
+        try:
+            item = _check_id(row.get("item_id"), "item_id")
+        except ValueError as err:
+            _problem(bad, table.file, row.number, str(err))
+            continue
+        if item in videos:
+            _problem(bad, table.file, row.number, f"item {item!r} listed again (kept the first)")
+            continue
+        items.append(item)
+        videos[item] = None
+        if row.get("video"):
+            with bad.guard(item_id=f"{table.file.name}:{row.number}", path=str(table.file)):
+                videos[item] = str(resolve_inside(row["video"], table.folder, row.where, column="video"))
     if not items:
-        raise DataError(f"{file}: no items")
-    return items, videos, problems
+        raise DataError(f"{table.file}: no items")
+    return items, videos, bad.rows
 
 
 def read_csv(interactions: str | Path, items: str | Path | None = None) -> InteractionData:
     """Read ``user_id,item_id,timestamp[,rating]`` rows (and the ``item_id,video[,title,tags,duration]`` catalogue, if given)."""
     from vkit.plugins.recommendation.metadata import read_item_metadata
 
-    file = Path(interactions)
     catalogue, videos, item_problems = read_items_csv(items) if items is not None else (None, None, [])
     metadata, meta_problems = read_item_metadata(items) if items is not None else ({}, [])
     builder = _Builder(catalogue)
     builder.problems.extend(item_problems + meta_problems)
-    handle, reader = _open_csv(file, ("user_id", "item_id", "timestamp"))
-    with handle:
-        for row, record in enumerate(reader, start=2):
-            builder.add(file, row, record.get("user_id"), record.get("item_id"), record.get("timestamp"))
-    data = builder.build(file, videos)
+    table = read_table(interactions, ("user_id", "item_id", "timestamp"))
+    for row in table.rows:
+        builder.add(table.file, row.number, row.get("user_id"), row.get("item_id"), row.get("timestamp"))
+    data = builder.build(table.file, videos)
     if metadata:
         data.item_metadata = [metadata.get(item) for item in data.item_ids]
     return data
@@ -251,9 +247,9 @@ def read_atomic(folder: str | Path) -> InteractionData:
     root = inter.parent
     catalogue = None
     item_file = inter.with_suffix(".item")
-    problems: list[dict[str, Any]] = []
+    bad = BadRows(skip_bad=True)
     if item_file.is_file():
-        lines = item_file.read_text(encoding="utf-8").splitlines()
+        lines = read_text(item_file).splitlines()
         head = _atomic_header(item_file, lines[0]) if lines else {}
         if "item_id" not in head:
             raise DataError(f"{item_file}: header {lines[:1]} has no item_id column")
@@ -262,8 +258,8 @@ def read_atomic(folder: str | Path) -> InteractionData:
             try:
                 catalogue.append(_check_id(line.split("\t")[head["item_id"]], "item_id"))
             except (ValueError, IndexError) as err:
-                problems.append(_problem(item_file, row, str(err)))
-    lines = inter.read_text(encoding="utf-8").splitlines()
+                _problem(bad, item_file, row, str(err))
+    lines = read_text(inter).splitlines()
     head = _atomic_header(inter, lines[0]) if lines else {}
     missing = [c for c in ("user_id", "item_id", "timestamp") if c not in head]
     if missing:
@@ -274,7 +270,7 @@ def read_atomic(folder: str | Path) -> InteractionData:
         numeric = sorted(int(i) for i in ids if i.isdigit())
         catalogue = [str(i) for i in range(numeric[-1] + 1)] if numeric else None
     builder = _Builder(catalogue)
-    builder.problems.extend(problems)
+    builder.problems.extend(bad.rows)
     labels = "x_label" in head
     for row, line in enumerate(lines[1:], start=2):
         if not line.strip():
@@ -284,7 +280,7 @@ def read_atomic(folder: str | Path) -> InteractionData:
         try:
             label = int(get("x_label")) if labels else 0
         except (TypeError, ValueError):
-            builder.problems.append(_problem(inter, row, f"x_label {get('x_label')!r} is not 0, 1 or 2"))
+            _problem(builder.bad, inter, row, f"x_label {get('x_label')!r} is not 0, 1 or 2")
             continue
         builder.add(inter, row, get("user_id"), get("item_id"), get("timestamp"), label)
     features = _features(root, catalogue, builder)

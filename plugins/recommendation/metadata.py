@@ -18,7 +18,6 @@ Example::
 """
 from __future__ import annotations
 
-import csv
 import math
 import re
 import zlib
@@ -28,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from vkit.registry.errors import ConfigError, DataError
+from vkit.core.datalist import BadRows, read_table
+from vkit.registry.errors import ConfigError
 
 #: The optional metadata columns of ``items.csv``.
 METADATA_COLUMNS = ("title", "tags", "duration")
@@ -41,30 +41,24 @@ def read_item_metadata(path: str | Path) -> tuple[dict[str, dict[str, Any]], lis
     A duration that is not a non-negative number is a problem naming the row
     (the item keeps its title and tags).
     """
-    file = Path(path)
-    try:
-        handle = open(file, newline="", encoding="utf-8")
-    except OSError as err:
-        raise DataError(f"{file}: cannot read ({err.strerror or err})") from err
+    table = read_table(path, bad=BadRows(skip_bad=True))  # the catalogue reader reports the bad rows
     meta: dict[str, dict[str, Any]] = {}
     problems: list[dict[str, Any]] = []
-    with handle:
-        reader = csv.DictReader(handle)
-        if not set(METADATA_COLUMNS) & set(reader.fieldnames or ()):
-            return {}, []
-        for row, record in enumerate(reader, start=2):
-            item = (record.get("item_id") or "").strip()
-            if not item or item in meta:
-                continue  # the catalogue reader reports these rows
-            title = (record.get("title") or "").strip()
-            tags = [t.strip() for t in (record.get("tags") or "").split("|") if t.strip()]
-            duration = _duration(record.get("duration"))
-            if isinstance(duration, str):
-                problems.append(dict(item_id=f"{file.name}:{row}", path=str(file),
-                                     reason=f"item {item!r}: {duration}; its duration is left out"))
-                duration = None
-            if title or tags or duration is not None:
-                meta[item] = dict(title=title, tags=tags, duration=duration)
+    if not set(METADATA_COLUMNS) & set(table.header):
+        return {}, []
+    for row in table.rows:
+        item = row.get("item_id")
+        if not item or item in meta:
+            continue  # the catalogue reader reports these rows
+        title = row.get("title")
+        tags = [t.strip() for t in row.get("tags").split("|") if t.strip()]
+        duration = _duration(row.get("duration"))
+        if isinstance(duration, str):  # the row is still used: a note on it, not a bad row
+            problems.append(dict(item_id=f"{table.file.name}:{row.number}", path=str(table.file),
+                                 reason=f"item {item!r}: {duration}; its duration is left out"))
+            duration = None
+        if title or tags or duration is not None:
+            meta[item] = dict(title=title, tags=tags, duration=duration)
     return meta, problems
 
 
