@@ -33,12 +33,17 @@ from vkit.registry.errors import ConfigError, DataError
 
 
 def read_user_file(path: str | Path) -> list[str]:
-    """User ids from ``path``: a CSV with a ``user_id`` column, or one id per line (blank lines skipped)."""
+    """User ids from ``path``: a CSV with a ``user_id`` column, or one id per line (blank lines skipped).
+
+    Read by :func:`vkit.core.datalist.read_text`: UTF-8 with or without BOM (Excel's), a regular file.
+    """
+    from vkit.core.datalist import read_text
+
     file = Path(path)
     try:
-        text = file.read_text(encoding="utf-8")
-    except OSError as err:
-        raise DataError(f"--users {file}: cannot read ({err.strerror or err})") from err
+        text = read_text(file)
+    except DataError as err:
+        raise DataError(f"--users {err}") from None
     lines = [line for line in text.splitlines() if line.strip()]
     if lines and "user_id" in [c.strip() for c in lines[0].split(",")]:
         users = [(row.get("user_id") or "").strip() for row in csv.DictReader(lines)]
