@@ -20,6 +20,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vkit.core.datalist import read_text
 from vkit.registry.errors import DataError
 
 
@@ -62,7 +63,7 @@ def read_annotations(path: str | Path) -> dict[str, Annotation]:
     if not path.is_file():
         raise DataError(f"annotation file {str(path)!r} does not exist")
     notes: dict[str, Annotation] = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(read_text(path).splitlines(), 1):  # UTF-8, BOM or not (vkit.core.datalist)
         if line.strip() and not line.lstrip().startswith("#"):
             note = parse_line(line, f"{path}:{number}")
             notes[note.name] = note

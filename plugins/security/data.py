@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from vkit.core.datalist import read_text
 from vkit.plugins.security.annotations import Annotation, read_annotations
 from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import DATASETS
@@ -54,7 +55,7 @@ def _find(root: Path, patterns: tuple[str, ...]) -> list[Path]:
 def _read_list(path: Path) -> set[str]:
     if not path.is_file():
         raise DataError(f"split list {str(path)!r} does not exist")
-    return {Path(line.strip()).name for line in path.read_text().splitlines() if line.strip()}
+    return {Path(line.strip()).name for line in read_text(path).splitlines() if line.strip()}  # BOM or not
 
 
 def _resolve(root: Path, value: str | Path | None, default_glob: str) -> Path | None:
