@@ -60,6 +60,10 @@ class VideoScorer(Protocol):
             (:mod:`vkit.workflows.compressed`).
         validation_clips(): ``(clips, labels)`` that ``--precision auto`` gates on and
             int8 calibrates on (:func:`vkit.core.precision.archive_validation`).
+        may_share_content(path, other_path): ``False`` keeps a video at ``path`` from being recorded
+            as a ``duplicate`` of the same content this model scored at ``other_path`` (no row then
+            names the one for the other; the video is scored again), e.g. a pseudonymous link and
+            a recording named by a person (default: always shared).
         group_aggregates(videos): aggregates over a job's scored videos, ``{group kind: {group:
             {name: number}}}`` (e.g. per session and per learner), stored as metrics of the scoring
             run (:mod:`vkit.workflows.score_aggregates`); ``videos`` are the newest summaries of

@@ -77,14 +77,23 @@ def _failed(path: str, error: str, video: dict[str, Any]) -> dict[str, Any]:
     return dict(path=path, status="failed", error=error, video=video, scores=[], events=[], clips=0)
 
 
-def _same_content(path: str, video: dict[str, Any], claim: dict[str, Any] | None) -> dict[str, Any] | None:
-    """The outcome of a hashed video whose content is held or already scored elsewhere, else ``None`` (score it)."""
+def _same_content(path: str, video: dict[str, Any], claim: dict[str, Any] | None,
+                  scorer: Any = None) -> dict[str, Any] | None:
+    """The outcome of a hashed video whose content is held or already scored elsewhere, else ``None`` (score it).
+
+    A scorer whose ``may_share_content(path, other)`` says no keeps the two paths unlinked: scored here.
+    """
     empty = dict(path=path, error=None, scores=[], events=[], clips=0)
     if claim is None:
         return dict(empty, status="busy", video=None)
     if claim["scored_path"] is None:
         return None
-    if claim["recorded"] or claim["scored_video_id"] == claim.get("video_id"):  # nothing new to write
+    if claim["scored_video_id"] == claim.get("video_id"):  # nothing new to write
+        return dict(empty, status="skipped", video=video)
+    share = getattr(scorer, "may_share_content", None)
+    if share is not None and not share(path, claim["scored_path"]):
+        return None  # no row may name the other path for this one (e.g. a pseudonymous link and a named recording)
+    if claim["recorded"]:
         return dict(empty, status="skipped", video=video)
     reason = f"duplicate of {claim['scored_path']} (same sha256, scored in run {claim['scored_run_id']})"
     video.update(status="duplicate", error=reason)
@@ -98,11 +107,13 @@ def prepare_video(path: str, skip_sha256: str | None, scorer: Any,
     Args:
         path: the video file.
         skip_sha256: the content this model already scored at ``path``; equal content is ``skipped`` undecoded.
-        scorer: the :class:`~vkit.core.scoring.VideoScorer` (only ``decode``, ``num_segments``, ``min_frames`` used).
+        scorer: the :class:`~vkit.core.scoring.VideoScorer` (only ``decode``, ``num_segments``, ``min_frames``
+            and ``may_share_content`` used).
         content: claims the hashed content (:meth:`~vkit.core.store.Store.claim_content`'s answer): ``None``
             makes the outcome ``busy`` (another path with that content is being scored); content already
             scored at another path makes it ``duplicate`` (``error``: ``duplicate of <path>``), or ``skipped``
-            when this path was recorded as its duplicate before.
+            when this path was recorded as its duplicate before; a scorer's ``may_share_content(path, other)``
+            may refuse the link (the video is then scored).
     """
     from vkit.core.store.provenance import sha256_file
     from vkit.core.video import probe
@@ -115,7 +126,7 @@ def prepare_video(path: str, skip_sha256: str | None, scorer: Any,
     if skip_sha256 is not None and video["sha256"] == skip_sha256:
         return dict(path=path, status="skipped", error=None, video=video, scores=[], events=[], clips=0)
     if content is not None:
-        done = _same_content(path, video, content(video["sha256"]))
+        done = _same_content(path, video, content(video["sha256"]), scorer)
         if done is not None:
             return done
     try:

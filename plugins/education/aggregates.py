@@ -3,14 +3,14 @@
 Each scored recording ``.../<session>/<learner>.mp4`` brings its summary (``values``:
 ``mean_level``, ``low_share``, ``low_stretches``, ``low_seconds``, written by
 ``EngagementScorer.summarize``). A learner is named only by the salted hash of
-:func:`~vkit.plugins.education.report.learner_hash`: the file's stem when it
-already is one (``vkit engagement-pseudonymise``), else the hash with the salt
+:func:`~vkit.plugins.education.privacy.learner_hash`: the one a link's stem
+carries (``pseudo-<hash>``, ``vkit engagement-pseudonymise``), else the hash with the salt
 from ``$VKIT_LEARNER_SALT``; without a salt, clear-named recordings count for
 their session but give no per-learner rows (a warning says so).
 
 Example::
 
-    engagement_groups([dict(path="/l/s1/3fa2b9c01d7e.mp4", duration=60.0, mean_score=0.6,
+    engagement_groups([dict(path="/l/s1/pseudo-3fa2b9c01d7e.mp4", duration=60.0, mean_score=0.6,
                             values=dict(mean_level=1.8, low_share=0.25, low_stretches=1, low_seconds=15.0))], 4)
     # {"session": {"s1": {"recordings": 1, "mean_level": 1.8, "low_share": 0.25, "low_stretches": 1,
     #                     "low_seconds": 15.0, "learners_low": 1}},
@@ -24,10 +24,6 @@ from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import PurePath
 from typing import Any
-
-
-def _is_pseudonym(stem: str) -> bool:
-    return len(stem) == 12 and all(c in "0123456789abcdef" for c in stem)
 
 
 def _recording(video: dict[str, Any], num_levels: int) -> dict[str, float | None]:
@@ -72,7 +68,7 @@ def engagement_groups(videos: Sequence[dict[str, Any]], num_levels: int = 4,
     ``low_stretches`` and ``low_seconds``; ``learners_low`` (per session) / ``sessions_low`` (per learner):
     recordings with a low stretch.
     """
-    from vkit.plugins.education.report import SALT_ENV, learner_hash
+    from vkit.plugins.education.privacy import SALT_ENV, learner_hash, pseudonym_of
 
     salt = os.environ.get(SALT_ENV, "") if salt is None else salt
     sessions: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
@@ -82,8 +78,8 @@ def engagement_groups(videos: Sequence[dict[str, Any]], num_levels: int = 4,
         path = PurePath(str(video["path"]))
         item = (float(video.get("duration") or 1.0), _recording(video, num_levels))
         sessions[path.parent.name or "session"].append(item)
-        if _is_pseudonym(path.stem):
-            learners[path.stem].append(item)
+        if pseudonym := pseudonym_of(path.stem):
+            learners[pseudonym].append(item)
         elif salt:
             learners[learner_hash(path.stem, salt)].append(item)
         else:

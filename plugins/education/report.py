@@ -13,13 +13,12 @@ teacher summary, and per learner the mean level and low-engagement seconds.
 Example::
 
     export VKIT_LEARNER_SALT=$(openssl rand -hex 16)
-    vkit engagement-pseudonymise lessons/ --farm pseudo/            # pseudo/<session>/<hash>.mp4 -> lessons/...
+    vkit engagement-pseudonymise lessons/ --farm pseudo/     # pseudo/<session>/pseudo-<hash>.mp4 -> lessons/...
     vkit score education-engagement pseudo/ --checkpoint 12         # -> scoring run 13; no learner id in the store
     vkit engagement-report 13 --out report/
 """
 from __future__ import annotations
 
-import hashlib
 import os
 from collections import defaultdict
 from pathlib import Path, PurePath
@@ -27,42 +26,8 @@ from typing import Any
 
 import click
 
+from vkit.plugins.education.privacy import SALT_ENV, learner_hash, pseudonymise, shown_learner
 from vkit.registry.errors import ConfigError, StoreError
-
-SALT_ENV = "VKIT_LEARNER_SALT"
-
-
-def learner_hash(learner: str, salt: str) -> str:
-    """The pseudonym shown for ``learner``: the first 12 hex digits of ``sha256(salt + learner)``."""
-    if not salt:
-        raise ConfigError(f"no learner salt: set {SALT_ENV} (any secret string; keep it to compare reports)")
-    return hashlib.sha256((salt + "\x00" + learner).encode()).hexdigest()[:12]
-
-
-def pseudonymise(recordings: list[str], farm: Path, salt: str) -> Path:
-    """Symlinks ``farm/<session>/<learner hash>.<ext>`` to ``recordings`` (``.../<session>/<learner>.<ext>``).
-
-    Scoring ``farm`` instead of the recordings keeps learner ids out of the store:
-    it holds the links' paths. The names are stable for a salt, so a re-run resumes.
-    """
-    farm = Path(farm)
-    for recording in recordings:
-        path = Path(recording).resolve()
-        link = farm / path.parent.name / f"{learner_hash(path.stem, salt)}{path.suffix.lower()}"
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if link.is_symlink() and link.resolve() != path:
-            raise ConfigError(f"{link} already links to {link.resolve()}, not {path}: two learners with the same name "
-                              "in one session, or a different salt for this folder")
-        if not link.is_symlink():
-            link.symlink_to(path)
-    return farm
-
-
-def _pseudonym(stem: str, salt: str) -> str:
-    """A recording's learner as shown: its stem when already a pseudonym (12 hex digits), else its salted hash."""
-    is_hash = len(stem) == 12 and all(c in "0123456789abcdef" for c in stem)
-    return stem if is_hash else learner_hash(stem, salt)
-
 
 def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str, dict[str, Any]]]:
     """``{session: {learner hash: dict(times, levels, stretches, mean_level, low_seconds)}}`` of a scoring run."""
@@ -86,7 +51,7 @@ def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str,
         path = PurePath(paths[video_id])
         levels = [3.0 * float(r["score"]) for r in rows]
         spans = sorted(events.get(video_id, []))
-        out[path.parent.name or "session"][_pseudonym(path.stem, salt)] = dict(
+        out[path.parent.name or "session"][shown_learner(path.stem, salt)] = dict(
             times=[(float(r["start"]) + float(r["end"])) / 2 for r in rows], levels=levels, stretches=spans,
             mean_level=sum(levels) / len(levels), low_seconds=sum(b - a for a, b in spans))
     return dict(out)
@@ -134,6 +99,25 @@ def aggregate_lines(rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def scoring_run(store: Any, run_id: int) -> dict[str, Any]:
+    """Run ``run_id`` if it is a ``vkit score education-engagement`` run; else a ``StoreError``/``ConfigError`` naming it.
+
+    Example::
+
+        scoring_run(store, 3)   # ConfigError: run 3 is a 'score' run of task 'security-anomaly'; ...
+    """
+    from vkit.plugins.education.task import EducationEngagementTask
+
+    run = store.get_run(run_id)
+    if run is None:
+        raise StoreError(f"no run {run_id} in {store.url} (see `vkit runs list`)")
+    task = EducationEngagementTask.name
+    if run.get("task") != task or run.get("kind") != "score":
+        raise ConfigError(f"run {run_id} is a {run.get('kind')!r} run of task {run.get('task')!r}; engagement-report "
+                          f"reads the runs of `vkit score {task}` (see `vkit runs list --task {task}`)")
+    return run
+
+
 @click.command("engagement-report")
 @click.argument("run_id", type=int)
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -147,9 +131,9 @@ def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, sal
     from vkit.plugins.education.timeline import teacher_summary
 
     obj = ctx.find_root().obj or {}
-    store = open_store(obj.get("db_url"))
-    run = store.get_run(run_id)
-    if run is not None and (run.get("config") or {}).get("aggregate_only"):
+    store = open_store(obj.get("db_url"), create=False, read_only=True)  # a mistyped --db is named, never created
+    run = scoring_run(store, run_id)
+    if (run.get("config") or {}).get("aggregate_only"):
         for line in aggregate_lines(store.run_metrics(run_id, split="session")):
             click.echo(line)
         return
@@ -167,11 +151,13 @@ def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, sal
 @click.option("--farm", type=click.Path(file_okay=False, path_type=Path), required=True,
               help="Folder of pseudonymous links to score instead of the recordings.")
 @click.option("--salt-env", default=SALT_ENV, show_default=True, help="Environment variable holding the learner salt.")
-def engagement_pseudonymise_cmd(recordings: tuple[Path, ...], farm: Path, salt_env: str) -> None:
-    """Link RECORDINGS (files or folders of <session>/<learner>.mp4) as FARM/<session>/<salted hash>.mp4.
+@click.option("--replace", is_flag=True, help="Relink a farm made with another salt (its old links are removed).")
+def engagement_pseudonymise_cmd(recordings: tuple[Path, ...], farm: Path, salt_env: str, replace: bool) -> None:
+    """Link RECORDINGS (files or folders of <session>/<learner>.mp4) as FARM/<session>/pseudo-<salted hash>.mp4.
 
     Then `vkit score education-engagement FARM --checkpoint RUN`: the store holds only the links' paths,
-    so learner ids never reach it; `vkit engagement-report` shows the same hashes.
+    so learner ids never reach it; `vkit engagement-report` shows the same hashes. The farm keeps a
+    fingerprint of its salt: another salt is refused unless --replace.
     """
     from vkit.plugins.education.data import VIDEO_SUFFIXES
 
@@ -179,5 +165,9 @@ def engagement_pseudonymise_cmd(recordings: tuple[Path, ...], farm: Path, salt_e
                    if f.is_file() and f.suffix.lower() in VIDEO_SUFFIXES)
     if not files:
         raise ConfigError(f"no recordings ({', '.join(VIDEO_SUFFIXES)}) in {[str(r) for r in recordings]}")
-    pseudonymise(files, farm, os.environ.get(salt_env, ""))
+    pseudonymise(files, farm, os.environ.get(salt_env, ""), replace=replace)
     click.echo(f"{len(files)} recordings linked under {farm}; next: vkit score education-engagement {farm} --checkpoint RUN")
+
+
+__all__ = ["SALT_ENV", "aggregate_lines", "engagement_pseudonymise_cmd", "engagement_report_cmd", "learner_hash",
+           "plot_session", "pseudonymise", "scoring_run", "session_timelines"]

@@ -110,6 +110,20 @@ class EngagementScorer:
                           low_stretches=len(events), low_seconds=round(sum(e["end"] - e["start"] for e in events), 3))
         return dict(events=events, levels=[round(float(v), 3) for v in levels], aggregates=aggregates)
 
+    @staticmethod
+    def may_share_content(path: str, other: str) -> bool:
+        """Whether ``path`` may be recorded as a duplicate of the same content scored at ``other``: never when
+        either is a pseudonymous link (``pseudo-<hash>``), so no store row ties a link to a learner's name, nor
+        one salt's pseudonym to another's; the link is scored again instead.
+
+        Example::
+
+            EngagementScorer.may_share_content("farm/s1/pseudo-3fa2b9c01d7e.mp4", "lessons/s1/ana.mp4")   # False
+        """
+        from vkit.plugins.education.privacy import is_pseudonymised
+
+        return not (is_pseudonymised(path) or is_pseudonymised(other))
+
     def group_aggregates(self, videos: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, float]]]:
         """Per ``session`` and per ``learner`` (salted hash) aggregates of scored recordings (their summaries)."""
         from vkit.plugins.education.aggregates import engagement_groups

@@ -39,7 +39,7 @@ def test_engagement_groups_weight_by_duration_and_name_learners_by_salted_hash()
 
     pseudonym = learner_hash("ana", "salt")
     videos = [
-        dict(path=f"/farm/s1/{pseudonym}.mp4", duration=30.0, mean_score=0.9,
+        dict(path=f"/farm/s1/pseudo-{pseudonym}.mp4", duration=30.0, mean_score=0.9,
              values=dict(mean_level=3.0, low_share=0.0, low_stretches=0, low_seconds=0.0, events=0)),
         dict(path="/lessons/s1/bob.mp4", duration=90.0, mean_score=0.3,
              values=dict(mean_level=1.0, low_share=0.5, low_stretches=2, low_seconds=45.0, events=2)),
@@ -53,6 +53,8 @@ def test_engagement_groups_weight_by_duration_and_name_learners_by_salted_hash()
     assert set(groups["learner"]) == {pseudonym, bob}
     assert groups["learner"][bob]["recordings"] == 2 and groups["learner"][bob]["mean_level"] == pytest.approx(1.2)
     assert "bob" not in str(groups) and "ana" not in str(groups)
+    student = dict(videos[1], path="/lessons/s1/0123456789ab.mp4")  # a student number, not a link: hashed
+    assert set(engagement_groups([student], salt="salt")["learner"]) == {learner_hash("0123456789ab", "salt")}
     with pytest.warns(UserWarning, match="1 recording\\(s\\) are named by learner in clear"):
         unsalted = engagement_groups(videos[:2], salt="")
     assert set(unsalted["learner"]) == {pseudonym} and unsalted["session"]["s1"]["recordings"] == 2
