@@ -308,7 +308,7 @@ def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...
     from vkit.core.store import open_store
 
     obj = ctx.find_root().obj or {}
-    with open_store(obj.get("db_url"), read_only=True) as store:
+    with open_store(obj.get("db_url"), read_only=True, create=False) as store:  # a mistyped --db: named, not made
         written = export_run(store, run_id, output, fmt, tables=list(tables) or None, raw=raw)
     if as_json:
         click.echo(json.dumps({k: str(v) for k, v in written.items()}, indent=2))

@@ -116,7 +116,8 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.predict import resolve_checkpoint
 
-    store = open_store(db_url)
+    # a run id needs an existing store (a mistyped --db is named, never created); only --save writes to it
+    store = open_store(db_url, create=not str(run).strip().isdigit(), read_only=not save)
     path = resolve_checkpoint(run, store)
     meta = load_meta(path)
     manager = get_plugin_manager(extra=plugins)

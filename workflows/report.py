@@ -456,7 +456,8 @@ def report_cmd(ctx: click.Context, run_id: int, out_dir: str | None) -> None:
     from vkit.core.store import Store, open_store
 
     obj = ctx.find_root().obj or {}
-    store = open_store(obj.get("db_url"), read_only=True)  # a newer vkit's store: report it, record nothing
+    # a newer vkit's store: report it, record nothing; a mistyped --db: named, not made
+    store = open_store(obj.get("db_url"), read_only=True, create=False)
     if not store.schema.newer:
         store = Store(store.engine, store.schema)  # this vkit's schema: the page is recorded as an artifact
     with store:

@@ -50,19 +50,21 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _store(ctx: click.Context, write: bool = False) -> Any:
+def _store(ctx: click.Context, write: bool = False, listing: bool = False) -> Any:
     """The store of ``--db``, runs whose process died on this machine first marked ``interrupted``.
 
     For reading, a store migrated by a newer vkit is opened read-only and
-    left as it is (a user who may only read still gets the listing).
+    left as it is (a user who may only read still gets the listing). No
+    command here creates a store: a missing SQLite file lists as empty
+    (``listing``) or is a ``StoreError`` naming it.
     """
     from vkit.core.store import Store, open_store
 
     url = ctx.find_root().obj["db_url"]
     if write:
-        store = open_store(url)
+        store = open_store(url, create=False)
     else:
-        store = open_store(url, read_only=True)
+        store = open_store(url, read_only=True, create=listing)
         if store.schema.newer:
             return store
         store = Store(store.engine, store.schema)  # this vkit's schema: writable
@@ -176,7 +178,7 @@ def runs_group() -> None:
 def runs_list(ctx: click.Context, task: str | None, status: str | None, kind: str | None, limit: int,
               as_json: bool) -> None:
     """The most recent runs (``interrupted``: its process died without finishing it)."""
-    runs = _store(ctx).list_runs(limit=limit or None, task=task, status=status, kind=kind)
+    runs = _store(ctx, listing=True).list_runs(limit=limit or None, task=task, status=status, kind=kind)
     if as_json:
         return _echo_json(runs)
     _table("runs", ["id", "task", "kind", "plugin", "status", "started (UTC)", "finished (UTC)"],

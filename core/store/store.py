@@ -74,8 +74,11 @@ def open_store(url: str | URL | None = None, *, create: bool = True, read_only: 
 
     Args:
         url: a SQLAlchemy URL (``sqlite:///path.db``, ``postgresql+psycopg://user@host/db``).
-        create: create the tables at head when the database has none.
-        read_only: accept a database migrated by a newer vkit; every write then raises.
+        create: create the tables at head when the database has none; ``False``: a missing
+            SQLite file is a ``StoreError`` naming it (a command that needs a stored run).
+        read_only: accept a database migrated by a newer vkit; every write then raises. A
+            missing SQLite file then opens as an empty store in memory unless ``create=False``
+            (a listing shows nothing); nothing is made on disk either way.
 
     Raises:
         StoreError: unreachable database, older schema (run ``vkit db upgrade``),
@@ -84,7 +87,7 @@ def open_store(url: str | URL | None = None, *, create: bool = True, read_only: 
     resolved = resolve_url(url)
     path = sqlite_path(resolved)
     if path is not None and not path.exists() and (read_only or not create):
-        if not read_only:
+        if not create:
             raise StoreError(f"no vkit store at {path} (the file does not exist; nothing was created); create it "
                              f"with `vkit db upgrade` or any command that writes (`vkit run`, `vkit score`), or check "
                              f"--db / {ENV_VAR}")
