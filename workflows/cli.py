@@ -149,18 +149,21 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
 @click.option("--precision", type=click.Choice(("auto", "fp32", "bf16", "int8")), default="fp32", show_default=True,
               help="Model precision; auto: bf16 where the CPU has it natively and it passes the gate on the first cases.")
 @click.option("--skip-bad", is_flag=True, help="Leave out inputs that cannot be read (each named with its reason).")
-@click.option("--compressed", is_flag=False, flag_value="final", default=None, metavar="[STAGE]",
-              help="Run the run's compressed model (the chain's final one, or STAGE) instead of the checkpoint.")
+@click.option("--compressed", is_flag=True, help="Run the run's compressed model (the chain's final one) instead.")
+@click.option("--stage", default=None, metavar="NAME",
+              help="Run this saved compression stage (e.g. ChannelPrune, OnnxExport); implies --compressed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoint: str, batch_size: int,
-                precision: str, skip_bad: bool, compressed: str | None, as_json: bool) -> None:
+                precision: str, skip_bad: bool, compressed: bool, stage: str | None, as_json: bool) -> None:
     """Per-case probabilities of INPUTS (files or one datalist) with a trained TASK model."""
+    from vkit.workflows.compressed import compressed_option
     from vkit.workflows.predict import predict_task
 
     obj = ctx.find_root().obj
     run_id, rows = predict_task(task, checkpoint, inputs, db_url=obj["db_url"], plugins=obj["plugins"],
-                                batch_size=batch_size, precision=precision, skip_bad=skip_bad, compressed=compressed)
+                                batch_size=batch_size, precision=precision, skip_bad=skip_bad,
+                                compressed=compressed_option(compressed, stage))
     if as_json:
         return _echo_json(dict(run_id=run_id, predictions=rows))
     _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities"],

@@ -1,11 +1,13 @@
-"""``--compressed [STAGE]`` of ``vkit predict`` and ``vkit score``: a run's saved compressed model in place of its checkpoint.
+"""``--compressed`` / ``--stage NAME`` of ``vkit predict`` and ``vkit score``: a run's saved compressed model in place
+of its checkpoint.
 
 The compression chain of ``vkit run`` saves each applied stage beside the
 checkpoint, in ``<work_dir>/compression`` (:mod:`vkit.core.compression.artifact`).
 ``"final"`` names the chain's final model, anything else a stage
 (``ChannelPrune``, ``OnnxExport``: an ONNX Runtime model). The compressed
 model's identity is its artifact's sha256, so a job resumes it as a model of
-its own.
+its own. Given a run's verified :class:`~vkit.core.run_checkpoint.CheckpointFiles`, the stage's
+files are checked against the sha256 the store recorded for them too.
 
 Example::
 
@@ -18,10 +20,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from vkit.core.run_checkpoint import CheckpointFiles
 from vkit.registry.errors import CheckpointError, ConfigError
 
 
-def compressed_model(checkpoint: Path, stage: str) -> tuple[Any, dict[str, Any]]:
+def compressed_option(compressed: bool, stage: str | None) -> str | None:
+    """What ``--compressed`` and ``--stage NAME`` ask for: ``None`` (the checkpoint), ``"final"`` or a stage name.
+
+    Example::
+
+        compressed_option(True, None), compressed_option(False, "OnnxExport")   # ('final', 'OnnxExport')
+    """
+    if stage is not None and not stage.strip():
+        raise ConfigError("--stage is empty: expected a stage name such as OnnxExport (or --compressed alone)")
+    return stage if stage is not None else ("final" if compressed else None)
+
+
+def compressed_model(checkpoint: Path | CheckpointFiles, stage: str) -> tuple[Any, dict[str, Any]]:
     """The compressed model saved beside ``checkpoint`` (``stage``, or the chain's final one) and its sidecar meta."""
     from vkit.core.compression import load_compressed
 
@@ -29,14 +44,13 @@ def compressed_model(checkpoint: Path, stage: str) -> tuple[Any, dict[str, Any]]
     return load_compressed(meta["sidecar"]), meta
 
 
-def stage_meta(checkpoint: Path, stage: str) -> dict[str, Any]:
+def stage_meta(checkpoint: Path | CheckpointFiles, stage: str) -> dict[str, Any]:
     """The sidecar meta of the compressed model saved beside ``checkpoint`` (``sha256``, ``kind``, ``precision`` ...)."""
-    from vkit.core.compression import compressed_meta
-
-    folder = checkpoint.parent / "compression"
+    files = checkpoint if isinstance(checkpoint, CheckpointFiles) else CheckpointFiles(Path(checkpoint), Path(checkpoint).with_suffix(".json"))
+    folder = files.weights.parent / "compression"
     if not folder.is_dir():
         raise CheckpointError(f"--compressed: {str(folder)!r} does not exist; the run applied no compression stage")
-    return compressed_meta(folder, None if stage in ("", "final") else stage)
+    return files.compressed_meta(stage)
 
 
 def check_precision(meta: dict[str, Any], precision: str) -> None:
@@ -45,7 +59,7 @@ def check_precision(meta: dict[str, Any], precision: str) -> None:
         return
     if meta.get("kind") == "onnx" or meta.get("precision") != "float32":
         saved = "an ONNX Runtime model" if meta.get("kind") == "onnx" else f"saved in {meta.get('precision')}"
-        raise ConfigError(f"--compressed {meta.get('stage')}: the stage is {saved} and runs as it was saved; "
+        raise ConfigError(f"--compressed: stage {meta.get('stage')} is {saved} and runs as it was saved; "
                           f"drop --precision {precision}")
 
 

@@ -36,6 +36,7 @@ from typing import Any
 
 import click
 
+from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.registry.errors import ConfigError, StoreError
 
 FORMATS = ("csv", "parquet")
@@ -292,7 +293,7 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
 
 
 @click.command("export")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=click.IntRange(1, MAX_RUN_ID))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
 @click.option("--table", "tables", type=click.Choice(TABLES), multiple=True,
               help="Only this table (repeatable; default: every table the run has rows in).")

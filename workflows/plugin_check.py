@@ -112,7 +112,8 @@ def run_task_smoke(task: str | type, overrides: Sequence[str] = (), tmp_path: st
     root = Path(tmp_path) if tmp_path is not None else Path(tempfile.mkdtemp(prefix="vkit-smoke-"))
     root.mkdir(parents=True, exist_ok=True)
     result = run_task(task_cls.name, overrides=[*task_cls.smoke_overrides, *overrides],
-                      db_url=db_url or f"sqlite:///{root / 'vkit.db'}", work_dir=root / "work",
+                      db_url=db_url or f"sqlite:///{root / 'vkit.db'}",
+                      work_dir=tempfile.mkdtemp(prefix="work-", dir=root),  # a fresh folder each call
                       data_root=root / "data", plugins=plugins,
                       echo=lambda *args, **kwargs: log.debug("%s", " ".join(map(str, args))))
     if result.status != "finished":

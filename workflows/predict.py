@@ -20,21 +20,11 @@ from vkit.registry.errors import CheckpointError, ConfigError, DataError
 
 
 def resolve_checkpoint(ref: str | Path, store: Any) -> Path:
-    """A run id → that run's ``checkpoint`` artifact; anything else → an existing ``.safetensors`` path."""
-    text = str(ref)
-    if text.isdigit():
-        run_id = int(text)
-        if store.get_run(run_id) is None:
-            raise CheckpointError(f"--checkpoint {text}: no run {run_id} in the store at {store.url}")
-        paths = [a["path"] for a in store.run_artifacts(run_id) if a["kind"] == "checkpoint"]
-        if not paths:
-            raise CheckpointError(f"--checkpoint {text}: run {run_id} has no 'checkpoint' artifact (did it finish?)")
-        path = Path(paths[-1])
-    else:
-        path = Path(text).expanduser()
-    if not path.is_file():
-        raise CheckpointError(f"--checkpoint {text}: file {str(path)!r} does not exist")
-    return path
+    """The weights of ``--checkpoint REF`` (a run id or a path), verified against the store
+    (:func:`vkit.core.run_checkpoint.resolve_checkpoint`)."""
+    from vkit.core.run_checkpoint import resolve_checkpoint as resolve
+
+    return resolve(ref, store).weights
 
 
 def predict_task(
@@ -60,19 +50,24 @@ def predict_task(
     ``compressed``: run the run's compressed model instead (``"final"``: the
     chain's final model, or a stage name), loaded from ``<work_dir>/compression``
     without the config; classes and the fitted threshold still come from the checkpoint.
+
+    A run id's weights, sidecar and compressed stage must have the sha256 the
+    store recorded for that run (:mod:`vkit.core.run_checkpoint`).
     """
     import click
     from mmengine.config import Config
 
     from vkit.core.checkpoint import load_checkpoint, load_meta
     from vkit.core.precision import predict_in_precision
+    from vkit.core.run_checkpoint import resolve_checkpoint as resolve
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
 
     manager = get_plugin_manager(extra=plugins)
     task = manager.get_task(task_name)()
     store = open_store(db_url)
-    path = resolve_checkpoint(checkpoint, store)
+    files = resolve(checkpoint, store)
+    path = files.weights
     meta = load_meta(path)
     _check_task(meta, task, path)
     if "config" not in meta:
@@ -89,7 +84,7 @@ def predict_task(
     if compressed is not None:
         from vkit.workflows.compressed import check_precision, compressed_model
 
-        model, compressed_meta = compressed_model(path, compressed)
+        model, compressed_meta = compressed_model(files, compressed)
         check_precision(compressed_meta, precision)
         model_sha256 = str(compressed_meta["sha256"])
     dataset = _prediction_dataset(task, cfg, [str(i) for i in inputs], skip_bad)

@@ -114,11 +114,11 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     from vkit.core.checkpoint import load_meta
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.predict import resolve_checkpoint
+    from vkit.core.run_checkpoint import resolve_checkpoint
 
     # a run id needs an existing store (a mistyped --db is named, never created); only --save writes to it
     store = open_store(db_url, create=not str(run).strip().isdigit(), read_only=not save)
-    path = resolve_checkpoint(run, store)
+    path = resolve_checkpoint(run, store, option="--run").weights
     meta = load_meta(path)
     manager = get_plugin_manager(extra=plugins)
     task = manager.get_task(str(meta.get("task") or ""))()

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import click
+from vkit.core.run_checkpoint import MAX_RUN_ID
 
 from vkit.registry.errors import DataError, StoreError
 
@@ -447,7 +448,7 @@ def write_run_report(
 
 
 @click.command("report")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=click.IntRange(1, MAX_RUN_ID))
 @click.option("--out", "out_dir", type=click.Path(file_okay=False), help="Folder for report.html and its PNGs "
               "(default: the run's work dir /report, or ./report-run<N>).")
 @click.pass_context

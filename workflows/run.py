@@ -55,6 +55,9 @@ def run_task(
     """Run ``task_name`` end to end and return its :class:`RunResult`; raises VkitError on bad input.
 
     ``data`` is the user's own data (a datalist, a folder): it sets the task's ``data_key``.
+    ``work_dir``: the run's folder, made absolute and refused when it already holds a run's
+    files; by default a fresh ``<cwd>/work_dirs/<task>-run<N>-<store identity>``
+    (:mod:`vkit.core.workdir`). Either way it gets a ``vkit-run.json`` naming the store and run.
     ``score_options`` (a :class:`~vkit.workflows.score.ScoreOptions`: engine ``local``/``ray``,
     workers, batch size) is how videos a task scores through ``ctx.score_videos`` run: on the
     engine of ``vkit score`` (:mod:`vkit.workflows.video_engine`).
@@ -74,15 +77,17 @@ def run_task(
     store = open_store(db_url)
     from vkit.core.lifecycle import run_lifecycle
     from vkit.core.task import RunContext
+    from vkit.core.workdir import check_work_dir_free, mark_work_dir, new_work_dir
 
     task = task_cls()
+    chosen = check_work_dir_free(work_dir) if work_dir else None  # before the run row: a refused folder adds none
     result: RunResult | None = None
     ctx: RunContext | None = None
     try:
         with store.track_run(task=task_cls.name, plugin=task_cls.plugin, config=cfg.to_dict(), seed=cfg.get("seed"),
                              versions={"plugins": manager.versions()}) as run_id:
-            work = Path(work_dir) if work_dir else Path("work_dirs") / f"{task_cls.name}-run{run_id}"
-            work.mkdir(parents=True, exist_ok=True)
+            work = chosen or new_work_dir("work_dirs", task_cls.name, run_id, store.identity)
+            mark_work_dir(work, store.identity, run_id, task_cls.name)  # the folder's sidecar: whose it is
             store.set_work_dir(run_id, work)
             ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
                              regenerate=regenerate, skip_bad=skip_bad, echo=echo)

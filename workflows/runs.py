@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.registry.errors import StoreError, VkitError
 
 #: ``--kind`` choices (``runs.kind``).
@@ -144,25 +145,55 @@ def delete_runs(store: Any, run_ids: Sequence[int], work_dir: bool = False) -> d
     """Delete runs ``run_ids`` with all their rows in one transaction, then (``work_dir``) their work folders.
 
     Returns:
+    A folder is removed only when it is the run's own (its ``vkit-run.json``
+    names this run and store, :func:`vkit.core.workdir.ownership`) and no run
+    left in the store uses it; otherwise its files stay and ``kept`` says why.
+
         ``runs`` (ids), ``rows`` (rows removed per table) and ``removed``
-        (work folders deleted) and ``kept`` (work folders left: missing or protected).
+        (work folders deleted) and ``kept`` (``{"path", "reason"}`` of each folder left).
     """
     counts = store.run_counts(run_ids)
     deleted = store.delete_runs(run_ids)
+    plans = {int(i): _folder_plan(store, int(i), run_ids) for i in run_ids} if work_dir else {}
     removed, kept = [], []
     for run in deleted:
-        folder = Path(run["work_dir"]) if work_dir and run.get("work_dir") else None
-        if folder is None:
+        plan = plans.get(run["id"])
+        if plan is None:
             continue
-        if folder.is_dir() and _safe_to_remove(folder):
+        folder, reason = plan
+        if reason is None and not _safe_to_remove(folder):
+            reason = "the root, home or working folder (or one of its parents)"
+        if reason is None:
             shutil.rmtree(folder)
             removed.append(str(folder))
         else:
-            kept.append(str(folder))
+            kept.append(dict(path=str(folder), reason=reason))
     return dict(runs=[r["id"] for r in deleted], rows=dict(counts, runs=len(deleted)), removed=removed, kept=kept)
 
 
 # ----------------------------------------------------------------------------- commands
+def _folder_plan(store: Any, run_id: int, deleting: Sequence[int]) -> tuple[Path, str | None] | None:
+    """Run ``run_id``'s work folder (absolute) and why it must stay (``None``: it may go); ``None``: it has none."""
+    from vkit.core.workdir import ownership
+
+    run = store.get_run(run_id)
+    if run is None or not run.get("work_dir"):
+        return None
+    artifacts = store.run_artifacts(run_id)
+    folder = Path(run["work_dir"])
+    if not folder.is_absolute():  # recorded by an older vkit: the checkpoint's (absolute) folder tells which
+        models = [Path(a["path"]).parent for a in artifacts if a["kind"] == "checkpoint"]
+        if not models:
+            return folder, "recorded relative to the folder the run started in, which is unknown"
+        folder = models[-1]
+    meta = [a["sha256"] for a in artifacts if a["kind"] == "checkpoint-meta"]
+    reason = ownership(folder, store.identity, run_id, meta[-1] if meta else None)
+    others = sorted(store.folder_references(folder) - {int(i) for i in deleting}) if reason is None else []
+    if others:
+        reason = f"also used by run(s) {', '.join(map(str, others))}"
+    return folder, reason
+
+
 @click.group("runs")
 def runs_group() -> None:
     """Inspect, compare and delete runs in the store."""
@@ -192,7 +223,7 @@ def _when(moment: Any) -> str:
 
 
 @runs_group.command("show")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=click.IntRange(1, MAX_RUN_ID))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_show(ctx: click.Context, run_id: int, as_json: bool) -> None:
@@ -236,7 +267,7 @@ def _show_scoring(scoring: dict[str, Any]) -> None:
 
 
 @runs_group.command("compare")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
+@click.argument("run_ids", type=click.IntRange(1, MAX_RUN_ID), nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_compare(ctx: click.Context, run_ids: tuple[int, ...], as_json: bool) -> None:
@@ -261,8 +292,10 @@ def _signed(delta: float | None) -> str:
 
 
 @runs_group.command("delete")
-@click.argument("run_ids", type=int, nargs=-1, required=True)
-@click.option("--work-dir", "work_dir", is_flag=True, help="Also remove each run's work folder (checkpoints, report).")
+@click.argument("run_ids", type=click.IntRange(1, MAX_RUN_ID), nargs=-1, required=True)
+@click.option("--work-dir", "work_dir", is_flag=True,
+              help="Also remove each run's work folder (checkpoints, report), when its vkit-run.json names the run "
+                   "and no other run uses it.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_delete(ctx: click.Context, run_ids: tuple[int, ...], work_dir: bool, as_json: bool) -> None:
@@ -275,7 +308,7 @@ def runs_delete(ctx: click.Context, run_ids: tuple[int, ...], work_dir: bool, as
     for folder in result["removed"]:
         click.echo(f"removed {folder}")
     for folder in result["kept"]:
-        click.echo(f"kept {folder} (missing, or a folder vkit will not remove)")
+        click.echo(f"kept {folder['path']}: {folder['reason']}")
 
 
 __all__ = ["compare_runs", "delete_runs", "flatten", "runs_group"]

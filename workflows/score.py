@@ -338,7 +338,7 @@ def score_archive(
     from vkit.core.store.paths import display_text
     from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.inventory import inventory
-    from vkit.workflows.predict import resolve_checkpoint
+    from vkit.core.run_checkpoint import resolve_checkpoint
 
     options = options or ScoreOptions()
     manager = get_plugin_manager(extra=tuple(plugins))
@@ -349,11 +349,12 @@ def score_archive(
         raise DataError(f"archives {[str(a) for a in archives]}: no video files found")
     store = open_store(db_url)
     try:
-        ckpt = resolve_checkpoint(checkpoint, store).resolve()
+        files = resolve_checkpoint(checkpoint, store)  # verified against the sha256 the store recorded
+        ckpt = files.weights.resolve()
         if compressed is not None:
             from vkit.workflows.compressed import check_precision, stage_meta
 
-            check_precision(stage_meta(ckpt, compressed), options.precision)
+            check_precision(stage_meta(files, compressed), options.precision)
         factory = functools.partial(build_task_scorer, task_cls.name, str(ckpt), options.device, tuple(plugins),
                                     compressed)
         scorer, precision = _in_precision(factory, options.precision, paths)
@@ -553,17 +554,18 @@ BATCH_SIZE = _BatchSize()
 @click.option("--lease-seconds", default=120.0, show_default=True, type=click.FloatRange(min=1.0),
               help="How long a job's claim on a video lasts without renewal (cooperating jobs; a killed job's videos "
                    "are taken over after it).")
-@click.option("--compressed", is_flag=False, flag_value="final", default=None, metavar="[STAGE]",
-              help="Score with the run's compressed model (the chain's final one, or STAGE, e.g. OnnxExport: "
-                   "ONNX Runtime); resumed as a model of its own.")
+@click.option("--compressed", is_flag=True,
+              help="Score with the run's compressed model (the chain's final one); resumed as a model of its own.")
+@click.option("--stage", default=None, metavar="NAME",
+              help="Score with this saved compression stage (e.g. OnnxExport: ONNX Runtime); implies --compressed.")
 @click.option("--aggregate-only", is_flag=True,
               help="Privacy: store per-video and per-group aggregates only (no per-segment scores, no event rows).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON (no progress bar).")
 @click.pass_context
 def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoint: str, workers: int, batch_size: int | str,
               device: str, engine: str, ray_address: str | None, commit_every: int, precision: str,
-              retry_failed: bool, lease_seconds: float, compressed: str | None, as_json: bool,
-              aggregate_only: bool = False) -> None:
+              retry_failed: bool, lease_seconds: float, compressed: bool, as_json: bool,
+              aggregate_only: bool = False, stage: str | None = None) -> None:
     """Score every video in ARCHIVES (folders, files; a path that does not exist is a glob) with a trained TASK model.
 
     Resumable, and jobs sharing the store and checkpoint split the work (each video is leased before decoding).
@@ -576,12 +578,14 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
                            lease_seconds=lease_seconds, aggregate_only=aggregate_only)
     summary = score_archive(task, archives, checkpoint, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
                             options=options, progress=not as_json and sys.stderr.isatty(), retry_failed=retry_failed,
-                            compressed=compressed)
+                            compressed=compressed_option(compressed, stage))
     data = summary.to_dict()
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
         return
     _print_summary(data)
+    from vkit.workflows.compressed import compressed_option
+
 
 
 def _print_summary(data: dict[str, Any]) -> None:

@@ -147,6 +147,14 @@ class Store:
             self.shown_url = f"sqlite:///{sqlite_path(self.engine.url)}"
         return self.shown_url or mask_url(self.engine.url)
 
+    @property
+    def identity(self) -> str:
+        """Eight hex digits naming this database (:func:`~vkit.core.store.identity.store_identity`); work folders
+        and checkpoint sidecars carry it."""
+        from vkit.core.store.identity import store_identity
+
+        return store_identity(self.engine.url)
+
     def close(self) -> None:
         """Release the connection pool."""
         self.engine.dispose()
@@ -421,6 +429,21 @@ class Store:
     def run_artifacts(self, run_id: int) -> list[dict[str, Any]]:
         """Every artifact of run ``run_id``."""
         return self._select(Artifact, Artifact.run_id == run_id, order_by=(Artifact.id,))
+
+    def artifacts_at(self, path: str | Path) -> list[dict[str, Any]]:
+        """Every artifact recorded at ``path`` (resolved), by any run, oldest first."""
+        file = str(Path(path).expanduser().resolve())
+        return self._select(Artifact, Artifact.path == file, order_by=(Artifact.id,))
+
+    def folder_references(self, folder: str | Path) -> set[int]:
+        """Ids of the runs whose work dir is ``folder`` (resolved) or that recorded an artifact inside it."""
+        root = str(Path(folder).expanduser().resolve())
+        inside = root.rstrip("/") + "/"
+        with self.session(write=False) as session:
+            runs = session.scalars(sa.select(Run.id).where(Run.work_dir == root))
+            files = session.execute(sa.select(Artifact.run_id, Artifact.path).where(
+                sa.func.substr(Artifact.path, 1, len(inside)) == inside))
+            return {*runs, *(run_id for run_id, _ in files)}
 
     # --------------------------------------------------------- predictions
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 
+from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.plugins.education.privacy import SALT_ENV, learner_hash, pseudonymise, shown_learner
 from vkit.registry.errors import ConfigError, StoreError
 
@@ -119,7 +120,7 @@ def scoring_run(store: Any, run_id: int) -> dict[str, Any]:
 
 
 @click.command("engagement-report")
-@click.argument("run_id", type=int)
+@click.argument("run_id", type=click.IntRange(1, MAX_RUN_ID))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Folder for one timeline PNG per session (default: no images).")
 @click.option("--salt-env", default=SALT_ENV, show_default=True, help="Environment variable holding the learner salt.")

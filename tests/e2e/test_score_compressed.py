@@ -108,7 +108,7 @@ def test_compressed_scoring_errors_are_clear(chain_run) -> None:
     from vkit.workflows.compressed import use_compressed
 
     checkpoint, _, _ = chain_run
-    with pytest.raises(ConfigError, match="OnnxExport: the stage is an ONNX Runtime model .* drop --precision bf16"):
+    with pytest.raises(ConfigError, match="stage OnnxExport is an ONNX Runtime model .* drop --precision bf16"):
         _score(chain_run, "OnnxExport", precision="bf16")
     with pytest.raises(CheckpointError, match=r"no saved stage 'CastBF16'; saved stages: \['ChannelPrune', 'OnnxExport'\]"):
         _score(chain_run, "CastBF16")
