@@ -117,8 +117,26 @@ def test_delete_work_dir_only_on_request(store, store_url, filled):
     assert f"deleted runs [{filled['train']}]" in text and "predictions 24" in text
     assert work.is_dir()
     store.finish_run(filled["other"], "finished", work_dir=work)
-    text = _vkit(store_url, "runs", "delete", str(filled["other"]), "--work-dir")
-    assert f"removed {work}" in text and not work.exists()
+    text = _vkit(store_url, "runs", "delete", str(filled["other"]), "--work-dir")  # no sidecar names the run: kept
+    assert f"kept {work}: no vkit-run.json or recorded model.json names run {filled['other']}" in text and work.is_dir()
+
+
+def test_delete_work_dir_removes_the_runs_own_unshared_folder(store, store_url, tmp_path):
+    from vkit.core.workdir import mark_work_dir
+
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    first = store.start_run("demo-task", "demo", {}, seed=0, work_dir=shared)
+    mark_work_dir(shared, store.identity, first, "demo-task")
+    second = store.start_run("demo-task", "demo", {}, seed=0, work_dir=shared)  # shares first's folder
+    third = store.start_run("demo-task", "demo", {}, seed=0, work_dir=own)
+    mark_work_dir(own, store.identity, third, "demo-task")
+    for run in (first, second, third):
+        store.finish_run(run, "finished")
+    out = json.loads(_vkit(store_url, "runs", "delete", str(first), str(third), "--work-dir", "--json"))
+    assert out["removed"] == [str(own)] and not own.exists()
+    assert out["kept"] == [dict(path=str(shared), reason=f"also used by run(s) {second}")] and shared.is_dir()
+    out = json.loads(_vkit(store_url, "runs", "delete", str(second), "--work-dir", "--json"))
+    assert out["kept"][0]["reason"].startswith(f"its vkit-run.json names run {first} of store {store.identity}")
 
 
 def test_installed_cli_runs_commands(tmp_path, fill_runs):
