@@ -20,14 +20,21 @@ or ``type`` in a config file) starts that component from the new class's own
 defaults: the old component's other keys are dropped (mmengine's ``_delete_``).
 Arguments of registered components are checked against the class signature.
 Keys under a task's ``free_keys`` (e.g. ``model``) may hold anything else.
-Override values are parsed like mmengine's ``DictAction`` (``--cfg-options``):
-ints, floats, booleans, ``None``, lists ``[a,b]`` and tuples ``(a,b)``.
+Override values are data, never run: parsed like mmengine's ``DictAction``
+(``--cfg-options``): ints, floats, booleans, ``None``, lists ``[a,b]`` and tuples
+``(a,b)``, plus mappings written as YAML flow (``[{type: Prune, amount: 0.5}]``
+or ``{'type': 'X3D'}``). Python calls (``dict(...)``), unbalanced or too deeply
+nested brackets, YAML tags and anchors, and values longer than
+:data:`MAX_VALUE_CHARS` are ConfigErrors naming the key. A value whose default
+is a number must be a number, and a section (``train``) takes keys, not a value.
 """
 from __future__ import annotations
 
 import copy
 import inspect
 import json
+import re
+import reprlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,19 +45,112 @@ from vkit.registry.errors import ConfigError, did_you_mean
 DATA_SUFFIXES = (".yaml", ".yml", ".json")
 CODE_SUFFIXES = (".py",)
 _DELETE = "_delete_"
+#: The longest ``--set`` value read (longer ones belong in a ``--config`` file) and the deepest bracket nesting.
+MAX_VALUE_CHARS = 10_000
+MAX_DEPTH = 32
+_LITERALS = "--set takes literal values: a number, a word, a list [1,2], a tuple (1,2) or a mapping {type: X, k: v}"
+_PY_CALL = re.compile(r"\b(dict|list|tuple|set|frozenset)\s*\(")
+_CLOSES = {")": "(", "]": "[", "}": "{"}
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
 
 
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``["a.b=1", "c=[1,2]"]`` → ``{"a.b": 1, "c": [1, 2]}``; a pair without ``=`` is a ConfigError."""
-    from mmengine.config import DictAction
-
     out: dict[str, Any] = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
         if not sep or not key.strip():
-            raise ConfigError(f"--set {pair!r}: expected KEY=VALUE, e.g. train.epochs=20")
-        out[key.strip()] = DictAction._parse_iterable(value.strip())
+            raise ConfigError(f"--set {_SHORT.repr(pair)}: expected KEY=VALUE, e.g. train.epochs=20")
+        out[key.strip()] = parse_value(key.strip(), value.strip())
     return out
+
+
+def parse_value(key: str, text: str) -> Any:
+    """One ``--set`` value read as data (never run); a value that is not a literal is a ConfigError naming ``key``.
+
+    Example::
+
+        parse_value("data.size", "[112,112]")                          # [112, 112]
+        parse_value("compression.stages", "[{type: CastBF16}]")        # [{'type': 'CastBF16'}]
+        parse_value("compression.stages", "[dict(type='CastBF16')]")   # ConfigError: ... is Python code ...
+    """
+    from mmengine.config import DictAction
+
+    if len(text) > MAX_VALUE_CHARS:
+        raise _bad_value(key, text, f"is {len(text)} characters long; a --set value holds at most {MAX_VALUE_CHARS} "
+                                    f"(put long values in a --config file)")
+    call = _PY_CALL.search(text)
+    if call:
+        raise _bad_value(key, text, f"{call.group(1)}(...) is Python code; {_LITERALS}, "
+                                    f"e.g. [{{type: X}}] or [{{'type': 'X'}}]")
+    problem = _bracket_problem(text)
+    if problem:
+        raise _bad_value(key, text, f"{problem}; {_LITERALS}")
+    if text.startswith(("{", "[")) and "{" in text:
+        return _parse_flow(key, text)
+    try:
+        return DictAction._parse_iterable(text)
+    except (AssertionError, ValueError, RecursionError) as err:
+        raise _bad_value(key, text, f"cannot be read ({err}); {_LITERALS}") from None
+
+
+def _bad_value(key: str, text: str, problem: str) -> ConfigError:
+    return ConfigError(f"--set {key}={_SHORT.repr(text)}: {problem}")
+
+
+def _bracket_problem(text: str) -> str | None:
+    """Why the brackets of ``text`` (outside quotes) do not pair up or nest too deep, or ``None``."""
+    stack: list[str] = []
+    quote = ""
+    for char in text:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char in "([{":
+            stack.append(char)
+            if len(stack) > MAX_DEPTH:
+                return f"brackets nest deeper than {MAX_DEPTH} levels"
+        elif char in _CLOSES:
+            if not stack:
+                return f"{char!r} closes no bracket"
+            if stack.pop() != _CLOSES[char]:
+                return f"{char!r} does not close the bracket before it"
+    return f"{stack[-1]!r} is never closed" if stack else None
+
+
+def _parse_flow(key: str, text: str) -> Any:
+    """A value holding mappings, read as YAML flow (data only: no tags, anchors or aliases)."""
+    import yaml
+
+    try:
+        if any(isinstance(t, (yaml.TagToken, yaml.AnchorToken, yaml.AliasToken)) for t in yaml.scan(text)):
+            raise _bad_value(key, text, "YAML tags, anchors and aliases are not allowed: --set values are data")
+        node = yaml.compose(text, Loader=yaml.BaseLoader)
+    except yaml.YAMLError as err:
+        raise _bad_value(key, text, f"not a valid mapping ({getattr(err, 'problem', None) or err}); {_LITERALS}") from None
+    return _node_value(key, text, node)
+
+
+def _node_value(key: str, text: str, node: Any) -> Any:
+    """A composed YAML node as data: plain scalars typed like ``DictAction``'s, quoted ones kept as text."""
+    import yaml
+    from mmengine.config import DictAction
+
+    if isinstance(node, yaml.SequenceNode):
+        return [_node_value(key, text, item) for item in node.value]
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for name_node, value_node in node.value:
+            if not isinstance(name_node, yaml.ScalarNode):
+                raise _bad_value(key, text, "a mapping key must be a word or a number")
+            if isinstance(value_node, yaml.ScalarNode) and not value_node.value and not value_node.style:
+                raise _bad_value(key, text, f"{name_node.value!r} has no value; write {{key: value}} with a space "
+                                            f"after the colon")
+            out[_node_value(key, text, name_node)] = _node_value(key, text, value_node)
+        return out
+    return node.value if node.style else DictAction._parse_int_float_bool(node.value)
 
 
 # ----------------------------------------------------------------------------- reading files
@@ -67,8 +167,12 @@ def _read_data_file(path: Path) -> Any:
             return json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError(f"config file {str(path)!r}, line {err.lineno}: not valid JSON: {err.msg}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {str(path)!r}: nested too deeply to read as data") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"config file {str(path)!r}: nested too deeply to read as data") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
         line = f", line {mark.line + 1}" if mark is not None else ""
@@ -178,9 +282,40 @@ def _check_keys(given: Mapping[str, Any], defaults: Mapping[str, Any], free: Seq
         if key not in defaults:
             choices = [f"{prefix}{k}" for k in defaults]
             raise ConfigError(f"{where}: unknown key {path!r}{did_you_mean(path, choices)}; known keys here: {sorted(choices)}")
-        if path in free or not isinstance(defaults[key], Mapping) or not isinstance(value, Mapping):
+        if path in free:
             continue
-        _check_keys(value, defaults[key], free, where, prefix=f"{path}.")
+        problem = _value_problem(path, defaults[key], value)
+        if problem:
+            raise ConfigError(f"{where}: {problem}")
+        if isinstance(defaults[key], Mapping):
+            _check_keys(value, defaults[key], free, where, prefix=f"{path}.")
+
+
+def _value_problem(path: str, default: Any, value: Any) -> str | None:
+    """Why ``value`` cannot replace ``default`` at ``path``: a section given a value, a number given text; or ``None``.
+
+    Example::
+
+        _value_problem("train.epochs", 12, "[1")   # "train.epochs='[1': expected a number (the default is 12)"
+    """
+    if isinstance(default, Mapping) and not isinstance(value, Mapping):
+        keys = list(default)
+        example = f", e.g. {path}.{keys[0]}=..." if keys else ""
+        return f"{path} is a section (keys: {', '.join(map(str, keys))}), not a value: set one of its keys{example}"
+    number = isinstance(default, (int, float)) and not isinstance(default, bool)
+    if number and isinstance(value, Mapping):
+        return f"{path} is a value (the default is {default!r}), not a section"
+    if number and isinstance(value, str) and not _is_number(value):
+        return f"{path}={_SHORT.repr(value)}: expected a number (the default is {default!r})"
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _nest(flat: Mapping[str, Any]) -> dict[str, Any]:
@@ -329,5 +464,5 @@ def build_config(
     return Config(merged)
 
 
-__all__ = ["CODE_SUFFIXES", "DATA_SUFFIXES", "accepted_arguments", "build_config", "check_components",
-           "load_data_config", "parse_overrides", "read_config_file"]
+__all__ = ["CODE_SUFFIXES", "DATA_SUFFIXES", "MAX_DEPTH", "MAX_VALUE_CHARS", "accepted_arguments", "build_config",
+           "check_components", "load_data_config", "parse_overrides", "parse_value", "read_config_file"]
