@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import tempfile
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,6 +63,7 @@ class CompressionContext:
             rebuilds the compressed model without the run's config. ``None``:
             the model's own ``model_config`` attribute if it has one, else
             stages are measured but only ONNX exports are saved.
+        timer: the clock latencies are timed with (seconds; ``time.perf_counter``), injectable for tests.
 
     Example::
 
@@ -78,6 +80,7 @@ class CompressionContext:
     train: Callable[[nn.Module, int], nn.Module] | None = None
     teacher: nn.Module | None = None
     model_config: dict | None = None
+    timer: Callable[[], float] = time.perf_counter
     _tmp: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -116,11 +119,12 @@ class Stage:
         name: the name shown in reports (defaults to the class name).
         config_keys: keys a stage config may hold besides the constructor's
             arguments; the chain consumes them (``recover``: see
-            :class:`~vkit.core.compression.recover.Recovery`).
+            :class:`~vkit.core.compression.recover.Recovery`; ``size_only=True``:
+            keep the stage for its size even when it is not faster than its input).
     """
 
     name: str = ""
-    config_keys: tuple[str, ...] = ("recover",)
+    config_keys: tuple[str, ...] = ("recover", "size_only")
 
     def __init__(self) -> None:
         if not self.name:

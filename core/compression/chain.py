@@ -1,4 +1,5 @@
-"""``CompressionChain``: runs stages in order, measures each, stops when the metric drops too far.
+"""``CompressionChain``: runs stages in order, measures each, stops when the metric drops too far,
+skips a stage that is not faster than its input (unless it is kept for its size).
 
 Example::
 
@@ -24,14 +25,14 @@ from torch import nn
 
 from vkit.core.compression.artifact import save_stage, write_index
 from vkit.core.compression.base import CompressionContext, Stage, StageSkipped
-from vkit.core.compression.measure import measure
+from vkit.core.compression.measure import measure, side_by_side
 from vkit.core.compression.recover import Recovery
 from vkit.registry.errors import ConfigError, did_you_mean
 from vkit.registry.registries import COMPRESSORS
 
 #: The keys of every report row, in table order.
 REPORT_KEYS = (
-    "stage", "status", "params", "bytes", "sparsity", "latency_ms", "speedup", "size_ratio",
+    "stage", "status", "params", "bytes", "sparsity", "latency_ms", "speedup", "input_speedup", "size_ratio",
     "metric_before", "metric_unrecovered", "recovery_s", "metric_after", "delta", "drop", "precision", "artifact", "sha256",
     "reason",
 )
@@ -46,7 +47,8 @@ class CompressionResult:
         original_metric: the metric of the original model.
         baseline: the row measured on the original model (``stage='original'``).
         reports: one row per stage (keys :data:`REPORT_KEYS`); ``status`` is
-            ``'ok'``, ``'skipped'`` (could not run here, or not run after a stop)
+            ``'ok'``, ``'skipped'`` (could not run here, not faster than its input
+            by ``min_speedup``, or not run after a stop; ``reason`` says which)
             or ``'stopped'`` (dropped the metric too far; its model was discarded).
         stopped_at: the name of the stage that stopped the chain, or ``None``.
         message: one line saying how the chain ended.
@@ -84,7 +86,7 @@ class CompressionResult:
     def format_table(self) -> str:
         """A plain-text table of :meth:`rows` (bytes in MB, latency in ms per clip)."""
         head = (f"{'stage':<16} {'status':<8} {'params':>11} {'MB':>9} {'sparsity':>8} {'ms/clip':>9} {'speedup':>7} "
-                f"{'smaller':>7} {'unrecov.':>8} {'recov s':>7} {'metric':>8} {'delta':>8}")
+                f"{'vs in':>6} {'smaller':>7} {'unrecov.':>8} {'recov s':>7} {'metric':>8} {'delta':>8}")
         lines = [head, "-" * len(head)]
         for r in self.rows():
             def num(key: str, fmt: str, scale: float = 1.0) -> str:
@@ -94,9 +96,10 @@ class CompressionResult:
             lines.append(
                 f"{r['stage'][:16]:<16} {r['status']:<8} {num('params', '11,.0f'):>11} {num('bytes', '9.3f', 1e6):>9} "
                 f"{num('sparsity', '8.3f'):>8} {num('latency_ms', '9.3f'):>9} {num('speedup', '7.2f'):>7} "
-                f"{num('size_ratio', '7.2f'):>7} {num('metric_unrecovered', '8.4f'):>8} {num('recovery_s', '7.1f'):>7} "
+                f"{num('input_speedup', '6.2f'):>6} {num('size_ratio', '7.2f'):>7} {num('metric_unrecovered', '8.4f'):>8} {num('recovery_s', '7.1f'):>7} "
                 f"{num('metric_after', '8.4f'):>8} {num('delta', '+8.4f'):>8}"
             )
+        lines += [f"  {r['stage']}: {r['reason']}" for r in self.reports if r["reason"]]
         lines.append(self.message)
         return "\n".join(lines)
 
@@ -123,6 +126,14 @@ class CompressionChain:
     model stops the chain: its model is discarded, the last good one kept, and
     the remaining stages are reported as skipped.
 
+    Speed gate: a stage must also be faster than its input by ``min_speedup``,
+    timed side by side in this process (interleaved pairs, median ratio:
+    :func:`~vkit.core.compression.measure.side_by_side`). A slower stage is
+    skipped (its model discarded, the chain goes on from its input) with the
+    measured ratio as its reason, unless size-only stages are allowed: the
+    chain's ``allow_size_only=True`` or the stage config's ``size_only=True``
+    keeps it for its size, and its reason says so.
+
     With ``ctx.work_dir`` set, every stage that passes is saved there as an
     artifact (:func:`~vkit.core.compression.artifact.save_stage`: weights +
     JSON sidecar with the architecture, pruned shapes, precision, sha256 and
@@ -134,6 +145,8 @@ class CompressionChain:
             recover=dict(epochs=2))``) or stage objects.
         max_metric_drop: the largest allowed drop below the original metric
             (``None``: no gate).
+        min_speedup: how much faster than its input a stage must be to be kept (a ratio > 0; default 1.05).
+        allow_size_only: keep stages that are not faster too (for their size), saying so.
 
     Example::
 
@@ -142,23 +155,26 @@ class CompressionChain:
         result = chain.run(model, ctx)     # ctx.train: the run's trainer; ctx.model_config: the MODELS config
     """
 
-    def __init__(self, stages: Sequence[dict | Stage], max_metric_drop: float | None = None) -> None:
+    def __init__(self, stages: Sequence[dict | Stage], max_metric_drop: float | None = None, min_speedup: float = 1.05,
+                 allow_size_only: bool = False) -> None:
         if isinstance(stages, (str, dict)) or not isinstance(stages, Sequence) or not stages:
             raise ConfigError(f"compression.stages: expected a non-empty list of stage configs, got {stages!r}")
-        built, recoveries = [], []
+        built, recoveries, size_only = [], [], []
         for i, cfg in enumerate(stages):
-            recovery = None
+            recovery, sized = None, False
             if isinstance(cfg, dict):
                 cfg = dict(cfg)
                 if "recover" in cfg:
                     recovery = Recovery.from_config(cfg.pop("recover"), owner=f"compression.stages[{i}]")
+                sized = _flag(cfg.pop("size_only", False), f"compression.stages[{i}].size_only")
                 stage = COMPRESSORS.build(cfg)
             else:
-                stage = cfg
+                stage, sized = cfg, getattr(cfg, "size_only", False) is True
             if not callable(getattr(stage, "apply", None)) or isinstance(stage, CompressionChain):
                 raise ConfigError(f"compression.stages[{i}]: expected a stage with apply(model, ctx), got {stage!r}")
             built.append(stage)
             recoveries.append(recovery)
+            size_only.append(sized)
         if max_metric_drop is not None and (
             not isinstance(max_metric_drop, (int, float)) or isinstance(max_metric_drop, bool) or max_metric_drop < 0
         ):
@@ -166,12 +182,17 @@ class CompressionChain:
         self.stages = built
         self.recoveries: list[Recovery | None] = recoveries
         self.max_metric_drop = None if max_metric_drop is None else float(max_metric_drop)
+        if not isinstance(min_speedup, (int, float)) or isinstance(min_speedup, bool) or not min_speedup > 0:
+            raise ConfigError(f"compression.min_speedup: expected a ratio > 0 (e.g. 1.05), got {min_speedup!r}")
+        self.min_speedup = float(min_speedup)
+        self.allow_size_only = _flag(allow_size_only, "compression.allow_size_only")
+        self.size_only: list[bool] = size_only
 
     @classmethod
     def from_config(cls, cfg: dict) -> CompressionChain:
         """Build from ``dict(stages=[...], max_metric_drop=...)`` (``type`` optional)."""
         args = {k: v for k, v in dict(cfg).items() if k != "type"}
-        allowed = ("stages", "max_metric_drop")
+        allowed = ("stages", "max_metric_drop", "min_speedup", "allow_size_only")
         for key in args:
             if key not in allowed:
                 raise ConfigError(f"compression.{key}: unknown key{did_you_mean(key, allowed)}; expected {list(allowed)}")
@@ -213,10 +234,11 @@ class CompressionChain:
                 candidate = recovery.run(candidate, teacher, ctx, owner=f"compression.stages[{i}]")
                 extra = dict(metric_unrecovered=metric, recovery_s=time.perf_counter() - start)
                 metric = float(ctx.evaluate(candidate))
-            values = measure(candidate, ctx)
+            timing = side_by_side(current, candidate, ctx.sample, ctx.latency_runs, ctx.warmup, ctx.batch_size, ctx.timer)
+            values = dict(measure(candidate, ctx, latency=False), latency_ms=timing["candidate_ms"])
             drop = original - metric
             row = _row(
-                stage.name, "ok", **values, **extra,
+                stage.name, "ok", **values, **extra, input_speedup=timing["speedup"],
                 speedup=base["latency_ms"] / values["latency_ms"] if values["latency_ms"] else math.inf,
                 size_ratio=base["bytes"] / values["bytes"] if values["bytes"] else math.inf,
                 metric_before=current_metric, metric_after=metric, delta=metric - current_metric, drop=drop,
@@ -233,6 +255,9 @@ class CompressionChain:
                 for rest in self.stages[i + 1:]:
                     result.reports.append(_row(rest.name, "skipped", reason=f"not run: chain stopped at {stage.name!r}"))
                 break
+            if not self._fast_enough(row, i, ctx.latency_runs):
+                result.reports.append(row)
+                continue
             if folder is not None:
                 sidecar = save_stage(candidate, folder, index=i + 1, stage=stage.name, sample=ctx.sample,
                                      model_config=model_config, row=row, notes=row["reason"])
@@ -249,8 +274,38 @@ class CompressionChain:
             result.artifact = folder / final if final else None
         if not result.message:
             done = sum(r["status"] == "ok" for r in result.reports)
-            result.message = f"chain finished: {done}/{len(self.stages)} stages applied, metric {original:.4f} -> {current_metric:.4f}"
+            slow = [f"{r['stage']} {r['input_speedup']:.2f}x" for r in result.reports
+                    if r["status"] == "skipped" and r["input_speedup"] is not None]
+            skipped = f" ({', '.join(slow)} skipped: not {self.min_speedup:g}x faster than its input)" if slow else ""
+            result.message = (f"chain finished: {done}/{len(self.stages)} stages applied{skipped}, "
+                              f"metric {original:.4f} -> {current_metric:.4f}")
         return result
+
+    def _fast_enough(self, row: dict[str, Any], i: int, runs: int) -> bool:
+        """The speed gate: is stage ``i`` (its ``row``) ``min_speedup`` faster than its input, or kept for its size?
+
+        Updates ``row`` (status, reason) when it is not faster.
+        """
+        ratio = row["input_speedup"]
+        if ratio >= self.min_speedup:
+            return True
+        allowed = "compression.allow_size_only" if self.allow_size_only else (
+            f"compression.stages[{i}].size_only" if self.size_only[i] else None)
+        measured = (f"{ratio:.2f}x the speed of its input (timed side by side, median of {runs} pairs) "
+                    f"< min_speedup {self.min_speedup:g}")
+        if allowed:
+            row.update(reason="; ".join(filter(None, [row["reason"], f"kept for its size ({allowed}): {measured}"])))
+            return True
+        row.update(status="skipped", artifact=None, reason=(
+            f"skipped: {measured}; its model was discarded (set compression.allow_size_only=True or the stage's "
+            f"size_only=True to keep a stage for its size)"))
+        return False
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{key}: expected True or False, got {value!r}")
+    return value
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -66,6 +66,9 @@ from vkit.core.compression import (
 )
 from vkit.registry.errors import CheckpointError, ConfigError
 
+#: These tests are about saving, loading and recovery, not speed: stages are kept whatever their speed on a loaded CPU.
+SIZE_OK = dict(allow_size_only=True)
+
 
 @pytest.fixture(scope="module")
 def task():
@@ -89,7 +92,7 @@ def test_recovery_lets_a_pruned_model_pass_the_gate_it_failed_without(task, tmp_
     assert plain.reports[0]["status"] == "stopped" and plain.reports[0]["metric_after"] < 0.9
     assert plain.reports[0]["metric_unrecovered"] is None and plain.artifact is None
 
-    result = CompressionChain([dict(prune, recover=dict(epochs=2, mode="finetune"))], max_metric_drop=0.05).run(
+    result = CompressionChain([dict(prune, recover=dict(epochs=2, mode="finetune"))], max_metric_drop=0.05, **SIZE_OK).run(
         model, _ctx(task, tmp_path / "recovered"))
     row = result.reports[0]
     assert row["status"] == "ok" and row["drop"] <= 0.05  # the gate judged the recovered model
@@ -108,7 +111,7 @@ def test_distillation_recovery_trains_the_pruned_student_against_the_unpruned_te
         return fit(m, epochs)
 
     stages = [dict(type="ChannelPrune", amount=0.5, recover=dict(epochs=2, mode="distill", temperature=2.0, alpha=0.5))]
-    row = CompressionChain(stages).run(model, _ctx(task, tmp_path, train=spy)).reports[0]
+    row = CompressionChain(stages, **SIZE_OK).run(model, _ctx(task, tmp_path, train=spy)).reports[0]
     assert seen == [("KDModel", True, True, 2)]
     assert row["metric_after"] > row["metric_unrecovered"]
 
@@ -143,7 +146,7 @@ def _outputs(model: nn.Module, test: Blobs) -> torch.Tensor:
 
 def test_each_applied_stage_is_saved_and_loads_without_the_config(task, tmp_path):
     model, _, test, _ = task
-    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="DynamicQuantize")]).run(model, _ctx(task, tmp_path))
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="DynamicQuantize")], **SIZE_OK).run(model, _ctx(task, tmp_path))
     pruned_row, quant_row = result.reports
     assert (pruned_row["artifact"], quant_row["artifact"]) == ("01-ChannelPrune.json", "02-DynamicQuantize.json")
     index = json.loads((tmp_path / "index.json").read_text())
@@ -171,13 +174,13 @@ def test_reduced_precision_and_onnx_artifacts_load(task, tmp_path, monkeypatch):
     model, _, test, _ = task
     monkeypatch.setattr(quantize_mod, "cpu_supports", lambda dtype: (True, ""))  # bf16 runs (emulated if need be)
     stages = [dict(type="ChannelPrune", amount=0.5), dict(type="OnnxExport")]
-    result = CompressionChain(stages).run(model, _ctx(task, tmp_path / "onnx"))
+    result = CompressionChain(stages, **SIZE_OK).run(model, _ctx(task, tmp_path / "onnx"))
     ort = load_compressed(tmp_path / "onnx")
     assert isinstance(ort, OrtModule) and ort.onnx_path.name == "02-OnnxExport.onnx"
     assert torch.allclose(_outputs(ort, test), _outputs(result.model, test), atol=1e-4)
     assert accuracy(ort, test) == result.reports[1]["metric_after"]  # the ORT model scores with the original preprocessing
 
-    result = CompressionChain([dict(type="CastBF16")]).run(model, _ctx(task, tmp_path / "bf16"))
+    result = CompressionChain([dict(type="CastBF16")], **SIZE_OK).run(model, _ctx(task, tmp_path / "bf16"))
     cast = load_compressed(tmp_path / "bf16")
     assert isinstance(cast, CastModel) and cast.dtype == torch.bfloat16
     assert cast.module.head.fc.weight.dtype == torch.bfloat16 and result.reports[0]["precision"] == "bfloat16"
@@ -193,7 +196,7 @@ def test_x3d_really_shrinks_and_its_pruned_depthwise_shapes_rebuild(tmp_path):
     model = MODELS.build(cfg).eval()
     x = {"video": torch.randn(1, 3, 4, 32, 32)}
     ctx = CompressionContext(sample=x, evaluate=lambda m: 0.0, latency_runs=1, warmup=0, work_dir=tmp_path, model_config=cfg)
-    result = CompressionChain([dict(type="ChannelPrune", amount=0.5)]).run(model, ctx)
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5)], **SIZE_OK).run(model, ctx)
     assert result.reports[0]["params"] < 0.4 * result.baseline["params"]
     depthwise = [m for m in result.model.modules() if isinstance(m, nn.Conv3d) and m.groups > 1]
     assert depthwise and all(m.groups == m.in_channels == m.out_channels for m in depthwise)
@@ -204,7 +207,7 @@ def test_x3d_really_shrinks_and_its_pruned_depthwise_shapes_rebuild(tmp_path):
 
 def test_loading_refuses_changed_files_and_names_what_is_missing(task, tmp_path):
     model = task[0]
-    CompressionChain([dict(type="ChannelPrune", amount=0.5)]).run(model, _ctx(task, tmp_path / "a"))
+    CompressionChain([dict(type="ChannelPrune", amount=0.5)], **SIZE_OK).run(model, _ctx(task, tmp_path / "a"))
     weights = tmp_path / "a" / "01-ChannelPrune.safetensors"
     shutil.copytree(tmp_path / "a", tmp_path / "b")
     data = bytearray(weights.read_bytes())
@@ -225,14 +228,14 @@ def test_loading_refuses_changed_files_and_names_what_is_missing(task, tmp_path)
 
 
 def test_without_a_model_config_only_onnx_is_saved(task, tmp_path):
-    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="OnnxExport")]).run(
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="OnnxExport")], **SIZE_OK).run(
         task[0], _ctx(task, tmp_path, model_config=None))
     assert [r["artifact"] for r in result.reports] == [None, "02-OnnxExport.json"]
     assert isinstance(load_compressed(tmp_path), OrtModule)
 
 
 def test_result_lists_the_saved_files_to_record(task, tmp_path):
-    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="OnnxExport")]).run(task[0], _ctx(task, tmp_path))
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5), dict(type="OnnxExport")], **SIZE_OK).run(task[0], _ctx(task, tmp_path))
     assert [(s, a.name, w.name) for s, a, w in result.saved()] == [
         ("ChannelPrune", "01-ChannelPrune.json", "01-ChannelPrune.safetensors"),
         ("OnnxExport", "02-OnnxExport.json", "02-OnnxExport.onnx"),
@@ -248,6 +251,6 @@ def test_the_model_config_may_come_from_the_model_itself(task, tmp_path):
 
     model = copy.deepcopy(task[0])
     model.model_config = dict(MODEL_CFG)  # what a builder may record on the model it built
-    result = CompressionChain([dict(type="ChannelPrune", amount=0.5)]).run(model, _ctx(task, tmp_path, model_config=None))
+    result = CompressionChain([dict(type="ChannelPrune", amount=0.5)], **SIZE_OK).run(model, _ctx(task, tmp_path, model_config=None))
     assert result.reports[0]["artifact"] == "01-ChannelPrune.json"
     assert count_params(load_compressed(tmp_path)) == result.reports[0]["params"]

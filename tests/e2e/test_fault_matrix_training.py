@@ -77,3 +77,34 @@ def test_item16_sidecar_threshold_is_the_saved_epochs(best_epoch_run: dict) -> N
     test_threshold = [m["value"] for m in open_store(best_epoch_run["url"], read_only=True)
                       .run_metrics(best_epoch_run["run"]["id"], "test") if m["key"] == "threshold"]
     assert test_threshold == [pytest.approx(threshold)]
+
+
+
+# ---------------------------------------------------------------------- item 13
+FIXTURE_PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
+NO_CHAIN = "compression.stages=[]"
+
+
+def test_item13_slower_compression_stage_is_skipped_and_the_summary_says_so(tmp_path: Path) -> None:
+    """FxSlowStage (the same weights, 20 ms of sleep per call) is slower than its input: skipped, not saved, so
+    ``--compressed`` cannot serve it; the same stage marked ``size_only`` is kept, and the table says why."""
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    chain = tmp_path / "chain.json"
+    chain.write_text(json.dumps({"compression": {"max_metric_drop": 1.0, "stages": [
+        {"type": "FxSlowStage", "seconds": 0.02}, {"type": "FxSlowStage", "seconds": 0.02, "size_only": True}]}}))
+    smoke = [arg for item in MedicalDiagnosisTask.smoke_overrides if item != NO_CHAIN for arg in ("--set", item)]
+    plugins = os.pathsep.join(filter(None, [str(FIXTURE_PLUGINS), os.environ.get("PYTHONPATH")]))
+    out = vkit("--db", url, "--plugin", "vkit_fx_slow_stage", "run", "medical-diagnosis", *smoke, "--config", str(chain),
+               "--data-root", str(tmp_path / "data"), "--work-dir", str(tmp_path / "work"), cwd=tmp_path,
+               env=dict(PYTHONPATH=plugins)).stdout
+    flat = " ".join(out.split())  # the summary table wraps long cells
+    assert "chain finished: 1/2 stages applied (FxSlowStage" in flat
+    assert "skipped: not 1.05x faster than its input)" in flat
+    assert "< min_speedup 1.05; its model was discarded" in flat  # the table's reason line for the skipped stage
+    assert "kept for its size (compression.stages[1].size_only)" in flat
+    index = json.loads((tmp_path / "work" / "compression" / "index.json").read_text())
+    statuses = [(e["stage"], e["status"], e["artifact"]) for e in index["stages"]]
+    assert statuses[0] == ("FxSlowStage", "skipped", None) and statuses[1][1] == "ok" and statuses[1][2]
+    store = open_store(url, read_only=True)
+    run = store.list_runs(task="medical-diagnosis")[0]
+    assert [a["kind"] for a in store.run_artifacts(run["id"])].count("compressed") == 1  # only the size-only stage
