@@ -76,6 +76,10 @@ ENV_CONFIG_DIR = "VKIT_CONFIG_DIR"
 _TASK_NAME = re.compile(r"[a-z0-9]+(-[a-z0-9]+)*")
 _ALREADY_REGISTERED = re.compile(r"^(?P<name>.+) is already registered in (?P<registry>.+) at (?P<module>\S+)$")
 _HOOK_NAMES = tuple(name for name in vars(hookspecs) if name.startswith("vkit_"))
+#: Hooks whose results claim names (tasks, commands, components): taken in load order, so a plugin loaded later
+#: never displaces one loaded earlier; ``tryfirst``/``trylast`` on them are refused, as wrappers are. The other
+#: hooks are called in pluggy's own order (:meth:`PluginManager._impls`).
+_CLAIM_HOOKS = ("vkit_register_components", "vkit_tasks", "vkit_cli_commands")
 
 log = logging.getLogger("vkit.plugins")
 #: Top-level packages whose frames never locate a plugin's fault (with the standard library and vkit's layers).
@@ -263,6 +267,10 @@ class PluginManager:
                         f"vkit hooks: {', '.join(_HOOK_NAMES)}")
             if impl.wrapper or impl.hookwrapper:
                 return f"hook {caller.name!r} is a wrapper; vkit hooks are plain functions"
+            if caller.name in _CLAIM_HOOKS and (impl.tryfirst or impl.trylast):
+                return (f"hook {caller.name!r} is marked {'tryfirst' if impl.tryfirst else 'trylast'}; vkit takes "
+                        f"tasks, commands and components in load order (a plugin loaded later never displaces an "
+                        f"earlier one's names), so drop the mark")
         self.pm.check_pending()  # every other plugin passed this already: a failure here is a vkit bug
         return None
 
@@ -289,10 +297,22 @@ class PluginManager:
         return next(e for e in self._entries if e.name == name and not e.disabled)
 
     # ------------------------------------------------------------------ calling
+    def _impls(self, hook: str) -> list[pluggy.HookImpl]:
+        """``hook``'s implementations in the order vkit calls them, one by one.
+
+        A claim hook (:data:`_CLAIM_HOOKS`, never ``tryfirst``/``trylast``) in load
+        order; any other in the order ``pm.hook.<hook>(...)`` would call it:
+        pluggy's ``_multicall`` walks ``get_hookimpls()`` from the end, so
+        ``tryfirst`` ones come first, then plain ones from the latest registered,
+        then ``trylast`` ones.
+        """
+        impls = getattr(self.pm.hook, hook).get_hookimpls()  # plain ones in registration (= load) order
+        return impls if hook in _CLAIM_HOOKS else impls[::-1]
+
     def _call(self, hook: str, **kwargs: Any) -> list[tuple[_Entry, Any]]:
-        """Call every implementation of ``hook``; a raising one is recorded and skipped."""
+        """Call every implementation of ``hook`` (in :meth:`_impls` order); a raising one is recorded and skipped."""
         results = []
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in self._impls(hook):
             entry = self._entry(impl.plugin_name)
             try:
                 results.append((entry, impl.function(*(kwargs[arg] for arg in impl.argnames))))
@@ -415,7 +435,7 @@ class PluginManager:
             from vkit.registry.registries import REGISTRIES as registries
         ledger = _ledger(registries)
         registered: dict[str, dict[str, list[str]]] = {}
-        for impl in self.pm.hook.vkit_register_components.get_hookimpls():
+        for impl in self._impls("vkit_register_components"):
             entry = self._entry(impl.plugin_name)
             outcome = ledger.run(entry.name, impl)
             if isinstance(outcome, PluginFailure):

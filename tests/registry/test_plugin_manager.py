@@ -302,3 +302,52 @@ def test_register_components_require_raises_the_needed_plugins_failure(fresh_reg
     with pytest.raises(PluginError, match=r'^plugin "vkit_fx_raising" raised in vkit_register_components: '
                                           r"RuntimeError: components exploded .*`vkit plugins check vkit_fx_raising`"):
         mgr.register_components(fresh_registries, require="vkit_fx_raising")
+
+
+def _ordered_plugin(name: str, calls: list[str], **marks: bool) -> types.ModuleType:
+    """A plugin whose vkit_run_finished and vkit_report_sections note ``name`` in ``calls`` (``marks``: tryfirst...)."""
+    plugin = types.ModuleType(f"vkit_fx_order_{name}")
+
+    @hookimpl(**marks)
+    def vkit_run_finished(run):
+        calls.append(name)
+
+    @hookimpl(**marks)
+    def vkit_report_sections(run, store):
+        from vkit.core.evaluation import ReportSection
+
+        return [ReportSection(name, text=f"from {name}")]
+
+    plugin.vkit_run_finished, plugin.vkit_report_sections = vkit_run_finished, vkit_report_sections
+    return plugin
+
+
+def test_hooks_run_in_pluggys_order_tryfirst_first_trylast_last():
+    calls: list[str] = []
+    mgr = manager()
+    for name, marks in (("last", {"trylast": True}), ("first", {"tryfirst": True}), ("plain1", {}), ("plain2", {})):
+        assert mgr.register(_ordered_plugin(name, calls, **marks), name)
+    mgr.pm.hook.vkit_run_finished(run={"id": 1})  # pluggy's own order
+    pluggys, calls[:] = list(calls), []
+    assert pluggys == ["first", "plain2", "plain1", "last"]
+    mgr.notify_run_finished({"id": 1})
+    assert calls == pluggys
+    assert [s.title for s in mgr.report_sections({"id": 1}, None)] == pluggys
+    assert mgr.errors == []
+
+
+def test_tryfirst_on_a_hook_that_claims_names_is_refused():
+    late = types.ModuleType("vkit_fx_eager")
+
+    @hookimpl(tryfirst=True)
+    def vkit_tasks():
+        return []
+
+    late.vkit_tasks = vkit_tasks
+    mgr = manager("vkit_fx_good")
+    assert not mgr.register(late, "eager")
+    assert messages(mgr, "eager") == [
+        "plugin \"eager\" does not match the vkit hookspecs: hook 'vkit_tasks' is marked tryfirst; vkit takes tasks, "
+        "commands and components in load order (a plugin loaded later never displaces an earlier one's names), "
+        "so drop the mark"]
+    assert sorted(mgr.tasks()) == ["fx-good"]
