@@ -26,9 +26,9 @@ def _manager(ctx: click.Context) -> Any:
 
 
 def _console() -> Any:
-    from rich.console import Console
+    from vkit.workflows.console import console
 
-    return Console(highlight=False)
+    return console()  # names (paths, users, errors) print as text: no rich markup
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
@@ -288,6 +288,13 @@ def _blame(err: BaseException) -> str:
         return ""
 
 
+def _masked(text: str) -> str:
+    """``text`` with every credential masked (a store URL's password inside any error)."""
+    from vkit.core.store.engine import mask_secrets
+
+    return mask_secrets(text)
+
+
 def _error_line(err: BaseException) -> str:
     """The error as one line; a worker's re-raised error keeps only its original last line."""
     lines = [line.strip() for line in str(err).strip().splitlines() if line.strip()]
@@ -317,15 +324,15 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except VkitError as err:
         if debug:
-            traceback.print_exc()
-        click.echo(f"Error: {err}", err=True)
+            click.echo(_masked(traceback.format_exc()), err=True, nl=False)
+        click.echo(_masked(f"Error: {err}"), err=True)
         sys.exit(1)
     except Exception as err:  # an unexpected bug: still one line naming the plugin it came from, traceback behind --debug
         if debug:
-            traceback.print_exc()
+            click.echo(_masked(traceback.format_exc()), err=True, nl=False)
         where = _blame(err)
-        click.echo(f"Error: {type(err).__name__}: {_error_line(err)}{f' in {where}' if where else ''} "
-                   "(run with --debug for the traceback)", err=True)
+        click.echo(_masked(f"Error: {type(err).__name__}: {_error_line(err)}{f' in {where}' if where else ''} "
+                           "(run with --debug for the traceback)"), err=True)
         sys.exit(2)
     # Without standalone mode click returns ``ctx.exit(code)``'s code instead of exiting.
     if isinstance(code, int) and not isinstance(code, bool) and code:

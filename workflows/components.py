@@ -263,16 +263,17 @@ def components_cmd(ctx: click.Context, registry: str | None, as_json: bool, mark
     elif markdown:
         click.echo(catalogue_markdown(entries), nl=False)
     else:
-        from rich.console import Console
         from rich.table import Table
         from rich.text import Text
+
+        from vkit.workflows.console import console
 
         table = Table(title="components", title_justify="left", show_lines=False)
         for column in ("registry", "name", "owner", "arguments", "description"):
             table.add_column(column, overflow="fold")
         for e in entries:
             table.add_row(*(Text(v) for v in (e.registry, e.name, e.owner, e.signature, e.summary)))  # no markup
-        Console(highlight=False).print(table)
+        console().print(table)
 
 
 def _vkit_only(entries: list[ComponentInfo]) -> list[ComponentInfo]:

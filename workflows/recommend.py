@@ -169,10 +169,11 @@ def recommend_cmd(ctx: click.Context, run: str, users: tuple[str, ...], users_fi
     if as_json:
         click.echo(json.dumps(dict(run_id=run_id, recommendations=results), indent=2, default=str))
         return
-    from rich.console import Console
     from rich.table import Table
 
-    console = Console(highlight=False)
+    from vkit.workflows.console import console as plain_console
+
+    console = plain_console()  # users and items print as given: '[/bold]' is a user id, not markup
     if users_file is not None:
         unknown = sum(not r["known"] for r in results)
         console.print(f"{len(results)} users ({unknown} unknown: popularity) -> store run {run_id}, split 'recommend'")

@@ -34,15 +34,16 @@ def _echo_json(data: Any) -> None:
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from vkit.workflows.console import console
 
     table = Table(title=title, title_justify="left")
     for column in columns:
         table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*["" if v is None else str(v) for v in row])
-    Console(highlight=False).print(table)
+    console().print(table)
 
 
 def _fmt(value: Any) -> str:

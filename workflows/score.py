@@ -273,14 +273,15 @@ class _Progress:
         self.bar, self.began = None, time.perf_counter()
         if not enabled:
             return
-        from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from vkit.workflows.console import console
 
         self.bar = Progress(
             TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[vps]:.2f} videos/s"), TextColumn("{task.fields[cps]:.1f} clips/s"),
             TextColumn("failed {task.fields[failed]}"), TextColumn("ETA"), TimeRemainingColumn(),
-            console=Console(stderr=True), transient=False,
+            console=console(stderr=True), transient=False,
         )
         self.task = self.bar.add_task("scoring", total=total, vps=0.0, cps=0.0, failed=0)
         self.bar.start()
@@ -589,8 +590,9 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
 
 
 def _print_summary(data: dict[str, Any]) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from vkit.workflows.console import console as plain_console
 
     table = Table(title=f"{data['task']}: scoring run {data['run_id']}", title_justify="left")
     table.add_column("")
@@ -608,7 +610,7 @@ def _print_summary(data: dict[str, Any]) -> None:
             ("run id", data["run_id"]), ("database", data["db_url"])]
     for key, value in rows:
         table.add_row(key, "" if value is None else str(value))
-    console = Console(highlight=False)
+    console = plain_console()  # paths and errors print as text, brackets and all
     console.print(table)
     if data["left_failed"]:
         console.print(f"{data['left_failed']} video(s) failed in earlier runs and are unchanged: not retried "

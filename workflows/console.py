@@ -1,0 +1,37 @@
+"""vkit's terminal output through rich, where every name is shown as the text it is.
+
+Rich reads ``[...]`` as markup and ``:name:`` as an emoji code, so a file
+``Lecture [final]/bad.mp4`` would print as ``Lecture /bad.mp4`` and
+``vkit recommend --user '[/bold]'`` would raise ``MarkupError``. Paths, users,
+items, sessions and error messages come from data and from the user, so vkit's
+consoles parse neither markup nor emoji codes (tables, titles and lines alike);
+style, where wanted, is given by rich ``Text``/``Style`` objects, never by
+brackets in a string.
+
+Example::
+
+    from vkit.workflows.console import console
+    console().print(f"note: unknown user {user!r}")   # '[red]u0003' prints as '[red]u0003'
+"""
+from __future__ import annotations
+
+from typing import Any
+
+
+def console(*, stderr: bool = False, **kwargs: Any) -> Any:
+    """A rich ``Console`` that prints every string literally (no markup, no emoji codes, no highlighting).
+
+    Args:
+        stderr: write to stderr (progress bars) instead of stdout.
+        **kwargs: more ``rich.console.Console`` arguments (e.g. ``width``).
+
+    Example::
+
+        console().print("Lecture [final]/bad.mp4")   # Lecture [final]/bad.mp4
+    """
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, markup=False, emoji=False, **kwargs)
+
+
+__all__ = ["console"]
