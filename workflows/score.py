@@ -105,6 +105,7 @@ class ScoreSummary:
     failed: int = 0
     left_failed: int = 0  # failed in an earlier run, content unchanged, not retried (--retry-failed retries)
     duplicates: int = 0  # same content (sha256) as a video this model scored at another path: recorded, not scored
+    changed: int = 0  # rewritten while being scored, on every try: recorded 'changed' (no rows), scored by the next run
     lost: int = 0  # scored here but taken over by another job meanwhile (its results count, not these)
     held_elsewhere: int = 0  # still leased by other live jobs when this one stopped waiting (3 lease lengths idle)
     clips: int = 0
@@ -155,15 +156,18 @@ def local_outcomes(jobs: Sequence[tuple[str, Any]], scorer: Any, options: ScoreO
     :class:`~vkit.workflows.score_leases.LeasedStream` that claims each video first).
     """
     import multiprocessing
+    import os
 
     from torch.utils.data import DataLoader
 
+    from vkit.core.processes import die_with_parent
     from vkit.workflows.score_engine import ClipBatcher, VideoStream, score_items
 
     workers = min(options.workers, len(jobs))
     context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
     loader = DataLoader(stream if stream is not None else VideoStream(jobs, scorer), batch_size=None, num_workers=workers, collate_fn=_identity,
-                        prefetch_factor=options.prefetch if workers else None, multiprocessing_context=context)
+                        prefetch_factor=options.prefetch if workers else None, multiprocessing_context=context,
+                        worker_init_fn=functools.partial(die_with_parent, os.getpid()))  # no orphan keeps decoding
     batcher = ClipBatcher(scorer, options.batch_size, options.device)
     try:
         for outcome in score_items(iter(loader), batcher):
@@ -245,7 +249,7 @@ class ResultWriter:
             outcomes = {ids[o["path"]]: o for o in pending}
             self.lost += [(outcomes[i]["path"], outcomes[i]["status"]) for i in dropped]
         for payload in payloads:
-            if payload["status"] != "duplicate":  # the hook hears of scored and failed videos
+            if payload["status"] in ("scored", "failed"):  # the hook hears of scored and failed videos
                 self.notify(payload)
 
 
@@ -291,7 +295,7 @@ class _Progress:
             return
         elapsed = max(time.perf_counter() - self.began, 1e-9)
         self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped + summary.left_failed
-                        + summary.duplicates,
+                        + summary.duplicates + summary.changed,
                         failed=summary.failed,
                         vps=(summary.scored + summary.failed) / elapsed, cps=summary.clips / elapsed)
 
@@ -388,7 +392,11 @@ def score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any
                  unreadable: Sequence[tuple[str, str]], options: ScoreOptions, summary: ScoreSummary, manager: Any,
                  retry_failed: bool, progress: bool) -> None:
     """Score ``paths`` into run ``run_id`` in passes: claim, decode, score, write; then wait for and retry videos
-    other jobs held. The engine under ``vkit score`` and ``ctx.score_videos`` (:mod:`vkit.workflows.video_engine`)."""
+    other jobs held. The engine under ``vkit score`` and ``ctx.score_videos`` (:mod:`vkit.workflows.video_engine`).
+
+    SIGTERM stops it as Ctrl-C does (finished videos written, the run ``interrupted``, the workers shut down),
+    and the decoding workers die with this process whatever kills it."""
+    from vkit.core.processes import sigterm_interrupts
     from vkit.workflows.score_aggregates import store_group_aggregates
     from vkit.workflows.score_leases import Heartbeat, LeaseClaimer, LeasedStream, register_videos
 
@@ -406,7 +414,7 @@ def score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any
     pending = [(p, ids[p]) for p in paths if p in ids]
     progressed = time.monotonic()
     try:
-        with Heartbeat(store, run_id, options.lease_seconds), _engine_session(options):
+        with sigterm_interrupts(), Heartbeat(store, run_id, options.lease_seconds), _engine_session(options):
             while pending:
                 busy: list[tuple[str, int]] = []
                 stream = LeasedStream(pending, scorer, claimer)
@@ -480,6 +488,8 @@ def _uncount_lost(summary: ScoreSummary, writer: ResultWriter) -> None:
             summary.scored -= 1
         elif status == "failed":
             summary.failed -= 1
+        elif status == "changed":
+            summary.changed -= 1
         else:
             summary.duplicates -= 1
         summary.lost += 1
@@ -510,8 +520,9 @@ def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
         summary.clips += outcome["clips"]
     elif status == "duplicate":
         summary.duplicates += 1
-    elif status == "failed":
-        summary.failed += 1
+    elif status in ("failed", "changed"):
+        summary.failed += status == "failed"
+        summary.changed += status == "changed"
         if len(summary.failures) < 50:
             summary.failures.append(dict(path=outcome["path"], error=outcome["error"]))
     else:
@@ -601,6 +612,7 @@ def _print_summary(data: dict[str, Any]) -> None:
             ("failed", data["failed"]),
             ("left failed (earlier runs)", data["left_failed"]),
             ("duplicates (content scored at another path)", data["duplicates"]),
+            ("changed while scoring (scored next run)", data["changed"]),
             ("held by other jobs", data["held_elsewhere"]),
             ("clips", data["clips"]), ("time", f"{data['seconds']:.1f} s"),
             ("videos/s", data["videos_per_s"]), ("clips/s", data["clips_per_s"]), ("batch size", data["batch_size"]),

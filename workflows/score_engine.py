@@ -2,10 +2,12 @@
 
 One video goes through three steps:
 
-1. :func:`prepare_video` (a worker process or a Ray actor): stream its sha256,
-   skip it if this model already scored that content, probe it, check it is
-   long enough, decode its clips with ``scorer.decode``. Every failure becomes
-   a ``failed`` outcome with its reason; nothing raises.
+1. :func:`prepare_video` (a worker process or a Ray actor): stream its sha256
+   (regular files only), skip it if this model already scored that content,
+   probe it, check it is long enough, decode its clips with ``scorer.decode``,
+   and check the file did not change meanwhile (else hash and decode again,
+   or ``changed``). Every failure becomes a ``failed`` outcome with its
+   reason; nothing raises.
 2. :class:`ClipBatcher` (the model's process): clips of many videos are copied
    into one preallocated ``channels_last_3d`` batch and scored together, so a
    batch never waits for one video and memory holds at most one batch plus the
@@ -16,8 +18,8 @@ One video goes through three steps:
 The outcome of a video is a plain dict (the writer and the Ray engine pass it
 on as is)::
 
-    dict(path=..., status="scored" | "failed" | "skipped", error=None | "reason",
-         video=dict(path, sha256, size, duration, fps, frames, status="ok" | "failed", error),
+    dict(path=..., status="scored" | "failed" | "skipped" | "changed", error=None | "reason",
+         video=dict(path, sha256, size, duration, fps, frames, status="ok" | "failed" | "changed", error),
          scores=[dict(segment, start, end, score)], events=[dict(kind, start, end, score)], clips=32)
 
 An embedding scorer (``scorer.embedding = True``: ``score`` returns ``(B, D)``)
@@ -37,6 +39,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from vkit.registry.errors import ConfigError, DataError
 
 if TYPE_CHECKING:  # pragma: no cover
+    from vkit.core.files import FileState
     from vkit.core.scoring import VideoScorer
 
 #: ``(path, sha256 this model already scored at this path or None)``: one video to score.
@@ -100,9 +103,22 @@ def _same_content(path: str, video: dict[str, Any], claim: dict[str, Any] | None
     return dict(empty, status="duplicate", error=reason, video=video)
 
 
+#: Times a video is hashed and decoded before one that keeps changing meanwhile is recorded ``changed``.
+CHANGE_TRIES = 3
+
+
 def prepare_video(path: str, skip_sha256: str | None, scorer: Any,
-                  content: Callable[[str], dict[str, Any] | None] | None = None) -> dict[str, Any]:
+                  content: Callable[[str], dict[str, Any] | None] | None = None,
+                  tries: int = CHANGE_TRIES) -> dict[str, Any]:
     """Hash, probe and decode one video; returns its outcome with ``clips`` (tensor) and ``info`` when it decoded.
+
+    What is decoded is what was hashed: the file's :class:`~vkit.core.files.FileState`
+    (device, inode, size, mtime, ctime) is taken before hashing and compared
+    after decoding; a file rewritten or replaced meanwhile is hashed and
+    decoded again, up to ``tries`` times, then its outcome is ``changed``
+    (no sha256, no rows: the next run scores it). Only regular files are read:
+    a FIFO or a device (a symlink to ``/dev/zero``) is ``failed`` with
+    ``not a regular file (FIFO)`` before a byte is read.
 
     Args:
         path: the video file.
@@ -114,13 +130,45 @@ def prepare_video(path: str, skip_sha256: str | None, scorer: Any,
             scored at another path makes it ``duplicate`` (``error``: ``duplicate of <path>``), or ``skipped``
             when this path was recorded as its duplicate before; a scorer's ``may_share_content(path, other)``
             may refuse the link (the video is then scored).
+        tries: hash-and-decode attempts of a file that changes while it is read.
     """
+    from vkit.core.files import FileState
+
+    for _ in range(tries):
+        try:
+            before = FileState.of(path)
+        except OSError as err:
+            return _failed(path, f"{path}: unreadable ({err.strerror or err})", _video_row(path))
+        outcome = _hash_and_decode(path, skip_sha256, scorer, content)
+        if outcome["status"] not in ("scored", "failed") or _state(path) == before:
+            return outcome
+    reason = (f"{path}: changed while being scored ({tries} tries; its size, times or inode differed after "
+              f"decoding): nothing recorded for it, the next run scores it")
+    video = _video_row(path, status="changed", error=reason)
+    return dict(path=path, status="changed", error=reason, video=video, scores=[], events=[], clips=0)
+
+
+def _state(path: str) -> FileState | None:
+    """The file's state now (``None``: it is gone)."""
+    from vkit.core.files import FileState
+
+    try:
+        return FileState.of(path)
+    except OSError:
+        return None
+
+
+def _hash_and_decode(path: str, skip_sha256: str | None, scorer: Any,
+                     content: Callable[[str], dict[str, Any] | None] | None) -> dict[str, Any]:
+    """One attempt of :func:`prepare_video` (its outcome, whatever happened to the file meanwhile)."""
     from vkit.core.store.provenance import sha256_file
     from vkit.core.video import probe
 
     video = _video_row(path)
     try:
         video["sha256"], video["size"] = sha256_file(path)
+    except DataError as err:  # not a regular file
+        return _failed(path, str(err), video)
     except OSError as err:
         return _failed(path, f"{path}: unreadable ({err.strerror or err})", video)
     if skip_sha256 is not None and video["sha256"] == skip_sha256:
