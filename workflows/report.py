@@ -30,10 +30,9 @@ import json
 import math
 import numbers
 import os
-import re
 import shutil
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -57,14 +56,13 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}figure{display:inline-block;margin:0 1em 1em 0}
 figcaption{font-size:.85em;color:#555}.muted{color:#777}nav a{margin-right:.8em}.error{color:#a00}
 """
-_CREDENTIALS = re.compile(r"(://[^/:@\s]+:)[^@\s/]+@")
 
 
 def _mask(text: str) -> str:
-    """Hide the password of any ``scheme://user:password@host`` URL (and ``password=...``)."""
+    """Hide every credential in ``text`` (a URL's ``user:password@``, ``?password=``...; see ``mask_secrets``)."""
     from vkit.core.store.engine import mask_secrets
 
-    return mask_secrets(_CREDENTIALS.sub(r"\1***@", text))
+    return mask_secrets(text)
 
 
 def _fmt(value: Any) -> str:
@@ -110,9 +108,20 @@ class _Page:
     def __init__(self, out: Path, title: str) -> None:
         self.out, self.title = out, title
         self.parts: list[tuple[str, str]] = []
+        #: One line per part that failed (shown on the page and warned about).
+        self.failures: list[str] = []
 
     def add(self, title: str, body: str) -> None:
         self.parts.append((title, body))
+
+    def guarded(self, title: str, build: Callable[..., Any], *args: Any) -> None:
+        """``build(*args)``; if it fails, the page says so under ``title`` and the rest of the report is still written."""
+        try:
+            build(*args)
+        except Exception as err:  # noqa: BLE001 - one part that cannot be drawn must not cost the whole report
+            text = _mask(f"{title}: could not be drawn ({type(err).__name__}: {err})")
+            self.failures.append(text)
+            self.add(title, f"<p class='error'>{html.escape(text)}</p>")
 
     def figure(self, png: Path | None, caption: str, width: int = 420) -> str:
         """An ``<img>`` of ``png`` (copied into the report folder if elsewhere); ``""`` if it is not a PNG file."""
@@ -315,6 +324,14 @@ def _predict_rows(page: _Page, predictions: list[dict[str, Any]]) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- sections
+def _title(section: Any) -> str:
+    """A section's title as text (``"section"`` if even that fails)."""
+    try:
+        return str(section.title)
+    except Exception:  # noqa: BLE001 - a plugin's section object may be anything
+        return "section"
+
+
 def _save_sections(out: Path, sections: Sequence[Any]) -> Path | None:
     """The task's sections as JSON beside the page (images copied there), so a later ``vkit report`` shows them."""
     if not sections:
@@ -373,6 +390,7 @@ def write_run_report(
     *,
     manager: Any = None,
     plugins: Sequence[str] = (),
+    warn: Callable[[str], Any] | None = None,
 ) -> Path:
     """Write the report of stored run ``run_id`` (``report.html`` + PNGs) into ``out_dir``; return the page's path.
 
@@ -385,6 +403,8 @@ def write_run_report(
         manager: the plugin manager whose ``vkit_report_sections`` hooks add sections (default: a fresh one
             with ``plugins`` as extra modules).
         plugins: extra plugin modules (``--plugin``) when ``manager`` is ``None``.
+        warn: told one line per part of the page that could not be drawn (default: ``warning: ...`` on stderr);
+            such a part shows its error on the page and the rest is written.
 
     Raises:
         StoreError: no such run. DataError: the folder cannot be written.
@@ -392,6 +412,7 @@ def write_run_report(
     run = store.get_run(run_id)
     if run is None:
         raise StoreError(f"run {run_id} is not in the store at {store.url} (see `vkit runs list`)")
+    warn = warn or (lambda line: click.echo(f"warning: {line}", err=True))
     out = Path(out_dir) if out_dir is not None else default_report_dir(run)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -423,14 +444,16 @@ def write_run_report(
     main = {k: v for k, v in final.items() if k.split("/")[0] in ("test", "val")}
     page.add("Metrics", _table(dict(sorted(main.items()))) if main else "<p class='muted'>no test or validation metrics</p>")
     metrics = store.run_metrics(run_id)
-    _curves(page, metrics)
     predictions = store.run_predictions(run_id)
-    _classifier(page, predictions)
-    _predict_rows(page, predictions)
-    _scoring(page, store, run_id)
-    _compression(page, metrics)
+    page.guarded("Training curves", _curves, page, metrics)
+    page.guarded("Classifier", _classifier, page, predictions)
+    page.guarded("Predictions", _predict_rows, page, predictions)
+    page.guarded("Scoring", _scoring, page, store, run_id)
+    page.guarded("Compression", _compression, page, metrics)
     for section in [*sections, *extra]:
-        page.section(section)
+        page.guarded(_title(section), page.section, section)
+    for failure in page.failures:
+        warn(f"report of run {run_id}: {failure} (the rest of the report is written)")
     if failures:
         page.add("Plugin errors", "".join(f"<p class='error'>{html.escape(_mask(f))}</p>" for f in failures))
     artifacts = [dict(kind=a["kind"], path=a["path"], bytes=a["bytes"], sha256=a["sha256"][:16])

@@ -1,5 +1,8 @@
 """The run report's PNG plots (matplotlib's Agg canvas, never pyplot's global state; scikit-learn for the curves).
 
+Every plot is drawn under :func:`vkit.core.reporting.plain_text`: a name from the
+data (a video, a metric, a class) is shown as its characters, never as mathtext.
+
 Every function writes one PNG and returns its path, or ``None`` when there is
 nothing to draw (e.g. a single class in the labels).
 
@@ -17,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from vkit.core.reporting import plain_text
+
 #: At most this many classes get their own one-vs-rest curve.
 MAX_CURVES = 10
 
@@ -28,6 +33,7 @@ def figure(width: float = 4.6, height: float = 3.8) -> Any:
     return Figure(figsize=(width, height), dpi=100, layout="constrained")
 
 
+@plain_text()
 def plot_curves(path: Path, series: Mapping[str, Sequence[tuple[int, float]]], title: str, xlabel: str = "epoch") -> Path | None:
     """One line per ``{name: [(step, value), ...]}`` (NaN points dropped); ``None`` when no series has 2 points."""
     drawable = {k: [(s, v) for s, v in pts if v is not None and math.isfinite(v)] for k, pts in series.items()}
@@ -55,6 +61,7 @@ def _one_vs_rest(labels: np.ndarray, probs: np.ndarray) -> list[tuple[str, np.nd
     return [c for c in curves if 0 < c[1].sum() < len(labels)]  # a curve needs both outcomes
 
 
+@plain_text()
 def plot_roc(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path | None:
     """ROC curve(s) with AUC and the chance diagonal."""
     from sklearn.metrics import auc, roc_curve
@@ -74,6 +81,7 @@ def plot_roc(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path | None:
     return path
 
 
+@plain_text()
 def plot_pr(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path | None:
     """Precision-recall curve(s) with average precision and the prevalence line."""
     from sklearn.metrics import average_precision_score, precision_recall_curve
@@ -110,6 +118,7 @@ def calibration(labels: np.ndarray, probs: np.ndarray, bins: int = 10) -> tuple[
     return mean_conf, accuracy, count, ece
 
 
+@plain_text()
 def plot_calibration(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path | None:
     """Reliability diagram: observed frequency against predicted probability per bin, with the ECE."""
     mean_conf, accuracy, count, ece = calibration(labels, probs)
@@ -126,6 +135,7 @@ def plot_calibration(path: Path, labels: np.ndarray, probs: np.ndarray) -> Path 
     return path
 
 
+@plain_text()
 def plot_confusion(path: Path, confusion: Any, class_names: Sequence[str] | None = None) -> Path:
     """A confusion matrix (rows = truth, columns = prediction) with its counts."""
     cm = np.asarray(confusion)
@@ -164,6 +174,7 @@ def plot_classifier(out: Path, labels: Sequence[int], probs: Sequence[Sequence[f
 SCORE_COLOUR, EVENT_COLOUR, TRUTH_COLOUR = "#1f4e99", "#d62728", "#2ca02c"
 
 
+@plain_text()
 def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Path | None:
     """One panel per video: segment scores over time, ground truth shaded green, detected events as red bars; a legend.
 

@@ -95,7 +95,9 @@ def run_task(
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)
             result.metrics = run_lifecycle(task, cfg, ctx)
-            ctx.summary["report"] = _write_report(ctx, result, manager)
+            report = _write_report(ctx, result, manager)  # never raises: a failed report does not fail the run
+            if report is not None:
+                ctx.summary["report"] = report
         result.status = "finished"
     except BaseException as err:
         if result is not None:
@@ -123,12 +125,22 @@ def _video_engine(store: Any, task_cls: Any, manager: Any, options: Any, run_id:
                              plugins=tuple(plugins))
 
 
-def _write_report(ctx: Any, result: RunResult, manager: Any) -> Path:
-    """The run's HTML report under ``work_dir/report``, built from the store plus the task's own sections."""
+def _write_report(ctx: Any, result: RunResult, manager: Any) -> Path | None:
+    """The run's HTML report under ``work_dir/report``, built from the store plus the task's own sections.
+
+    The work is done by now: a report that fails is recorded on the run (``report-error`` artifact, the
+    summary's ``report error``), warned about, and ``None`` is returned; the run still ends ``finished``.
+    """
+    from vkit.core.reporting import record_report_error
     from vkit.workflows.report import write_run_report
 
-    sections = list(dict(ctx.report).get("sections", ()))
-    return write_run_report(ctx.store, result.run_id, ctx.work_dir / "report", sections, manager=manager)
+    try:
+        sections = list(dict(ctx.report).get("sections", ()))
+        return write_run_report(ctx.store, result.run_id, ctx.work_dir / "report", sections, manager=manager,
+                                warn=lambda line: ctx.echo(f"warning: {line}"))
+    except Exception as err:  # noqa: BLE001 - any report failure; Ctrl-C still interrupts the run
+        ctx.summary["report error"] = record_report_error(ctx.store, result.run_id, ctx.work_dir, err, ctx.echo)
+        return None
 
 
 __all__ = ["RunResult", "default_data_root", "run_task"]

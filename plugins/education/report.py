@@ -26,6 +26,7 @@ from typing import Any
 
 import click
 
+from vkit.core.reporting import plain_text
 from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.plugins.education.privacy import SALT_ENV, learner_hash, pseudonymise, shown_learner
 from vkit.registry.errors import ConfigError, StoreError
@@ -58,6 +59,7 @@ def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str,
     return dict(out)
 
 
+@plain_text()  # session and learner names are drawn as text, never as mathtext
 def plot_session(name: str, learners: dict[str, dict[str, Any]], path: Path) -> Path:
     """A PNG of each learner's expected level over time with the low-engagement stretches shaded."""
     import matplotlib
