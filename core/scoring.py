@@ -131,7 +131,9 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
     """Score whole videos in this process and (with ``store``) write them as ``vkit score`` does.
 
     What a task's evaluator calls for its test split: each video is hashed,
-    probed, decoded and scored by ``scorer``, its rows made by
+    probed, decoded and scored by ``scorer`` (a file that changed meanwhile,
+    by its :class:`~vkit.core.files.FileState`, is a bad video: no rows under a
+    sha256 it no longer has), its rows made by
     :func:`video_results`, then recorded with ``Store.upsert_videos`` and
     ``Store.add_video_results`` under ``run_id`` — the rows ``vkit score``
     would write for the same video and model.
@@ -148,6 +150,7 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
     import numpy as np
     import torch
 
+    from vkit.core.files import FileState
     from vkit.core.store.provenance import sha256_file
     from vkit.core.video import probe
     from vkit.registry.errors import VkitError
@@ -156,9 +159,13 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
     for path in paths:
         full = str(Path(path).resolve())
         try:
+            before = FileState.of(path)
             sha, size = sha256_file(path)
             info = probe(path)
             segments = np.asarray(torch.as_tensor(scorer.score(torch.as_tensor(scorer.decode(path)))).float().cpu())
+            if FileState.of(path) != before:
+                raise DataError(f"{path}: changed while being scored (its size, times or inode differ after "
+                                f"decoding); score it again once it has settled")
         except (VkitError, OSError) as err:
             if not skip_bad:
                 raise DataError(f"{path}: {err} (use --skip-bad to record it and go on)") from err
