@@ -21,7 +21,6 @@ _LAZY = {
     "METRICS": "vkit.registry.registries",
     "TRANSFORMS": "vkit.registry.registries",
     "COMPRESSORS": "vkit.registry.registries",
-    "TASKS": "vkit.registry.registries",
 }
 
 __all__ = sorted(_LAZY)

@@ -8,7 +8,7 @@ The tree hangs off mmengine's roots so scoped names resolve across projects::
                           ├─ FUSIONS             (scope 'vkit_fusion')
                           └─ HEADS               (scope 'vkit_head')
     mmengine DATASETS / METRICS / TRANSFORMS ── vkit children (scope 'vkit')
-    COMPRESSORS, TASKS                          vkit roots
+    COMPRESSORS                                 a vkit root
 
 ``BACKBONES.build(dict(type='X3D'))`` finds vkit's own wrapper;
 ``BACKBONES.get('mmaction.X3D')`` reaches mmaction2's class through the root.
@@ -97,7 +97,6 @@ DATASETS = _registry("dataset", parent=MMENGINE_DATASETS)
 METRICS = _registry("metric", parent=MMENGINE_METRICS, locations=["vkit.core.metrics", "vkit.core.ordinal"])
 TRANSFORMS = _registry("transform", parent=MMENGINE_TRANSFORMS)
 COMPRESSORS = _registry("compressor", locations=["vkit.core.compression"])
-TASKS = _registry("task")
 
 #: Every registry a plugin may register into, by the name used in messages and ``plugins list``.
 REGISTRIES: dict[str, Registry] = {
@@ -109,5 +108,4 @@ REGISTRIES: dict[str, Registry] = {
     "METRICS": METRICS,
     "TRANSFORMS": TRANSFORMS,
     "COMPRESSORS": COMPRESSORS,
-    "TASKS": TASKS,
 }
