@@ -253,7 +253,8 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
         ``failures`` (path, error; every failed video). Events are the detected ones: ground-truth rows
         (:data:`vkit.core.ground_truth.GROUND_TRUTH`) are only counted. With ``duplicate`` videos (content
         this model scored at another path, not rescored): ``counts['duplicates']`` and ``duplicates``
-        (path, error = ``duplicate of <path> ...``).
+        (path, error = ``duplicate of <path> ...``). Videos that ``changed`` while being scored (no rows) are
+        listed in ``failures`` with that reason and counted in ``counts['changed']``.
     """
     from vkit.core.ground_truth import detected_events
 
@@ -266,8 +267,9 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     ranked = sorted(scored, key=lambda s: -(s["max_score"] if s["max_score"] is not None else float("-inf")))
     top_events = sorted(events, key=lambda e: -(e["score"] if e["score"] is not None else float("-inf")))[:top]
     failed = [s for s in summaries if s["status"] == "failed"]
+    changed = [s for s in summaries if s["status"] == "changed"]
     duplicates = [s for s in summaries if s["status"] == "duplicate"]
-    videos = videos_by_id(store, {s["video_id"] for s in ranked[:top] + failed + duplicates}
+    videos = videos_by_id(store, {s["video_id"] for s in ranked[:top] + failed + changed + duplicates}
                           | {e["video_id"] for e in top_events})
     per_video: dict[int, int] = {}
     for e in events:
@@ -278,6 +280,8 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
     if len(stored) > len(events):
         counts["ground_truth"] = len(stored) - len(events)
     extra = {}
+    if changed:
+        counts["changed"] = len(changed)
     if duplicates:
         counts["duplicates"] = len(duplicates)
         extra["duplicates"] = [dict(path=path(s["video_id"]), error=s["error"]) for s in duplicates]
@@ -287,7 +291,7 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
                          events=per_video.get(s["video_id"], 0)) for s in ranked[:top]],
         top_events=[dict(path=path(e["video_id"]), kind=e["kind"], start=e["start"], end=e["end"], score=e["score"])
                     for e in top_events],
-        failures=[dict(path=path(s["video_id"]), error=s["error"]) for s in failed],
+        failures=[dict(path=path(s["video_id"]), error=s["error"]) for s in failed + changed],
         **extra,
     )
 

@@ -128,6 +128,11 @@ def test_item3_file_rewritten_while_scoring_keeps_rows_under_the_right_sha256(st
     assert (changed["video"]["status"], changed["summary"]["status"]) == ("changed", "changed")
     assert changed["video"]["sha256"] is None and changed["summary"]["video_sha256"] is None
     assert changed["scores"] == []                                         # no row under any sha256
+    shown = subprocess.run([VKIT, "--db", store_url, "runs", "show", str(data["run_id"]), "--json"], capture_output=True,
+                           text=True, env=_env(), timeout=120)
+    scoring = json.loads(shown.stdout)["scoring"]
+    assert (scoring["counts"]["scored"], scoring["counts"]["changed"], scoring["counts"]["duplicates"]) == (2, 1, 1)
+    assert [Path(f["path"]).name for f in scoring["failures"]] == ["x.mp4"]
 
     again = _score(store_url, archive, ckpt, "--workers", "0")            # the file has settled: scored now
     assert (again["scored"], again["skipped"], again["changed"], again["failed"]) == (1, 3, 0, 0), again
