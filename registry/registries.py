@@ -57,6 +57,8 @@ def build_component(cfg: Any, registry: Registry, default_args: dict | None = No
     """Build ``cfg`` (a dict with ``type``) from ``registry``; the build function of every vkit registry.
 
     ``type`` may be a registered name, a scoped name (``'mmaction.X3D'``) or a class.
+    A ``_scope_`` key scopes an unscoped name, as in mmengine's ``build_from_cfg``:
+    ``dict(type='X3D', _scope_='mmaction')`` builds ``'mmaction.X3D'``.
     """
     if not isinstance(cfg, dict):
         raise RegistryError(f"{registry.name}: expected a config dict with 'type', got {type(cfg).__name__}")
@@ -64,11 +66,12 @@ def build_component(cfg: Any, registry: Registry, default_args: dict | None = No
     if default_args:
         for key, value in default_args.items():
             args.setdefault(key, value)
-    args.pop("_scope_", None)
+    scope = args.pop("_scope_", None)
     if "type" not in args:
         raise RegistryError(f"{registry.name}: config {cfg!r} has no 'type' key")
     obj_type = args.pop("type")
     if isinstance(obj_type, str):
+        obj_type = f"{scope}.{obj_type}" if scope and "." not in obj_type else obj_type
         obj_cls = registry.get(obj_type)
         if obj_cls is None:
             raise RegistryError(
