@@ -190,7 +190,7 @@ def score_in_process(scorer: VideoScorer, paths: list[str], *, store: Any = None
     ``segments`` the ``(num_segments,)`` scores or ``(num_segments, D)`` vectors of a
     scored video, ``None`` for a failed one (``error`` says why). The full engine of
     ``vkit score`` (inventory, resume, Ray) returns the same outcomes when
-    ``vkit run`` installs it (:mod:`vkit.workflows.score_embed`).
+    ``vkit run`` installs it (:mod:`vkit.workflows.video_engine`).
     """
     scored, failed = score_videos(scorer, list(paths), store=store, run_id=run_id, skip_bad=True)
     done = {s["path"]: s for s in scored}
