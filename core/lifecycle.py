@@ -8,7 +8,9 @@ properties checked before anything runs). :func:`run_lifecycle` does, in order:
 2. data: the user's (the task's ``data_key``) or the embedded set, generated once
    by ``Task.generate_data`` and cached by generator version + seed + params (:func:`prepare_data`);
 3. seed (mmengine ``set_random_seed``) → ``Task.datasets`` → ``Task.build_model``;
-4. one mmengine Runner trains (train + val loops; ``StoreHook`` logs every metric under its bare name);
+4. one mmengine Runner trains (train + val loops; ``StoreHook`` logs every metric under its bare name;
+   a resume state is written after every epoch, and a resumed run, ``ctx.resume``, starts from it:
+   :mod:`vkit.core.resume`);
 5. the task's :class:`TaskEvaluator` evaluates the test split → :class:`Evaluation`
    (metrics split ``test``, per-item prediction rows, report sections);
 6. one checkpoint, ``model.safetensors`` + JSON sidecar, recorded with its sha256
@@ -144,6 +146,13 @@ class _BestState:
             self.best, self.epoch = value, runner.epoch
             self.state = {k: v.detach().clone() for k, v in model.state_dict().items()}
 
+    def state_dict(self) -> dict[str, Any]:
+        """What a resumed run needs to go on choosing (:class:`vkit.core.resume.ResumeStateHook` saves it)."""
+        return dict(best=self.best, epoch=self.epoch, state=self.state)
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.epoch, self.state = state["best"], state["epoch"], state["state"]
+
 
 def fit(model: torch.nn.Module, train_set: Any, val_set: Any, cfg: Any, ctx: RunContext | None, *,
         val_metrics: Sequence[Any] = (), checkpoint: dict | None = None) -> torch.nn.Module:
@@ -166,13 +175,21 @@ def fit(model: torch.nn.Module, train_set: Any, val_set: Any, cfg: Any, ctx: Run
     if best is not None and (val_set is None or not val_metrics):
         raise ConfigError("checkpoint.save='best' needs a validation split and metric; use checkpoint.save='last'")
     work_dir = ctx.work_dir if ctx is not None else Path(cfg.get("work_dir") or "work_dirs/fit")
+    hooks: list[Any] = [best.hook] if best is not None else []
+    resume = getattr(ctx, "resume", None)  # None: no resume state (e.g. a comparison model's quiet context)
+    if resume is not None:
+        from vkit.core.resume import RESUME_DIR, ResumeStateHook
+
+        hooks.append(ResumeStateHook(Path(work_dir) / RESUME_DIR, load=bool(resume), extra=best))
     runner = build_runner(
         model, work_dir=work_dir, train_set=train_set, val_set=val_set, val_metrics=list(val_metrics),
         train=dict(cfg["train"]), store=ctx.store if ctx else None, run_id=ctx.run_id if ctx else None,
         seed=cfg.get("seed", 0), checkpoint=bool(policy["keep_epochs"]), echo=ctx.echo if ctx else None,
-        extra_hooks=[best.hook] if best is not None else (),
+        extra_hooks=hooks,
     )
     runner.train()
+    if resume:
+        ctx.summary["resumed"] = f"after epoch {hooks[-1].resumed_epoch} of {runner.max_epochs}"
     trained = runner.model.module if hasattr(runner.model, "module") else runner.model
     if best is not None and best.state is not None:
         trained.load_state_dict(best.state)
@@ -270,6 +287,9 @@ def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
         ctx.report["compression"] = compress(model, compression, lambda m: evaluator.evaluate(m, datasets, cfg, None),
                                              datasets, cfg, ctx)
     ctx.echo("test: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.metrics.items())))
+    from vkit.core.resume import discard_resume_state
+
+    discard_resume_state(ctx.work_dir)  # the run is done: nothing left to resume
     return metrics
 
 

@@ -187,6 +187,9 @@ class RunContext:
         self.video_engine: Any = None
         #: Set by :func:`vkit.core.lifecycle.fit`: the epoch whose weights (and fitted values) the checkpoint holds.
         self.checkpoint_epoch: int | None = None
+        #: ``True``: go on from the resume state in ``work_dir`` (``vkit run --resume``); ``False``: train from the
+        #: start, writing that state after every epoch (:mod:`vkit.core.resume`).
+        self.resume = False
 
     def score_videos(self, scorer: Any, paths: list[str]) -> list[dict[str, Any]]:
         """Score (or embed) ``paths`` with a :class:`~vkit.core.scoring.VideoScorer`: one outcome per path, in order.

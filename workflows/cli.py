@@ -120,10 +120,12 @@ def tasks_cmd(ctx: click.Context, as_json: bool) -> None:
               help="Engine of the videos a task scores or embeds (as `vkit score`: resumable, local workers or Ray).")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(0),
               help="Decoding processes (--engine ray: actors) for those videos.")
+@click.option("--resume", type=click.IntRange(1), metavar="RUN",
+              help="Continue interrupted run RUN (its config, data and folder) from its last finished epoch.")
 @click.pass_context
 def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: tuple[str, ...], data: str | None,
             work_dir: str | None, data_root: str | None, regenerate: bool, skip_bad: bool, engine: str,
-            workers: int) -> None:
+            workers: int, resume: int | None) -> None:
     """Train, evaluate, compress, log and report TASK (see `vkit tasks`)."""
     from vkit.workflows.run import run_task
     from vkit.workflows.score import ScoreOptions
@@ -133,7 +135,7 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
     result = run_task(task, config_file=config_file, overrides=overrides, data=data, db_url=obj["db_url"], work_dir=work_dir,
                       data_root=data_root, regenerate=regenerate, skip_bad=skip_bad, plugins=obj["plugins"],
                       echo=lambda line: console.print(line, soft_wrap=True),
-                      score_options=ScoreOptions(engine=engine, workers=workers))
+                      score_options=ScoreOptions(engine=engine, workers=workers), resume=resume)
     rows = [[k, f"{v:.4f}" if isinstance(v, float) else v] for k, v in sorted(result.metrics.items())]
     rows += [["run id", result.run_id], ["status", result.status], ["database", result.db_url],
              ["work dir", result.work_dir]]

@@ -51,6 +51,7 @@ def run_task(
     plugins: Sequence[str] = (),
     echo: Callable[[str], Any] = print,
     score_options: Any = None,
+    resume: int | None = None,
 ) -> RunResult:
     """Run ``task_name`` end to end and return its :class:`RunResult`; raises VkitError on bad input.
 
@@ -62,6 +63,9 @@ def run_task(
     workers, batch size) is how videos a task scores through ``ctx.score_videos`` run: on the
     engine of ``vkit score`` (:mod:`vkit.workflows.video_engine`).
 
+    ``resume`` (``vkit run TASK --resume RUN``) continues interrupted run ``RUN`` in its own row, folder
+    and config from the epoch after its last finished one (:mod:`vkit.workflows.resume`).
+
     A failure inside the task is recorded on the run row and re-raised.
     """
     from vkit.core.store import open_store
@@ -70,27 +74,38 @@ def run_task(
 
     manager = get_plugin_manager(extra=plugins)
     task_cls = manager.get_task(task_name)
+    if resume is not None:
+        from vkit.workflows.resume import refuse_changes
+
+        refuse_changes(resume, config=config_file, set=overrides, data=data, work_dir=work_dir)
     if data is not None:
         overrides = [*overrides, f"{task_cls.data_key}={os.path.abspath(data)}"]
     manager.register_components(require=task_cls.plugin)  # first: plugin components' arguments are checked too
     cfg = build_config(task_cls.default_config, config_file, overrides, free_keys=task_cls.free_keys)
     store = open_store(db_url)
+    resume_dir = None
+    if resume is not None:
+        from vkit.workflows.resume import resumed_run
+
+        cfg, resume_dir = resumed_run(store, resume, task_cls)  # the run's own config and (checked) folder
     from vkit.core.lifecycle import run_lifecycle
     from vkit.core.task import RunContext
     from vkit.core.workdir import check_work_dir_free, mark_work_dir, new_work_dir
 
     task = task_cls()
-    chosen = check_work_dir_free(work_dir) if work_dir else None  # before the run row: a refused folder adds none
+    chosen = resume_dir or (check_work_dir_free(work_dir) if work_dir else None)  # before the run row: a refused folder adds none
     result: RunResult | None = None
     ctx: RunContext | None = None
     try:
         with store.track_run(task=task_cls.name, plugin=task_cls.plugin, config=cfg.to_dict(), seed=cfg.get("seed"),
-                             versions={"plugins": manager.versions()}) as run_id:
+                             versions={"plugins": manager.versions()}, resume=resume) as run_id:
             work = chosen or new_work_dir("work_dirs", task_cls.name, run_id, store.identity)
-            mark_work_dir(work, store.identity, run_id, task_cls.name)  # the folder's sidecar: whose it is
+            if resume_dir is None:
+                mark_work_dir(work, store.identity, run_id, task_cls.name)  # the folder's sidecar: whose it is
             store.set_work_dir(run_id, work)
             ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
                              regenerate=regenerate, skip_bad=skip_bad, echo=echo)
+            ctx.resume = resume is not None
             ctx.video_engine = _video_engine(store, task_cls, manager, score_options, run_id, plugins)
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)

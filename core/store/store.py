@@ -275,13 +275,15 @@ class Store:
         seed: int | None,
         *,
         on_finish: Callable[[dict[str, Any]], Any] | None = None,
+        resume: int | None = None,
         **kwargs: Any,
     ) -> Iterator[int]:
         """The one lifecycle of a run row (``vkit run``, ``score`` and ``predict`` all use it).
 
         On entry: :meth:`reap_stale_runs` (this machine's runs whose process
         died become ``interrupted``), then :meth:`start_run` with ``kwargs``
-        (``work_dir``, ``versions``, ``model_sha256``, ``kind``). On exit the
+        (``work_dir``, ``versions``, ``model_sha256``, ``kind``), or with
+        ``resume=RUN`` :meth:`reopen_run` (``vkit run --resume``). On exit the
         row is closed: ``finished``; ``interrupted`` on ``KeyboardInterrupt``
         (Ctrl-C, SIGINT; SIGTERM where :func:`vkit.core.processes.sigterm_interrupts` is on); ``failed`` with ``Type: message`` and the traceback
         (credentials masked) on any other exception, which is re-raised.
@@ -294,13 +296,13 @@ class Store:
                 ...
         """
         self.reap_stale_runs()
-        run_id = self.start_run(task, plugin, config, seed, **kwargs)
+        run_id = self.reopen_run(resume, task) if resume is not None else self.start_run(task, plugin, config, seed, **kwargs)
         status, error = "finished", None
         try:
             yield run_id
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as vkit.core.processes.Terminated
             how = f"{type(err).__name__}: {err}" if str(err) else "KeyboardInterrupt: Ctrl-C or SIGINT"
-            status, error = "interrupted", f"interrupted ({how}); rerun to resume"
+            status, error = "interrupted", f"interrupted ({how}); {resume_hint(kwargs.get('kind', 'train'), task, run_id)}"
             raise
         except BaseException as err:
             status, error = "failed", _error_text(err)
@@ -309,6 +311,29 @@ class Store:
             self.finish_run(run_id, status, error)
             if on_finish is not None:
                 on_finish(dict(id=run_id, task=task, status=status, error=error))
+
+    def reopen_run(self, run_id: int, task: str) -> int:
+        """Put an ``interrupted`` or ``failed`` training run of ``task`` back to ``running`` in this process.
+
+        What ``vkit run TASK --resume RUN`` does before going on with the run's
+        epochs; a run that is running, finished, of another task or not a
+        training run is a :class:`StoreError` naming what it is.
+
+        Example::
+
+            store.reopen_run(7, "medical-diagnosis")   # run 7 is 'running' again, host/pid this process
+        """
+        with self.session() as session:
+            run = self._run(session, run_id)
+            if run.task != task or run.kind != "train":
+                raise StoreError(f"run {run_id} is a {run.kind} run of task {run.task!r}, not a training run of {task!r}")
+            reopened = session.execute(
+                sa.update(Run).where(Run.id == run_id, Run.status.in_(("interrupted", "failed")))
+                .values(status="running", error=None, finished_at=None, host=socket.gethostname(), pid=os.getpid())
+            )
+            if not reopened.rowcount:
+                raise StoreError(f"run {run_id} is {run.status}: only an interrupted or failed run can be resumed")
+        return run_id
 
     def reap_stale_runs(self) -> list[int]:
         """Mark ``interrupted`` every ``running`` run started on this machine by a process that no longer exists.
@@ -327,16 +352,18 @@ class Store:
         if self.read_only:
             return []
         host = socket.gethostname()
-        running = sa.select(Run.id, Run.pid).where(Run.status == "running", Run.host == host, Run.pid.is_not(None))
+        running = sa.select(Run.id, Run.pid, Run.kind, Run.task).where(Run.status == "running", Run.host == host,
+                                                                       Run.pid.is_not(None))
         with self.session(write=False) as session:
-            dead = [(run_id, pid) for run_id, pid in session.execute(running) if not _process_alive(pid)]
+            dead = [(run_id, pid, resume_hint(kind, task, run_id)) for run_id, pid, kind, task in session.execute(running)
+                    if not _process_alive(pid)]
         if not dead:
             return []
         reaped: list[int] = []
         now = utcnow()
         with self.session() as session:
-            for run_id, pid in dead:
-                error = f"process {pid} on {host} ended without finishing the run (killed?); rerun to resume"
+            for run_id, pid, hint in dead:
+                error = f"process {pid} on {host} ended without finishing the run (killed?); {hint}"
                 closed = session.execute(
                     sa.update(Run).where(Run.id == run_id, Run.status == "running")
                     .values(status="interrupted", finished_at=now, error=error)
@@ -813,6 +840,18 @@ class Store:
         query = sa.select(model.__table__).where(*where).order_by(*order_by).limit(limit)
         with self.session(write=False) as session:
             return [dict(row) for row in session.execute(query).mappings()]
+
+
+def resume_hint(kind: str, task: str, run_id: int) -> str:
+    """What the error of an interrupted run tells its user to do: resume a training run, rerun anything else.
+
+    Example::
+
+        resume_hint("train", "medical-diagnosis", 3)   # '`vkit run medical-diagnosis --resume 3` continues ...'
+    """
+    if kind == "train":
+        return f"`vkit run {task} --resume {run_id}` continues it from its last finished epoch"
+    return "rerun to resume"
 
 
 def _process_alive(pid: int) -> bool:

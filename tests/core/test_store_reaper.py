@@ -70,7 +70,8 @@ def test_sigkilled_run_is_marked_interrupted(store, store_url):
     run = store.get_run(killed)
     host = socket.gethostname()
     assert run["status"] == "interrupted" and run["finished_at"] >= run["started_at"]
-    assert run["error"] == f"process {pid} on {host} ended without finishing the run (killed?); rerun to resume"
+    assert run["error"] == (f"process {pid} on {host} ended without finishing the run (killed?); "
+                            f"`vkit run t --resume {killed}` continues it from its last finished epoch")
     assert store.get_run(done)["status"] == "finished" and store.get_run(done)["error"] is None
     assert [store.get_run(i)["status"] for i in (mine, elsewhere, no_pid)] == ["running"] * 3
     assert store.reap_stale_runs() == []                          # idempotent

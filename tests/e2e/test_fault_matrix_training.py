@@ -108,3 +108,65 @@ def test_item13_slower_compression_stage_is_skipped_and_the_summary_says_so(tmp_
     store = open_store(url, read_only=True)
     run = store.list_runs(task="medical-diagnosis")[0]
     assert [a["kind"] for a in store.run_artifacts(run["id"])].count("compressed") == 1  # only the size-only stage
+
+
+# ---------------------------------------------------------------------- item 15
+#: Four epochs without random augmentation: the resumed run can match the uninterrupted one closely.
+RESUMABLE = [*SMOKE, "--set", "train.epochs=4", "--set", "data.transforms.augment=False",
+             "--set", "data.synthetic.n_train=16", *MORE_VAL]
+
+
+def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subprocess.CompletedProcess:
+    """Start ``vkit *args``, send Ctrl-C (SIGINT) once its resume state holds a finished epoch, wait for it."""
+    import signal
+    import time
+
+    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo")
+    proc = subprocess.Popen([VKIT, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    try:
+        while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metrics(tmp_path: Path) -> None:
+    from vkit.core.resume import resume_path
+
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    common = ["--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", str(tmp_path / "data")]
+    vkit(*common, "--work-dir", str(tmp_path / "full"), cwd=tmp_path)
+    cut = tmp_path / "cut"
+    stopped = _interrupt_after_an_epoch([*common, "--work-dir", str(cut)], resume_path(cut).with_suffix(".json"), tmp_path)
+    store = open_store(url, read_only=True)
+    full, run = sorted((r for r in store.list_runs(task="medical-diagnosis")), key=lambda r: r["id"])
+    assert stopped.returncode == 130 and run["status"] == "interrupted", stopped.stderr
+    assert f"`vkit run medical-diagnosis --resume {run['id']}` continues it" in run["error"]
+    done = json.loads(resume_path(cut).with_suffix(".json").read_text())["layout"]["epoch"]
+    assert 1 <= done < 4, f"precondition: interrupted after epoch {done} of 4"
+
+    refused = vkit("--db", url, "run", "medical-diagnosis", "--resume", str(run["id"]), "--set", "train.epochs=9",
+                   cwd=tmp_path, check=False)
+    assert refused.returncode == 1 and "--set cannot change them" in refused.stderr
+    out = vkit("--db", url, "run", "medical-diagnosis", "--resume", str(run["id"]), "--data-root",
+               str(tmp_path / "data"), cwd=tmp_path).stdout
+    assert f"after epoch {done} of 4" in " ".join(out.split())
+    store = open_store(url, read_only=True)
+    assert store.get_run(run["id"])["status"] == "finished" and not (cut / "resume").exists()
+
+    def metrics(run_id: int, split: str) -> dict[tuple[int, str], float]:
+        return {(m["step"], m["key"]): m["value"] for m in store.run_metrics(run_id, split)}
+
+    losses = {step: v for (step, key), v in metrics(run["id"], "train").items() if key == "epoch_loss"}
+    assert sorted(losses) == [1, 2, 3, 4]  # every epoch once: the ones before the cut and the ones left
+    expected = {step: v for (step, key), v in metrics(full["id"], "train").items() if key == "epoch_loss"}
+    assert losses == pytest.approx(expected, rel=1e-3, abs=1e-4)
+    assert metrics(run["id"], "val") == pytest.approx(metrics(full["id"], "val"), abs=1e-3)
+    assert metrics(run["id"], "test") == pytest.approx(metrics(full["id"], "test"), abs=1e-3)
+    resumed_meta = json.loads((cut / "model.json").read_text())
+    assert resumed_meta["epoch"] == json.loads((tmp_path / "full" / "model.json").read_text())["epoch"]
