@@ -3,11 +3,14 @@
 Every ``import``/``from … import`` of every module is read from its source
 (function-local and ``TYPE_CHECKING`` ones too), so a lazy import cannot hide
 an upward edge. Imports under ``if TYPE_CHECKING:`` never run, so they count
-for the layers but not for cycles.
+for the layers but not for cycles. The root ``__init__.py`` is read too: it runs
+before every ``vkit.*`` import, so it imports nothing of vkit until asked.
 """
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 #: Lower number = lower layer; a module may import its own layer or any lower one.
 LAYERS = {"registry": 0, "core": 1, "hooks": 2, "plugins": 3, "workflows": 4}
+#: ``vkit/__init__.py`` re-exports ``hookimpl`` from ``vkit.hooks`` (lazily): the root counts as that layer.
+ROOT_LAYER = LAYERS["hooks"]
 
 
 def _module_name(path: Path) -> str:
@@ -25,8 +30,9 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    return {_module_name(p): p for layer in LAYERS for p in (ROOT / layer).rglob("*.py")
-            if "migrations" not in p.parts and "templates" not in p.parts}
+    found = {_module_name(p): p for layer in LAYERS for p in (ROOT / layer).rglob("*.py")
+             if "migrations" not in p.parts and "templates" not in p.parts}
+    return {"vkit": ROOT / "__init__.py", **found}
 
 
 def _type_only(tree: ast.AST) -> set[int]:
@@ -60,7 +66,9 @@ def _imports(name: str, path: Path, runtime_only: bool = False) -> set[str]:
 
 def _layer(module: str) -> int | None:
     parts = module.split(".")
-    return LAYERS.get(parts[1]) if len(parts) > 1 else None
+    if len(parts) > 1 and parts[1] in LAYERS:
+        return LAYERS[parts[1]]
+    return ROOT_LAYER if module in ("vkit", "vkit.hookimpl") else None
 
 
 GRAPH = {name: _imports(name, path) for name, path in _modules().items()}
@@ -110,3 +118,27 @@ def test_the_graph_is_read() -> None:
     """The parser sees lazy imports (a broken parser would make the tests above pass vacuously)."""
     assert "vkit.hooks.manager" in GRAPH["vkit.workflows.run"]
     assert any(t.startswith("vkit.registry") for t in GRAPH["vkit.core.engine"])
+
+
+def test_root_package_imports_nothing_of_vkit_when_imported() -> None:
+    """``vkit/__init__.py`` runs first on ``import vkit.registry``: an import at its top level (outside functions and
+    ``TYPE_CHECKING``) would load that module for every layer; ``hookimpl`` is loaded by the root's ``__getattr__``."""
+    tree = ast.parse((ROOT / "__init__.py").read_text(encoding="utf-8"))
+    skip = _type_only(tree)
+    eager: list[str] = []
+
+    def walk(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)) or id(child) in skip:
+                continue
+            if isinstance(child, ast.ImportFrom) and (child.module or "").startswith("vkit"):
+                eager.append(ast.unparse(child))
+            elif isinstance(child, ast.Import) and any(a.name.startswith("vkit") for a in child.names):
+                eager.append(ast.unparse(child))
+            walk(child)
+
+    walk(tree)
+    assert not eager, f"vkit/__init__.py imports at import time: {eager}"
+    assert "vkit.hooks.hookspecs" in GRAPH["vkit"]  # the lazy one is read (and sits in the hooks layer)
+    probe = "import sys, vkit.registry.errors; assert 'pluggy' not in sys.modules, 'pluggy loaded'; from vkit import hookimpl"
+    subprocess.run([sys.executable, "-c", probe], check=True, timeout=60)
