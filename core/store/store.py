@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import os
 import socket
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -274,7 +274,6 @@ class Store:
         config: Any,
         seed: int | None,
         *,
-        on_finish: Callable[[dict[str, Any]], Any] | None = None,
         resume: int | None = None,
         **kwargs: Any,
     ) -> Iterator[int]:
@@ -287,8 +286,6 @@ class Store:
         row is closed: ``finished``; ``interrupted`` on ``KeyboardInterrupt``
         (Ctrl-C, SIGINT; SIGTERM where :func:`vkit.core.processes.sigterm_interrupts` is on); ``failed`` with ``Type: message`` and the traceback
         (credentials masked) on any other exception, which is re-raised.
-        ``on_finish`` (e.g. the ``vkit_run_finished`` hook) is then called with
-        ``dict(id, task, status, error)``.
 
         Example::
 
@@ -309,8 +306,6 @@ class Store:
             raise
         finally:
             self.finish_run(run_id, status, error)
-            if on_finish is not None:
-                on_finish(dict(id=run_id, task=task, status=status, error=error))
 
     def reopen_run(self, run_id: int, task: str) -> int:
         """Put an ``interrupted`` or ``failed`` training run of ``task`` back to ``running`` in this process.
