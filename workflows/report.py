@@ -338,15 +338,23 @@ def _save_sections(out: Path, sections: Sequence[Any]) -> Path | None:
         return None
     saved = []
     for section in sections:
-        image = getattr(section, "image", None)
-        if image is not None and Path(image).is_file() and Path(image).resolve().parent != out.resolve():
-            shutil.copyfile(image, out / Path(image).name)
-            image = out / Path(image).name
-        saved.append(dict(title=str(section.title), table=getattr(section, "table", None),
-                          image=str(Path(image).resolve()) if image else None, text=getattr(section, "text", None)))
+        try:
+            saved.append(_saved_section(out, section))
+        except Exception:  # noqa: BLE001 - the page shows this section's error (_Page.guarded); the others are kept
+            continue
     path = out / SECTIONS_NAME
     path.write_text(json.dumps(saved, indent=1, default=str), encoding="utf-8")
     return path
+
+
+def _saved_section(out: Path, section: Any) -> dict[str, Any]:
+    """One section as a JSON-ready dict, its image copied into ``out``."""
+    image = getattr(section, "image", None)
+    if image is not None and Path(image).is_file() and Path(image).resolve().parent != out.resolve():
+        shutil.copyfile(image, out / Path(image).name)
+        image = out / Path(image).name
+    return dict(title=str(section.title), table=getattr(section, "table", None),
+                image=str(Path(image).resolve()) if image else None, text=getattr(section, "text", None))
 
 
 class _Section:

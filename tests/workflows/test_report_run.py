@@ -124,6 +124,32 @@ def test_plugins_add_sections_through_vkit_report_sections(lite, tmp_path):
     assert "from a plugin" not in score
 
 
+def test_a_part_that_cannot_be_drawn_is_named_and_the_rest_written(lite, tmp_path, monkeypatch):
+    store, filled = lite
+
+    class Broken:
+        title = "broken section"
+
+        @property
+        def table(self):
+            raise KeyError("no such column")
+
+    def no_curves(*args, **kwargs):
+        raise RuntimeError("curves postgresql://bob:hunter2@db/x")
+
+    monkeypatch.setattr("vkit.workflows.report_plots.plot_curves", no_curves)
+    warned: list[str] = []
+    page = write_run_report(store, filled["train"], tmp_path / "p", [Broken()], manager=_manager(), warn=warned.append)
+    text = check_page(page)
+    assert "Metrics" in text and "roc.png" in text and "Artifacts" in text  # the rest is there
+    assert "Training curves: could not be drawn (RuntimeError: curves postgresql://bob:***@db/x)" in text
+    assert "broken section: could not be drawn (KeyError: &#x27;no such column&#x27;)" in text
+    assert [w.split(": ", 1)[1] for w in warned] == [
+        "Training curves: could not be drawn (RuntimeError: curves postgresql://bob:***@db/x) (the rest of the report "
+        "is written)", "broken section: could not be drawn (KeyError: 'no such column') (the rest of the report is written)"]
+    assert "hunter2" not in text + "".join(warned)
+
+
 def test_cli_report_for_any_run(lite, tmp_path):
     store, filled = lite
     url = store.engine.url.render_as_string(hide_password=False)
