@@ -102,9 +102,9 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     tmp = tmp_path_factory.mktemp("readme")
     datalist = generate_dataset(tmp / "medical", seed=0, n_train=8, n_val=4, n_test=4, size=24)
     listing = json.loads(datalist.read_text())
-    rows = [f"{e['image']},{e['label']}" for e in listing["training"] + listing["validation"]]
-    csv = tmp / "medical" / "my.csv"
-    csv.write_text("image,label\n" + "\n".join(rows) + "\nimagesTr/missing.nii.gz,1\n")
+    rows = [f"{e['image']},{e['label']},{split}" for split in ("training", "validation", "test") for e in listing[split]]
+    csv = tmp / "medical" / "my.csv"  # a split column: without one, 16 cases would be hashed 70/15/15 (issue 21, item 4)
+    csv.write_text("image,label,split\n" + "\n".join(rows) + "\nimagesTr/missing.nii.gz,1,training\n")
     generate(tmp / "ucf", seed=0, num_normal=4, num_anomalous=4, test_fraction=0.5)
     return {"my.json": str(datalist), "my.csv": str(csv), "/data/UCF_Crimes": str(tmp / "ucf"), "tmp": str(tmp)}
 
