@@ -63,8 +63,8 @@ class CheckpointFiles:
     recorded: Mapping[str, str] = field(default_factory=dict)
 
     def verify(self, path: Path, what: str) -> None:
-        """Refuse ``path`` when its sha256 differs from the one recorded for the run (a :class:`CheckpointError`
-        naming both); a file the run never recorded is refused too, once the run recorded anything."""
+        """Refuse ``path`` when its sha256 differs from the one the store recorded for the run (a
+        :class:`CheckpointError` naming both), or when the run recorded no such file; no-op without a run."""
         if self.run_id is None:
             return
         expected = self.recorded.get(str(Path(path).resolve()))

@@ -29,7 +29,7 @@ Examples::
     vkit run security-anomaly
     vkit run security-anomaly --set data.root=/data/UCF_Crimes --set features.size=[112,112] \\
         --set "features.backbone={'type':'X3D','setting':'s','pretrained':'x3d_s.safetensors'}"
-    vkit score security-anomaly /archive --checkpoint work_dirs/security-anomaly-run1/model.safetensors
+    vkit score security-anomaly /archive --checkpoint 1     # run 1, or its work_dirs/.../model.safetensors
 """
 from __future__ import annotations
 
