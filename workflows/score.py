@@ -520,9 +520,11 @@ def _count(summary: ScoreSummary, outcome: dict[str, Any]) -> None:
         summary.clips += outcome["clips"]
     elif status == "duplicate":
         summary.duplicates += 1
-    elif status in ("failed", "changed"):
-        summary.failed += status == "failed"
-        summary.changed += status == "changed"
+    elif status in ("failed", "changed"):  # both listed with their reason: not scored, and why
+        if status == "failed":
+            summary.failed += 1
+        else:
+            summary.changed += 1
         if len(summary.failures) < 50:
             summary.failures.append(dict(path=outcome["path"], error=outcome["error"]))
     else:
