@@ -70,7 +70,7 @@ def run_task(
     """
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.config import build_config
+    from vkit.workflows.config import build_config, parse_overrides
 
     manager = get_plugin_manager(extra=plugins)
     task_cls = manager.get_task(task_name)
@@ -78,10 +78,11 @@ def run_task(
         from vkit.workflows.resume import refuse_changes
 
         refuse_changes(resume, config=config_file, set=overrides, data=data, work_dir=work_dir)
+    values = parse_overrides(overrides)  # a bad --set fails here, before the plugins import torch
     if data is not None:
-        overrides = [*overrides, f"{task_cls.data_key}={os.path.abspath(data)}"]
+        values[task_cls.data_key] = os.path.abspath(data)  # a path: never parsed as a value (a comma stays a comma)
     manager.register_components(require=task_cls.plugin)  # first: plugin components' arguments are checked too
-    cfg = build_config(task_cls.default_config, config_file, overrides, free_keys=task_cls.free_keys)
+    cfg = build_config(task_cls.default_config, config_file, values, free_keys=task_cls.free_keys)
     store = open_store(db_url)
     resume_dir = None
     if resume is not None:

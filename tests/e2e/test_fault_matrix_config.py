@@ -70,3 +70,16 @@ def test_item19_yaml_config_nested_too_deep_refused(tmp_path):
     cfg = tmp_path / "deep.yaml"
     cfg.write_text("train: {epochs: " + "[" * 3000 + "]" * 3000 + "}\n")
     assert f"config file '{cfg}': nested too deeply to read as data" in refused(tmp_path, "--config", str(cfg))
+
+
+def test_item19_data_path_is_never_parsed_as_a_set_value(tmp_path):
+    """``--data`` is a path: a comma or an unpaired bracket in it stays text (it is not a ``--set`` value)."""
+    folder = tmp_path / "scans,2024[1"
+    folder.mkdir()
+    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo", VKIT_DB_URL=f"sqlite:///{tmp_path / 'vkit.db'}")
+    proc = subprocess.run([VKIT, "run", "medical-diagnosis", "--data", str(folder)], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("Error:") and str(folder) in line, line  # the path, whole
+    assert "['" not in line and "--set" not in line and "Imbalanced" not in line, line  # not a list, not a value
