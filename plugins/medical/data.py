@@ -152,10 +152,9 @@ def _read_csv(path: Path, split: str, bad: BadRows, hash_split: bool = True) -> 
     if _split_name(split) not in SPLIT_SHARES:
         raise DataError(f"datalist {path}: no 'split' column, so rows are split 70/15/15 into training/validation/test "
                         f"by a stable hash; split {split!r} is none of them")
-    key = "patient" if "patient" in table.header else None
-    mine = [row for row in rows if stable_split(row.get(key) or _case_id(row, row["image"])) == _split_name(split)]
+    mine = [row for row in rows if stable_split(row.get("patient") or _case_id(row, row["image"])) == _split_name(split)]
     note = (f"{path.name} has no 'split' column: its {len(rows)} cases are split 70/15/15 into training/validation/test "
-            f"by a stable hash of the {'patient' if key else 'case id'}")
+            f"by a stable hash of the {'patient' if 'patient' in table.header else 'case id'}")
     return mine, note
 
 

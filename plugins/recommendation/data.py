@@ -182,8 +182,8 @@ def read_items_csv(path: str | Path) -> tuple[list[str], dict[str, str | None], 
     A video whose real path leaves the file's folder is refused (``VKIT_DATALIST_ALLOW_OUTSIDE=1`` allows it):
     the item keeps its place in the catalogue without a video, and the row is a problem naming file, row and path.
     """
-    table = read_table(path, ("item_id",))
     bad = BadRows(skip_bad=True)
+    table = read_table(path, ("item_id",), bad=bad)
     items: list[str] = []
     videos: dict[str, str | None] = {}
     for row in table.rows:
@@ -213,7 +213,7 @@ def read_csv(interactions: str | Path, items: str | Path | None = None) -> Inter
     metadata, meta_problems = read_item_metadata(items) if items is not None else ({}, [])
     builder = _Builder(catalogue)
     builder.problems.extend(item_problems + meta_problems)
-    table = read_table(interactions, ("user_id", "item_id", "timestamp"))
+    table = read_table(interactions, ("user_id", "item_id", "timestamp"), bad=builder.bad)
     for row in table.rows:
         builder.add(table.file, row.number, row.get("user_id"), row.get("item_id"), row.get("timestamp"))
     data = builder.build(table.file, videos)
