@@ -516,8 +516,9 @@ class Store:
         """Insert or update videos by ``path``; returns ``{path: video_id}``.
 
         A row carries ``path`` and any of ``sha256``, ``size``, ``duration``,
-        ``fps``, ``frames``, ``status`` (``pending``/``ok``/``failed``) and
-        ``error``; columns a row leaves out keep their stored value.
+        ``fps``, ``frames``, ``status`` (one of ``VIDEO_STATUSES``: ``pending``,
+        ``ok``, ``failed``, ``duplicate``, ``changed``) and ``error``; columns a
+        row leaves out keep their stored value.
         """
         rows = list(rows)
         clean = [_video_row(row) for row in rows]
