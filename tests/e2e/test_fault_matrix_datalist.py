@@ -313,3 +313,12 @@ def test_item11_users_file_with_a_bom_reads_u0001(recommendation_run: dict) -> N
     store = open_store(recommendation_run["url"], read_only=True)
     rows = store.run_predictions(recommendation_run["recommend"]["run_id"], "recommend")
     assert sorted(r["item_id"] for r in rows) == ["u0001", "u0002"]
+
+
+def test_item11_security_annotations_with_a_bom_name_the_first_video(tmp_path: Path) -> None:
+    from vkit.plugins.security.annotations import read_annotations
+
+    notes = read_annotations(write_bom(tmp_path / "Temporal_Anomaly_Annotation.txt",
+                                       "Arrest001_x264.mp4  Arrest  30  160  -1  -1\nNormal_1.mp4  Normal  -1  -1  -1  -1\n"))
+    assert list(notes) == ["Arrest001_x264.mp4", "Normal_1.mp4"]  # not '\ufeffArrest001_x264.mp4'
+    assert notes["Arrest001_x264.mp4"].intervals == ((30, 160),)
