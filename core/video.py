@@ -366,21 +366,21 @@ def read_clip(
 def segment_indices(frames: int, num_segments: int, frames_per_segment: int) -> np.ndarray:
     """Frame indices ``(num_segments, frames_per_segment)``: equal segments, frames evenly spaced and centred in each.
 
-    A video shorter than ``num_segments * frames_per_segment`` repeats frames.
+    :class:`~vkit.core.sampling.FrameSampler`'s ``uniform`` mode (mmaction2's TSN test
+    sampling); a video shorter than ``num_segments * frames_per_segment`` repeats frames.
 
     Example::
 
         segment_indices(16, 2, 2).tolist()   # [[2, 6], [10, 14]]
     """
+    from vkit.core.sampling import FrameSampler
+
     if frames < 1 or num_segments < 1 or frames_per_segment < 1:
         raise DataError(
             f"segment_indices: expected positive frames, num_segments and frames_per_segment, "
             f"got {frames}, {num_segments}, {frames_per_segment}"
         )
-    seg = frames / num_segments
-    offsets = (np.arange(frames_per_segment) + 0.5) * seg / frames_per_segment
-    grid = np.arange(num_segments)[:, None] * seg + offsets[None, :]
-    return np.clip(np.floor(grid).astype(np.int64), 0, frames - 1)
+    return FrameSampler("uniform", num_segments, frames_per_segment).indices(frames)
 
 
 def sample_segments(
@@ -412,10 +412,9 @@ def sample_segments(
 
         sample_segments("cam1.mp4", 32, 8, (112, 112)).shape   # (32, 8, 112, 112, 3)
     """
-    info = info or probe(path)
-    grid = segment_indices(info.frames, num_segments, frames_per_segment)
-    clip = read_clip(path, grid.reshape(-1), size, frames=info.frames, seek=seek)
-    return clip.reshape(num_segments, frames_per_segment, *clip.shape[1:])
+    from vkit.core.sampling import FrameSampler
+
+    return FrameSampler("uniform", num_segments, frames_per_segment).read(path, size, info=info, seek=seek)
 
 
 def _encoder(codec: str | None) -> str:
