@@ -24,6 +24,7 @@ from vkit.plugins.medical.task import MedicalDiagnosisTask
 VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
 SMOKE = [arg for item in MedicalDiagnosisTask.smoke_overrides for arg in ("--set", item)]
 MORE_VAL = ["--set", "data.synthetic.n_val=8", "--set", "data.synthetic.n_test=8"]
+pytestmark = pytest.mark.slow  # each case trains through the vkit CLI
 
 
 def vkit(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -135,16 +136,34 @@ def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subpro
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metrics(tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The run the resumed ones must match: the same config, trained in one go (its metrics and sidecar)."""
+    tmp = tmp_path_factory.mktemp("item15")
+    url = f"sqlite:///{tmp / 'v.db'}"
+    vkit("--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", str(tmp / "data"), "--work-dir",
+         str(tmp / "full"), cwd=tmp)
+    store = open_store(url, read_only=True)
+    run = store.list_runs(task="medical-diagnosis")[0]
+    return dict(data=tmp / "data", meta=json.loads((tmp / "full" / "model.json").read_text()),
+                metrics={split: _metrics(store, run["id"], split) for split in ("train", "val", "test")})
+
+
+def _metrics(store, run_id: int, split: str) -> dict[tuple[int, str], float]:
+    rows = store.run_metrics(run_id, split)
+    return {(m["step"], m["key"]): m["value"] for m in rows if split != "train" or m["key"] == "epoch_loss"}
+
+
+def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metrics(
+        tmp_path: Path, store_url: str, uninterrupted: dict) -> None:
     from vkit.core.resume import resume_path
 
-    url = f"sqlite:///{tmp_path / 'v.db'}"
-    common = ["--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", str(tmp_path / "data")]
-    vkit(*common, "--work-dir", str(tmp_path / "full"), cwd=tmp_path)
+    url, data = store_url, str(uninterrupted["data"])
     cut = tmp_path / "cut"
-    stopped = _interrupt_after_an_epoch([*common, "--work-dir", str(cut)], resume_path(cut).with_suffix(".json"), tmp_path)
-    store = open_store(url, read_only=True)
-    full, run = sorted((r for r in store.list_runs(task="medical-diagnosis")), key=lambda r: r["id"])
+    stopped = _interrupt_after_an_epoch(["--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", data,
+                                         "--work-dir", str(cut)], resume_path(cut).with_suffix(".json"), tmp_path)
+    store = open_store(url)
+    [run] = store.list_runs(task="medical-diagnosis")
     assert stopped.returncode == 130 and run["status"] == "interrupted", stopped.stderr
     assert f"`vkit run medical-diagnosis --resume {run['id']}` continues it" in run["error"]
     done = json.loads(resume_path(cut).with_suffix(".json").read_text())["layout"]["epoch"]
@@ -153,20 +172,15 @@ def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metri
     refused = vkit("--db", url, "run", "medical-diagnosis", "--resume", str(run["id"]), "--set", "train.epochs=9",
                    cwd=tmp_path, check=False)
     assert refused.returncode == 1 and "--set cannot change them" in refused.stderr
-    out = vkit("--db", url, "run", "medical-diagnosis", "--resume", str(run["id"]), "--data-root",
-               str(tmp_path / "data"), cwd=tmp_path).stdout
+    out = vkit("--db", url, "run", "medical-diagnosis", "--resume", str(run["id"]), "--data-root", data,
+               cwd=tmp_path).stdout
     assert f"after epoch {done} of 4" in " ".join(out.split())
-    store = open_store(url, read_only=True)
     assert store.get_run(run["id"])["status"] == "finished" and not (cut / "resume").exists()
 
-    def metrics(run_id: int, split: str) -> dict[tuple[int, str], float]:
-        return {(m["step"], m["key"]): m["value"] for m in store.run_metrics(run_id, split)}
-
-    losses = {step: v for (step, key), v in metrics(run["id"], "train").items() if key == "epoch_loss"}
-    assert sorted(losses) == [1, 2, 3, 4]  # every epoch once: the ones before the cut and the ones left
-    expected = {step: v for (step, key), v in metrics(full["id"], "train").items() if key == "epoch_loss"}
-    assert losses == pytest.approx(expected, rel=1e-3, abs=1e-4)
-    assert metrics(run["id"], "val") == pytest.approx(metrics(full["id"], "val"), abs=1e-3)
-    assert metrics(run["id"], "test") == pytest.approx(metrics(full["id"], "test"), abs=1e-3)
-    resumed_meta = json.loads((cut / "model.json").read_text())
-    assert resumed_meta["epoch"] == json.loads((tmp_path / "full" / "model.json").read_text())["epoch"]
+    metrics = {split: _metrics(store, run["id"], split) for split in ("train", "val", "test")}
+    assert sorted(step for step, _ in metrics["train"]) == [1, 2, 3, 4]  # each epoch once: before the cut and after
+    expected = uninterrupted["metrics"]
+    assert metrics["train"] == pytest.approx(expected["train"], rel=1e-3, abs=1e-4)
+    assert metrics["val"] == pytest.approx(expected["val"], abs=1e-3)
+    assert metrics["test"] == pytest.approx(expected["test"], abs=1e-3)
+    assert json.loads((cut / "model.json").read_text())["epoch"] == uninterrupted["meta"]["epoch"]
