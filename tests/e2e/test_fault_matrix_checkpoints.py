@@ -28,6 +28,8 @@ import sqlalchemy as sa
 from vkit.core.store import open_store
 from vkit.plugins.medical.task import MedicalDiagnosisTask
 
+pytestmark = pytest.mark.slow  # two tiny trainings, then each case starts the vkit CLI
+
 VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
 SMOKE = [arg for item in MedicalDiagnosisTask.smoke_overrides if not item.startswith("compression.")
          for arg in ("--set", item)]
