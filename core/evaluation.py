@@ -86,6 +86,16 @@ class TaskEvaluator:
         """Evaluate ``model`` on ``datasets["test"]``; write nothing when ``ctx`` is ``None``."""
         raise NotImplementedError(f"{type(self).__name__}.evaluate")
 
+    def direction(self, key: str) -> str | None:
+        """Which way metric ``key`` is better, ``"greater"`` or ``"less"``; ``None``: not declared (taken as greater).
+
+        Best-checkpoint selection and the compression gate follow it. The default asks the
+        :meth:`val_metrics` (their ``directions``, :func:`vkit.core.metrics.metric_direction`).
+        """
+        from vkit.core.metrics import metric_direction
+
+        return next((d for d in (metric_direction(m, key) for m in self.val_metrics()) if d is not None), None)
+
 
 class MetricEvaluator(TaskEvaluator):
     """The default evaluator: one METRICS metric for validation, the same metric (with what validation fitted) for test.
@@ -116,9 +126,11 @@ class MetricEvaluator(TaskEvaluator):
 
     def evaluate(self, model: torch.nn.Module, datasets: dict[str, Any], cfg: Any, ctx: RunContext | None) -> Evaluation:
         fitted = self.fitted()
+        from vkit.core.metrics import metric_output
+
         metric = METRICS.build({**copy.deepcopy(self.metric_cfg), **fitted})
         test = datasets["test"]
-        metric.process({}, predict(model, test, self.batch_size))
+        metric.process({}, predict(model, test, self.batch_size, output=metric_output(metric)))
         metrics = {k.split("/")[-1]: float(v) for k, v in metric.evaluate(len(test)).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
         rows = metric.prediction_rows() if callable(getattr(metric, "prediction_rows", None)) else []
@@ -137,23 +149,28 @@ def batches(dataset: Any, batch_size: int) -> Iterator[Any]:
 
 
 @torch.inference_mode()
-def predict(model: torch.nn.Module, dataset: Any, batch_size: int = 8, *, preprocessor: Any = None) -> list[dict]:
+def predict(model: torch.nn.Module, dataset: Any, batch_size: int = 8, *, preprocessor: Any = None,
+            output: str | None = None) -> list[dict]:
     """Per-sample ``{"case_id", "label", "probs"}`` of ``model`` on ``dataset`` (eval mode, no gradient).
 
     ``model`` is called as ``model(inputs)`` on the output of ``preprocessor``
     (default: ``model.data_preprocessor``), so a compressed stand-in (e.g. an
     ONNX Runtime session wrapper) is evaluated with the original's preprocessing.
+    ``output`` is what the model's outputs are (:func:`vkit.core.model.model_outputs`): ``"probs"``
+    (logits, softmaxed) or ``"value"`` (a regression model's values, kept as they are, under the key
+    ``"value"``); ``None``: the model's own ``output`` (a ``VideoModel`` takes it from its head), else ``"probs"``.
     """
-    from vkit.core.model import _probabilities
+    from vkit.core.model import model_outputs
 
     preprocessor = preprocessor if preprocessor is not None else model.data_preprocessor
+    output = output or getattr(model, "output", None) or "probs"
     if hasattr(model, "eval"):
         model.eval()
     out: list[dict] = []
     for batch in batches(dataset, batch_size):
         data = preprocessor(batch, False)
-        probs = _probabilities(torch.as_tensor(model(data["inputs"]))).cpu()
-        out.extend(dict(sample, probs=p) for sample, p in zip(data["data_samples"], probs))
+        key, values = model_outputs(torch.as_tensor(model(data["inputs"])), output)
+        out.extend(dict(sample, **{key: v}) for sample, v in zip(data["data_samples"], values.cpu()))
     return out
 
 

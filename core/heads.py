@@ -1,9 +1,15 @@
-"""Generic heads (HEADS registry): features -> logits, with their loss.
+"""Generic heads (HEADS registry): features -> logits (or values), with their loss.
 
 A head has ``forward(features) -> logits`` and ``loss(logits, labels) -> Tensor``
 (what :class:`vkit.core.model.VideoModel` calls); ``in_dim`` is filled in by
 the model from the fused feature width. Ideas from mmaction2's ``I3DHead``
 (average pooling over extra dims, dropout, ``Linear``, small-std init).
+
+A head declares what its outputs are in the class attribute ``output``
+(:data:`OUTPUTS`): ``"probs"`` (the default, also for heads that do not declare it): logits,
+turned into class probabilities by softmax (sigmoid for one logit) before a metric sees them;
+``"value"``: the predictions themselves (:class:`RegressionHead`), passed on unchanged, with
+float targets.
 
 Example::
 
@@ -14,7 +20,9 @@ Example::
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -22,6 +30,23 @@ from torch import Tensor, nn
 
 from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import HEADS
+
+#: What a head's ``forward`` returns (its ``output`` class attribute): class logits or predicted values.
+OUTPUTS = ("probs", "value")
+
+
+def head_output(head: Any) -> str:
+    """The declared ``output`` of a head (class or instance): ``"probs"`` unless it declares ``"value"``.
+
+    Example::
+
+        head_output(RegressionHead), head_output(ClsHead)    # ('value', 'probs')
+    """
+    cls = head if isinstance(head, type) else type(head)
+    output = getattr(cls, "output", "probs")
+    if output not in OUTPUTS:
+        raise ConfigError(f"head {cls.__name__}: output = {output!r}; expected one of {OUTPUTS}")
+    return output
 
 
 def _check_positive_int(owner: str, key: str, value: object) -> None:
@@ -74,6 +99,8 @@ class ClsHead(nn.Module):
         logits = head(torch.randn(8, 432))            # (8, 5)
         loss = head.loss(logits, torch.randint(0, 5, (8,)))
     """
+
+    output: ClassVar[str] = "probs"
 
     def __init__(
         self,
@@ -128,6 +155,8 @@ class MLPHead(nn.Module):
 
         head = MLPHead(in_dim=512, num_classes=3, hidden_dims=(128, 32), dropout=0.5)
     """
+
+    output: ClassVar[str] = "probs"
 
     def __init__(
         self,
@@ -195,3 +224,89 @@ class ScoreHead(MLPHead):
     def scores(self, x: Tensor) -> Tensor:
         """Sigmoid scores in [0, 1] of shape ``x.shape[:-1]``."""
         return torch.sigmoid(self(x)).squeeze(-1)
+
+
+#: The losses of :class:`RegressionHead`, from ``torch.nn.functional``.
+REGRESSION_LOSSES = ("mse", "l1", "smooth_l1")
+
+
+@HEADS.register_module()
+class RegressionHead(nn.Module):
+    """Dropout + optional hidden layers + ``Linear`` to ``num_targets`` values; MSE, L1 or smooth-L1 loss on float targets.
+
+    Outputs are the predicted values (``output = "value"``): no softmax, and the
+    float labels reach :meth:`loss` as they are (a count of 3.5 stays 3.5).
+    Predictions are ``offset + scale * Linear(features)``; ``offset`` and ``scale``
+    (e.g. the training targets' mean and spread) let the ``Linear`` learn unit-sized
+    numbers, and the loss is taken on ``(prediction - target) / scale``.
+
+    Args:
+        in_dim: feature width.
+        num_targets: values per sample (one for a count or a score).
+        hidden_dims: widths of hidden ``Linear -> ReLU`` layers (may be empty).
+        dropout: dropout probability before each ``Linear``, in [0, 1).
+        loss: ``"mse"``, ``"l1"`` or ``"smooth_l1"`` (:data:`REGRESSION_LOSSES`).
+        beta: the smooth-L1 switch point (``torch.nn.functional.smooth_l1_loss``).
+        offset: added to every prediction.
+        scale: multiplies every prediction (> 0).
+
+    Example::
+
+        head = RegressionHead(in_dim=432, loss="smooth_l1", offset=5.0, scale=3.0)
+        counts = head(torch.randn(8, 432))                        # (8, 1) predicted counts
+        loss = head.loss(counts, torch.tensor([3.0, 7.5, 4.0, 5.0, 6.0, 2.0, 8.0, 5.5]))
+    """
+
+    output: ClassVar[str] = "value"
+
+    def __init__(self, in_dim: int, num_targets: int = 1, hidden_dims: Sequence[int] = (), dropout: float = 0.0,
+                 loss: str = "mse", beta: float = 1.0, offset: float = 0.0, scale: float = 1.0) -> None:
+        super().__init__()
+        owner = type(self).__name__
+        _check_positive_int(owner, "in_dim", in_dim)
+        _check_positive_int(owner, "num_targets", num_targets)
+        for i, width in enumerate(hidden_dims):
+            _check_positive_int(owner, f"hidden_dims[{i}]", width)
+        _check_probability(owner, "dropout", dropout)
+        if loss not in REGRESSION_LOSSES:
+            raise ConfigError(f"{owner}.loss: expected one of {REGRESSION_LOSSES}, got {loss!r}")
+        for key, value, positive in (("beta", beta, True), ("offset", offset, False), ("scale", scale, True)):
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+            if not ok or (positive and value <= 0):
+                raise ConfigError(f"{owner}.{key}: expected a finite number{' > 0' if positive else ''}, got {value!r}")
+        self.in_dim, self.num_targets = in_dim, num_targets
+        self.loss_name, self.beta = loss, float(beta)
+        self.offset, self.scale = float(offset), float(scale)
+        layers: list[nn.Module] = []
+        width = in_dim
+        for hidden in hidden_dims:
+            layers += [nn.Dropout(dropout), nn.Linear(width, hidden), nn.ReLU(inplace=True)]
+            width = hidden
+        layers += [nn.Dropout(dropout), nn.Linear(width, num_targets)]
+        self.mlp = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Values ``(N, num_targets)`` from features ``(N, in_dim)`` or ``(N, in_dim, *extra)`` (averaged)."""
+        if x.dim() > 2:
+            x = x.flatten(2).mean(dim=2)
+        width = self.mlp[1].in_features  # the layer's own width (a channel-pruned model has fewer than in_dim)
+        if x.dim() != 2 or x.shape[1] != width:
+            raise DataError(f"{type(self).__name__}: features of shape {tuple(x.shape)}, expected (N, {width}, ...)")
+        return self.offset + self.scale * self.mlp(x)
+
+    def loss(self, values: Tensor, targets: Tensor) -> Tensor:
+        """The configured loss of ``values`` ``(N, num_targets)`` against float ``targets`` ``(N,)`` or ``(N, num_targets)``."""
+        owner = type(self).__name__
+        if targets.numel() != values.numel() or targets.shape[0] != values.shape[0]:
+            raise DataError(f"{owner}.loss: targets of shape {tuple(targets.shape)} do not match values {tuple(values.shape)}")
+        if not targets.is_floating_point() and targets.dtype != torch.int64 and targets.dtype != torch.int32:
+            raise DataError(f"{owner}.loss: expected numeric targets, got {targets.dtype}")
+        target = targets.to(values.dtype).reshape(values.shape)
+        if not torch.isfinite(target).all():
+            raise DataError(f"{owner}.loss: targets must be finite, got {target.flatten()[:8].tolist()}")
+        pred, target = values / self.scale, target / self.scale
+        if self.loss_name == "l1":
+            return F.l1_loss(pred, target)
+        if self.loss_name == "smooth_l1":
+            return F.smooth_l1_loss(pred, target, beta=self.beta)
+        return F.mse_loss(pred, target)

@@ -164,14 +164,14 @@ def fit(model: torch.nn.Module, train_set: Any, val_set: Any, cfg: Any, ctx: Run
         cfg: the run config (``train``, ``seed``).
         ctx: the run (its store, run id, work dir); ``None`` trains without logging.
         val_metrics: metric instances for the val loop.
-        checkpoint: ``dict(save="best"|"last", metric=..., rule="greater"|"less", keep_epochs=False)``
+        checkpoint: ``dict(save="best"|"last", metric=..., rule=None|"greater"|"less", keep_epochs=False)``
             (:func:`checkpoint_policy`). With ``"best"`` the best epoch's weights are restored and the val
             metrics re-run on them (:func:`revalidate`), so what they fitted belongs to the saved weights.
     """
     from vkit.core.engine import build_runner
 
     policy = checkpoint_policy(checkpoint)
-    best = _BestState(policy["metric"], policy["rule"]) if policy["save"] == "best" else None
+    best = _BestState(policy["metric"], best_rule(policy, val_metrics)) if policy["save"] == "best" else None
     if best is not None and (val_set is None or not val_metrics):
         raise ConfigError("checkpoint.save='best' needs a validation split and metric; use checkpoint.save='last'")
     work_dir = ctx.work_dir if ctx is not None else Path(cfg.get("work_dir") or "work_dirs/fit")
@@ -224,16 +224,33 @@ def revalidate(runner: Any) -> dict[str, float]:
     return {k.split("/")[-1]: v for k, v in metrics.items()}
 
 
+def best_rule(policy: dict[str, Any], val_metrics: Sequence[Any]) -> str:
+    """How the best epoch is chosen: ``policy["rule"]`` when the config sets it, else the direction the
+    validation metric declares for ``policy["metric"]`` (``mae``: ``"less"``), else ``"greater"``.
+
+    Example::
+
+        best_rule(checkpoint_policy(dict(metric="rmse")), [RegressionMetric()])   # 'less'
+    """
+    from vkit.core.metrics import metric_direction
+
+    if policy["rule"] is not None:
+        return str(policy["rule"])
+    declared = (metric_direction(m, str(policy["metric"])) for m in val_metrics)
+    return next((d for d in declared if d is not None), "greater")
+
+
 def checkpoint_policy(checkpoint: dict | None) -> dict[str, Any]:
     """The ``checkpoint`` section with its defaults, checked: which epoch's weights become ``model.safetensors``.
 
     ``save="best"`` (the default of :data:`vkit.core.task.DEFAULT_CHECKPOINT`) keeps the epoch with the best
     validation ``metric`` by ``rule``; ``"last"`` the last epoch. No section at all means ``"last"``
-    (the task declared no validation metric).
+    (the task declared no validation metric). ``rule=None`` (the default) follows the direction the
+    metric declares (:func:`best_rule`); ``"greater"`` or ``"less"`` overrides it.
 
     Example::
 
-        checkpoint_policy(dict(save="best", metric="auc"))["rule"]   # 'greater'
+        checkpoint_policy(dict(save="best", metric="auc"))["rule"]   # None: the metric's declared direction
     """
     from vkit.core.task import DEFAULT_CHECKPOINT
 
@@ -248,8 +265,9 @@ def checkpoint_policy(checkpoint: dict | None) -> dict[str, Any]:
         raise ConfigError(f"checkpoint.save: expected 'last' or 'best', got {policy['save']!r}")
     if policy["save"] == "best" and not policy["metric"]:
         raise ConfigError("checkpoint.save='best' needs checkpoint.metric, a validation metric name (e.g. 'auc')")
-    if policy["rule"] not in ("greater", "less"):
-        raise ConfigError(f"checkpoint.rule: expected 'greater' or 'less', got {policy['rule']!r}")
+    if policy["rule"] not in (None, "greater", "less"):
+        raise ConfigError(f"checkpoint.rule: expected 'greater', 'less' or None (the metric's declared direction), "
+                          f"got {policy['rule']!r}")
     return policy
 
 
@@ -285,7 +303,8 @@ def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
     compression = cfg.get("compression") or {}
     if compression.get("stages"):
         ctx.report["compression"] = compress(model, compression, lambda m: evaluator.evaluate(m, datasets, cfg, None),
-                                             datasets, cfg, ctx)
+                                             datasets, cfg, ctx,
+                                             direction=evaluator.direction(str(compression.get("metric", "auc"))))
     ctx.echo("test: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.metrics.items())))
     from vkit.core.resume import discard_resume_state
 
@@ -330,8 +349,11 @@ def save_run_checkpoint(model: torch.nn.Module, task: Task, cfg: Any, ctx: RunCo
 
 
 def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets: dict[str, Any], cfg: Any,
-             ctx: RunContext) -> list[dict]:
+             ctx: RunContext, *, direction: str | None = None) -> list[dict]:
     """Run the configured chain, gated on the bare test metric ``compression.metric``.
+
+    ``direction`` is which way that metric is better (``"less"`` for an error such as ``mae``; ``None``:
+    ``"greater"``): ``max_metric_drop`` bounds how much worse a stage may make it.
 
     A stage's ``recover`` entry fine-tunes (or distils) on the train split with
     the run's ``train`` settings; each applied stage's model is saved under
@@ -355,7 +377,8 @@ def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets:
     folder = ctx.work_dir / "compression"
     train = runner_trainer(datasets["train"], train=dict(cfg["train"]), work_dir=folder / "recover", seed=cfg.get("seed", 0))
     result = CompressionChain.from_config(chain_cfg).run(
-        model, CompressionContext(sample=sample, evaluate=measure, work_dir=folder, train=train))
+        model, CompressionContext(sample=sample, evaluate=measure, work_dir=folder, train=train,
+                                  direction=direction or "greater"))
     for _stage, sidecar, weights in result.saved():
         ctx.store.add_artifact(ctx.run_id, "compressed", weights)
         ctx.store.add_artifact(ctx.run_id, "compressed-meta", sidecar)
@@ -368,6 +391,6 @@ def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets:
     return rows
 
 
-__all__ = ["DATA_STAMP", "Evaluation", "MetricEvaluator", "ReportSection", "TaskEvaluator", "batches", "build_model",
-           "check_task", "checkpoint_policy", "compress", "fit", "predict", "prepare_data", "revalidate",
+__all__ = ["DATA_STAMP", "Evaluation", "MetricEvaluator", "ReportSection", "TaskEvaluator", "batches", "best_rule",
+           "build_model", "check_task", "checkpoint_policy", "compress", "fit", "predict", "prepare_data", "revalidate",
            "run_lifecycle", "save_run_checkpoint"]

@@ -1,4 +1,9 @@
-"""Classification metrics shared by the verticals (mmengine ``BaseMetric``s registered in ``METRICS``).
+"""Classification and regression metrics shared by the verticals (mmengine ``BaseMetric``s registered in ``METRICS``).
+
+Every metric declares, per key it reports, which way is better (``directions``:
+``{"auc": "greater", "mae": "less"}``; :func:`metric_direction`): best-checkpoint selection
+and the compression gate follow it. It also declares which model output it reads
+(``output``: ``"probs"``, or ``"value"`` for :class:`RegressionMetric`; :func:`metric_output`).
 
 The model's per-case outputs reach a metric as ``data_samples``: a list of
 ``{"probs": Tensor (num_classes,) softmax probabilities, "label": int, "case_id": str}`` (and optionally
@@ -20,7 +25,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from mmengine.evaluator import BaseMetric
@@ -28,6 +33,38 @@ from mmengine.logging import print_log
 
 from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import METRICS
+
+
+#: The two ways a metric key can be better.
+DIRECTIONS = ("greater", "less")
+
+
+def metric_direction(metric: Any, key: str) -> str | None:
+    """Which way ``key`` of ``metric`` (an instance or class) is better: ``"greater"``, ``"less"``, or ``None`` when
+    the metric does not declare it (its class attribute ``directions``, ``{key: direction}``).
+
+    Example::
+
+        metric_direction(RegressionMetric, "mae"), metric_direction(ClassificationMetric, "auc")   # ('less', 'greater')
+    """
+    cls = metric if isinstance(metric, type) else type(metric)
+    declared = getattr(cls, "directions", None) or {}
+    direction = declared.get(key.split("/")[-1])
+    if direction is not None and direction not in DIRECTIONS:
+        raise ConfigError(f"metric {cls.__name__}: directions[{key!r}] = {direction!r}; expected one of {DIRECTIONS}")
+    return direction
+
+
+def metric_output(metric: Any) -> str:
+    """The model output ``metric`` (an instance or class) reads: ``"probs"`` (the default) or ``"value"``
+    (its class attribute ``output``; see :func:`vkit.core.model.model_outputs`)."""
+    from vkit.core.heads import OUTPUTS
+
+    cls = metric if isinstance(metric, type) else type(metric)
+    output = getattr(cls, "output", "probs")
+    if output not in OUTPUTS:
+        raise ConfigError(f"metric {cls.__name__}: output = {output!r}; expected one of {OUTPUTS}")
+    return output
 
 
 def _field(sample: Any, key: str) -> Any:
@@ -107,6 +144,8 @@ class ClassificationMetric(BaseMetric):
     """
 
     default_prefix: str | None = ""  # no prefix unless given (and no mmengine warning about it)
+    directions: ClassVar[dict[str, str]] = dict(auc="greater", accuracy="greater", balanced_accuracy="greater",
+                                                sensitivity="greater", specificity="greater")
 
     def __init__(
         self,
@@ -271,4 +310,122 @@ class ClassificationMetric(BaseMetric):
         print_log(f"ClassificationMetric: {message}", logger="current", level=logging.WARNING)
 
 
-__all__ = ["ClassificationMetric", "youden_threshold"]
+@METRICS.register_module()
+class RegressionMetric(BaseMetric):
+    """MAE, RMSE, R² and Spearman's rank correlation of predicted values against float targets.
+
+    Reads the model's ``value`` outputs (``output = "value"``: a
+    :class:`~vkit.core.heads.RegressionHead`), one or ``K`` values per case; with
+    ``K > 1`` each key is the mean over the targets. Keys (bare): ``mae``, ``rmse``
+    (lower is better), ``r2``, ``spearman`` (higher is better), as declared in
+    ``directions``. R² needs two cases and targets that vary, Spearman predictions
+    that vary too; otherwise the key is ``nan`` with a warning. The scores come from
+    scikit-learn (MAE, MSE, R²) and SciPy (Spearman).
+
+    After ``evaluate``: ``last_metrics`` and :meth:`prediction_rows` (``prediction`` is the
+    predicted value, the first one when ``K > 1``; ``values.value`` holds all ``K``).
+
+    Args:
+        collect_device, prefix, collect_dir: as mmengine's ``BaseMetric``.
+
+    Example::
+
+        metric = METRICS.build(dict(type="RegressionMetric"))
+        metric.process({}, [dict(value=torch.tensor([2.5]), label=3.0, case_id="a"),
+                            dict(value=torch.tensor([4.0]), label=4.0, case_id="b")])
+        metric.evaluate(2)     # {"mae": 0.25, "rmse": 0.3536, "r2": 0.5, "spearman": 1.0}
+    """
+
+    default_prefix: str | None = ""
+    output: ClassVar[str] = "value"
+    directions: ClassVar[dict[str, str]] = dict(mae="less", rmse="less", r2="greater", spearman="greater")
+
+    def __init__(self, collect_device: str = "cpu", prefix: str | None = None, collect_dir: str | None = None) -> None:
+        super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)
+        self.last_metrics: dict[str, float] = {}
+        self._rows: list[dict[str, Any]] = []
+
+    def process(self, data_batch: Any, data_samples: Sequence[Any]) -> None:
+        """Keep ``(case_id, label, value)`` of each sample; ``data_batch`` is not used."""
+        for sample in data_samples:
+            if not isinstance(sample, Mapping) or "value" not in sample or "label" not in sample:
+                keys = sorted(sample) if isinstance(sample, Mapping) else type(sample).__name__
+                raise DataError(f"RegressionMetric: a data sample needs 'value' (a regression head's output) and "
+                                f"'label'; got {keys}")
+            path = sample.get("path")
+            self.results.append(dict(case_id=str(sample.get("case_id", "")), value=_as_probs(sample["value"]),
+                                     label=_as_probs(sample["label"]), path=None if path is None else str(path)))
+
+    def compute_metrics(self, results: list[dict[str, Any]]) -> dict[str, float]:
+        """The scores of the whole split."""
+        if not results:
+            raise DataError("RegressionMetric: no predictions were collected for this split (empty data set?)")
+        widths = {(len(r["value"]), len(r["label"])) for r in results}
+        if len(widths) != 1 or len(next(iter(widths))) != 2 or len(set(next(iter(widths)))) != 1:
+            raise DataError(f"RegressionMetric: (values, targets) per case of different lengths: {sorted(widths)}")
+        preds = np.stack([r["value"] for r in results])
+        labels = np.stack([r["label"] for r in results])
+        if not (np.isfinite(labels).all() and np.isfinite(preds).all()):
+            bad = next(r["case_id"] for r in results if not (np.isfinite(r["label"]).all() and np.isfinite(r["value"]).all()))
+            raise DataError(f"RegressionMetric: case {bad!r} has a target or prediction that is not finite")
+        self.last_metrics = regression_scores(labels, preds, warn=self._warn)
+        self._rows = [dict(item_id=r["case_id"], label=float(r["label"][0]), prediction=float(r["value"][0]),
+                           values=dict(value=[float(v) for v in r["value"]],
+                                       **({"target": [float(v) for v in r["label"]]} if len(r["label"]) > 1 else {}),
+                                       **({"path": r["path"]} if r.get("path") else {})))
+                      for r in results]
+        return dict(self.last_metrics)
+
+    def fitted(self) -> dict[str, Any]:
+        """Nothing: a value is its own decision (no threshold to carry to the test split)."""
+        return {}
+
+    def prediction_rows(self) -> list[dict[str, Any]]:
+        """Store rows of the last split: ``item_id``, ``label`` (target), ``prediction`` (value), ``values.value``."""
+        return list(self._rows)
+
+    def report_sections(self) -> list[Any]:
+        """No extra sections (the metrics are in the report's metric table)."""
+        return []
+
+    @staticmethod
+    def _warn(message: str) -> None:
+        print_log(f"RegressionMetric: {message}", logger="current", level=logging.WARNING)
+
+
+def regression_scores(targets: np.ndarray, preds: np.ndarray, warn: Any = None) -> dict[str, float]:
+    """``mae``, ``rmse``, ``r2``, ``spearman`` of ``preds`` against ``targets`` (``(N,)`` or ``(N, K)``: mean over K).
+
+    Undefined values (R² of fewer than two cases or of constant targets, Spearman of a constant
+    column) are ``nan``, each reported through ``warn(message)`` when given.
+
+    Example::
+
+        regression_scores(np.array([1.0, 2.0, 3.0]), np.array([1.0, 2.0, 4.0]))["rmse"]   # 0.5774
+    """
+    from scipy.stats import spearmanr
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y = np.asarray(targets, np.float64).reshape(len(targets), -1)
+    p = np.asarray(preds, np.float64).reshape(len(preds), -1)
+    say = warn or (lambda message: None)
+    out = dict(mae=float(mean_absolute_error(y, p)), rmse=float(np.sqrt(mean_squared_error(y, p))))
+    varies = [len(y) > 1 and float(np.ptp(y[:, k])) > 0 for k in range(y.shape[1])]
+    if all(varies):
+        out["r2"] = float(r2_score(y, p))
+    else:
+        out["r2"] = float("nan")
+        say("R² is undefined: fewer than two cases or constant targets; reporting nan")
+    ranks = []
+    for k in range(y.shape[1]):
+        if varies[k] and float(np.ptp(p[:, k])) > 0:
+            ranks.append(float(spearmanr(y[:, k], p[:, k]).statistic))
+    if len(ranks) == y.shape[1]:
+        out["spearman"] = float(np.mean(ranks))
+    else:
+        out["spearman"] = float("nan")
+        say("Spearman correlation is undefined: constant targets or predictions; reporting nan")
+    return out
+
+
+__all__ = ["DIRECTIONS", "ClassificationMetric", "RegressionMetric", "metric_direction", "metric_output", "regression_scores", "youden_threshold"]

@@ -13,11 +13,15 @@ backbone, fusion or head slots in by name::
 Batches come from ``VideoDataPreprocessor`` as
 ``inputs={modality: Tensor (N, C, T, H, W)}`` and ``data_samples`` (a list of
 dicts with ``label`` and ``case_id``). ``mode='predict'`` returns one dict per
-sample, ``{"probs", "label", "case_id"}``: what vkit's metrics consume.
+sample, ``{"probs", "label", "case_id"}``: what vkit's metrics consume; with a head
+whose ``output`` is ``"value"`` (:class:`~vkit.core.heads.RegressionHead`) it is
+``{"value", "label", "case_id"}``: the predicted values, not softmaxed, and the
+float labels reach the head's loss unchanged (:func:`model_outputs`, :func:`labels_tensor`).
 """
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -25,7 +29,7 @@ import torch
 from mmengine.model import BaseDataPreprocessor, BaseModel
 from torch import nn
 
-from vkit.registry.errors import ConfigError
+from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import BACKBONES, FUSIONS, HEADS, MODELS
 
 
@@ -135,6 +139,10 @@ class VideoModel(BaseModel):
             raise ConfigError("model.head: required (e.g. dict(type='ClsHead', num_classes=2))")
         else:
             self.head = HEADS.build(head, default_args=dict(in_dim=fused_dim))
+        from vkit.core.heads import head_output
+
+        #: ``"probs"`` or ``"value"``: what ``mode='predict'`` hands the metric (the head's declared ``output``).
+        self.output = "probs" if self.head is None else head_output(self.head)
         self.freeze_backbones = freeze_backbones
         if freeze_backbones:
             self.backbones.requires_grad_(False)
@@ -157,13 +165,50 @@ class VideoModel(BaseModel):
         if data_samples is None:
             raise ConfigError(f"VideoModel.forward(mode={mode!r}) needs data_samples with labels")
         if mode == "loss":
-            labels = torch.as_tensor([int(s["label"]) for s in data_samples], device=logits.device)
+            labels = labels_tensor(data_samples, self.output).to(logits.device)
             loss = torch.nn.functional.cross_entropy(logits, labels) if self.head is None else self.head.loss(logits, labels)
             return {"loss": loss}
         if mode == "predict":
-            probs = _probabilities(logits).detach().cpu()
-            return [dict(sample, probs=p) for sample, p in zip(data_samples, probs)]
+            key, values = model_outputs(logits, self.output)
+            return [dict(sample, **{key: v}) for sample, v in zip(data_samples, values.detach().cpu())]
         raise ConfigError(f"VideoModel.forward: mode must be 'tensor', 'loss' or 'predict', got {mode!r}")
+
+
+def labels_tensor(data_samples: Sequence[Mapping[str, Any]], output: str = "probs") -> torch.Tensor:
+    """The batch's labels for the loss: class indices (``int64``) for a ``"probs"`` head, the float targets
+    as given (``float32``, ``(N,)`` or ``(N, K)``) for a ``"value"`` head.
+
+    A class label must be a whole number: ``2.0`` is class 2, ``2.5`` is a :class:`DataError` naming the
+    case (a regression target needs a head whose ``output`` is ``"value"``, e.g. ``RegressionHead``).
+
+    Example::
+
+        labels_tensor([dict(label=3.5, case_id="a")], "value")   # tensor([3.5000])
+    """
+    if output == "value":
+        return torch.stack([torch.as_tensor(s["label"], dtype=torch.float32) for s in data_samples])
+    labels = []
+    for sample in data_samples:
+        label = sample["label"]
+        value = float(label)
+        if not math.isfinite(value) or value != int(value):
+            raise DataError(f"case {str(sample.get('case_id', '?'))!r}: label {value!r} is not a class index; a float "
+                            "target needs a regression head (e.g. dict(type='RegressionHead'))")
+        labels.append(int(value))
+    return torch.as_tensor(labels, dtype=torch.int64)
+
+
+def model_outputs(logits: torch.Tensor, output: str = "probs") -> tuple[str, torch.Tensor]:
+    """``("probs", class probabilities)`` from logits, or ``("value", the values (N, K) as float32)`` unchanged.
+
+    Example::
+
+        model_outputs(torch.tensor([[2.5]]), "value")   # ('value', tensor([[2.5000]]))
+    """
+    if output == "value":
+        values = logits.float()
+        return "value", values.reshape(values.shape[0], -1) if values.dim() != 2 else values
+    return "probs", _probabilities(logits)
 
 
 def _probabilities(logits: torch.Tensor) -> torch.Tensor:

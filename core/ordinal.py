@@ -23,7 +23,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
@@ -202,6 +202,9 @@ class OrdinalMetric(BaseMetric):
     """
 
     default_prefix: str | None = ""
+    directions: ClassVar[dict[str, str]] = dict(accuracy="greater", macro_f1="greater", qwk="greater", mae="less")
+    #: Its decision: a level by ``decision`` (:func:`vkit.core.decision.metric_decision`, stored with the checkpoint).
+    decides: ClassVar[str] = "ordinal"
 
     def __init__(self, num_classes: int = 4, decision: str = "median", level_names: Sequence[str] | None = None,
                  collect_device: str = "cpu", prefix: str | None = None, collect_dir: str | None = None) -> None:

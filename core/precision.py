@@ -529,7 +529,8 @@ class _Slice:
 
 
 def _probs(rows: list[dict]) -> np.ndarray:
-    return np.stack([np.asarray(torch.as_tensor(r["probs"]).float()) for r in rows])
+    """Each row's probabilities, or a regression model's values (``value``)."""
+    return np.stack([np.asarray(torch.as_tensor(r["probs"] if "probs" in r else r["value"]).float()) for r in rows])
 
 
 def predict_in_precision(model: torch.nn.Module, dataset: Any, batch_size: int, requested: str, *,
@@ -569,7 +570,8 @@ def predict_in_precision(model: torch.nn.Module, dataset: Any, batch_size: int, 
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=reduced):
             rows = predict(model, part, batch_size)
         for row in rows:
-            row["probs"] = torch.as_tensor(row["probs"]).float()
+            key = "probs" if "probs" in row else "value"  # a regression model's rows carry values
+            row[key] = torch.as_tensor(row[key]).float()
         return rows, time.perf_counter() - began
 
     if requested == "bf16":

@@ -54,7 +54,9 @@ DEFAULT_TRAIN = dict(
 #: its metric and ``rule``, e.g. ``dict(DEFAULT_CHECKPOINT, metric="auc")``); what validation fitted (a
 #: threshold, ...) comes from that same epoch. A task without a validation split declares ``save="last"``
 #: (so does a config with no ``checkpoint`` section). ``keep_epochs`` also writes ``epoch_N`` files.
-DEFAULT_CHECKPOINT = dict(save="best", metric=None, rule="greater", keep_epochs=False)
+#: ``rule=None`` follows the direction the metric declares (``mae``: lower is better; ``auc``: higher;
+#: undeclared: higher); ``"greater"`` / ``"less"`` override it (:func:`vkit.core.lifecycle.best_rule`).
+DEFAULT_CHECKPOINT = dict(save="best", metric=None, rule=None, keep_epochs=False)
 
 
 class Task:

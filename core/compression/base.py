@@ -41,7 +41,7 @@ class CompressionContext:
     Args:
         sample: a sample batch the model is called with (``model(sample)``): a
             tensor, a tuple of tensors or a ``{name: tensor}`` dict.
-        evaluate: ``evaluate(model) -> float``, the task metric (higher is better).
+        evaluate: ``evaluate(model) -> float``, the task metric (better in ``direction``).
         train_dataloader: batches of ``(inputs, labels)`` (or dicts with
             ``inputs``/``labels``); needed by ``Distill`` only.
         latency_runs: timed runs per latency measurement (the median is kept).
@@ -64,6 +64,8 @@ class CompressionContext:
             the model's own ``model_config`` attribute if it has one, else
             stages are measured but only ONNX exports are saved.
         timer: the clock latencies are timed with (seconds; ``time.perf_counter``), injectable for tests.
+        direction: ``"greater"`` (the default: accuracy, AUC) or ``"less"`` (an error such as MAE): which way
+            the metric is better, so ``max_metric_drop`` bounds how much WORSE a stage may make it.
 
     Example::
 
@@ -81,6 +83,7 @@ class CompressionContext:
     teacher: nn.Module | None = None
     model_config: dict | None = None
     timer: Callable[[], float] = time.perf_counter
+    direction: str = "greater"
     _tmp: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -90,6 +93,8 @@ class CompressionContext:
             raise ConfigError(f"CompressionContext.train: expected a callable train(model, epochs) -> model, got {self.train!r}")
         if self.model_config is not None and not (isinstance(self.model_config, dict) and "type" in self.model_config):
             raise ConfigError(f"CompressionContext.model_config: expected a MODELS config dict with 'type', got {self.model_config!r}")
+        if self.direction not in ("greater", "less"):
+            raise ConfigError(f"CompressionContext.direction: expected 'greater' or 'less', got {self.direction!r}")
         for key in ("latency_runs", "warmup"):
             value = getattr(self, key)
             minimum = 1 if key == "latency_runs" else 0

@@ -122,9 +122,11 @@ class CompressionChain:
     fine-tune or a distillation from the unpruned model through ``ctx.train``;
     its row keeps the metric before recovery (``metric_unrecovered``) and the
     recovery time, and the gate judges the recovered model. A stage whose
-    model scores more than ``max_metric_drop`` (absolute) below the ORIGINAL
+    model scores more than ``max_metric_drop`` (absolute) worse than the ORIGINAL
     model stops the chain: its model is discarded, the last good one kept, and
-    the remaining stages are reported as skipped.
+    the remaining stages are reported as skipped. Worse is lower, or higher when
+    ``ctx.direction`` is ``"less"`` (an error metric such as MAE); the row's ``drop``
+    is that worsening.
 
     Speed gate: a stage must also be faster than its input by ``min_speedup``,
     timed side by side in this process (interleaved pairs, median ratio:
@@ -143,8 +145,8 @@ class CompressionChain:
     Args:
         stages: stage configs (COMPRESSORS registry, e.g. ``dict(type='ChannelPrune', amount=0.5,
             recover=dict(epochs=2))``) or stage objects.
-        max_metric_drop: the largest allowed drop below the original metric
-            (``None``: no gate).
+        max_metric_drop: the largest allowed worsening of the original metric, in the
+            direction of ``ctx.direction`` (``None``: no gate).
         min_speedup: how much faster than its input a stage must be to be kept (a ratio > 0; default 1.05).
         allow_size_only: keep stages that are not faster too (for their size), saying so.
 
@@ -236,7 +238,7 @@ class CompressionChain:
                 metric = float(ctx.evaluate(candidate))
             timing = side_by_side(current, candidate, ctx.sample, ctx.latency_runs, ctx.warmup, ctx.batch_size, ctx.timer)
             values = dict(measure(candidate, ctx, latency=False), latency_ms=timing["candidate_ms"])
-            drop = original - metric
+            drop = original - metric if ctx.direction == "greater" else metric - original  # how much worse
             row = _row(
                 stage.name, "ok", **values, **extra, input_speedup=timing["speedup"],
                 speedup=base["latency_ms"] / values["latency_ms"] if values["latency_ms"] else math.inf,
@@ -246,7 +248,8 @@ class CompressionChain:
             )
             if self.max_metric_drop is not None and not drop <= self.max_metric_drop:
                 row.update(status="stopped", reason=(
-                    f"metric {metric:.4f} is {drop:.4f} below the original {original:.4f} "
+                    f"metric {metric:.4f} is {drop:.4f} {'below' if ctx.direction == 'greater' else 'above'} "
+                    f"the original {original:.4f} ({'higher' if ctx.direction == 'greater' else 'lower'} is better) "
                     f"(max_metric_drop {self.max_metric_drop:g}); kept the model from before this stage"
                 ))
                 result.reports.append(row)

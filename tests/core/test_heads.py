@@ -81,3 +81,76 @@ def test_head_errors_name_key_and_value():
         head(torch.randn(2, 5))
     with pytest.raises(DataError, match=r"labels must be in \[0, 2\], got range \[0, 3\]"):
         head.loss(torch.randn(2, 3), torch.tensor([0, 3]))
+
+
+# ---------------------------------------------------------------------- regression
+@pytest.mark.parametrize("cfg, x_shape, out_shape", [
+    (dict(type="RegressionHead"), (4, 16), (4, 1)),
+    (dict(type="RegressionHead", num_targets=3, hidden_dims=(8,)), (4, 16, 2, 3, 3), (4, 3)),
+])
+def test_regression_head_shapes_and_declared_output(cfg, x_shape, out_shape):
+    from vkit.core.heads import head_output
+
+    head = HEADS.build(cfg, default_args=dict(in_dim=16)).eval()
+    assert head(torch.randn(*x_shape)).shape == out_shape
+    assert head_output(head) == "value" and head_output(ClsHead) == head_output(MLPHead) == "probs"
+
+
+@pytest.mark.parametrize("loss, reference", [
+    ("mse", lambda p, t: F.mse_loss(p, t)),
+    ("l1", lambda p, t: F.l1_loss(p, t)),
+    ("smooth_l1", lambda p, t: F.smooth_l1_loss(p, t, beta=0.5)),
+])
+def test_regression_losses_match_torch_on_scaled_values(loss, reference):
+    from vkit.core.heads import RegressionHead
+
+    head = RegressionHead(in_dim=4, loss=loss, beta=0.5, offset=2.0, scale=4.0)
+    values = torch.tensor([[1.0], [3.5], [6.0]])
+    targets = torch.tensor([1.5, 2.0, 7.25])
+    assert head.loss(values, targets).item() == pytest.approx(reference(values / 4.0, targets.reshape(3, 1) / 4.0).item())
+
+
+def test_regression_head_offset_scale_and_errors():
+    from vkit.core.heads import RegressionHead
+
+    head = RegressionHead(in_dim=4, offset=5.0, scale=2.0)
+    nn_out = head.mlp(torch.ones(1, 4))
+    assert head(torch.ones(1, 4)).item() == pytest.approx(5.0 + 2.0 * nn_out.item())
+    with pytest.raises(ConfigError, match=r"RegressionHead.loss: expected one of \('mse', 'l1', 'smooth_l1'\), got 'huber'"):
+        RegressionHead(in_dim=4, loss="huber")
+    with pytest.raises(ConfigError, match=r"RegressionHead.scale: expected a finite number > 0, got 0"):
+        RegressionHead(in_dim=4, scale=0)
+    with pytest.raises(DataError, match=r"targets of shape \(2,\) do not match values \(3, 1\)"):
+        head.loss(torch.zeros(3, 1), torch.zeros(2))
+    with pytest.raises(DataError, match="targets must be finite"):
+        head.loss(torch.zeros(2, 1), torch.tensor([1.0, float("nan")]))
+
+
+def _video_model(head: dict):
+    from vkit.core.model import build_model
+
+    return build_model(dict(backbones=dict(video=dict(type="TinyC3D", in_channels=1, widths=(4, 8), num_frames=4,
+                                                      input_size=(8, 8))), head=head))
+
+
+def test_float_labels_reach_the_loss_unchanged_and_outputs_are_not_softmaxed(monkeypatch):
+    from vkit.core.heads import RegressionHead
+
+    model = _video_model(dict(type="RegressionHead", offset=3.0))
+    seen: list[torch.Tensor] = []
+    original = RegressionHead.loss
+    monkeypatch.setattr(RegressionHead, "loss", lambda head, v, t: seen.append(t) or original(head, v, t))
+    inputs = {"video": torch.rand(3, 1, 4, 8, 8)}
+    samples = [dict(label=lbl, case_id=f"c{i}") for i, lbl in enumerate([0.25, 3.5, 7.125])]
+    model(inputs, samples, mode="loss")
+    assert seen[0].dtype == torch.float32 and seen[0].tolist() == [0.25, 3.5, 7.125]
+    out = model(inputs, samples, mode="predict")
+    raw = model(inputs, mode="tensor")
+    assert "probs" not in out[0] and torch.equal(torch.stack([o["value"] for o in out]), raw.detach())
+
+
+def test_a_fractional_label_for_a_classifier_is_an_error_not_truncated():
+    model = _video_model(dict(type="ClsHead", num_classes=3))
+    samples = [dict(label=2.0, case_id="a"), dict(label=1.5, case_id="b")]
+    with pytest.raises(DataError, match=r"case 'b': label 1.5 is not a class index; .*RegressionHead"):
+        model({"video": torch.rand(2, 1, 4, 8, 8)}, samples, mode="loss")

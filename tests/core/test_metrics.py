@@ -137,3 +137,105 @@ def test_prediction_rows_keep_the_source_path_of_cases_that_carry_one() -> None:
                          dict(probs=torch.tensor([.7, .1, .1, .1]), label=0, case_id="b")])
     ordinal.evaluate(2)
     assert [r["values"].get("path") for r in ordinal.prediction_rows()] == ["clips/a.mp4", None]
+
+
+# ---------------------------------------------------------------------- regression and declared directions
+KNOWN = [  # (targets, predictions): a good fit, a reversed ranking with a bias, two targets per case
+    (np.array([1.0, 2.0, 3.0, 4.0, 5.0]), np.array([1.1, 1.9, 3.2, 3.7, 5.4])),
+    (np.array([0.5, 1.5, 2.5, 4.0]), np.array([3.0, 2.0, 1.0, 0.0])),
+    (np.array([[1.0, 10.0], [2.0, 30.0], [3.0, 20.0]]), np.array([[1.5, 12.0], [2.5, 25.0], [2.0, 21.0]])),
+]
+
+
+@pytest.mark.parametrize("targets, preds", KNOWN)
+def test_regression_metric_matches_numpy_and_scipy(targets: np.ndarray, preds: np.ndarray) -> None:
+    from scipy.stats import spearmanr
+
+    metric = METRICS.build(dict(type="RegressionMetric", prefix="val"))
+    samples = [dict(value=torch.tensor(np.atleast_1d(p), dtype=torch.float32), label=t.tolist() if t.ndim else float(t),
+                    case_id=f"c{i}") for i, (t, p) in enumerate(zip(targets, preds))]
+    got = _run(metric, samples, batch=2)
+    y, p = targets.reshape(len(targets), -1), preds.reshape(len(preds), -1)
+    r2 = np.mean(1 - ((y - p) ** 2).sum(0) / ((y - y.mean(0)) ** 2).sum(0))
+    rho = np.mean([spearmanr(y[:, k], p[:, k]).statistic for k in range(y.shape[1])])
+    assert got["val/mae"] == pytest.approx(np.abs(y - p).mean(), abs=1e-6)
+    assert got["val/rmse"] == pytest.approx(np.mean(np.sqrt(((y - p) ** 2).mean(0))) if y.shape[1] == 1
+                                            else np.sqrt(((y - p) ** 2).mean()), abs=1e-6)
+    assert got["val/r2"] == pytest.approx(r2, abs=1e-6) and got["val/spearman"] == pytest.approx(rho, abs=1e-6)
+    rows = metric.prediction_rows()
+    assert rows[0]["label"] == pytest.approx(y[0, 0]) and rows[0]["prediction"] == pytest.approx(p[0, 0], abs=1e-6)
+    assert rows[0]["values"]["value"] == pytest.approx(p[0].tolist(), abs=1e-6) and metric.fitted() == {}
+
+
+def test_regression_metric_undefined_values_and_bad_samples() -> None:
+    from vkit.core.metrics import RegressionMetric
+
+    metric = RegressionMetric()
+    metric.process({}, [dict(value=torch.tensor([2.0]), label=3.0, case_id="a"),
+                        dict(value=torch.tensor([2.0]), label=3.0, case_id="b")])
+    got = metric.evaluate(2)
+    assert got["mae"] == 1.0 and math.isnan(got["r2"]) and math.isnan(got["spearman"])
+    with pytest.raises(DataError, match=r"needs 'value' \(a regression head's output\) and 'label'; got \['case_id', 'label', 'probs'\]"):
+        metric.process({}, [dict(probs=torch.tensor([0.5, 0.5]), label=1, case_id="a")])
+    metric.process({}, [dict(value=torch.tensor([1.0]), label=float("inf"), case_id="x")])
+    with pytest.raises(DataError, match="case 'x' has a target or prediction that is not finite"):
+        metric.evaluate(1)
+
+
+@pytest.mark.parametrize("metric, key, direction", [
+    ("RegressionMetric", "mae", "less"), ("RegressionMetric", "rmse", "less"), ("RegressionMetric", "val/r2", "greater"),
+    ("RegressionMetric", "spearman", "greater"), ("ClassificationMetric", "auc", "greater"),
+    ("ClassificationMetric", "threshold", None), ("OrdinalMetric", "mae", "less"), ("OrdinalMetric", "qwk", "greater"),
+])
+def test_metrics_declare_which_way_is_better(metric: str, key: str, direction: str | None) -> None:
+    from vkit.core.metrics import metric_direction
+
+    assert metric_direction(METRICS.get(metric), key) == direction
+
+
+class _Runner:
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model, self.epoch = model, 0
+
+
+@pytest.mark.parametrize("metric, rule, values, saved_epoch", [
+    ("RegressionMetric", None, [0.5, 0.2, 0.4], 2),      # mae: declared less -> the lowest epoch
+    ("ClassificationMetric", None, [0.5, 0.2, 0.4], 1),  # accuracy-like: greater
+    ("RegressionMetric", "greater", [0.5, 0.2, 0.4], 1),  # an explicit checkpoint.rule overrides the declaration
+])
+def test_best_checkpoint_follows_the_declared_direction(metric: str, rule: str | None, values: list[float],
+                                                        saved_epoch: int) -> None:
+    from vkit.core.lifecycle import _BestState, best_rule, checkpoint_policy
+
+    key = "mae" if metric == "RegressionMetric" else "accuracy"
+    policy = checkpoint_policy(dict(metric=key, rule=rule))
+    best = _BestState(key, best_rule(policy, [METRICS.build(dict(type=metric))]))
+    runner = _Runner(torch.nn.Linear(1, 1))
+    for epoch, value in enumerate(values, start=1):
+        runner.epoch = epoch
+        runner.model.weight.data.fill_(float(epoch))
+        best.update(runner, {f"val/{key}": value})
+    assert best.epoch == saved_epoch and best.state["weight"].item() == float(saved_epoch)
+
+
+@pytest.mark.parametrize("direction, stopped", [("greater", False), ("less", True)])
+def test_compression_gate_bounds_the_worsening_in_the_metric_direction(direction: str, stopped: bool) -> None:
+    """A stage that RAISES the metric by 0.3 is fine for accuracy but stops the chain for an error such as MAE."""
+    from vkit.core.compression import CompressionChain, CompressionContext, Stage
+
+    class Bump(Stage):
+        name = "Bump"
+
+        def apply(self, model, ctx):
+            model.bumped = True
+            return model
+
+    model = torch.nn.Linear(2, 1)
+    evaluate = lambda m: 1.3 if getattr(m, "bumped", False) else 1.0  # noqa: E731
+    ctx = CompressionContext(sample=torch.zeros(2, 2), evaluate=evaluate, latency_runs=1, warmup=0, direction=direction)
+    result = CompressionChain([Bump()], max_metric_drop=0.1, allow_size_only=True).run(model, ctx)
+    row = result.reports[0]
+    assert row["drop"] == pytest.approx(-0.3 if direction == "greater" else 0.3)
+    assert (row["status"] == "stopped") is stopped
+    if stopped:
+        assert "0.3000 above the original 1.0000 (lower is better)" in row["reason"]
