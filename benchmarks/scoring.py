@@ -227,6 +227,7 @@ class X3DScorer:
     """vkit's VideoScorer for the benchmark: same weights, same frames, same crop as the peer."""
 
     memory_format = "channels_last_3d"
+    supports = frozenset({"int8", "validation_clips"})   # declared capabilities (vkit.core.capabilities)
     int8_module = "model.backbone"               # the conv backbone --precision int8 quantizes
 
     def __init__(self, weights: Path, clips: int, size: int, validation: list[str] | None = None,

@@ -337,11 +337,20 @@ def check_task(task: Task, cfg: Any) -> None:
 
 def save_run_checkpoint(model: torch.nn.Module, task: Task, cfg: Any, ctx: RunContext, datasets: dict[str, Any],
                         evaluation: Evaluation) -> Path:
-    """``model.safetensors`` + sidecar in the work dir, recorded as artifacts with their sha256."""
-    from vkit.core.checkpoint import save_checkpoint
+    """``model.safetensors`` + sidecar in the work dir, recorded as artifacts with their sha256.
 
+    The sidecar holds what :func:`vkit.core.trained.load_trained` rebuilds the model from: ``model_config``
+    (the MODELS config :func:`vkit.core.model.build_model` recorded on the model) and the metric's
+    ``decision`` (:func:`vkit.core.decision.metric_decision`, with what validation fitted), beside the
+    run's config, metrics and the task's :meth:`~vkit.core.task.Task.checkpoint_meta`.
+    """
+    from vkit.core.checkpoint import save_checkpoint
+    from vkit.core.decision import metric_decision
+
+    decision = metric_decision(cfg.get("metric"), evaluation.fitted).to_dict() if cfg.get("metric") else None
     meta = dict(task=task.name, plugin=task.plugin, run_id=ctx.run_id, config=cfg.to_dict(), epoch=ctx.checkpoint_epoch,
-                metrics=evaluation.metrics, fitted=evaluation.fitted, **task.checkpoint_meta(cfg, datasets))
+                metrics=evaluation.metrics, fitted=evaluation.fitted, model_config=getattr(model, "model_config", None),
+                decision=decision, **task.checkpoint_meta(cfg, datasets))
     path = save_checkpoint(model, ctx.work_dir / "model.safetensors", meta=meta)
     ctx.store.add_artifact(ctx.run_id, "checkpoint", path)  # finish_run names the run's model by its sha256
     ctx.store.add_artifact(ctx.run_id, "checkpoint-meta", path.with_suffix(".json"))

@@ -279,10 +279,12 @@ class PrecisionScorer:
 
 
 def _int8_path(scorer: Any) -> str:
-    path = getattr(scorer, "int8_module", None)
+    from vkit.core.capabilities import scorer_supports
+
+    path = scorer.int8_module if "int8" in scorer_supports(scorer) else None  # declared (vkit.core.capabilities)
     if not isinstance(path, str) or not path:
-        raise ConfigError(f"{type(scorer).__name__}: int8 needs the scorer to name its conv backbone in "
-                          f"`int8_module` (e.g. 'model.backbone'); it has {path!r}")
+        raise ConfigError(f"{type(scorer).__name__}: int8 needs the scorer to declare 'int8' in its supports and "
+                          f"name its conv backbone in `int8_module` (e.g. 'model.backbone'); it has {path!r}")
     return path
 
 
@@ -367,9 +369,10 @@ def archive_validation(scorer: Any, paths: Sequence[str], max_clips: int = 32) -
         validation = archive_validation(scorer, ["cam1.mp4", "cam2.mp4"])
         validation.source      # "clips of 2 archive videos (unlabelled)"
     """
-    own = getattr(scorer, "validation_clips", None)
-    if callable(own):
-        clips, labels = own()
+    from vkit.core.capabilities import scorer_supports
+
+    if "validation_clips" in scorer_supports(scorer):  # declared (vkit.core.capabilities)
+        clips, labels = scorer.validation_clips()
         return Validation(torch.as_tensor(np.ascontiguousarray(clips), dtype=torch.float32),
                           None if labels is None else np.asarray(labels), "labelled validation clips of the task")
     from vkit.registry.errors import DataError
@@ -459,11 +462,13 @@ class _Lazy:
 
 def _auto(scorer: Any, validation: Validation | None, caps: Capabilities, cache_dir: Path,
           say: Callable[[str], None]) -> tuple[Any, PrecisionChoice]:
+    from vkit.core.capabilities import scorer_supports
+
     candidates, skipped = [], []
     for precision in ("int8", "bf16"):
         ok, why = caps.supports(precision)
-        if ok and precision == "int8" and getattr(scorer, "int8_module", None) is None:
-            ok, why = False, f"{type(scorer).__name__} names no int8_module (its conv backbone)"
+        if ok and precision == "int8" and "int8" not in scorer_supports(scorer):
+            ok, why = False, f"{type(scorer).__name__} does not declare 'int8' (its conv backbone in int8_module)"
         candidates += [precision] if ok else []
         skipped += [] if ok else [f"{precision}: {why}"]
     if not candidates:

@@ -33,6 +33,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mmengine.config import Config
 
     from vkit.core.evaluation import Evaluation, ReportSection, TaskEvaluator
+    from vkit.core.trained import Trained
 
 
 #: The ``train`` section every task's default config starts from.
@@ -79,8 +80,16 @@ class Task:
         generator_version: bump it when :meth:`generate_data` writes something
             different: the cached embedded data set is then regenerated.
         plugin: filled in by the plugin manager with the declaring plugin's name.
+        capabilities: what the task supports beyond training (:data:`vkit.core.capabilities.TASK_CAPABILITIES`), each backed by the
+            method it names; checked when the plugin loads (a declared capability whose method is not
+            implemented is a plugin error) and used instead of probing the task at run time.
 
     A task must implement :meth:`datasets`; everything else has a default.
+
+    Example::
+
+        class DemoTask(Task):
+            capabilities = frozenset({"predict", "skip_bad", "score"})   # prediction_dataset(skip_bad=), build_scorer
     """
 
     name: ClassVar[str] = ""
@@ -92,6 +101,7 @@ class Task:
     synthetic_key: ClassVar[str] = "data.synthetic"
     generator_version: ClassVar[str] = "1"
     plugin: ClassVar[str] = ""
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path | None:
         """Write the embedded data set into the empty folder ``root``; return its index file (or ``None``: no data).
@@ -133,8 +143,27 @@ class Task:
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not support `vkit predict`")
 
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
-        """A :class:`vkit.core.scoring.VideoScorer` for ``vkit score``; tasks that score videos override it."""
+        """A :class:`vkit.core.scoring.VideoScorer` for ``vkit score``; tasks that score videos override it
+        (and declare ``"score"``), reloading the model with :func:`vkit.core.trained.load_trained`."""
         raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not score videos (no build_scorer())")
+
+    def recommender(self, trained: Trained) -> Any:
+        """The serving side of a trained run for ``vkit recommend`` (capability ``"recommend"``): an object with
+        ``recommend_many(users, k)``, built around ``trained.model`` and its sidecar ``trained.meta``."""
+        raise ConfigError(f"task {self.name!r} (plugin {self.plugin!r}) does not recommend (no recommender())")
+
+    def rebuild_model(self, meta: dict[str, Any]) -> torch.nn.Module:
+        """The untrained model of a checkpoint whose sidecar records no ``model_config`` (written before vkit
+        saved it): :func:`vkit.core.trained.load_trained` calls it, then loads the weights. Default: the
+        task's own :meth:`build_model` on the sidecar's ``config``."""
+        from mmengine.config import Config
+
+        from vkit.registry.errors import CheckpointError
+
+        if not isinstance(meta.get("config"), dict):
+            raise CheckpointError(f"task {self.name!r}: the checkpoint sidecar has neither 'model_config' nor "
+                                  f"'config'; it was not written by `vkit run`")
+        return self.build_model(Config(meta["config"]), None)
 
 
 class RunContext:

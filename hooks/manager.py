@@ -708,7 +708,10 @@ def _task_problem(obj: Any, base: type) -> str | None:
         return f"{where} ({obj.name!r}) has description {obj.description!r}; expected a non-empty line"
     if not isinstance(obj.default_config, dict):
         return f"{where} ({obj.name!r}) has default_config {_short(obj.default_config)}; expected a dict"
-    return None
+    from vkit.core.capabilities import task_problem
+
+    why = task_problem(obj)  # a declared capability must be backed by its method
+    return f"{where} ({obj.name!r}) {why}" if why else None
 
 
 def _command_problem(command_type: type) -> Callable[[Any], str | None]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from vkit.core.run_checkpoint import CheckpointFiles
-from vkit.registry.errors import CheckpointError, ConfigError
+from vkit.registry.errors import ConfigError
 
 
 def compressed_option(compressed: bool, stage: str | None) -> str | None:
@@ -45,12 +45,12 @@ def compressed_model(checkpoint: Path | CheckpointFiles, stage: str) -> tuple[An
 
 
 def stage_meta(checkpoint: Path | CheckpointFiles, stage: str) -> dict[str, Any]:
-    """The sidecar meta of the compressed model saved beside ``checkpoint`` (``sha256``, ``kind``, ``precision`` ...)."""
+    """The sidecar meta of the compressed model saved beside ``checkpoint`` (``sha256``, ``kind``, ``precision`` ...);
+    :func:`vkit.core.trained.compressed_stage`, the check :func:`~vkit.core.trained.load_trained` makes too."""
+    from vkit.core.trained import compressed_stage
+
     files = checkpoint if isinstance(checkpoint, CheckpointFiles) else CheckpointFiles(Path(checkpoint), Path(checkpoint).with_suffix(".json"))
-    folder = files.weights.parent / "compression"
-    if not folder.is_dir():
-        raise CheckpointError(f"--compressed: {str(folder)!r} does not exist; the run applied no compression stage")
-    return files.compressed_meta(stage)
+    return compressed_stage(files, stage)
 
 
 def check_precision(meta: dict[str, Any], precision: str) -> None:
@@ -66,19 +66,25 @@ def check_precision(meta: dict[str, Any], precision: str) -> None:
 def use_compressed(scorer: Any, checkpoint: Path, stage: str, device: str = "cpu") -> Any:
     """``scorer`` (a task's VideoScorer for ``checkpoint``) running the compressed model instead.
 
-    The scorer names the model the run's chain compressed in ``compressed_module``
-    (a dotted attribute path, e.g. ``"model"``); the compressed model takes its
-    place and the artifact's sha256 becomes the scorer's ``model_sha256``.
+    The scorer declares ``"compressed"`` in its ``supports`` (:mod:`vkit.core.capabilities`) and names the
+    model the run's chain compressed in ``compressed_module`` (a dotted attribute path, e.g. ``"model"``);
+    the compressed model takes its place and the artifact's sha256 becomes the scorer's ``model_sha256``.
 
     Raises:
-        ConfigError: the scorer names no ``compressed_module``, or an ONNX model
-            lacks a part the scorer uses (its ``data_preprocessor``).
+        ConfigError: the scorer does not declare ``"compressed"``, names no ``compressed_module``, or an ONNX
+            model lacks a part the scorer uses (its ``data_preprocessor``).
         CheckpointError: no compression folder, stage or valid artifact.
     """
-    path = getattr(scorer, "compressed_module", None)
-    if not isinstance(path, str) or not path:
+    from vkit.core.capabilities import scorer_supports
+
+    if "compressed" not in scorer_supports(scorer):
         raise ConfigError(f"--compressed: {type(scorer).__name__} does not name the model a compression chain "
-                          f"compresses (its `compressed_module` is {path!r}); this task cannot score with a compressed model")
+                          f"compresses (it does not declare 'compressed' in its supports, with a compressed_module); "
+                          f"this task cannot score with a compressed model")
+    path = scorer.compressed_module
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"--compressed: {type(scorer).__name__} declares 'compressed' but its compressed_module is "
+                          f"{path!r}; expected the dotted path of the model the chain compressed (e.g. 'model')")
     owner_path, _, name = path.rpartition(".")
     owner = scorer
     for part in owner_path.split(".") if owner_path else []:

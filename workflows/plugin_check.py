@@ -15,9 +15,9 @@ Checks, in order:
 5. **task NAME config / smoke run**: the default config plus
    ``Task.smoke_overrides`` validates, and the task runs once on tiny data
    against a temporary SQLite store (:func:`run_task_smoke`).
-   **task NAME predict** (a task with ``prediction_dataset``): ``vkit predict``
+   **task NAME predict** (a task declaring ``predict``): ``vkit predict``
    of one file of that run's data gives the run's own test prediction for it
-   (:func:`predict_smoke`). **task NAME score** (a task with ``build_scorer``):
+   (:func:`predict_smoke`). **task NAME score** (a task declaring ``score``):
    ``vkit score`` (local engine) scores two videos of that data and a re-run
    skips both (:func:`score_smoke`).
 6. **no clashes**: no task, command or component name of this plugin clashes with another plugin's.
@@ -242,9 +242,9 @@ def _task_checks(manager: Any, name: str, smoke: bool, tmp_dir: Path | None, ext
                 continue
             shown = ", ".join(f"{k}={v:.3g}" for k, v in sorted(result.metrics.items())[:3])
             results[-1] = CheckResult(f"task {task.name} smoke run", True, f"finished ({shown or 'no metrics'})")
-            if task.prediction_dataset is not Task.prediction_dataset:
+            if "predict" in task.capabilities:  # declared, and checked against the methods when the plugin loaded
                 _guarded(results, f"task {task.name} predict", lambda: predict_smoke(task, result, plugins=extra))
-            if task.build_scorer is not Task.build_scorer:
+            if "score" in task.capabilities:
                 # a store of its own: the run's evaluator may have scored the same videos (a content this model
                 # scored is recorded as a duplicate, not scored again)
                 fresh = f"sqlite:///{Path(folder) / 'score-check.db'}"

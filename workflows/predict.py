@@ -14,9 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vkit.registry.errors import CheckpointError, ConfigError, DataError
+from vkit.core.capabilities import require_capability
+from vkit.registry.errors import DataError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from vkit.core.decision import Decision
 
 
 def resolve_checkpoint(ref: str | Path, store: Any) -> Path:
@@ -55,101 +59,79 @@ def predict_task(
     store recorded for that run (:mod:`vkit.core.run_checkpoint`).
     """
     import click
-    from mmengine.config import Config
 
-    from vkit.core.checkpoint import load_checkpoint, load_meta
     from vkit.core.precision import predict_in_precision
-    from vkit.core.run_checkpoint import resolve_checkpoint as resolve
     from vkit.core.store import open_store
+    from vkit.core.trained import load_trained
     from vkit.hooks.manager import get_plugin_manager
 
     manager = get_plugin_manager(extra=plugins)
     task = manager.get_task(task_name)()
+    require_capability(task, "predict", "predict files (`vkit predict`)")
     store = open_store(db_url)
-    files = resolve(checkpoint, store)
-    path = files.weights
-    meta = load_meta(path)
-    _check_task(meta, task, path)
-    if "config" not in meta:
-        raise CheckpointError(f"{path}: its JSON sidecar has no 'config'; it was not written by `vkit run`")
-    cfg = Config(meta["config"])
     manager.register_components(require=task.plugin)
-    try:
-        model = task.build_model(cfg, None)
-    except KeyError as err:
-        raise CheckpointError(f"{path}: its config has no {err} that task {task.name!r} needs; it was trained by "
-                              f"task {meta.get('task', '(unknown)')!r}") from None
-    load_checkpoint(path, model)
-    model_sha256 = meta.get("sha256")
-    if compressed is not None:
-        from vkit.workflows.compressed import check_precision, compressed_model
+    trained = load_trained(checkpoint, store=store, task=task, stage=compressed)
+    if trained.stage is not None:
+        from vkit.workflows.compressed import check_precision
 
-        model, compressed_meta = compressed_model(files, compressed)
-        check_precision(compressed_meta, precision)
-        model_sha256 = str(compressed_meta["sha256"])
+        check_precision(trained.stage, precision)
+    cfg = trained.config
     dataset = _prediction_dataset(task, cfg, [str(i) for i in inputs], skip_bad)
     skipped = [dict(s) for s in getattr(dataset, "skipped", None) or []]
     for item in skipped:
         click.echo(f"skipped {item.get('path') or item.get('case')}: {item.get('reason')}", err=True)
     if len(dataset) == 0:
         raise DataError(f"no usable inputs among {len(inputs)} given ({len(skipped)} skipped: reasons above)")
-    predictions, choice = predict_in_precision(model, dataset, batch_size, precision,
+    predictions, choice = predict_in_precision(trained.model, dataset, batch_size, precision,
                                                log=lambda line: click.echo(line, err=True))
-    rows = prediction_rows(predictions, meta.get("fitted") or {})
+    rows = prediction_rows(predictions, trained.decision)
+    path = trained.files.weights
     config = dict(checkpoint=str(path), inputs=list(inputs), precision_used=choice.to_dict(), skip_bad=skip_bad,
                   skipped=skipped, compressed=compressed)
     with store.track_run(task=task.name, plugin=task.plugin, config=config,
-                         seed=None, kind="predict", model_sha256=model_sha256) as run_id:
+                         seed=None, kind="predict", model_sha256=trained.sha256 or None) as run_id:
         store.add_predictions(run_id, "predict", rows)
-    classes = meta.get("classes") or []
     for row in rows:
-        row["class"] = classes[row["prediction"]] if row["prediction"] < len(classes) else row["prediction"]
+        row["class"] = trained.class_name(row["prediction"]) if isinstance(row["prediction"], int) else row["prediction"]
+        if "probs" in row["values"]:
+            row["labelled"] = trained.labelled(row["values"]["probs"])
+        row["decision"] = trained.decision.describe(trained.classes)
     return run_id, rows
 
 
-def _check_task(meta: dict[str, Any], task: Any, path: Path) -> None:
-    """A checkpoint written for another task is refused by name (not a ``KeyError`` deep in the model build)."""
-    owner = meta.get("task")
-    if owner and owner != task.name:
-        plugin = f" (plugin {meta['plugin']!r})" if meta.get("plugin") else ""
-        raise CheckpointError(f"--checkpoint {path}: trained by task {owner!r}{plugin}, not {task.name!r}; "
-                              f"use `vkit predict {owner} ...` or a {task.name} checkpoint")
-
-
 def _prediction_dataset(task: Any, cfg: Any, inputs: list[str], skip_bad: bool) -> Any:
-    """``task.prediction_dataset``, passing ``skip_bad`` to a task that takes it (and refusing it otherwise)."""
-    import inspect
-
+    """``task.prediction_dataset``, with ``skip_bad`` for a task that declares the ``skip_bad`` capability
+    (refused by name otherwise)."""
     if not skip_bad:
         return task.prediction_dataset(cfg, inputs)
-    if "skip_bad" not in inspect.signature(task.prediction_dataset).parameters:
-        raise ConfigError(f"task {task.name!r} (plugin {task.plugin!r}) cannot skip bad inputs in `vkit predict`: "
-                          f"its prediction_dataset(cfg, inputs) takes no skip_bad argument")
+    require_capability(task, "skip_bad", "skip bad inputs in `vkit predict`")
     return task.prediction_dataset(cfg, inputs, skip_bad=True)
 
 
-def prediction_rows(predictions: list[dict], fitted: dict[str, Any]) -> list[dict]:
-    """Store rows from ``predict`` outputs; a binary model uses the run's validation ``threshold`` when it has one,
-    an ordinal one the run's ``decision`` rule (:func:`vkit.core.ordinal.ordinal_decision`, e.g. ``"median"``).
+def prediction_rows(predictions: list[dict], decision: Decision | dict[str, Any]) -> list[dict]:
+    """Store rows from ``predict`` outputs, each item decided by the run's :class:`~vkit.core.decision.Decision`
+    (a binary threshold, an ordinal rule, the most probable class, or a regression's value); a dict is a
+    sidecar's ``fitted`` values (:func:`vkit.core.decision.sidecar_decision`).
 
     Example::
 
-        prediction_rows([{"case_id": "a", "label": None, "probs": [0.7, 0.3]}], {"threshold": 0.25})[0]["prediction"]  # 1
+        prediction_rows([{"case_id": "a", "label": None, "probs": [0.7, 0.3]}], Decision("threshold", threshold=0.25))[0]["prediction"]  # 1
     """
-    threshold = fitted.get("threshold")
-    decision = fitted.get("decision")
+    from vkit.core.decision import Decision, sidecar_decision
+
+    if not isinstance(decision, Decision):
+        decision = sidecar_decision(dict(fitted=decision))
     rows = []
     for p in predictions:
-        probs = [float(x) for x in p["probs"]]
-        if threshold is not None and len(probs) == 2:
-            prediction = int(probs[1] >= float(threshold))
-        elif decision is not None:
-            from vkit.core.ordinal import ordinal_decision
-
-            prediction = int(ordinal_decision([probs], str(decision))[0])
-        else:
-            prediction = max(range(len(probs)), key=probs.__getitem__)
+        key = "value" if "value" in p and "probs" not in p else "probs"
+        raw = p[key]
+        outputs = raw.tolist() if hasattr(raw, "tolist") else raw
+        outputs = [float(x) for x in (outputs if isinstance(outputs, list) else [outputs])]
+        prediction = Decision("value").decide(outputs) if key == "value" else decision.decide(outputs)
         label = p.get("label")
-        rows.append(dict(item_id=str(p["case_id"]), label=None if label is None or int(label) < 0 else int(label),
-                         prediction=prediction, values=dict(probs=probs)))
+        if key == "value":
+            label = None if label is None else float(label)
+        else:
+            label = None if label is None or int(label) < 0 else int(label)
+        rows.append(dict(item_id=str(p["case_id"]), label=label, prediction=prediction, values={key: outputs}))
     return rows

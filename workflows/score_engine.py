@@ -61,6 +61,11 @@ def check_scorer(scorer: Any, owner: str) -> None:
     segments = getattr(scorer, "num_segments")
     if not isinstance(segments, int) or isinstance(segments, bool) or segments < 1:
         raise ConfigError(f"{owner}: scorer.num_segments must be a positive int, got {segments!r}")
+    from vkit.core.capabilities import scorer_problem
+
+    why = scorer_problem(scorer)  # what it declares in ``supports`` must be there
+    if why:
+        raise ConfigError(f"{owner}: {why}")
 
 
 def min_frames(scorer: Any) -> int:

@@ -3,10 +3,10 @@
 A long lesson recording is cut into ``timeline.segments`` equal segments (set
 at training time, stored in the checkpoint sidecar); from each, one clip of the
 training clips' length (``num_frames`` frames over ``clip_seconds``) is taken
-around its centre. The model's level probabilities give the expected level;
+around its centre (``FrameSampler("segments")``). The model's level probabilities give the expected level;
 the segment's score is ``expected level / 3`` in [0, 1] (1 = very high
-engagement). Per recording, stretches below ``timeline.low_level`` lasting at
-least ``timeline.min_seconds`` become ``low-engagement`` events, and the
+engagement). Per recording, stretches at or below ``timeline.low_level`` lasting at
+least ``timeline.min_seconds`` become ``low-engagement`` events (core's event rule), and the
 aggregates ``mean_level``, ``low_share`` (share of the recording below the
 level), ``low_stretches`` and ``low_seconds`` are kept with its summary; at the
 end of a job, :meth:`EngagementScorer.group_aggregates` gives the same per
@@ -27,24 +27,29 @@ from typing import Any
 import numpy as np
 import torch
 
-from vkit.registry.errors import CheckpointError, DataError
+from vkit.core.sampling import FrameSampler
+from vkit.core.scoring import SegmentScorer
+from vkit.registry.errors import CheckpointError
 
 
-class EngagementScorer:
+class EngagementScorer(SegmentScorer):
     """Sliding clips over a recording → expected engagement level per segment → low-engagement events.
 
     Args:
         checkpoint: the ``model.safetensors`` written by ``vkit run education-engagement``.
         device: torch device of the model.
+        task: the task (its :meth:`~vkit.core.task.Task.rebuild_model` reloads a checkpoint written before
+            vkit saved ``model_config``); ``build_scorer`` passes itself.
     """
 
-    compressed_module = "model"  # what the run's compression chain compressed (``vkit score --compressed``)
+    supports = frozenset({"compressed"})  # vkit score --compressed (vkit.core.capabilities)
+    compressed_module = "model"  # what the run's compression chain compressed
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
-        from vkit.core.checkpoint import load_checkpoint, load_meta
-        from vkit.core.model import build_model
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", task: Any = None) -> None:
+        from vkit.core.trained import load_trained
 
-        meta = load_meta(checkpoint)
+        trained = load_trained(checkpoint, task=task, device=device)  # task: rebuilds a sidecar without model_config
+        meta = trained.meta
         missing = [k for k in ("model", "sampling", "timeline") if k not in meta]
         if missing:
             raise CheckpointError(f"{checkpoint}: not an education-engagement checkpoint (sidecar lacks {missing})")
@@ -54,35 +59,22 @@ class EngagementScorer:
 
             raise CheckpointError(side_signal_refusal(str(checkpoint), f"columns {model_cfg.get('signal_columns')}",
                                                       "vkit score", "recordings carry no per-segment signals"))
-        model_cfg.pop("signal_columns", None)
-        model_cfg.pop("signal_stats", None)
-        self.model = build_model(model_cfg)
-        load_checkpoint(checkpoint, self.model)
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
-        sampling, timeline = meta["sampling"], meta["timeline"]
-        self.num_frames, self.size = int(sampling["num_frames"]), int(sampling["size"])
-        self.clip_seconds = float(sampling["clip_seconds"])
+        self.model, self.device = trained.model, torch.device(device)
+        sampling, timeline = trained.sampling, meta["timeline"]
+        self.num_frames, self.size = int(sampling["num_frames"]), (int(sampling["size"]),) * 2
         self.channels = str(sampling.get("channels", "rgb"))
-        self.num_segments: int = int(timeline["segments"])
+        self.sampler = FrameSampler("segments", int(timeline["segments"]), self.num_frames,
+                                    clip_seconds=float(sampling["clip_seconds"]))
         self.min_frames: int = self.num_frames
         self.low_level, self.min_seconds = float(timeline["low_level"]), float(timeline["min_seconds"])
         self.num_levels = int(model_cfg["head"].get("num_classes", 4))
-        self.model_sha256: str = str(meta["sha256"])
+        self.model_sha256: str = trained.sha256
 
-    def decode(self, path: str) -> np.ndarray:
-        """Clips ``(num_segments, C, T, size, size)`` float32 as in training; ``DataError`` on a bad or short file."""
-        from vkit.core.video import probe, read_clip
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """Sampled frames ``(S, T, H, W, 3)`` to the training input ``(S, C, T, H, W)`` (RGB and/or frame differences)."""
         from vkit.plugins.education.data import to_model_input
-        from vkit.plugins.education.timeline import clip_grid
 
-        info = probe(path)
-        if info.frames < self.num_frames:
-            raise DataError(f"{path}: too short: {info.frames} frames, a clip needs {self.num_frames}")
-        grid = clip_grid(info.frames, info.fps, self.num_segments, self.num_frames, self.clip_seconds)
-        frames = read_clip(path, grid.reshape(-1), (self.size, self.size), frames=info.frames)
-        clips = frames.reshape(self.num_segments, self.num_frames, self.size, self.size, 3)
-        return np.stack([to_model_input(clip, self.channels).numpy() for clip in clips]).astype(np.float32)
+        return np.stack([to_model_input(clip, self.channels).numpy() for clip in frames]).astype(np.float32)
 
     @torch.inference_mode()
     def levels(self, clips: torch.Tensor) -> torch.Tensor:
@@ -106,7 +98,7 @@ class EngagementScorer:
         seconds = float(info.duration) / len(levels) if len(levels) else 0.0
         events = low_stretches(levels, seconds, self.low_level, self.min_seconds)
         aggregates = dict(mean_level=round(float(levels.mean()), 4) if len(levels) else None,
-                          low_share=round(float((levels < self.low_level).mean()), 4) if len(levels) else None,
+                          low_share=round(float((levels <= self.low_level).mean()), 4) if len(levels) else None,
                           low_stretches=len(events), low_seconds=round(sum(e["end"] - e["start"] for e in events), 3))
         return dict(events=events, levels=[round(float(v), 3) for v in levels], aggregates=aggregates)
 

@@ -76,6 +76,7 @@ class EducationEngagementTask(Task):
                        "data.size=16", "data.synthetic.size=16", "model.backbones.video.widths=(4,8)",
                        "model.backbones.video.num_frames=8", "model.backbones.video.input_size=(16,16)")
     generator_version = "1"
+    capabilities = frozenset({"predict", "score"})  # vkit predict clips, vkit score lessons
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         from vkit.plugins.education.synthetic import generate
@@ -188,12 +189,20 @@ class EducationEngagementTask(Task):
         return build_model(model)
 
     def checkpoint_meta(self, cfg: Any, datasets: dict[str, Any]) -> dict[str, Any]:
-        """What the scorer needs: the completed model config, sampling, level names and timeline settings."""
+        """What the scorer needs: the completed model config, sampling, level names (the classes ``vkit predict``
+        labels its probabilities with) and timeline settings; the decision rule is core's (the metric's)."""
         model = self.model_config(cfg, datasets)
         return dict(model=model, sampling=dict(num_frames=int(cfg.data.num_frames), size=int(cfg.data.size),
                                                channels=str(cfg.data.channels), clip_seconds=clip_seconds(datasets["train"])),
-                    levels=list(cfg.metric.get("level_names") or LEVEL_NAMES), decision=cfg.metric.get("decision", "median"),
+                    levels=list(cfg.metric.get("level_names") or LEVEL_NAMES), classes=list(cfg.metric.get("level_names") or LEVEL_NAMES),
                     timeline=dict(cfg.timeline))
+
+    def rebuild_model(self, meta: dict[str, Any]) -> Any:
+        """The model of a sidecar written before vkit saved ``model_config``: its completed ``model`` entry."""
+        from vkit.core.model import build_model
+
+        model = {k: v for k, v in dict(meta["model"]).items() if k not in ("signal_columns", "signal_stats")}
+        return build_model(model)
 
     def prediction_dataset(self, cfg: Any, inputs: list[str]) -> Any:
         """Clip files (each named by its file name without extension, as DAiSEE names clips), or one CSV (``path[,level,...]``)."""
@@ -211,7 +220,7 @@ class EducationEngagementTask(Task):
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
         from vkit.plugins.education.scorer import EngagementScorer
 
-        return EngagementScorer(checkpoint, device)
+        return EngagementScorer(checkpoint, device, task=self)
 
 
 def clip_seconds(dataset: Any) -> float:

@@ -69,6 +69,7 @@ class MedicalDiagnosisTask(Task):
 
     generator_version = "2"  # ring lesions, see vkit.plugins.medical.synthetic
     data_key = "data.datalist"
+    capabilities = frozenset({"predict", "skip_bad"})  # vkit predict [--skip-bad]
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         from vkit.plugins.medical.synthetic import generate_dataset

@@ -371,8 +371,10 @@ def build_recommender(model_cfg: dict, datasets: dict[str, Any]) -> Any:
         raise ConfigError(f"model.fusion={model_cfg['fusion']!r} fuses content with item metadata, but the items have "
                           "none: give items.csv title/tags/duration columns or drop model.fusion")
     extra = dict(metadata_dim=int(metadata.shape[1])) if metadata is not None else {}
-    model = MODELS.build(dict(model_cfg, num_users=split.data.num_users, num_items=split.data.num_items,
-                              num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0, **extra))
+    from vkit.core.model import build_model  # records the sized config: load_trained rebuilds the model from it
+
+    model = build_model(dict(model_cfg, num_users=split.data.num_users, num_items=split.data.num_items,
+                             num_interactions=len(indices), content_dim=content.shape[1] if uses_content else 0, **extra))
     return model.set_data(indptr, indices, content if uses_content else None,
                           datasets.get("content_mask") if uses_content else None,
                           metadata, datasets.get("metadata_mask") if metadata is not None else None)

@@ -104,20 +104,38 @@ class RecommendationService:
         return [[self.item_ids[int(history[j])] for j in row] for row in best.tolist()]
 
 
-def load_recommender(checkpoint: str | Path) -> RecommendationService:
-    """The :class:`RecommendationService` of a run's ``model.safetensors`` (its sidecar names the model and ids)."""
-    from vkit.core.checkpoint import load_checkpoint, load_meta
-    from vkit.registry.registries import MODELS
+def load_recommender(checkpoint: str | Path, task: Any = None) -> RecommendationService:
+    """The :class:`RecommendationService` of a run's ``model.safetensors``, reloaded by
+    :func:`vkit.core.trained.load_trained` (its sidecar names the model and the ids; ``task`` rebuilds
+    a checkpoint written before vkit saved ``model_config``)."""
+    from vkit.core.trained import load_trained
 
-    meta = load_meta(checkpoint)
+    return service(load_trained(checkpoint, task=task))
+
+
+def service(trained: Any) -> RecommendationService:
+    """The :class:`RecommendationService` around a :class:`~vkit.core.trained.Trained` recommender (the sidecar's
+    ``recommender`` entry holds the user and item ids and the items' videos)."""
+    rec = recommender_meta(trained.meta, trained.files.weights)
+    return RecommendationService(trained.model, rec["user_ids"], rec["item_ids"], rec.get("item_videos"))
+
+
+def recommender_meta(meta: dict[str, Any], checkpoint: str | Path) -> dict[str, Any]:
+    """The sidecar's ``recommender`` entry; a :class:`CheckpointError` when it has none."""
     rec = meta.get("recommender")
     if not isinstance(rec, dict):
         raise CheckpointError(f"{checkpoint}: its sidecar has no 'recommender' entry; it was not written by "
                               "`vkit run recommendation`")
+    return rec
+
+
+def rebuild_recommender(meta: dict[str, Any]) -> Any:
+    """The untrained recommender of a sidecar written before vkit saved ``model_config`` (sized from ``recommender``)."""
+    from vkit.registry.registries import MODELS
+
+    rec = recommender_meta(meta, f"run {meta.get('run_id', '?')}")
     cls = MODELS.get(rec["model"].get("type", ""))
     content_dim = int(rec["content_dim"]) if getattr(cls, "uses_content", False) else 0
     extra = dict(metadata_dim=int(rec["metadata_dim"])) if rec.get("metadata_dim") else {}
-    model = MODELS.build(dict(rec["model"], num_users=int(rec["num_users"]), num_items=int(rec["num_items"]),
-                              num_interactions=int(rec["num_interactions"]), content_dim=content_dim, **extra))
-    load_checkpoint(checkpoint, model)
-    return RecommendationService(model, rec["user_ids"], rec["item_ids"], rec.get("item_videos"))
+    return MODELS.build(dict(rec["model"], num_users=int(rec["num_users"]), num_items=int(rec["num_items"]),
+                             num_interactions=int(rec["num_interactions"]), content_dim=content_dim, **extra))

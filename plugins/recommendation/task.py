@@ -85,6 +85,7 @@ class RecommendationTask(Task):
                        "data.synthetic.n_new=6", "data.synthetic.history=(3,6)", "model.dim=8", "model.hidden=8",
                        "model.num_negatives=4")
     generator_version = "2"  # 2: items.csv has title, tags, duration
+    capabilities = frozenset({"recommend"})  # vkit recommend
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         """Write the embedded data set under ``root``; returns its ``items.csv``."""
@@ -175,8 +176,8 @@ class RecommendationTask(Task):
     def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:
         """The ``model`` recommender sized to the data, its buffers filled (history, counts, content)."""
         if datasets is None:
-            raise ConfigError("recommendation: rebuild a trained recommender with "
-                              "vkit.plugins.recommendation.serve.load_recommender(checkpoint)")
+            raise ConfigError("recommendation: reload a trained recommender with "
+                              "vkit.core.trained.load_trained(checkpoint)")
         from vkit.plugins.recommendation.models import build_recommender
 
         return build_recommender(dict(cfg.model), datasets)
@@ -186,14 +187,20 @@ class RecommendationTask(Task):
 
         return RankingEvaluator(cfg, threads_before=getattr(self, "threads_before", None))
 
-    def load_recommender(self, checkpoint: Path) -> Any:
-        """The serving side of a run's checkpoint (``vkit recommend``): a RecommendationService."""
-        from vkit.plugins.recommendation.serve import load_recommender
+    def recommender(self, trained: Any) -> Any:
+        """The serving side of a reloaded run (``vkit recommend``): a RecommendationService."""
+        from vkit.plugins.recommendation.serve import service
 
-        return load_recommender(checkpoint)
+        return service(trained)
+
+    def rebuild_model(self, meta: dict[str, Any]) -> Any:
+        """The recommender of a sidecar written before vkit saved ``model_config``."""
+        from vkit.plugins.recommendation.serve import rebuild_recommender
+
+        return rebuild_recommender(meta)
 
     def checkpoint_meta(self, cfg: Any, datasets: dict[str, Any]) -> dict[str, Any]:
-        """Everything :func:`~vkit.plugins.recommendation.serve.load_recommender` needs: ids, sizes, videos."""
+        """What serving needs beside the model (:func:`~vkit.plugins.recommendation.serve.service`): ids, sizes, videos."""
         split = datasets["split"]
         data = split.data
         content, metadata = datasets["content"], datasets.get("metadata")

@@ -32,22 +32,22 @@ class AnomalyScorer:
     Args:
         checkpoint: the ``model.safetensors`` written by ``vkit run security-anomaly``.
         device: torch device for the backbone and head.
+        task: the task (its :meth:`~vkit.core.task.Task.rebuild_model` reloads a checkpoint written before
+            vkit saved ``model_config``); ``build_scorer`` passes itself.
 
     :meth:`from_model` builds one around a model in memory (the run's test split
     is scored this way, so its rows equal what ``vkit score`` writes).
     """
 
-    def __init__(self, checkpoint: str | Path, device: str = "cpu") -> None:
-        from vkit.core.checkpoint import load_checkpoint, load_meta
-        from vkit.plugins.security.model import MILAnomalyModel
+    def __init__(self, checkpoint: str | Path, device: str = "cpu", task: Any = None) -> None:
+        from vkit.core.trained import load_trained
 
-        meta = load_meta(checkpoint)
-        missing = [k for k in ("features", "head", "events") if k not in meta]
+        trained = load_trained(checkpoint, task=task)  # task: rebuilds a sidecar without model_config
+        meta = trained.meta
+        missing = [k for k in ("features", "events") if k not in meta]
         if missing:
             raise CheckpointError(f"{checkpoint}: not a security-anomaly checkpoint (sidecar lacks {missing})")
-        model = MILAnomalyModel(head=dict(meta["head"]), **meta.get("loss", {}))
-        load_checkpoint(checkpoint, model)
-        self._setup(model, feature_extractor(meta["features"]), meta["events"], str(meta["sha256"]), device)
+        self._setup(trained.model, feature_extractor(meta["features"]), meta["events"], trained.sha256, device)
 
     @classmethod
     def from_model(cls, model: torch.nn.Module, extractor: FeatureExtractor, events: dict[str, Any],

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from vkit.core.task import DEFAULT_TRAIN, Task
-from vkit.registry.errors import ConfigError
+from vkit.registry.errors import CheckpointError, ConfigError
 
 #: The ``train`` section: :data:`vkit.core.task.DEFAULT_TRAIN` with what MIL training changes.
 TRAIN = dict(DEFAULT_TRAIN, epochs=20, batch_size=16, optimizer="Adam", scheduler=None)
@@ -80,6 +80,7 @@ class SecurityAnomalyTask(Task):
                        "data.synthetic.test_fraction=0.5", "features.num_segments=8", "features.frames_per_segment=2",
                        "features.size=(32,32)", "head.hidden=(16,)", "pairs_per_video=2", "train.batch_size=4")
     generator_version = "1"
+    capabilities = frozenset({"score"})  # vkit score an archive
 
     def generate_data(self, root: Path, seed: int, **params: Any) -> Path:
         """Write the embedded data set under ``root``; returns its annotation file."""
@@ -119,16 +120,25 @@ class SecurityAnomalyTask(Task):
         """The MIL scoring head for the extractor's features, its standardisation fitted on the training bags."""
         import torch
 
-        from vkit.plugins.security.model import MILAnomalyModel
+        from vkit.core.model import build_model
 
         if datasets is None:
-            raise ConfigError("security-anomaly: rebuild the model with AnomalyScorer(checkpoint) (its sidecar has the "
-                              "feature settings)")
+            raise ConfigError("security-anomaly: reload a trained model with vkit.core.trained.load_trained(checkpoint) "
+                              "(its sidecar has the architecture and the feature settings)")
         pairs = datasets["train"]
-        model = MILAnomalyModel(head=dict(in_channels=datasets["extractor"].feature_dim, **dict(cfg.head)),
-                                **dict(cfg.loss))
+        model = build_model(dict(type="MILAnomalyModel", head=dict(in_channels=datasets["extractor"].feature_dim,
+                                                                   **dict(cfg.head)), **dict(cfg.loss)))
         model.head.fit_normalizer(torch.cat([pairs.anomalous, pairs.normal]))
         return model
+
+    def rebuild_model(self, meta: dict[str, Any]) -> Any:
+        """The MIL head of a sidecar written before vkit saved ``model_config`` (its ``head`` and ``loss`` entries)."""
+        from vkit.plugins.security.model import MILAnomalyModel
+
+        missing = [k for k in ("features", "head", "events") if k not in meta]
+        if missing:
+            raise CheckpointError(f"not a security-anomaly checkpoint (sidecar lacks {missing})")
+        return MILAnomalyModel(head=dict(meta["head"]), **meta.get("loss", {}))
 
     def evaluator(self, cfg: Any) -> Any:
         from vkit.plugins.security.evaluator import MILEvaluator
@@ -145,4 +155,4 @@ class SecurityAnomalyTask(Task):
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
         from vkit.plugins.security.scorer import AnomalyScorer
 
-        return AnomalyScorer(checkpoint, device)
+        return AnomalyScorer(checkpoint, device, task=self)

@@ -20,6 +20,7 @@ INT8_CPU = Capabilities("test CPU", ("avx512_vnni",), False, "no bf16", True, ""
 def _scorer(tmp_path: Path, module: str | None = "model") -> support.ConvScorer:
     scorer = support.ConvScorer(support.make_checkpoint(tmp_path / "model.safetensors"))
     if module is not None:
+        scorer.supports = frozenset({"int8"})  # declared (vkit.core.capabilities)
         scorer.int8_module = module
     return scorer
 

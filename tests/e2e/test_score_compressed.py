@@ -118,6 +118,7 @@ def test_compressed_scoring_errors_are_clear(chain_run) -> None:
 
     with pytest.raises(ConfigError, match="NoModelScorer does not name the model a compression chain compresses"):
         use_compressed(NoModelScorer(), checkpoint, "final")
+    NoModelScorer.supports = frozenset({"compressed"})  # declared (vkit.core.capabilities), its module missing
     NoModelScorer.compressed_module = "net.backbone"
     with pytest.raises(ConfigError, match="compressed_module is 'net.backbone', but NoModelScorer has no attribute 'net'"):
         use_compressed(NoModelScorer(), checkpoint, "final")

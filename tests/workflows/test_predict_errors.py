@@ -23,6 +23,7 @@ def test_a_checkpoint_of_another_task_is_named(tmp_path: Path) -> None:
 
 class _Task:
     name, plugin = "t", "p"
+    capabilities = frozenset({"predict", "skip_bad"})
 
     def __init__(self, takes_skip: bool) -> None:
         self.takes_skip = takes_skip
@@ -35,6 +36,7 @@ class _Task:
 
 class _Rigid:
     name, plugin = "rigid", "p"
+    capabilities = frozenset({"predict"})  # no skip_bad declared
 
     def prediction_dataset(self, cfg, inputs):  # noqa: ANN001, ANN201 - a test double without skip_bad
         return list(inputs)

@@ -1,0 +1,121 @@
+"""Declared capabilities: what a task and a scorer support, said in a class attribute, never probed.
+
+A task lists its capabilities in ``Task.capabilities`` (:data:`TASK_CAPABILITIES`:
+each names the method that backs it); the plugin manager checks them when the
+plugin loads (:func:`task_problem`: a declared capability whose method is not
+implemented is a plugin error naming the plugin), ``vkit plugins check`` runs
+what they promise, and the workflows ask :func:`require_capability` instead of
+inspecting the task.
+
+A scorer lists what it supports in its class attribute ``supports``
+(:data:`SCORER_CAPABILITIES`: each names the attribute it needs); ``vkit score``
+checks them when the task builds the scorer (:func:`scorer_problem`) and the
+precision and compression paths ask :func:`require_support`.
+
+Example::
+
+    class DemoTask(Task):
+        capabilities = frozenset({"predict", "skip_bad", "score"})
+
+    class DemoScorer:
+        supports = frozenset({"compressed", "int8"})
+        compressed_module = "model"          # what --compressed replaces
+        int8_module = "model.backbones.rgb"  # what --precision int8 quantizes
+"""
+from __future__ import annotations
+
+from collections.abc import Set
+from typing import Any
+
+from vkit.registry.errors import ConfigError, did_you_mean
+
+#: What a task may declare in ``Task.capabilities``, and the method each needs (overriding the base class's).
+TASK_CAPABILITIES: dict[str, str] = dict(
+    predict="prediction_dataset",  # vkit predict
+    skip_bad="prediction_dataset",  # vkit predict --skip-bad: prediction_dataset(cfg, inputs, skip_bad=True)
+    score="build_scorer",  # vkit score
+    recommend="recommender",  # vkit recommend
+)
+
+#: What a scorer may declare in ``supports``, and the attribute each needs.
+SCORER_CAPABILITIES: dict[str, str] = dict(
+    compressed="compressed_module",  # vkit score --compressed: the dotted path of the model the chain compressed
+    int8="int8_module",  # vkit score --precision int8: the dotted path of the conv backbone to quantize
+    validation_clips="validation_clips",  # --precision auto / int8 gate and calibrate on its (clips, labels)
+)
+
+
+def _names_problem(declared: Any, known: dict[str, str]) -> str | None:
+    if not isinstance(declared, Set) or not all(isinstance(c, str) for c in declared):
+        return f"{declared!r}; expected a frozenset of names from {sorted(known)}"
+    unknown = sorted(set(declared) - set(known))
+    if unknown:
+        return f"unknown capability {unknown[0]!r}{did_you_mean(unknown[0], known)}; known: {sorted(known)}"
+    return None
+
+
+def task_problem(cls: type) -> str | None:
+    """Why task class ``cls``'s declared capabilities do not hold, or ``None``.
+
+    Example::
+
+        task_problem(DemoTask)   # "declares capability 'score' but does not implement build_scorer()"
+    """
+    from vkit.core.task import Task
+
+    declared = cls.capabilities
+    bad = _names_problem(declared, TASK_CAPABILITIES)
+    if bad:
+        return f"has capabilities {bad}"
+    for name in sorted(declared):
+        method = TASK_CAPABILITIES[name]
+        if getattr(cls, method) is getattr(Task, method):
+            return f"declares capability {name!r} but does not implement {method}()"
+    if "skip_bad" in declared and "predict" not in declared:
+        return "declares capability 'skip_bad' without 'predict'"
+    return None
+
+
+def require_capability(task: Any, name: str, what: str) -> None:
+    """Raise a :class:`ConfigError` naming the task and its plugin unless it declares capability ``name``.
+
+    Example::
+
+        require_capability(task, "skip_bad", "skip bad inputs in `vkit predict`")
+    """
+    if name not in task.capabilities:
+        raise ConfigError(f"task {task.name!r} (plugin {task.plugin!r}) cannot {what}: it does not declare the "
+                          f"{name!r} capability (its capabilities: {sorted(task.capabilities) or 'none'})")
+
+
+def scorer_supports(scorer: Any) -> frozenset[str]:
+    """What ``scorer`` declares in its ``supports`` class attribute (nothing when it declares none)."""
+    return frozenset(getattr(scorer, "supports", frozenset()))  # a wrapper (PrecisionScorer) forwards it
+
+
+def scorer_problem(scorer: Any) -> str | None:
+    """Why ``scorer``'s declared ``supports`` do not hold (unknown name, the attribute it needs missing), or ``None``."""
+    declared = getattr(scorer, "supports", frozenset())
+    bad = _names_problem(declared, SCORER_CAPABILITIES)
+    if bad:
+        return f"{type(scorer).__name__}.supports is {bad}"
+    for name in sorted(declared):
+        attribute = SCORER_CAPABILITIES[name]
+        value = getattr(scorer, attribute, None)
+        ok = callable(value) if name == "validation_clips" else bool(isinstance(value, str) and value)
+        if not ok:
+            return (f"{type(scorer).__name__} declares {name!r} in supports but "
+                    f"{'has no validation_clips()' if name == 'validation_clips' else f'its {attribute} is {value!r}'}")
+    return None
+
+
+def require_support(scorer: Any, name: str, what: str) -> None:
+    """Raise a :class:`ConfigError` naming the scorer unless it declares ``name`` in ``supports``."""
+    if name not in scorer_supports(scorer):
+        attribute = SCORER_CAPABILITIES[name]
+        raise ConfigError(f"{what}: {type(scorer).__name__} does not declare {name!r} in its supports "
+                          f"(supports = frozenset({{{name!r}}}) with {attribute})")
+
+
+__all__ = ["SCORER_CAPABILITIES", "TASK_CAPABILITIES", "require_capability", "require_support", "scorer_problem",
+           "scorer_supports", "task_problem"]
