@@ -271,9 +271,11 @@ def _load_onnx(path: Path, meta: dict[str, Any], verify: bool) -> nn.Module:
         raise CheckpointError(f"{path}: sha256 does not match the one recorded in its sidecar; the file was changed or corrupted")
     model = OrtModule(path, meta["input_names"], meta["call"])
     if meta.get("architecture"):
-        preprocessor = getattr(_build(meta, path), "data_preprocessor", None)
+        built = _build(meta, path)
+        preprocessor = getattr(built, "data_preprocessor", None)
         if preprocessor is not None:
             model.data_preprocessor = preprocessor
+        model.output = getattr(built, "output", "probs")  # a regression model's values stay values
     return model
 
 

@@ -79,6 +79,7 @@ class OrtModule(nn.Module):
 
     Attributes:
         onnx_path: measured for bytes on disk.
+        output: what its outputs are, as the torch model's (``"probs"``, or ``"value"`` for a regression model).
     """
 
     def __init__(self, onnx_path: str | Path, input_names: list[str], kind: str = "tensor", threads: int | None = None) -> None:
@@ -216,4 +217,5 @@ class OnnxExport(Stage):
         self.max_abs_diff = diff
         if isinstance(getattr(model, "data_preprocessor", None), nn.Module):
             ort_model.data_preprocessor = model.data_preprocessor  # inputs prepared as for the torch model
+        ort_model.output = getattr(model, "output", "probs")  # a regression model's values stay values
         return ort_model

@@ -247,6 +247,11 @@ class CastModel(nn.Module):
         """The wrapped model's preprocessor (inputs are prepared as for the original)."""
         return self.module.data_preprocessor
 
+    @property
+    def output(self) -> str:
+        """What the wrapped model's outputs are (``"probs"`` or a regression model's ``"value"``)."""
+        return getattr(self.module, "output", "probs")
+
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         to_dtype = lambda t: t.to(self.dtype)  # noqa: E731
         out = self.module(*_cast(args, to_dtype), **_cast(kwargs, to_dtype))

@@ -154,3 +154,24 @@ def test_a_fractional_label_for_a_classifier_is_an_error_not_truncated():
     samples = [dict(label=2.0, case_id="a"), dict(label=1.5, case_id="b")]
     with pytest.raises(DataError, match=r"case 'b': label 1.5 is not a class index; .*RegressionHead"):
         model({"video": torch.rand(2, 1, 4, 8, 8)}, samples, mode="loss")
+
+
+def test_a_compressed_regression_model_still_predicts_values(tmp_path):
+    """An ONNX Runtime stand-in and a cast model keep the regression model's ``output``: values, never softmaxed."""
+    import copy
+
+    from vkit.core.compression import CompressionContext
+    from vkit.core.compression.quantize import CastModel
+    from vkit.core.evaluation import predict
+    from vkit.registry.registries import COMPRESSORS
+
+    model = _video_model(dict(type="RegressionHead", offset=3.0)).eval()
+    dataset = [dict(inputs=dict(video=torch.rand(1, 4, 8, 8)), label=1.5, case_id=f"c{i}") for i in range(3)]
+    want = torch.stack([r["value"] for r in predict(model, dataset, 3)])
+    ctx = CompressionContext(sample={"video": torch.rand(2, 1, 4, 8, 8)}, evaluate=lambda m: 0.0, latency_runs=1,
+                             warmup=0, work_dir=tmp_path)
+    onnx = COMPRESSORS.build(dict(type="OnnxExport")).apply(copy.deepcopy(model), ctx)
+    cast = CastModel(copy.deepcopy(model).double(), torch.float64)
+    for stand_in in (onnx, cast):
+        rows = predict(stand_in, dataset, 3)
+        assert "probs" not in rows[0] and torch.allclose(torch.stack([r["value"] for r in rows]), want, atol=1e-4)
