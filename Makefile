@@ -41,8 +41,9 @@ chromium:
 	      { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; }; } || \
 	  echo "note: chromium not installed (apt-get install -y chromium); the report's browser test will skip"
 
+# Runs the commands docs/benchmarks.md names and writes each one's output there (benchmarks/to_docs.py).
 bench: install-dev
-	for b in benchmarks/*.py; do $(PY) $$b || exit 1; done
+	$(PY) benchmarks/to_docs.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

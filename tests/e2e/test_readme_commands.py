@@ -1,6 +1,7 @@
-"""Every ``vkit …`` command shown in README.md exists as written, and the runnable ones run.
+"""Every ``vkit …`` command shown in README.md and the docs/ pages exists as written, and the runnable ones run.
 
-Each line of a ```bash block that starts with ``vkit`` (``;`` separates two
+The commands follow the docs wherever they move: README.md and every
+``docs/**/*.md`` page are read. Each line of a ```bash block that starts with ``vkit`` (``;`` separates two
 commands, ``#`` starts a comment) is checked two ways:
 
 - statically: the sub-command path resolves to a real click command and every
@@ -23,13 +24,15 @@ from typing import Any
 import click
 import pytest
 
-README = Path(__file__).resolve().parents[2] / "README.md"
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
 SYNOPSIS = re.compile(r"\[|\||\.\.\.|…|\b[A-Z][A-Z_]{2,}\b")  # [--opt], a|b, ..., TASK/RUN placeholders
 
 
-def readme_commands() -> list[str]:
-    """The ``vkit …`` commands of README.md's bash blocks, comments stripped, ``;``-separated ones split."""
-    blocks = re.findall(r"```bash\n(.*?)```", README.read_text(encoding="utf-8"), flags=re.S)
+def readme_commands(pages: list[Path] = PAGES) -> list[str]:
+    """The ``vkit …`` commands of the pages' bash blocks, comments stripped, ``;``-separated ones split."""
+    blocks = [b for page in pages for b in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)]
     out: list[str] = []
     for block in blocks:
         for line in block.splitlines():
@@ -79,6 +82,10 @@ def _options(command: click.Command) -> set[str]:
 
 def test_the_readme_shows_commands() -> None:
     assert len(COMMANDS) > 20 and RUNNABLE  # a parser that finds nothing would make the tests below vacuous
+    shown = readme_commands([README])
+    # the README's three examples: run a vertical, write a plugin, score an archive
+    assert any(c.startswith("vkit run medical-diagnosis") for c in shown)
+    assert any(c.startswith("vkit new-plugin ") for c in shown) and any(c.startswith("vkit score ") for c in shown)
 
 
 @pytest.mark.parametrize("line", COMMANDS)
