@@ -5,26 +5,26 @@ and returns an object with this shape; the scoring engine (local worker
 processes or Ray actors) does the rest: inventory, resume, batching, store
 writes, progress.
 
+Most scorers subclass :class:`SegmentScorer`: it decodes with a
+:class:`~vkit.core.sampling.FrameSampler` and summarises with the one event rule
+(:func:`vkit.core.events.events`), so a vertical writes only ``score(clips)``.
+
 Example (a task's side)::
 
-    class MyScorer:
-        num_segments = 32
-
+    class MyScorer(SegmentScorer):
         def __init__(self, checkpoint, device="cpu"):
-            self.model, meta = ...                  # load safetensors + JSON meta
-            self.model_sha256 = meta["sha256"]
+            trained = load_trained(checkpoint, device=device)
+            self.model, self.model_sha256 = trained.model, trained.sha256
+            self.sampler = FrameSampler("uniform", num_segments=32, frames_per_segment=8)
+            self.size = (112, 112)
+            self.event_rule = dict(threshold=trained.decision.threshold, kind="moving")
 
-        def decode(self, path):                     # worker process: file → clips
-            return sample_segments(path, self.num_segments, frames_per_segment=8, size=(112, 112))
-
-        def score(self, clips):                     # model process: (B, C, T, H, W) → (B,)
-            return self.model(clips).sigmoid().flatten()
-
-        def summarize(self, segment_scores, info):  # per video: events in seconds
-            return dict(events=find_events(segment_scores, info))
+        def score(self, clips):                     # model process: (B, C, T, H, W) -> (B,)
+            return self.model(clips).softmax(-1)[:, 1]
 """
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import numpy as np
     import torch
 
+    from vkit.core.sampling import FrameSampler
     from vkit.core.video import VideoInfo
 
 
@@ -84,6 +85,81 @@ class VideoScorer(Protocol):
         optionally ``aggregates``, ``{name: number}`` kept in the video's summary row (``values``)."""
 
 
+class SegmentScorer:
+    """The shared half of a :class:`VideoScorer`: frames in by a sampler, events out by the one rule.
+
+    A vertical's scorer subclasses it, sets these in ``__init__`` and writes :meth:`score`:
+
+    Attributes:
+        sampler: the :class:`~vkit.core.sampling.FrameSampler` of its clips (the one it trained on);
+            ``num_segments`` is the sampler's.
+        size: ``(height, width)`` frames are resized to while decoding.
+        event_rule: keyword arguments of :func:`vkit.core.events.events` (``threshold``, ``above``,
+            ``min_duration``, ``merge_gap``, ``kind``), or ``None`` for a scorer without events.
+        model_sha256: the model's identity (see :class:`VideoScorer`).
+        min_frames: shorter videos fail as "too short" (default 1).
+
+    Optional overrides: :meth:`prepare` (frames to the model's input, e.g. frame differences) and
+    :meth:`summarize` (to add ``aggregates``; call ``super().summarize`` for the events).
+
+    Example::
+
+        class Brightness(SegmentScorer):
+            sampler, size, model_sha256 = FrameSampler("uniform", 4, 2), (16, 16), "brightness-v1"
+            event_rule = dict(threshold=0.5, kind="bright")
+
+            def score(self, clips):
+                return clips.mean((1, 2, 3, 4)) / 255
+    """
+
+    sampler: FrameSampler
+    size: tuple[int, int] | None = None
+    event_rule: dict[str, Any] | None = None
+    model_sha256: str
+    min_frames: int = 1
+
+    @property
+    def num_segments(self) -> int:
+        """Segments per video: the sampler's."""
+        return int(self.sampler.num_segments)
+
+    def decode(self, path: str) -> np.ndarray:
+        """The model inputs of one video, ``(num_segments, C, T, H, W)`` float32 (:meth:`prepare` of the sampled frames)."""
+        from vkit.core.video import probe
+
+        info = probe(path)
+        if info.frames < self.min_frames:
+            raise DataError(f"{path}: too short: {info.frames} frames, the scorer needs at least {self.min_frames}")
+        return self.prepare(self.sampler.read(path, self.size, info=info))
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """``uint8`` frames ``(S, T, H, W, 3)`` to the model's input ``(S, C, T, H, W)``; by default RGB float32 in 0..255."""
+        import numpy as np
+
+        return np.ascontiguousarray(frames.transpose(0, 4, 1, 2, 3), dtype=np.float32)
+
+    def score(self, clips: torch.Tensor) -> torch.Tensor:
+        """Scores ``(B,)`` (or vectors ``(B, D)`` with ``embedding = True``) of clips ``(B, C, T, H, W)``."""
+        raise NotImplementedError(f"{type(self).__name__} must implement score(clips)")
+
+    def events(self, segment_scores: np.ndarray, info: VideoInfo) -> list[dict[str, Any]]:
+        """The video's events in seconds by :attr:`event_rule` (segment ``i`` spans ``i * duration / S`` onwards,
+        as its score row does); ``[]`` without a rule."""
+        import numpy as np
+
+        from vkit.core.events import events
+
+        scores = np.asarray(segment_scores, dtype=np.float64)
+        if self.event_rule is None or scores.ndim != 1 or not len(scores):
+            return []
+        step = float(info.duration) / len(scores) if info.duration else 1.0
+        return [{k: e[k] for k in _EVENT_FIELDS} for e in events(scores, step=step, **self.event_rule)]
+
+    def summarize(self, segment_scores: np.ndarray, info: VideoInfo) -> dict[str, Any]:
+        """``dict(events=...)`` by :meth:`events`."""
+        return dict(events=self.events(segment_scores, info))
+
+
 _EVENT_FIELDS = ("kind", "start", "end", "score")
 
 
@@ -126,6 +202,62 @@ def _event(event: Any) -> dict[str, Any]:
     return row
 
 
+def each_video(paths: Sequence[str | Path], work: Callable[[str, str], tuple[Any, Any]], *,
+               skip_bad: bool = False) -> list[dict[str, Any]]:
+    """The one per-video loop of in-process scoring and feature extraction: hash, work, check, collect failures.
+
+    For each path: its :class:`~vkit.core.files.FileState` is taken, its content hashed, then
+    ``work(path, sha256)`` returns ``(result, info)`` (``info``: a :class:`~vkit.core.video.VideoInfo`
+    or a mapping with ``frames``, ``fps``, ``duration``); a file that changed meanwhile is a bad video
+    (no result under a sha256 it no longer has). A bad video raises :class:`DataError` naming it
+    unless ``skip_bad``.
+
+    Returns:
+        one outcome per path, in order: ``dict(status='ok', path, full, sha256, size, info, result)`` or
+        ``dict(status='failed', path, full, error)`` (``full``: the resolved path the store keys on).
+
+    Example::
+
+        outcomes = each_video(["a.mp4"], lambda path, sha: embedder(path, sha), skip_bad=True)
+        store.upsert_videos(video_rows(outcomes))
+    """
+    from vkit.core.files import FileState
+    from vkit.core.store.provenance import sha256_file
+    from vkit.registry.errors import VkitError
+
+    outcomes = []
+    for path in map(str, paths):
+        full = str(Path(path).resolve())
+        try:
+            before = FileState.of(path)
+            sha, size = sha256_file(path)
+            result, info = work(path, sha)
+            if FileState.of(path) != before:
+                raise DataError(f"{path}: changed while being scored (its size, times or inode differ after "
+                                f"decoding); score it again once it has settled")
+        except (VkitError, OSError) as err:
+            if not skip_bad:
+                raise DataError(f"{path}: {err} (use --skip-bad to record it and go on)") from err
+            outcomes.append(dict(status="failed", path=path, full=full, error=str(err)))
+            continue
+        outcomes.append(dict(status="ok", path=path, full=full, sha256=sha, size=size, info=info, result=result))
+    return outcomes
+
+
+def video_rows(outcomes: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """The videos-table rows (``Store.upsert_videos``) of :func:`each_video`'s outcomes."""
+    rows = []
+    for o in outcomes:
+        if o["status"] != "ok":
+            rows.append(dict(path=o["full"], status="failed", error=o["error"]))
+            continue
+        info = o["info"]
+        facts = {k: info[k] if isinstance(info, Mapping) else getattr(info, k) for k in ("duration", "fps", "frames")}
+        rows.append(dict(path=o["full"], sha256=o["sha256"], size=o["size"], duration=float(facts["duration"]),
+                         fps=float(facts["fps"]), frames=int(facts["frames"]), status="ok"))
+    return rows
+
+
 def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, run_id: int | None = None,
                  skip_bad: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Score whole videos in this process and (with ``store``) write them as ``vkit score`` does.
@@ -150,33 +282,18 @@ def score_videos(scorer: VideoScorer, paths: list[str], *, store: Any = None, ru
     import numpy as np
     import torch
 
-    from vkit.core.files import FileState
-    from vkit.core.store.provenance import sha256_file
     from vkit.core.video import probe
-    from vkit.registry.errors import VkitError
 
-    scored, failed, videos = [], [], []
-    for path in paths:
-        full = str(Path(path).resolve())
-        try:
-            before = FileState.of(path)
-            sha, size = sha256_file(path)
-            info = probe(path)
-            segments = np.asarray(torch.as_tensor(scorer.score(torch.as_tensor(scorer.decode(path)))).float().cpu())
-            if FileState.of(path) != before:
-                raise DataError(f"{path}: changed while being scored (its size, times or inode differ after "
-                                f"decoding); score it again once it has settled")
-        except (VkitError, OSError) as err:
-            if not skip_bad:
-                raise DataError(f"{path}: {err} (use --skip-bad to record it and go on)") from err
-            failed.append(dict(path=full, error=str(err)))
-            videos.append(dict(path=full, status="failed", error=str(err)))
-            continue
-        scored.append(dict(path=full, sha256=sha, info=info, segments=segments, **video_results(segments, info, scorer)))
-        videos.append(dict(path=full, sha256=sha, size=size, duration=float(info.duration), fps=float(info.fps),
-                           frames=int(info.frames), status="ok"))
-    if store is not None and videos:
-        ids = store.upsert_videos(videos)
+    def work(path: str, sha256: str) -> tuple[np.ndarray, VideoInfo]:
+        info = probe(path)
+        return np.asarray(torch.as_tensor(scorer.score(torch.as_tensor(scorer.decode(path)))).float().cpu()), info
+
+    outcomes = each_video(paths, work, skip_bad=skip_bad)
+    scored = [dict(path=o["full"], sha256=o["sha256"], info=o["info"], segments=o["result"],
+                   **video_results(o["result"], o["info"], scorer)) for o in outcomes if o["status"] == "ok"]
+    failed = [dict(path=o["full"], error=o["error"]) for o in outcomes if o["status"] == "failed"]
+    if store is not None and outcomes:
+        ids = store.upsert_videos(video_rows(outcomes))
         store.add_video_results(run_id, [dict(video_id=ids[v["path"]], status="scored", error=None, scores=v["scores"],
                                               events=v["events"], aggregates=v["aggregates"]) for v in scored])
     return scored, failed

@@ -232,7 +232,8 @@ class RunContext:
 
         Example::
 
-            outcomes = ctx.score_videos(EmbeddingScorer(dict(type="ClipStats")), ["a.mp4", "b.mp4"])
+            embedder = FrozenEmbedder(dict(type="ClipStats"), FrameSampler("dense", 1, 16))
+            outcomes = ctx.score_videos(embedder, ["a.mp4", "b.mp4"])
         """
         if self.video_engine is not None:
             return list(self.video_engine(scorer, list(paths)))

@@ -213,19 +213,16 @@ def input_norm(channels: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(v for p in parts for v in p[0]), tuple(v for p in parts for v in p[1])
 
 
-def clip_indices(frames: int, num_frames: int) -> np.ndarray:
-    """``num_frames`` indices spread evenly over a clip of ``frames`` frames (each centred in its share)."""
-    return np.clip(np.floor((np.arange(num_frames) + 0.5) * frames / num_frames).astype(np.int64), 0, frames - 1)
-
-
 def load_clip(path: Path, num_frames: int, size: int) -> np.ndarray:
-    """``(num_frames, size, size, 3)`` uint8 RGB sampled evenly over the clip; ``DataError`` when unreadable or too short."""
-    from vkit.core.video import probe, read_clip
+    """``(num_frames, size, size, 3)`` uint8 RGB sampled evenly over the clip (``FrameSampler("uniform")``, mmaction2's
+    TSN test sampling); ``DataError`` when unreadable or too short."""
+    from vkit.core.sampling import FrameSampler
+    from vkit.core.video import probe
 
     info = probe(path)
     if info.frames < num_frames:
         raise DataError(f"{path}: too short: {info.frames} frames, the sampler needs {num_frames} (data.num_frames)")
-    return read_clip(path, clip_indices(info.frames, num_frames), (size, size), frames=info.frames)
+    return FrameSampler("uniform", 1, num_frames).read(path, (size, size), info=info)[0]
 
 
 class EngagementClips:

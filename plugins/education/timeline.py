@@ -1,8 +1,7 @@
-"""Engagement timelines: sampling clips along a recording, low-engagement stretches, a teacher-facing summary.
+"""Engagement timelines: low-engagement stretches, a teacher-facing summary.
 
 Example::
 
-    idx = clip_grid(frames=384, fps=8.0, segments=24, num_frames=16, clip_seconds=2.0)   # (24, 16) frame indices
     low_stretches([2.9, 0.4, 0.6, 0.5, 2.5], seconds=2.0, low_level=1.5, min_seconds=4.0)
     # [dict(kind="low-engagement", start=2.0, end=8.0, score=0.83, level=0.5)]
     teacher_summary({"learner01": [(24.0, 36.0)], "learner02": [(26.0, 34.0)], "learner03": []})
@@ -15,32 +14,18 @@ from typing import Any
 
 import numpy as np
 
-from vkit.registry.errors import DataError
-
-
-def clip_grid(frames: int, fps: float, segments: int, num_frames: int, clip_seconds: float) -> np.ndarray:
-    """Frame indices ``(segments, num_frames)``: one clip per equal segment, ``clip_seconds`` long, centred in it.
-
-    The clip spans what a training clip spanned (``num_frames`` frames over ``clip_seconds``), so the model
-    sees motion at the speed it learnt; a segment shorter than that gets a clip covering the segment.
-    """
-    if frames < 1 or segments < 1 or num_frames < 1 or fps <= 0:
-        raise DataError(f"clip_grid: expected positive frames, fps, segments, num_frames; got {frames}, {fps}, {segments}, {num_frames}")
-    seg = frames / segments
-    span = min(seg, max(1.0, clip_seconds * fps))
-    centres = (np.arange(segments) + 0.5) * seg
-    offsets = (np.arange(num_frames) + 0.5) * span / num_frames - span / 2
-    return np.clip(np.floor(centres[:, None] + offsets[None, :]).astype(np.int64), 0, frames - 1)
-
 
 def low_stretches(levels: Sequence[float], seconds: float, low_level: float, min_seconds: float,
                   start: float = 0.0) -> list[dict[str, Any]]:
-    """Runs of consecutive segments whose expected level is below ``low_level`` lasting ``min_seconds`` or more.
+    """Stretches of consecutive segments whose expected level is at or below ``low_level``, ``min_seconds`` or longer.
+
+    Core's event rule (:func:`vkit.core.events.events`, ``above=False``: a level equal to
+    ``low_level`` counts; times rounded to the millisecond) with engagement's own score.
 
     Args:
         levels: expected engagement level (0-3) per segment.
         seconds: length of one segment.
-        low_level: a segment below this level is "low engagement".
+        low_level: a segment at or below this level is "low engagement".
         min_seconds: shortest stretch reported.
         start: time of the first segment.
 
@@ -48,22 +33,18 @@ def low_stretches(levels: Sequence[float], seconds: float, low_level: float, min
         ``dict(kind="low-engagement", start, end, score, level)``: ``score`` = ``1 - mean level / 3`` (how far
         attention fell), ``level`` = the stretch's mean expected level.
     """
+    from vkit.core.events import events
+
     levels = np.asarray(levels, dtype=np.float64)
-    low = levels < low_level
-    events, i = [], 0
-    while i < len(low):
-        if not low[i]:
-            i += 1
-            continue
-        j = i
-        while j < len(low) and low[j]:
-            j += 1
-        if (j - i) * seconds >= min_seconds - 1e-9:
-            mean = float(levels[i:j].mean())
-            events.append(dict(kind="low-engagement", start=round(start + i * seconds, 3), end=round(start + j * seconds, 3),
-                               score=round(1.0 - mean / 3.0, 4), level=round(mean, 3)))
-        i = j
-    return events
+    if not seconds > 0:  # a recording without duration has no stretch
+        return []
+    out = []
+    for e in events(levels, low_level, above=False, step=seconds, start=start, min_duration=min_seconds,
+                    kind="low-engagement"):
+        mean = float(levels[e["first"]:e["last"] + 1].mean())
+        out.append(dict(kind=e["kind"], start=e["start"], end=e["end"], score=round(1.0 - mean / 3.0, 4),
+                        level=round(mean, 3)))
+    return out
 
 
 def clock(seconds: float) -> str:

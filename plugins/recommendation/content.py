@@ -5,26 +5,25 @@ motion statistics (what it computes is listed in its docstring); any
 BACKBONES entry works (``content.backbone=dict(type='X3D', setting='s',
 pretrained='x3d_s.safetensors')`` for real footage).
 
-:class:`EmbeddingScorer` is a VideoScorer whose output is a vector per video
-(``embedding = True``): the task hands it to ``ctx.score_videos``, so item
-embeddings run through the batch-scoring engine of ``vkit score`` (videos
-table, resume by sha256 — the cache key is the scorer's ``model_sha256``, a
-hash of the backbone config, clip sampling and seed —, failures recorded,
-``--engine ray``). :func:`embed_items` turns the outcomes into the item
-matrix: a missing or unreadable video does not stop the run, its row is
-masked (``mask[i] = False``, zero features) and its reason returned.
+:func:`item_embedder` is a :class:`~vkit.core.embedding.FrozenEmbedder` (a
+VideoScorer whose output is a vector per video): the task hands it to
+``ctx.score_videos``, so item embeddings run through the batch-scoring engine
+of ``vkit score`` (videos table, resume by sha256 — the cache key is the
+embedder's ``model_sha256``, a hash of the backbone config, clip sampling,
+size and seed —, failures recorded, ``--engine ray``). :func:`embed_items`
+turns the outcomes into the item matrix: a missing or unreadable video does
+not stop the run, its row is masked (``mask[i] = False``, zero features) and
+its reason returned.
 
 Example::
 
-    scorer = EmbeddingScorer(dict(type="ClipStats"), num_frames=16, size=(32, 32))
+    scorer = item_embedder(dict(type="ClipStats"), num_frames=16, size=(32, 32))
     features, mask, shas, failures = embed_items(["a.mp4", None], scorer, ctx.score_videos)
     features.shape, mask       # (2, 16), [True, False]
 """
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,11 @@ import numpy as np
 import torch
 
 from vkit.core.backbones.base import Backbone
+from vkit.core.embedding import FrozenEmbedder
+from vkit.core.sampling import FrameSampler
 from vkit.registry.errors import ConfigError, DataError
+
+KIND = "recommendation-item-embedding"
 
 
 class ClipStats(Backbone):
@@ -104,89 +107,27 @@ class ClipStats(Backbone):
         return dict(num_frames=4, input_size=(16, 16))
 
 
-def frame_indices(frames: int, num_frames: int) -> np.ndarray:
-    """``num_frames`` consecutive indices from the middle of a ``frames``-long video (repeats when it is shorter)."""
-    start = max(0, (frames - num_frames) // 2)
-    return np.clip(start + np.arange(num_frames), 0, frames - 1)
+def item_embedder(backbone: Mapping[str, Any], num_frames: int = 16, size: Sequence[int] = (32, 32),
+                  seed: int = 0) -> FrozenEmbedder:
+    """The item-content embedder: ``backbone`` over the middle ``num_frames`` consecutive frames of a video.
 
-
-def load_clip(path: str | Path, num_frames: int, size: Sequence[int]) -> np.ndarray:
-    """``(3, T, H, W)`` float32 in 0..255: ``num_frames`` consecutive frames from the middle of the video."""
-    from vkit.core.video import probe, read_clip
-
-    info = probe(path)
-    frames = read_clip(path, frame_indices(info.frames, num_frames), (int(size[0]), int(size[1])), frames=info.frames)
-    return np.ascontiguousarray(frames.transpose(3, 0, 1, 2), dtype=np.float32)
-
-
-class EmbeddingScorer:
-    """A VideoScorer whose "scores" are embeddings: one ``(D,)`` vector per video from a frozen backbone.
-
-    Given to ``ctx.score_videos`` (the batch-scoring engine of ``vkit score``
-    inside ``vkit run``): ``model_sha256`` hashes the backbone config, the clip
-    sampling and the seed, so the engine's resume by video sha256 is the
-    embedding cache (a video embedded before with the same settings is not
-    decoded again) and its vector is read back from the store.
-
-    Args:
-        backbone: a BACKBONES config (``dict(type=...)``).
-        num_frames: frames per clip (``T``), consecutive, from the middle of the video.
-        size: clip ``(H, W)``.
-        seed: seeds the backbone's random initialisation (part of the key).
+    A :class:`~vkit.core.embedding.FrozenEmbedder` with one ``dense`` clip: given to
+    ``ctx.score_videos`` (the batch-scoring engine of ``vkit score`` inside ``vkit run``),
+    its ``model_sha256`` (backbone config, sampler, size, seed) makes the engine's resume
+    by video sha256 the embedding cache (a video embedded before with the same settings is
+    not decoded again) and its vector is read back from the store.
 
     Example::
 
-        scorer = EmbeddingScorer(dict(type="ClipStats"), num_frames=16, size=(32, 32))
-        scorer.score(torch.as_tensor(scorer.decode("a.mp4"))).shape    # (1, 16)
+        embedder = item_embedder(dict(type="ClipStats"), num_frames=16, size=(32, 32))
+        embedder.score(torch.as_tensor(embedder.decode("a.mp4"))).shape    # (1, 16)
     """
-
-    num_segments = 1
-    min_frames = 1
-    embedding = True
-    memory_format = "contiguous"
-
-    def __init__(self, backbone: dict, num_frames: int = 16, size: Sequence[int] = (32, 32), seed: int = 0) -> None:
-        if not isinstance(backbone, dict) or "type" not in backbone:
-            raise ConfigError(f"content.backbone: expected a BACKBONES config dict with 'type', got {backbone!r}")
-        if int(num_frames) < 1 or len(tuple(size)) != 2 or min(int(s) for s in size) < 1:
-            raise ConfigError(f"content: num_frames={num_frames!r}, size={size!r}; expected a positive int and (H, W)")
-        self.backbone_cfg = dict(backbone)
-        self.num_frames, self.size, self.seed = int(num_frames), (int(size[0]), int(size[1])), int(seed)
-        self.settings = dict(kind="recommendation-item-embedding", backbone=self.backbone_cfg,
-                             num_frames=self.num_frames, size=list(self.size), seed=self.seed)
-        self.model_sha256 = hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode()).hexdigest()
-        self._net: Any = None
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_net": None}  # a Ray actor builds its own
-
-    @property
-    def net(self) -> Backbone:
-        """The frozen backbone (built on first use)."""
-        if self._net is None:
-            from vkit.core.backbones import prepare_for_inference
-            from vkit.registry.registries import BACKBONES
-
-            with torch.random.fork_rng():  # seeded here, without moving the run's own random state
-                torch.manual_seed(self.seed)
-                self._net = prepare_for_inference(BACKBONES.build(dict(self.backbone_cfg)))
-        return self._net
-
-    def decode(self, path: str) -> np.ndarray:
-        """``(1, 3, T, H, W)`` float32 in 0..255: the middle ``num_frames`` frames."""
-        return load_clip(path, self.num_frames, self.size)[None]
-
-    @torch.inference_mode()
-    def score(self, clips: torch.Tensor) -> torch.Tensor:
-        """Embeddings ``(B, D)`` of clips ``(B, 3, T, H, W)`` in 0..255."""
-        x = torch.as_tensor(clips, dtype=torch.float32)
-        return self.net.infer(self.net.normalize(x), temporal=False).float()
-
-    def summarize(self, segment_scores: np.ndarray, info: Any) -> dict[str, Any]:
-        return {}
+    if isinstance(num_frames, bool) or not isinstance(num_frames, int) or num_frames < 1:
+        raise ConfigError(f"content: num_frames={num_frames!r}; expected a positive int")
+    return FrozenEmbedder(backbone, FrameSampler("dense", 1, num_frames), size, seed=seed, kind=KIND)
 
 
-def embed_items(paths: Sequence[str | Path | None], scorer: EmbeddingScorer,
+def embed_items(paths: Sequence[str | Path | None], scorer: FrozenEmbedder,
                 score_videos: Any) -> tuple[np.ndarray, np.ndarray, list[str | None], list[dict[str, Any]]]:
     """``(features (N, D), mask (N,), sha256s, failures)`` of the items' videos through ``score_videos``.
 

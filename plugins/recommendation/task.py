@@ -135,7 +135,7 @@ class RecommendationTask(Task):
         """Standardised ``(N, D)`` item content and its mask (``None, None`` when there is none)."""
         import numpy as np
 
-        from vkit.plugins.recommendation.content import EmbeddingScorer, embed_items
+        from vkit.plugins.recommendation.content import embed_items, item_embedder
 
         c = cfg.content
         if c.source not in ("auto", "video", "features"):
@@ -146,7 +146,7 @@ class RecommendationTask(Task):
             feats, mask = data.item_features.astype(np.float32), np.ones(data.num_items, bool)
             ctx.echo(f"content: {feats.shape[1]} precomputed features per item")
         elif any(v is not None for v in data.item_videos):
-            scorer = EmbeddingScorer(dict(c.backbone), int(c.num_frames), tuple(c.size), seed=int(cfg.seed or 0))
+            scorer = item_embedder(dict(c.backbone), int(c.num_frames), tuple(c.size), seed=int(cfg.seed or 0))
             feats, mask, _, failures = embed_items(data.item_videos, scorer, ctx.score_videos)
             ctx.echo(f"content: {c.backbone.get('type')} embeddings of {int(mask.sum())} videos "
                      f"({len(failures)} masked; stored by video sha256 under model {scorer.model_sha256[:12]})")

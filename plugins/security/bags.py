@@ -8,15 +8,14 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from vkit.core.embedding import FrozenEmbedder
 from vkit.plugins.security.data import VideoRecord
-from vkit.plugins.security.features import FeatureExtractor
-from vkit.registry.errors import ConfigError, DataError, VkitError
+from vkit.registry.errors import ConfigError, DataError
 
 
 @dataclass
@@ -62,28 +61,19 @@ class MILPairs:
         return dict(anomalous=self.anomalous[a], normal=self.normal[n])
 
 
-def extract_features(records: list[VideoRecord], extractor: FeatureExtractor, ctx: Any) -> list[VideoFeatures]:
+def extract_features(records: list[VideoRecord], extractor: FrozenEmbedder, ctx: Any) -> list[VideoFeatures]:
     """Features of every record (cached by video sha256), each video recorded in the store's videos table.
 
-    A bad video is an error, or (``--skip-bad``) a skipped item and a ``failed`` video row with the reason.
+    A bad video is an error, or (``--skip-bad``) a skipped item and a ``failed`` video row with the reason
+    (:func:`vkit.core.scoring.each_video`, the loop ``vkit score`` runs in process).
     """
-    from vkit.core.store.provenance import sha256_file
+    from vkit.core.scoring import each_video, video_rows
 
-    out, failed = [], []
-    for record in records:
-        try:
-            sha, size = sha256_file(record.path)
-            feats, info = extractor(record.path, sha)
-        except (VkitError, OSError) as err:
-            if not ctx.skip_bad:
-                raise DataError(f"{record.path}: {err} (use --skip-bad to record it and go on)") from err
-            failed.append(dict(item_id=f"{record.split}/{record.name}", path=str(record.path), reason=str(err)))
-            continue
-        out.append(VideoFeatures(record, feats, dict(info, size=size), sha))
-    rows = [dict(path=str(Path(v.record.path).resolve()), sha256=v.sha256, size=v.info["size"], status="ok",
-                 **{k: v.info[k] for k in ("duration", "fps", "frames")}) for v in out]
-    rows += [dict(path=str(Path(f["path"]).resolve()), status="failed", error=f["reason"]) for f in failed]
-    if rows:
-        ctx.store.upsert_videos(rows)
-    ctx.record_skipped(failed)
+    outcomes = each_video([r.path for r in records], extractor, skip_bad=ctx.skip_bad)
+    out = [VideoFeatures(r, o["result"], dict(o["info"], size=o["size"]), o["sha256"])
+           for r, o in zip(records, outcomes) if o["status"] == "ok"]
+    if outcomes:
+        ctx.store.upsert_videos(video_rows(outcomes))
+    ctx.record_skipped([dict(item_id=f"{r.split}/{r.name}", path=str(r.path), reason=o["error"])
+                        for r, o in zip(records, outcomes) if o["status"] == "failed"])
     return out

@@ -22,7 +22,7 @@ import torch
 from vkit.core.evaluation import Evaluation, ReportSection, TaskEvaluator
 from vkit.core.ground_truth import frame_spans, record_ground_truth
 from vkit.plugins.security.annotations import frame_labels
-from vkit.plugins.security.events import frame_scores
+from vkit.core.events import frame_scores
 from vkit.registry.errors import DataError
 
 
@@ -49,7 +49,7 @@ class MILEvaluator(TaskEvaluator):
     """Scores the test videos with the trained model through the task's scorer; frame AUC/AP, events, score rows.
 
     ``datasets`` holds ``test`` (the test split's ``VideoRecord`` s) and ``extractor``
-    (the frozen ``FeatureExtractor`` the model was trained on).
+    (the frozen ``FrozenEmbedder`` the model was trained on).
 
     Args:
         events: ``dict(threshold=..., min_duration=...)`` for event detection.

@@ -1,10 +1,10 @@
 """``AnomalyScorer``: the :class:`~vkit.core.scoring.VideoScorer` of ``security-anomaly`` for ``vkit score``.
 
 Rebuilt from a training checkpoint (safetensors + JSON sidecar): the sidecar
-names the backbone config and sampling used for training, so scoring decodes
-the same 32 segments (consecutive frames centred in each), computes the same
-frozen backbone features and the head's score per segment, and summarises
-each video as events in seconds (the training run's ``events`` thresholds).
+names the frozen embedder used for training (backbone config and sampler), so
+scoring decodes the same 32 segments (consecutive frames centred in each),
+computes the same features and the head's score per segment; events are the
+core rule (:func:`vkit.core.events.events`) with the run's ``events`` settings.
 
 Example::
 
@@ -18,16 +18,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from vkit.plugins.security.events import detect_events, frame_scores
-from vkit.plugins.security.features import FeatureExtractor, feature_extractor, sample_clips
+from vkit.core.embedding import FrozenEmbedder
+from vkit.core.scoring import SegmentScorer
+from vkit.plugins.security.features import feature_extractor
 from vkit.registry.errors import CheckpointError
 
 
-class AnomalyScorer:
-    """Decode → backbone features → MIL head score per segment → events per video.
+class AnomalyScorer(SegmentScorer):
+    """Frozen backbone features → MIL head score per segment (decoding and events are core's).
 
     Args:
         checkpoint: the ``model.safetensors`` written by ``vkit run security-anomaly``.
@@ -50,40 +50,25 @@ class AnomalyScorer:
         self._setup(trained.model, feature_extractor(meta["features"]), meta["events"], trained.sha256, device)
 
     @classmethod
-    def from_model(cls, model: torch.nn.Module, extractor: FeatureExtractor, events: dict[str, Any],
+    def from_model(cls, model: torch.nn.Module, extractor: FrozenEmbedder, events: dict[str, Any],
                    model_sha256: str = "in-memory", device: str = "cpu") -> AnomalyScorer:
         """A scorer around a trained model in memory (no checkpoint file)."""
         scorer = cls.__new__(cls)
         scorer._setup(model, extractor, events, model_sha256, device)
         return scorer
 
-    def _setup(self, model: torch.nn.Module, extractor: FeatureExtractor, events: dict[str, Any], model_sha256: str,
+    def _setup(self, model: torch.nn.Module, extractor: FrozenEmbedder, events: dict[str, Any], model_sha256: str,
                device: str) -> None:
-        self.model, self.extractor = model, extractor
+        self.model, self.extractor = model, extractor.to(device)
         self.device = torch.device(device)
         self.model.to(self.device).eval()
-        self.extractor.net.to(self.device)
         self.model_sha256: str = model_sha256
-        self.num_segments: int = extractor.num_segments
-        self.min_frames: int = 2
-        self.events = dict(events)
-
-    def decode(self, path: str) -> np.ndarray:
-        """Clips ``(num_segments, 3, T, H, W)`` float32 in 0..255; raises ``DataError`` on a bad file."""
-        clips, _ = sample_clips(path, self.num_segments, self.extractor.frames_per_segment, self.extractor.size)
-        return clips
+        self.sampler, self.size, self.min_frames = extractor.sampler, extractor.size, 2
+        self.event_rule = dict(threshold=float(events["threshold"]), min_duration=float(events["min_duration"]),
+                               kind="anomaly")
 
     @torch.inference_mode()
     def score(self, clips: torch.Tensor) -> torch.Tensor:
         """Anomaly scores ``(B,)`` in [0, 1] of clips ``(B, 3, T, H, W)`` (segments of any videos)."""
-        net = self.extractor.net
-        x = clips.to(self.device, torch.float32)
-        feats = net.infer(net.normalize(x))
+        feats = self.extractor.score(clips).to(self.device)
         return self.model(features=feats, mode="predict").float().cpu()
-
-    def summarize(self, segment_scores: np.ndarray, info: Any) -> dict[str, Any]:
-        """Events in seconds (runs of frames over the threshold, at least ``min_duration`` long)."""
-        frames = frame_scores(segment_scores, int(info.frames))
-        events = detect_events(frames, float(info.fps), float(self.events["threshold"]),
-                               float(self.events["min_duration"]))
-        return dict(events=[dict(kind=e["kind"], start=e["start"], end=e["end"], score=e["score"]) for e in events])

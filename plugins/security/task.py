@@ -109,11 +109,11 @@ class SecurityAnomalyTask(Task):
 
     @staticmethod
     def _extractor(cfg: Any, ctx: Any) -> Any:
-        from vkit.plugins.security.features import FeatureExtractor
+        from vkit.plugins.security.features import feature_embedder
 
         f = cfg.features
         cache = Path(f.cache_dir) if f.cache_dir else ctx.data_root / "security-anomaly-features"
-        return FeatureExtractor(dict(f.backbone), int(f.num_segments), int(f.frames_per_segment), tuple(f.size),
+        return feature_embedder(dict(f.backbone), int(f.num_segments), int(f.frames_per_segment), tuple(f.size),
                                 cache_dir=cache, seed=int(cfg.seed), batch_size=int(f.batch_size))
 
     def build_model(self, cfg: Any, datasets: dict[str, Any] | None) -> Any:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from vkit.core.ordinal import OrdinalHead, balanced_class_weights, ordinal_decision, quadratic_weighted_kappa
-from vkit.plugins.education.timeline import clip_grid, low_stretches, teacher_summary
+from vkit.plugins.education.timeline import low_stretches, teacher_summary
 from vkit.registry.errors import ConfigError, DataError
 from vkit.registry.registries import HEADS, METRICS, MODELS
 
@@ -136,11 +136,13 @@ def test_side_signals_that_carry_the_label_change_predictions_through_fusion() -
 
 
 # ---------------------------------------------------------------- timelines
-def test_clip_grid_centres_training_length_clips_in_each_segment() -> None:
-    grid = clip_grid(frames=384, fps=8.0, segments=24, num_frames=16, clip_seconds=2.0)
+def test_the_scorer_samples_training_length_clips_centred_in_each_segment() -> None:
+    from vkit.core.sampling import FrameSampler  # the scorer's sampler (tests/core/test_sampling.py has the rule)
+
+    grid = FrameSampler("segments", 24, 16, clip_seconds=2.0).indices(384, fps=8.0)
     assert grid.shape == (24, 16)
     assert grid[0].tolist() == list(range(16)) and grid[-1].tolist() == list(range(368, 384))
-    sparse = clip_grid(frames=8000, fps=8.0, segments=10, num_frames=4, clip_seconds=2.0)
+    sparse = FrameSampler("segments", 10, 4, clip_seconds=2.0).indices(8000, fps=8.0)
     assert sparse[0].tolist() == [394, 398, 402, 406]  # 2 s (16 frames) around the centre 400, every 4th frame
 
 
@@ -149,6 +151,8 @@ def test_low_stretches_need_min_seconds_and_teacher_summary_finds_the_shared_dro
     events = low_stretches(levels, seconds=2.0, low_level=1.5, min_seconds=4.0)
     assert [(e["start"], e["end"]) for e in events] == [(2.0, 8.0)]  # the single low segment at 10-12 s is too short
     assert events[0]["kind"] == "low-engagement" and events[0]["level"] == pytest.approx(0.5)
+    # core's one rule: a level equal to low_level is low (the old rule was strictly below)
+    assert [(e["start"], e["end"]) for e in low_stretches([1.5, 1.5, 3.0], 2.0, 1.5, 4.0)] == [(0.0, 4.0)]
     text = teacher_summary({"a": [(750.0, 910.0)], "b": [(760.0, 900.0)], "c": [], "d": [(100.0, 110.0)]})
     assert text == "attention fell from 12:40 to 15:00 for 2 of 4 learners"
     assert teacher_summary({"a": [], "b": []}).startswith("attention held")

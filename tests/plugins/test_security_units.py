@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from vkit.plugins.security.annotations import Annotation, frame_labels, parse_line, read_annotations, write_annotations
-from vkit.plugins.security.events import detect_events, frame_scores, segment_of_frame
+from vkit.core.events import events as detect_events
+from vkit.core.events import frame_scores, segment_of_frame
 from vkit.plugins.security.loss import mil_ranking_loss
 from vkit.registry.errors import ConfigError, DataError
 
@@ -55,18 +56,20 @@ def test_frame_scores_follow_their_segment():
 
 
 def test_events_threshold_min_duration_and_seconds():
+    """security's events are core's one rule (vkit.core.events), with the run's threshold and min_duration."""
     scores = [0.1, 0.9, 0.1, 0.7, 0.8, 0.95, 0.6, 0.2, 0.51, 0.52, 0.53, 0.9]
-    events = detect_events(scores, fps=2.0, threshold=0.5, min_duration=1.5)
-    # frame 1 alone lasts 0.5 s (dropped); frames 3-6 last 2 s; frames 8-11 run to the end (2 s)
-    assert [(e["start"], e["end"], e["start_frame"], e["end_frame"]) for e in events] == [(1.5, 3.5, 3, 6), (4.0, 6.0, 8, 11)]
+    events = detect_events(scores, 0.5, step=0.5, min_duration=1.5, kind="anomaly")
+    # element 1 alone lasts 0.5 s (dropped); elements 3-6 last 2 s; elements 8-11 run to the end (2 s)
+    assert [(e["start"], e["end"], e["first"], e["last"]) for e in events] == [(1.5, 3.5, 3, 6), (4.0, 6.0, 8, 11)]
     assert [e["score"] for e in events] == [0.95, 0.9]
-    assert detect_events(scores, fps=2.0, threshold=0.5, min_duration=0.5)[0]["start"] == 0.5
-    assert detect_events([0.5, 0.5], fps=1.0, threshold=0.5) == []  # strictly above the threshold
+    assert detect_events(scores, 0.5, step=0.5, min_duration=0.5)[0]["start"] == 0.5
+    # the one rule counts a score equal to the threshold (as decide() does); security's old rule was strictly above
+    assert [(e["start"], e["end"]) for e in detect_events([0.5, 0.5], 0.5)] == [(0.0, 2.0)]
 
 
-def test_events_reject_bad_fps():
-    with pytest.raises(ConfigError, match="fps must be > 0, got 0"):
-        detect_events([1.0], fps=0)
+def test_events_reject_bad_step():
+    with pytest.raises(ConfigError, match="step .* must be > 0, got 0"):
+        detect_events([1.0], 0.5, step=0)
 
 
 # ------------------------------------------------------------------ annotations and data discovery
@@ -151,17 +154,17 @@ def test_motion_stats_sees_where_something_moves():
 
 def test_feature_extractor_caches_by_sha256(tmp_path):
     from vkit.core.video import write_video
-    from vkit.plugins.security.features import FeatureExtractor, segment_frame_indices
+    from vkit.plugins.security.features import feature_embedder, feature_extractor
 
-    assert segment_frame_indices(60, 32, 4)[0].tolist() == [0, 1, 2, 3]
-    assert segment_frame_indices(60, 32, 4)[31].tolist() == [56, 57, 58, 59]
-    assert segment_frame_indices(3, 2, 4).tolist() == [[0, 1, 2, 2], [0, 1, 2, 2]]
+    assert feature_embedder(dict(type="MotionStats"), 32, 4).sampler.indices(60)[0].tolist() == [0, 1, 2, 3]
+    assert feature_embedder(dict(type="MotionStats"), 32, 4).sampler.indices(60)[31].tolist() == [56, 57, 58, 59]
+    assert feature_embedder(dict(type="MotionStats"), 2, 4).sampler.indices(3).tolist() == [[0, 1, 2, 2], [0, 1, 2, 2]]
     frames = np.zeros((12, 32, 32, 3), np.uint8)
     for t in range(12):
         frames[t, 10:16, 2 * t:2 * t + 4] = 255
     video = write_video(tmp_path / "v.mp4", frames, fps=4)
     _motion()
-    extractor = FeatureExtractor(dict(type="MotionStats"), num_segments=4, frames_per_segment=3, size=(32, 32),
+    extractor = feature_embedder(dict(type="MotionStats"), num_segments=4, frames_per_segment=3, size=(32, 32),
                                  cache_dir=tmp_path / "cache")
     feats, info = extractor(video, sha256="abc")
     assert feats.shape == (4, 51) and info == dict(frames=12, fps=4.0, duration=3.0)
@@ -170,9 +173,11 @@ def test_feature_extractor_caches_by_sha256(tmp_path):
     video.unlink()  # the cache answers without the video
     again, info2 = extractor(tmp_path / "v.mp4", sha256="abc")
     assert np.array_equal(again, feats) and info2 == info
-    other = FeatureExtractor(dict(type="MotionStats", window=3), num_segments=4, frames_per_segment=3,
+    other = feature_embedder(dict(type="MotionStats", window=3), num_segments=4, frames_per_segment=3,
                              size=(32, 32), cache_dir=tmp_path / "cache")
     assert other.cache_dir != extractor.cache_dir
+    old_sidecar = dict(backbone=dict(type="MotionStats"), num_segments=4, frames_per_segment=3, size=[32, 32], seed=0)
+    assert feature_extractor(old_sidecar).settings == feature_extractor(dict(extractor.settings, feature_dim=51)).settings
     with pytest.raises(DataError):
         other(tmp_path / "v.mp4", sha256="abc")
 
