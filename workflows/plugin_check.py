@@ -321,10 +321,17 @@ def predict_smoke(task: Any, result: Any, *, plugins: Sequence[str] = ()) -> str
     got, want = rows[0], tested[path.name.split(".")[0]]
     if got["item_id"] != want["item_id"]:
         raise AssertionError(f"predict {path.name}: item_id {got['item_id']!r}, the run's test row says {want['item_id']!r}")
-    mine, theirs = got["values"].get("probs"), (want.get("values") or {}).get("probs")
+    key = "value" if "value" in (want.get("values") or {}) else "probs"  # a regression model's values, or probs
+    mine, theirs = got["values"].get(key), (want.get("values") or {}).get(key)
     if theirs is None or mine is None or len(mine) != len(theirs):
-        raise AssertionError(f"predict {path.name}: probs {mine!r} cannot be compared with the test row's {theirs!r}")
+        raise AssertionError(f"predict {path.name}: {key} {mine!r} cannot be compared with the test row's {theirs!r}")
     diff = max(abs(float(a) - float(b)) for a, b in zip(mine, theirs))
+    if key == "value":
+        if not diff <= PREDICT_TOLERANCE * max(1.0, *(abs(float(v)) for v in theirs)):
+            raise AssertionError(f"predict {path.name}: values {[round(float(v), 4) for v in mine]} differ from the "
+                                 f"run's test row {[round(float(v), 4) for v in theirs]} (max diff {diff:.2g}); the "
+                                 "prediction dataset must sample and preprocess like the task's dataset")
+        return f"{path.name}: same predicted value as the run's test row (max diff {diff:.1g})"
     if diff > PREDICT_TOLERANCE or got["prediction"] != want["prediction"]:
         raise AssertionError(f"predict {path.name}: probs {[round(float(v), 4) for v in mine]} / class {got['prediction']} "
                              f"differ from the run's test row {[round(float(v), 4) for v in theirs]} / class "

@@ -127,3 +127,38 @@ def test_new_plugin_installs_tests_checks_and_runs(workspace: Path) -> None:
     assert (again["scored"], again["skipped"]) == (0, len(archive)), again  # a re-run skips what this model scored
     rows = open_store(f"sqlite:///{db}", read_only=True).video_scores(first["run_id"])
     assert len(rows) == 4 * len(archive)  # scoring.segments: 4 per video by default
+
+
+SMOKE = ["train.epochs=1", "train.batch_size=4", "data.synthetic.n_train=8", "data.synthetic.n_val=4",
+         "data.synthetic.n_test=4", "data.synthetic.frames=8", "data.synthetic.size=16", "data.frames=4", "data.size=16",
+         "scoring.segments=2"]
+
+
+@pytest.mark.parametrize("kind, metrics", [("regression", "mae="), ("ordinal", "accuracy=")])
+def test_other_kinds_pass_plugins_check_run_and_predict_unedited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                                kind: str, metrics: str) -> None:
+    """`vkit new-plugin z --kind KIND --task z-count`, used in place (PYTHONPATH + --plugin, nothing installed):
+    `vkit plugins check` passes (a smoke run, predict = the run's test row, score), and for regression the
+    plugin's own test shows its float labels reach the loss unchanged and `vkit predict` prints the value."""
+    VKIT = [str(Path(sys.executable).parent / "vkit")]  # the installed command
+    _run([*VKIT, "new-plugin", "z", "--kind", kind, "--task", "z-count", "--dir", str(tmp_path)], tmp_path, timeout=60)
+    package = tmp_path / "vkit-z"
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(package), os.environ.get("PYTHONPATH")])))
+    out = _run([*VKIT, "--plugin", "vkit_z.plugin", "plugins", "check", "vkit_z.plugin"], tmp_path, timeout=300)
+    assert out.strip().splitlines()[-1].endswith(" passed, 0 failed"), out
+    assert f"PASS  task z-count smoke run: finished ({metrics}" in out.replace("test/", "")
+    assert "PASS  task z-count predict: " in out and "PASS  task z-count score: scored 2 videos" in out
+    if kind != "regression":
+        return
+    assert "same predicted value as the run's test row" in out
+    out = _run([sys.executable, "-m", "pytest", str(package / "tests"), "-q", "-p", "no:cacheprovider",
+                "-k", "float_labels_reach_the_loss_unchanged"], tmp_path, cwd=package, timeout=120)
+    assert "1 passed" in out, out[-2000:]
+    db = f"sqlite:///{tmp_path / 'runs.db'}"
+    sets = [arg for pair in SMOKE for arg in ("--set", pair)]
+    _run([*VKIT, "--db", db, "--plugin", "vkit_z.plugin", "run", "z-count", *sets, "--work-dir", str(tmp_path / "w")],
+         tmp_path, timeout=300)
+    clip = next((tmp_path / "data" / "z-count" / "clips").glob("test_*.mp4"))
+    table = _stdout([*VKIT, "--db", db, "--plugin", "vkit_z.plugin", "predict", "z-count", str(clip),
+                     "--checkpoint", "1"], tmp_path)
+    assert "predicted value" in table and clip.stem in table and "probabilities" not in table

@@ -13,7 +13,8 @@ from vkit.workflows.scaffold import TEMPLATE_DIR, new_plugin, new_plugin_cmd, pl
 
 EXPECTED_FILES = {
     "README.md", "pyproject.toml", "configs/tiny.py", "tests/conftest.py", "tests/test_vkit_shop_floor.py",
-    *(f"vkit_shop_floor/{m}.py" for m in ("__init__", "config", "data", "heads", "metrics", "plugin", "scorer", "task")),
+    *(f"vkit_shop_floor/{m}.py" for m in ("__init__", "config", "data", "heads", "metrics", "plugin", "scorer", "target",
+                                          "task")),
 }
 
 
@@ -60,6 +61,33 @@ def test_every_template_is_rendered(tmp_path):
     assert len(templates) == len(EXPECTED_FILES)
 
 
+@pytest.mark.parametrize("kind, head, metric", [
+    ("ordinal", "OrdinalHead", "OrdinalMetric"),
+    ("regression", "RegressionHead", "RegressionMetric"),
+])
+def test_kinds_use_cores_head_and_metric_and_take_a_task_name(tmp_path, kind, head, metric):
+    target = new_plugin("shop-floor", tmp_path, kind=kind, task="shop-count")
+    written = {p.relative_to(target).as_posix() for p in target.rglob("*") if p.is_file()}
+    assert written == EXPECTED_FILES - {"vkit_shop_floor/heads.py", "vkit_shop_floor/metrics.py"}
+    package = target / "vkit_shop_floor"
+    for path in target.rglob("*.py"):
+        compile(path.read_text(), str(path), "exec")
+    config = (package / "config.py").read_text()
+    assert f'type="{head}"' in config and f'type="{metric}"' in config
+    assert 'name = "shop-count"' in (package / "task.py").read_text()
+    assert "HEADS" not in (package / "plugin.py").read_text()  # core's head and metric: only the dataset is registered
+
+
+def test_bad_kind_and_task_name_are_rejected(tmp_path):
+    with pytest.raises(ConfigError, match=r"--kind 'regresion': expected one of classification, ordinal, regression "
+                                          r"\(did you mean 'regression'\?\)"):
+        new_plugin("acme", tmp_path, kind="regresion")
+    with pytest.raises(ConfigError, match=r"--task 'Rep_Count': expected lowercase letters and digits"):
+        new_plugin("acme", tmp_path, task="Rep_Count")
+    result = CliRunner().invoke(new_plugin_cmd, ["acme", "--dir", str(tmp_path), "--kind", "ranking"])
+    assert result.exit_code == 2 and "'ranking' is not one of 'classification', 'ordinal', 'regression'" in result.output
+
+
 def test_refuses_a_non_empty_target_but_fills_an_empty_one(tmp_path):
     (tmp_path / "vkit-acme").mkdir()
     assert new_plugin("acme", tmp_path) == tmp_path / "vkit-acme"
@@ -77,12 +105,14 @@ def test_cli_command(tmp_path):
 
 
 @pytest.fixture
-def generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """A generated plugin importable from tmp_path (as --plugin), without entry points; registries restored."""
+def generated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest):
+    """A generated plugin importable from tmp_path (as --plugin), without entry points; registries restored.
+
+    Its kind is the test's ``kind`` parameter when it has one (``classification`` otherwise)."""
     from vkit.hooks.manager import reset_plugin_manager
     from vkit.registry.registries import REGISTRIES
 
-    new_plugin("zeta", tmp_path)
+    new_plugin("zeta", tmp_path, kind=getattr(request, "param", "classification"))
     monkeypatch.syspath_prepend(str(tmp_path / "vkit-zeta"))
     monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
     for reg in REGISTRIES.values():  # core's components first: restoring must never drop them for later tests
@@ -106,6 +136,15 @@ def test_generated_plugin_passes_the_static_checks(generated):
     checks = {r.check for r in results}
     assert {"component HEADS.ZetaHead", "component METRICS.ZetaAccuracy", "component DATASETS.ZetaClipDataset",
             "metric ZetaAccuracy", "task zeta-task config"} <= checks
+
+
+@pytest.mark.parametrize("generated", ["ordinal", "regression"], indirect=True)
+def test_each_kind_passes_the_static_checks(generated):
+    from vkit.workflows.plugin_check import check_plugin, format_results
+
+    results = check_plugin(generated, extra=[generated], smoke=False)
+    assert all(r.ok for r in results), format_results(results)
+    assert {"component DATASETS.ZetaClipDataset", "task zeta-task config"} <= {r.check for r in results}
 
 
 def test_generated_dataset_and_metric_work_together(generated):
