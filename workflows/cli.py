@@ -26,7 +26,7 @@ def _manager(ctx: click.Context) -> Any:
 
 
 def _console() -> Any:
-    from vkit.workflows.console import console
+    from vkit.core.console import console
 
     return console()  # names (paths, users, errors) print as text: no rich markup
 
@@ -158,8 +158,7 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
 @click.pass_context
 def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoint: str, batch_size: int,
                 precision: str, skip_bad: bool, compressed: bool, stage: str | None, as_json: bool) -> None:
-    """Per-case probabilities of INPUTS (files or one datalist) with a trained TASK model, each labelled with its
-    class, and the run's decision rule (e.g. the validation threshold) that picked the class."""
+    """Per-case probabilities of INPUTS (files or one datalist) with a trained TASK model."""
     from vkit.workflows.compressed import compressed_option
     from vkit.workflows.predict import predict_task
 
@@ -169,16 +168,8 @@ def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoi
                                 compressed=compressed_option(compressed, stage))
     if as_json:
         return _echo_json(dict(run_id=run_id, predictions=rows))
-    _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities" if "labelled" in rows[0] else "value"],
-           [[r["item_id"], r["class"], _outputs(r)] for r in rows])
-    _console().print(f"decision: {rows[0]['decision']}", soft_wrap=True)
-
-
-def _outputs(row: dict[str, Any]) -> str:
-    """A predict row's outputs: each probability labelled with its class, or a regression's value(s)."""
-    if "labelled" in row:
-        return "  ".join(f"{name} {p:.4f}" for name, p in row["labelled"].items())
-    return " ".join(f"{v:.4f}" for v in row["values"].get("value", []))
+    _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities"],
+           [[r["item_id"], r["class"], " ".join(f"{p:.4f}" for p in r["values"]["probs"])] for r in rows])
 
 
 # ----------------------------------------------------------------------------- plugins
@@ -262,13 +253,12 @@ def _attach_commands() -> None:
     from vkit.workflows.plugin_check import plugins_check_cmd
     from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
     from vkit.workflows.export import export_cmd
-    from vkit.workflows.recommend import recommend_cmd
     from vkit.workflows.report import report_cmd
     from vkit.workflows.runs import runs_group
     from vkit.workflows.scaffold import new_plugin_cmd
     from vkit.workflows.score import score_cmd
 
-    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd, recommend_cmd):
+    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd):
         cli.add_command(command)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)

@@ -266,7 +266,7 @@ def components_cmd(ctx: click.Context, registry: str | None, as_json: bool, mark
         from rich.table import Table
         from rich.text import Text
 
-        from vkit.workflows.console import console
+        from vkit.core.console import console
 
         table = Table(title="components", title_justify="left", show_lines=False)
         for column in ("registry", "name", "owner", "arguments", "description"):

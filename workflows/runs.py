@@ -36,7 +36,7 @@ def _echo_json(data: Any) -> None:
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     from rich.table import Table
 
-    from vkit.workflows.console import console
+    from vkit.core.console import console
 
     table = Table(title=title, title_justify="left")
     for column in columns:

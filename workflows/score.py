@@ -279,7 +279,7 @@ class _Progress:
             return
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from vkit.workflows.console import console
+        from vkit.core.console import console
 
         self.bar = Progress(
             TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(),
@@ -605,7 +605,7 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
 def _print_summary(data: dict[str, Any]) -> None:
     from rich.table import Table
 
-    from vkit.workflows.console import console as plain_console
+    from vkit.core.console import console as plain_console
 
     table = Table(title=f"{data['task']}: scoring run {data['run_id']}", title_justify="left")
     table.add_column("")

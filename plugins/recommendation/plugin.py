@@ -4,6 +4,7 @@ Import-light (no torch here): the task class comes from ``vkit_tasks``; the
 components are registered through the ``registries`` argument of
 ``vkit_register_components``: MODELS ``Popularity``, ``BPRMF``, ``VBPR``,
 ``TwoTower``; BACKBONES ``ClipStats``; METRICS ``RankingMetric``.
+``vkit_cli_commands`` adds ``vkit recommend`` (:mod:`vkit.plugins.recommendation.cli`).
 """
 from __future__ import annotations
 
@@ -29,3 +30,10 @@ def vkit_register_components(registries: dict[str, Any]) -> None:
         registries["MODELS"].register_module(module=cls)
     registries["BACKBONES"].register_module(module=ClipStats)
     registries["METRICS"].register_module(module=RankingMetric)
+
+
+@hookimpl
+def vkit_cli_commands() -> list[Any]:
+    from vkit.plugins.recommendation.cli import recommend_cmd
+
+    return [recommend_cmd]

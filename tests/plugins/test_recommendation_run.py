@@ -156,7 +156,7 @@ def test_bad_input_is_recorded_and_the_run_goes_on(small_run, tmp_path):
 @pytest.mark.slow
 def test_ray_engine_recommends_like_the_local_one(small_run):
     pytest.importorskip("ray.data")
-    from vkit.workflows.recommend import recommend
+    from vkit.plugins.recommendation.cli import recommend
 
     result, db, _ = small_run
     users = ["u0001", "stranger", "u0004"]

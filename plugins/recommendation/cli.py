@@ -1,5 +1,8 @@
 """``vkit recommend --run RUN --user U -k 10``: top-K videos for users from a trained recommendation run.
 
+A command of the recommendation plugin, added through the ``vkit_cli_commands`` hook
+(:mod:`vkit.plugins.recommendation.plugin`) like any plugin's command.
+
 The run (a run id, or a ``model.safetensors`` path) names its task in the
 checkpoint sidecar; the task's ``load_recommender(checkpoint)`` rebuilds the
 model (:mod:`vkit.plugins.recommendation.serve`). Each recommendation has a
@@ -79,11 +82,19 @@ class RecommenderActor:
         return {"result": np.array([json.dumps(r) for r in results], dtype=object)}
 
 
+def _ray() -> Any:
+    """``ray`` with Ray Data, or a one-line error saying how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as err:
+        raise ConfigError(f"--engine ray needs Ray Data: pip install 'ray[data]' (or 'vkit[ray]'); import failed: {err}") from err
+    return ray
+
+
 def ray_recommend(task: str, checkpoint: Path, users: Sequence[str], k: int, plugins: Sequence[str] = (),
                   workers: int = 2, users_per_task: int = 1000, address: str | None = None) -> list[dict[str, Any]]:
     """:meth:`recommend_many` of ``users`` on a Ray Data actor pool (``workers`` actors), in the users' order."""
-    from vkit.workflows.score_ray import _ray
-
     ray = _ray()
     started = not ray.is_initialized()
     if started:
@@ -171,7 +182,7 @@ def recommend_cmd(ctx: click.Context, run: str, users: tuple[str, ...], users_fi
         return
     from rich.table import Table
 
-    from vkit.workflows.console import console as plain_console
+    from vkit.core.console import console as plain_console
 
     console = plain_console()  # users and items print as given: '[/bold]' is a user id, not markup
     if users_file is not None:

@@ -10,7 +10,7 @@ brackets in a string.
 
 Example::
 
-    from vkit.workflows.console import console
+    from vkit.core.console import console
     console().print(f"note: unknown user {user!r}")   # '[red]u0003' prints as '[red]u0003'
 """
 from __future__ import annotations
