@@ -12,7 +12,9 @@ negatives are drawn from) and, for content models, the item content matrix
 Batches: ``dict(users=Tensor, items=Tensor)`` (training pairs) or
 ``dict(users=Tensor, truth=Tensor)`` (users to rank, held-out items padded
 with -1). ``mode='loss'`` samples negatives among the items with training
-interactions; ``mode='predict'`` returns ``[dict(user=u, items=[top-k item
+interactions, never one of the user's own training items (a positive drawn
+as a negative pulls the model away from the user's taste; cornac, RecBole and
+MMRec redraw it too); ``mode='predict'`` returns ``[dict(user=u, items=[top-k item
 indices], truth=[held-out items])]`` with seen items excluded.
 
 Adding a model (a plugin's ``vkit_register_components``)::
@@ -43,6 +45,14 @@ from vkit.registry.registries import MODELS
 def bpr_loss(pos: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
     """Bayesian personalised ranking: ``-mean(log sigmoid(pos - neg))`` (Rendle et al., 2009)."""
     return -F.logsigmoid(pos - neg).mean()
+
+
+def _contains(sorted_keys: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+    """Whether each of ``keys`` occurs in the sorted 1-D ``sorted_keys`` (binary search)."""
+    if len(sorted_keys) == 0:
+        return torch.zeros_like(keys, dtype=torch.bool)
+    at = torch.searchsorted(sorted_keys, keys).clamp(max=len(sorted_keys) - 1)
+    return sorted_keys[at] == keys
 
 
 class Recommender(BaseModel):
@@ -126,12 +136,53 @@ class Recommender(BaseModel):
         raise NotImplementedError
 
     # ---- shared ----
-    def sample_negatives(self, n: int) -> torch.Tensor:
-        """``(n, num_negatives)`` items drawn uniformly from those with training interactions."""
-        weights = (self.item_counts > 0).float()
-        if float(weights.sum()) == 0:
-            weights = torch.ones_like(weights)
-        return torch.multinomial(weights, n * self.num_negatives, replacement=True).view(n, self.num_negatives)
+    #: Rounds of redrawing the negatives that hit a user's own training items before the few left (users who
+    #: saw most of the catalogue) are drawn from their unseen items directly.
+    negative_redraws: ClassVar[int] = 8
+
+    def sample_negatives(self, users: torch.Tensor) -> torch.Tensor:
+        """``(len(users), num_negatives)`` items drawn uniformly from those with training interactions, none of
+        them an item the user interacted with in training (only a user who saw every such item gets seen ones).
+
+        Example::
+
+            model = BPRMF(num_users=2, num_items=4, num_interactions=4)
+            model.set_data(np.array([0, 2, 4]), np.array([0, 1, 2, 3]))   # user 0 saw items 0, 1; user 1 saw 2, 3
+            model.sample_negatives(torch.tensor([0, 1]))   # e.g. tensor([[3], [0]]): user 0 gets 2 or 3, user 1 0 or 1
+        """
+        pool, seen = self._negative_pool()
+        users = users.long().to(pool.device)
+        draw = torch.randint(len(pool), (len(users), self.num_negatives), device=pool.device)
+        owner = users[:, None].expand_as(draw)
+        for _ in range(self.negative_redraws):
+            hit = _contains(seen, owner * self.num_items + pool[draw])
+            if not bool(hit.any()):
+                return pool[draw]
+            draw[hit] = torch.randint(len(pool), (int(hit.sum()),), device=pool.device)
+        items = pool[draw]
+        hit = _contains(seen, owner * self.num_items + items)
+        for user in torch.unique(owner[hit]).tolist():  # users who saw most of the pool: draw from what is left
+            left = pool[~_contains(seen[(seen >= user * self.num_items) & (seen < (user + 1) * self.num_items)],
+                                   user * self.num_items + pool)]
+            rows = hit & (owner == user)
+            if len(left):
+                items[rows] = left[torch.randint(len(left), (int(rows.sum()),), device=pool.device)]
+        return items
+
+    def _negative_pool(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Items negatives come from (with training interactions; all when none has) and the sorted
+        ``user * num_items + item`` keys of the training history; cached until the buffers change."""
+        key = tuple((t.device, t.data_ptr(), t._version) for t in (self.history_indptr, self.history_indices,
+                                                                   self.item_counts))
+        if getattr(self, "_pool_key", None) != key:
+            pool = torch.nonzero(self.item_counts > 0).flatten()
+            if len(pool) == 0:
+                pool = torch.arange(self.num_items, device=self.item_counts.device)
+            owner = torch.repeat_interleave(torch.arange(self.num_users, device=pool.device),
+                                            torch.diff(self.history_indptr))
+            self._pool = (pool, torch.sort(owner * self.num_items + self.history_indices).values)
+            self._pool_key = key
+        return self._pool
 
     def pair_scores(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """Scores of ``users[b]`` with ``items[b, ...]`` (``items`` ``(B,)`` or ``(B, M)``)."""
@@ -192,13 +243,25 @@ class Popularity(Recommender):
 class BPRMF(Recommender):
     """Matrix factorisation trained with the BPR loss: ``score = b_i + p_u · q_i`` (Rendle et al., 2009).
 
+    The loss is BPR-Opt: the BPR loss of each (user, positive, sampled negative)
+    triple plus ``reg / 2`` times the squared norms of the rows that triple
+    touches (``p_u``, ``q_i``, ``b_i``, ``q_j``, ``b_j``), averaged over the
+    triples, as cornac's BPR regularises each SGD step. The optimiser's
+    ``weight_decay`` is no substitute: AdamW's decoupled decay shrinks every row
+    by ``lr x weight_decay`` per step (1e-6 at the defaults), which left the
+    factors unregularised.
+
     Args:
         dim: latent factors.
         init_std: std of the normal initialisation of the factors.
+        reg: L2 weight of the rows each triple touches (cornac's ``lambda_reg``; 0: none).
     """
 
-    def __init__(self, dim: int = 32, init_std: float = 0.1, **kwargs: Any) -> None:
+    def __init__(self, dim: int = 32, init_std: float = 0.1, reg: float = 0.03, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        if not reg >= 0:
+            raise ConfigError(f"{type(self).__name__}: reg={reg!r}; expected a weight >= 0")
+        self.reg = float(reg)
         self.user_emb = nn.Embedding(self.num_users, dim)
         self.item_emb = nn.Embedding(self.num_items, dim)
         self.item_bias = nn.Embedding(self.num_items, 1)
@@ -213,8 +276,25 @@ class BPRMF(Recommender):
         return torch.cat([self.item_emb.weight, self.item_bias.weight], 1)
 
     def loss(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
-        neg = self.sample_negatives(len(users))
-        return {"loss": bpr_loss(self.pair_scores(users, items)[:, None], self.pair_scores(users, neg))}
+        neg = self.sample_negatives(users)
+        loss = bpr_loss(self.pair_scores(users, items)[:, None], self.pair_scores(users, neg))
+        if self.reg:
+            loss = loss + self.penalty(users, items, neg)
+        return {"loss": loss}
+
+    def user_tables(self) -> tuple[nn.Embedding, ...]:
+        """The per-user parameter tables :meth:`penalty` regularises."""
+        return (self.user_emb,)
+
+    def penalty(self, users: torch.Tensor, items: torch.Tensor, neg: torch.Tensor) -> torch.Tensor:
+        """``reg / 2 x (|p_u|^2 + |q_i|^2 + b_i^2 + |q_j|^2 + b_j^2)`` averaged over the ``(B, M)`` triples."""
+        def rows(table: nn.Embedding, index: torch.Tensor) -> torch.Tensor:
+            return table(index).pow(2).sum(-1)
+
+        user = sum(rows(table, users) for table in self.user_tables())
+        pos = rows(self.item_emb, items) + rows(self.item_bias, items)
+        negs = rows(self.item_emb, neg) + rows(self.item_bias, neg)
+        return self.reg / 2 * ((user + pos)[:, None] + negs).mean()
 
 
 class VBPR(BPRMF):
@@ -222,6 +302,9 @@ class VBPR(BPRMF):
 
     ``f_i`` is the item's content embedding (zero for a missing video); a cold
     item's id factors are untrained, so its rank comes from the visual terms.
+    Regularised as :class:`BPRMF`, with ``θ_u`` among the user's rows (``E`` and
+    ``β'`` are shared by every item and left to the optimiser, as cornac's
+    ``lambda_e=0``).
 
     Args:
         dim: id factors; visual_dim: visual factors (width of ``E f_i``).
@@ -235,6 +318,9 @@ class VBPR(BPRMF):
         self.visual_proj = nn.Linear(self.content_dim, visual_dim, bias=False)
         self.visual_bias = nn.Linear(self.content_dim, 1, bias=False)
         nn.init.normal_(self.user_visual.weight, std=init_std)
+
+    def user_tables(self) -> tuple[nn.Embedding, ...]:
+        return (self.user_emb, self.user_visual)
 
     def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
         ones = torch.ones(len(users), 2, device=users.device)
@@ -350,7 +436,7 @@ class TwoTower(Recommender):
 
     def loss(self, users: torch.Tensor, items: torch.Tensor) -> dict[str, torch.Tensor]:
         u = self._user(users, leave_out=items)
-        cand = torch.cat([items[:, None], self.sample_negatives(len(users))], 1)  # (B, 1 + M)
+        cand = torch.cat([items[:, None], self.sample_negatives(users)], 1)  # (B, 1 + M)
         v = F.normalize(self.item_tower(self._inputs(cand, drop=True)), dim=-1)
         logits = (v * u[:, None]).sum(-1) / self.temperature
         return {"loss": F.cross_entropy(logits, torch.zeros(len(users), dtype=torch.long, device=logits.device))}

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from vkit.plugins.recommendation.data import read_atomic, read_csv, split_interactions, user_dataset
 from vkit.plugins.recommendation.metric import RankingMetric
@@ -113,6 +114,65 @@ def test_bpr_loss_decreases_and_positives_rise_above_negatives():
     with torch.no_grad():
         scores = model(torch.arange(4), mode="tensor")
     assert float(scores[0, 0]) > float(scores[0, 4]) and float(scores[3, 5]) > float(scores[3, 1])
+
+
+def test_negatives_are_never_the_users_own_training_items():
+    # issue 21 item 18: negatives were drawn from every item with training interactions, the user's own
+    # positives included (a positive drawn as a negative pulls the model away from the user's taste).
+    # User 0 saw items 0-4, user 1 items 3-5: user 0's only true negative is item 5, user 1's are 0-2.
+    indptr, indices = _csr([[0, 1, 2, 3, 4], [3, 4, 5]])
+    model = BPRMF(num_users=2, num_items=6, num_interactions=len(indices), dim=2, num_negatives=50)
+    model.set_data(indptr, indices)
+    torch.manual_seed(0)
+    neg = model.sample_negatives(torch.tensor([0, 1] * 20))
+    assert neg.shape == (40, 50)
+    assert set(neg[0::2].flatten().tolist()) == {5}
+    assert set(neg[1::2].flatten().tolist()) == {0, 1, 2}  # uniform over the rest: all three drawn
+    # the exclusion follows the buffers: a checkpoint with another history (user 0 saw items 1-5)
+    other = BPRMF(num_users=2, num_items=6, num_interactions=len(indices), dim=2, num_negatives=50)
+    other.set_data(*_csr([[1, 2, 3, 4, 5], [0, 1, 2]]))
+    model.load_state_dict(other.state_dict())
+    assert set(model.sample_negatives(torch.tensor([0, 0])).flatten().tolist()) == {0}
+
+
+def test_a_user_who_saw_every_item_still_gets_negatives():
+    model = BPRMF(num_users=1, num_items=3, num_interactions=3, dim=2, num_negatives=4).set_data(*_csr([[0, 1, 2]]))
+    assert model.sample_negatives(torch.tensor([0])).shape == (1, 4)  # nothing to exclude to: no endless redraw
+
+
+def test_bpr_regularises_the_rows_each_triple_touches():
+    # issue 21 item 18: the factors were regularised only by AdamW's decoupled decay (lr x 1e-4 per step, nil);
+    # BPR-Opt adds reg/2 x (|p_u|^2 + |q_i|^2 + b_i^2 + |q_j|^2 + b_j^2) per (user, positive, negative) triple.
+    model, *_ = _toy(BPRMF, dim=3, reg=0.5)
+    with torch.no_grad():
+        model.item_bias.weight.normal_()
+    users, items = torch.tensor([0, 2]), torch.tensor([1, 4])
+    torch.manual_seed(1)
+    loss = model(users, items, mode="loss")["loss"]
+    torch.manual_seed(1)
+    neg = model.sample_negatives(users)[:, 0]
+    p, qi, qj = model.user_emb(users), model.item_emb(items), model.item_emb(neg)
+    bi, bj = model.item_bias(items)[:, 0], model.item_bias(neg)[:, 0]
+    x = bi - bj + (p * (qi - qj)).sum(-1)
+    penalty = (p.pow(2).sum(-1) + qi.pow(2).sum(-1) + bi**2 + qj.pow(2).sum(-1) + bj**2).mean()
+    expected = -F.logsigmoid(x).mean() + 0.25 * penalty
+    assert float(loss.detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
+    loss.backward()
+    untouched = [u for u in range(4) if u not in (0, 2)]
+    assert float(model.user_emb.weight.grad[untouched].abs().sum()) == 0.0  # only sampled rows are shrunk
+    with pytest.raises(ConfigError, match="reg=-1"):
+        BPRMF(num_users=2, num_items=3, num_interactions=1, reg=-1)
+
+
+def test_vbpr_regularises_its_visual_user_factors_too():
+    torch.manual_seed(0)
+    model, *_ = _toy(VBPR, dim=2, visual_dim=2, reg=1.0)
+    users, items = torch.tensor([0]), torch.tensor([1])
+    neg = model.sample_negatives(users)
+    before = float(model.penalty(users, items, neg).detach())
+    with torch.no_grad():
+        model.user_visual.weight[0] += 1.0
+    assert float(model.penalty(users, items, neg).detach()) > before + 0.5  # theta_u's norm counts
 
 
 def test_bpr_loss_value():
