@@ -168,6 +168,9 @@ def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoi
                                 compressed=compressed_option(compressed, stage))
     if as_json:
         return _echo_json(dict(run_id=run_id, predictions=rows))
+    if rows and "value" in rows[0]["values"]:  # a regression model: the predicted value(s)
+        return _table(f"{task}: predictions (run {run_id})", ["case", "predicted value"],
+                      [[r["item_id"], " ".join(f"{v:.4f}" for v in r["values"]["value"])] for r in rows])
     _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities"],
            [[r["item_id"], r["class"], " ".join(f"{p:.4f}" for p in r["values"]["probs"])] for r in rows])
 

@@ -12,6 +12,7 @@ Example::
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -129,8 +130,8 @@ def prediction_rows(predictions: list[dict], decision: Decision | dict[str, Any]
         outputs = [float(x) for x in (outputs if isinstance(outputs, list) else [outputs])]
         prediction = Decision("value").decide(outputs) if key == "value" else decision.decide(outputs)
         label = p.get("label")
-        if key == "value":
-            label = None if label is None else float(label)
+        if key == "value":  # a regression target; unknown (nan, as a plugin's unlabelled files carry) is None
+            label = None if label is None or not math.isfinite(float(label)) else float(label)
         else:
             label = None if label is None or int(label) < 0 else int(label)
         rows.append(dict(item_id=str(p["case_id"]), label=label, prediction=prediction, values={key: outputs}))
