@@ -12,6 +12,10 @@ A scorer lists what it supports in its class attribute ``supports``
 checks them when the task builds the scorer (:func:`scorer_problem`) and the
 precision and compression paths ask :func:`require_support`.
 
+A metric lists in ``provides`` what the task evaluator may ask of it
+(:data:`METRIC_CAPABILITIES`: its validation-fitted values, store rows, report
+sections); ``vkit plugins check`` checks a plugin's metrics (:func:`metric_problem`).
+
 Example::
 
     class DemoTask(Task):
@@ -43,6 +47,43 @@ SCORER_CAPABILITIES: dict[str, str] = dict(
     int8="int8_module",  # vkit score --precision int8: the dotted path of the conv backbone to quantize
     validation_clips="validation_clips",  # --precision auto / int8 gate and calibrate on its (clips, labels)
 )
+
+
+#: What a metric class may declare in ``provides`` (what :class:`~vkit.core.evaluation.MetricEvaluator` asks of
+#: it), and the method or attribute each needs.
+METRIC_CAPABILITIES: dict[str, str] = dict(
+    fitted="fitted",  # fitted(): values validation chose for the test split and the checkpoint (a threshold ...)
+    prediction_rows="prediction_rows",  # prediction_rows(): one store row per test item
+    report_sections="report_sections",  # report_sections(): extra sections of the run report
+    roc="last_roc",  # last_roc: (fpr, tpr, auc) of the last split, for the report
+    confusion="last_confusion",  # last_confusion: the last split's confusion matrix
+)
+
+
+def metric_provides(metric: Any) -> frozenset[str]:
+    """What ``metric`` (an instance or class) declares in its ``provides`` class attribute (nothing if it declares none).
+
+    Example::
+
+        "fitted" in metric_provides(ClassificationMetric)   # True: MetricEvaluator keeps its threshold
+    """
+    cls = metric if isinstance(metric, type) else type(metric)
+    return frozenset(getattr(cls, "provides", frozenset()))
+
+
+def metric_problem(cls: type) -> str | None:
+    """Why metric class ``cls``'s declared ``provides`` do not hold (unknown name, method missing), or ``None``."""
+    declared = getattr(cls, "provides", frozenset())
+    bad = _names_problem(declared, METRIC_CAPABILITIES)
+    if bad:
+        return f"{cls.__name__}.provides is {bad}"
+    for name in sorted(declared):
+        attribute = METRIC_CAPABILITIES[name]
+        if attribute.startswith("last_"):
+            continue  # set by evaluate(); an instance attribute
+        if not callable(getattr(cls, attribute, None)):
+            return f"{cls.__name__} declares {name!r} in provides but has no {attribute}() method"
+    return None
 
 
 def _names_problem(declared: Any, known: dict[str, str]) -> str | None:
@@ -117,5 +158,5 @@ def require_support(scorer: Any, name: str, what: str) -> None:
                           f"(supports = frozenset({{{name!r}}}) with {attribute})")
 
 
-__all__ = ["SCORER_CAPABILITIES", "TASK_CAPABILITIES", "require_capability", "require_support", "scorer_problem",
-           "scorer_supports", "task_problem"]
+__all__ = ["METRIC_CAPABILITIES", "SCORER_CAPABILITIES", "TASK_CAPABILITIES", "metric_problem", "metric_provides",
+           "require_capability", "require_support", "scorer_problem", "scorer_supports", "task_problem"]

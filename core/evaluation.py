@@ -121,8 +121,9 @@ class MetricEvaluator(TaskEvaluator):
 
     def fitted(self) -> dict[str, Any]:
         """What the validation metric chose (``{}`` before validation or for metrics that fit nothing)."""
-        fit = getattr(self._val, "fitted", None)
-        return dict(fit()) if callable(fit) else {}
+        from vkit.core.capabilities import metric_provides
+
+        return dict(self._val.fitted()) if "fitted" in metric_provides(self._val) else {}
 
     def evaluate(self, model: torch.nn.Module, datasets: dict[str, Any], cfg: Any, ctx: RunContext | None) -> Evaluation:
         fitted = self.fitted()
@@ -133,9 +134,12 @@ class MetricEvaluator(TaskEvaluator):
         metric.process({}, predict(model, test, self.batch_size, output=metric_output(metric)))
         metrics = {k.split("/")[-1]: float(v) for k, v in metric.evaluate(len(test)).items()
                    if isinstance(v, (int, float)) and not isinstance(v, bool)}
-        rows = metric.prediction_rows() if callable(getattr(metric, "prediction_rows", None)) else []
-        sections = metric.report_sections() if callable(getattr(metric, "report_sections", None)) else []
-        report = {k: getattr(metric, f"last_{k}") for k in ("roc", "confusion") if getattr(metric, f"last_{k}", None) is not None}
+        from vkit.core.capabilities import metric_provides
+
+        provides = metric_provides(metric)  # what the metric class declares (vkit.core.capabilities)
+        rows = metric.prediction_rows() if "prediction_rows" in provides else []
+        sections = metric.report_sections() if "report_sections" in provides else []
+        report = {k: value for k in ("roc", "confusion") if k in provides and (value := getattr(metric, f"last_{k}")) is not None}
         return Evaluation(metrics=metrics, predictions=rows, sections=list(sections), fitted=fitted, report=report)
 
 

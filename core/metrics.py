@@ -146,6 +146,8 @@ class ClassificationMetric(BaseMetric):
     default_prefix: str | None = ""  # no prefix unless given (and no mmengine warning about it)
     directions: ClassVar[dict[str, str]] = dict(auc="greater", accuracy="greater", balanced_accuracy="greater",
                                                 sensitivity="greater", specificity="greater")
+    #: What the evaluator may ask of it (:data:`vkit.core.capabilities.METRIC_CAPABILITIES`).
+    provides: ClassVar[frozenset[str]] = frozenset({"fitted", "prediction_rows", "report_sections", "roc", "confusion"})
 
     def __init__(
         self,
@@ -339,6 +341,8 @@ class RegressionMetric(BaseMetric):
     default_prefix: str | None = ""
     output: ClassVar[str] = "value"
     directions: ClassVar[dict[str, str]] = dict(mae="less", rmse="less", r2="greater", spearman="greater")
+    #: What the evaluator may ask of it (:data:`vkit.core.capabilities.METRIC_CAPABILITIES`).
+    provides: ClassVar[frozenset[str]] = frozenset({"fitted", "prediction_rows", "report_sections"})
 
     def __init__(self, collect_device: str = "cpu", prefix: str | None = None, collect_dir: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix, collect_dir=collect_dir)

@@ -205,6 +205,8 @@ class OrdinalMetric(BaseMetric):
     directions: ClassVar[dict[str, str]] = dict(accuracy="greater", macro_f1="greater", qwk="greater", mae="less")
     #: Its decision: a level by ``decision`` (:func:`vkit.core.decision.metric_decision`, stored with the checkpoint).
     decides: ClassVar[str] = "ordinal"
+    #: What the evaluator may ask of it (:data:`vkit.core.capabilities.METRIC_CAPABILITIES`).
+    provides: ClassVar[frozenset[str]] = frozenset({"fitted", "prediction_rows", "report_sections", "confusion"})
 
     def __init__(self, num_classes: int = 4, decision: str = "median", level_names: Sequence[str] | None = None,
                  collect_device: str = "cpu", prefix: str | None = None, collect_dir: str | None = None) -> None:

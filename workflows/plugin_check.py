@@ -214,6 +214,11 @@ def _metric_check(component: str, cls: type, registry: Any) -> CheckResult:
     if others:
         where = ", ".join(f"{r.name!r} (scope {r.scope!r})" for r in others)
         return CheckResult(label, False, f"name {component!r} is also registered in {where}; pick a unique name")
+    from vkit.core.capabilities import metric_problem
+
+    why = metric_problem(cls)  # what it declares in ``provides`` must be there
+    if why:
+        return CheckResult(label, False, why)
     return CheckResult(label, True, "documented, unique name")
 
 

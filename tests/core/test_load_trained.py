@@ -280,3 +280,31 @@ def test_a_task_without_a_capability_is_refused_by_name() -> None:
     with pytest.raises(ConfigError, match=r"task 'security-anomaly' \(plugin 'security'\) cannot predict files "
                                           r"\(`vkit predict`\): it does not declare the 'predict' capability"):
         predict_task("security-anomaly", "1", ["a.mp4"], db_url="sqlite:///:memory:")
+
+
+def test_a_metric_declares_what_the_evaluator_asks_of_it() -> None:
+    """MetricEvaluator keeps what a metric declares in ``provides``; plugins check refuses a declaration without its method."""
+    from mmengine.evaluator import BaseMetric
+
+    import vkit.core.metrics  # noqa: F401 - registers ClassificationMetric
+    from vkit.core.capabilities import metric_problem, metric_provides
+    from vkit.core.metrics import ClassificationMetric
+    from vkit.registry.registries import METRICS
+    from vkit.workflows.plugin_check import _metric_check
+
+    assert {"fitted", "prediction_rows", "roc"} <= metric_provides(ClassificationMetric)
+
+    class Boasting(BaseMetric):
+        """Declares per-item rows it cannot give."""
+
+        provides = frozenset({"fitted", "prediction_rows"})
+
+        def fitted(self):  # noqa: ANN201 - a test double
+            return {}
+
+        def compute_metrics(self, results):  # noqa: ANN001, ANN201
+            return {}
+
+    assert metric_problem(Boasting) == "Boasting declares 'prediction_rows' in provides but has no prediction_rows() method"
+    result = _metric_check("Boasting", Boasting, METRICS)
+    assert not result.ok and "has no prediction_rows() method" in result.reason
