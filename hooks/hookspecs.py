@@ -19,7 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:  # pragma: no cover
+    from pathlib import Path
+
     import click
+    import numpy as np
 
     from vkit.core.task import Task
 
@@ -218,4 +221,39 @@ def vkit_report_sections(run: dict[str, Any], store: Any) -> list[Any] | None:
             return [ReportSection("misclassified cases", text=f"{len(wrong)} of {len(rows)}: {', '.join(wrong)}")]
 
     .. versionadded:: 0.2
+    """
+
+
+@hookspec
+def vkit_preview(path: Path) -> list[np.ndarray] | None:
+    """Give the frames that show the case at ``path`` in a run report (the worst-classified cases' thumbnails).
+
+    Called by the report for each case it shows, with the case's file or folder
+    (``values.path`` of its prediction row, else its item id). Return frames
+    only for files your vertical reads (a scan format, a sensor recording);
+    return ``None`` for anything else. The first plugin that returns frames
+    wins; when none does, vkit reads a ``.npy`` volume (its middle slice) or a
+    video clip (4 frames) itself. An exception here is recorded with the
+    plugin's name; the case then gets vkit's own preview, or "file not
+    available".
+
+    :param path: the case's file or folder (it may not exist).
+    :return: a list of images (2-D greyscale arrays of any dtype, scaled
+        min..max; or ``uint8`` RGB arrays of shape ``(H, W, 3)``), drawn side
+        by side; or ``None`` when this plugin does not read ``path``.
+
+    Example::
+
+        import numpy as np
+
+        from vkit import hookimpl
+
+        @hookimpl
+        def vkit_preview(path):
+            if path.suffix != ".csv":  # a sensor recording: one value per line
+                return None
+            signal = np.loadtxt(path, ndmin=1)
+            return [np.tile(signal, (16, 1))]  # a 16-pixel high band, brighter where the signal is higher
+
+    .. versionadded:: 0.3
     """

@@ -37,7 +37,7 @@ import os
 import re
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -311,14 +311,18 @@ class PluginManager:
 
     def _call(self, hook: str, **kwargs: Any) -> list[tuple[_Entry, Any]]:
         """Call every implementation of ``hook`` (in :meth:`_impls` order); a raising one is recorded and skipped."""
-        results = []
+        return list(self._each(hook, **kwargs))
+
+    def _each(self, hook: str, **kwargs: Any) -> Iterator[tuple[_Entry, Any]]:
+        """:meth:`_call`, one implementation at a time (a caller may stop at the first answer)."""
         for impl in self._impls(hook):
             entry = self._entry(impl.plugin_name)
             try:
-                results.append((entry, impl.function(*(kwargs[arg] for arg in impl.argnames))))
+                result = impl.function(*(kwargs[arg] for arg in impl.argnames))
             except Exception as err:
                 self._fail(entry, hook, f'plugin "{entry.name}" raised in {hook}: {_one_line(err)}{_where(err)}', err)
-        return results
+                continue
+            yield entry, result
 
     def _items(self, entry: _Entry, hook: str, result: Any, problem: Callable[[Any], str | None]) -> list[Any]:
         """The items of a list-returning hook's ``result`` that pass ``problem``; each bad one is recorded."""
@@ -494,6 +498,17 @@ class PluginManager:
         for entry, result in self._call("vkit_report_sections", run=run, store=store):
             sections += self._items(entry, "vkit_report_sections", result, _section_problem)
         return sections
+
+    def preview(self, path: Path) -> list[Any] | None:
+        """The frames of the first plugin whose ``vkit_preview(path)`` gives some (in hook order), or ``None``.
+
+        A plugin that raises or returns something other than a list of 2-D/3-D arrays is recorded and the next asked.
+        """
+        for entry, result in self._each("vkit_preview", path=Path(path)):
+            frames = self._items(entry, "vkit_preview", result, _frame_problem)
+            if frames:
+                return frames
+        return None
 
 
 # ---------------------------------------------------------------------- components
@@ -726,6 +741,14 @@ def _section_problem(obj: Any) -> str | None:
     """Why ``obj`` is not a report section (``ReportSection``: a ``title`` and any of table/image/text), or ``None``."""
     if not isinstance(getattr(obj, "title", None), str) or not obj.title:
         return f"{_short(obj)} is not a ReportSection (from vkit.core.evaluation import ReportSection)"
+    return None
+
+
+def _frame_problem(obj: Any) -> str | None:
+    """Why ``obj`` is not a preview frame (a 2-D image or an ``(H, W, 3)`` array), or ``None``."""
+    shape = getattr(obj, "shape", None)
+    if not hasattr(obj, "dtype") or shape is None or not (len(shape) == 2 or (len(shape) == 3 and shape[-1] == 3)):
+        return f"{_short(obj)} is not a frame (a 2-D numpy array, or (H, W, 3) uint8 RGB)"
     return None
 
 

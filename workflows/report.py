@@ -218,8 +218,11 @@ def _probabilities(rows: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], An
     return [r for r, _ in usable], np.array([int(r["label"]) for r, _ in usable]), np.array([p for _, p in usable], dtype=float)
 
 
-def _classifier(page: _Page, predictions: list[dict[str, Any]]) -> None:
-    """ROC, PR, calibration, confusion and the worst-classified cases of the labelled split's prediction rows."""
+def _classifier(page: _Page, predictions: list[dict[str, Any]], preview: Callable[[Path], Any] | None = None) -> None:
+    """ROC, PR, calibration, confusion and the worst-classified cases of the labelled split's prediction rows.
+
+    ``preview`` (the plugin manager's, the ``vkit_preview`` hook) gives a case's thumbnail frames where a plugin reads its file.
+    """
     import numpy as np
 
     from vkit.workflows.report_plots import plot_classifier, thumbnail
@@ -245,7 +248,7 @@ def _classifier(page: _Page, predictions: list[dict[str, Any]]) -> None:
         for rank, i in enumerate(worst):
             values = rows[i].get("values") if isinstance(rows[i].get("values"), dict) else {}
             with_files = with_files or bool(values.get("path"))
-            thumb = thumbnail(page.out / f"case_{rank}.png", values.get("path") or rows[i]["item_id"])
+            thumb = thumbnail(page.out / f"case_{rank}.png", values.get("path") or rows[i]["item_id"], preview)
             table.append(dict(case=rows[i]["item_id"], label=int(labels[i]), predicted=predicted[i],
                               **{"p(true class)": float(p_true[i])},
                               thumbnail=_thumbnail_cell(thumb, rows[i]["item_id"]) if thumb else "file not available"))
@@ -454,7 +457,7 @@ def write_run_report(
     metrics = store.run_metrics(run_id)
     predictions = store.run_predictions(run_id)
     page.guarded("Training curves", _curves, page, metrics)
-    page.guarded("Classifier", _classifier, page, predictions)
+    page.guarded("Classifier", _classifier, page, predictions, manager.preview)
     page.guarded("Predictions", _predict_rows, page, predictions)
     page.guarded("Scoring", _scoring, page, store, run_id)
     page.guarded("Compression", _compression, page, metrics)

@@ -14,7 +14,7 @@ Example::
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -211,18 +211,6 @@ def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Pa
 
 #: Thumbnail size: tiles this high, the whole strip at most this wide (pixels).
 THUMB_HEIGHT, THUMB_WIDTH = 60, 256
-#: Files (besides DICOM series folders) read as scans: the middle axial slice; anything else is read as a clip.
-SCAN_SUFFIXES = (".nii", ".nii.gz", ".dcm")
-
-
-def _middle_slice(volume: np.ndarray) -> np.ndarray:
-    """The middle axial slice of a scan in (x, y, z[, t]) order, as an image (rows = y, anterior at the top)."""
-    v = np.squeeze(np.asarray(volume, dtype=float))
-    while v.ndim > 3:
-        v = v[..., 0]
-    if v.ndim == 3:
-        v = v[..., v.shape[-1] // 2]
-    return np.rot90(v) if v.ndim == 2 else v.reshape(1, -1)
 
 
 def _tile(frame: np.ndarray) -> Any:
@@ -259,36 +247,36 @@ def frame_strip(path: Path, frames: Sequence[np.ndarray], height: int = THUMB_HE
     return path
 
 
-def thumbnail(path: Path, source: str | Path) -> Path | None:
+def thumbnail(path: Path, source: str | Path, preview: Callable[[Path], list[Any] | None] | None = None) -> Path | None:
     """A small PNG (≤ ``THUMB_WIDTH`` px wide) of the case at ``source``; ``None`` if it is missing or unreadable.
 
-    A scan (NIfTI, ``.dcm``, DICOM series folder; read as the medical plugin reads it) gives its middle
-    axial slice; a ``.npy`` volume (D, H, W) its middle slice along D; anything else is read as a clip
+    ``preview`` (the plugin manager's :meth:`~vkit.hooks.manager.PluginManager.preview`, the ``vkit_preview``
+    hook) gives the frames of files a vertical reads (the medical plugin: a scan's middle axial slice); when it
+    gives none, a ``.npy`` volume (D, H, W) gives its middle slice along D, and anything else is read as a clip
     (:mod:`vkit.core.video`) and gives a strip of 4 evenly spaced frames.
     """
     if not str(source):
         return None
     src = Path(source)
-    name = src.name.lower()
     try:
-        if src.is_dir() or (src.is_file() and name.endswith(SCAN_SUFFIXES)):
-            from vkit.plugins.medical.data import read_scan
-
-            frames = [_middle_slice(read_scan(src))]
-        elif not src.is_file():
-            return None
-        elif name.endswith(".npy"):
-            array = np.load(src, allow_pickle=False).astype(float)
-            while array.ndim > 3:
-                array = array[0]
-            frames = [array[array.shape[0] // 2]] if array.ndim == 3 else [array]
-        else:
-            from vkit.core.video import probe, read_clip
-
-            count = probe(src).frames
-            frames = list(read_clip(src, np.linspace(0, max(count - 1, 0), 4).astype(int), size=(64, 64), frames=count))
+        frames = (preview(src) if preview is not None else None) or _frames(src)
         if not frames:
             return None
         return frame_strip(path, frames, height=THUMB_HEIGHT if len(frames) > 1 else 96)  # a lone slice a bit larger
     except Exception:  # noqa: BLE001 - a thumbnail is a nicety: an unreadable case gets the page's "file not available"
         return None
+
+
+def _frames(src: Path) -> list[np.ndarray] | None:
+    """Core's own preview of ``src``: a ``.npy`` volume's middle slice, or 4 frames of a clip; ``None`` if no file."""
+    if not src.is_file():
+        return None
+    if src.name.lower().endswith(".npy"):
+        array = np.load(src, allow_pickle=False).astype(float)
+        while array.ndim > 3:
+            array = array[0]
+        return [array[array.shape[0] // 2]] if array.ndim == 3 else [array]
+    from vkit.core.video import probe, read_clip
+
+    count = probe(src).frames
+    return list(read_clip(src, np.linspace(0, max(count - 1, 0), 4).astype(int), size=(64, 64), frames=count))

@@ -86,6 +86,20 @@ def check_report_sections(mgr: PluginManager, **_) -> None:
         assert mgr.report_sections(dict(run, task="another-task"), store) == []
 
 
+def check_preview(mgr: PluginManager, **_) -> None:
+    import tempfile
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        recording = Path(tmp) / "walk.csv"
+        recording.write_text("0\n1\n2\n")
+        [band] = mgr.preview(recording)
+        assert band.shape == (16, 3) and band[:, 2].tolist() == [2.0] * 16
+        assert mgr.preview(Path(tmp) / "clip.mp4") is None  # not a recording: left to vkit's own preview
+    assert np.ndim(band) == 2
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "vkit_register_components": check_register_components,
     "vkit_tasks": check_tasks,
@@ -93,6 +107,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "vkit_run_finished": check_run_finished,
     "vkit_video_scored": check_video_scored,
     "vkit_report_sections": check_report_sections,
+    "vkit_preview": check_preview,
 }
 
 

@@ -1,7 +1,7 @@
 """The report's per-case and per-video views.
 
 Worst-classified cases: a tiny medical run stores each case's scan path, the report shows its middle slice
-as a small PNG, and a case whose file is gone shows "file not available" instead of an image. Scores over
+(the medical plugin's ``vkit_preview``) as a small PNG, and a case whose file is gone shows "file not available" instead of an image. Scores over
 time: ground-truth stretches (events of kind ``ground_truth``) are shaded only when the run stored some.
 """
 from __future__ import annotations
@@ -17,6 +17,13 @@ from PIL import Image
 from vkit.hooks.manager import PluginManager
 from vkit.workflows.report import write_run_report
 
+
+
+def medical_manager() -> PluginManager:
+    """Only the medical plugin: its ``vkit_preview`` reads the scans (core reads no scan format)."""
+    manager = PluginManager(autoload=False, extra=["vkit.plugins.medical.plugin"])
+    assert not manager.errors
+    return manager
 
 
 def check_page(page):
@@ -54,7 +61,7 @@ def test_medical_run_stores_scan_paths_and_the_report_shows_their_middle_slices(
     store = open_store(db)
     rows = store.run_predictions(result.run_id, "test")
     assert len(rows) == 4 and all(r["values"]["path"].endswith(".nii.gz") for r in rows)
-    text = check_page(write_run_report(store, result.run_id, tmp_path / "rep", manager=PluginManager(autoload=False)))
+    text = check_page(write_run_report(store, result.run_id, tmp_path / "rep", manager=medical_manager()))
     worst = _worst_table(text)
     thumbs = re.findall(r"<img src='(case_\d+\.png)'", worst)
     assert len(thumbs) == 4 and "file not available" not in worst
@@ -77,7 +84,7 @@ def test_a_deleted_scan_gives_text_not_a_broken_image(medical_run, tmp_path):
     shutil.copyfile(source, kept)
     try:
         os.unlink(source)
-        text = check_page(write_run_report(store, result.run_id, tmp_path / "rep", manager=PluginManager(autoload=False)))
+        text = check_page(write_run_report(store, result.run_id, tmp_path / "rep", manager=medical_manager()))
     finally:
         os.replace(kept, source)  # the module's other test keeps its data
     worst = _worst_table(text)
