@@ -60,6 +60,15 @@ def _check_probability(owner: str, key: str, value: object) -> None:
         raise ConfigError(f"{owner}.{key}: expected a float in [0, 1), got {value!r}")
 
 
+def _check_mlp(owner: str, in_dim: object, out_key: str, out: object, hidden_dims: Sequence[int], dropout: object) -> None:
+    """The arguments every MLP-shaped head shares: widths are positive ints, dropout a probability."""
+    _check_positive_int(owner, "in_dim", in_dim)
+    _check_positive_int(owner, out_key, out)
+    for i, width in enumerate(hidden_dims):
+        _check_positive_int(owner, f"hidden_dims[{i}]", width)
+    _check_probability(owner, "dropout", dropout)
+
+
 def _classification_loss(owner: str, logits: Tensor, labels: Tensor, label_smoothing: float) -> Tensor:
     """Cross-entropy for ``(N, C)`` logits (``C > 1``), binary cross-entropy for one logit per sample."""
     if logits.dim() == 1 or logits.shape[-1] == 1:
@@ -168,11 +177,7 @@ class MLPHead(nn.Module):
     ) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_positive_int(owner, "in_dim", in_dim)
-        _check_positive_int(owner, "num_classes", num_classes)
-        for i, width in enumerate(hidden_dims):
-            _check_positive_int(owner, f"hidden_dims[{i}]", width)
-        _check_probability(owner, "dropout", dropout)
+        _check_mlp(owner, in_dim, "num_classes", num_classes, hidden_dims, dropout)
         _check_probability(owner, "label_smoothing", label_smoothing)
         self.in_dim = in_dim
         self.num_classes = num_classes
@@ -263,11 +268,7 @@ class RegressionHead(nn.Module):
                  loss: str = "mse", beta: float = 1.0, offset: float = 0.0, scale: float = 1.0) -> None:
         super().__init__()
         owner = type(self).__name__
-        _check_positive_int(owner, "in_dim", in_dim)
-        _check_positive_int(owner, "num_targets", num_targets)
-        for i, width in enumerate(hidden_dims):
-            _check_positive_int(owner, f"hidden_dims[{i}]", width)
-        _check_probability(owner, "dropout", dropout)
+        _check_mlp(owner, in_dim, "num_targets", num_targets, hidden_dims, dropout)
         if loss not in REGRESSION_LOSSES:
             raise ConfigError(f"{owner}.loss: expected one of {REGRESSION_LOSSES}, got {loss!r}")
         for key, value, positive in (("beta", beta, True), ("offset", offset, False), ("scale", scale, True)):
