@@ -73,17 +73,11 @@ def metric_provides(metric: Any) -> frozenset[str]:
 
 def metric_problem(cls: type) -> str | None:
     """Why metric class ``cls``'s declared ``provides`` do not hold (unknown name, method missing), or ``None``."""
-    declared = getattr(cls, "provides", frozenset())
-    bad = _names_problem(declared, METRIC_CAPABILITIES)
-    if bad:
-        return f"{cls.__name__}.provides is {bad}"
-    for name in sorted(declared):
-        attribute = METRIC_CAPABILITIES[name]
-        if attribute.startswith("last_"):
-            continue  # set by evaluate(); an instance attribute
-        if not callable(getattr(cls, attribute, None)):
-            return f"{cls.__name__} declares {name!r} in provides but has no {attribute}() method"
-    return None
+    def missing(name: str, attribute: str) -> str | None:  # last_roc / last_confusion are set by evaluate()
+        return None if attribute.startswith("last_") or callable(getattr(cls, attribute, None)) else \
+            f"has no {attribute}() method"
+    return _declared_problem(cls.__name__, "provides", getattr(cls, "provides", frozenset()), METRIC_CAPABILITIES,
+                             missing)
 
 
 def _names_problem(declared: Any, known: dict[str, str]) -> str | None:
@@ -136,17 +130,26 @@ def scorer_supports(scorer: Any) -> frozenset[str]:
 
 def scorer_problem(scorer: Any) -> str | None:
     """Why ``scorer``'s declared ``supports`` do not hold (unknown name, the attribute it needs missing), or ``None``."""
-    declared = getattr(scorer, "supports", frozenset())
-    bad = _names_problem(declared, SCORER_CAPABILITIES)
-    if bad:
-        return f"{type(scorer).__name__}.supports is {bad}"
-    for name in sorted(declared):
-        attribute = SCORER_CAPABILITIES[name]
+    def missing(name: str, attribute: str) -> str | None:
         value = getattr(scorer, attribute, None)
-        ok = callable(value) if name == "validation_clips" else bool(isinstance(value, str) and value)
-        if not ok:
-            return (f"{type(scorer).__name__} declares {name!r} in supports but "
-                    f"{'has no validation_clips()' if name == 'validation_clips' else f'its {attribute} is {value!r}'}")
+        if name == "validation_clips":
+            return None if callable(value) else "has no validation_clips()"
+        return None if isinstance(value, str) and value else f"its {attribute} is {value!r}"
+    return _declared_problem(type(scorer).__name__, "supports", getattr(scorer, "supports", frozenset()),
+                             SCORER_CAPABILITIES, missing)
+
+
+def _declared_problem(owner: str, field: str, declared: Any, known: dict[str, str],
+                      missing: Any) -> str | None:
+    """The first problem of ``owner``'s ``field`` declaration: bad names, or a name whose ``missing(name, attribute)``
+    says what is lacking."""
+    bad = _names_problem(declared, known)
+    if bad:
+        return f"{owner}.{field} is {bad}"
+    for name in sorted(declared):
+        why = missing(name, known[name])
+        if why:
+            return f"{owner} declares {name!r} in {field} but {why}"
     return None
 
 
