@@ -389,8 +389,18 @@ class RegressionMetric(BaseMetric):
         return list(self._rows)
 
     def report_sections(self) -> list[Any]:
-        """No extra sections (the metrics are in the report's metric table)."""
-        return []
+        """The cases predicted worst (largest absolute error on the first target), at most ``WORST`` rows."""
+        from vkit.core.evaluation import ReportSection
+
+        if not self._rows:
+            return []
+        worst = sorted(self._rows, key=lambda r: -abs(r["prediction"] - r["label"]))[: self.WORST]
+        table = [dict(case=r["item_id"], target=round(r["label"], 4), predicted=round(r["prediction"], 4),
+                      error=round(r["prediction"] - r["label"], 4)) for r in worst]
+        return [ReportSection(title="largest errors (test)", table=table)]
+
+    #: Rows of the report's "largest errors" table.
+    WORST: ClassVar[int] = 10
 
     @staticmethod
     def _warn(message: str) -> None:

@@ -165,6 +165,9 @@ def test_regression_metric_matches_numpy_and_scipy(targets: np.ndarray, preds: n
     rows = metric.prediction_rows()
     assert rows[0]["label"] == pytest.approx(y[0, 0]) and rows[0]["prediction"] == pytest.approx(p[0, 0], abs=1e-6)
     assert rows[0]["values"]["value"] == pytest.approx(p[0].tolist(), abs=1e-6) and metric.fitted() == {}
+    [section] = metric.report_sections()
+    errors = [abs(r["error"]) for r in section.table]
+    assert errors == sorted(errors, reverse=True) and errors[0] == pytest.approx(np.abs(y[:, 0] - p[:, 0]).max(), abs=1e-4)
 
 
 def test_regression_metric_undefined_values_and_bad_samples() -> None:
