@@ -44,7 +44,7 @@ from vkit.registry.errors import ConfigError, DataError
 if TYPE_CHECKING:  # pragma: no cover
     from vkit.core.video import VideoInfo
 
-__all__ = ["MODES", "FrameSampler"]
+__all__ = ["MODES", "FrameSampler", "sample_segments", "segment_indices"]
 
 #: The sampling modes (see the module docstring).
 MODES = ("uniform", "segments", "dense")
@@ -150,3 +150,30 @@ class FrameSampler:
         grid = self.indices(info.frames, info.fps)
         clip = read_clip(path, grid.reshape(-1), size, frames=info.frames, seek=seek)
         return clip.reshape(*grid.shape, *clip.shape[1:])
+
+
+def segment_indices(frames: int, num_segments: int, frames_per_segment: int) -> np.ndarray:
+    """``FrameSampler("uniform", num_segments, frames_per_segment).indices(frames)``: equal segments, frames evenly
+    spaced and centred in each; a video shorter than ``num_segments * frames_per_segment`` repeats frames.
+
+    Example::
+
+        segment_indices(16, 2, 2).tolist()   # [[2, 6], [10, 14]]
+    """
+    if frames < 1 or num_segments < 1 or frames_per_segment < 1:
+        raise DataError(f"segment_indices: expected positive frames, num_segments and frames_per_segment, "
+                        f"got {frames}, {num_segments}, {frames_per_segment}")
+    return FrameSampler("uniform", num_segments, frames_per_segment).indices(frames)
+
+
+def sample_segments(path: str | Path, num_segments: int = 32, frames_per_segment: int = 8,
+                    size: tuple[int, int] | None = (112, 112), *, info: VideoInfo | None = None,
+                    seek: bool = True) -> np.ndarray:
+    """The ``uniform`` frames of ``num_segments`` equal segments, ``frames_per_segment`` each, as ``uint8`` RGB
+    ``(num_segments, frames_per_segment, H, W, 3)`` (:meth:`FrameSampler.read`).
+
+    Example::
+
+        sample_segments("cam1.mp4", 32, 8, (112, 112)).shape   # (32, 8, 112, 112, 3)
+    """
+    return FrameSampler("uniform", num_segments, frames_per_segment).read(path, size, info=info, seek=seek)

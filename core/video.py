@@ -15,9 +15,10 @@ scoring and generators outside one, so they talk to PyAV directly.
 Example::
 
     info = probe("cam1.mp4")                      # VideoInfo(fps=25.0, frames=750, ...)
-    clips = sample_segments("cam1.mp4", num_segments=32, frames_per_segment=8, size=(112, 112))
-    clips.shape                                   # (32, 8, 112, 112, 3), uint8 RGB
-    write_video("out.mp4", clips[0], fps=25)
+    clip = read_clip("cam1.mp4", [0, 8, 16], size=(112, 112))   # (3, 112, 112, 3), uint8 RGB
+    write_video("out.mp4", clip, fps=25)
+
+Which frames to read is :mod:`vkit.core.sampling`'s job (``FrameSampler``, ``sample_segments``).
 """
 from __future__ import annotations
 
@@ -33,7 +34,7 @@ import numpy as np
 from vkit.core.files import NotRegularFileError, check_regular, open_regular
 from vkit.registry.errors import DataError
 
-__all__ = ["VideoInfo", "iter_frames", "probe", "read_clip", "sample_segments", "segment_indices", "write_video"]
+__all__ = ["VideoInfo", "iter_frames", "probe", "read_clip", "write_video"]
 
 #: Leading bytes of containers that are videos (a file starting so but unreadable is truncated/corrupt).
 _MAGIC: tuple[tuple[int, bytes, str], ...] = (
@@ -361,60 +362,6 @@ def read_clip(
         tail = got[max(got)] if got and max(got) == decoded - 1 else read_clip(path, [decoded - 1], size, frames=expected)[0]
         got.update({i: tail for i in missing})
     return np.stack([got[i] for i in order.tolist()])
-
-
-def segment_indices(frames: int, num_segments: int, frames_per_segment: int) -> np.ndarray:
-    """Frame indices ``(num_segments, frames_per_segment)``: equal segments, frames evenly spaced and centred in each.
-
-    :class:`~vkit.core.sampling.FrameSampler`'s ``uniform`` mode (mmaction2's TSN test
-    sampling); a video shorter than ``num_segments * frames_per_segment`` repeats frames.
-
-    Example::
-
-        segment_indices(16, 2, 2).tolist()   # [[2, 6], [10, 14]]
-    """
-    from vkit.core.sampling import FrameSampler
-
-    if frames < 1 or num_segments < 1 or frames_per_segment < 1:
-        raise DataError(
-            f"segment_indices: expected positive frames, num_segments and frames_per_segment, "
-            f"got {frames}, {num_segments}, {frames_per_segment}"
-        )
-    return FrameSampler("uniform", num_segments, frames_per_segment).indices(frames)
-
-
-def sample_segments(
-    path: str | Path,
-    num_segments: int = 32,
-    frames_per_segment: int = 8,
-    size: tuple[int, int] | None = (112, 112),
-    *,
-    info: VideoInfo | None = None,
-    seek: bool = True,
-) -> np.ndarray:
-    """Split the video into ``num_segments`` equal segments and take ``frames_per_segment`` frames from each.
-
-    Only the stretches holding sampled frames are decoded (from the keyframe
-    before each), and only the sampled frames are converted, at ``size``.
-
-    Args:
-        path: the video.
-        num_segments: segments covering the whole video (one score each when scoring).
-        frames_per_segment: frames per segment, evenly spaced (see :func:`segment_indices`).
-        size: ``(height, width)`` of the output frames; ``None`` keeps the original size.
-        info: the video's :func:`probe` result, if already known.
-        seek: decode only the sampled stretches, each from its keyframe (see :func:`read_clip`).
-
-    Returns:
-        ``uint8`` RGB ``(num_segments, frames_per_segment, H, W, 3)``.
-
-    Example::
-
-        sample_segments("cam1.mp4", 32, 8, (112, 112)).shape   # (32, 8, 112, 112, 3)
-    """
-    from vkit.core.sampling import FrameSampler
-
-    return FrameSampler("uniform", num_segments, frames_per_segment).read(path, size, info=info, seek=seek)
 
 
 def _encoder(codec: str | None) -> str:

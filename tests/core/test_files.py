@@ -71,7 +71,8 @@ def test_file_state_tells_an_in_place_rewrite_of_the_same_size_and_a_replacement
 
 def test_score_videos_refuses_rows_for_a_file_rewritten_while_it_was_scored(tmp_path):
     from vkit.core.scoring import score_videos
-    from vkit.core.video import sample_segments, write_video
+    from vkit.core.sampling import sample_segments
+    from vkit.core.video import write_video
 
     rng = np.random.default_rng(0)
     video = write_video(tmp_path / "a.mp4", rng.integers(0, 255, (8, 16, 16, 3), dtype=np.uint8), fps=8)

@@ -6,13 +6,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from vkit.core.sampling import sample_segments, segment_indices
 from vkit.core.video import (
     VideoInfo,
     iter_frames,
     probe,
     read_clip,
-    sample_segments,
-    segment_indices,
     write_video,
 )
 from vkit.registry.errors import DataError

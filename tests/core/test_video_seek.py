@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import vkit.core.video as video
-from vkit.core.video import read_clip, sample_segments, segment_indices
+from vkit.core.sampling import sample_segments, segment_indices
+from vkit.core.video import read_clip
 
 FRAMES, H, W = 150, 64, 96
 

@@ -24,7 +24,7 @@ class Recording(support.ConvScorer):
         self.batches: list[torch.Tensor] = []
 
     def decode(self, path: str) -> np.ndarray:
-        from vkit.core.video import sample_segments
+        from vkit.core.sampling import sample_segments
 
         frames = sample_segments(path, support.SEGMENTS, support.FRAMES, support.SIZE)   # (S, T, H, W, 3)
         return frames.transpose(0, 4, 1, 2, 3).astype(np.float32) / 255.0             # channels-last memory

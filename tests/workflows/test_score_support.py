@@ -55,7 +55,7 @@ class ConvScorer:
         self.delay = float(os.environ.get("VKIT_TEST_SCORE_DELAY", "0"))
 
     def decode(self, path: str) -> np.ndarray:
-        from vkit.core.video import sample_segments
+        from vkit.core.sampling import sample_segments
 
         clips = sample_segments(path, SEGMENTS, FRAMES, SIZE)          # (S, T, H, W, 3) uint8
         return clips.transpose(0, 4, 1, 2, 3).astype(np.float32) / 255.0
