@@ -163,3 +163,18 @@ def test_ray_engine_recommends_like_the_local_one(small_run):
     _, local = recommend(str(result.run_id), users, 5, db_url=db)
     _, on_ray = recommend(str(result.run_id), users, 5, db_url=db, engine="ray", workers=1)
     assert on_ray == local and [r["user"] for r in on_ray] == users
+
+
+def test_recommend_is_the_recommendation_plugins_command(tmp_path):
+    """`vkit recommend` comes through the plugin's vkit_cli_commands hook: turned off with the plugin, never built in."""
+    from vkit.hooks.manager import PluginManager
+    from vkit.workflows.cli import cli
+
+    assert "recommend" not in cli.commands  # not a built-in
+    manager = PluginManager(autoload=False, extra=["vkit.plugins.recommendation.plugin"])
+    [command] = manager.cli_commands(reserved=cli.commands)
+    assert command.name == "recommend" and manager.errors == []
+    assert manager.plugins()[0].hooks == ("vkit_cli_commands", "vkit_register_components", "vkit_tasks")
+    env = dict(os.environ, VKIT_DISABLE_PLUGINS="recommendation", VKIT_CONFIG_DIR=str(tmp_path))
+    off = subprocess.run([VKIT, "recommend", "--run", "1", "--user", "u1"], capture_output=True, text=True, env=env)
+    assert off.returncode == 2 and "No such command 'recommend'" in off.stderr
