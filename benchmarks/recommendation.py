@@ -13,6 +13,15 @@ Three parts, each measured in this one process (CPU model and flags printed):
    item and on the cold-start slice. Train wall and CPU seconds per model.
    Checks: the content models beat BPR-MF on cold-start Recall@10 by >= 20%
    relative and are not worse overall.
+   **peers** (same data, split and evaluator): vkit's BPR-MF and VBPR (the
+   task's comparison settings) against cornac's ``BPR`` and ``VBPR`` (same
+   latent sizes; cornac's learning rate, regularisation and epochs are the
+   best Recall@10 of a grid on this data, which favours the peer), each
+   trained with ``--seeds`` (0 and 1); ``cornac BPR plain`` is cornac's BPR at
+   a budget like vkit's (100 epochs, its default ``lambda_reg``). All ranked by the same
+   :func:`~vkit.plugins.recommendation.evaluator.evaluate_model` (cornac's
+   user/item vectors are dot-product vectors, item bias included). Needs
+   ``pip install 'vkit[bench]'`` (cornac); without it the cornac rows say so.
 2. **vkit run**: ``vkit run recommendation`` with the default config in a
    subprocess, wall and CPU seconds (target: under 5 minutes on 2 cores).
 3. **top-K**: exact top-10 over ``--items`` (100,000) items for ``--users``
@@ -26,6 +35,7 @@ Three parts, each measured in this one process (CPU model and flags printed):
     python benchmarks/recommendation.py                  # all three parts
     python benchmarks/recommendation.py --model-threads 1   # small models on a busy machine: one thread each
     python benchmarks/recommendation.py --skip-run --users 2000 --items 20000   # quick
+    python benchmarks/recommendation.py --skip-models --skip-run --skip-topk --model-threads 1   # the peers only
 """
 from __future__ import annotations
 
@@ -73,17 +83,14 @@ def _table(title: str, header: list[str], rows: list[list[Any]]) -> None:
 
 
 # ---------------------------------------------------------------------- part 1
-def models_part(tmp: Path) -> dict[str, dict[str, float]]:
+def load_data(tmp: Path) -> dict[str, Any]:
+    """The task's default data set read through ``RecommendationTask.datasets``: ``cfg``, ``datasets``, the store."""
     from mmengine.config import Config
-    from mmengine.runner import set_random_seed
 
-    from vkit.core.lifecycle import fit, prepare_data
+    from vkit.core.lifecycle import prepare_data
     from vkit.core.store import open_store
     from vkit.core.task import RunContext
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.plugins.recommendation.evaluator import comparison_configs, evaluate_model
-    from vkit.plugins.recommendation.metric import RankingMetric
-    from vkit.plugins.recommendation.models import build_recommender
     from vkit.plugins.recommendation.task import RecommendationTask
 
     get_plugin_manager().register_components()
@@ -96,24 +103,47 @@ def models_part(tmp: Path) -> dict[str, dict[str, float]]:
     start = time.perf_counter()
     datasets = task.datasets(cfg, ctx)
     print(f"data: {ctx.summary['interactions']}; generated + embedded + read in {time.perf_counter() - start:.1f} s")
+    return dict(cfg=cfg, datasets=datasets, store=store, run_id=run_id, tmp=tmp)
+
+
+def train_vkit(label: str, model_cfg: dict, data: dict[str, Any], seed: int = 0) -> tuple[Any, float, float, int]:
+    """``model_cfg`` built and trained as the run trains it (its ``train`` overrides, best validation epoch):
+    ``(model, wall s, CPU s, epochs)``."""
+    from mmengine.runner import set_random_seed
+
+    from vkit.core.lifecycle import fit
+    from vkit.core.task import RunContext
+    from vkit.plugins.recommendation.metric import RankingMetric
+    from vkit.plugins.recommendation.models import build_recommender
+
+    cfg, datasets, tmp = data["cfg"], data["datasets"], data["tmp"]
+    model_cfg = dict(model_cfg)
+    train = dict(cfg.train, **dict(model_cfg.pop("train", None) or {}))
+    set_random_seed(seed)
+    model = build_recommender(model_cfg, datasets)
+    wall, cpu = time.perf_counter(), _cpu_s()
+    if model.trainable:
+        quiet = RunContext(data["store"], data["run_id"], tmp / "work" / f"{label}-{seed}", tmp / "data",
+                           echo=lambda *_: None)
+        quiet.store = None
+        model = fit(model, datasets["train"], datasets["val"], dict(cfg, seed=seed, train=train), quiet,
+                    val_metrics=[RankingMetric(ks=(10, 20))], checkpoint=dict(cfg.checkpoint))
+    return model, time.perf_counter() - wall, _cpu_s() - cpu, train["epochs"] if model.trainable else 0
+
+
+def models_part(data: dict[str, Any]) -> dict[str, dict[str, float]]:
+    from vkit.plugins.recommendation.evaluator import comparison_configs, evaluate_model
+
+    cfg, datasets = data["cfg"], data["datasets"]
     configs = [(c["type"], c) for c in comparison_configs(cfg)] + [(cfg.model["type"], dict(cfg.model))]
     if datasets.get("metadata") is not None:  # the two-tower model with title/tags/duration fused with the content
         configs.append((f"{cfg.model['type']}+metadata", dict(cfg.model, fusion=dict(type="GatedAttention"))))
     rows, results = [], {}
     for label, model_cfg in configs:
-        train = dict(cfg.train, **dict(model_cfg.pop("train", None) or {}))
-        set_random_seed(0)
-        model = build_recommender(model_cfg, datasets)
-        wall, cpu = time.perf_counter(), _cpu_s()
-        if model.trainable:
-            quiet = RunContext(store, run_id, tmp / "work" / label, tmp / "data", echo=lambda *_: None)
-            quiet.store = None
-            model = fit(model, datasets["train"], datasets["val"], dict(cfg, train=train), quiet,
-                        val_metrics=[RankingMetric(ks=(10, 20))], checkpoint=dict(cfg.checkpoint))
-        wall, cpu = time.perf_counter() - wall, _cpu_s() - cpu
+        model, wall, cpu, epochs = train_vkit(label, model_cfg, data)
         m = evaluate_model(model, datasets)
         results[label] = m
-        rows.append([label, f"{wall:.1f}", f"{cpu:.1f}", train["epochs"] if model.trainable else 0,
+        rows.append([label, f"{wall:.1f}", f"{cpu:.1f}", epochs,
                      m["recall@10"], m["ndcg@10"], m["cold_recall@10"], m["cold_ndcg@10"]])
     _table("models (test split; full ranking over all items; cold = ranking among items without training interactions)",
            ["model", "train s", "train CPU s", "epochs", "Recall@10", "NDCG@10", "cold Recall@10", "cold NDCG@10"], rows)
@@ -124,6 +154,123 @@ def models_part(tmp: Path) -> dict[str, dict[str, float]]:
         ok = gain >= 0.2 and overall >= 0
         print(f"  {name} vs BPRMF: cold Recall@10 {gain:+.0%} relative, overall Recall@10 {overall:+.4f} -> "
               f"{'PASS' if ok else 'FAIL'} (target: >= +20% cold, not worse overall)")
+    return results
+
+
+# ---------------------------------------------------------------------- part 1b: peers
+#: cornac's settings: the latent sizes of vkit's comparison models (32); learning rate, regularisation and
+#: epochs the best Recall@10 (mean of seeds 0, 1) of a grid on the default data -- BPR: k 10/32, lr 0.005-0.02,
+#: lambda_reg 0.001-0.05, 50-300 iterations (cornac's own defaults, k=10, lr=0.001, 100 iterations, rank like
+#: Popularity here); VBPR: 3-50 epochs, lr 0.001-0.01, lambda_w 0.001-1 (more epochs overfit).
+CORNAC_BPR = dict(k=32, max_iter=300, learning_rate=0.005, lambda_reg=0.001)
+#: cornac's BPR at a budget like vkit's: its default lambda_reg and 100 epochs, the learning rate raised to 0.01.
+CORNAC_BPR_PLAIN = dict(k=32, max_iter=100, learning_rate=0.01, lambda_reg=0.01)
+CORNAC_VBPR = dict(k=32, k2=32, n_epochs=5, batch_size=100, learning_rate=0.005, lambda_w=0.01, lambda_b=0.01)
+
+
+class PeerVectors:
+    """A trained peer as :func:`~vkit.plugins.recommendation.evaluator.evaluate_model` ranks it: user and item
+    vectors whose dot product is the peer's score."""
+
+    def __init__(self, users: np.ndarray, items: np.ndarray) -> None:
+        self.users = torch.as_tensor(np.asarray(users, np.float32))
+        self.items = torch.as_tensor(np.asarray(items, np.float32))
+
+    def eval(self) -> PeerVectors:
+        return self
+
+    def user_vectors(self, users: torch.Tensor) -> torch.Tensor:
+        return self.users[users]
+
+    def item_vectors(self) -> torch.Tensor:
+        return self.items
+
+
+def cornac_train_set(datasets: dict[str, Any]) -> Any:
+    """The training interactions as a cornac ``Dataset`` whose user/item indices are vkit's (cold items included)."""
+    from collections import OrderedDict
+
+    from cornac.data import Dataset
+
+    split = datasets["split"]
+    data = split.data
+    users, items = data.users[split.train], data.items[split.train]
+    return Dataset.build([(int(u), int(i), 1.0) for u, i in zip(users, items)],
+                         global_uid_map=OrderedDict((u, u) for u in range(data.num_users)),
+                         global_iid_map=OrderedDict((i, i) for i in range(data.num_items)), seed=0)
+
+
+def cornac_bpr(datasets: dict[str, Any], seed: int, settings: dict[str, Any] = CORNAC_BPR) -> PeerVectors:
+    import cornac
+
+    model = cornac.models.BPR(seed=seed, verbose=False, **settings).fit(cornac_train_set(datasets))
+    return PeerVectors(model.get_user_vectors(), model.get_item_vectors())
+
+
+def cornac_vbpr(datasets: dict[str, Any], seed: int) -> PeerVectors:
+    """cornac's VBPR on vkit's standardised item content (the features vkit's VBPR sees)."""
+    import contextlib
+    import io
+
+    import cornac
+    from cornac.data import ImageModality
+
+    train_set = cornac_train_set(datasets)
+    image = ImageModality(features=datasets["content"], ids=list(range(len(datasets["content"]))))
+    train_set.add_modalities(item_image=image.build(id_map=train_set.iid_map))
+    model = cornac.models.VBPR(seed=seed, verbose=False, use_gpu=False, **CORNAC_VBPR)
+    with contextlib.redirect_stdout(io.StringIO()):  # "Optimization finished!"
+        model.fit(train_set)
+    return PeerVectors(model.get_user_vectors(), model.get_item_vectors())
+
+
+def _cornac_missing() -> str | None:
+    """Why the cornac rows cannot run (``None``: they can)."""
+    try:
+        import cornac  # noqa: F401
+    except ImportError as exc:
+        return f"cannot run: cornac is not importable ({exc}); pip install 'vkit[bench]' (or pip install cornac)"
+    return None
+
+
+def peers_part(data: dict[str, Any], seeds: list[int]) -> dict[str, list[dict[str, float]]]:
+    """vkit's BPR-MF and VBPR against cornac's BPR and VBPR, each over ``seeds``, on one split and evaluator."""
+    from vkit.plugins.recommendation.evaluator import comparison_configs, evaluate_model
+
+    cfg, datasets = data["cfg"], data["datasets"]
+    settings = {c["type"]: c for c in comparison_configs(cfg)}
+    missing = _cornac_missing()
+    peers: list[tuple[str, Any]] = [
+        ("vkit BPRMF", lambda seed: train_vkit("BPRMF", settings.get("BPRMF", dict(type="BPRMF")), data, seed)[0]),
+        ("cornac BPR", lambda seed: cornac_bpr(datasets, seed)),
+        ("cornac BPR plain", lambda seed: cornac_bpr(datasets, seed, CORNAC_BPR_PLAIN)),
+        ("vkit VBPR", lambda seed: train_vkit("VBPR", settings.get("VBPR", dict(type="VBPR")), data, seed)[0]),
+        ("cornac VBPR", lambda seed: cornac_vbpr(datasets, seed)),
+    ]
+    rows, results = [], {}
+    for label, train in peers:
+        if label.startswith("cornac") and missing:
+            rows.append([label, missing] + [""] * (len(seeds) + 3))
+            continue
+        wall, cpu, runs = time.perf_counter(), _cpu_s(), []
+        for seed in seeds:
+            runs.append(evaluate_model(train(seed), datasets))
+        results[label] = runs
+        mean = {k: float(np.mean([r[k] for r in runs])) for k in ("recall@10", "ndcg@10", "cold_recall@10")}
+        rows.append([label, f"{(time.perf_counter() - wall) / len(seeds):.1f} / {(_cpu_s() - cpu) / len(seeds):.1f}",
+                     *[r["recall@10"] for r in runs], mean["recall@10"], mean["ndcg@10"], mean["cold_recall@10"]])
+    if not missing:
+        import cornac
+
+        print(f"cornac {cornac.__version__}: BPR {CORNAC_BPR}; BPR plain {CORNAC_BPR_PLAIN}; VBPR {CORNAC_VBPR}")
+    _table(f"peers (test split, the same evaluator; seeds {', '.join(map(str, seeds))}; Recall/NDCG: mean of seeds)",
+           ["model", "train s / CPU s per seed", *[f"R@10 seed {s}" for s in seeds], "Recall@10", "NDCG@10",
+            "cold Recall@10"], rows)
+    for ours, theirs in (("vkit BPRMF", "cornac BPR"), ("vkit BPRMF", "cornac BPR plain"), ("vkit VBPR", "cornac VBPR")):
+        if ours in results and theirs in results:
+            a, b = (float(np.mean([r["recall@10"] for r in results[n]])) for n in (ours, theirs))
+            print(f"  {ours} / {theirs}: Recall@10 ratio {a / max(b, 1e-9):.3f} "
+                  f"({'level or better' if a >= 0.97 * b else 'TRAILS'}; target >= 0.97)")
     return results
 
 
@@ -187,7 +334,9 @@ def main() -> None:
     parser.add_argument("--model-threads", type=int, default=None,
                         help="torch threads for training the models and the vkit run (default: torch's); "
                              "1 is faster for these small models on a busy shared machine")
+    parser.add_argument("--seeds", default="0,1", help="seeds of the peers part (comma-separated)")
     parser.add_argument("--skip-models", action="store_true")
+    parser.add_argument("--skip-peers", action="store_true", help="skip vkit BPR-MF/VBPR vs cornac BPR/VBPR")
     parser.add_argument("--skip-run", action="store_true")
     parser.add_argument("--skip-topk", action="store_true")
     args = parser.parse_args()
@@ -200,8 +349,12 @@ def main() -> None:
             torch.set_num_threads(args.model_threads)
             os.environ["OMP_NUM_THREADS"] = str(args.model_threads)  # the vkit run subprocess too
             print(f"models and vkit run: {args.model_threads} torch thread(s)")
-        if not args.skip_models:
-            models_part(tmp)
+        if not (args.skip_models and args.skip_peers):
+            data = load_data(tmp)
+            if not args.skip_models:
+                models_part(data)
+            if not args.skip_peers:
+                peers_part(data, [int(s) for s in args.seeds.split(",")])
         if not args.skip_run:
             run_part(tmp)
 
