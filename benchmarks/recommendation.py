@@ -250,7 +250,7 @@ def peers_part(data: dict[str, Any], seeds: list[int]) -> dict[str, list[dict[st
     rows, results = [], {}
     for label, train in peers:
         if label.startswith("cornac") and missing:
-            rows.append([label, missing] + [""] * (len(seeds) + 3))
+            rows.append([label, "cannot run (below)"] + ["-"] * (len(seeds) + 3))
             continue
         wall, cpu, runs = time.perf_counter(), _cpu_s(), []
         for seed in seeds:
@@ -266,6 +266,8 @@ def peers_part(data: dict[str, Any], seeds: list[int]) -> dict[str, list[dict[st
     _table(f"peers (test split, the same evaluator; seeds {', '.join(map(str, seeds))}; Recall/NDCG: mean of seeds)",
            ["model", "train s / CPU s per seed", *[f"R@10 seed {s}" for s in seeds], "Recall@10", "NDCG@10",
             "cold Recall@10"], rows)
+    if missing:
+        print(f"  cornac rows: {missing}")
     for ours, theirs in (("vkit BPRMF", "cornac BPR"), ("vkit BPRMF", "cornac BPR plain"), ("vkit VBPR", "cornac VBPR")):
         if ours in results and theirs in results:
             a, b = (float(np.mean([r["recall@10"] for r in results[n]])) for n in (ours, theirs))
