@@ -37,11 +37,12 @@ def compressed_option(compressed: bool, stage: str | None) -> str | None:
 
 
 def compressed_model(checkpoint: Path | CheckpointFiles, stage: str) -> tuple[Any, dict[str, Any]]:
-    """The compressed model saved beside ``checkpoint`` (``stage``, or the chain's final one) and its sidecar meta."""
-    from vkit.core.compression import load_compressed
+    """The compressed model saved beside ``checkpoint`` (``stage``, or the chain's final one) and its sidecar meta,
+    reloaded by :func:`vkit.core.trained.load_trained` (the one reload path)."""
+    from vkit.core.trained import load_trained
 
-    meta = stage_meta(checkpoint, stage)
-    return load_compressed(meta["sidecar"]), meta
+    trained = load_trained(checkpoint, stage=stage)
+    return trained.model, dict(trained.stage or {})
 
 
 def stage_meta(checkpoint: Path | CheckpointFiles, stage: str) -> dict[str, Any]:
