@@ -4,8 +4,8 @@ A command of the recommendation plugin, added through the ``vkit_cli_commands`` 
 (:mod:`vkit.plugins.recommendation.plugin`) like any plugin's command.
 
 The run (a run id, or a ``model.safetensors`` path) names its task in the
-checkpoint sidecar; the task's ``load_recommender(checkpoint)`` rebuilds the
-model (:mod:`vkit.plugins.recommendation.serve`). Each recommendation has a
+checkpoint sidecar; :func:`vkit.core.trained.load_trained` rebuilds the model
+and the task's ``recommender(trained)`` serves it (:mod:`vkit.plugins.recommendation.serve`). Each recommendation has a
 score and, for content models, the user's history items with the most
 similar content; an unknown user gets the most popular items and a note.
 ``--users FILE`` (one id per line, or a CSV with a ``user_id`` column) writes
@@ -68,11 +68,13 @@ class RecommenderActor:
     """
 
     def __init__(self, task: str, checkpoint: str, plugins: Sequence[str], k: int) -> None:
+        from vkit.core.trained import load_trained
         from vkit.hooks.manager import get_plugin_manager
 
         manager = get_plugin_manager(extra=plugins)
         manager.register_components()
-        self.service = manager.get_task(task)().load_recommender(Path(checkpoint))
+        owner = manager.get_task(task)()
+        self.service = owner.recommender(load_trained(Path(checkpoint), task=owner))
         self.k = int(k)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
@@ -122,27 +124,28 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     """
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine {engine!r}: expected 'local' or 'ray'")
+    from vkit.core.capabilities import require_capability
     from vkit.core.checkpoint import load_meta
     from vkit.core.store import open_store
+    from vkit.core.trained import load_trained
     from vkit.hooks.manager import get_plugin_manager
     from vkit.core.run_checkpoint import resolve_checkpoint
 
     # a run id needs an existing store (a mistyped --db is named, never created); only --save writes to it
     store = open_store(db_url, create=not str(run).strip().isdigit(), read_only=not save)
-    path = resolve_checkpoint(run, store, option="--run").weights
+    files = resolve_checkpoint(run, store, option="--run")
+    path = files.weights
     meta = load_meta(path)
     manager = get_plugin_manager(extra=plugins)
     task = manager.get_task(str(meta.get("task") or ""))()
-    loader = getattr(task, "load_recommender", None)
-    if not callable(loader):
-        raise ConfigError(f"--run {run}: task {task.name!r} does not recommend (its task has no load_recommender)")
+    require_capability(task, "recommend", f"recommend (--run {run})")
     manager.register_components()
     if k < 1:
         raise ConfigError(f"-k {k}: expected a positive number of recommendations")
     if engine == "ray":
         results = ray_recommend(task.name, path, list(users), k, plugins, workers)
     else:
-        results = loader(path).recommend_many(list(users), k)
+        results = task.recommender(load_trained(files, task=task)).recommend_many(list(users), k)
     if not save:
         return None, results
     rows = [dict(item_id=r["user"], label=None, prediction=None,
