@@ -86,6 +86,7 @@ class DemoScoreTask(Task):
     name = "demo-score"
     description = "Score tiny videos with a fixed conv net (tests of vkit score)."
     default_config: dict[str, Any] = dict(seed=0)
+    capabilities = frozenset({"score"})  # declared (vkit.core.capabilities), checked when the plugin loads
 
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> ConvScorer:
         return ConvScorer(checkpoint, device)
