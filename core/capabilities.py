@@ -89,22 +89,21 @@ def _names_problem(declared: Any, known: dict[str, str]) -> str | None:
     return None
 
 
-def task_problem(cls: type) -> str | None:
-    """Why task class ``cls``'s declared capabilities do not hold, or ``None``.
+def task_problem(cls: type, base: type) -> str | None:
+    """Why task class ``cls``'s declared capabilities do not hold, or ``None`` (``base``: :class:`vkit.core.task.Task`,
+    whose methods a declared capability's method must override).
 
     Example::
 
-        task_problem(DemoTask)   # "declares capability 'score' but does not implement build_scorer()"
+        task_problem(DemoTask, Task)   # "declares capability 'score' but does not implement build_scorer()"
     """
-    from vkit.core.task import Task
-
     declared = cls.capabilities
     bad = _names_problem(declared, TASK_CAPABILITIES)
     if bad:
         return f"has capabilities {bad}"
     for name in sorted(declared):
         method = TASK_CAPABILITIES[name]
-        if getattr(cls, method) is getattr(Task, method):
+        if getattr(cls, method) is getattr(base, method):
             return f"declares capability {name!r} but does not implement {method}()"
     if "skip_bad" in declared and "predict" not in declared:
         return "declares capability 'skip_bad' without 'predict'"

@@ -725,7 +725,7 @@ def _task_problem(obj: Any, base: type) -> str | None:
         return f"{where} ({obj.name!r}) has default_config {_short(obj.default_config)}; expected a dict"
     from vkit.core.capabilities import task_problem
 
-    why = task_problem(obj)  # a declared capability must be backed by its method
+    why = task_problem(obj, base)  # a declared capability must be backed by its method
     return f"{where} ({obj.name!r}) {why}" if why else None
 
 

@@ -267,7 +267,9 @@ def test_the_builtin_tasks_and_scorers_declare_what_they_support() -> None:
                                                                              "recommendation")} == {
         "medical-diagnosis": {"predict", "skip_bad"}, "education-engagement": {"predict", "score"},
         "security-anomaly": {"score"}, "recommendation": {"recommend"}}
-    assert all(task_problem(t) is None for t in tasks.values())
+    from vkit.core.task import Task
+
+    assert all(task_problem(t, Task) is None for t in tasks.values())
     scorer = EngagementScorer.__new__(EngagementScorer)
     assert scorer_problem(scorer) is None and "compressed" in EngagementScorer.supports
     scorer.compressed_module = ""
