@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # pragma: no cover
     import click
     import numpy as np
 
+    from vkit.core.store.plugin_schema import PluginSchema
     from vkit.core.task import Task
 
 #: Marks a hook specification in this module.
@@ -254,6 +255,62 @@ def vkit_preview(path: Path) -> list[np.ndarray] | None:
                 return None
             signal = np.loadtxt(path, ndmin=1)
             return [np.tile(signal, (16, 1))]  # a 16-pixel high band, brighter where the signal is higher
+
+    .. versionadded:: 0.3
+    """
+
+
+@hookspec
+def vkit_store_schema() -> PluginSchema | None:
+    """Give the plugin's own tables in the store: their Alembic migrations and their SQLAlchemy tables.
+
+    Called by ``vkit db upgrade`` (which migrates core's tables, then every
+    plugin's) and by ``vkit export`` (a table with a ``run_id`` column is
+    exported per run like core's). The history is the plugin's own: a folder
+    of Alembic scripts (Alembic's ``version_locations``), the first with
+    ``down_revision = None``, whose revision is kept in the version table
+    ``alembic_version_<name>``; it may refer to core's tables (a foreign key
+    to ``runs.id`` with ``ON DELETE CASCADE`` makes ``vkit runs delete`` take
+    the plugin's rows along). Before touching its tables, the plugin calls
+    ``vkit.core.store.plugin_schema.ensure_plugin_schema(store, schema)``,
+    which creates them in a store that lacks them. A store opened without the
+    plugin ignores its tables.
+
+    :return: a ``vkit.core.store.plugin_schema.PluginSchema(name, versions,
+        metadata)``, or ``None`` for no tables.
+
+    Example::
+
+        import tempfile
+        import textwrap
+        from pathlib import Path
+
+        import sqlalchemy as sa
+
+        from vkit import hookimpl
+        from vkit.core.store.plugin_schema import PluginSchema
+
+        METADATA = sa.MetaData()
+        NOTES = sa.Table("demo_notes", METADATA, sa.Column("id", sa.Integer, primary_key=True),
+                         sa.Column("run_id", sa.Integer, nullable=False), sa.Column("note", sa.String(200)))
+        VERSIONS = Path(tempfile.mkdtemp())  # a real plugin ships this folder beside its code
+        (VERSIONS / "0001_demo_notes.py").write_text(textwrap.dedent('''
+            import sqlalchemy as sa
+            from alembic import op
+
+            revision, down_revision, branch_labels, depends_on = "0001", None, ("demo",), None
+
+            def upgrade():
+                op.create_table("demo_notes", sa.Column("id", sa.Integer, primary_key=True),
+                                sa.Column("run_id", sa.Integer, nullable=False), sa.Column("note", sa.String(200)))
+
+            def downgrade():
+                op.drop_table("demo_notes")
+        '''))
+
+        @hookimpl
+        def vkit_store_schema():
+            return PluginSchema("demo", VERSIONS, METADATA)
 
     .. versionadded:: 0.3
     """

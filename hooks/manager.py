@@ -79,7 +79,7 @@ _HOOK_NAMES = tuple(name for name in vars(hookspecs) if name.startswith("vkit_")
 #: Hooks whose results claim names (tasks, commands, components): taken in load order, so a plugin loaded later
 #: never displaces one loaded earlier; ``tryfirst``/``trylast`` on them are refused, as wrappers are. The other
 #: hooks are called in pluggy's own order (:meth:`PluginManager._impls`).
-_CLAIM_HOOKS = ("vkit_register_components", "vkit_tasks", "vkit_cli_commands")
+_CLAIM_HOOKS = ("vkit_register_components", "vkit_tasks", "vkit_cli_commands", "vkit_store_schema")
 
 log = logging.getLogger("vkit.plugins")
 #: Top-level packages whose frames never locate a plugin's fault (with the standard library and vkit's layers).
@@ -498,6 +498,23 @@ class PluginManager:
         for entry, result in self._call("vkit_report_sections", run=run, store=store):
             sections += self._items(entry, "vkit_report_sections", result, _section_problem)
         return sections
+
+    def store_schemas(self) -> list[Any]:
+        """Every plugin's ``vkit_store_schema()`` (a :class:`~vkit.core.store.plugin_schema.PluginSchema`), in load
+        order; a fault, a bad value or a name another plugin took is recorded, never raised."""
+        from vkit.core.store.plugin_schema import PluginSchema
+
+        schemas: dict[str, Any] = {}
+        owners: dict[str, str] = {}
+        for entry, result in self._call("vkit_store_schema"):
+            if result is None:
+                continue
+            if not isinstance(result, PluginSchema):
+                self._fail(entry, "vkit_store_schema", f'plugin "{entry.name}" returned a bad value from '
+                           f"vkit_store_schema: {_short(result)} is not a vkit.core.store.plugin_schema.PluginSchema", None)
+            elif not self._clash(owners, "store schema", result.name, entry, "vkit_store_schema"):
+                schemas[result.name] = result
+        return list(schemas.values())
 
     def preview(self, path: Path) -> list[Any] | None:
         """The frames of the first plugin whose ``vkit_preview(path)`` gives some (in hook order), or ``None``.

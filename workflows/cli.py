@@ -225,15 +225,18 @@ def db_group() -> None:
 @db_group.command("upgrade")
 @click.pass_context
 def db_upgrade(ctx: click.Context) -> None:
-    """Migrate the store to the newest schema."""
-    from vkit.core.store import upgrade
-
-    from vkit.core.store import mask_url
+    """Migrate the store to the newest schema: core's tables, then each plugin's own (``vkit_store_schema``)."""
+    from vkit.core.store import mask_url, upgrade
+    from vkit.core.store.plugin_schema import upgrade_plugin_schema
 
     url = ctx.find_root().obj["db_url"]
     before, after = upgrade(url)
     where = mask_url(url) if url else "the default store"
     click.echo(f"{where}: revision {before or '(empty)'} -> {after}" if before != after else f"{where}: already at {after}")
+    for schema in _manager(ctx).store_schemas():
+        before, after = upgrade_plugin_schema(url, schema)
+        click.echo(f"{where}: {schema.name} tables: revision {before or '(empty)'} -> {after}" if before != after
+                   else f"{where}: {schema.name} tables already at {after}")
 
 
 @db_group.command("current")

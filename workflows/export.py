@@ -6,11 +6,12 @@ the run has rows in):
 - ``metrics``: split, key, step, value, logged_at (training curves, test and compression metrics; of a scoring
   run, the per-group aggregates: ``split`` = the group kind such as ``session``, ``key`` = ``<group>/<name>``);
 - ``predictions``: split, item_id, label, prediction, values (JSON);
-- ``recommendations``: user_id, rank, item_id, score (``vkit recommend --users``);
 - ``videos``: one row per video of a scoring run (status, error, segments, max/mean score, size, duration, fps, frames, sha256,
   ``values``: the scorer's per-video aggregates and event count as JSON);
 - ``scores``: one row per segment (path, segment, start, end, score, values as JSON);
-- ``events``: one row per event (path, kind, start, end, score).
+- ``events``: one row per event (path, kind, start, end, score);
+- a plugin's tables (``vkit_store_schema``) that belong to runs, every column but ``id``, e.g. the recommendation
+  plugin's ``recommendations``: user_id, rank, item_id, score (``vkit recommend --users``).
 
 Rows are read with a server-side cursor (PostgreSQL; SQLite steps its cursor)
 in batches of :data:`BATCH_ROWS` and written batch by batch, so memory stays
@@ -29,7 +30,7 @@ from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,6 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
                 ("logged_at", "string")],
     "predictions": [("run_id", "int64"), ("split", "string"), ("item_id", "string"), ("label", "float64"),
                     ("prediction", "float64"), ("values", "string")],
-    "recommendations": [("run_id", "int64"), ("user_id", "string"), ("rank", "int64"), ("item_id", "string"),
-                        ("score", "float64")],
     "videos": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("status", "string"),
                ("error", "string"), ("segments", "int64"), ("max_score", "float64"), ("mean_score", "float64"),
                ("size", "int64"), ("duration", "float64"), ("fps", "float64"), ("frames", "int64"),
@@ -62,14 +61,48 @@ COLUMNS: dict[str, list[tuple[str, str]]] = {
     "events": [("run_id", "int64"), ("video_id", "int64"), ("path", "string"), ("kind", "string"),
                ("start", "float64"), ("end", "float64"), ("score", "float64")],
 }
+#: Core's tables; plugins add theirs (:func:`plugin_tables`).
 TABLES = tuple(COLUMNS)
 
 
-def _query(table: str, run_id: int) -> Any:
-    """The SELECT of ``table``'s export columns for ``run_id``, in a stable order."""
+def plugin_tables(plugins: Sequence[str] = ()) -> dict[str, Any]:
+    """``{name: sqlalchemy.Table}`` of the loaded plugins' tables that belong to runs (``vkit_store_schema``)."""
+    from vkit.hooks.manager import get_plugin_manager
+
+    found: dict[str, Any] = {}
+    for schema in get_plugin_manager(extra=plugins).store_schemas():
+        found.update({name: t for name, t in schema.run_tables.items() if name not in COLUMNS})
+    return found
+
+
+def columns(table: str, extra: Mapping[str, Any] | None = None) -> list[tuple[str, str]]:
+    """``[(column, Arrow type)]`` exported for ``table``: core's :data:`COLUMNS`, or a plugin table's (all but ``id``)."""
+    if table in COLUMNS:
+        return COLUMNS[table]
     import sqlalchemy as sa
 
-    from vkit.core.store.models import Event, Metric, Prediction, Recommendation, Score, Video, VideoSummary
+    def arrow(kind: Any) -> str:
+        if isinstance(kind, sa.Boolean):
+            return "bool_"
+        if isinstance(kind, sa.Integer):
+            return "int64"
+        return "float64" if isinstance(kind, sa.Float | sa.Numeric) else "string"
+
+    return [(c.name, arrow(c.type)) for c in (extra or {})[table].columns if c.name != "id"]
+
+
+def _query(table: str, run_id: int, extra: Mapping[str, Any] | None = None) -> Any:
+    """The SELECT of ``table``'s export columns for ``run_id``, in a stable order (a plugin table: by its first
+    unique key, else by ``id``)."""
+    import sqlalchemy as sa
+
+    from vkit.core.store.models import Event, Metric, Prediction, Score, Video, VideoSummary
+
+    if extra and table in extra and table not in COLUMNS:
+        t = extra[table]
+        unique = [c for c in t.constraints if isinstance(c, sa.UniqueConstraint)]
+        order = list(unique[0].columns) if unique else [t.c.id]
+        return sa.select(*[t.c[name] for name, _ in columns(table, extra)]).where(t.c.run_id == run_id).order_by(*order)
 
     if table == "metrics":
         cols = [Metric.run_id, Metric.split, Metric.key, Metric.step, Metric.value, Metric.logged_at]
@@ -78,10 +111,6 @@ def _query(table: str, run_id: int) -> Any:
         cols = [Prediction.run_id, Prediction.split, Prediction.item_id, Prediction.label, Prediction.prediction,
                 Prediction.values]
         return sa.select(*cols).where(Prediction.run_id == run_id).order_by(Prediction.split, Prediction.item_id)
-    if table == "recommendations":
-        r = Recommendation
-        cols = [r.run_id, r.user_id, r.rank, r.item_id, r.score]
-        return sa.select(*cols).where(r.run_id == run_id).order_by(r.user_id, r.rank)
     if table == "videos":
         s, v = VideoSummary, Video
         cols = [s.run_id, s.video_id, v.path, s.status, s.error, s.segments, s.max_score, s.mean_score, v.size,
@@ -118,15 +147,16 @@ def csv_safe(value: Any) -> Any:
     return f"'{value}" if isinstance(value, str) and value.startswith(FORMULA_STARTS) else value
 
 
-def iter_batches(store: Any, run_id: int, table: str, batch_rows: int = BATCH_ROWS) -> Iterator[list[dict[str, Any]]]:
+def iter_batches(store: Any, run_id: int, table: str, batch_rows: int = BATCH_ROWS,
+                 extra: Mapping[str, Any] | None = None) -> Iterator[list[dict[str, Any]]]:
     """``table``'s rows of run ``run_id`` as lists of at most ``batch_rows`` dicts, streamed from the database.
 
-    JSON columns come as JSON text, timestamps as ISO 8601 text.
+    JSON columns come as JSON text, timestamps as ISO 8601 text. ``extra``: plugin tables (:func:`plugin_tables`).
     """
     import sqlalchemy as sa
 
-    query = _query(table, run_id)
-    names = [c for c, _ in COLUMNS[table]]
+    query = _query(table, run_id, extra)
+    names = [c for c, _ in columns(table, extra)]
     try:
         with store.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch_rows).execute(query)
@@ -139,9 +169,9 @@ def iter_batches(store: Any, run_id: int, table: str, batch_rows: int = BATCH_RO
 
 
 class _CsvSink:
-    def __init__(self, path: Path, table: str, raw: bool = False) -> None:
+    def __init__(self, path: Path, cols: list[tuple[str, str]], raw: bool = False) -> None:
         self.handle = open(path, "w", newline="", encoding="utf-8")
-        self.writer = csv.DictWriter(self.handle, fieldnames=[c for c, _ in COLUMNS[table]])
+        self.writer = csv.DictWriter(self.handle, fieldnames=[c for c, _ in cols])
         self.writer.writeheader()
         self.raw = raw
 
@@ -155,14 +185,14 @@ class _CsvSink:
 
 
 class _ParquetSink:
-    def __init__(self, path: Path, table: str) -> None:
+    def __init__(self, path: Path, cols: list[tuple[str, str]]) -> None:
         try:
             import pyarrow as pa
             import pyarrow.parquet as pq
         except ImportError as err:
             raise ConfigError(f"--format parquet needs pyarrow (pip install 'vkit[parquet]'); import failed: {err}") from err
         self.pa = pa
-        self.schema = pa.schema([(c, getattr(pa, t)()) for c, t in COLUMNS[table]])
+        self.schema = pa.schema([(c, getattr(pa, t)()) for c, t in cols])
         self.writer = pq.ParquetWriter(path, self.schema)
 
     def write(self, rows: list[dict[str, Any]]) -> None:
@@ -172,15 +202,17 @@ class _ParquetSink:
         self.writer.close()
 
 
-def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "csv", *, raw: bool = False) -> int:
+def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "csv", *, raw: bool = False,
+                 extra: Mapping[str, Any] | None = None) -> int:
     """Stream ``table``'s rows of run ``run_id`` into ``path`` (``csv`` or ``parquet``); returns the row count.
 
-    CSV text cells pass through :func:`csv_safe` unless ``raw``.
+    CSV text cells pass through :func:`csv_safe` unless ``raw``. ``extra``: plugin tables (:func:`plugin_tables`).
     """
-    sink = _CsvSink(path, table, raw) if fmt == "csv" else _ParquetSink(path, table)
+    cols = columns(table, extra)
+    sink = _CsvSink(path, cols, raw) if fmt == "csv" else _ParquetSink(path, cols)
     count = 0
     try:
-        for rows in iter_batches(store, run_id, table):
+        for rows in iter_batches(store, run_id, table, extra=extra):
             sink.write(rows)
             count += len(rows)
     finally:
@@ -189,7 +221,8 @@ def export_table(store: Any, run_id: int, table: str, path: Path, fmt: str = "cs
 
 
 def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "csv",
-               tables: Sequence[str] | None = None, *, raw: bool = False) -> dict[str, Path]:
+               tables: Sequence[str] | None = None, *, raw: bool = False,
+               extra: Mapping[str, Any] | None = None) -> dict[str, Path]:
     """Write run ``run_id``'s ``tables`` as ``run{N}_{table}.{fmt}`` under ``output``; returns ``{table: path}``.
 
     Args:
@@ -197,8 +230,9 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
         run_id: any stored run (``vkit run``, ``vkit score``, ``vkit predict``).
         output: the folder (created if needed).
         fmt: ``csv`` or ``parquet`` (needs pyarrow).
-        tables: some of :data:`TABLES` (written even when empty); ``None``: every table the run has rows in.
+        tables: some of :data:`TABLES` or ``extra`` (written even when empty); ``None``: every table the run has rows in.
         raw: CSV cells exactly as stored, formulas included (default: :func:`csv_safe`).
+        extra: plugins' tables (default: :func:`plugin_tables` of the loaded plugins).
 
     Raises:
         StoreError: no such run, or (``tables=None``) a run with no rows to export.
@@ -206,16 +240,18 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export: format={fmt!r}; expected one of {list(FORMATS)}")
-    unknown = [t for t in tables or () if t not in TABLES]
+    extra = plugin_tables() if extra is None else extra
+    known = [*TABLES, *extra]
+    unknown = [t for t in tables or () if t not in known]
     if unknown:
-        raise ConfigError(f"export: tables {unknown} unknown; expected some of {list(TABLES)}")
+        raise ConfigError(f"export: tables {unknown} unknown; expected some of {known}")
     run = store.get_run(run_id)
     if run is None:
         raise StoreError(f"run {run_id} is not in the store at {store.url} (see `vkit runs list`)")
     if tables is None:
         counts = store.run_counts([run_id])
         counts["videos"] = counts.get("video_summaries", 0)
-        tables = [t for t in TABLES if counts.get(t)]
+        tables = [t for t in known if counts.get(t)]
         if not tables:
             raise StoreError(f"run {run_id} (task {run['task']!r}, {run.get('kind', 'train')}) has no scoring results, "
                              f"metrics or predictions to export")
@@ -224,7 +260,7 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
     written = {}
     for table in tables:
         path = folder / f"run{run_id}_{table}.{fmt}"
-        export_table(store, run_id, table, path, fmt, raw=raw)
+        export_table(store, run_id, table, path, fmt, raw=raw, extra=extra)
         written[table] = path
     return written
 
@@ -299,8 +335,9 @@ def describe_scoring_run(store: Any, run_id: int, top: int = 10) -> dict[str, An
 @click.command("export")
 @click.argument("run_id", type=click.IntRange(1, MAX_RUN_ID))
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="csv", show_default=True)
-@click.option("--table", "tables", type=click.Choice(TABLES), multiple=True,
-              help="Only this table (repeatable; default: every table the run has rows in).")
+@click.option("--table", "tables", multiple=True, metavar="TABLE",
+              help=f"Only this table (repeatable; {', '.join(TABLES)} or a plugin's table such as recommendations; "
+                   "default: every table the run has rows in).")
 @click.option("--output", "-o", default=".", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the run{N}_{table} files.")
 @click.option("--raw", is_flag=True, help="CSV: write cells that start with = + - @ (spreadsheet formulas) as stored, "
@@ -314,7 +351,8 @@ def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...
 
     obj = ctx.find_root().obj or {}
     with open_store(obj.get("db_url"), read_only=True, create=False) as store:  # a mistyped --db: named, not made
-        written = export_run(store, run_id, output, fmt, tables=list(tables) or None, raw=raw)
+        written = export_run(store, run_id, output, fmt, tables=list(tables) or None, raw=raw,
+                             extra=plugin_tables(obj.get("plugins", ())))
     if as_json:
         click.echo(json.dumps({k: str(v) for k, v in written.items()}, indent=2))
         return
@@ -322,5 +360,5 @@ def export_cmd(ctx: click.Context, run_id: int, fmt: str, tables: tuple[str, ...
         click.echo(f"{name}: {path}")
 
 
-__all__ = ["BATCH_ROWS", "COLUMNS", "FORMATS", "FORMULA_STARTS", "TABLES", "csv_safe", "describe_scoring_run",
-           "export_cmd", "export_run", "export_table", "iter_batches", "videos_by_id"]
+__all__ = ["BATCH_ROWS", "COLUMNS", "FORMATS", "FORMULA_STARTS", "TABLES", "columns", "csv_safe", "describe_scoring_run",
+           "export_cmd", "export_run", "export_table", "iter_batches", "plugin_tables", "videos_by_id"]

@@ -155,6 +155,11 @@ def _hook_checks(manager: Any, name: str) -> list[CheckResult]:
                 items = value if isinstance(value, list | tuple) else None
                 bad = ([] if value is None else [value]) if items is None else [o for o in items if not item_checks[hook](o)]
                 why = f"returned {_short(bad[0])}, expected {expected[hook]}" if bad else ""
+            elif hook == "vkit_store_schema":
+                from vkit.core.store.plugin_schema import PluginSchema
+
+                why = ("" if value is None or isinstance(value, PluginSchema)
+                       else f"returned {_short(value)}, expected a vkit.core.store.plugin_schema.PluginSchema or None")
             else:
                 why = "" if value is None else f"returned {_short(value)}, expected None"
             found = [f.message for f in manager.errors if f.plugin == name and f.stage == hook

@@ -3,8 +3,7 @@
 Every child row belongs to a run and goes with it (``ON DELETE CASCADE``);
 scores, events and per-video summaries also go with their video. Unique keys
 make every write idempotent: ``(run, split, key, step)`` for metrics, ``(run,
-path)`` for artifacts, ``(run, split, item)`` for predictions, ``(run, user,
-rank)`` for recommendations, ``path`` for
+path)`` for artifacts, ``(run, split, item)`` for predictions, ``path`` for
 videos, ``(run, video, segment)`` for scores, ``(run, video, kind, start)``
 for events and ``(run, video)`` for per-video summaries.
 
@@ -150,20 +149,6 @@ class Prediction(Base):
     values: Mapped[Any | None]
 
 
-class Recommendation(Base):
-    """One entry of a user's top-K list (``vkit recommend --users``): queryable per user and rank."""
-
-    __tablename__ = "recommendations"
-    __table_args__ = (sa.UniqueConstraint("run_id", "user_id", "rank", name="uq_recommendations_run_user_rank"),)
-
-    id: Mapped[int] = mapped_column(primary_key=True)
-    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
-    user_id: Mapped[str] = mapped_column(sa.String(500))
-    rank: Mapped[int]
-    item_id: Mapped[str] = mapped_column(sa.String(500), index=True)
-    score: Mapped[float | None] = mapped_column(sa.Float)
-
-
 class Video(Base):
     """A video file of an archive, known by path (and content by sha256)."""
 
@@ -264,6 +249,6 @@ class VideoLease(Base):
 
 #: Table name -> ORM class, for reads that return plain dicts (``video_leases`` is bookkeeping, not listed).
 TABLES: dict[str, type[Base]] = {
-    cls.__tablename__: cls for cls in (Run, Metric, Artifact, Prediction, Recommendation, Video, Score, Event,
+    cls.__tablename__: cls for cls in (Run, Metric, Artifact, Prediction, Video, Score, Event,
                                        VideoSummary)
 }

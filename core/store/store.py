@@ -46,7 +46,6 @@ from vkit.core.store.models import (
     Event,
     Metric,
     Prediction,
-    Recommendation,
     Run,
     Score,
     Video,
@@ -486,30 +485,6 @@ class Store:
         where = [Prediction.run_id == run_id] + ([Prediction.split == split] if split else [])
         return self._select(Prediction, *where, order_by=(Prediction.split, Prediction.item_id))
 
-    def add_recommendations(self, run_id: int, rows: Iterable[Mapping[str, Any]]) -> int:
-        """Record top-K entries (``user_id``, ``rank`` from 1, ``item_id``, ``score``); same user and rank updates it."""
-        clean = []
-        for index, row in enumerate(rows):
-            rank = row.get("rank")
-            if (row.get("user_id") is None or row.get("item_id") is None or not isinstance(rank, int)
-                    or isinstance(rank, bool) or rank < 1 or not set(row) <= {"user_id", "rank", "item_id", "score"}):
-                raise StoreError(f"recommendations row {index}: {dict(row)!r}; expected user_id, rank (an int >= 1), "
-                                 "item_id and optionally score")
-            score = row.get("score")
-            clean.append(dict(run_id=run_id, user_id=str(row["user_id"]), rank=rank, item_id=str(row["item_id"]),
-                              score=None if score is None else float(score)))
-        with self.session() as session:
-            self._run(session, run_id)
-            return upsert(session, Recommendation.__table__, clean, keys=("run_id", "user_id", "rank"), owned=True)
-
-    def run_recommendations(self, run_id: int, user_id: str | None = None,
-                            max_rank: int | None = None) -> list[dict[str, Any]]:
-        """Top-K entries of run ``run_id`` (optionally one user, ranks up to ``max_rank``), by user and rank."""
-        where = [Recommendation.run_id == run_id]
-        where += [Recommendation.user_id == str(user_id)] if user_id is not None else []
-        where += [Recommendation.rank <= int(max_rank)] if max_rank is not None else []
-        return self._select(Recommendation, *where, order_by=(Recommendation.user_id, Recommendation.rank))
-
     # -------------------------------------------------------------- videos
 
     def upsert_videos(self, rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
@@ -790,18 +765,29 @@ class Store:
         return [newest[i] for i in sorted(newest)]
 
     def run_counts(self, run_ids: Sequence[int]) -> dict[str, int]:
-        """Rows that runs ``run_ids`` own in each child table (``metrics``, ``predictions``, ``scores``, ...)."""
+        """Rows that runs ``run_ids`` own in each child table (``metrics``, ``predictions``, ``scores``, ...), plugins'
+        tables in this database included (:meth:`plugin_tables`: e.g. ``recommendations``)."""
         ids = [int(i) for i in run_ids]
+        tables = [m.__table__ for m in TABLES.values() if "run_id" in m.__table__.columns] + self.plugin_tables()
         with self.session(write=False) as session:
-            return {
-                name: session.scalar(sa.select(sa.func.count()).select_from(model).where(model.run_id.in_(ids)))
-                for name, model in TABLES.items() if "run_id" in model.__table__.columns
-            }
+            return {t.name: session.scalar(sa.select(sa.func.count()).select_from(t).where(t.c.run_id.in_(ids)))
+                    for t in tables}
 
     def counts(self) -> dict[str, int]:
-        """Number of rows of every table (for ``vkit db current`` and checks)."""
+        """Number of rows of every table, plugins' included (for ``vkit db current`` and checks)."""
+        tables = [m.__table__ for m in TABLES.values()] + self.plugin_tables()
         with self.session(write=False) as session:
-            return {name: session.scalar(sa.select(sa.func.count()).select_from(model)) for name, model in TABLES.items()}
+            return {t.name: session.scalar(sa.select(sa.func.count()).select_from(t)) for t in tables}
+
+    def plugin_tables(self) -> list[sa.TableClause]:
+        """The tables of this database that belong to runs but not to core (a plugin's, e.g. ``recommendations``;
+        read from the database, so they count whether or not their plugin is loaded)."""
+        with self.engine.connect() as conn:
+            inspector = sa.inspect(conn)
+            names = sorted(set(inspector.get_table_names()) - set(TABLES) - {"video_leases"})
+            return [sa.table(name, sa.column("run_id")) for name in names
+                    if not name.startswith("alembic_version")
+                    and "run_id" in {c["name"] for c in inspector.get_columns(name)}]
 
     # ------------------------------------------------------------ helpers
 

@@ -13,7 +13,8 @@ the lists to the store as a ``predict`` run: one prediction row per user
 (split ``recommend``, ``item_id`` = the user, ``values`` = ranked
 ``items``/``scores``/``note``) and one ``recommendations`` row per list entry
 (``user_id``, ``rank``, ``item_id``, ``score``: queryable per user and rank,
-``Store.run_recommendations``), both exported by ``vkit export`` like every table.
+:func:`vkit.plugins.recommendation.store.run_recommendations`; the plugin's own table), both exported by
+``vkit export`` like every table.
 ``--engine ray`` ranks the users on a Ray Data actor pool (each actor loads
 the model once; users travel as ids, results as JSON), in the users' order.
 
@@ -127,6 +128,7 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     from vkit.core.capabilities import require_capability
     from vkit.core.checkpoint import load_meta
     from vkit.core.store import open_store
+    from vkit.plugins.recommendation.store import add_recommendations
     from vkit.core.trained import load_trained
     from vkit.hooks.manager import get_plugin_manager
     from vkit.core.run_checkpoint import resolve_checkpoint
@@ -157,7 +159,7 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     with store.track_run(task=task.name, plugin=task.plugin, config=config, seed=None, kind="predict",
                          model_sha256=meta.get("sha256")) as run_id:
         store.add_predictions(run_id, "recommend", rows)
-        store.add_recommendations(run_id, ranked)
+        add_recommendations(store, run_id, ranked)
     return run_id, results
 
 

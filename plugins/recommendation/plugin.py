@@ -5,6 +5,7 @@ components are registered through the ``registries`` argument of
 ``vkit_register_components``: MODELS ``Popularity``, ``BPRMF``, ``VBPR``,
 ``TwoTower``; BACKBONES ``ClipStats``; METRICS ``RankingMetric``.
 ``vkit_cli_commands`` adds ``vkit recommend`` (:mod:`vkit.plugins.recommendation.cli`).
+``vkit_store_schema`` gives its ``recommendations`` table and migrations (:mod:`vkit.plugins.recommendation.store`).
 """
 from __future__ import annotations
 
@@ -37,3 +38,10 @@ def vkit_cli_commands() -> list[Any]:
     from vkit.plugins.recommendation.cli import recommend_cmd
 
     return [recommend_cmd]
+
+
+@hookimpl
+def vkit_store_schema() -> Any:
+    from vkit.plugins.recommendation.store import SCHEMA
+
+    return SCHEMA

@@ -257,32 +257,18 @@ def test_0007_content_leases_and_duplicate_status_keeping_rows(store_url):
     assert upgrade(store_url) == ("0006", HEAD)
 
 
-def test_0008_copies_stored_recommendation_lists_into_rows(store_url):
-    assert upgrade(store_url, "0007") == (None, "0007")
-    _sql(store_url, "INSERT INTO runs (task, plugin, status, started_at, config, versions, kind) "
-                    "VALUES ('recommendation', 'p', 'finished', '2025-01-01 00:00:00', '{}', '{}', 'predict')")
-    (run_id,), = _sql(store_url, "SELECT id FROM runs")
-    _sql(store_url, "INSERT INTO predictions (run_id, split, item_id, \"values\") VALUES "
-                    f"({run_id}, 'recommend', 'u1', '{{\"items\": [\"v3\", \"v1\"], \"scores\": [2.5, 1.0]}}'), "
-                    f"({run_id}, 'recommend', 'u2', '{{\"note\": \"no list\"}}'), "
-                    f"({run_id}, 'test', 'u3', '{{\"items\": [\"v9\"]}}')")
-    assert upgrade(store_url) == ("0007", HEAD)
-    with open_store(store_url) as store:
-        rows = store.run_recommendations(run_id)
-        assert [(r["user_id"], r["rank"], r["item_id"], r["score"]) for r in rows] == [
-            ("u1", 1, "v3", 2.5), ("u1", 2, "v1", 1.0)]
-        store.add_recommendations(run_id, [dict(user_id="u2", rank=1, item_id="v7", score=0.5),
-                                           dict(user_id="u1", rank=2, item_id="v8")])  # same user and rank: updated
-        assert [r["item_id"] for r in store.run_recommendations(run_id, max_rank=1)] == ["v3", "v7"]
-        assert store.run_recommendations(run_id, user_id="u1")[1]["item_id"] == "v8"
-        with pytest.raises(StoreError, match="rank \\(an int >= 1\\)"):
-            store.add_recommendations(run_id, [dict(user_id="u1", rank=0, item_id="v1")])
-    assert downgrade(store_url, "0007") == (HEAD, "0007")
+def test_0008_leaves_recommendations_to_the_plugin(store_url):
+    """Core makes no recommendations table any more (the recommendation plugin's migrations do:
+    tests/plugins/test_recommendation_store.py); 0008 stays a known revision, a no-op both ways."""
+    assert upgrade(store_url, "0008") == (None, "0008")
     engine = _engine(store_url)
     try:
         assert "recommendations" not in set(sa.inspect(engine).get_table_names())
     finally:
         engine.dispose()
+    assert upgrade(store_url) == ("0008", HEAD)
+    assert downgrade(store_url, "0007") == (HEAD, "0007")
+    assert upgrade(store_url) == ("0007", HEAD)
 
 
 def test_0009_allows_changed_status_keeping_rows(store_url):

@@ -107,9 +107,11 @@ def test_recommend_cli_excludes_seen_items_and_handles_unknown_users(small_run, 
     stored = {r["item_id"]: r["values"] for r in open_store(db).run_predictions(run_id, "recommend")}
     assert set(stored) == {"u0001", "u0002", "stranger"} and len(stored["u0001"]["items"]) == 5
     assert stored["stranger"]["known"] is False
-    ranked = open_store(db).run_recommendations(run_id, user_id="u0001")  # one row per (user, rank)
+    from vkit.plugins.recommendation.store import run_recommendations
+
+    ranked = run_recommendations(open_store(db), run_id, user_id="u0001")  # one row per (user, rank)
     assert [r["rank"] for r in ranked] == [1, 2, 3, 4, 5] and [r["item_id"] for r in ranked] == stored["u0001"]["items"]
-    assert [r["item_id"] for r in open_store(db).run_recommendations(run_id, max_rank=1)] == [
+    assert [r["item_id"] for r in run_recommendations(open_store(db), run_id, max_rank=1)] == [
         stored[u]["items"][0] for u in sorted(stored)]
     out = _main(capsys, "export", str(run_id), "--table", "recommendations", "--output", str(tmp / "export"), db=db)
     with open(tmp / "export" / f"run{run_id}_recommendations.csv") as handle:
@@ -174,7 +176,7 @@ def test_recommend_is_the_recommendation_plugins_command(tmp_path):
     manager = PluginManager(autoload=False, extra=["vkit.plugins.recommendation.plugin"])
     [command] = manager.cli_commands(reserved=cli.commands)
     assert command.name == "recommend" and manager.errors == []
-    assert manager.plugins()[0].hooks == ("vkit_cli_commands", "vkit_register_components", "vkit_tasks")
+    assert manager.plugins()[0].hooks == ("vkit_cli_commands", "vkit_register_components", "vkit_store_schema", "vkit_tasks")
     env = dict(os.environ, VKIT_DISABLE_PLUGINS="recommendation", VKIT_CONFIG_DIR=str(tmp_path))
     off = subprocess.run([VKIT, "recommend", "--run", "1", "--user", "u1"], capture_output=True, text=True, env=env)
     assert off.returncode == 2 and "No such command 'recommend'" in off.stderr

@@ -100,6 +100,21 @@ def check_preview(mgr: PluginManager, **_) -> None:
     assert np.ndim(band) == 2
 
 
+def check_store_schema(mgr: PluginManager, **_) -> None:
+    import sqlalchemy as sa
+
+    from vkit.core.store.plugin_schema import ensure_plugin_schema
+    from vkit.testing import temp_store
+
+    [schema] = mgr.store_schemas()
+    assert schema.name == "demo" and schema.version_table == "alembic_version_demo" and list(schema.run_tables) == ["demo_notes"]
+    with temp_store() as store:
+        assert ensure_plugin_schema(store, schema) is True   # a store without the tables gets them
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("INSERT INTO demo_notes (run_id, note) VALUES (1, 'hello')"))
+            assert conn.execute(sa.text("SELECT version_num FROM alembic_version_demo")).scalar() == "0001"
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "vkit_register_components": check_register_components,
     "vkit_tasks": check_tasks,
@@ -108,6 +123,7 @@ CHECKS: dict[str, Callable[..., None]] = {
     "vkit_video_scored": check_video_scored,
     "vkit_report_sections": check_report_sections,
     "vkit_preview": check_preview,
+    "vkit_store_schema": check_store_schema,
 }
 
 

@@ -17,7 +17,8 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import Base, UTCDateTime
 
 config = context.config
-target_metadata = Base.metadata
+#: Core's tables; a plugin's schema (:mod:`vkit.core.store.plugin_schema`) passes its own, and its version table.
+target_metadata = config.attributes.get("target_metadata", Base.metadata)
 
 
 def _render_item(kind: str, obj: object, _autogen_context: object) -> str | bool:
@@ -35,6 +36,7 @@ def _run(connection) -> None:  # noqa: ANN001 - an SQLAlchemy Connection
         compare_type=True,
         render_item=_render_item,
         transaction_per_migration=False,
+        version_table=config.attributes.get("version_table", "alembic_version"),
     )
     with context.begin_transaction():
         context.run_migrations()
