@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from vkit.core.reporting import ReportSection
 from vkit.registry.errors import ConfigError
 from vkit.registry.registries import METRICS
 
@@ -28,21 +29,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 # ---------------------------------------------------------------------- results
-@dataclass
-class ReportSection:
-    """One section of a run report: a table, a PNG or a paragraph (any combination).
-
-    Example::
-
-        ReportSection("detected events (test)", table=[dict(video="v1", start_s=1.2, end_s=3.4)])
-    """
-
-    title: str
-    table: list[dict[str, Any]] | None = None
-    image: Path | None = None
-    text: str | None = None
-
-
 @dataclass
 class Evaluation:
     """What a :class:`TaskEvaluator` returns for the test split.

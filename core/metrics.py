@@ -390,7 +390,7 @@ class RegressionMetric(BaseMetric):
 
     def report_sections(self) -> list[Any]:
         """The cases predicted worst (largest absolute error on the first target), at most ``WORST`` rows."""
-        from vkit.core.evaluation import ReportSection
+        from vkit.core.reporting import ReportSection
 
         if not self._rows:
             return []

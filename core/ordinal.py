@@ -272,7 +272,7 @@ class OrdinalMetric(BaseMetric):
 
     def report_sections(self) -> list[Any]:
         """The confusion matrix (rows: true level, columns: predicted level) with per-level recall."""
-        from vkit.core.evaluation import ReportSection
+        from vkit.core.reporting import ReportSection
 
         if self.last_confusion is None:
             return []

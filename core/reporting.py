@@ -1,4 +1,4 @@
-"""What every report shares: plots whose text is plain text, and report failures that never fail a run.
+"""What every report shares: sections (:class:`ReportSection`), plots whose text is plain text, and report failures that never fail a run.
 
 Names from data (a video file, a session folder, a learner, a metric or class
 name) reach plot titles, labels and legends. Matplotlib reads ``$...$`` in a
@@ -25,8 +25,25 @@ from __future__ import annotations
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+
+@dataclass
+class ReportSection:
+    """One section of a run report: a table, a PNG or a paragraph (any combination).
+
+    Example::
+
+        ReportSection("detected events (test)", table=[dict(video="v1", start_s=1.2, end_s=3.4)])
+    """
+
+    title: str
+    table: list[dict[str, Any]] | None = None
+    image: Path | None = None
+    text: str | None = None
+
 
 #: Matplotlib settings under which every string is drawn as given: no mathtext, no LaTeX.
 PLAIN_TEXT_RC = {"text.parse_math": False, "text.usetex": False}
@@ -86,4 +103,4 @@ def record_report_error(store: Any, run_id: int, folder: str | Path, err: BaseEx
     return line
 
 
-__all__ = ["PLAIN_TEXT_RC", "REPORT_ERROR_FILE", "REPORT_ERROR_KIND", "plain_text", "record_report_error"]
+__all__ = ["PLAIN_TEXT_RC", "REPORT_ERROR_FILE", "REPORT_ERROR_KIND", "ReportSection", "plain_text", "record_report_error"]
