@@ -135,7 +135,7 @@ def test_upsert_videos_updates_in_place(store):
     assert videos["/archive/a.mp4"]["fps"] == 25.0 and videos["/archive/a.mp4"]["frames"] == 50  # left-out columns kept
     assert videos["/archive/b.mp4"]["status"] == "failed" and videos["/archive/b.mp4"]["error"] == "moov atom not found"
     assert [v["path"] for v in store.get_videos(["/archive/b.mp4"])] == ["/archive/b.mp4"]
-    with pytest.raises(StoreError, match=r"status must be one of \('pending', 'ok', 'failed', 'duplicate'\), got 'done'"):
+    with pytest.raises(StoreError, match=r"status must be one of \('pending', 'ok', 'failed', 'duplicate', 'changed'\), got 'done'"):
         store.upsert_videos([{"path": "/archive/c.mp4", "status": "done"}])
 
 
@@ -189,7 +189,7 @@ def test_video_results_one_transaction_and_resume(store):
     resumed = _run(store, task="anomaly-score", model_sha256=model)
     store.add_video_results(resumed, [{"video_id": a, "status": "scored", "scores": [], "events": []}])
     assert store.scored_video_ids(model) == {a}
-    with pytest.raises(StoreError, match=r"status one of \('scored', 'failed', 'duplicate'\)"):
+    with pytest.raises(StoreError, match=r"status one of \('scored', 'failed', 'duplicate', 'changed'\)"):
         store.add_video_results(resumed, [{"video_id": a, "status": "ok"}])
 
 
