@@ -8,7 +8,8 @@
 - item 8: ``vkit export`` CSV cells that would be spreadsheet formulas get a leading ``'``; ``--raw`` keeps them.
 - item 9: a store password (``user:secret@`` or ``?password=secret``) appears in no output, failing or not.
 
-Stores: SQLite and PostgreSQL (127.0.0.1:5432; its URL carries a password, which trust auth ignores).
+Stores: SQLite and PostgreSQL (127.0.0.1:5432; its URL carries a password, which trust auth ignores) where the item
+touches the store (6's failed report recorded on the run, 9); names drawn or printed (6, 7) and CSV cells (8) on SQLite.
 """
 from __future__ import annotations
 
@@ -61,42 +62,44 @@ def pg_url(schema: str, form: str = "query", port: int = 5432, database: str = "
         hide_password=False)
 
 
-@pytest.fixture
-def pg_base_url() -> str:
-    """``store_url``'s PostgreSQL schemas here come with :data:`SECRET` in the URL (trust auth ignores it)."""
-    return f"postgresql+psycopg://postgres@127.0.0.1:5432/test?password={SECRET}"
+def _train(db: str, cwd: Path) -> dict[str, Any]:
+    """One smoke-size recommendation run in ``db`` whose report cannot be written (its work dir holds a *file*
+    ``report``). Returns ``dict(db, cwd, run_id, work_dir, proc)``."""
+    from vkit.core.store import open_store
 
-
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A fresh store URL for this module on each backend (PostgreSQL: its own schema, a password in the URL)."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path_factory.mktemp('sqlite') / 'vkit.db'}"
-        return
-    admin = request.getfixturevalue("pg_admin")
-    schema = f"vkit_text_{uuid.uuid4().hex[:10]}"
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
-    yield pg_url(schema)
-    with admin.begin() as conn:
-        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
-
-
-@pytest.fixture(scope="module")
-def trained(backend: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One smoke-size recommendation run whose report cannot be written (its work dir holds a *file* ``report``).
-
-    Returns ``dict(db, cwd, run_id, work_dir, proc)``.
-    """
-    cwd = tmp_path_factory.mktemp("trained")
     work = cwd / "my-run"
     work.mkdir()
     (work / "report").write_text("a file where the report folder should go\n")
     sets = [arg for override in SMOKE for arg in ("--set", override)]
-    proc = vkit("run", "recommendation", "--work-dir", str(work), *sets, cwd=cwd, db=backend)
+    proc = vkit("run", "recommendation", "--work-dir", str(work), *sets, cwd=cwd, db=db)
     ok(proc)
-    shown = json.loads(ok(vkit("runs", "list", "--kind", "train", "--json", cwd=cwd, db=backend)))
-    return dict(db=backend, cwd=cwd, run_id=shown[0]["id"], work_dir=work, proc=proc)
+    with open_store(db, read_only=True) as store:
+        (run,) = store.list_runs(kind="train")
+    return dict(db=db, cwd=cwd, run_id=run["id"], work_dir=work, proc=proc)
+
+
+@pytest.fixture(scope="module")
+def sqlite_trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """:func:`_train` in a fresh SQLite store (items 6-8 share it)."""
+    cwd = tmp_path_factory.mktemp("trained")
+    return _train(f"sqlite:///{cwd / 'vkit.db'}", cwd)
+
+
+@pytest.fixture(scope="module")
+def postgresql_trained(pg_admin: sa.Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """:func:`_train` in a fresh PostgreSQL schema (a password in its URL), dropped afterwards."""
+    schema = f"vkit_text_{uuid.uuid4().hex[:10]}"
+    with pg_admin.begin() as conn:
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    yield _train(pg_url(schema), tmp_path_factory.mktemp("trained"))
+    with pg_admin.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def trained(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """The trained run on each backend (item 6's failed report is recorded in the store)."""
+    return request.getfixturevalue(f"{request.param}_trained")
 
 
 def scored_archive(root: Path, names: list[str]) -> Path:
@@ -135,11 +138,12 @@ def engagement_scoring_run(db: str, root: Path) -> int:
 
 
 # ----------------------------------------------------------------------------------------------- item 6
-def test_item6_mathtext_names_drawn_as_text_report_exits_0(store_url: str, tmp_path: Path) -> None:
+def test_item6_mathtext_names_drawn_as_text_report_exits_0(sqlite_url: str, tmp_path: Path) -> None:
+    """Names drawn as text: the store only holds them (SQLite; the failed report below is on both backends)."""
     archive = scored_archive(tmp_path / "lessons", [f"{EVIL}/learner01.mp4", f"{EVIL}/learner02.mp4",
                                                     f"maths/{EVIL}.mp4"])
     ckpt = demo_checkpoint(tmp_path / "model.safetensors")
-    db = store_url
+    db = sqlite_url
     scored = json.loads(ok(vkit("--plugin", "test_score_support", "score", "demo-score", str(archive), "--checkpoint",
                                 str(ckpt), "--workers", "0", "--json", cwd=tmp_path, db=db)))
     assert scored["scored"] == 3, scored
@@ -176,8 +180,11 @@ def test_item6_report_failure_keeps_trained_run_finished(trained: dict[str, Any]
 
 
 # ----------------------------------------------------------------------------------------------- item 7
-def test_item7_rich_markup_in_names_prints_literally(trained: dict[str, Any], tmp_path: Path) -> None:
-    db, cwd, run_id = trained["db"], trained["cwd"], trained["run_id"]
+def test_item7_rich_markup_in_names_prints_literally(sqlite_trained: dict[str, Any], tmp_path: Path) -> None:
+    """Printing names is not a store matter: SQLite only."""
+    from vkit.core.store import open_store
+
+    db, cwd, run_id = sqlite_trained["db"], sqlite_trained["cwd"], sqlite_trained["run_id"]
     shown = ok(vkit("recommend", "--run", str(run_id), "--user", "[/bold]", "--user", "[red]u0003", "-k", "3",
                     cwd=cwd, db=db))
     for user in ("[/bold]", "[red]u0003"):
@@ -189,13 +196,16 @@ def test_item7_rich_markup_in_names_prints_literally(trained: dict[str, Any], tm
     summary = ok(vkit("--plugin", "test_score_support", "score", "demo-score", str(archive), "--checkpoint", str(ckpt),
                       "--workers", "0", cwd=cwd, db=db))
     assert "Lecture [final]/bad.mp4" in summary, summary
-    scoring = json.loads(ok(vkit("runs", "list", "--kind", "score", "--json", cwd=cwd, db=db)))[0]["id"]
+    with open_store(db, read_only=True) as store:
+        scoring = store.list_runs(kind="score", limit=1)[0]["id"]
     listing = ok(vkit("runs", "show", str(scoring), cwd=cwd, db=db))
     assert "Lecture [final]/bad.mp4" in listing, listing
 
 
 # ----------------------------------------------------------------------------------------------- item 8
-def test_item8_export_neutralises_formula_cells(trained: dict[str, Any], tmp_path: Path) -> None:
+def test_item8_export_neutralises_formula_cells(sqlite_trained: dict[str, Any], tmp_path: Path) -> None:
+    """CSV cells are written by export, whatever the store: SQLite only."""
+    trained = sqlite_trained
     db, cwd = trained["db"], trained["cwd"]
     users = tmp_path / "users.txt"
     users.write_text("\n".join([*FORMULAS, "u0001"]) + "\n", encoding="utf-8")
