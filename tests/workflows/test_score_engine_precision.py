@@ -23,7 +23,7 @@ BF16_CPU = precision.Capabilities("test CPU", ("avx512_bf16",), True, "", False,
 def setup(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict:
     monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
     monkeypatch.setenv("VKIT_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(precision, "capabilities", lambda flags=None: BF16_CPU)  # same answer on every CPU
+    monkeypatch.setattr(precision.cpu, "capabilities", lambda flags=None: BF16_CPU)  # same answer on every CPU
     support.make_archive(tmp_path / "archive", good=3, bad=False)
     ckpt = support.make_checkpoint(tmp_path / "ckpt" / "model.safetensors")
     return dict(root=tmp_path / "archive", ckpt=ckpt, url=f"sqlite:///{tmp_path / 'vkit.db'}")
