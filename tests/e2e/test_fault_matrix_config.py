@@ -25,10 +25,31 @@ def refused(tmp_path: Path, *args: str) -> str:
     env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo", VKIT_DB_URL=f"sqlite:///{db}")
     proc = subprocess.run([VKIT, "run", "medical-diagnosis", *args], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=300)
-    assert proc.returncode != 0, proc.stdout
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in proc.stderr, proc.stderr
-    assert not db.exists() and not (tmp_path / "work_dirs").exists()  # refused before the run row
+    return _one_error_line(tmp_path, proc.returncode, proc.stdout, proc.stderr)
+
+
+def refused_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+                       *args: str) -> str:
+    """:func:`refused` through the console entry point in this process (the same ``main``, no interpreter start):
+    for the cases of a family whose first case goes through the installed command."""
+    from vkit.workflows.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    for key, value in dict(COLUMNS="250", VKIT_DISABLE_PLUGINS="demo", VKIT_DB_URL=f"sqlite:///{tmp_path / 'vkit.db'}"
+                           ).items():
+        monkeypatch.setenv(key, value)
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:
+        main(["run", "medical-diagnosis", *args])
+    out, err = capsys.readouterr()
+    return _one_error_line(tmp_path, exited.value.code, out, err)
+
+
+def _one_error_line(tmp_path: Path, code: object, stdout: str, stderr: str) -> str:
+    assert code not in (0, None), stdout
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:") and "Traceback" not in stderr, stderr
+    assert not (tmp_path / "vkit.db").exists() and not (tmp_path / "work_dirs").exists()  # refused before the run row
     return lines[0]
 
 
@@ -52,8 +73,9 @@ def test_item19_set_unclosed_bracket_refused(tmp_path):
     pytest.param("train.optimizer=" + "x" * 50_000, "is 50000 characters long; a --set value holds at most 10000",
                  id="huge-value"),
 ])
-def test_item19_set_values_of_the_same_family_refused(tmp_path, override, expected):
-    line = refused(tmp_path, "--set", override)
+def test_item19_set_values_of_the_same_family_refused(tmp_path, monkeypatch, capsys, override, expected):
+    """The installed command's exit code and one-line error are checked by the two cases above and the YAML ones."""
+    line = refused_in_process(tmp_path, monkeypatch, capsys, "--set", override)
     assert expected in line, line
     assert len(line) < 600  # the value is shortened, never echoed whole
 
