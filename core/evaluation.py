@@ -38,14 +38,12 @@ class Evaluation:
         predictions: per-item rows (``item_id``, ``label``, ``prediction``, ``values``) for the store.
         sections: extra report sections.
         fitted: values chosen on validation (e.g. ``{"threshold": 0.41}``), kept in the checkpoint meta.
-        report: plot inputs for the report (``roc``: ``(fpr, tpr, auc)``, ``confusion``: a matrix).
     """
 
     metrics: dict[str, float]
     predictions: list[dict[str, Any]] = field(default_factory=list)
     sections: list[ReportSection] = field(default_factory=list)
     fitted: dict[str, Any] = field(default_factory=dict)
-    report: dict[str, Any] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------- evaluators
@@ -125,8 +123,7 @@ class MetricEvaluator(TaskEvaluator):
         provides = metric_provides(metric)  # what the metric class declares (vkit.core.capabilities)
         rows = metric.prediction_rows() if "prediction_rows" in provides else []
         sections = metric.report_sections() if "report_sections" in provides else []
-        report = {k: value for k in ("roc", "confusion") if k in provides and (value := getattr(metric, f"last_{k}")) is not None}
-        return Evaluation(metrics=metrics, predictions=rows, sections=list(sections), fitted=fitted, report=report)
+        return Evaluation(metrics=metrics, predictions=rows, sections=list(sections), fitted=fitted)
 
 
 # ---------------------------------------------------------------------- inference helpers

@@ -299,12 +299,11 @@ def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
     metrics = {f"test/{k}": float(v) for k, v in evaluation.metrics.items()}
     checkpoint = save_run_checkpoint(model, task, cfg, ctx, datasets, evaluation)
     ctx.summary["checkpoint"] = str(checkpoint)
-    ctx.report = dict(evaluation.report, sections=[*evaluation.sections, *_task_sections(task, cfg, evaluation, ctx)])
+    ctx.report = dict(sections=[*evaluation.sections, *_task_sections(task, cfg, evaluation, ctx)])
     compression = cfg.get("compression") or {}
     if compression.get("stages"):
-        ctx.report["compression"] = compress(model, compression, lambda m: evaluator.evaluate(m, datasets, cfg, None),
-                                             datasets, cfg, ctx,
-                                             direction=evaluator.direction(str(compression.get("metric", "auc"))))
+        compress(model, compression, lambda m: evaluator.evaluate(m, datasets, cfg, None), datasets, cfg, ctx,
+                 direction=evaluator.direction(str(compression.get("metric", "auc"))))
     ctx.echo("test: " + "  ".join(f"{k} {v:.4f}" for k, v in sorted(evaluation.metrics.items())))
     from vkit.core.resume import discard_resume_state
 

@@ -211,8 +211,8 @@ class RunContext:
         self.data: Path | None = None
         #: Filled in by the task: paths and figures the summary shows.
         self.summary: dict[str, Any] = {}
-        #: Filled in by the task: what the run report shows (``roc``, ``confusion``, ``classes``,
-        #: ``compression`` rows, ``tables``: ``{title: [row dicts]}``).
+        #: Filled in by the task: ``sections``, the extra report sections (:class:`vkit.core.reporting.ReportSection`)
+        #: the run report shows after what it draws from the store (ROC, confusion, compression rows).
         self.report: dict[str, Any] = {}
         #: ``engine(scorer, paths) -> outcomes``; ``None``: :func:`vkit.core.scoring.score_in_process`.
         self.video_engine: Any = None

@@ -82,4 +82,4 @@ class MILEvaluator(TaskEvaluator):
         if ctx is not None:
             ctx.summary.update({"events": len(events), "test videos": len(done)})
         return Evaluation(metrics={"frame_auc": result["auc"], "frame_ap": result["ap"]}, predictions=predictions,
-                          sections=[ReportSection("detected events (test)", table=events)], report=dict(roc=result["roc"]))
+                          sections=[ReportSection("detected events (test)", table=events)])
