@@ -133,13 +133,13 @@ def vkit_cli_commands() -> list[click.Command] | None:
 
 @hookspec
 def vkit_run_finished(run: dict[str, Any]) -> None:
-    """React to a finished run (train/evaluate/compress), successful or failed.
+    """React to a finished run (``vkit run``, ``vkit score`` or ``vkit predict``), successful or failed.
 
     Called once per run after its last row is in the store and its report is
     written. An exception here is reported with the plugin's name and does not
     change the run's outcome.
 
-    :param run: the run as stored: ``id``, ``task``, ``status``
+    :param run: the run as stored: ``id``, ``task``, ``kind`` (``"train"``, ``"score"`` or ``"predict"``), ``status``
         (``"finished"`` or ``"failed"``), ``error``, ``metrics`` (final
         ``{key: value}``), ``db`` (masked URL) and ``report`` (path or
         ``None``).

@@ -89,8 +89,9 @@ def predict_task(
     path = trained.files.weights
     config = dict(checkpoint=str(path), inputs=list(inputs), precision_used=choice.to_dict(), skip_bad=skip_bad,
                   skipped=skipped, compressed=compressed)
-    with store.track_run(task=task.name, plugin=task.plugin, config=config,
-                         seed=None, kind="predict", model_sha256=trained.sha256 or None) as run_id:
+    from vkit.workflows.run_finished import announced_run
+
+    with announced_run(store, manager, task, config, kind="predict", model_sha256=trained.sha256 or None) as run_id:
         store.add_predictions(run_id, "predict", rows)
     for row in rows:
         row["class"] = trained.class_name(row["prediction"]) if isinstance(row["prediction"], int) else row["prediction"]

@@ -123,7 +123,7 @@ def run_task(
         if result is not None and ctx is not None:
             result.summary = ctx.summary
             manager.notify_run_finished(
-                dict(id=result.run_id, task=task_cls.name, status=result.status, error=result.error,
+                dict(id=result.run_id, task=task_cls.name, kind="train", status=result.status, error=result.error,
                      metrics=result.metrics, db=store.url,
                      report=str(ctx.summary["report"]) if ctx.summary.get("report") else None))
     return result

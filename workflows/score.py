@@ -370,8 +370,10 @@ def score_archive(
         config = dict(archives=[str(a) for a in archives], checkpoint=str(ckpt), videos=len(paths), **asdict(options),
                       retry_failed=retry_failed, precision_used=precision.to_dict(),
                       compressed=getattr(scorer, "compressed", None) if compressed is not None else None)
-        with store.track_run(task_cls.name, task_cls.plugin, config, seed=None, model_sha256=scorer.model_sha256,
-                             kind="score", versions={"plugins": manager.versions()}) as run_id:
+        from vkit.workflows.run_finished import announced_run
+
+        with announced_run(store, manager, task_cls, config, kind="score", model_sha256=scorer.model_sha256,
+                           versions={"plugins": manager.versions()}) as run_id:
             summary = ScoreSummary(run_id=run_id, task=task_cls.name, db_url=store.url, engine=options.engine,
                                    videos=len(paths) + len(found.failures), precision=precision.precision)
             try:
