@@ -35,20 +35,33 @@ def vkit(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> 
     return proc
 
 
-# ---------------------------------------------------------------------- item 16
+# ---------------------------------------------------------------------- one run for items 15 and 16
+#: Four epochs without random augmentation (a resumed run can match the uninterrupted one closely), more validation
+#: cases, the default checkpoint policy but ``rule=less``: the saved epoch is (almost surely) not the last.
+RESUMABLE = [*SMOKE, "--set", "train.epochs=4", "--set", "data.transforms.augment=False",
+             "--set", "data.synthetic.n_train=16", *MORE_VAL, "--set", "checkpoint.rule=less"]
+
+
 @pytest.fixture(scope="module")
-def best_epoch_run(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """4 epochs, the default checkpoint policy, but ``rule=less``: the saved epoch is (almost surely) not the last."""
-    tmp = tmp_path_factory.mktemp("item16")
+def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The run trained in one go: item 16 checks its saved epoch's threshold, item 15's resumed runs must match it."""
+    tmp = tmp_path_factory.mktemp("item15-16")
     url = f"sqlite:///{tmp / 'v.db'}"
-    out = vkit("--db", url, "run", "medical-diagnosis", *SMOKE, *MORE_VAL, "--set", "train.epochs=4",
-               "--set", "checkpoint.rule=less", "--data-root", str(tmp / "data"), "--work-dir", str(tmp / "work"),
-               cwd=tmp).stdout
-    run = open_store(url, read_only=True).list_runs(task="medical-diagnosis")[0]
-    return dict(tmp=tmp, url=url, run=run, out=out, data=tmp / "data" / "medical-diagnosis",
-                meta=json.loads((tmp / "work" / "model.json").read_text()))
+    out = vkit("--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", str(tmp / "data"), "--work-dir",
+               str(tmp / "full"), cwd=tmp).stdout
+    store = open_store(url, read_only=True)
+    run = store.list_runs(task="medical-diagnosis")[0]
+    return dict(tmp=tmp, url=url, run=run, out=out, data=tmp / "data",
+                meta=json.loads((tmp / "full" / "model.json").read_text()),
+                metrics={split: _metrics(store, run["id"], split) for split in ("train", "val", "test")})
 
 
+def _metrics(store, run_id: int, split: str) -> dict[tuple[int, str], float]:
+    rows = store.run_metrics(run_id, split)
+    return {(m["step"], m["key"]): m["value"] for m in rows if split != "train" or m["key"] == "epoch_loss"}
+
+
+# ---------------------------------------------------------------------- item 16
 def test_item16_default_checkpoint_is_the_best_validation_epoch() -> None:
     from vkit.core.lifecycle import checkpoint_policy
     from vkit.core.task import DEFAULT_CHECKPOINT
@@ -58,15 +71,15 @@ def test_item16_default_checkpoint_is_the_best_validation_epoch() -> None:
     assert checkpoint_policy(medical)["metric"] == "auc" and checkpoint_policy(None)["save"] == "last"
 
 
-def test_item16_sidecar_threshold_is_the_saved_epochs(best_epoch_run: dict) -> None:
+def test_item16_sidecar_threshold_is_the_saved_epochs(uninterrupted: dict) -> None:
     from vkit.core.metrics import youden_threshold
 
-    meta, data, tmp = best_epoch_run["meta"], best_epoch_run["data"], best_epoch_run["tmp"]
-    assert "best auc" in best_epoch_run["out"]  # the summary names the epoch kept and why
+    meta, data, tmp = uninterrupted["meta"], uninterrupted["data"] / "medical-diagnosis", uninterrupted["tmp"]
+    assert "best auc" in uninterrupted["out"]  # the summary names the epoch kept and why
     assert meta["epoch"] in (1, 2, 3), f"precondition: the saved epoch must not be the last, got {meta['epoch']}"
     val = json.loads((data / "datalist.json").read_text())["validation"]
-    out = vkit("--db", best_epoch_run["url"], "predict", "medical-diagnosis", "--checkpoint",
-               str(best_epoch_run["run"]["id"]), "--json", *[str(data / c["image"]) for c in val], cwd=tmp).stdout
+    out = vkit("--db", uninterrupted["url"], "predict", "medical-diagnosis", "--checkpoint",
+               str(uninterrupted["run"]["id"]), "--json", *[str(data / c["image"]) for c in val], cwd=tmp).stdout
     rows = json.loads(out)["predictions"]
     assert len(rows) == len(val)
     labels = [c["label"] for c in val]
@@ -75,8 +88,8 @@ def test_item16_sidecar_threshold_is_the_saved_epochs(best_epoch_run: dict) -> N
     assert threshold == pytest.approx(youden_threshold(labels, scores), abs=1e-5)
     # vkit predict decides with that threshold; the test metrics were computed with it too
     assert [r["prediction"] for r in rows] == [int(s >= threshold) for s in scores]
-    test_threshold = [m["value"] for m in open_store(best_epoch_run["url"], read_only=True)
-                      .run_metrics(best_epoch_run["run"]["id"], "test") if m["key"] == "threshold"]
+    test_threshold = [m["value"] for m in open_store(uninterrupted["url"], read_only=True)
+                      .run_metrics(uninterrupted["run"]["id"], "test") if m["key"] == "threshold"]
     assert test_threshold == [pytest.approx(threshold)]
 
 
@@ -112,11 +125,6 @@ def test_item13_slower_compression_stage_is_skipped_and_the_summary_says_so(tmp_
 
 
 # ---------------------------------------------------------------------- item 15
-#: Four epochs without random augmentation: the resumed run can match the uninterrupted one closely.
-RESUMABLE = [*SMOKE, "--set", "train.epochs=4", "--set", "data.transforms.augment=False",
-             "--set", "data.synthetic.n_train=16", *MORE_VAL]
-
-
 def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subprocess.CompletedProcess:
     """Start ``vkit *args``, send Ctrl-C (SIGINT) once its resume state holds a finished epoch, wait for it."""
     import signal
@@ -134,24 +142,6 @@ def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subpro
         if proc.poll() is None:
             proc.kill()
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-@pytest.fixture(scope="module")
-def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """The run the resumed ones must match: the same config, trained in one go (its metrics and sidecar)."""
-    tmp = tmp_path_factory.mktemp("item15")
-    url = f"sqlite:///{tmp / 'v.db'}"
-    vkit("--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", str(tmp / "data"), "--work-dir",
-         str(tmp / "full"), cwd=tmp)
-    store = open_store(url, read_only=True)
-    run = store.list_runs(task="medical-diagnosis")[0]
-    return dict(data=tmp / "data", meta=json.loads((tmp / "full" / "model.json").read_text()),
-                metrics={split: _metrics(store, run["id"], split) for split in ("train", "val", "test")})
-
-
-def _metrics(store, run_id: int, split: str) -> dict[tuple[int, str], float]:
-    rows = store.run_metrics(run_id, split)
-    return {(m["step"], m["key"]): m["value"] for m in rows if split != "train" or m["key"] == "epoch_loss"}
 
 
 def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metrics(
