@@ -146,7 +146,7 @@ def train_head(kind: str, data: dict[str, Any], weights: list[float], epochs: in
 
 def score_lessons(checkpoint: Path, lessons: Path, db: str) -> dict[str, float]:
     from vkit.core.video import probe
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     recordings = sorted(lessons.rglob("*.mp4"))
     seconds = sum(probe(p).duration for p in recordings)

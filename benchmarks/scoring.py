@@ -323,7 +323,7 @@ def peak_rss_mb() -> tuple[float, float]:
 # ----------------------------------------------------------------------------- measurements (child processes)
 def run_vkit(paths: list[str], args: argparse.Namespace) -> dict[str, Any]:
     from vkit.core.store import open_store
-    from vkit.workflows.score import ResultWriter, ScoreOptions, local_outcomes, plan_jobs
+    from vkit.workflows.scoring.score import ResultWriter, ScoreOptions, local_outcomes, plan_jobs
 
     from vkit.core.precision import apply_precision, archive_validation
 
@@ -416,7 +416,7 @@ def run_decode(paths: list[str], args: argparse.Namespace, scorer: X3DScorer) ->
     """Decode-only ceiling: vkit's workers decoding every clip, no model."""
     from torch.utils.data import DataLoader
 
-    from vkit.workflows.score_engine import VideoStream
+    from vkit.workflows.scoring.engine import VideoStream
 
     loader = DataLoader(VideoStream([(p, None) for p in paths], scorer), batch_size=None, num_workers=args.workers,
                         collate_fn=lambda x: x, multiprocessing_context="fork" if args.workers else None)

@@ -67,7 +67,7 @@ class VideoScorer(Protocol):
             a recording named by a person (default: always shared).
         group_aggregates(videos): aggregates over a job's scored videos, ``{group kind: {group:
             {name: number}}}`` (e.g. per session and per learner), stored as metrics of the scoring
-            run (:mod:`vkit.workflows.score_aggregates`); ``videos`` are the newest summaries of
+            run (:mod:`vkit.workflows.scoring.aggregates`); ``videos`` are the newest summaries of
             the job's videos by this model (``path``, ``duration``, ``mean_score``, ``values``, ...).
     """
 
@@ -307,7 +307,7 @@ def score_in_process(scorer: VideoScorer, paths: list[str], *, store: Any = None
     ``segments`` the ``(num_segments,)`` scores or ``(num_segments, D)`` vectors of a
     scored video, ``None`` for a failed one (``error`` says why). The full engine of
     ``vkit score`` (inventory, resume, Ray) returns the same outcomes when
-    ``vkit run`` installs it (:mod:`vkit.workflows.video_engine`).
+    ``vkit run`` installs it (:mod:`vkit.workflows.scoring.video_engine`).
     """
     scored, failed = score_videos(scorer, list(paths), store=store, run_id=run_id, skip_bad=True)
     done = {s["path"]: s for s in scored}

@@ -187,7 +187,7 @@ class RunContext:
     ``None`` scores them in this process
     (:func:`vkit.core.scoring.score_in_process`); ``vkit run`` installs the engine
     of ``vkit score`` (inventory, resume by sha256, failures recorded, local or
-    Ray; :func:`vkit.workflows.video_engine.engine_score_videos`).
+    Ray; :func:`vkit.workflows.scoring.video_engine.engine_score_videos`).
     """
 
     def __init__(

@@ -128,7 +128,7 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
             workers: int, resume: int | None) -> None:
     """Train, evaluate, compress, log and report TASK (see `vkit tasks`)."""
     from vkit.workflows.run import run_task
-    from vkit.workflows.score import ScoreOptions
+    from vkit.workflows.scoring.score import ScoreOptions
 
     obj = ctx.find_root().obj
     console = _console()
@@ -262,7 +262,7 @@ def _attach_commands() -> None:
     from vkit.workflows.report import report_cmd
     from vkit.workflows.runs import runs_group
     from vkit.workflows.scaffold import new_plugin_cmd
-    from vkit.workflows.score import score_cmd
+    from vkit.workflows.scoring.score import score_cmd
 
     for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd):
         cli.add_command(command)

@@ -365,7 +365,7 @@ def score_smoke(task: Any, result: Any, folder: Path, *, plugins: Sequence[str] 
     import shutil
 
     from vkit.core.store import open_store
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     videos = _data_files(result, VIDEO_SUFFIXES)[:2]
     if len(videos) < 2:

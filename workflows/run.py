@@ -59,9 +59,9 @@ def run_task(
     ``work_dir``: the run's folder, made absolute and refused when it already holds a run's
     files; by default a fresh ``<cwd>/work_dirs/<task>-run<N>-<store identity>``
     (:mod:`vkit.core.workdir`). Either way it gets a ``vkit-run.json`` naming the store and run.
-    ``score_options`` (a :class:`~vkit.workflows.score.ScoreOptions`: engine ``local``/``ray``,
+    ``score_options`` (a :class:`~vkit.workflows.scoring.score.ScoreOptions`: engine ``local``/``ray``,
     workers, batch size) is how videos a task scores through ``ctx.score_videos`` run: on the
-    engine of ``vkit score`` (:mod:`vkit.workflows.video_engine`).
+    engine of ``vkit score`` (:mod:`vkit.workflows.scoring.video_engine`).
 
     ``resume`` (``vkit run TASK --resume RUN``) continues interrupted run ``RUN`` in its own row, folder
     and config from the epoch after its last finished one (:mod:`vkit.workflows.resume`).
@@ -133,8 +133,8 @@ def _video_engine(store: Any, task_cls: Any, manager: Any, options: Any, run_id:
     """``ctx.video_engine``: the engine of ``vkit score`` with this run's options."""
     import functools
 
-    from vkit.workflows.score import ScoreOptions
-    from vkit.workflows.video_engine import engine_score_videos
+    from vkit.workflows.scoring.score import ScoreOptions
+    from vkit.workflows.scoring.video_engine import engine_score_videos
 
     return functools.partial(engine_score_videos, store=store, task=task_cls.name, plugin=task_cls.plugin,
                              manager=manager, options=options or ScoreOptions(), parent_run=run_id,

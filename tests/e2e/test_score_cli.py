@@ -14,7 +14,7 @@ import test_score_support as support  # noqa: E402
 
 from vkit.workflows.cli import cli, main  # noqa: E402
 from vkit.workflows.export import export_cmd  # noqa: E402
-from vkit.workflows.score import score_cmd  # noqa: E402
+from vkit.workflows.scoring.score import score_cmd  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -83,7 +83,7 @@ def test_score_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_score_and_export_modules_stay_light() -> None:
-    code = ("import sys\nimport vkit.workflows.score, vkit.workflows.export\n"
+    code = ("import sys\nimport vkit.workflows.scoring.score, vkit.workflows.export\n"
             "print([m for m in ('torch', 'sqlalchemy', 'ray', 'pyarrow') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60).stdout
     assert out.strip() == "[]", out

@@ -39,7 +39,7 @@ def chain_run(tmp_path_factory: pytest.TempPathFactory):
 
 
 def _score(run: tuple, compressed: str | None, **kw):
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     checkpoint, db, data = run
     return score_archive(TASK, [data / "Lessons"], str(checkpoint), db_url=db, compressed=compressed,

@@ -62,7 +62,7 @@ def test_a_farm_of_an_older_vkit_or_with_a_bad_record_is_refused_by_name(tmp_pat
 
 
 def test_no_duplicate_row_links_a_pseudonymous_link_to_another_path() -> None:
-    from vkit.workflows.score_engine import _same_content
+    from vkit.workflows.scoring.engine import _same_content
 
     link, name, other_link = "/farm/s1/pseudo-5b0c1d2e3f4a.mp4", "/lessons/s1/ana.mp4", "/farm/s1/pseudo-aaaaaaaaaaaa.mp4"
     assert EngagementScorer.may_share_content(name, "/lessons/s2/ana.mp4")

@@ -51,7 +51,7 @@ def test_tiny_run_stores_ordinal_metrics_predictions_and_meta(tiny_run) -> None:
 
 @pytest.fixture(scope="module")
 def scored_lessons(tiny_run):
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     result, db, tmp = tiny_run
     lessons = tmp / "data" / "education-engagement" / "Lessons"
@@ -79,7 +79,7 @@ def test_too_short_recording_fails_with_its_reason_and_others_go_on(tiny_run, tm
 
     from vkit.core.store import open_store
     from vkit.core.video import write_video
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     result, _, tmp = tiny_run
     db = f"sqlite:///{tmp_path / 'short.db'}"  # its own store: the lesson copied below is new there, not a duplicate
@@ -150,7 +150,7 @@ def test_pseudonymised_scoring_keeps_learner_ids_out_of_the_store(tiny_run, tmp_
     import sys
 
     from vkit.plugins.education.report import learner_hash
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     result, _, tmp = tiny_run
     db_file = tmp_path / "private.db"
@@ -201,7 +201,7 @@ def test_aggregate_only_stores_no_segment_rows_and_resumes(tiny_run, tmp_path: P
     from vkit.core.store import open_store
     from vkit.plugins.education.report import aggregate_lines, learner_hash
     from vkit.workflows.cli import cli
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     result, _, tmp = tiny_run
     monkeypatch.setenv("VKIT_LEARNER_SALT", "pepper")
@@ -244,7 +244,7 @@ def test_side_signal_models_are_refused_by_predict_and_score_saying_what_to_run(
     from vkit.registry.errors import CheckpointError, ConfigError
     from vkit.workflows.predict import predict_task
     from vkit.workflows.run import run_task
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     _, _, tmp = tiny_run
     db = f"sqlite:///{tmp_path / 'vkit.db'}"

@@ -29,8 +29,8 @@ def _engine(tmp_path: Path, **options):
 
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.score import ScoreOptions
-    from vkit.workflows.video_engine import engine_score_videos
+    from vkit.workflows.scoring.score import ScoreOptions
+    from vkit.workflows.scoring.video_engine import engine_score_videos
 
     tmp_path.mkdir(parents=True, exist_ok=True)
     store = open_store(f"sqlite:///{tmp_path / 'vkit.db'}")
@@ -103,7 +103,7 @@ def test_an_embedding_scorer_must_return_one_vector_per_clip():
     import torch
 
     from vkit.registry.errors import ConfigError
-    from vkit.workflows.score_engine import _segment_values
+    from vkit.workflows.scoring.engine import _segment_values
 
     from vkit.core.embedding import FrozenEmbedder
     from vkit.core.sampling import FrameSampler

@@ -52,7 +52,7 @@ def test_tiny_run_writes_metrics_predictions_scores_and_events(tiny_run):
 def test_scorer_from_the_checkpoint_matches_the_run(tiny_run):
     from vkit.core.store import open_store
     from vkit.core.video import probe
-    from vkit.workflows.score import build_task_scorer
+    from vkit.workflows.scoring.score import build_task_scorer
 
     result, db, tmp = tiny_run
     scorer = build_task_scorer("security-anomaly", result.summary["checkpoint"])
@@ -70,7 +70,7 @@ def test_scorer_from_the_checkpoint_matches_the_run(tiny_run):
 def test_training_and_archive_scoring_write_equal_rows(tiny_run, tmp_path):
     """The test split is scored through the task's scorer and the store's writer: ``vkit score`` gives the same rows."""
     from vkit.core.store import open_store
-    from vkit.workflows.score import ScoreOptions, score_archive
+    from vkit.workflows.scoring.score import ScoreOptions, score_archive
 
     result, db, tmp = tiny_run
     trained = open_store(db)

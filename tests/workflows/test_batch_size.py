@@ -14,7 +14,7 @@ import test_score_support as support  # noqa: E402
 
 from vkit.registry.errors import ConfigError  # noqa: E402
 from vkit.workflows.batch_size import BatchSizeTuner  # noqa: E402
-from vkit.workflows.score_engine import ClipBatcher, prepare_video, score_items  # noqa: E402
+from vkit.workflows.scoring.engine import ClipBatcher, prepare_video, score_items  # noqa: E402
 
 
 def _drive(tuner: BatchSizeTuner, per_clip: dict[int, float], batches: int = 40) -> list[int]:

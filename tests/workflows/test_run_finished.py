@@ -16,7 +16,7 @@ from vkit.core.store import open_store  # noqa: E402
 from vkit.hooks.manager import get_plugin_manager  # noqa: E402
 from vkit.registry.errors import DataError  # noqa: E402
 from vkit.workflows.run_finished import announced_run  # noqa: E402
-from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
+from vkit.workflows.scoring.score import ScoreOptions, score_archive  # noqa: E402
 
 #: A plugin that writes each ``run`` it hears (with the run row's status at that moment) and then, when
 #: ``VKIT_TEST_FINISHED_RAISE`` is set, raises.

@@ -6,7 +6,7 @@ import math
 import pytest
 
 from vkit.registry.errors import ConfigError
-from vkit.workflows.score_aggregates import metric_rows, store_group_aggregates
+from vkit.workflows.scoring.aggregates import metric_rows, store_group_aggregates
 
 
 def test_metric_rows_flatten_groups_into_keys() -> None:

@@ -19,7 +19,7 @@ import test_score_support as support  # noqa: E402
 
 from vkit.core.store import open_store  # noqa: E402
 from vkit.workflows.export import describe_scoring_run, export_run  # noqa: E402
-from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
+from vkit.workflows.scoring.score import ScoreOptions, score_archive  # noqa: E402
 
 PLUGIN = ["test_score_support"]
 
@@ -109,7 +109,7 @@ def test_checkpoint_by_run_id(setup: dict) -> None:
 _KILLED_JOB = """
 import sys
 sys.path.insert(0, {here!r})
-from vkit.workflows.score import ScoreOptions, score_archive
+from vkit.workflows.scoring.score import ScoreOptions, score_archive
 score_archive("demo-score", [{root!r}], {ckpt!r}, db_url={url!r}, plugins=["test_score_support"],
               options=ScoreOptions(workers=1, batch_size=4, commit_every=1))
 """

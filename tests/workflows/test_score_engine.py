@@ -13,9 +13,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import test_score_support as support  # noqa: E402
 
 from vkit.registry.errors import ConfigError, DataError  # noqa: E402
-from vkit.workflows.inventory import find_videos  # noqa: E402
-from vkit.workflows.score import ScoreOptions  # noqa: E402
-from vkit.workflows.score_engine import ClipBatcher, VideoStream, check_scorer, prepare_video, score_items  # noqa: E402
+from vkit.workflows.scoring.inventory import find_videos  # noqa: E402
+from vkit.workflows.scoring.score import ScoreOptions  # noqa: E402
+from vkit.workflows.scoring.engine import ClipBatcher, VideoStream, check_scorer, prepare_video, score_items  # noqa: E402
 
 
 def test_find_videos_walks_folders_globs_and_survives_symlink_loops(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(HERE))
 import test_score_support as support  # noqa: E402
 
-from vkit.workflows.score_engine import ClipBatcher, prepare_video, score_items  # noqa: E402
+from vkit.workflows.scoring.engine import ClipBatcher, prepare_video, score_items  # noqa: E402
 
 
 class Recording(support.ConvScorer):

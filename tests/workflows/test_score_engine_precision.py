@@ -13,7 +13,7 @@ import test_score_support as support  # noqa: E402
 
 import vkit.core.precision as precision  # noqa: E402
 from vkit.core.store import open_store  # noqa: E402
-from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
+from vkit.workflows.scoring.score import ScoreOptions, score_archive  # noqa: E402
 
 PLUGIN = ["test_score_support"]
 BF16_CPU = precision.Capabilities("test CPU", ("avx512_bf16",), True, "", False, "no vnni (simulated)")

@@ -25,9 +25,9 @@ import test_score_support as support  # noqa: E402
 from vkit.core.store import open_store  # noqa: E402
 from vkit.core.store.paths import display_path  # noqa: E402
 from vkit.registry.errors import DataError  # noqa: E402
-from vkit.workflows import inventory as inventory_module  # noqa: E402
-from vkit.workflows.inventory import find_videos, inventory  # noqa: E402
-from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
+from vkit.workflows.scoring import inventory as inventory_module  # noqa: E402
+from vkit.workflows.scoring.inventory import find_videos, inventory  # noqa: E402
+from vkit.workflows.scoring.score import ScoreOptions, score_archive  # noqa: E402
 
 PLUGIN = ["test_score_support"]
 NON_UTF8 = os.fsdecode(b"caf\xe9 \xff.mp4")

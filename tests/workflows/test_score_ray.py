@@ -11,7 +11,7 @@ sys.path.insert(0, str(HERE))
 import test_score_support as support  # noqa: E402
 
 from vkit.core.store import open_store  # noqa: E402
-from vkit.workflows.score import ScoreOptions, score_archive  # noqa: E402
+from vkit.workflows.scoring.score import ScoreOptions, score_archive  # noqa: E402
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ scored its current content.
 Engines: ``local`` decodes in torch ``DataLoader`` worker processes (an
 ``IterableDataset`` sharded over them) while the main process runs the model;
 ``ray`` runs the same per-video code in a Ray Data actor pool
-(:mod:`vkit.workflows.score_ray`). Both write the same rows.
+(:mod:`vkit.workflows.scoring.ray_engine`). Both write the same rows.
 
 Example::
 
@@ -129,7 +129,7 @@ def build_task_scorer(task_name: str, checkpoint: str, device: str = "cpu", plug
     """The task's :class:`~vkit.core.scoring.VideoScorer` for ``checkpoint`` (picklable via ``functools.partial``);
     ``compressed`` (``"final"`` or a stage name): with the run's compressed model (:mod:`vkit.workflows.compressed`)."""
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.score_engine import check_scorer
+    from vkit.workflows.scoring.engine import check_scorer
 
     manager = get_plugin_manager(extra=tuple(plugins))
     task = manager.get_task(task_name)
@@ -153,7 +153,7 @@ def local_outcomes(jobs: Sequence[tuple[str, Any]], scorer: Any, options: ScoreO
     """Outcomes of ``jobs``: decoded in ``options.workers`` processes, scored in batches here, in finishing order.
 
     ``stream`` replaces the plain ``VideoStream(jobs, scorer)`` (e.g. a
-    :class:`~vkit.workflows.score_leases.LeasedStream` that claims each video first).
+    :class:`~vkit.workflows.scoring.leases.LeasedStream` that claims each video first).
     """
     import multiprocessing
     import os
@@ -161,7 +161,7 @@ def local_outcomes(jobs: Sequence[tuple[str, Any]], scorer: Any, options: ScoreO
     from torch.utils.data import DataLoader
 
     from vkit.core.processes import die_with_parent
-    from vkit.workflows.score_engine import ClipBatcher, VideoStream, score_items
+    from vkit.workflows.scoring.engine import ClipBatcher, VideoStream, score_items
 
     workers = min(options.workers, len(jobs))
     context = "fork" if workers and "fork" in multiprocessing.get_all_start_methods() else None
@@ -259,9 +259,9 @@ def plan_jobs(store: Any, paths: Sequence[str], model_sha256: str) -> list[tuple
     A job's second item is the sha256 of the video's content when a run with
     checkpoint ``model_sha256`` scored it, else ``None``; the worker skips the
     video if the file still hashes to it. (``vkit score`` itself claims each
-    video with a lease instead: :mod:`vkit.workflows.score_leases`.)
+    video with a lease instead: :mod:`vkit.workflows.scoring.leases`.)
     """
-    from vkit.workflows.score_leases import register_videos
+    from vkit.workflows.scoring.leases import register_videos
 
     ids, _ = register_videos(store, paths)
     done = store.scored_video_ids(model_sha256)
@@ -321,7 +321,7 @@ def score_archive(
 
     Args:
         task_name: a task whose ``build_scorer`` returns a VideoScorer.
-        archives: folders, files or glob patterns (see :func:`~vkit.workflows.inventory.find_videos`).
+        archives: folders, files or glob patterns (see :func:`~vkit.workflows.scoring.inventory.find_videos`).
         checkpoint: a run id (its ``checkpoint`` artifact) or a ``.safetensors`` path.
         db_url: the store (default ``$VKIT_DB_URL`` or ``./vkit.db``).
         plugins: extra plugin modules (``--plugin``).
@@ -334,7 +334,7 @@ def score_archive(
 
     Jobs sharing the store and the checkpoint cooperate: each video is leased
     before it is decoded, so it is scored once whichever job gets it, and a
-    killed job's videos are taken over (:mod:`vkit.workflows.score_leases`).
+    killed job's videos are taken over (:mod:`vkit.workflows.scoring.leases`).
 
     Raises:
         ConfigError, CheckpointError, DataError: bad task, checkpoint or archive (before any run row is written).
@@ -342,7 +342,7 @@ def score_archive(
     from vkit.core.store import open_store
     from vkit.core.store.paths import display_text
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.inventory import inventory
+    from vkit.workflows.scoring.inventory import inventory
     from vkit.core.run_checkpoint import resolve_checkpoint
 
     options = options or ScoreOptions()
@@ -394,13 +394,13 @@ def score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any
                  unreadable: Sequence[tuple[str, str]], options: ScoreOptions, summary: ScoreSummary, manager: Any,
                  retry_failed: bool, progress: bool) -> None:
     """Score ``paths`` into run ``run_id`` in passes: claim, decode, score, write; then wait for and retry videos
-    other jobs held. The engine under ``vkit score`` and ``ctx.score_videos`` (:mod:`vkit.workflows.video_engine`).
+    other jobs held. The engine under ``vkit score`` and ``ctx.score_videos`` (:mod:`vkit.workflows.scoring.video_engine`).
 
     SIGTERM stops it as Ctrl-C does (finished videos written, the run ``interrupted``, the workers shut down),
     and the decoding workers die with this process whatever kills it."""
     from vkit.core.processes import sigterm_interrupts
-    from vkit.workflows.score_aggregates import store_group_aggregates
-    from vkit.workflows.score_leases import Heartbeat, LeaseClaimer, LeasedStream, register_videos
+    from vkit.workflows.scoring.aggregates import store_group_aggregates
+    from vkit.workflows.scoring.leases import Heartbeat, LeaseClaimer, LeasedStream, register_videos
 
     ids, unrecorded = register_videos(store, paths)
     _record_unreadable(store, run_id, unreadable, summary)
@@ -455,7 +455,7 @@ def score_leased(store: Any, run_id: int, scorer: Any, factory: Callable[[], Any
 
 def _ray_leased(stream: Any, factory: Callable[[], Any], options: ScoreOptions) -> Iterator[dict[str, Any]]:
     """The Ray engine on leased videos: each claimed by an actor right before it decodes it, then scored there."""
-    from vkit.workflows.score_ray import ray_outcomes
+    from vkit.workflows.scoring.ray_engine import ray_outcomes
 
     yield from ray_outcomes(stream.jobs, factory, options, claimer=stream.claimer)
 
@@ -466,7 +466,7 @@ def _engine_session(options: ScoreOptions) -> Any:
 
     if options.engine != "ray":
         return contextlib.nullcontext()
-    from vkit.workflows.score_ray import ray_session
+    from vkit.workflows.scoring.ray_engine import ray_session
 
     return ray_session(options)
 

@@ -117,7 +117,7 @@ class LeasedStream(IterableDataset):
         self.jobs, self.scorer, self.claimer = list(jobs), scorer, claimer
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        from vkit.workflows.score_engine import prepare_video
+        from vkit.workflows.scoring.engine import prepare_video
 
         worker = get_worker_info()
         jobs = self.jobs if worker is None else self.jobs[worker.id::worker.num_workers]
@@ -125,7 +125,7 @@ class LeasedStream(IterableDataset):
             yield self.one(path, video_id, prepare_video)
 
     def one(self, path: str, video_id: int, prepare: Any) -> dict[str, Any]:
-        """Claim, then prepare one video (``prepare``: :func:`~vkit.workflows.score_engine.prepare_video`)."""
+        """Claim, then prepare one video (``prepare``: :func:`~vkit.workflows.scoring.engine.prepare_video`)."""
         empty = dict(path=path, video_id=video_id, error=None, video=None, scores=[], events=[], clips=0)
         try:
             claim = self.claimer.claim(video_id)

@@ -52,12 +52,12 @@ def engine_score_videos(scorer: Any, paths: Sequence[str], *, store: Any, task: 
         paths: video files (a missing one is a ``failed`` outcome, recorded in the store).
         store, manager: the run's open store and plugin manager (``vkit_video_scored`` hooks hear each video).
         task, plugin: names the scoring run is recorded under.
-        options: a :class:`~vkit.workflows.score.ScoreOptions` (engine, workers, batch size, device).
+        options: a :class:`~vkit.workflows.scoring.score.ScoreOptions` (engine, workers, batch size, device).
         parent_run: the ``vkit run`` this scoring serves (kept in the scoring run's config).
         plugins: extra plugin modules (``--plugin``), registered again in Ray actors.
     """
-    from vkit.workflows.score import ScoreOptions, ScoreSummary, score_leased
-    from vkit.workflows.score_engine import check_scorer
+    from vkit.workflows.scoring.score import ScoreOptions, ScoreSummary, score_leased
+    from vkit.workflows.scoring.engine import check_scorer
 
     options = options or ScoreOptions()
     check_scorer(scorer, f"task {task!r} (plugin {plugin!r}), ctx.score_videos")

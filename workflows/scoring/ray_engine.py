@@ -8,7 +8,7 @@ clips in batches and returns one JSON outcome per video. A bad video is a
 commits the outcomes with the same writer as the local engine, so both
 engines write the same rows.
 
-Given the run's :class:`~vkit.workflows.score_leases.LeaseClaimer`, an actor
+Given the run's :class:`~vkit.workflows.scoring.leases.LeaseClaimer`, an actor
 claims each video right before decoding it (as the local engine's
 ``LeasedStream`` does), so Ray and local jobs on one store split an archive
 and take a killed job's videos over; the actors then reach the store
@@ -50,20 +50,20 @@ class ScorerActor:
         factory: builds the :class:`~vkit.core.scoring.VideoScorer` (picklable, e.g. ``functools.partial``).
         batch_size: clips per inference batch.
         device: torch device of the model in this actor.
-        claimer: the run's :class:`~vkit.workflows.score_leases.LeaseClaimer`: each video is claimed right
+        claimer: the run's :class:`~vkit.workflows.scoring.leases.LeaseClaimer`: each video is claimed right
             before it is decoded (jobs carry ``video_id``); ``None``: jobs carry the sha256 to skip on.
     """
 
     def __init__(self, factory: Any, batch_size: int, device: str, claimer: Any = None) -> None:
-        from vkit.workflows.score_engine import ClipBatcher
+        from vkit.workflows.scoring.engine import ClipBatcher
 
         self.scorer = factory()
         self.batcher = ClipBatcher(self.scorer, batch_size, device)
         self.claimer = claimer
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from vkit.workflows.score_engine import prepare_video, score_items
-        from vkit.workflows.score_leases import LeasedStream
+        from vkit.workflows.scoring.engine import prepare_video, score_items
+        from vkit.workflows.scoring.leases import LeasedStream
 
         if self.claimer is not None:
             jobs = [(str(path), int(video_id)) for path, video_id in zip(batch["path"], batch["video_id"])]
@@ -91,10 +91,10 @@ def ray_session(options: Any) -> Iterator[Any]:
 
 def ray_outcomes(jobs: Sequence[tuple[str, Any]], factory: Any, options: Any,
                  claimer: Any = None) -> Iterator[dict[str, Any]]:
-    """Outcomes of ``jobs`` scored on Ray (``options``: a :class:`~vkit.workflows.score.ScoreOptions`).
+    """Outcomes of ``jobs`` scored on Ray (``options``: a :class:`~vkit.workflows.scoring.score.ScoreOptions`).
 
     ``jobs``: ``(path, video_id)`` with a ``claimer`` (the actors claim each video before decoding it; outcomes
-    as :class:`~vkit.workflows.score_leases.LeasedStream`'s), else ``(path, sha256 to skip on or None)``.
+    as :class:`~vkit.workflows.scoring.leases.LeasedStream`'s), else ``(path, sha256 to skip on or None)``.
     """
     with ray_session(options) as ray:
         context = ray.data.DataContext.get_current()
