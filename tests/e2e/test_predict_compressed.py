@@ -66,3 +66,23 @@ def test_predict_compressed_without_a_chain_says_so(tmp_path: Path) -> None:
                       work_dir=tmp_path / "w", data_root=tmp_path / "d", echo=lambda *_: None)
     with pytest.raises(CheckpointError, match="applied no compression stage"):
         predict_task("medical-diagnosis", str(result.run_id), [result.summary["data"]], db_url=db, compressed="final")
+
+
+def test_predict_fires_run_finished_once_its_row_is_closed(compressed_run, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``vkit predict`` announces its run to plugins as ``vkit run`` does (``vkit_run_finished``, kind ``predict``)."""
+    from vkit.core.store import open_store
+    from vkit.workflows.predict import predict_task
+
+    (tmp_path / "vkit_fx_predict_listener.py").write_text(
+        "from vkit import hookimpl\nHEARD = []\n\n@hookimpl\ndef vkit_run_finished(run):\n    HEARD.append(run)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result, db, _ = compressed_run
+    run_id, rows = predict_task("medical-diagnosis", str(result.run_id), [result.summary["data"]], db_url=db,
+                                plugins=["vkit_fx_predict_listener"])
+    import vkit_fx_predict_listener as listener
+
+    [run] = listener.HEARD
+    assert (run["id"], run["kind"], run["task"], run["status"], run["error"]) == (
+        run_id, "predict", "medical-diagnosis", "finished", None)
+    assert open_store(db).get_run(run_id)["status"] == "finished" and len(rows) == 8
