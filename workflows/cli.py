@@ -158,7 +158,8 @@ def run_cmd(ctx: click.Context, task: str, config_file: str | None, overrides: t
 @click.pass_context
 def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoint: str, batch_size: int,
                 precision: str, skip_bad: bool, compressed: bool, stage: str | None, as_json: bool) -> None:
-    """Per-case probabilities of INPUTS (files or one datalist) with a trained TASK model."""
+    """Per-case probabilities of INPUTS (files or one datalist) with a trained TASK model, each labelled with its
+    class, and the run's decision rule (e.g. the validation threshold) that picked the class."""
     from vkit.workflows.compressed import compressed_option
     from vkit.workflows.predict import predict_task
 
@@ -171,8 +172,16 @@ def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoi
     if rows and "value" in rows[0]["values"]:  # a regression model: the predicted value(s)
         return _table(f"{task}: predictions (run {run_id})", ["case", "predicted value"],
                       [[r["item_id"], " ".join(f"{v:.4f}" for v in r["values"]["value"])] for r in rows])
-    _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities"],
-           [[r["item_id"], r["class"], " ".join(f"{p:.4f}" for p in r["values"]["probs"])] for r in rows])
+    _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities" if "labelled" in rows[0] else "value"],
+           [[r["item_id"], r["class"], _outputs(r)] for r in rows])
+    _console().print(f"decision: {rows[0]['decision']}", soft_wrap=True)
+
+
+def _outputs(row: dict[str, Any]) -> str:
+    """A predict row's outputs: each probability labelled with its class, or a regression's value(s)."""
+    if "labelled" in row:
+        return "  ".join(f"{name} {p:.4f}" for name, p in row["labelled"].items())
+    return " ".join(f"{v:.4f}" for v in row["values"].get("value", []))
 
 
 # ----------------------------------------------------------------------------- plugins

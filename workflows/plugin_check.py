@@ -17,7 +17,8 @@ Checks, in order:
    against a temporary SQLite store (:func:`run_task_smoke`).
    **task NAME predict** (a task declaring ``predict``): ``vkit predict``
    of one file of that run's data gives the run's own test prediction for it
-   (:func:`predict_smoke`). **task NAME score** (a task declaring ``score``):
+   (its probabilities and class, or a regression model's value; :func:`predict_smoke`).
+   **task NAME score** (a task declaring ``score``):
    ``vkit score`` (local engine) scores two videos of that data and a re-run
    skips both (:func:`score_smoke`).
 6. **no clashes**: no task, command or component name of this plugin clashes with another plugin's.
@@ -220,6 +221,11 @@ def _metric_check(component: str, cls: type, registry: Any) -> CheckResult:
     if others:
         where = ", ".join(f"{r.name!r} (scope {r.scope!r})" for r in others)
         return CheckResult(label, False, f"name {component!r} is also registered in {where}; pick a unique name")
+    from vkit.core.capabilities import metric_problem
+
+    why = metric_problem(cls)  # what it declares in ``provides`` must be there
+    if why:
+        return CheckResult(label, False, why)
     return CheckResult(label, True, "documented, unique name")
 
 

@@ -38,8 +38,8 @@ from pathlib import Path
 from typing import Any
 
 import click
-from vkit.core.run_checkpoint import MAX_RUN_ID
 
+from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.registry.errors import DataError, StoreError
 
 REPORT_NAME = "report.html"

@@ -145,17 +145,17 @@ def _safe_to_remove(folder: Path) -> bool:
 def delete_runs(store: Any, run_ids: Sequence[int], work_dir: bool = False) -> dict[str, Any]:
     """Delete runs ``run_ids`` with all their rows in one transaction, then (``work_dir``) their work folders.
 
-    Returns:
     A folder is removed only when it is the run's own (its ``vkit-run.json``
     names this run and store, :func:`vkit.core.workdir.ownership`) and no run
     left in the store uses it; otherwise its files stay and ``kept`` says why.
 
+    Returns:
         ``runs`` (ids), ``rows`` (rows removed per table) and ``removed``
         (work folders deleted) and ``kept`` (``{"path", "reason"}`` of each folder left).
     """
     counts = store.run_counts(run_ids)
-    deleted = store.delete_runs(run_ids)
     plans = {int(i): _folder_plan(store, int(i), run_ids) for i in run_ids} if work_dir else {}
+    deleted = store.delete_runs(run_ids)
     removed, kept = [], []
     for run in deleted:
         plan = plans.get(run["id"])
@@ -172,7 +172,6 @@ def delete_runs(store: Any, run_ids: Sequence[int], work_dir: bool = False) -> d
     return dict(runs=[r["id"] for r in deleted], rows=dict(counts, runs=len(deleted)), removed=removed, kept=kept)
 
 
-# ----------------------------------------------------------------------------- commands
 def _folder_plan(store: Any, run_id: int, deleting: Sequence[int]) -> tuple[Path, str | None] | None:
     """Run ``run_id``'s work folder (absolute) and why it must stay (``None``: it may go); ``None``: it has none."""
     from vkit.core.workdir import ownership
@@ -195,6 +194,7 @@ def _folder_plan(store: Any, run_id: int, deleting: Sequence[int]) -> tuple[Path
     return folder, reason
 
 
+# ----------------------------------------------------------------------------- commands
 @click.group("runs")
 def runs_group() -> None:
     """Inspect, compare and delete runs in the store."""

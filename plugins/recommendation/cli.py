@@ -128,8 +128,8 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     from vkit.core.capabilities import require_capability
     from vkit.core.checkpoint import load_meta
     from vkit.core.store import open_store
-    from vkit.plugins.recommendation.store import add_recommendations
     from vkit.core.trained import load_trained
+    from vkit.plugins.recommendation.store import add_recommendations
     from vkit.hooks.manager import get_plugin_manager
     from vkit.core.run_checkpoint import resolve_checkpoint
 

@@ -588,6 +588,8 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
     """
     import json
 
+    from vkit.workflows.compressed import compressed_option
+
     obj = ctx.find_root().obj or {}
     options = ScoreOptions(workers=workers, batch_size=batch_size, device=device, engine=engine,
                            ray_address=ray_address, commit_every=commit_every, precision=precision,
@@ -600,8 +602,6 @@ def score_cmd(ctx: click.Context, task: str, archives: tuple[str, ...], checkpoi
         click.echo(json.dumps(data, indent=2, default=str))
         return
     _print_summary(data)
-    from vkit.workflows.compressed import compressed_option
-
 
 
 def _print_summary(data: dict[str, Any]) -> None:
