@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +13,7 @@ import test_score_support as support  # noqa: E402
 
 from vkit.registry.errors import ConfigError  # noqa: E402
 from vkit.workflows.batch_size import BatchSizeTuner  # noqa: E402
+from vkit.workflows.scoring import engine  # noqa: E402
 from vkit.workflows.scoring.engine import ClipBatcher, prepare_video, score_items  # noqa: E402
 
 
@@ -57,11 +57,21 @@ def test_partial_batches_do_not_count_and_bad_limits_are_refused() -> None:
         ClipBatcher(object(), "big")
 
 
-class _SlowAtFour:
-    """Wraps a scorer: batches of 4 or more take 4x longer per clip than pairs, singles 2x."""
+class _Clock:
+    """The scoring engine's clock, advanced only by the fake scorer: timings that no machine load can change."""
 
-    def __init__(self, scorer: support.ConvScorer) -> None:
-        self.inner = scorer
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+
+class _SlowAtFour:
+    """Wraps a scorer: batches of 4 or more take 4x longer per clip than pairs, singles 2x (on the fake clock)."""
+
+    def __init__(self, scorer: support.ConvScorer, clock: _Clock) -> None:
+        self.inner, self.clock = scorer, clock
         self.model_sha256, self.num_segments = scorer.model_sha256, scorer.num_segments
         self.decode, self.summarize = scorer.decode, scorer.summarize
         self.sizes: list[int] = []
@@ -69,17 +79,20 @@ class _SlowAtFour:
     def score(self, clips: torch.Tensor) -> torch.Tensor:
         n = clips.shape[0]
         self.sizes.append(n)
-        time.sleep({1: 0.02, 2: 0.02}.get(n, 0.04 * n))
+        self.clock.now += {1: 0.02, 2: 0.02}.get(n, 0.04 * n)
         return self.inner.score(clips)
 
 
-def test_auto_batcher_settles_on_the_fastest_size_and_scores_every_clip_right(tmp_path: Path) -> None:
+def test_auto_batcher_settles_on_the_fastest_size_and_scores_every_clip_right(tmp_path: Path,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
     scorer = support.ConvScorer(support.make_checkpoint(tmp_path / "model.safetensors"))
     videos = [str(support.write_good(tmp_path / f"v{i}.mp4", seed=i, frames=12 + 4 * i)) for i in range(3)]
     items = [prepare_video(v, None, scorer) for v in videos] * 3    # 36 clips: enough to try 1, 2, 4 and settle
     with torch.inference_mode():
         expected = {i["path"]: scorer.score(i["tensor"]).numpy() for i in items[:3]}
-    slow = _SlowAtFour(scorer)
+    clock = _Clock()
+    monkeypatch.setattr(engine, "time", clock)  # the batcher times each batch with time.perf_counter()
+    slow = _SlowAtFour(scorer, clock)
     batcher = ClipBatcher(slow, "auto")
     outcomes = list(score_items(iter([dict(i, tensor=i["tensor"].clone()) for i in items]), batcher))
     assert batcher.tuner is not None and batcher.tuner.settled and batcher.batch_size == 2
