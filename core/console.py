@@ -15,6 +15,7 @@ Example::
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -34,4 +35,21 @@ def console(*, stderr: bool = False, **kwargs: Any) -> Any:
     return Console(stderr=stderr, highlight=False, markup=False, emoji=False, **kwargs)
 
 
-__all__ = ["console"]
+def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    """Print a titled table on stdout, every cell as text (``None`` as empty), long cells folded.
+
+    Example::
+
+        print_table("runs", ["id", "task"], [[3, "medical-diagnosis"]])
+    """
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
+        table.add_row(*["" if v is None else str(v) for v in row])
+    console().print(table)
+
+
+__all__ = ["console", "print_table"]

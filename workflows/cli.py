@@ -32,14 +32,9 @@ def _console() -> Any:
 
 
 def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
-    from rich.table import Table
+    from vkit.core.console import print_table
 
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    _console().print(table)
+    print_table(title, columns, rows)
 
 
 def _echo_json(data: Any) -> None:

@@ -34,16 +34,9 @@ def _echo_json(data: Any) -> None:
 
 
 def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    from rich.table import Table
+    from vkit.core.console import print_table
 
-    from vkit.core.console import console
-
-    table = Table(title=title, title_justify="left")
-    for column in columns:
-        table.add_column(column, overflow="fold")
-    for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
-    console().print(table)
+    print_table(title, columns, rows)
 
 
 def _fmt(value: Any) -> str:
