@@ -201,9 +201,12 @@ def _check_size(size: tuple[int, int] | None) -> tuple[int, int] | None:
 
 
 def _to_array(frame: Any, size: tuple[int, int] | None) -> np.ndarray:
+    """One RGB frame, scaled on this thread: swscale's own slice threads (its default) hang in a decoding worker
+    forked from a process that has threads (its ``avpriv_slicethread_free`` waits forever); workers already decode
+    in parallel, one per process."""
     if size is None:
-        return frame.to_ndarray(format="rgb24")
-    return frame.to_ndarray(format="rgb24", height=size[0], width=size[1], interpolation="AREA")
+        return frame.to_ndarray(format="rgb24", threads=1)
+    return frame.to_ndarray(format="rgb24", height=size[0], width=size[1], interpolation="AREA", threads=1)
 
 
 def _decode(
