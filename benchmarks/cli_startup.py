@@ -1,6 +1,7 @@
 """CLI start-up: median wall time of `vkit --help` and `vkit plugins list` next to a bare interpreter.
 
-Targets (issue 2): `--help` within 0.3 s of `python -c pass`; `plugins list` under 1.5 s.
+Targets: `--help` within 0.3 s of `python -c pass` (issue 2); `plugins list` within 0.5 s of `--help`
+(issue 25: it imports no torch; `plugins list --components` does, and is not timed here).
 
     python benchmarks/cli_startup.py [--runs 10]
 """
@@ -34,17 +35,18 @@ def main() -> None:
     cases = [
         ("python -c pass", [sys.executable, "-c", "pass"], None),
         ("vkit --help", [vkit, "--help"], 0.3),
-        ("vkit plugins list", [vkit, "plugins", "list"], 1.5),
+        ("vkit plugins list", [vkit, "plugins", "list"], 0.5),
     ]
-    base = None
+    base = help_time = None
     print(f"{'command':<22} {'median s':>9} {'vs python':>10} {'target':>22} {'ok':>4}")
     for name, cmd, target in cases:
         t = median_seconds(cmd, args.runs, env)
         base = t if base is None else base
         if name == "vkit --help":
             goal, ok = f"<= python + {target:.1f} s", t - base <= target
+            help_time = t
         elif target is not None:
-            goal, ok = f"< {target:.1f} s", t < target
+            goal, ok = f"<= --help + {target:.1f} s", t - help_time <= target
         else:
             goal, ok = "-", True
         print(f"{name:<22} {t:>9.3f} {t - base:>+10.3f} {goal:>22} {'yes' if ok else 'NO':>4}")

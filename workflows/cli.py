@@ -186,17 +186,21 @@ def plugins_group() -> None:
 
 
 @plugins_group.command("list")
-@click.option("--components", is_flag=True, help="Also show the components each plugin registered.")
+@click.option("--components", is_flag=True,
+              help="Also register every plugin's components (imports torch) and show them; a failed registration "
+                   "shows the plugin as failed.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def plugins_list(ctx: click.Context, components: bool, as_json: bool) -> None:
-    """Name, version, source, hooks and status of every plugin.
+    """Name, version, source, hooks, tasks and status of every plugin.
 
-    Every plugin's components are registered first (this imports torch), so a
-    plugin whose registration fails shows as failed here, not at `vkit run`.
+    Fast: it loads the plugin modules (entry points) and asks for their tasks,
+    which imports no torch. ``--components`` also registers every plugin's
+    components (importing torch, MONAI, mmaction2), so a plugin whose
+    registration fails shows as failed here, not at `vkit run`.
     """
     manager = _manager(ctx)
-    registered = manager.register_components()
+    registered = manager.register_components() if components else {}
     tasks_by_plugin: dict[str, list[str]] = {}
     for task in manager.tasks().values():
         tasks_by_plugin.setdefault(task.plugin, []).append(task.name)

@@ -43,6 +43,20 @@ def test_tasks_and_plugins_list_json(tmp_path):
     assert plugins["medical"]["source"].startswith("entry point")
 
 
+def test_plugins_list_imports_no_torch(tmp_path):
+    """`vkit plugins list` reads plugin modules and their tasks only: torch, MONAI, mmengine stay unimported."""
+    code = ("import json, sys\nfrom vkit.workflows.cli import main\n"
+            "try:\n    main(['plugins', 'list', '--json'])\nexcept SystemExit as err:\n    assert not err.code, err.code\n"
+            "heavy=[m for m in ('torch','mmaction','monai','mmengine') if m in sys.modules]\n"
+            "print('HEAVY', heavy, file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "HEAVY []" in proc.stderr, proc.stderr
+    listed = {p["name"]: p for p in json.loads(proc.stdout)}
+    assert listed["medical"]["tasks"] == ["medical-diagnosis"] and listed["medical"]["status"] == "ok"
+    assert "security-anomaly" in listed["security"]["tasks"]
+
+
 def test_db_upgrade_current_and_runs_list(tmp_path):
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     vkit("--db", url, "db", "upgrade", cwd=tmp_path)
@@ -73,7 +87,7 @@ def test_password_never_printed(tmp_path):
 def test_plugins_list_shows_a_failed_component_registration_as_failed(tmp_path):
     fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
     env = dict(PYTHONPATH=str(fixtures), VKIT_NO_AUTOLOAD="1", VKIT_CONFIG_DIR=str(tmp_path / "config"))
-    proc = vkit("--plugin", "vkit_fx_good", "--plugin", "vkit_fx_override", "plugins", "list", "--json",
+    proc = vkit("--plugin", "vkit_fx_good", "--plugin", "vkit_fx_override", "plugins", "list", "--components", "--json",
                 cwd=tmp_path, env=env)
     plugins = {p["name"]: p for p in json.loads(proc.stdout)}
     assert plugins["vkit_fx_good"]["status"] == "ok"
