@@ -43,6 +43,15 @@ class ReportSection:
     table: list[dict[str, Any]] | None = None
     image: Path | None = None
     text: str | None = None
+    #: Shown first, right after the run's row (before the metrics and what the report draws from the store).
+    top: bool = False
+    #: Parts the report draws from the store that this section stands in for (their names: ``REPLACEABLE``).
+    replaces: tuple[str, ...] = ()
+
+
+#: The parts of a run report a vertical's section may replace (``ReportSection.replaces``): a scoring run's
+#: top-scoring videos table, its scores-over-time plot and its top events table.
+REPLACEABLE = ("top videos", "scores over time", "top events")
 
 
 #: Matplotlib settings under which every string is drawn as given: no mathtext, no LaTeX.
@@ -103,4 +112,4 @@ def record_report_error(store: Any, run_id: int, folder: str | Path, err: BaseEx
     return line
 
 
-__all__ = ["PLAIN_TEXT_RC", "REPORT_ERROR_FILE", "REPORT_ERROR_KIND", "ReportSection", "plain_text", "record_report_error"]
+__all__ = ["PLAIN_TEXT_RC", "REPLACEABLE", "REPORT_ERROR_FILE", "REPORT_ERROR_KIND", "ReportSection", "plain_text", "record_report_error"]

@@ -55,7 +55,10 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 pre{background:#f7f7f7;padding:.8em;overflow:auto;font-size:.85em}figure{display:inline-block;margin:0 1em 1em 0}
 figcaption{font-size:.85em;color:#555}.muted{color:#777}nav a{margin-right:.8em}.error{color:#a00}
+.scroll{overflow-x:auto;max-width:100%}img{max-width:100%;height:auto}p.lead{font-size:1.05em}
 """
+#: Widest a section's own image is shown (pixels; narrower PNGs at their own size).
+SECTION_IMAGE_WIDTH = 960
 
 
 def _mask(text: str) -> str:
@@ -71,7 +74,12 @@ def _fmt(value: Any) -> str:
     if isinstance(value, numbers.Integral):
         return str(int(value))
     if isinstance(value, numbers.Real):
-        return "n/a" if math.isnan(value) else f"{float(value):.4f}"
+        value = float(value)
+        if math.isnan(value):
+            return "n/a"
+        if value.is_integer() and abs(value) < 1e15:  # a count stored as a float: 227184, not 227184.0000
+            return str(int(value))
+        return f"{value:.4f}"
     if isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     return _mask("" if value is None else str(value))
@@ -92,13 +100,13 @@ def _table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
     """A key/value table from a dict, or a column table from a list of row dicts."""
     if isinstance(rows, Mapping):
         body = "".join(f"<tr><th>{html.escape(str(k))}</th>{_cell(v)}</tr>" for k, v in rows.items())
-        return f"<table>{body}</table>"
+        return f"<div class='scroll'><table>{body}</table></div>"
     columns: list[str] = []
     for row in rows:
         columns += [str(k) for k in row if str(k) not in columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 
 # ---------------------------------------------------------------------------------------------- page
@@ -123,8 +131,11 @@ class _Page:
             self.failures.append(text)
             self.add(title, f"<p class='error'>{html.escape(text)}</p>")
 
-    def figure(self, png: Path | None, caption: str, width: int = 420) -> str:
-        """An ``<img>`` of ``png`` (copied into the report folder if elsewhere); ``""`` if it is not a PNG file."""
+    def figure(self, png: Path | None, caption: str, width: int | None = 420) -> str:
+        """An ``<img>`` of ``png`` (copied into the report folder if elsewhere); ``""`` if it is not a PNG file.
+
+        ``width``: shown width in pixels; ``None``: the PNG's own width, at most ``SECTION_IMAGE_WIDTH``.
+        """
         if png is None:
             return ""
         png = Path(png)
@@ -136,6 +147,11 @@ class _Page:
                 target = self.out / f"{png.stem}-{len(self.parts)}{png.suffix}"
             shutil.copyfile(png, target)
             png = target
+        if width is None:
+            from PIL import Image
+
+            with Image.open(png) as img:
+                width = min(img.size[0], SECTION_IMAGE_WIDTH)
         return (f"<figure><img src='{html.escape(png.name)}' alt='{html.escape(caption)}' width='{width}'>"
                 f"<figcaption>{html.escape(caption)}</figcaption></figure>")
 
@@ -147,7 +163,7 @@ class _Page:
         if getattr(section, "table", None):
             body += _table(section.table)
         if getattr(section, "image", None):
-            body += self.figure(Path(section.image), str(section.title))
+            body += self.figure(Path(section.image), str(section.title), width=None)
         self.add(str(section.title), body or "<p class='muted'>(empty)</p>")
 
     def html(self) -> str:
@@ -270,17 +286,34 @@ def _thumbnail_cell(png: Path, case: str) -> _Markup:
                    f"width='{width}' height='{height}'>")
 
 
-def _scoring(page: _Page, store: Any, run_id: int) -> None:
-    """Top-scoring videos and their scores over time with events (a ``vkit score`` run)."""
-    from vkit.core.ground_truth import GROUND_TRUTH, detected_events
-    from vkit.workflows.export import describe_scoring_run, videos_by_id
-    from vkit.workflows.report_plots import plot_scores_over_time
+def _scoring(page: _Page, store: Any, run_id: int, replaced: frozenset[str] = frozenset()) -> None:
+    """Top-scoring videos and their scores over time with events (a ``vkit score`` run).
+
+    ``replaced``: the parts (of :data:`~vkit.core.reporting.REPLACEABLE`) a vertical's section draws instead.
+    """
+    from vkit.workflows.export import describe_scoring_run
 
     info = describe_scoring_run(store, run_id, top=TOP)
     if info is None:
         return
     page.add("Scoring", _table(info["counts"]))
-    page.add("Top-scoring videos", _table(info["top_videos"]) if info["top_videos"] else "<p class='muted'>none scored</p>")
+    if "top videos" not in replaced:
+        page.add("Top-scoring videos",
+                 _table(info["top_videos"]) if info["top_videos"] else "<p class='muted'>none scored</p>")
+    if "scores over time" not in replaced:
+        _scores_over_time(page, store, run_id)
+    if info["top_events"] and "top events" not in replaced:
+        page.add("Top events", _table(info["top_events"]))
+    if info["failures"]:
+        page.add("Failed videos", _table(info["failures"]))
+
+
+def _scores_over_time(page: _Page, store: Any, run_id: int) -> None:
+    """The six top-scoring videos' scores over time, events (named by kind) and ground truth shaded."""
+    from vkit.core.ground_truth import GROUND_TRUTH, detected_events
+    from vkit.workflows.export import videos_by_id
+    from vkit.workflows.report_plots import plot_scores_over_time
+
     top = sorted((s for s in store.video_summaries(run_id) if s["status"] == "scored"),
                  key=lambda s: -(s["max_score"] if s["max_score"] is not None else -math.inf))[:6]
     videos = videos_by_id(store, {s["video_id"] for s in top})
@@ -293,16 +326,19 @@ def _scoring(page: _Page, store: Any, run_id: int) -> None:
         truth += truths.get(path, truths.get(Path(path).name, []))
         detected = [(e["start"], e["end"]) for e in detected_events(events)]
         scores = [(r["start"], r["end"], r["score"]) for r in store.video_scores(run_id, s["video_id"]) if r["score"] is not None]
-        panels.append(dict(name=Path(path).name, scores=scores, events=detected, truth=truth))
+        kinds = sorted({str(e["kind"]) for e in events if e["kind"] != GROUND_TRUTH})
+        panels.append(dict(name=_video_title(path), scores=scores, events=detected, truth=truth, kinds=kinds))
     shaded = "red: detected events; green: ground truth" if any(p["truth"] for p in panels) else "red: detected events"
     figure = page.figure(plot_scores_over_time(page.out / "scores_over_time.png", panels),
                          f"score over time ({shaded})", width=720)
     if figure:
         page.add("Scores over time", figure)
-    if info["top_events"]:
-        page.add("Top events", _table(info["top_events"]))
-    if info["failures"]:
-        page.add("Failed videos", _table(info["failures"]))
+
+
+def _video_title(path: str) -> str:
+    """``folder / file``: a video's file name with its folder (``learner03.mp4`` may be in two sessions)."""
+    parent = Path(path).parent.name
+    return f"{parent} / {Path(path).name}" if parent else Path(path).name
 
 
 def _ground_truth(predictions: list[dict[str, Any]]) -> dict[str, list[tuple[float, float]]]:
@@ -357,15 +393,17 @@ def _saved_section(out: Path, section: Any) -> dict[str, Any]:
         shutil.copyfile(image, out / Path(image).name)
         image = out / Path(image).name
     return dict(title=str(section.title), table=getattr(section, "table", None),
-                image=str(Path(image).resolve()) if image else None, text=getattr(section, "text", None))
+                image=str(Path(image).resolve()) if image else None, text=getattr(section, "text", None),
+                top=bool(getattr(section, "top", False)), replaces=list(getattr(section, "replaces", ()) or ()))
 
 
 class _Section:
     """A section read back from ``sections.json`` (same attributes as ``ReportSection``)."""
 
     def __init__(self, title: str, table: list[dict[str, Any]] | None = None, image: str | None = None,
-                 text: str | None = None) -> None:
+                 text: str | None = None, top: bool = False, replaces: Sequence[str] = ()) -> None:
         self.title, self.table, self.image, self.text = title, table, Path(image) if image else None, text
+        self.top, self.replaces = bool(top), tuple(replaces)
 
 
 def _stored_sections(store: Any, run_id: int) -> list[Any]:
@@ -451,6 +489,11 @@ def write_run_report(
         info["error"] = run["error"].splitlines()[0]
     info["report written"] = datetime.now(timezone.utc)
     page.add("Run", _table(info))
+    every = [*sections, *extra]
+    top = [s for s in every if getattr(s, "top", False) is True]  # a vertical's answer first (teacher-first, ...)
+    replaced = frozenset(str(r) for s in every for r in (getattr(s, "replaces", ()) or ()))
+    for section in top:
+        page.guarded(_title(section), page.section, section)
     final = {k: v for k, v in store.final_metrics(run_id).items() if not k.startswith("compression/")}
     main = {k: v for k, v in final.items() if k.split("/")[0] in ("test", "val")}
     page.add("Metrics", _table(dict(sorted(main.items()))) if main else "<p class='muted'>no test or validation metrics</p>")
@@ -459,10 +502,11 @@ def write_run_report(
     page.guarded("Training curves", _curves, page, metrics)
     page.guarded("Classifier", _classifier, page, predictions, manager.preview)
     page.guarded("Predictions", _predict_rows, page, predictions)
-    page.guarded("Scoring", _scoring, page, store, run_id)
+    page.guarded("Scoring", _scoring, page, store, run_id, replaced)
     page.guarded("Compression", _compression, page, metrics)
-    for section in [*sections, *extra]:
-        page.guarded(_title(section), page.section, section)
+    for section in every:
+        if not any(section is t for t in top):
+            page.guarded(_title(section), page.section, section)
     for failure in page.failures:
         warn(f"report of run {run_id}: {failure} (the rest of the report is written)")
     if failures:

@@ -178,7 +178,8 @@ SCORE_COLOUR, EVENT_COLOUR, TRUTH_COLOUR = "#1f4e99", "#d62728", "#2ca02c"
 def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Path | None:
     """One panel per video: segment scores over time, ground truth shaded green, detected events as red bars; a legend.
 
-    Each video is ``dict(name, scores=[(start, end, score)], events=[(start, end)], truth=[(start, end)])``.
+    Each video is ``dict(name, scores=[(start, end, score)], events=[(start, end)], truth=[(start, end)], kinds=[str])``
+    (``kinds``: the event kinds, named in the legend).
     """
     from matplotlib.patches import Patch
 
@@ -200,7 +201,9 @@ def plot_scores_over_time(path: Path, videos: Sequence[Mapping[str, Any]]) -> Pa
         ax.set_title(str(video["name"]), fontsize=8, loc="left")
         ax.set_ylabel("score", fontsize=8)
         ax.grid(alpha=0.3)
-    handles = [axes[0].lines[0], Patch(color=EVENT_COLOUR, alpha=0.75, label="detected event")]
+    kinds = sorted({str(k) for v in videos for k in v.get("kinds", ())})
+    event = f"detected: {', '.join(kinds)}" if kinds else "detected event"
+    handles = [axes[0].lines[0], Patch(color=EVENT_COLOUR, alpha=0.75, label=event)]
     if any(v.get("truth") for v in videos):
         handles.append(Patch(color=TRUTH_COLOUR, alpha=0.22, label="ground truth"))
     axes[0].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))

@@ -111,14 +111,15 @@ def run_task(
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)
             result.metrics = run_lifecycle(task, cfg, ctx)
-            report = _write_report(ctx, result, manager)  # never raises: a failed report does not fail the run
-            if report is not None:
-                ctx.summary["report"] = report
         result.status = "finished"
     except BaseException as err:
         if result is not None:
             result.status, result.error = "failed", f"{type(err).__name__}: {err}"
         raise
+    else:  # after the row is closed: the page shows the run's final status and end time
+        report = _write_report(ctx, result, manager)  # never raises: a failed report does not fail the run
+        if report is not None:
+            ctx.summary["report"] = report
     finally:
         if result is not None and ctx is not None:
             result.summary = ctx.summary

@@ -2,7 +2,9 @@
 
 Import-light on purpose: ``vkit_tasks`` returns the task class; ``vkit_cli_commands``
 ``vkit engagement-pseudonymise`` (links named by salted learner hashes, scored instead of
-the recordings) and ``vkit engagement-report`` (per-session summaries of a scoring run).
+the recordings) and ``vkit engagement-report`` (per-session summaries of a scoring run);
+``vkit_report_sections`` puts the same summaries, lowest engagement first, at the top of a scoring run's
+report (:mod:`vkit.plugins.education.report_sections`).
 The generic components the task uses (``OrdinalHead``, ``OrdinalMetric``, ``SignalMLP``)
 live in core and register there.
 """
@@ -25,3 +27,10 @@ def vkit_cli_commands() -> list[Any]:
     from vkit.plugins.education.report import engagement_pseudonymise_cmd, engagement_report_cmd
 
     return [engagement_pseudonymise_cmd, engagement_report_cmd]
+
+
+@hookimpl
+def vkit_report_sections(run: dict[str, Any], store: Any) -> list[Any] | None:
+    from vkit.plugins.education.report_sections import report_sections
+
+    return report_sections(run, store)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -31,8 +32,13 @@ from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.plugins.education.privacy import SALT_ENV, learner_hash, pseudonymise, shown_learner
 from vkit.registry.errors import ConfigError, StoreError
 
-def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str, dict[str, Any]]]:
-    """``{session: {learner hash: dict(times, levels, stretches, mean_level, low_seconds)}}`` of a scoring run."""
+def session_timelines(store: Any, run_id: int, salt: str,
+                      learner: Callable[[str], str] | None = None) -> dict[str, dict[str, dict[str, Any]]]:
+    """``{session: {learner hash: dict(times, levels, stretches, mean_level, low_seconds, path)}}`` of a scoring run.
+
+    ``learner``: how a recording's stem is shown (default: its salted hash, :func:`shown_learner`).
+    """
+    shown = learner or (lambda stem: shown_learner(stem, salt))
     run = store.get_run(run_id)
     if run is None:
         raise StoreError(f"no run {run_id} in {store.url}")
@@ -53,34 +59,82 @@ def session_timelines(store: Any, run_id: int, salt: str) -> dict[str, dict[str,
         path = PurePath(paths[video_id])
         levels = [3.0 * float(r["score"]) for r in rows]
         spans = sorted(events.get(video_id, []))
-        out[path.parent.name or "session"][shown_learner(path.stem, salt)] = dict(
+        out[path.parent.name or "session"][shown(path.stem)] = dict(
             times=[(float(r["start"]) + float(r["end"])) / 2 for r in rows], levels=levels, stretches=spans,
-            mean_level=sum(levels) / len(levels), low_seconds=sum(b - a for a, b in spans))
+            mean_level=sum(levels) / len(levels), low_seconds=sum(b - a for a, b in spans), path=str(path))
     return dict(out)
+
+
+#: At most this many learners get a panel in a session's plot (the lowest mean levels; the table lists all).
+MAX_PANELS = 12
+
+
+def level_name(level: float, names: tuple[str, ...] | None = None) -> str:
+    """The name of the level nearest to ``level`` (``1.2`` -> ``"low"``)."""
+    from vkit.plugins.education.task import LEVEL_NAMES
+
+    names = names or LEVEL_NAMES
+    return names[min(len(names) - 1, max(0, int(round(level))))]
+
+
+def lowest_first(learners: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """The learners of a session, lowest mean level first (ties by name)."""
+    return sorted(learners.items(), key=lambda kv: (kv[1]["mean_level"], kv[0]))
+
+
+def session_mean(learners: dict[str, dict[str, Any]]) -> float:
+    """A session's mean level: the mean of its learners' mean levels."""
+    return sum(line["mean_level"] for line in learners.values()) / max(1, len(learners))
+
+
+def sessions_lowest_first(sessions: dict[str, dict[str, dict[str, Any]]]) -> list[tuple[str, dict[str, dict[str, Any]]]]:
+    """The sessions of :func:`session_timelines`, lowest mean level first (ties by name)."""
+    return sorted(sessions.items(), key=lambda kv: (session_mean(kv[1]), kv[0]))
+
+
+def session_summary(learners: dict[str, dict[str, Any]]) -> str:
+    """The teacher-facing sentence of one session (:func:`~vkit.plugins.education.timeline.teacher_summary`)."""
+    from vkit.plugins.education.timeline import teacher_summary
+
+    return teacher_summary({k: v["stretches"] for k, v in learners.items()})
 
 
 @plain_text()  # session and learner names are drawn as text, never as mathtext
 def plot_session(name: str, learners: dict[str, dict[str, Any]], path: Path) -> Path:
-    """A PNG of each learner's expected level over time with the low-engagement stretches shaded."""
-    import matplotlib
+    """A PNG of each learner's expected engagement level over time, lowest mean level first (at most
+    ``MAX_PANELS``), the level names on the axis and the low-engagement stretches shaded; each panel titled
+    ``session / learner``."""
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from vkit.plugins.education.task import LEVEL_NAMES
 
-    fig, axes = plt.subplots(len(learners), 1, figsize=(8, 1.2 + 1.1 * len(learners)), sharex=True, squeeze=False)
-    for ax, (learner, line) in zip(axes[:, 0], sorted(learners.items())):
-        ax.plot(line["times"], line["levels"], color="tab:blue")
+    order = lowest_first(learners)[:MAX_PANELS]
+    fig = Figure(figsize=(8, 1.0 + 1.3 * len(order)), dpi=80, layout="constrained")
+    axes = fig.subplots(len(order), 1, sharex=True, squeeze=False)[:, 0]
+    for ax, (learner, line) in zip(axes, order):
+        ax.plot(line["times"], line["levels"], color="tab:blue", lw=1.5)
         for a, b in line["stretches"]:
-            ax.axvspan(a, b, color="tab:red", alpha=0.25)
-        ax.set_ylim(-0.1, 3.1)
-        ax.set_yticks([0, 1, 2, 3])
-        ax.set_ylabel(learner, rotation=0, ha="right", fontsize=8)
-    axes[-1, 0].set_xlabel("seconds")
-    fig.suptitle(f"{name}: expected engagement level (shaded: low engagement)")
-    fig.tight_layout()
+            ax.axvspan(a, b, color="tab:red", alpha=0.25, lw=0)
+        ax.set_ylim(-0.2, len(LEVEL_NAMES) - 0.8)
+        ax.set_yticks(range(len(LEVEL_NAMES)), LEVEL_NAMES, fontsize=7)
+        ax.set_title(f"{name} / {learner}   mean level {line['mean_level']:.2f} "
+                     f"({level_name(line['mean_level'])})", fontsize=8, loc="left")
+        ax.grid(alpha=0.3)
+    axes[-1].set_xlabel("time in the lesson (mm:ss)")
+    from matplotlib.ticker import FuncFormatter
+
+    from vkit.plugins.education.timeline import clock
+
+    axes[-1].xaxis.set_major_formatter(FuncFormatter(lambda x, _: clock(max(x, 0.0))))
+    axes[0].legend(handles=[Line2D([], [], color="tab:blue", label="engagement level"),
+                            Patch(color="tab:red", alpha=0.25, label="low engagement")],
+                   fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.12), ncol=2, frameon=False)
+    shown = "" if len(order) == len(learners) else f" (the {len(order)} lowest of {len(learners)})"
+    fig.suptitle(f"session {name}: engagement over time, lowest first{shown}", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=80)
-    plt.close(fig)
+    fig.savefig(path)
     return path
 
 
@@ -131,8 +185,6 @@ def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, sal
     """Per-session engagement summary of scoring run RUN_ID (learners as salted hashes)."""
     from vkit.core.store import open_store
 
-    from vkit.plugins.education.timeline import teacher_summary
-
     obj = ctx.find_root().obj or {}
     store = open_store(obj.get("db_url"), create=False, read_only=True)  # a mistyped --db is named, never created
     run = scoring_run(store, run_id)
@@ -141,9 +193,9 @@ def engagement_report_cmd(ctx: click.Context, run_id: int, out: Path | None, sal
             click.echo(line)
         return
     sessions = session_timelines(store, run_id, os.environ.get(salt_env, ""))
-    for name, learners in sorted(sessions.items()):
-        click.echo(f"{name}: {teacher_summary({k: v['stretches'] for k, v in learners.items()})}")
-        for learner, line in sorted(learners.items()):
+    for name, learners in sessions_lowest_first(sessions):
+        click.echo(f"{name}: {session_summary(learners)}")
+        for learner, line in lowest_first(learners):
             click.echo(f"  {learner}  mean level {line['mean_level']:.2f}  low engagement {line['low_seconds']:.0f} s")
         if out is not None:
             click.echo(f"  timeline: {plot_session(name, learners, out / f'{name}.png')}")
@@ -172,5 +224,6 @@ def engagement_pseudonymise_cmd(recordings: tuple[Path, ...], farm: Path, salt_e
     click.echo(f"{len(files)} recordings linked under {farm}; next: vkit score education-engagement {farm} --checkpoint RUN")
 
 
-__all__ = ["SALT_ENV", "aggregate_lines", "engagement_pseudonymise_cmd", "engagement_report_cmd", "learner_hash",
-           "plot_session", "pseudonymise", "scoring_run", "session_timelines"]
+__all__ = ["MAX_PANELS", "SALT_ENV", "aggregate_lines", "engagement_pseudonymise_cmd", "engagement_report_cmd",
+           "learner_hash", "level_name", "lowest_first", "plot_session", "session_mean", "session_summary",
+           "sessions_lowest_first", "pseudonymise", "scoring_run", "session_timelines"]
