@@ -25,7 +25,7 @@ from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.registry.errors import StoreError, VkitError
 
 #: ``--kind`` choices (``runs.kind``).
-KINDS = ("train", "score", "predict")
+KINDS = ("train", "score", "predict", "watch")
 
 
 # ----------------------------------------------------------------------------- output helpers

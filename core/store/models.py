@@ -26,8 +26,14 @@ RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 #: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable, same content as a video already scored,
 #: changed while it was scored (rewritten between hashing and decoding, on every try: scored by the next run).
 VIDEO_STATUSES = ("pending", "ok", "failed", "duplicate", "changed")
-#: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict`` (free text: plugins may add kinds).
-RUN_KINDS = ("train", "score", "predict")
+#: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict``, ``vkit watch`` (free text:
+#: plugins may add kinds).
+RUN_KINDS = ("train", "score", "predict", "watch")
+#: Allowed ``events.status`` values: ``open`` (a live event still growing, ``vkit watch``), ``closed`` (every event of
+#: ``vkit score``), ``interrupted`` (its stream died or the watch stopped while it was open).
+EVENT_STATUSES = ("open", "closed", "interrupted")
+#: Allowed ``alerts.status`` values: queued for the webhook, delivered (2xx), given up (retries spent or the watch ended).
+ALERT_STATUSES = ("pending", "delivered", "failed")
 #: Allowed ``video_summaries.status`` values: ``scored``/``failed`` (as in the ``vkit_video_scored`` hook) and
 #: ``duplicate`` (content this model already scored at another path: not scored again, no hook call) and
 #: ``changed`` (the file changed while it was scored: no rows, no sha256, no hook call; the next run scores it).
@@ -184,13 +190,22 @@ class Score(Base):
     end: Mapped[float] = mapped_column(sa.Float)
     score: Mapped[float | None] = mapped_column(sa.Float)
     values: Mapped[Any | None]
+    #: ``vkit watch``: the wall clock (UTC) when the window's last frame arrived, and when its score was computed.
+    wall_time: Mapped[dt.datetime | None]
+    scored_at: Mapped[dt.datetime | None]
 
 
 class Event(Base):
-    """A detected event (``start``/``end`` in seconds) in a video during a run."""
+    """A detected event (``start``/``end`` in seconds) in a video during a run.
+
+    ``vkit watch`` keeps a live event ``open`` (its ``end`` and ``score`` grow) until the rule closes it
+    (``closed``) or its stream dies (``interrupted``); stream gaps are events of kind ``gap``. ``opened_at`` /
+    ``closed_at`` are wall times; ``keyframe_path`` / ``keyframe_sha256`` a JPEG of the event's peak window.
+    """
 
     __tablename__ = "events"
-    __table_args__ = (sa.UniqueConstraint("run_id", "video_id", "kind", "start", name="uq_events_run_video_kind_start"),)
+    __table_args__ = (sa.UniqueConstraint("run_id", "video_id", "kind", "start", name="uq_events_run_video_kind_start"),
+                      sa.CheckConstraint("status IN ('open', 'closed', 'interrupted')", name="ck_events_status"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE))
@@ -199,6 +214,45 @@ class Event(Base):
     start: Mapped[float] = mapped_column(sa.Float)
     end: Mapped[float] = mapped_column(sa.Float)
     score: Mapped[float | None] = mapped_column(sa.Float)
+    status: Mapped[str] = mapped_column(sa.String(16), default="closed", server_default="closed")
+    opened_at: Mapped[dt.datetime | None]
+    closed_at: Mapped[dt.datetime | None]
+    keyframe_path: Mapped[str | None] = mapped_column(sa.Text)
+    keyframe_sha256: Mapped[str | None] = mapped_column(sa.String(64))
+
+
+class Alert(Base):
+    """An event's open or close notice for ``vkit watch --webhook``; what was not delivered stays ``pending``/``failed``."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (sa.UniqueConstraint("run_id", "event_id", "action", name="uq_alerts_run_event_action"),
+                      sa.CheckConstraint("status IN ('pending', 'delivered', 'failed')", name="ck_alerts_status"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
+    event_id: Mapped[int] = mapped_column(sa.ForeignKey("events.id", **_CASCADE))
+    action: Mapped[str] = mapped_column(sa.String(16))
+    payload: Mapped[Any]
+    status: Mapped[str] = mapped_column(sa.String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(default=0)
+    error: Mapped[str | None] = mapped_column(sa.Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[dt.datetime | None]
+
+
+class LiveSummary(Base):
+    """A live group summary of a ``vkit watch`` run (education: a session's "4 of 20 learners low for 2 min")."""
+
+    __tablename__ = "live_summaries"
+    __table_args__ = (sa.UniqueConstraint("run_id", "group_name", "step", name="uq_live_summaries_run_group_step"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(sa.ForeignKey("runs.id", **_CASCADE), index=True)
+    group_name: Mapped[str] = mapped_column(sa.String(500))
+    step: Mapped[int]
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    text: Mapped[str] = mapped_column(sa.Text)
+    values: Mapped[Any | None]
 
 
 class VideoSummary(Base):
@@ -249,6 +303,6 @@ class VideoLease(Base):
 
 #: Table name -> ORM class, for reads that return plain dicts (``video_leases`` is bookkeeping, not listed).
 TABLES: dict[str, type[Base]] = {
-    cls.__tablename__: cls for cls in (Run, Metric, Artifact, Prediction, Video, Score, Event,
-                                       VideoSummary)
+    cls.__tablename__: cls for cls in (Run, Metric, Artifact, Prediction, Video, Score, Alert, Event,
+                                       VideoSummary, LiveSummary)
 }

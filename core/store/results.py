@@ -21,8 +21,9 @@ from vkit.core.store.paths import display_text
 from vkit.core.store.upsert import upsert
 from vkit.registry.errors import StoreError
 
-_SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values")
-_EVENT_FIELDS = ("video_id", "kind", "start", "end", "score")
+_SCORE_FIELDS = ("video_id", "segment", "start", "end", "score", "values", "wall_time", "scored_at")
+_EVENT_FIELDS = ("video_id", "kind", "start", "end", "score", "status", "opened_at", "closed_at", "keyframe_path",
+                 "keyframe_sha256")  # the last five: live events of ``vkit watch`` (migration 0010)
 _SCORE_KEYS = frozenset(_SCORE_FIELDS)
 
 

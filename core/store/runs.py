@@ -20,7 +20,7 @@ import sqlalchemy as sa
 from vkit.core.store.base import StoreBase
 from vkit.core.store.engine import mask_secrets
 from vkit.core.store.jsonable import to_jsonable
-from vkit.core.store.models import RUN_KINDS, TABLES, Artifact, Run, VideoLease, utcnow
+from vkit.core.store.models import RUN_KINDS, TABLES, Artifact, Event, Run, VideoLease, utcnow
 from vkit.core.store.provenance import package_versions
 from vkit.registry.errors import StoreError
 
@@ -208,6 +208,8 @@ class RunRows(StoreBase):
                 )
                 if closed.rowcount:
                     reaped.append(run_id)
+                    session.execute(sa.update(Event).where(Event.run_id == run_id, Event.status == "open")
+                                    .values(status="interrupted", closed_at=now))  # a killed vkit watch's live events
         return reaped
 
     def delete_run(self, run_id: int) -> bool:

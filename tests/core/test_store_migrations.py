@@ -11,7 +11,7 @@ from vkit.core.store.engine import create_store_engine, resolve_url
 from vkit.core.store.models import TABLES, Base
 from vkit.registry.errors import StoreError
 
-HEAD = "0009"  # the newest migration shipped in core/store/migrations/versions
+HEAD = "0010"  # the newest migration shipped in core/store/migrations/versions
 
 
 def _engine(url: str) -> sa.Engine:

@@ -228,7 +228,7 @@ def test_delete_run_cascades(store, tmp_path):
     assert store.delete_run(run_id) is False
     counts = store.counts()
     assert counts == {"runs": 1, "metrics": 1, "artifacts": 0, "predictions": 0, "videos": 2, "scores": 0,
-                      "events": 0, "video_summaries": 0}  # core's tables only: no plugin made tables here
+                      "events": 0, "video_summaries": 0, "alerts": 0, "live_summaries": 0}  # core's tables only
 
 
 def test_deleting_a_video_cascades_to_its_scores(store):
