@@ -262,8 +262,9 @@ def db_current(ctx: click.Context) -> None:
 
 # ----------------------------------------------------------------------------- scoring and plugin authors
 def _attach_commands() -> None:
-    """``score``, ``export``, ``runs``, ``report``, ``new-plugin``, ``components``, ``plugins check|enable|disable`` (modules importing only click)."""
+    """``score``, ``export``, ``runs``, ``report``, ``new-plugin``, ``components``, ``config``, ``plugins check|enable|disable`` (modules importing only click)."""
     from vkit.workflows.components import components_cmd
+    from vkit.workflows.config_cmd import config_cmd
     from vkit.workflows.plugin_check import plugins_check_cmd
     from vkit.workflows.plugin_config import plugins_disable_cmd, plugins_enable_cmd
     from vkit.workflows.export import export_cmd
@@ -272,7 +273,7 @@ def _attach_commands() -> None:
     from vkit.workflows.scaffold import new_plugin_cmd
     from vkit.workflows.scoring.score import score_cmd
 
-    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd):
+    for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd, config_cmd):
         cli.add_command(command)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)
