@@ -34,6 +34,8 @@ Adding a backbone (e.g. from a plugin's ``vkit_register_components`` hook)::
 from __future__ import annotations
 
 import contextlib
+import contextvars
+import inspect
 import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -42,7 +44,7 @@ from typing import Any, ClassVar
 import torch
 from torch import nn
 
-from vkit.registry.errors import CheckpointError, ConfigError, DataError
+from vkit.registry.errors import ConfigError, DataError
 
 #: ImageNet statistics in the 0..255 pixel scale (what mmaction2's configs use).
 IMAGENET_MEAN: tuple[float, float, float] = (123.675, 116.28, 103.53)
@@ -80,30 +82,65 @@ def reject_urls(cfg: Any, owner: str, key: str = "") -> None:
         raise ConfigError(f"backbone {owner!r}: {key or 'pretrained'}={cfg!r} is a URL; {_SAFETENSORS_HOWTO}")
 
 
-def check_pretrained(pretrained: str | Path | None, owner: str) -> Path | None:
-    """Validate a ``pretrained=`` value: ``None`` or an existing local ``.safetensors`` file.
+def check_pretrained(pretrained: str | Path | None, owner: str) -> str | Path | None:
+    """Validate a ``pretrained=`` value before anything is built: ``None``, ``run:ID``, or a local weights
+    file (``.safetensors``, ``.pth/.pt/.ckpt/.bin`` read with ``torch.load(weights_only=True)``) or MONAI
+    bundle folder (:func:`vkit.core.weights.formats.weights_path`).
 
     Args:
         pretrained: the value given to the backbone.
         owner: the backbone's registered name, for the message.
 
     Returns:
-        The path, or ``None``.
+        The value (a path for a file), or ``None``.
     """
     if pretrained is None:
         return None
     if not isinstance(pretrained, (str, Path)):
-        raise ConfigError(f"backbone {owner!r}: pretrained must be None or a path to a .safetensors file, "
+        raise ConfigError(f"backbone {owner!r}: pretrained must be None, run:ID or a path to a weights file, "
                           f"got {type(pretrained).__name__} {pretrained!r}")
     if is_url(str(pretrained)):
         raise ConfigError(f"backbone {owner!r}: pretrained={str(pretrained)!r} is a URL; {_SAFETENSORS_HOWTO}")
-    path = Path(pretrained).expanduser()
-    if path.suffix != ".safetensors":
-        raise ConfigError(f"backbone {owner!r}: pretrained={str(pretrained)!r} is not a .safetensors file "
-                          "(pickled checkpoints are never loaded); " + _SAFETENSORS_HOWTO)
-    if not path.is_file():
-        raise CheckpointError(f"backbone {owner!r}: pretrained file {str(path)!r} does not exist")
-    return path
+    from vkit.core.weights.load import RUN_PREFIX
+
+    if str(pretrained).startswith(RUN_PREFIX):
+        return str(pretrained)
+    from vkit.core.weights.formats import weights_path
+
+    return weights_path(pretrained, f"backbone {owner!r}")
+
+
+#: ``pretrained_prefix`` / ``pretrained_strict`` of the backbone being constructed (see :class:`_LoadsPretrained`).
+_LOAD_OPTIONS: contextvars.ContextVar[dict[str, Any]] = contextvars.ContextVar("vkit_pretrained_options", default={})
+
+
+class _LoadsPretrained(type):
+    """Every backbone takes ``pretrained_prefix`` and ``pretrained_strict`` without declaring them.
+
+    They are taken out of the constructor's keyword arguments (so a subclass passing ``**overrides``
+    to an upstream class never sees them) and read by :meth:`Backbone.load_pretrained` while this
+    backbone is being built.
+    """
+
+    def __call__(cls, *args: Any, pretrained_prefix: str | None = None, pretrained_strict: bool = True,
+                 **kwargs: Any) -> Any:
+        name = getattr(cls, "__name__", "backbone")
+        if pretrained_prefix is not None and not isinstance(pretrained_prefix, str):
+            raise ConfigError(f"backbone {name!r}: pretrained_prefix={pretrained_prefix!r}; expected text such as "
+                              f"'backbone.' ('' strips nothing) or None (automatic)")
+        if not isinstance(pretrained_strict, bool):
+            raise ConfigError(f"backbone {name!r}: pretrained_strict={pretrained_strict!r}; expected true or false")
+        token = _LOAD_OPTIONS.set(dict(prefix=pretrained_prefix, strict=pretrained_strict))
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            _LOAD_OPTIONS.reset(token)
+
+    @property
+    def __signature__(cls) -> inspect.Signature:
+        """The constructor's signature (what ``inspect.signature(X3D)`` gives without this metaclass)."""
+        init = inspect.signature(cls.__init__)  # type: ignore[misc]
+        return init.replace(parameters=list(init.parameters.values())[1:])
 
 
 @contextlib.contextmanager
@@ -127,7 +164,7 @@ def capture_output(module: nn.Module) -> Iterator[list[Any]]:
         handle.remove()
 
 
-class Backbone(nn.Module):
+class Backbone(nn.Module, metaclass=_LoadsPretrained):
     """Base class of every vkit backbone: ``(N, C, T, H, W)`` in, ``(N, D)`` or ``(N, T', D)`` out.
 
     Subclasses implement :meth:`forward_temporal` (and :meth:`forward_pooled`
@@ -154,12 +191,24 @@ class Backbone(nn.Module):
 
     Args:
         output: ``'pooled'`` (default) or ``'temporal'``: what ``forward(x)`` returns.
-        pretrained: ``None`` or a local ``.safetensors`` file, loaded by
-            :meth:`load_pretrained` at the end of the subclass ``__init__``; a
-            URL raises :class:`ConfigError` (nothing can be downloaded).
+        pretrained: ``None``, ``run:ID``, a local weights file (``.safetensors``;
+            ``.pth/.pt/.ckpt/.bin`` through ``torch.load(weights_only=True)``) or a
+            MONAI bundle folder, loaded by :meth:`load_pretrained` at the end of the
+            subclass ``__init__`` (:mod:`vkit.core.weights`); a URL raises
+            :class:`ConfigError` (nothing can be downloaded).
+        pretrained_prefix: (any backbone, not declared) the prefix to strip from the
+            file's keys (``'backbone.'``); ``None``: found automatically.
+        pretrained_strict: (any backbone, not declared) ``False`` loads a partial match.
     """
 
     modality: ClassVar[str] = "video"
+    #: Config keys every backbone takes besides its constructor's (consumed by :class:`_LoadsPretrained`).
+    config_keys: ClassVar[tuple[str, ...]] = ("pretrained_prefix", "pretrained_strict")
+    #: Model-key prefixes of the upstream network's classifier, which the backbone drops: a file's
+    #: ``fc.weight`` is *ignored* when loading, not unexpected (e.g. ``("net.fc.",)``).
+    pretrained_ignore: ClassVar[tuple[str, ...]] = ()
+    #: What :meth:`load_pretrained` did (``None`` until weights are loaded).
+    pretrained_report: Any = None
     prefers_channels_last_3d: ClassVar[bool] = False
     fixed_num_frames: ClassVar[bool] = False
     fixed_input_size: ClassVar[bool] = False
@@ -256,30 +305,28 @@ class Backbone(nn.Module):
         """The name used in messages: the class name, which is also its BACKBONES name for vkit's own."""
         return cls.__name__
 
-    def load_pretrained(self, pretrained: str | Path | None, strict: bool = True) -> None:
-        """Load a local ``.safetensors`` state dict into this backbone (no-op for ``None``).
+    def load_pretrained(self, pretrained: str | Path | None, strict: bool | None = None,
+                        prefix: str | None = None, store: Any = None) -> Any:
+        """Load ``pretrained`` into this backbone (no-op for ``None``) and keep the report in :attr:`pretrained_report`.
 
-        Keys may be this module's (``net.conv1...``) or the wrapped network's
-        (``conv1...``, as saved from the upstream model); a mismatch raises
-        :class:`CheckpointError` listing the first missing/unexpected keys.
+        Keys may be this module's (``net.conv1...``), the wrapped network's
+        (``conv1...``), or either under a checkpoint's prefix (``backbone.``,
+        ``module.`` ...): :func:`vkit.core.weights.load.load_weights` finds the
+        one mapping that fits. A partial match raises :class:`CheckpointError`
+        listing the first missing/unexpected keys unless ``strict`` is false.
+        ``strict`` and ``prefix`` default to the ``pretrained_strict`` /
+        ``pretrained_prefix`` this backbone was built with.
         """
-        path = check_pretrained(pretrained, self.registry_name())
-        if path is None:
-            return
-        from safetensors.torch import load_file
+        if check_pretrained(pretrained, self.registry_name()) is None:
+            return None
+        from vkit.core.weights.load import load_weights
 
-        try:
-            state = load_file(str(path))
-        except Exception as err:  # safetensors raises its own SafetensorError / OSError
-            raise CheckpointError(f"backbone {self.registry_name()!r}: cannot read {str(path)!r}: {err}") from err
-        target: nn.Module = self
+        options = _LOAD_OPTIONS.get()
         inner = getattr(self, "net", None)
-        own = set(self.state_dict())
-        if isinstance(inner, nn.Module) and not own & set(state) and set(inner.state_dict()) & set(state):
-            target = inner
-        result = target.load_state_dict(state, strict=False)
-        if strict and (result.missing_keys or result.unexpected_keys):
-            raise CheckpointError(
-                f"backbone {self.registry_name()!r}: {str(path)!r} does not match the model: "
-                f"missing {result.missing_keys[:5]} ({len(result.missing_keys)}), "
-                f"unexpected {result.unexpected_keys[:5]} ({len(result.unexpected_keys)})")
+        report = load_weights(
+            self, pretrained, prefix=prefix if prefix is not None else options.get("prefix"),
+            strict=strict if strict is not None else options.get("strict", True), ignore=self.pretrained_ignore,
+            model_prefixes=("net.",) if isinstance(inner, nn.Module) else (), store=store,
+            owner=f"backbone {self.registry_name()!r}")
+        self.pretrained_report = report
+        return report

@@ -60,6 +60,8 @@ class MonaiDenseNet121(MonaiVolumeBackbone):
             ``growth_rate``, ``block_config``, ``norm`` ...).
     """
 
+    pretrained_ignore = ("net.class_layers.",)  # the classifier a bundle's weights carry is not used
+
     def __init__(self, num_frames: int = 96, input_size: int | Sequence[int] = 96, in_channels: int = 1,
                  output: str = "pooled", pretrained: str | Path | None = None, **overrides: Any) -> None:
         super().__init__(output=output, pretrained=pretrained)
@@ -96,6 +98,7 @@ class MonaiResNet(MonaiVolumeBackbone):
     """
 
     DEPTHS: ClassVar[tuple[int, ...]] = (10, 18, 34, 50, 101, 152, 200)
+    pretrained_ignore = ("net.fc.",)  # built without its FC layer: a bundle's fc.* is not loaded
 
     def __init__(self, depth: int = 18, num_frames: int = 96, input_size: int | Sequence[int] = 96,
                  in_channels: int = 1, output: str = "pooled", pretrained: str | Path | None = None,

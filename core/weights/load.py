@@ -1,0 +1,156 @@
+"""Load a ``pretrained=`` value into a backbone: resolve it, read it safely, match keys, adapt, report.
+
+``pretrained`` is a local file (see :mod:`vkit.core.weights.formats`), a MONAI bundle
+folder, or ``run:ID`` (the weights a ``vkit pretrain`` run stored,
+:mod:`vkit.core.weights.run_ref`). The result is a :class:`LoadReport`: the file's sha256
+and how many keys matched, were missing, unexpected, ignored or adapted; a run records it
+(:func:`record_reports`).
+
+Strict (the default): every model key must be covered and no key under the matched prefix
+left over; ``strict=False`` loads what matches and reports the rest.
+
+Example::
+
+    report = load_weights(backbone, "x3d_s.pth")               # mmaction2 recognizer checkpoint
+    report.line()   # "x3d_s.pth (mmengine, sha256 3f1c2a…): 412 matched, 0 missing, 0 unexpected, 4 ignored ..."
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from vkit.core.weights.formats import read_weights
+from vkit.core.weights.inflate import adapt
+from vkit.core.weights.prefixes import match_keys
+from vkit.registry.errors import CheckpointError, ConfigError, VkitError
+
+RUN_PREFIX = "run:"
+
+
+@dataclass
+class LoadReport:
+    """What loading a ``pretrained`` file did (JSON-able through :meth:`to_dict`)."""
+
+    path: str
+    sha256: str
+    format: str
+    strip: str
+    add: str
+    matched: int
+    missing: list[str] = field(default_factory=list)
+    unexpected: list[str] = field(default_factory=list)
+    ignored: int = 0
+    adapted: dict[str, str] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)
+    ref: str = ""
+
+    def counts(self) -> dict[str, int]:
+        """The numbers a run records: matched, missing, unexpected, ignored, adapted, skipped."""
+        return dict(matched=self.matched, missing=len(self.missing), unexpected=len(self.unexpected),
+                    ignored=self.ignored, adapted=len(self.adapted), skipped=len(self.skipped))
+
+    def line(self) -> str:
+        """One line for the run summary."""
+        c = self.counts()
+        extra = "".join(f", {c[k]} {k}" for k in ("adapted", "skipped") if c[k])
+        return (f"{Path(self.path).name} ({self.format}, sha256 {self.sha256[:12]}, prefix {self.strip!r}): "
+                f"{c['matched']} matched, {c['missing']} missing, {c['unexpected']} unexpected, "
+                f"{c['ignored']} ignored{extra}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve(pretrained: str | Path, store: Any = None, owner: str = "pretrained") -> tuple[Path | str, str | None]:
+    """``(what to read, expected sha256 or None)``: a path as given, or ``run:ID`` through ``run_ref``.
+
+    ``run:ID`` imports :func:`vkit.core.weights.run_ref.resolve_run_weights` lazily (it belongs to
+    ``vkit pretrain``); without that module it is a clear :class:`ConfigError`. ``store`` defaults to
+    the default store (``VKIT_DB_URL`` or the local SQLite file).
+    """
+    text = str(pretrained)
+    if not text.startswith(RUN_PREFIX):
+        return pretrained, None
+    try:
+        from vkit.core.weights.run_ref import resolve_run_weights
+    except ImportError as err:
+        raise ConfigError(f"{owner}: pretrained={text!r} names a run's weights, but this vkit cannot resolve run "
+                          f"references ({err}); give the weights file itself (.safetensors or .pth)") from None
+    if store is None:
+        from vkit.core.store import open_store
+
+        store = open_store(create=False)
+    path, digest = resolve_run_weights(text, store)
+    return Path(path), str(digest)
+
+
+def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | None = None, strict: bool = True,
+                 ignore: tuple[str, ...] = (), model_prefixes: tuple[str, ...] = ("",), store: Any = None,
+                 owner: str = "pretrained") -> LoadReport:
+    """Load ``pretrained`` into ``module``; raise :class:`CheckpointError` on a mismatch (``strict``).
+
+    Args:
+        module: the backbone (or any module).
+        pretrained: a file, a MONAI bundle folder or ``run:ID``.
+        prefix: ``pretrained_prefix`` (strip exactly this from the file's keys); ``None``: automatic.
+        strict: a partial match (missing or unexpected keys, a shape that cannot be adapted) is an error.
+        ignore: model-key prefixes the module drops on purpose (an upstream classifier).
+        model_prefixes: prefixes the module puts before the upstream network's keys (``'net.'``).
+        store: for ``run:ID`` (default: the default store).
+        owner: names the backbone in messages.
+    """
+    if not isinstance(strict, bool):
+        raise ConfigError(f"{owner}: pretrained_strict={strict!r}; expected true or false")
+    source, expected = resolve(pretrained, store, owner)
+    weights = read_weights(source, owner)
+    if expected is not None and weights.sha256 != expected:
+        raise CheckpointError(f"{owner}: {str(weights.path)!r} has sha256 {weights.sha256[:16]}…, but "
+                              f"{pretrained} recorded {expected[:16]}…: the file changed since the run wrote it")
+    own = module.state_dict()
+    mapping = match_keys(list(weights.state), list(own), prefix=prefix, model_prefixes=model_prefixes,
+                         ignore=ignore, owner=f"{owner}: {weights.path.name}")
+    report = LoadReport(str(weights.path), weights.sha256, weights.format, mapping.strip, mapping.add,
+                        0, list(mapping.missing), list(mapping.unexpected), len(mapping.ignored),
+                        ref=str(pretrained))
+    if strict and (mapping.missing or mapping.unexpected):
+        raise CheckpointError(
+            f"{owner}: {weights.path.name} matches the model only partly ({mapping.describe()}): "
+            f"{len(mapping.matched)} keys matched, missing {mapping.missing[:5]} ({len(mapping.missing)}), "
+            f"unexpected {mapping.unexpected[:5]} ({len(mapping.unexpected)}); name the prefix with "
+            f"pretrained_prefix=..., or load what matches with pretrained_strict=False")
+    state: dict[str, torch.Tensor] = {}
+    for target, key in mapping.matched.items():
+        try:
+            tensor, how = adapt(target, weights.state[key], own[target].shape, owner=f"{owner}: {weights.path.name}")
+        except CheckpointError as err:
+            if strict:
+                raise
+            report.skipped[target] = str(err).split(": ", 2)[-1][:200]
+            continue
+        if how:
+            report.adapted[target] = how
+        state[target] = tensor.to(own[target].dtype)
+    result = module.load_state_dict(state, strict=False)
+    report.matched = len(state)
+    leftover = sorted(set(result.missing_keys) - set(report.missing) - set(report.skipped))
+    leftover = [k for k in leftover if not k.endswith("num_batches_tracked")]
+    if leftover or result.unexpected_keys:  # a consistency check of the mapping itself
+        raise VkitError(f"{owner}: internal key mapping error: {leftover[:3]} {result.unexpected_keys[:3]}")
+    return report
+
+
+def record_reports(reports: dict[str, LoadReport], ctx: Any) -> None:
+    """Record each ``{config key: report}`` on the run: a ``pretrained`` artifact (path + sha256), metric
+    rows of split ``pretrained`` (``<key>/matched`` ...), and one summary line per key."""
+    for key, report in reports.items():
+        ctx.store.add_artifact(ctx.run_id, "pretrained", report.path)
+        ctx.store.log_metrics(ctx.run_id, {f"{key}/{k}": v for k, v in report.counts().items()}, step=0,
+                              split="pretrained")
+        ctx.summary[f"pretrained {key}"] = report.line()
+
+
+__all__ = ["RUN_PREFIX", "LoadReport", "load_weights", "record_reports", "resolve"]
