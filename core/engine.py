@@ -26,7 +26,7 @@ from mmengine.hooks import Hook
 from mmengine.runner import Runner
 from torch import nn
 
-from vkit.core import compat
+from vkit.core import compat, progress
 from vkit.core.task import DEFAULT_TRAIN
 from vkit.registry.errors import ConfigError
 from vkit.registry.registries import METRICS, MODELS
@@ -42,7 +42,8 @@ class StoreHook(Hook):
         store: an open :class:`vkit.core.store.Store`.
         run_id: the run the rows belong to.
         interval: log the training loss every ``interval`` iterations (and each epoch's mean).
-        echo: optional callable that receives a one-line summary per epoch.
+        echo: optional callable that receives each epoch's validation metrics (the epoch line, with its
+            loss, rate and ETA, is :class:`ProgressHook`'s).
     """
 
     priority = "LOW"
@@ -69,8 +70,6 @@ class StoreHook(Hook):
             mean = sum(self._epoch_losses) / len(self._epoch_losses)
             epoch = runner.epoch + 1  # mmengine counts the epoch as done only after this hook
             self.store.log_metrics(self.run_id, {"epoch_loss": mean}, step=epoch, split="train")
-            if self.echo:
-                self.echo(f"epoch {epoch}/{runner.max_epochs}  loss {mean:.4f}")
         self._epoch_losses = []
 
     @master_only
@@ -90,6 +89,73 @@ class StoreHook(Hook):
             if self.echo and split == "val":
                 shown = "  ".join(f"{k} {v:.4f}" for k, v in sorted(scalars.items()))
                 self.echo(f"  val  {shown}")
+
+
+class ProgressHook(Hook):
+    """Training progress for an mmengine Runner: a bar over all iterations (epoch, loss, rate, ETA of the run),
+    and one line per epoch (``epoch 2/12  loss 0.4312  (80/480 it, 3.10 it/s, ETA 2m 09s)``).
+
+    Args:
+        label: what the Runner trains (``"train"``; ``"recover"`` for a compression stage's recovery).
+        echo: where the epoch lines go (the run's ``ctx.echo``); ``None``: stderr.
+    """
+
+    priority = "BELOW_NORMAL"
+
+    def __init__(self, label: str = "train", echo: Callable[[str], Any] | None = None) -> None:
+        self.label, self.echo = label, echo
+        self.progress: Any = None
+        self._losses: list[float] = []
+        self._val: Any = None
+
+    def before_train(self, runner: Any) -> None:
+        self.progress = progress.Progress(self.label, int(runner.max_iters), unit="it", echo=self.echo,
+                                          start=int(runner.iter), closing_line=False)
+        self._describe(runner)
+
+    def _describe(self, runner: Any) -> None:
+        if self.progress is not None:
+            self.progress.describe(f"{self.label} epoch {runner.epoch + 1}/{runner.max_epochs}")
+
+    def after_train_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: dict | None = None) -> None:
+        status = None
+        if outputs and "loss" in outputs:
+            self._losses.append(float(outputs["loss"].detach()))
+            status = f"loss {self._losses[-1]:.4f}"
+        if self.progress is not None:
+            self.progress.advance(status=status)
+
+    def after_train_epoch(self, runner: Any) -> None:
+        epoch = runner.epoch + 1  # mmengine counts the epoch as done only after its hooks
+        prefix = "epoch" if self.label == "train" else f"{self.label} epoch"
+        line = f"{prefix} {epoch}/{runner.max_epochs}"
+        if self._losses:
+            line += f"  loss {sum(self._losses) / len(self._losses):.4f}"
+        self._losses = []
+        if self.progress is not None:
+            self.progress.note(line)
+            if epoch < runner.max_epochs:
+                self.progress.describe(f"{self.label} epoch {epoch + 1}/{runner.max_epochs}")
+
+    def before_val_epoch(self, runner: Any) -> None:
+        loader = runner.val_dataloader
+        self._val = [0, len(loader) if hasattr(loader, "__len__") else "?"]
+
+    def after_val_iter(self, runner: Any, batch_idx: int, data_batch: Any = None, outputs: Any = None) -> None:
+        if self._val is not None and self.progress is not None:  # the bar says validation is under way
+            self._val[0] += 1
+            self.progress.advance(0, status=f"validation {self._val[0]}/{self._val[1]}")
+
+    def after_val_epoch(self, runner: Any, metrics: dict | None = None) -> None:
+        self._val = None
+
+    def after_train(self, runner: Any) -> None:
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+
+    def after_run(self, runner: Any) -> None:
+        self.after_train(runner)  # a run that failed closes its bar through progress.close_all (the CLI calls it)
 
 
 def build_metrics(metrics: Sequence[dict | BaseMetric]) -> Evaluator:
@@ -160,6 +226,7 @@ def build_runner(
     checkpoint: bool = True,
     echo: Callable[[str], Any] | None = None,
     extra_hooks: Sequence[Hook] = (),
+    progress_label: str = "train",
 ) -> Runner:
     """An mmengine ``Runner`` for ``model`` with vkit's hooks; call ``.train()``, ``.val()`` or ``.test()``.
 
@@ -172,8 +239,10 @@ def build_runner(
         store, run_id: where :class:`StoreHook` writes metrics (both or neither).
         seed: seeds python, numpy and torch (mmengine ``randomness``).
         checkpoint: write ``epoch_N`` and ``last.safetensors`` (+ JSON) into ``work_dir``.
-        echo: receives a one-line summary per epoch.
+        echo: receives a one-line summary per epoch (loss, rate, ETA: :class:`ProgressHook`) and the val metrics.
         extra_hooks: more hook instances (e.g. the lifecycle's best-weights keeper).
+        progress_label: what the progress bar and epoch lines call this training (``"recover"`` for a
+            compression stage's recovery).
     """
     compat.apply()
     settings = train_settings(train)
@@ -187,7 +256,7 @@ def build_runner(
         model = MODELS.build(model)
     batch_size, workers = int(settings["batch_size"]), int(settings["num_workers"])
     epochs = int(settings["epochs"])
-    hooks: list[Hook] = []
+    hooks: list[Hook] = [ProgressHook(progress_label, echo)]
     if store is not None and run_id is not None:
         hooks.append(StoreHook(store, run_id, interval=int(settings["log_interval"]), echo=echo))
     if checkpoint:

@@ -364,7 +364,7 @@ def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets:
     ``"greater"``): ``max_metric_drop`` bounds how much worse a stage may make it.
 
     A stage's ``recover`` entry fine-tunes (or distils) on the train split with
-    the run's ``train`` settings; each applied stage's model is saved under
+    the run's ``train`` settings (for ``recover.epochs``, or a quarter of ``train.epochs`` when unset); each applied stage's model is saved under
     ``work_dir/compression`` (loadable by :func:`vkit.core.compression.load_compressed`
     without the run config) and recorded as a ``compressed`` artifact; one metric row per stage.
     """
@@ -383,10 +383,12 @@ def compress(model: torch.nn.Module, compression: dict, evaluate: Any, datasets:
 
     sample = preprocessor(next(batches(datasets["test"], 1)), False)["inputs"]
     folder = ctx.work_dir / "compression"
-    train = runner_trainer(datasets["train"], train=dict(cfg["train"]), work_dir=folder / "recover", seed=cfg.get("seed", 0))
+    train = runner_trainer(datasets["train"], train=dict(cfg["train"]), work_dir=folder / "recover", seed=cfg.get("seed", 0),
+                           echo=ctx.echo)
     result = CompressionChain.from_config(chain_cfg).run(
         model, CompressionContext(sample=sample, evaluate=measure, work_dir=folder, train=train,
-                                  direction=direction or "greater"))
+                                  direction=direction or "greater", train_epochs=int(cfg["train"]["epochs"]),
+                                  echo=ctx.echo))
     for _stage, sidecar, weights in result.saved():
         ctx.store.add_artifact(ctx.run_id, "compressed", weights)
         ctx.store.add_artifact(ctx.run_id, "compressed-meta", sidecar)

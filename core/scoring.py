@@ -203,14 +203,14 @@ def _event(event: Any) -> dict[str, Any]:
 
 
 def each_video(paths: Sequence[str | Path], work: Callable[[str, str], tuple[Any, Any]], *,
-               skip_bad: bool = False) -> list[dict[str, Any]]:
+               skip_bad: bool = False, label: str = "scoring videos") -> list[dict[str, Any]]:
     """The one per-video loop of in-process scoring and feature extraction: hash, work, check, collect failures.
 
     For each path: its :class:`~vkit.core.files.FileState` is taken, its content hashed, then
     ``work(path, sha256)`` returns ``(result, info)`` (``info``: a :class:`~vkit.core.video.VideoInfo`
     or a mapping with ``frames``, ``fps``, ``duration``); a file that changed meanwhile is a bad video
     (no result under a sha256 it no longer has). A bad video raises :class:`DataError` naming it
-    unless ``skip_bad``.
+    unless ``skip_bad``. ``label`` names the loop in its progress (:mod:`vkit.core.progress`).
 
     Returns:
         one outcome per path, in order: ``dict(status='ok', path, full, sha256, size, info, result)`` or
@@ -222,11 +222,12 @@ def each_video(paths: Sequence[str | Path], work: Callable[[str, str], tuple[Any
         store.upsert_videos(video_rows(outcomes))
     """
     from vkit.core.files import FileState
+    from vkit.core.progress import track
     from vkit.core.store.provenance import sha256_file
     from vkit.registry.errors import VkitError
 
     outcomes = []
-    for path in map(str, paths):
+    for path in track([str(p) for p in paths], label, unit="videos"):
         full = str(Path(path).resolve())
         try:
             before = FileState.of(path)

@@ -65,6 +65,13 @@ class VkitGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         return super().get_command(ctx, cmd_name) or self._plugin_commands(ctx).get(cmd_name)
 
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        from vkit.core import progress
+
+        progress.set_mode("off" if "--json" in args else None)  # --json: stdout carries the JSON alone
+        ctx.call_on_close(progress.reset)  # bars closed (an error's before it is printed), the mode follows the terminal
+        return super().resolve_command(ctx, args)
+
 
 def _plugins_from_argv() -> list[str]:
     """``--plugin X`` values from the command line (needed before click has parsed it)."""

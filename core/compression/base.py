@@ -66,6 +66,9 @@ class CompressionContext:
         timer: the clock latencies are timed with (seconds; ``time.perf_counter``), injectable for tests.
         direction: ``"greater"`` (the default: accuracy, AUC) or ``"less"`` (an error such as MAE): which way
             the metric is better, so ``max_metric_drop`` bounds how much WORSE a stage may make it.
+        train_epochs: the run's ``train.epochs``: a ``recover`` entry without ``epochs`` trains a quarter of
+            them, rounded up (:func:`vkit.core.compression.recover.recovery_epochs`); ``None``: 1 epoch.
+        echo: where the chain's progress lines go (the run's ``ctx.echo``; ``None``: stderr).
 
     Example::
 
@@ -84,6 +87,8 @@ class CompressionContext:
     model_config: dict | None = None
     timer: Callable[[], float] = time.perf_counter
     direction: str = "greater"
+    train_epochs: int | None = None
+    echo: Callable[[str], Any] | None = None
     _tmp: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:

@@ -27,6 +27,7 @@ from vkit.core.compression.artifact import save_stage, write_index
 from vkit.core.compression.base import CompressionContext, Stage, StageSkipped
 from vkit.core.compression.measure import measure, side_by_side
 from vkit.core.compression.recover import Recovery
+from vkit.core.progress import Progress
 from vkit.registry.errors import ConfigError, did_you_mean
 from vkit.registry.registries import COMPRESSORS
 
@@ -221,55 +222,64 @@ class CompressionChain:
         model_config = ctx.model_config or getattr(model, "model_config", None)  # what core.model.build_model may record
         folder = ctx.dir() if ctx.work_dir is not None else None
         current, current_metric, final = model, original, None
+        bar = Progress("compression", len(self.stages), unit="stages", echo=ctx.echo)
         for i, stage in enumerate(self.stages):
+            bar.describe(f"compression: {stage.name} ({i + 1}/{len(self.stages)})")
+            rows = len(result.reports)
             try:
-                candidate = stage.apply(copy.deepcopy(current), ctx)
-            except StageSkipped as err:
-                result.reports.append(_row(stage.name, "skipped", metric_before=current_metric, reason=str(err)))
-                continue
-            candidate.eval()
-            metric = float(ctx.evaluate(candidate))
-            recovery = self.recoveries[i]
-            extra: dict[str, Any] = {}
-            if recovery is not None:
-                start = time.perf_counter()
-                candidate = recovery.run(candidate, teacher, ctx, owner=f"compression.stages[{i}]")
-                extra = dict(metric_unrecovered=metric, recovery_s=time.perf_counter() - start)
+                try:
+                    candidate = stage.apply(copy.deepcopy(current), ctx)
+                except StageSkipped as err:
+                    result.reports.append(_row(stage.name, "skipped", metric_before=current_metric, reason=str(err)))
+                    continue
+                candidate.eval()
                 metric = float(ctx.evaluate(candidate))
-            timing = side_by_side(current, candidate, ctx.sample, ctx.latency_runs, ctx.warmup, ctx.batch_size, ctx.timer)
-            values = dict(measure(candidate, ctx, latency=False), latency_ms=timing["candidate_ms"])
-            drop = original - metric if ctx.direction == "greater" else metric - original  # how much worse
-            row = _row(
-                stage.name, "ok", **values, **extra, input_speedup=timing["speedup"],
-                speedup=base["latency_ms"] / values["latency_ms"] if values["latency_ms"] else math.inf,
-                size_ratio=base["bytes"] / values["bytes"] if values["bytes"] else math.inf,
-                metric_before=current_metric, metric_after=metric, delta=metric - current_metric, drop=drop,
-                reason=getattr(stage, "notes", ""),
-            )
-            if self.max_metric_drop is not None and not drop <= self.max_metric_drop:
-                row.update(status="stopped", reason=(
-                    f"metric {metric:.4f} is {drop:.4f} {'below' if ctx.direction == 'greater' else 'above'} "
-                    f"the original {original:.4f} ({'higher' if ctx.direction == 'greater' else 'lower'} is better) "
-                    f"(max_metric_drop {self.max_metric_drop:g}); kept the model from before this stage"
-                ))
+                recovery = self.recoveries[i]
+                extra: dict[str, Any] = {}
+                if recovery is not None:
+                    start = time.perf_counter()
+                    candidate = recovery.run(candidate, teacher, ctx, owner=f"compression.stages[{i}]")
+                    extra = dict(metric_unrecovered=metric, recovery_s=time.perf_counter() - start)
+                    metric = float(ctx.evaluate(candidate))
+                timing = side_by_side(current, candidate, ctx.sample, ctx.latency_runs, ctx.warmup, ctx.batch_size, ctx.timer)
+                values = dict(measure(candidate, ctx, latency=False), latency_ms=timing["candidate_ms"])
+                drop = original - metric if ctx.direction == "greater" else metric - original  # how much worse
+                row = _row(
+                    stage.name, "ok", **values, **extra, input_speedup=timing["speedup"],
+                    speedup=base["latency_ms"] / values["latency_ms"] if values["latency_ms"] else math.inf,
+                    size_ratio=base["bytes"] / values["bytes"] if values["bytes"] else math.inf,
+                    metric_before=current_metric, metric_after=metric, delta=metric - current_metric, drop=drop,
+                    reason=getattr(stage, "notes", ""),
+                )
+                if self.max_metric_drop is not None and not drop <= self.max_metric_drop:
+                    row.update(status="stopped", reason=(
+                        f"metric {metric:.4f} is {drop:.4f} {'below' if ctx.direction == 'greater' else 'above'} "
+                        f"the original {original:.4f} ({'higher' if ctx.direction == 'greater' else 'lower'} is better) "
+                        f"(max_metric_drop {self.max_metric_drop:g}); kept the model from before this stage"
+                    ))
+                    result.reports.append(row)
+                    result.stopped_at = stage.name
+                    result.message = f"chain stopped at stage {i + 1} {stage.name!r}: metric drop {drop:.4f} > {self.max_metric_drop:g}"
+                    for rest in self.stages[i + 1:]:
+                        result.reports.append(_row(rest.name, "skipped", reason=f"not run: chain stopped at {stage.name!r}"))
+                    break
+                if not self._fast_enough(row, i, ctx.latency_runs):
+                    result.reports.append(row)
+                    continue
+                if folder is not None:
+                    sidecar = save_stage(candidate, folder, index=i + 1, stage=stage.name, sample=ctx.sample,
+                                         model_config=model_config, row=row, notes=row["reason"])
+                    if sidecar is not None:
+                        meta = _read_json(sidecar)
+                        row.update(artifact=sidecar.name, sha256=meta["sha256"], precision=meta["precision"])
+                    final = row["artifact"]
                 result.reports.append(row)
-                result.stopped_at = stage.name
-                result.message = f"chain stopped at stage {i + 1} {stage.name!r}: metric drop {drop:.4f} > {self.max_metric_drop:g}"
-                for rest in self.stages[i + 1:]:
-                    result.reports.append(_row(rest.name, "skipped", reason=f"not run: chain stopped at {stage.name!r}"))
-                break
-            if not self._fast_enough(row, i, ctx.latency_runs):
-                result.reports.append(row)
-                continue
-            if folder is not None:
-                sidecar = save_stage(candidate, folder, index=i + 1, stage=stage.name, sample=ctx.sample,
-                                     model_config=model_config, row=row, notes=row["reason"])
-                if sidecar is not None:
-                    meta = _read_json(sidecar)
-                    row.update(artifact=sidecar.name, sha256=meta["sha256"], precision=meta["precision"])
-                final = row["artifact"]
-            result.reports.append(row)
-            current, current_metric = candidate, metric
+                current, current_metric = candidate, metric
+            finally:
+                row = result.reports[rows] if len(result.reports) > rows else None
+                bar.advance(note=f"compression stage {i + 1}/{len(self.stages)} {stage.name}: "
+                                 f"{row['status'] if row else 'failed'}")
+        bar.close()
         result.model = current
         if folder is not None:
             entries = [dict(stage=r["stage"], status=r["status"], artifact=r["artifact"]) for r in result.reports]

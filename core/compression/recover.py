@@ -32,7 +32,8 @@ class Recovery:
     """How a stage's model is recovered: ``epochs`` of fine-tuning, or of distillation from the teacher.
 
     Args:
-        epochs: training epochs (>= 1) through ``ctx.train``.
+        epochs: training epochs (>= 1) through ``ctx.train``; ``None`` (the default): they follow the run's
+            ``train.epochs`` (:func:`recovery_epochs`: a quarter, rounded up — 3 of 12, 1 of 2).
         mode: ``'finetune'`` (the task loss on the labels) or ``'distill'``
             (``alpha * T^2 * KL(teacher || student) + (1 - alpha) * CE``, the
             teacher being ``ctx.teacher`` or the chain's unpruned input model).
@@ -44,7 +45,7 @@ class Recovery:
         Recovery.from_config(dict(epochs=2, mode='finetune'), owner='compression.stages[0]')
     """
 
-    epochs: int = 1
+    epochs: int | None = None
     mode: str = "distill"
     temperature: float = 4.0
     alpha: float = 0.7
@@ -59,8 +60,9 @@ class Recovery:
             if key not in known:
                 raise ConfigError(f"{owner}.recover.{key}: unknown key{did_you_mean(str(key), known)}; expected some of {known}")
         rec = cls(**dict(cfg))
-        if not isinstance(rec.epochs, int) or isinstance(rec.epochs, bool) or rec.epochs < 1:
-            raise ConfigError(f"{owner}.recover.epochs: expected an int >= 1, got {rec.epochs!r}")
+        if rec.epochs is not None and (not isinstance(rec.epochs, int) or isinstance(rec.epochs, bool) or rec.epochs < 1):
+            raise ConfigError(f"{owner}.recover.epochs: expected an int >= 1, got {rec.epochs!r} "
+                              "(or leave it out: a quarter of train.epochs)")
         if rec.mode not in MODES:
             raise ConfigError(f"{owner}.recover.mode: expected one of {list(MODES)}, got {rec.mode!r}")
         if not isinstance(rec.temperature, (int, float)) or rec.temperature <= 0:
@@ -76,11 +78,23 @@ class Recovery:
                 f"{owner}.recover: recovery needs the training data, but the compression context has no "
                 "train(model, epochs) (run the chain from `vkit run`, or pass CompressionContext(train=runner_trainer(train_set)))")
         _mark_initialised(model)  # mmengine's Runner calls init_weights(): never re-initialise a trained model
+        epochs = self.epochs if self.epochs is not None else recovery_epochs(ctx.train_epochs)
         if self.mode == "finetune":
-            return ctx.train(model, self.epochs).eval()
+            return ctx.train(model, epochs).eval()
         kd = KDModel(teacher, model, self.temperature, self.alpha)
-        trained = ctx.train(kd, self.epochs)
+        trained = ctx.train(kd, epochs)
         return getattr(trained, "student", kd.student).eval()
+
+
+def recovery_epochs(train_epochs: int | None) -> int:
+    """The recovery budget when a ``recover`` entry sets no ``epochs``: a quarter of the run's ``train.epochs``,
+    rounded up (12 → 3, 2 → 1); 1 when the run's epochs are unknown.
+
+    Example::
+
+        recovery_epochs(12)   # 3
+    """
+    return max(1, -(-int(train_epochs) // 4)) if train_epochs else 1
 
 
 def _mark_initialised(model: nn.Module) -> None:
@@ -91,6 +105,7 @@ def _mark_initialised(model: nn.Module) -> None:
 
 def runner_trainer(
     train_set: Any, *, train: dict | None = None, work_dir: str | Path | None = None, seed: int | None = 0,
+    echo: Callable[[str], Any] | None = None,
 ) -> Callable[[nn.Module, int], nn.Module]:
     """``train(model, epochs) -> model`` over ``train_set`` with vkit's Runner (:func:`vkit.core.engine.build_runner`).
 
@@ -99,6 +114,7 @@ def runner_trainer(
         train: the ``train`` section (``DEFAULT_TRAIN`` keys: lr, batch_size ...); ``epochs`` is set per call.
         work_dir: the Runner's log folder (a temporary one when ``None``).
         seed: the Runner's seed.
+        echo: where the recovery's epoch lines go (the run's ``ctx.echo``; ``None``: stderr).
 
     Example::
 
@@ -111,7 +127,8 @@ def runner_trainer(
     def fit(model: nn.Module, epochs: int) -> nn.Module:
         with tempfile.TemporaryDirectory(prefix="vkit-recover-") as tmp:
             runner = build_runner(model, work_dir=work_dir or tmp, train_set=train_set,
-                                  train=dict(train or {}, epochs=epochs), seed=seed, checkpoint=False)
+                                  train=dict(train or {}, epochs=epochs), seed=seed, checkpoint=False,
+                                  echo=echo, progress_label="recover")
             runner.train()
             return runner.model
 

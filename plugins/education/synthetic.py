@@ -62,6 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vkit.core.progress import track
 from vkit.core.video import write_video
 from vkit.registry.errors import ConfigError
 
@@ -215,7 +216,7 @@ def _write_split(root: Path, seed: int, split: str, n: int, first_subject: int, 
     levels = np.repeat(np.arange(len(LEVEL_SHARES)), level_counts(n))
     rng.shuffle(levels)
     rows = []
-    for i, level in enumerate(levels.tolist()):
+    for i, level in track(list(enumerate(levels.tolist())), f"generating {split} clips", unit="clips"):
         subject_index = first_subject + i // per_subject
         subject, clip_id = f"{500000 + subject_index}", f"{500000 + subject_index}{i % per_subject:04d}"
         frames = render_clip(seed, subject_index, i % per_subject, level, size)
@@ -292,7 +293,8 @@ def generate(root: str | Path, seed: int = 0, n_train: int = 480, n_val: int = 1
     if sessions > 0:
         rows = []
         for s in range(1, sessions + 1):
-            for k, stretches in enumerate(lesson_levels(seed, s, learners, lesson_seconds), start=1):
+            recordings = list(enumerate(lesson_levels(seed, s, learners, lesson_seconds), start=1))
+            for k, stretches in track(recordings, f"generating session {s} lessons", unit="videos"):
                 rel = f"session{s:02d}/learner{k:02d}.mp4"
                 write_video(root / "Lessons" / rel, render_lesson(seed, s, k, stretches, size), fps=FPS, crf=20)
                 rows += [(rel, f"session{s:02d}", f"learner{k:02d}", a, b, level) for a, b, level in stretches]

@@ -50,6 +50,7 @@ from typing import Any
 
 import numpy as np
 
+from vkit.core.progress import track
 from vkit.registry.errors import ConfigError, DataError
 
 #: Bump when the generated images change for the same parameters (the task's ``generator_version`` follows it).
@@ -233,7 +234,7 @@ def generate_dataset(
         split_rng = np.random.default_rng([seed, {"training": 0, "validation": 1, "test": 2}[split], 10**6])
         labels = split_rng.permutation(np.repeat([0, 1], count // 2))
         entries = []
-        for label in labels:
+        for label in track(labels.tolist(), f"generating {split} volumes", unit="cases"):
             case_id = f"case_{case:05d}"
             vol, _ = synthesize_volume(int(label), size, np.random.default_rng([seed, case]))
             img = nib.Nifti1Image(np.round(vol).astype(np.int16), affine)

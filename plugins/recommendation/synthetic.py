@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vkit.core.progress import track
 from vkit.core.video import write_video
 from vkit.registry.errors import ConfigError
 
@@ -168,7 +169,7 @@ def generate(root: str | Path, seed: int = 0, n_users: int = 600, n_items: int =
             clock += int(rng.integers(60, 3_600))
             rows.append((f"u{u:04d}", item_ids[i], clock))
     root.mkdir(parents=True, exist_ok=True)
-    for i, item in enumerate(item_ids):
+    for i, item in track(list(enumerate(item_ids)), "generating catalogue videos", unit="videos"):
         write_video(root / "videos" / f"{item}.mp4", render_item(seed, i, int(genres[i])), fps=FPS, crf=20)
     with open(root / INTERACTIONS_FILE, "w", newline="") as handle:
         writer = csv.writer(handle)

@@ -69,7 +69,7 @@ def extract_features(records: list[VideoRecord], extractor: FrozenEmbedder, ctx:
     """
     from vkit.core.scoring import each_video, video_rows
 
-    outcomes = each_video([r.path for r in records], extractor, skip_bad=ctx.skip_bad)
+    outcomes = each_video([r.path for r in records], extractor, skip_bad=ctx.skip_bad, label="extracting features")
     out = [VideoFeatures(r, o["result"], dict(o["info"], size=o["size"]), o["sha256"])
            for r, o in zip(records, outcomes) if o["status"] == "ok"]
     if outcomes:

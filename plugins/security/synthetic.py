@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vkit.core.progress import Progress
 from vkit.core.video import write_video
 from vkit.plugins.security.annotations import Annotation, write_annotations
 from vkit.registry.errors import ConfigError
@@ -191,6 +192,7 @@ def generate(root: str | Path, seed: int = 0, num_normal: int = 50, num_anomalou
     root = Path(root)
     notes: list[Annotation] = []
     split: dict[str, list[str]] = {"train": [], "test": []}
+    bar = Progress("generating surveillance videos", num_normal + num_anomalous, unit="videos")
     for label, count in ((1, num_anomalous), (0, num_normal)):
         n_test = max(1, int(round(count * test_fraction)))
         for i in range(count):
@@ -201,6 +203,8 @@ def generate(root: str | Path, seed: int = 0, num_normal: int = 50, num_anomalou
             write_video(root / rel, frames, fps=FPS, crf=18)
             notes.append(Annotation(Path(rel).name, category or "Normal", (interval,) if interval else ()))
             split["test" if i >= count - n_test else "train"].append(rel)
+            bar.advance()
+    bar.close()
     (root / TRAIN_LIST).write_text("".join(p + "\n" for p in split["train"]))
     (root / TEST_LIST).write_text("".join(p + "\n" for p in split["test"]))
     return write_annotations(root / ANNOTATION_FILE, notes)
