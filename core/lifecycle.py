@@ -277,6 +277,9 @@ def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
     from mmengine.runner import set_random_seed
 
     check_task(task, cfg)
+    from vkit.core.weights.check import check_run_weights
+
+    check_run_weights(cfg, ctx)  # every pretrained= loads (or fails naming its key) before any data is read
     ctx.data = prepare_data(task, cfg, ctx)
     if ctx.data is not None:
         ctx.summary["data"] = str(ctx.data)

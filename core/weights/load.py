@@ -16,6 +16,7 @@ Example::
 """
 from __future__ import annotations
 
+import contextvars
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,13 @@ from vkit.core.weights.prefixes import match_keys
 from vkit.registry.errors import CheckpointError, ConfigError, VkitError
 
 RUN_PREFIX = "run:"
+#: The store ``run:ID`` resolves in when none is passed (set by a run: :func:`use_store`).
+_STORE: contextvars.ContextVar[Any] = contextvars.ContextVar("vkit_weights_store", default=None)
+
+
+def use_store(store: Any) -> None:
+    """Resolve ``run:ID`` references in ``store`` from now on in this context (a run sets its own store)."""
+    _STORE.set(store)
 
 
 @dataclass
@@ -80,6 +88,7 @@ def resolve(pretrained: str | Path, store: Any = None, owner: str = "pretrained"
     except ImportError as err:
         raise ConfigError(f"{owner}: pretrained={text!r} names a run's weights, but this vkit cannot resolve run "
                           f"references ({err}); give the weights file itself (.safetensors or .pth)") from None
+    store = store if store is not None else _STORE.get()
     if store is None:
         from vkit.core.store import open_store
 
@@ -153,4 +162,4 @@ def record_reports(reports: dict[str, LoadReport], ctx: Any) -> None:
         ctx.summary[f"pretrained {key}"] = report.line()
 
 
-__all__ = ["RUN_PREFIX", "LoadReport", "load_weights", "record_reports", "resolve"]
+__all__ = ["RUN_PREFIX", "LoadReport", "load_weights", "record_reports", "resolve", "use_store"]
