@@ -68,7 +68,8 @@ def _mask(text: str) -> str:
     return mask_secrets(text)
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, decimals: bool = False) -> str:
+    """``value`` as text: an integral float as an integer (``227184``) unless ``decimals`` (its column has fractions)."""
     if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool
         return str(bool(value))
     if isinstance(value, numbers.Integral):
@@ -77,7 +78,7 @@ def _fmt(value: Any) -> str:
         value = float(value)
         if math.isnan(value):
             return "n/a"
-        if value.is_integer() and abs(value) < 1e15:  # a count stored as a float: 227184, not 227184.0000
+        if value.is_integer() and abs(value) < 1e15 and not decimals:  # a count stored as a float: 227184
             return str(int(value))
         return f"{value:.4f}"
     if isinstance(value, datetime):
@@ -89,11 +90,19 @@ class _Markup(str):
     """HTML made by this module (an ``<img>``), put into a table cell as is."""
 
 
-def _cell(value: Any) -> str:
+def _number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and type(value).__name__ != "bool_"
+
+
+def _fractional(value: Any) -> bool:
+    return _number(value) and not isinstance(value, numbers.Integral) and math.isfinite(value) and not float(value).is_integer()
+
+
+def _cell(value: Any, decimals: bool = False) -> str:
     if isinstance(value, _Markup):
         return f"<td>{value}</td>"
-    css = ' class="num"' if isinstance(value, numbers.Real) and not isinstance(value, bool) else ""
-    return f"<td{css}>{html.escape(_fmt(value))}</td>"
+    css = ' class="num"' if _number(value) else ""
+    return f"<td{css}>{html.escape(_fmt(value, decimals))}</td>"
 
 
 def _table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
@@ -105,7 +114,8 @@ def _table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
     for row in rows:
         columns += [str(k) for k in row if str(k) not in columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(_cell(row.get(c, "")) for c in columns) + "</tr>" for row in rows)
+    decimals = {c for c in columns if any(_fractional(row.get(c)) for row in rows)}  # one format per column
+    body = "".join("<tr>" + "".join(_cell(row.get(c, ""), c in decimals) for c in columns) + "</tr>" for row in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
 

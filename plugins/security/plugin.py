@@ -3,6 +3,8 @@
 Import-light on purpose (no torch here): the task class is returned by
 ``vkit_tasks``; the torch-backed components are imported, and registered into
 the registries vkit hands over, only inside ``vkit_register_components``.
+``vkit_report_sections`` adds event keyframes, false alarms on normal videos and a timeline per camera to
+a run's report (:mod:`vkit.plugins.security.report_sections`).
 """
 from __future__ import annotations
 
@@ -28,3 +30,10 @@ def vkit_register_components(registries: dict[str, Any]) -> None:
     registries["HEADS"].register_module(module=MILScoringHead)
     registries["MODELS"].register_module(module=MILAnomalyModel)
     registries["DATASETS"].register_module(module=AnomalyVideoDataset)
+
+
+@hookimpl
+def vkit_report_sections(run: dict[str, Any], store: Any) -> list[Any] | None:
+    from vkit.plugins.security.report_sections import report_sections
+
+    return report_sections(run, store)

@@ -137,7 +137,9 @@ def test_engagement_report_shows_sessions_with_salted_learner_hashes(tiny_run, s
     lines = proc.stdout.splitlines()
     assert lines[0] == "session01: attention fell from 00:00 to 00:08 for 2 of 2 learners"  # every segment is "low"
     hashes = sorted(learner_hash(name, "s3cret") for name in ("learner01", "learner02"))
-    assert [line.split()[0] for line in lines[1:3]] == hashes and "learner0" not in proc.stdout
+    levels = [float(line.split("mean level ")[1].split()[0]) for line in lines[1:3]]
+    assert sorted(line.split()[0] for line in lines[1:3]) == hashes and "learner0" not in proc.stdout
+    assert levels == sorted(levels)  # teacher-first: the lowest engagement first
     assert (tmp_path / "session01.png").stat().st_size > 1000
     env.pop("VKIT_LEARNER_SALT")
     missing = subprocess.run(vkit, capture_output=True, text=True, env=env, timeout=120)
