@@ -6,9 +6,9 @@ prints the same data for scripts.
 
 Example::
 
-    vkit runs list --kind train --status finished
+    vkit runs list --kind train --status finished     # with each run's main metric (e.g. test auc)
     vkit runs compare 3 7 --json        # metrics side by side (delta vs run 3), config differences
-    vkit runs delete 3 --work-dir       # its rows in one transaction, then its work folder
+    vkit runs delete 3 --work-dir       # asks first (--yes: does not); its rows in one transaction, then its folder
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.registry.errors import StoreError, VkitError
 
 #: ``--kind`` choices (``runs.kind``).
-KINDS = ("train", "score", "predict", "watch")
+KINDS = ("train", "score", "predict", "watch", "pretrain")
 
 
 # ----------------------------------------------------------------------------- output helpers
@@ -128,6 +128,33 @@ def compare_runs(store: Any, run_ids: Sequence[int]) -> dict[str, Any]:
     return dict(runs=brief, metrics=metric_rows, config=config_rows)
 
 
+def main_metric(run: Mapping[str, Any], metrics: Mapping[str, float]) -> tuple[str, float] | None:
+    """A run's headline ``(split/key, value)``: the metric its config chose (``checkpoint.metric``, else
+    ``compression.metric``) on the test split, else on validation; else its first test metric; ``None``
+    when it logged none (a scoring or predict run).
+
+    Example::
+
+        main_metric(dict(config=dict(checkpoint=dict(metric="auc"))), {"test/auc": 0.98, "val/auc": 0.97})
+        # ('test/auc', 0.98)
+    """
+    config = run.get("config") or {}
+    chosen = [section.get("metric") for section in (config.get("checkpoint"), config.get("compression"))
+              if isinstance(section, Mapping) and isinstance(section.get("metric"), str)]
+    for key in [f"{split}/{name}" for name in chosen for split in ("test", "val")]:
+        if key in metrics:
+            return key, metrics[key]
+    tests = sorted(k for k in metrics if k.startswith("test/"))
+    return (tests[0], metrics[tests[0]]) if tests else None
+
+
+def _metric_text(found: tuple[str, float] | None) -> str:
+    if found is None:
+        return ""
+    split, key = found[0].split("/", 1)
+    return f"{key} {_fmt(found[1])}" + ("" if split == "test" else f" ({split})")
+
+
 def _safe_to_remove(folder: Path) -> bool:
     """Whether ``folder`` may be removed: not ``/``, the home folder, or the working directory or one of its parents."""
     resolved = folder.resolve()
@@ -196,19 +223,24 @@ def runs_group() -> None:
 @runs_group.command("list")
 @click.option("--task", help="Only runs of this task.")
 @click.option("--status", type=click.Choice(("running", "finished", "failed", "interrupted")), help="Only runs in this status.")
-@click.option("--kind", type=click.Choice(KINDS), help="Only training (vkit run), scoring or predict runs.")
+@click.option("--kind", type=click.Choice(KINDS), help="Only training (vkit run), scoring, predict, watch or pretraining runs.")
 @click.option("--limit", default=20, show_default=True, help="At most this many (newest first; 0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
 def runs_list(ctx: click.Context, task: str | None, status: str | None, kind: str | None, limit: int,
               as_json: bool) -> None:
     """The most recent runs (``interrupted``: its process died without finishing it)."""
-    runs = _store(ctx, listing=True).list_runs(limit=limit or None, task=task, status=status, kind=kind)
+    store = _store(ctx, listing=True)
+    runs = store.list_runs(limit=limit or None, task=task, status=status, kind=kind)
+    for run in runs:
+        found = main_metric(run, store.final_metrics(run["id"]))
+        run["metric"] = dict(key=found[0], value=found[1]) if found else None
     if as_json:
         return _echo_json(runs)
-    _table("runs", ["id", "task", "kind", "plugin", "status", "started (UTC)", "finished (UTC)"],
-           [[r["id"], r["task"], r["kind"], r["plugin"], r["status"], _when(r["started_at"]), _when(r["finished_at"])]
-            for r in runs])
+    _table("runs", ["id", "task", "kind", "plugin", "status", "main metric", "started (UTC)", "finished (UTC)"],
+           [[r["id"], r["task"], r["kind"], r["plugin"], r["status"],
+             _metric_text((r["metric"]["key"], r["metric"]["value"]) if r["metric"] else None),
+             _when(r["started_at"]), _when(r["finished_at"])] for r in runs])
 
 
 def _when(moment: Any) -> str:
@@ -290,11 +322,16 @@ def _signed(delta: float | None) -> str:
 @click.option("--work-dir", "work_dir", is_flag=True,
               help="Also remove each run's work folder (checkpoints, report), when its vkit-run.json names the run "
                    "and no other run uses it.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (needed when stdin is not a terminal).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context
-def runs_delete(ctx: click.Context, run_ids: tuple[int, ...], work_dir: bool, as_json: bool) -> None:
-    """Delete RUN_IDS and all their rows in one transaction (refused while one is running)."""
-    result = delete_runs(_store(ctx, write=True), run_ids, work_dir=work_dir)
+def runs_delete(ctx: click.Context, run_ids: tuple[int, ...], work_dir: bool, yes: bool, as_json: bool) -> None:
+    """Delete RUN_IDS and all their rows in one transaction (refused while one is running); asks first unless --yes."""
+    store = _store(ctx, write=True)
+    runs = _deletable(store, run_ids)
+    if not yes:
+        _confirm_delete(runs, work_dir)
+    result = delete_runs(store, run_ids, work_dir=work_dir)
     if as_json:
         return _echo_json(result)
     rows = ", ".join(f"{table} {n}" for table, n in result["rows"].items() if n)
@@ -305,4 +342,43 @@ def runs_delete(ctx: click.Context, run_ids: tuple[int, ...], work_dir: bool, as
         click.echo(f"kept {folder['path']}: {folder['reason']}")
 
 
-__all__ = ["compare_runs", "delete_runs", "flatten", "runs_group"]
+def _deletable(store: Any, run_ids: Sequence[int]) -> list[dict[str, Any]]:
+    """The runs to delete, checked as ``Store.delete_runs`` checks them (before asking): all known, none running."""
+    ids = sorted({int(i) for i in run_ids})
+    runs = {i: store.get_run(i) for i in ids}
+    missing = [i for i, run in runs.items() if run is None]
+    if missing:
+        raise StoreError(f"delete: runs {missing} are not in store {store.url}; nothing deleted")
+    running = [i for i, run in runs.items() if run["status"] == "running"]
+    if running:
+        raise StoreError(f"delete: runs {running} are still running; stop them first (nothing deleted)")
+    return [runs[i] for i in ids]
+
+
+def _interactive() -> bool:
+    """Whether stdin is a terminal a question can be asked on."""
+    import sys
+
+    try:
+        return bool(sys.stdin.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _confirm_delete(runs: Sequence[Mapping[str, Any]], work_dir: bool) -> None:
+    """Ask on the terminal; refuse (a VkitError, exit 1) when stdin is not one: a script must say ``--yes``."""
+    from vkit.core.console import console
+
+    what = "their rows" + (" and their own work folders" if work_dir else "")
+    if not _interactive():
+        raise VkitError(f"runs delete: not deleting runs {[r['id'] for r in runs]} without confirmation: stdin is not "
+                        "a terminal to ask on; add --yes to delete without asking")
+    for run in runs:
+        console().print(f"run {run['id']}: {run['kind']} {run['task']} ({run['status']}, started {_when(run['started_at'])})",
+                        soft_wrap=True)
+    if not click.confirm(f"Delete {len(runs)} run(s) and {what}?", default=False):
+        click.echo("nothing deleted", err=True)
+        raise click.exceptions.Exit(1)
+
+
+__all__ = ["compare_runs", "delete_runs", "flatten", "main_metric", "runs_group"]

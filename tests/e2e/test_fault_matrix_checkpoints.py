@@ -161,7 +161,7 @@ def test_item1_delete_from_another_folder_removes_only_the_runs_own(shared: dict
     (decoy / "notes.txt").write_text("mine")
     model = entry["work"] / "model.safetensors"
     before = sha256(model)
-    out = vkit("--db", url, "runs", "delete", str(failed["id"]), "--work-dir", cwd=elsewhere).stdout
+    out = vkit("--db", url, "runs", "delete", str(failed["id"]), "--work-dir", "--yes", cwd=elsewhere).stdout
     assert f"removed {own}" in out and not own.exists()
     assert (decoy / "notes.txt").read_text() == "mine" and sha256(model) == before
 
@@ -174,7 +174,7 @@ def test_item1_delete_keeps_a_folder_another_run_owns(shared: dict, backend: str
         stray = store.start_run("medical-diagnosis", "medical", {}, seed=0, work_dir=work)
         store.finish_run(stray, "failed", error="DataError: boom")
     files = {p.name: sha256(p) for p in work.iterdir() if p.is_file()}
-    out = vkit("--db", url, "runs", "delete", str(stray), "--work-dir", cwd=shared["tmp"]).stdout
+    out = vkit("--db", url, "runs", "delete", str(stray), "--work-dir", "--yes", cwd=shared["tmp"]).stdout
     assert f"deleted runs [{stray}]" in out
     assert f"kept {work}: its vkit-run.json names run 1 of store {entry['identity']}, not run {stray}" in out
     assert {p.name: sha256(p) for p in work.iterdir() if p.is_file()} == files

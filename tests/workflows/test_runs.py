@@ -88,7 +88,7 @@ def test_delete_removes_every_row_in_one_transaction(store, store_url, filled):
     mine = _counts(store, doomed)
     assert mine == {"metrics": 14, "artifacts": 1, "predictions": 24, "scores": 24, "events": 2, "video_summaries": 3}
     kept = _counts(store, [filled["other"], filled["predict"]])
-    result = json.loads(_vkit(store_url, "runs", "delete", *map(str, doomed), "--json"))
+    result = json.loads(_vkit(store_url, "runs", "delete", *map(str, doomed), "--yes", "--json"))
     assert result["runs"] == sorted(doomed) and result["rows"]["runs"] == 2
     assert {k: result["rows"][k] for k in TABLES} == mine
     after_all = store.counts()
@@ -113,11 +113,11 @@ def test_delete_refuses_a_running_run_and_unknown_ids_deleting_nothing(store, st
 
 def test_delete_work_dir_only_on_request(store, store_url, filled):
     work = Path(store.get_run(filled["train"])["work_dir"])
-    text = _vkit(store_url, "runs", "delete", str(filled["train"]))
+    text = _vkit(store_url, "runs", "delete", str(filled["train"]), "--yes")
     assert f"deleted runs [{filled['train']}]" in text and "predictions 24" in text
     assert work.is_dir()
     store.finish_run(filled["other"], "finished", work_dir=work)
-    text = _vkit(store_url, "runs", "delete", str(filled["other"]), "--work-dir")  # no sidecar names the run: kept
+    text = _vkit(store_url, "runs", "delete", str(filled["other"]), "--work-dir", "-y")  # no sidecar names the run: kept
     assert f"kept {work}: no vkit-run.json or recorded model.json names run {filled['other']}" in text and work.is_dir()
 
 
@@ -132,10 +132,10 @@ def test_delete_work_dir_removes_the_runs_own_unshared_folder(store, store_url, 
     mark_work_dir(own, store.identity, third, "demo-task")
     for run in (first, second, third):
         store.finish_run(run, "finished")
-    out = json.loads(_vkit(store_url, "runs", "delete", str(first), str(third), "--work-dir", "--json"))
+    out = json.loads(_vkit(store_url, "runs", "delete", str(first), str(third), "--work-dir", "--yes", "--json"))
     assert out["removed"] == [str(own)] and not own.exists()
     assert out["kept"] == [dict(path=str(shared), reason=f"also used by run(s) {second}")] and shared.is_dir()
-    out = json.loads(_vkit(store_url, "runs", "delete", str(second), "--work-dir", "--json"))
+    out = json.loads(_vkit(store_url, "runs", "delete", str(second), "--work-dir", "--yes", "--json"))
     assert out["kept"][0]["reason"].startswith(f"its vkit-run.json names run {first} of store {store.identity}")
 
 
