@@ -69,7 +69,8 @@ def _mask(text: str) -> str:
 
 
 def _fmt(value: Any, decimals: bool = False) -> str:
-    """``value`` as text: an integral float as an integer (``227184``) unless ``decimals`` (its column has fractions)."""
+    """``value`` as text: an integral float of 2 or more as an integer (``227184``, not ``227184.0000``) unless
+    ``decimals`` (its column has fractions); ``0.0`` and ``1.0`` keep their decimals (a rate, an AUC)."""
     if isinstance(value, bool) or type(value).__name__ == "bool_":  # numpy's bool
         return str(bool(value))
     if isinstance(value, numbers.Integral):
@@ -78,7 +79,7 @@ def _fmt(value: Any, decimals: bool = False) -> str:
         value = float(value)
         if math.isnan(value):
             return "n/a"
-        if value.is_integer() and abs(value) < 1e15 and not decimals:  # a count stored as a float: 227184
+        if value.is_integer() and 2 <= abs(value) < 1e15 and not decimals:  # a count stored as a float: 227184
             return str(int(value))
         return f"{value:.4f}"
     if isinstance(value, datetime):
@@ -114,7 +115,8 @@ def _table(rows: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> str:
     for row in rows:
         columns += [str(k) for k in row if str(k) not in columns]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    decimals = {c for c in columns if any(_fractional(row.get(c)) for row in rows)}  # one format per column
+    decimals = {c for c in columns if any(_fractional(row.get(c)) for row in rows)  # one format per column:
+                or not any(_number(row.get(c)) and abs(float(row[c])) >= 2 for row in rows)}  # 0/1: a rate
     body = "".join("<tr>" + "".join(_cell(row.get(c, ""), c in decimals) for c in columns) + "</tr>" for row in rows)
     return f"<div class='scroll'><table><tr>{head}</tr>{body}</table></div>"
 
@@ -486,6 +488,7 @@ def write_run_report(
 
         manager = get_plugin_manager(extra=plugins)
     extra, failures = _plugin_sections(dict(run, report_dir=str(out.resolve()), db=store.url), store, manager)
+    extra += __import__("vkit.workflows.report_explain", fromlist=["_"]).explanation_sections(store, run, out, manager, warn)
 
     page = _Page(out, f"vkit {run.get('kind', 'train')} run {run_id}: {run['task']}")
     info = {k: run.get(k) for k in ("id", "task", "kind", "plugin", "status", "started_at", "finished_at", "seed",

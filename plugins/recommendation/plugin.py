@@ -6,6 +6,8 @@ components are registered through the ``registries`` argument of
 ``TwoTower``; BACKBONES ``ClipStats``; METRICS ``RankingMetric``.
 ``vkit_cli_commands`` adds ``vkit recommend`` (:mod:`vkit.plugins.recommendation.cli`).
 ``vkit_store_schema`` gives its ``recommendations`` table and migrations (:mod:`vkit.plugins.recommendation.store`).
+``vkit_report_sections`` puts the model comparison chart, sample recommendations with their reasons and the
+cold-start slice at the top of a training run's report (:mod:`vkit.plugins.recommendation.report_sections`).
 """
 from __future__ import annotations
 
@@ -45,3 +47,10 @@ def vkit_store_schema() -> Any:
     from vkit.plugins.recommendation.store import SCHEMA
 
     return SCHEMA
+
+
+@hookimpl
+def vkit_report_sections(run: dict[str, Any], store: Any) -> list[Any] | None:
+    from vkit.plugins.recommendation.report_sections import report_sections
+
+    return report_sections(run, store)
