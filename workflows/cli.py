@@ -282,6 +282,7 @@ def _attach_commands() -> None:
 
     for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd, config_cmd):
         cli.add_command(command)
+    cli.add_command(__import__("vkit.workflows.pretrain", fromlist=["pretrain_cmd"]).pretrain_cmd)
     cli.add_command(__import__("vkit.workflows.explain", fromlist=["explain_cmd"]).explain_cmd)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)

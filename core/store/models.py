@@ -26,9 +26,9 @@ RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 #: Allowed ``videos.status`` values: inventoried, decoded fine, unreadable, same content as a video already scored,
 #: changed while it was scored (rewritten between hashing and decoding, on every try: scored by the next run).
 VIDEO_STATUSES = ("pending", "ok", "failed", "duplicate", "changed")
-#: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict``, ``vkit watch`` (free text:
-#: plugins may add kinds).
-RUN_KINDS = ("train", "score", "predict", "watch")
+#: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict``, ``vkit watch``,
+#: ``vkit pretrain`` (free text: plugins may add kinds).
+RUN_KINDS = ("train", "score", "predict", "watch", "pretrain")
 #: Allowed ``events.status`` values: ``open`` (a live event still growing, ``vkit watch``), ``closed`` (every event of
 #: ``vkit score``), ``interrupted`` (its stream died or the watch stopped while it was open).
 EVENT_STATUSES = ("open", "closed", "interrupted")

@@ -136,7 +136,9 @@ class RunRows(StoreBase):
                 ...
         """
         self.reap_stale_runs()
-        run_id = self.reopen_run(resume, task) if resume is not None else self.start_run(task, plugin, config, seed, **kwargs)
+        kind = kwargs.get("kind", "train")
+        run_id = (self.reopen_run(resume, task, kind) if resume is not None
+                  else self.start_run(task, plugin, config, seed, **kwargs))
         status, error = "finished", None
         try:
             yield run_id
@@ -150,8 +152,8 @@ class RunRows(StoreBase):
         finally:
             self.finish_run(run_id, status, error)
 
-    def reopen_run(self, run_id: int, task: str) -> int:
-        """Put an ``interrupted`` or ``failed`` training run of ``task`` back to ``running`` in this process.
+    def reopen_run(self, run_id: int, task: str, kind: str = "train") -> int:
+        """Put an ``interrupted`` or ``failed`` run of ``task`` and ``kind`` (``train``, ``pretrain``) back to ``running``.
 
         What ``vkit run TASK --resume RUN`` does before going on with the run's
         epochs; a run that is running, finished, of another task or not a
@@ -163,8 +165,9 @@ class RunRows(StoreBase):
         """
         with self.session() as session:
             run = self._run(session, run_id)
-            if run.task != task or run.kind != "train":
-                raise StoreError(f"run {run_id} is a {run.kind} run of task {run.task!r}, not a training run of {task!r}")
+            if run.task != task or run.kind != kind:
+                what = "training" if kind == "train" else kind
+                raise StoreError(f"run {run_id} is a {run.kind} run of task {run.task!r}, not a {what} run of {task!r}")
             reopened = session.execute(
                 sa.update(Run).where(Run.id == run_id, Run.status.in_(("interrupted", "failed")))
                 .values(status="running", error=None, finished_at=None, host=socket.gethostname(), pid=os.getpid())
@@ -263,6 +266,8 @@ def resume_hint(kind: str, task: str, run_id: int) -> str:
     """
     if kind == "train":
         return f"`vkit run {task} --resume {run_id}` continues it from its last finished epoch"
+    if kind == "pretrain":
+        return f"`vkit pretrain --resume {run_id}` continues it from its last finished epoch"
     return "rerun to resume"
 
 

@@ -1,0 +1,133 @@
+"""What ``vkit pretrain`` decodes from each file: clips of a video, or a resized scan.
+
+:class:`ClipDecoder` is a :class:`~vkit.core.scoring.SegmentScorer` without a
+model: the scoring engine's :func:`~vkit.workflows.scoring.engine.prepare_video`
+hashes, probes and decodes with it exactly as ``vkit score`` does (regular
+files only, failures as outcomes with their reason, files that change while
+read retried). Its clips are ``num_segments`` dense clips of the backbone's
+``T`` frames, decoded a little larger than the backbone's input so that a
+random crop has room. :class:`VolumeDecoder` reads a 3-D scan with MONAI
+(``LoadImage``, channel first, ``Resize``, ``NormalizeIntensity``) and
+:func:`prepare_volume` gives it the same outcome shape (the video probe does
+not apply to NIfTI).
+
+Example::
+
+    decoder = ClipDecoder(segments=4, frames=8, size=(36, 36))
+    decoder.decode("a.mp4").shape        # (4, 3, 8, 36, 36) float32, pixels 0..255
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from vkit.core.sampling import FrameSampler
+from vkit.core.scoring import SegmentScorer
+from vkit.registry.errors import ConfigError, DataError
+
+__all__ = ["VOLUME_SUFFIXES", "ClipDecoder", "VolumeDecoder", "crop_room", "prepare_volume"]
+
+#: File endings ``vkit pretrain`` takes from a folder for a volume backbone.
+VOLUME_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".mha", ".nrrd")
+
+
+def crop_room(size: Sequence[int], factor: float = 8 / 7) -> tuple[int, ...]:
+    """The decoded size around a backbone input ``size``: ``factor`` larger, so a random crop has room."""
+    return tuple(int(round(int(s) * factor)) for s in size)
+
+
+def _identity(settings: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+
+
+class ClipDecoder(SegmentScorer):
+    """Dense clips of a video for pretraining, ``(segments, 3, frames, H, W)`` float32 in 0..255.
+
+    Args:
+        segments: clips per video (the views of a video come from different ones).
+        frames: ``T`` of each clip (the backbone's ``num_frames``).
+        size: ``(H, W)`` the frames are resized to.
+        frame_interval: the step between a clip's frames.
+    """
+
+    memory_format = "contiguous"
+
+    def __init__(self, segments: int, frames: int, size: Sequence[int], frame_interval: int = 1) -> None:
+        self.sampler = FrameSampler("dense", int(segments), int(frames), frame_interval=int(frame_interval))
+        self.size = (int(size[0]), int(size[1]))
+        self.settings = dict(kind="pretrain-clips", sampler=self.sampler.settings, size=list(self.size))
+        self.model_sha256 = _identity(self.settings)
+        self.min_frames = 1
+
+    def score(self, clips: Any) -> Any:
+        raise ConfigError("ClipDecoder only decodes clips for pretraining; it has no model to score with")
+
+
+class VolumeDecoder:
+    """A 3-D scan for pretraining, ``(1, C, D, H, W)`` float32, z-scored (MONAI ``NormalizeIntensity``).
+
+    Args:
+        size: ``(D, H, W)`` the scan is resized to.
+        channels: channels the backbone takes (a single-channel scan is repeated to fit).
+    """
+
+    num_segments = 1
+
+    def __init__(self, size: Sequence[int], channels: int = 1) -> None:
+        if len(tuple(size)) != 3:
+            raise ConfigError(f"volume decoder: size={size!r}; expected (D, H, W)")
+        self.size, self.channels = tuple(int(s) for s in size), int(channels)
+        self.settings = dict(kind="pretrain-volume", size=list(self.size), channels=self.channels)
+        self.model_sha256 = _identity(self.settings)
+
+    def decode(self, path: str) -> np.ndarray:
+        from monai.transforms import Compose, EnsureChannelFirst, LoadImage, NormalizeIntensity, Resize
+
+        try:
+            volume = Compose([LoadImage(image_only=True), EnsureChannelFirst(), Resize(self.size, mode="trilinear"),
+                              NormalizeIntensity()])(path)
+        except Exception as err:  # MONAI wraps the reader's errors in RuntimeError / OSError / ValueError
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise DataError(f"{path}: not a readable volume ({first})") from err
+        array = np.asarray(volume, dtype=np.float32)  # (C, D, H, W); depth is the first spatial axis read
+        if array.shape[0] != self.channels:
+            if array.shape[0] != 1:
+                raise DataError(f"{path}: {array.shape[0]} channels; the backbone takes {self.channels}")
+            array = np.repeat(array, self.channels, 0)
+        return array[None]
+
+
+def prepare_volume(path: str, decoder: VolumeDecoder, skip_sha256: str | None = None) -> dict[str, Any]:
+    """The outcome of one scan in :func:`~vkit.workflows.scoring.engine.prepare_video`'s shape (``tensor``: its
+    ``(1, C, D, H, W)`` when it decoded): hashed (regular files only), ``skipped`` undecoded when its sha256 is
+    ``skip_sha256``, else decoded and checked unchanged meanwhile."""
+    import torch
+
+    from vkit.core.files import FileState
+    from vkit.core.store.provenance import sha256_file
+
+    video = dict(path=path, sha256=None, size=None, duration=None, fps=None, frames=None, status="failed", error=None)
+
+    def failed(error: str) -> dict[str, Any]:
+        video.update(status="failed", error=error)
+        return dict(path=path, status="failed", error=error, video=video, scores=[], events=[], clips=0)
+
+    try:
+        before = FileState.of(path)
+        video["sha256"], video["size"] = sha256_file(path)
+        if skip_sha256 is not None and video["sha256"] == skip_sha256:
+            return dict(path=path, status="skipped", error=None, video=video, scores=[], events=[], clips=0)
+        array = decoder.decode(path)
+        if FileState.of(path) != before:
+            return failed(f"{path}: changed while being read; the next run reads it again")
+    except DataError as err:
+        return failed(str(err))
+    except OSError as err:
+        return failed(f"{path}: unreadable ({err.strerror or err})")
+    video.update(status="ok", frames=int(array.shape[2]))
+    return dict(path=path, status="scored", error=None, video=video, scores=[], events=[], clips=1,
+                tensor=torch.from_numpy(array))
