@@ -18,42 +18,34 @@ import logging
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset, PersistentDataset
-from monai.data import Dataset as MonaiDataset
-from monai.data.image_reader import ImageReader, PydicomReader
-from monai.transforms import (
-    CenterSpatialCropd,
-    Compose,
-    EnsureChannelFirstd,
-    EnsureTyped,
-    LoadImaged,
-    MapTransform,
-    NormalizeIntensityd,
-    Orientationd,
-    RandFlipd,
-    RandRotate90d,
-    RandScaleIntensityd,
-    RandShiftIntensityd,
-    Resized,
-    ScaleIntensityRanged,
-    ScaleIntensityRangePercentilesd,
-    Spacingd,
-    SpatialPadd,
-)
-from monai.utils import MetaKeys, SpaceKeys
 
 from vkit.core.datalist import ALLOW_OUTSIDE_ENV, SPLIT_SHARES, BadRows, read_json, read_table, resolve_inside, stable_split
+from vkit.plugins.medical.cine import CINE_SUFFIXES
 from vkit.registry.errors import ConfigError, DataError, did_you_mean
+
+if TYPE_CHECKING:
+    from monai.transforms import Compose, LoadImaged
+
+#: What moved to :mod:`vkit.plugins.medical.monai_io` (MONAI subclasses), still importable from here.
+_MONAI_IO = ("CineReader", "DicomSeriesReader", "CheckVolumed")
+
+
+def __getattr__(name: str) -> Any:
+    """MONAI is imported when a scan is read or a pipeline built, not with this module (registration stays light)."""
+    if name in _MONAI_IO:
+        from vkit.plugins.medical import monai_io
+
+        return getattr(monai_io, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 #: Splits whose cases need no label (inference on unlabelled scans).
 PREDICTION_SPLITS = ("predict", "prediction")
-CINE_SUFFIXES = (".mp4", ".avi")
 _KEY = "image"
-_LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 #: Default transform config; ``build_transforms`` accepts any subset of these keys.
 DEFAULT_TRANSFORMS: dict[str, Any] = dict(
@@ -246,89 +238,7 @@ def load_datalist(
     return cases
 
 
-# ---------------------------------------------------------------------------- readers / transforms
-def _is_cine(path: Any) -> bool:
-    return str(path).lower().endswith(CINE_SUFFIXES)
-
-
-def _read_cine(path: str) -> np.ndarray:
-    """Decode every frame of a cine loop (via :mod:`vkit.core.video`) to grayscale: float32 (T, H, W)."""
-    from vkit.core.video import iter_frames
-
-    frames = [f.astype(np.float32) @ _LUMA for f in iter_frames(path)]  # RGB -> luma (ITU-R BT.601)
-    if not frames:
-        raise DataError(f"{path}: the cine loop has no decodable frames")
-    return np.stack(frames).astype(np.float32)
-
-
-class CineReader(ImageReader):
-    """MONAI ``ImageReader`` for ``.mp4``/``.avi`` cine loops: grayscale frames stacked as depth (T, H, W).
-
-    The affine is the identity (1 unit per frame/pixel); there is no channel axis.
-
-    Example::
-
-        LoadImaged(keys="image").register(CineReader())
-    """
-
-    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
-        names = [filename] if isinstance(filename, (str, Path)) else list(filename)
-        return len(names) == 1 and _is_cine(names[0])
-
-    def read(self, data: Sequence[str] | str, **kwargs: Any) -> np.ndarray:
-        name = data if isinstance(data, (str, Path)) else data[0]
-        return _read_cine(str(name))
-
-    def get_data(self, img: np.ndarray) -> tuple[np.ndarray, dict]:
-        meta = {
-            MetaKeys.SPATIAL_SHAPE: np.asarray(img.shape),
-            MetaKeys.AFFINE: np.eye(4),
-            MetaKeys.ORIGINAL_AFFINE: np.eye(4),
-            MetaKeys.SPACE: SpaceKeys.RAS,
-            MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
-        }
-        return img, meta
-
-
-class DicomSeriesReader(PydicomReader):
-    """MONAI's ``PydicomReader``, selected only for a series folder or ``.dcm`` files."""
-
-    def verify_suffix(self, filename: Sequence[str] | str) -> bool:
-        names = [filename] if isinstance(filename, (str, Path)) else list(filename)
-        return all(Path(n).is_dir() or str(n).lower().endswith(".dcm") for n in names)
-
-
-class CheckVolumed(MapTransform):
-    """Fail with a :class:`DataError` unless the image is ``channels`` x a 3-D volume (every axis > 1).
-
-    Args:
-        keys: keys to check.
-        channels: channels expected after ``EnsureChannelFirstd``.
-
-    Example::
-
-        CheckVolumed("image", channels=1)
-    """
-
-    def __init__(self, keys: str | Sequence[str], channels: int = 1) -> None:
-        super().__init__(keys)
-        if not isinstance(channels, int) or channels < 1:
-            raise ConfigError(f"transforms.channels: expected a positive int, got {channels!r}")
-        self.channels = channels
-
-    def __call__(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        d = dict(data)
-        for key in self.key_iterator(d):
-            img = d[key]
-            source = getattr(img, "meta", {}).get("filename_or_obj", key)
-            spatial = tuple(img.shape[1:])
-            if len(spatial) != 3 or min(spatial) < 2:
-                raise DataError(f"{source}: expected a 3-D volume, got spatial shape {spatial} ({len(spatial)}-D)")
-            if img.shape[0] != self.channels:
-                raise DataError(f"{source}: expected {self.channels} channel(s), got {img.shape[0]} (shape {tuple(img.shape)})")
-        return d
-
-
+# ---------------------------------------------------------------------------- transforms
 def _merge_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
     out = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULT_TRANSFORMS.items()}
     for key, value in (cfg or {}).items():
@@ -372,6 +282,10 @@ def _merge_config(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _loader() -> LoadImaged:
+    from monai.transforms import LoadImaged
+
+    from vkit.plugins.medical.monai_io import CineReader, DicomSeriesReader
+
     # MONAI builds its optional GPU DICOM reader too and warns (log + warning) that nvImageCodec is absent.
     probe_log = logging.getLogger("monai.data.nvimgcodec_pydicom_plugin")
     level = probe_log.level
@@ -402,6 +316,8 @@ def read_scan(path: str | Path) -> np.ndarray:
 
 def _intensity_step(inten: Mapping[str, Any]) -> Callable:
     """The MONAI intensity transform of a merged ``intensity`` config (``auto`` unresolved: per-scan percentiles)."""
+    from monai.transforms import NormalizeIntensityd, ScaleIntensityRanged, ScaleIntensityRangePercentilesd
+
     if inten["mode"] == "range":
         return ScaleIntensityRanged(_KEY, a_min=inten["a_min"], a_max=inten["a_max"], b_min=inten["b_min"],
                                     b_max=inten["b_max"], clip=inten["clip"])
@@ -480,6 +396,12 @@ def build_transforms(cfg: Mapping[str, Any] | None = None, *, train: bool = Fals
         tf = build_transforms(dict(size=48, spacing=1.5, augment=False), train=True)
         sample = tf({"image": "scan.nii.gz"})["image"]  # (1, 48, 48, 48)
     """
+    from monai.transforms import (CenterSpatialCropd, Compose, EnsureChannelFirstd, EnsureTyped, Orientationd,
+                                  RandFlipd, RandRotate90d, RandScaleIntensityd, RandShiftIntensityd, Resized, Spacingd,
+                                  SpatialPadd)
+
+    from vkit.plugins.medical.monai_io import CheckVolumed
+
     c = _merge_config(cfg)
     steps: list[Callable] = [_loader(), EnsureChannelFirstd(_KEY), CheckVolumed(_KEY, c["channels"])]
     if c["orientation"]:
@@ -605,6 +527,10 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         allow_outside: bool | None = None,
         hash_split: bool = True,
     ) -> None:
+        from monai.data import CacheDataset, PersistentDataset
+        from monai.data import Dataset as MonaiDataset
+        from monai.transforms import Compose
+
         if cache not in self.CACHE_MODES:
             raise ConfigError(f"MedicalVolumeDataset.cache: expected one of {self.CACHE_MODES}, got {cache!r}{did_you_mean(str(cache), self.CACHE_MODES)}")
         if cache == "persistent" and not cache_dir:
@@ -670,6 +596,8 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
         return [self._public(e) for e in entries]
 
     def _check_all(self, entries: list[dict[str, Any]], num_classes: int | None) -> list[dict[str, Any]]:
+        from monai.transforms import Compose
+
         load = Compose(self._load_steps())
         kept = []
         for entry in entries:
@@ -687,6 +615,10 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
 
     def _load_steps(self) -> list[Callable]:
         """The loading prefix of the pipeline (up to the 3-D check), for the up-front full read."""
+        from monai.transforms import EnsureChannelFirstd
+
+        from vkit.plugins.medical.monai_io import CheckVolumed
+
         steps = list(getattr(self.transforms, "transforms", []))
         for i, step in enumerate(steps):
             if isinstance(step, CheckVolumed):
@@ -709,7 +641,7 @@ class MedicalVolumeDataset(torch.utils.data.Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         case = self.cases[index]
         worker = torch.utils.data.get_worker_info()
-        if worker is not None and self._seeded_worker != worker.id and isinstance(self.transforms, Compose):
+        if worker is not None and self._seeded_worker != worker.id and hasattr(self.transforms, "set_random_state"):
             self.transforms.set_random_state(seed=worker.seed % 2**32)
             self._seeded_worker = worker.id
         try:
