@@ -97,8 +97,27 @@ def predict_task(
         row["class"] = trained.class_name(row["prediction"]) if isinstance(row["prediction"], int) else row["prediction"]
         if "probs" in row["values"]:
             row["labelled"] = trained.labelled(row["values"]["probs"])
+            row["decided"] = decision_reason(trained.decision, row["values"]["probs"], row["class"])
         row["decision"] = trained.decision.describe(trained.classes)
     return run_id, rows
+
+
+def decision_reason(decision: Decision, probs: Sequence[float], name: str | int) -> str:
+    """The predicted class with the numbers that chose it: ``"positive (p=0.71 >= 0.50)"`` for a threshold
+    (``p``: the probability of class 1), ``"cat (p=0.62, the most probable)"``, ``"2 (ordinal rule 'median')"``.
+
+    Example::
+
+        decision_reason(Decision("threshold", threshold=0.5), [0.29, 0.71], "positive")   # 'positive (p=0.71 >= 0.50)'
+    """
+    probs = [float(p) for p in probs]
+    if decision.rule == "threshold" and len(probs) == 2:
+        p, t = probs[1], float(decision.threshold)  # type: ignore[arg-type]
+        digits = 2 if f"{p:.2f}" != f"{t:.2f}" else 4  # never "p=0.41 < 0.41"
+        return f"{name} (p={p:.{digits}f} {'>=' if p >= t else '<'} {t:.{digits}f})"
+    if decision.rule == "ordinal":
+        return f"{name} (ordinal rule {decision.ordinal!r})"
+    return f"{name} (p={max(probs):.2f}, the most probable)"
 
 
 def _prediction_dataset(task: Any, cfg: Any, inputs: list[str], skip_bad: bool) -> Any:

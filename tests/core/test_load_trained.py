@@ -3,6 +3,7 @@ and a compressed stage; the metric's decision travels with the checkpoint; decla
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import types
 from pathlib import Path
@@ -170,6 +171,7 @@ def test_vkit_predict_prints_the_threshold_beside_class_labelled_probabilities(r
     assert shown.exit_code == 0, shown.output
     assert f"decision: positive if P(positive) >= {threshold:.4f}, else negative" in shown.output
     assert "negative 0." in shown.output and "positive 0." in shown.output
+    assert re.search(rf"(positive \(p=0\.\d+ >=|negative \(p=0\.\d+ <) ({threshold:.2f}|{threshold:.4f})\)", shown.output), shown.output
     as_json = CliRunner().invoke(cli, ["--db", result.db_url, "predict", "medical-diagnosis", "--checkpoint",
                                        str(result.run_id), "--json", *scan])
     [row] = json.loads(as_json.output)["predictions"]
