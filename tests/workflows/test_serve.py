@@ -1,0 +1,250 @@
+"""`vkit serve` in-process (httpx over ASGI, one event loop): concurrent clients each get their own prediction, equal
+to `vkit predict`'s; bad uploads get a 4xx with the reason and the server keeps serving; a reload under load drops
+nothing; a broken replica's requests are retried or answered 503; the token is required off localhost; predictions
+are stored as a `serve` run written in batches; metrics, runs and score jobs answer.
+
+One tiny medical-diagnosis run is trained once for the module (a few seconds).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from vkit.core.store import open_store
+from vkit.registry.errors import ConfigError
+from vkit.workflows.serve.app import build_app
+from vkit.workflows.serve.service import ServeSettings
+
+TASK = "medical-diagnosis"
+TOKEN = "s" * 24
+
+
+@pytest.fixture(scope="module")
+def medical(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A trained tiny run, its store, its test scans under a data root, and a second checkpoint (other weights)."""
+    from vkit.core.checkpoint import load_meta, save_checkpoint
+    from vkit.workflows.plugin_check import run_task_smoke
+
+    tmp = tmp_path_factory.mktemp("serve")
+    result = run_task_smoke(TASK, tmp_path=tmp)
+    url = f"sqlite:///{tmp / 'vkit.db'}"
+    data = tmp / "data" / TASK
+    scans = sorted(str(p.relative_to(data)) for p in (data / "imagesTs").iterdir())[:4]
+    store = open_store(url)
+    weights = Path(next(a["path"] for a in store.run_artifacts(result.run_id) if a["kind"] == "checkpoint"))
+    store.close()
+    from safetensors.torch import load_file
+
+    state = {k: v + 0.05 if v.is_floating_point() else v for k, v in load_file(weights).items()}
+    meta = {k: v for k, v in load_meta(weights).items() if k not in ("sha256", "bytes", "tensors", "format")}
+    other = save_checkpoint(state, tmp / "other" / "model.safetensors", meta=meta)
+    return dict(url=url, run=str(result.run_id), data=data, scans=scans, other=str(other), tmp=tmp)
+
+
+@asynccontextmanager
+async def serving(settings: ServeSettings):  # noqa: ANN201 - an async context manager
+    app = build_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
+            yield app, client
+
+
+def _settings(medical: dict[str, Any], **extra: Any) -> ServeSettings:
+    return ServeSettings(checkpoints=[medical["run"]], db_url=medical["url"], data_root=medical["data"],
+                         flush_seconds=0.2, **extra)
+
+
+def _upload(medical: dict[str, Any], scan: str, name: str | None = None) -> dict[str, Any]:
+    return dict(files={"file": (name or Path(scan).name, (medical["data"] / scan).read_bytes())})
+
+
+def test_concurrent_clients_get_their_own_results_equal_to_vkit_predict(medical: dict[str, Any]) -> None:
+    from vkit.workflows.predict import predict_task
+
+    _, rows = predict_task(TASK, medical["run"], [str(medical["data"] / s) for s in medical["scans"]],
+                           db_url=medical["url"])
+    expected = {Path(s).name: row["labelled"] for s, row in zip(medical["scans"], rows)}
+    classes = {Path(s).name: row["class"] for s, row in zip(medical["scans"], rows)}
+
+    async def main() -> tuple[list[httpx.Response], list[str], Any]:
+        async with serving(_settings(medical, max_batch=4, max_wait_ms=20)) as (app, client):
+            calls, asked = [], []
+            for round_ in range(3):
+                for scan in medical["scans"]:                      # uploads and data-root paths, interleaved
+                    if round_ % 2:
+                        calls.append(client.post(f"/v1/{TASK}/predict", json={"path": scan}))
+                    else:
+                        calls.append(client.post(f"/v1/{TASK}/predict", **_upload(medical, scan)))
+                    asked.append(Path(scan).name)
+            answers = await asyncio.gather(*calls)
+            service = app.state.service
+            assert service.recorder.wait_written(len(calls))
+            return answers, asked, (service.batchers[TASK].stats, service.runs[TASK])
+
+    answers, asked, (stats, run_id) = asyncio.run(main())
+    assert [a.status_code for a in answers] == [200] * len(answers), [a.text for a in answers if a.status_code != 200]
+    for name, answer in zip(asked, answers):
+        body = answer.json()
+        assert Path(body["item"]).name == name and body["class"] == classes[name]
+        assert body["probabilities"] == pytest.approx(expected[name], abs=1e-5), name     # no cross-talk
+        assert body["decision"].startswith("positive if P(positive) >=") and len(body["model_sha256"]) == 64
+    assert max(stats.sizes) > 1, f"requests were never batched together: {stats.sizes}"
+    store = open_store(medical["url"], read_only=True)
+    run = store.get_run(run_id)
+    assert run["kind"] == "serve" and run["status"] == "finished" and run["model_sha256"] == answers[0].json()["model_sha256"]
+    stored = store.run_predictions(run_id, "serve")
+    assert len(stored) == len(answers) and {r["values"]["source"] for r in stored} == {"upload", "path"}
+    assert {r["item_id"].split(":", 1)[0] for r in stored} == {a.json()["request_id"] for a in answers}
+    store.close()
+
+
+def test_bad_requests_get_a_4xx_with_the_reason_and_the_server_keeps_serving(medical: dict[str, Any],
+                                                                              tmp_path: Path) -> None:
+    outside = tmp_path / "secret.nii.gz"
+    shutil.copyfile(medical["data"] / medical["scans"][0], outside)
+    (medical["data"] / "escape.nii.gz").unlink(missing_ok=True)
+    (medical["data"] / "escape.nii.gz").symlink_to(outside)
+
+    async def main() -> dict[str, httpx.Response]:
+        async with serving(_settings(medical, max_upload_mb=0.05)) as (_, client):
+            predict = f"/v1/{TASK}/predict"
+            return dict(
+                corrupt=await client.post(predict, files={"file": ("scan.nii.gz", b"\x1f\x8b not really gzip" * 20)}),
+                kind=await client.post(predict, files={"file": ("run.sh", b"#!/bin/sh\nrm -rf /")}),
+                empty=await client.post(predict, files={"file": ("a.nii.gz", b"")}),
+                large=await client.post(predict, files={"file": ("big.nii.gz", b"\0" * 200_000)}),
+                outside=await client.post(predict, json={"path": "../../../../etc/passwd"}),
+                symlink=await client.post(predict, json={"path": "escape.nii.gz"}),
+                missing=await client.post(predict, json={"path": "imagesTs/none.nii.gz"}),
+                no_field=await client.post(predict, files={"other": ("a.nii.gz", b"x")}),
+                bad_json=await client.post(predict, content=b"{", headers={"content-type": "application/json"}),
+                task=await client.post("/v1/no-such-task/predict", json={"path": medical["scans"][0]}),
+                good=await client.post(predict, **_upload(medical, medical["scans"][0], "../../x; rm -rf ~.nii.gz")),
+            )
+
+    got = asyncio.run(main())
+    status = {k: r.status_code for k, r in got.items()}
+    assert status == dict(corrupt=422, kind=422, empty=422, large=413, outside=403, symlink=403, missing=422,
+                          no_field=400, bad_json=400, task=404, good=200), {k: r.text for k, r in got.items()}
+    assert "scan.nii.gz: cannot be read" in got["corrupt"].json()["detail"]
+    assert "unsupported file type" in got["kind"].json()["detail"]
+    assert "outside the server's --data-root" in got["outside"].json()["detail"]
+    assert got["good"].json()["item"] == "../../x; rm -rf ~.nii.gz"                   # a name, shown, never a path
+    (medical["data"] / "escape.nii.gz").unlink()
+
+
+def test_a_reload_under_load_drops_nothing_and_each_row_names_its_model(medical: dict[str, Any]) -> None:
+    async def main() -> tuple[list[httpx.Response], httpx.Response, list[httpx.Response], Any]:
+        async with serving(_settings(medical, max_batch=2)) as (app, client):
+            scan = medical["scans"][0]
+            load = [client.post(f"/v1/{TASK}/predict", json={"path": scan}) for _ in range(24)]
+            pending = [asyncio.ensure_future(c) for c in load]
+            await asyncio.sleep(0.05)
+            reload = await client.post("/v1/admin/reload", json={"task": TASK, "checkpoint": medical["other"]})
+            during = await asyncio.gather(*pending)
+            after = await asyncio.gather(*[client.post(f"/v1/{TASK}/predict", json={"path": scan}) for _ in range(3)])
+            assert app.state.service.recorder.wait_written(27)
+            return during, reload, after, app.state.service.runs[TASK]
+
+    during, reload, after, new_run = asyncio.run(main())
+    assert reload.status_code == 200, reload.text
+    swap = reload.json()
+    assert swap["model_sha256"] != swap["previous_sha256"] and swap["run_id"] == new_run
+    assert [r.status_code for r in during + after] == [200] * 27
+    assert {r.json()["model_sha256"] for r in during} <= {swap["previous_sha256"], swap["model_sha256"]}
+    assert {r.json()["model_sha256"] for r in after} == {swap["model_sha256"]}
+    store = open_store(medical["url"], read_only=True)
+    rows = {run: store.run_predictions(run, "serve") for run in (swap["previous_run_id"], swap["run_id"])}
+    assert sum(map(len, rows.values())) == 27                                           # every request stored once
+    for run, stored in rows.items():
+        assert {r["values"]["sha256"] for r in stored} <= {store.get_run(run)["model_sha256"]}
+    assert store.get_run(swap["previous_run_id"])["status"] == "finished"
+    store.close()
+
+
+def test_a_broken_replica_is_retried_or_answered_503(medical: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    async def main() -> tuple[list[int], list[int]]:
+        async with serving(_settings(medical, replicas=2, request_timeout=20)) as (app, client):
+            batcher = app.state.service.batchers[TASK]
+            healthy = batcher.replicas[1]
+
+            def killed(items: list[Any]) -> list[Any]:
+                raise RuntimeError("replica process gone")
+
+            batcher.replicas = [killed, healthy]                          # replica 0 dies mid-service
+            batcher.cooldown = 0.5
+            calls = [client.post(f"/v1/{TASK}/predict", json={"path": medical["scans"][0]}) for _ in range(8)]
+            retried = [r.status_code for r in await asyncio.gather(*calls)]
+            batcher.replicas = [killed, killed]                           # every replica dead
+            batcher.cooldown = 0.01
+            dead = await asyncio.gather(*[client.post(f"/v1/{TASK}/predict", json={"path": medical["scans"][0]})
+                                          for _ in range(3)])
+            assert all("prediction failed, retry" in r.json()["detail"] for r in dead)
+            return retried, [r.status_code for r in dead]
+
+    retried, dead = asyncio.run(asyncio.wait_for(main(), 60))
+    assert set(retried) <= {200, 503} and retried.count(200) >= 4, retried
+    assert dead == [503, 503, 503]
+
+
+def test_the_token_is_required_off_localhost(medical: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match=r"bound to '0.0.0.0' .* needs a bearer token"):
+        ServeSettings(checkpoints=[medical["run"]], host="0.0.0.0")
+    with pytest.raises(ConfigError, match="at least 16 characters"):
+        ServeSettings(checkpoints=[medical["run"]], host="0.0.0.0", token="short")
+
+    async def main() -> dict[str, int]:
+        async with serving(_settings(medical, host="0.0.0.0", token=TOKEN)) as (_, client):
+            body = {"path": medical["scans"][0]}
+            bearer = {"Authorization": f"Bearer {TOKEN}"}
+            return dict(
+                none=(await client.post(f"/v1/{TASK}/predict", json=body)).status_code,
+                wrong=(await client.post(f"/v1/{TASK}/predict", json=body,
+                                         headers={"Authorization": "Bearer " + "x" * 24})).status_code,
+                right=(await client.post(f"/v1/{TASK}/predict", json=body, headers=bearer)).status_code,
+                metrics=(await client.get("/metrics")).status_code,
+                docs=(await client.get("/docs")).status_code,
+                health=(await client.get("/healthz")).status_code,
+            )
+
+    assert asyncio.run(main()) == dict(none=401, wrong=401, right=200, metrics=401, docs=401, health=200)
+
+
+def test_metrics_runs_and_score_jobs_answer(medical: dict[str, Any]) -> None:
+    async def main() -> dict[str, httpx.Response]:
+        async with serving(_settings(medical)) as (app, client):
+            await client.post(f"/v1/{TASK}/predict", json={"path": medical["scans"][0]})
+            run_id = app.state.service.runs[TASK]
+            assert app.state.service.recorder.wait_written(1)
+            return dict(
+                metrics=await client.get("/metrics"),
+                run=await client.get(f"/v1/runs/{run_id}"),
+                no_run=await client.get("/v1/runs/99999"),
+                score=await client.post(f"/v1/{TASK}/score", json={"path": "imagesTs"}),   # medical cannot score
+                recommend=await client.get("/v1/recommendation/users/u1"),
+                docs=await client.get("/openapi.json"),
+            )
+
+    got = asyncio.run(main())
+    text = got["metrics"].text
+    assert 'vkit_serve_requests_total{endpoint="/v1/{task}/predict",method="POST",status="200"} 1.0' in text
+    assert "vkit_serve_batch_size_bucket" in text and 'vkit_serve_queue_depth{task="medical-diagnosis"}' in text
+    assert 'vkit_serve_model_info{precision="fp32",replicas="1",sha256="' in text
+    run = got["run"].json()
+    assert run["kind"] == "serve" and run["status"] == "running" and run["predictions"] == 1
+    assert got["no_run"].status_code == 404
+    assert got["score"].status_code == 404 and "does not declare the 'score' capability" in got["score"].text
+    assert got["recommend"].status_code == 404
+    paths = json.loads(got["docs"].text)["paths"]
+    assert {"/v1/{task}/predict", "/v1/{task}/score", "/v1/runs/{run_id}", "/v1/admin/reload", "/metrics",
+            "/healthz", "/v1/recommendation/users/{user_id}"} <= set(paths)
+    assert set(paths["/v1/{task}/predict"]["post"]["requestBody"]["content"]) == {"multipart/form-data",
+                                                                                  "application/json"}
