@@ -174,8 +174,8 @@ def predict_cmd(ctx: click.Context, task: str, inputs: tuple[str, ...], checkpoi
     if rows and "value" in rows[0]["values"]:  # a regression model: the predicted value(s)
         return _table(f"{task}: predictions (run {run_id})", ["case", "predicted value"],
                       [[r["item_id"], " ".join(f"{v:.4f}" for v in r["values"]["value"])] for r in rows])
-    _table(f"{task}: predictions (run {run_id})", ["case", "class", "probabilities" if "labelled" in rows[0] else "value"],
-           [[r["item_id"], r["class"], _outputs(r)] for r in rows])
+    _table(f"{task}: predictions (run {run_id})", ["case", "decision", "probabilities" if "labelled" in rows[0] else "value"],
+           [[r["item_id"], r.get("decided", r["class"]), _outputs(r)] for r in rows])
     _console().print(f"decision: {rows[0]['decision']}", soft_wrap=True)
 
 
