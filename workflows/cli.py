@@ -283,6 +283,7 @@ def _attach_commands() -> None:
     for command in (new_plugin_cmd, score_cmd, export_cmd, runs_group, components_cmd, report_cmd, config_cmd):
         cli.add_command(command)
     cli.add_command(__import__("vkit.workflows.pretrain", fromlist=["pretrain_cmd"]).pretrain_cmd)
+    cli.add_command(__import__("vkit.workflows.weights", fromlist=["weights_group"]).weights_group)
     cli.add_command(__import__("vkit.workflows.explain", fromlist=["explain_cmd"]).explain_cmd)
     cli.add_command(__import__("vkit.workflows.serve.cli", fromlist=["serve_cmd"]).serve_cmd)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
