@@ -206,7 +206,10 @@ def vkit_report_sections(run: dict[str, Any], store: Any) -> list[Any] | None:
         (``run_metrics``, ``run_predictions``, ``video_scores``, ``run_events``...).
     :return: a list of ``vkit.core.evaluation.ReportSection`` (``title`` and
         any of ``table``: a list of row dicts, ``image``: a PNG path,
-        ``text``: a paragraph), or ``None`` for no section.
+        ``text``: a paragraph; ``top=True`` shows it right after the run's
+        row, before the metrics; ``replaces`` names the parts of a scoring
+        run it stands in for: ``"top videos"``, ``"scores over time"``,
+        ``"top events"``), or ``None`` for no section.
 
     Example::
 
