@@ -248,3 +248,72 @@ def test_metrics_runs_and_score_jobs_answer(medical: dict[str, Any]) -> None:
             "/healthz", "/v1/recommendation/users/{user_id}"} <= set(paths)
     assert set(paths["/v1/{task}/predict"]["post"]["requestBody"]["content"]) == {"multipart/form-data",
                                                                                   "application/json"}
+
+
+def test_the_installed_command_serves_and_its_docs_open_in_headless_chromium(medical: dict[str, Any]) -> None:
+    """One real `vkit serve` (uvicorn) process: a prediction over HTTP, /docs rendered offline by Chromium, and a
+    SIGTERM that closes the serve run `finished` with its rows written."""
+    import importlib.util
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    spec = importlib.util.spec_from_file_location("report_browser", Path(__file__).with_name("test_report_browser.py"))
+    browser = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(browser)  # the DevTools client of the report's browser test
+    if browser.CHROMIUM is None:
+        pytest.skip("headless Chromium not installed: run `make chromium`")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    vkit = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
+    server = subprocess.Popen([vkit, "--db", medical["url"], "serve", "--checkpoint", medical["run"], "--port",
+                               str(port), "--data-root", str(medical["data"])], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, env=dict(os.environ, VKIT_DISABLE_PLUGINS="demo"))
+    base = f"http://127.0.0.1:{port}"
+    tools = None
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None and time.monotonic() < deadline, server.stdout.read() if server.poll() else "no start"
+            time.sleep(0.2)
+        answer = httpx.post(f"{base}/v1/{TASK}/predict", json={"path": medical["scans"][0]}, timeout=60)
+        assert answer.status_code == 200 and answer.json()["class"] in ("negative", "positive")
+        tools = browser.DevTools(medical["tmp"] / "profile")
+        target = tools.send("Target.createTarget", {"url": "about:blank"})["targetId"]
+        session = tools.send("Target.attachToTarget", {"targetId": target, "flatten": True})["sessionId"]
+        for domain in ("Network", "Page", "Runtime"):
+            tools.send(f"{domain}.enable", session=session)
+        tools.send("Page.navigate", {"url": f"{base}/docs"}, session=session)
+        tools.wait_for("Page.loadEventFired")
+        found = None
+        for _ in range(150):
+            found = tools.send("Runtime.evaluate", {"expression": "Array.from(document.querySelectorAll("
+                               "'.opblock-summary-path')).map(e => e.textContent).join(' ')", "returnByValue": True},
+                               session=session)["result"].get("value")
+            if found and "/v1/{task}/predict" in found:
+                break
+            time.sleep(0.1)
+        assert found and "/v1/{task}/predict" in found and "/v1/admin/reload" in found, found
+        requests = [e["params"]["request"]["url"] for e in tools.events if e.get("method") == "Network.requestWillBeSent"]
+        failed = [e["params"] for e in tools.events if e.get("method") == "Network.loadingFailed"]
+        assert not failed, failed
+        assert requests and all(url.startswith(base) or url.startswith("data:") for url in requests), requests  # offline
+    finally:
+        if tools is not None:
+            tools.close()
+        server.send_signal(signal.SIGTERM)
+        output = server.communicate(timeout=60)[0]
+    assert server.returncode in (0, -signal.SIGTERM), output  # uvicorn re-raises the signal after a graceful stop
+    store = open_store(medical["url"], read_only=True)
+    run = store.list_runs(kind="serve", limit=1)[0]
+    assert run["status"] == "finished" and len(store.run_predictions(run["id"], "serve")) == 1, (run, output)
+    store.close()
