@@ -13,7 +13,7 @@ and prints a table (``--json``: the summaries). Methods (:mod:`vkit.core.explain
     ``monai.visualize.OcclusionSensitivity``: how much the score drops when each
     place is hidden.
 ``temporal``
-    hide one segment at a time (``--segments``, ``--occlude blur|drop``) and
+    hide one segment at a time (``--segments``, ``--occlude drop|blur``) and
     measure the score drop: of the clip's frames for a model that sees one
     clip, of the video's segments for a task that scores videos (``score``
     capability; security-anomaly's default).
@@ -147,7 +147,7 @@ class Explainer:
             found = occlusion(model, inputs, mask_size=s.get("mask_size"), **common)
         else:
             found = clip_saliency(model, inputs, segments=int(s.get("segments") or 8),
-                                  occlude=str(s.get("occlude") or "blur"), **common)
+                                  occlude=str(s.get("occlude") or "drop"), **common)
         raw = item["inputs"][found.modality]
         base = display_frames(raw, path, found.modality)
         png = out_dir / f"{stem}-{self.method}.png"
@@ -162,7 +162,7 @@ class Explainer:
         from vkit.core.explain import scorer_saliency
         from vkit.core.explain.overlay import draw_temporal
 
-        found = scorer_saliency(self.scorer, path, occlude=str(self.settings.get("occlude") or "blur"))
+        found = scorer_saliency(self.scorer, path, occlude=str(self.settings.get("occlude") or "drop"))
         thumbs = None
         try:
             clips = self.scorer.sampler.read(path, self.scorer.size)  # (S, T, H, W, 3) uint8
@@ -263,7 +263,8 @@ def peak_text(summary: Mapping[str, Any]) -> str:
               help="Grad-CAM layer, relative to the model (default: the backbone's last conv block with a 7x7 map).")
 @click.option("--class", "target", default=None, metavar="NAME_OR_INDEX", help="Class to explain (default: the predicted one).")
 @click.option("--segments", type=click.IntRange(1), default=None, help="Temporal: segments of a clip (default 8).")
-@click.option("--occlude", type=click.Choice(("blur", "drop")), default=None, help="Temporal: how a segment is hidden.")
+@click.option("--occlude", type=click.Choice(("drop", "blur")), default=None,
+              help="Temporal: how a segment is hidden: drop (frozen, the default) or blur (smeared over time).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), help="YAML/JSON explain settings.")
 @click.option("--out", "out_dir", default="explain", show_default=True, type=click.Path(file_okay=False),
               help="Folder for the PNGs and JSON files.")

@@ -127,7 +127,10 @@ def occlusion(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], *, tar
     else:
         mask = tuple(int(m) for m in (mask_size if isinstance(mask_size, Sequence) else [mask_size] * len(spatial)))
         mask = tuple(min(m, s) for m, s in zip(mask, spatial))
-    with torch.no_grad():
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Using a non-tuple sequence", category=UserWarning)  # MONAI's indexing
         scores = focus(focus.x)
         index = target_index(scores, target, list(classes))
         occ = OcclusionSensitivity(nn_module=focus, mask_size=mask, n_batch=int(batch_size), verbose=False,

@@ -16,11 +16,13 @@ segment's saliency is how much the score dropped.
 
 How a segment is hidden (``occlude``):
 
-``blur``
-    its frames are replaced by their mean frame: appearance stays, motion inside it is gone.
-``drop``
+``drop`` (the default)
     its frames are replaced by the frame just before it (the first segment: just after it),
-    as if the video froze over it; for a scorer, the neighbouring segment's clip.
+    as if the video froze over it; for a scorer, the neighbouring segment's clip takes its place.
+``blur``
+    its frames are replaced by the clip's mean frame over time: what is always there stays, what
+    happens in the segment is smeared over the whole clip; for a scorer (one clip per segment),
+    the segment clip's own mean frame: its appearance stays, its motion is gone.
 
 Example::
 
@@ -44,7 +46,7 @@ from vkit.registry.errors import ConfigError
 __all__ = ["OCCLUSIONS", "clip_saliency", "scorer_saliency", "segment_bounds"]
 
 #: How a segment is hidden (module docstring).
-OCCLUSIONS = ("blur", "drop")
+OCCLUSIONS = ("drop", "blur")
 
 
 def segment_bounds(frames: int, segments: int) -> list[tuple[int, int]]:
@@ -70,7 +72,7 @@ def _hide_frames(x: torch.Tensor, start: int, end: int, occlude: str) -> torch.T
     """``x`` ``(C, T, H, W)`` with frames ``[start, end)`` hidden."""
     out = x.clone()
     if occlude == "blur":
-        out[:, start:end] = x[:, start:end].mean(1, keepdim=True)
+        out[:, start:end] = x.mean(1, keepdim=True)
     else:
         keep = start - 1 if start > 0 else min(end, x.shape[1] - 1)
         out[:, start:end] = x[:, keep:keep + 1]
@@ -78,14 +80,14 @@ def _hide_frames(x: torch.Tensor, start: int, end: int, occlude: str) -> torch.T
 
 
 def clip_saliency(model: torch.nn.Module, inputs: Mapping[str, torch.Tensor], *, segments: int = 8,
-                  occlude: str = "blur", target: int | str | None = None, classes: Sequence[str] = (),
+                  occlude: str = "drop", target: int | str | None = None, classes: Sequence[str] = (),
                   modality: str | None = None, batch_size: int = 16) -> Explanation:
     """Temporal saliency of a clip model: the target's drop when each segment of the clip's frames is hidden.
 
     Args:
         model: the trained model; ``inputs``: the item's normalised inputs, batch 1.
         segments: how many equal segments the clip's ``T`` frames are cut into (at most ``T``).
-        occlude: ``"blur"`` or ``"drop"`` (module docstring).
+        occlude: ``"drop"`` or ``"blur"`` (module docstring).
         target, classes, modality: as :func:`vkit.core.explain.spatial.grad_cam`.
         batch_size: hidden copies per forward pass.
     """
@@ -118,14 +120,14 @@ def _frame_shares(rows: list[dict[str, Any]], frames: int) -> list[float]:
     return [float(v) for v in (per / total if total > 0 else per)]
 
 
-def scorer_saliency(scorer: Any, path: str | Path, *, occlude: str = "blur") -> Explanation:
+def scorer_saliency(scorer: Any, path: str | Path, *, occlude: str = "drop") -> Explanation:
     """Temporal saliency of a video under a segment scorer: each segment's score drop when its clip is hidden.
 
     Args:
         scorer: a :class:`~vkit.core.scoring.SegmentScorer` (``decode``, ``score``, ``sampler``).
         path: the video.
-        occlude: ``"blur"`` (the clip's frames replaced by their mean) or ``"drop"`` (the neighbouring
-            segment's clip in its place).
+        occlude: ``"drop"`` (the neighbouring segment's clip in its place) or ``"blur"`` (the clip's frames
+            replaced by their mean: its motion is gone).
 
     The explanation's ``score`` is the video's highest segment score; segments carry seconds
     (``start``/``end``), their own ``score`` and the score ``occluded``.
