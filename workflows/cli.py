@@ -286,6 +286,7 @@ def _attach_commands() -> None:
     cli.add_command(__import__("vkit.workflows.weights", fromlist=["weights_group"]).weights_group)
     cli.add_command(__import__("vkit.workflows.explain", fromlist=["explain_cmd"]).explain_cmd)
     cli.add_command(__import__("vkit.workflows.serve.cli", fromlist=["serve_cmd"]).serve_cmd)
+    cli.add_command(__import__("vkit.workflows.watch.cli", fromlist=["watch_cmd"]).watch_cmd)
     for command in (plugins_check_cmd, plugins_enable_cmd, plugins_disable_cmd):
         plugins_group.add_command(command)
 
