@@ -117,10 +117,9 @@ def _section(store: Any, run: Mapping[str, Any], out: Path, manager: Any, task: 
         layers.add(summary.get("layer"))
         rows.append(dict(row, method=summary["method"], explained=summary["target"], score=summary["score"],
                          peak=peak_text(summary)))
-    if first_error is not None:
-        _record(store, run, out, first_error, warn)
+    line = _record(store, run, out, first_error, warn) if first_error is not None else None
     if not pngs:
-        raise first_error or RuntimeError("no case could be explained")
+        return ReportSection(TITLE, table=rows, text=f"could not be drawn ({line}); the rest of the report is written")
     sheet = stack_pngs(out / SHEET, pngs)
     how = ("Grad-CAM (monai.visualize) on layer " + ", ".join(sorted(str(v) for v in layers if v))
            if explainer.method == "gradcam" else "temporal saliency: the score's drop when each segment is hidden"
