@@ -266,16 +266,15 @@ def build_runner(
     hooks.extend(extra_hooks)
     kwargs: dict[str, Any] = dict(kwargs_ddp)
     if train_set is not None:
-        scheduler = []
-        if settings["scheduler"] == "cosine":
-            scheduler = [dict(type="CosineAnnealingLR", by_epoch=True, T_max=epochs, convert_to_iter_based=True)]
-        elif settings["scheduler"] not in (None, "none"):
-            raise ConfigError(f"train.scheduler: expected 'cosine' or None, got {settings['scheduler']!r}")
+        from vkit.core.finetune import apply_finetune
+
+        optim_extra, scheduler = apply_finetune(model, settings)  # freeze, paramwise_cfg, warm-up + scheduler
         kwargs.update(
             train_dataloader=_dataloader(train_set, batch_size, workers, True, seed),
             train_cfg=dict(by_epoch=True, max_epochs=epochs, val_interval=1 if val_set is not None else epochs + 1),
             optim_wrapper=dict(
-                optimizer=dict(type=settings["optimizer"], lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"]))
+                optimizer=dict(type=settings["optimizer"], lr=float(settings["lr"]), weight_decay=float(settings["weight_decay"])),
+                **optim_extra,
             ),
             param_scheduler=scheduler or None,
         )

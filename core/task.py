@@ -48,6 +48,12 @@ DEFAULT_TRAIN = dict(
     log_interval=10,
     launcher="none",  # 'pytorch' under torchrun (gloo on CPU)
     log_level="WARNING",
+    # fine-tuning (vkit.core.finetune, docs/pretrained.md)
+    freeze=None,  # None | 'backbone' | N: the stem and first N stages of each backbone
+    backbone_lr_mult=1.0,  # backbones learn at lr * this (mmengine paramwise_cfg custom_keys)
+    paramwise_cfg=None,  # mmengine's paramwise_cfg as is (layer-wise lr_mult / decay_mult)
+    warmup_epochs=0,  # linear warm-up epochs before the scheduler
+    preset=None,  # 'linear_probe' (freeze='backbone') | 'finetune' (backbone_lr_mult=0.1, warmup_epochs=1)
 )
 
 #: The ``checkpoint`` section: which epoch's weights become the run's one ``model.safetensors``. The default

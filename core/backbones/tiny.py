@@ -71,6 +71,11 @@ class TinyC3D(Backbone):
             self.mean, self.std = (127.5,) * in_channels, (127.5,) * in_channels
         self.load_pretrained(pretrained)
 
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """No stem, then one stage per Conv-BN-ReLU-Pool block (what ``train.freeze=N`` counts)."""
+        blocks = list(self.features.children())
+        return [[], *[blocks[i:i + 4] for i in range(0, len(blocks), 4)]]
+
     def forward_temporal(self, x: torch.Tensor) -> torch.Tensor:
         fmap = self.features(x)
         if self.pool == "avg":

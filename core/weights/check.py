@@ -49,13 +49,21 @@ def _registered(registry: Any, name: str) -> bool:
 
 
 def check_run_weights(cfg: Any, ctx: Any) -> dict[str, LoadReport]:
-    """The lifecycle's step: ``run:ID`` resolves in the run's store, every ``pretrained`` is checked
-    (:func:`check_config_weights`) and recorded on the run (:func:`~vkit.core.weights.load.record_reports`)."""
+    """The lifecycle's step before any data is read: the ``train`` fine-tuning keys are checked
+    (:func:`vkit.core.finetune.finetune_settings`), ``run:ID`` resolves in the run's store, and every
+    ``pretrained`` is checked (:func:`check_config_weights`) and recorded on the run
+    (:func:`~vkit.core.weights.load.record_reports`)."""
     from vkit.core.weights.load import record_reports, use_store
 
+    from vkit.core.finetune import FINETUNE_DEFAULTS, finetune_settings
+
+    train = dict(cfg.get("train") or {})
+    tuned = {k: v for k, v in finetune_settings(train).items() if v != FINETUNE_DEFAULTS[k]}  # checked before data too
     use_store(ctx.store)
     reports = check_config_weights(cfg)
     record_reports(reports, ctx)
+    if tuned:
+        ctx.summary["fine-tuning"] = ", ".join(f"{k}={v!r}" for k, v in tuned.items())
     return reports
 
 

@@ -1,0 +1,189 @@
+"""Fine-tuning controls of the ``train`` section: freeze, per-part learning rates, warm-up, presets.
+
+Keys (all in :data:`vkit.core.task.DEFAULT_TRAIN`, checked with did-you-mean like the rest):
+
+- ``freeze``: ``None``/``'none'`` (train everything), ``'backbone'`` (every backbone fixed:
+  a linear probe of its features) or ``N`` (int): the stem and the first ``N`` stages of each
+  backbone, mmaction2's ``frozen_stages`` convention (``0``: the stem only). Frozen parts stay in
+  eval mode, so their BatchNorm statistics do not drift either (as mmaction2's ``_freeze_stages``).
+- ``backbone_lr_mult``: the backbones' learning rate is ``lr * backbone_lr_mult`` (``0.1`` is the
+  usual fine-tuning choice); through mmengine's ``paramwise_cfg`` ``custom_keys``.
+- ``paramwise_cfg``: mmengine's ``paramwise_cfg`` as it is (``custom_keys``, ``norm_decay_mult``,
+  ``bias_decay_mult`` ...), for layer-wise rates: ``{custom_keys: {backbones.video.net.layer4: {lr_mult: 0.5}}}``.
+- ``warmup_epochs``: linear warm-up (mmengine ``LinearLR`` from ``lr/100``) before the ``scheduler``.
+- ``preset``: ``'linear_probe'`` (= ``freeze='backbone'``) or ``'finetune'``
+  (= ``backbone_lr_mult=0.1, warmup_epochs=1``); a key set against its preset is an error.
+
+Example::
+
+    settings = finetune_settings(dict(DEFAULT_TRAIN, preset="linear_probe", epochs=5))
+    optim_extra, schedulers = apply_finetune(model, settings)     # freezes; mmengine optim/scheduler pieces
+"""
+from __future__ import annotations
+
+import re
+import types
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from vkit.registry.errors import ConfigError, did_you_mean
+
+#: The ``train`` keys this module reads, with their defaults.
+FINETUNE_DEFAULTS: dict[str, Any] = dict(freeze=None, backbone_lr_mult=1.0, paramwise_cfg=None, warmup_epochs=0,
+                                         preset=None)
+#: What each preset sets.
+PRESETS: dict[str, dict[str, Any]] = {
+    "linear_probe": dict(freeze="backbone"),
+    "finetune": dict(backbone_lr_mult=0.1, warmup_epochs=1),
+}
+_STAGE = re.compile(r"^(layer|denseblock|stage|res_layers?)\d+$")
+
+
+def finetune_settings(train: Mapping[str, Any]) -> dict[str, Any]:
+    """The fine-tuning keys of ``train`` checked, with its ``preset`` applied; errors name ``train.<key>``."""
+    out = {k: train.get(k, v) for k, v in FINETUNE_DEFAULTS.items()}
+    preset = out["preset"]
+    if preset not in (None, "none"):
+        if preset not in PRESETS:
+            raise ConfigError(f"train.preset={preset!r}{did_you_mean(str(preset), PRESETS)}; expected one of "
+                              f"{sorted(PRESETS)} or None")
+        for key, value in PRESETS[preset].items():
+            if out[key] not in (FINETUNE_DEFAULTS[key], value):
+                raise ConfigError(f"train.{key}={out[key]!r} contradicts train.preset={preset!r}, which sets "
+                                  f"{key}={value!r}; drop one of them")
+            out[key] = value
+    freeze = out["freeze"]
+    if isinstance(freeze, str) and freeze.isdigit():
+        freeze = int(freeze)
+    if not (freeze in (None, "none", "backbone") or (isinstance(freeze, int) and not isinstance(freeze, bool)
+                                                      and freeze >= 0)):
+        raise ConfigError(f"train.freeze={freeze!r}; expected None/'none', 'backbone' or N >= 0 (the stem and the "
+                          f"first N stages of each backbone)")
+    out["freeze"] = None if freeze == "none" else freeze
+    mult = out["backbone_lr_mult"]
+    if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult < 0:
+        raise ConfigError(f"train.backbone_lr_mult={mult!r}; expected a number >= 0 (0.1: backbones learn 10x slower)")
+    warmup = out["warmup_epochs"]
+    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
+        raise ConfigError(f"train.warmup_epochs={warmup!r}; expected an int >= 0")
+    if warmup and warmup >= int(train.get("epochs", 1)):
+        raise ConfigError(f"train.warmup_epochs={warmup} must be below train.epochs={train.get('epochs')}")
+    paramwise = out["paramwise_cfg"]
+    if paramwise is not None and not isinstance(paramwise, Mapping):
+        raise ConfigError(f"train.paramwise_cfg={paramwise!r}; expected a mapping such as "
+                          "{custom_keys: {backbones: {lr_mult: 0.1}}} (mmengine's paramwise_cfg)")
+    return out
+
+
+def backbones_of(model: nn.Module) -> dict[str, nn.Module]:
+    """``{parameter-name prefix: backbone}`` of the outermost :class:`~vkit.core.backbones.Backbone` modules."""
+    from vkit.core.backbones.base import Backbone
+
+    found: dict[str, nn.Module] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Backbone) and not any(name.startswith(f"{p}.") for p in found):
+            found[name] = module
+    return found
+
+
+def stage_modules(backbone: nn.Module) -> list[list[nn.Module]]:
+    """The backbone's stages in order, the stem first: ``[[stem modules], [layer1], [layer2], ...]``.
+
+    A backbone may define ``stage_modules()`` itself. Otherwise the stages are the children of the
+    wrapped network (``net``, or its ``features``) named ``layerN`` / ``denseblockN`` / ``stageN``
+    (a DenseNet's ``transitionN`` joins the block before it); the stem is every child before the first.
+    Raises :class:`ConfigError` when none is recognised.
+    """
+    own = getattr(backbone, "stage_modules", None)
+    if callable(own):
+        return [list(group) for group in own()]
+    root = getattr(backbone, "net", None) if isinstance(getattr(backbone, "net", None), nn.Module) else backbone
+    if isinstance(getattr(root, "features", None), nn.Sequential) and not any(
+            _STAGE.match(n) for n, _ in root.named_children()):
+        root = root.features
+    stem: list[nn.Module] = []
+    stages: list[list[nn.Module]] = []
+    for name, child in root.named_children():
+        if _STAGE.match(name):
+            stages.append([child])
+        elif stages and name.startswith("transition"):
+            stages[-1].append(child)
+        elif not stages:
+            stem.append(child)
+    if not stages:
+        raise ConfigError(f"train.freeze: backbone {type(backbone).__name__!r} has no stages vkit recognises "
+                          f"(children named layerN / stageN / denseblockN); use freeze='backbone' or 'none'")
+    return [stem, *stages]
+
+
+def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
+    return nn.Module.train(self, False)
+
+
+def freeze_module(module: nn.Module) -> None:
+    """No gradients and eval mode for good (``model.train()`` leaves it in eval: BatchNorm statistics stay)."""
+    module.requires_grad_(False)
+    module.eval()
+    module.train = types.MethodType(_stay_eval, module)  # type: ignore[method-assign]
+
+
+def apply_finetune(model: nn.Module, settings: Mapping[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Freeze what ``settings['freeze']`` says and return ``(optim_wrapper extras, param_scheduler list)``.
+
+    ``settings`` is the whole ``train`` section (``epochs``, ``scheduler`` and the keys above).
+    """
+    ft = finetune_settings(settings)
+    backbones = backbones_of(model)
+    freeze = ft["freeze"]
+    if freeze is not None:
+        if not backbones:
+            raise ConfigError(f"train.freeze={freeze!r}: this model ({type(model).__name__}) has no backbone to "
+                              f"freeze (it trains on precomputed features)")
+        for backbone in backbones.values():
+            if freeze == "backbone":
+                freeze_module(backbone)
+            else:
+                stages = stage_modules(backbone)
+                if freeze >= len(stages):
+                    raise ConfigError(f"train.freeze={freeze}: backbone {type(backbone).__name__!r} has only "
+                                      f"{len(stages) - 1} stages after its stem; use freeze='backbone' to fix it all")
+                for group in stages[:freeze + 1]:
+                    for module in group:
+                        freeze_module(module)
+    extra: dict[str, Any] = {}
+    paramwise = dict(ft["paramwise_cfg"] or {})
+    if float(ft["backbone_lr_mult"]) != 1.0:
+        keys = {name: dict(lr_mult=float(ft["backbone_lr_mult"])) for name in backbones}
+        paramwise["custom_keys"] = {**keys, **dict(paramwise.get("custom_keys") or {})}
+    if paramwise:
+        extra["paramwise_cfg"] = paramwise
+    return extra, schedulers(settings, int(ft["warmup_epochs"]))
+
+
+def schedulers(train: Mapping[str, Any], warmup: int = 0) -> list[dict[str, Any]]:
+    """mmengine param schedulers: ``LinearLR`` warm-up over ``warmup`` epochs, then ``train['scheduler']``."""
+    epochs = int(train["epochs"])
+    kind = train.get("scheduler")
+    out: list[dict[str, Any]] = []
+    if warmup:
+        out.append(dict(type="LinearLR", start_factor=0.01, by_epoch=True, begin=0, end=warmup,
+                        convert_to_iter_based=True))
+    if kind == "cosine":
+        out.append(dict(type="CosineAnnealingLR", by_epoch=True, begin=warmup, end=epochs, T_max=epochs - warmup,
+                        convert_to_iter_based=True))
+    elif kind not in (None, "none"):
+        raise ConfigError(f"train.scheduler: expected 'cosine' or None, got {kind!r}")
+    return out
+
+
+def trainable_summary(model: nn.Module) -> str:
+    """``"1,234 of 3,812,345 parameters trained"``."""
+    total = sum(p.numel() for p in model.parameters())
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return f"{trained:,} of {total:,} parameters trained"
+
+
+__all__ = ["FINETUNE_DEFAULTS", "PRESETS", "apply_finetune", "backbones_of", "finetune_settings", "freeze_module",
+           "schedulers", "stage_modules", "trainable_summary"]
