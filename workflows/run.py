@@ -81,7 +81,9 @@ def run_task(
     values = parse_overrides(overrides)  # a bad --set fails here, before the plugins import torch
     if data is not None:
         values[task_cls.data_key] = os.path.abspath(data)  # a path: never parsed as a value (a comma stays a comma)
-    manager.register_components(require=task_cls.plugin)  # first: plugin components' arguments are checked too
+    if not str(config_file or "").lower().endswith(".py"):  # keys first, before plugins register (a .py config runs once)
+        build_config(task_cls.default_config, config_file, values, free_keys=task_cls.free_keys, check_args=False)
+    manager.register_components(require=task_cls.plugin)  # then plugin components' arguments are checked too
     cfg = build_config(task_cls.default_config, config_file, values, free_keys=task_cls.free_keys)
     store = open_store(db_url)
     resume_dir = None
