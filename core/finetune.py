@@ -78,12 +78,13 @@ def finetune_settings(train: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def backbones_of(model: nn.Module) -> dict[str, nn.Module]:
-    """``{parameter-name prefix: backbone}`` of the outermost :class:`~vkit.core.backbones.Backbone` modules."""
-    from vkit.core.backbones.base import Backbone
-
+    """``{parameter-name prefix: backbone}`` of the outermost backbones in ``model``: modules with the
+    :class:`~vkit.core.backbones.Backbone` interface (``forward_temporal`` and ``feature_dim``; told by
+    interface, not by import, so this module stays below :mod:`vkit.core.backbones`)."""
     found: dict[str, nn.Module] = {}
     for name, module in model.named_modules():
-        if isinstance(module, Backbone) and not any(name.startswith(f"{p}.") for p in found):
+        is_backbone = callable(getattr(module, "forward_temporal", None)) and hasattr(module, "feature_dim")
+        if is_backbone and not any(name.startswith(f"{p}.") for p in found):
             found[name] = module
     return found
 
