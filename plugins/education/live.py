@@ -52,7 +52,7 @@ def _span_text(seconds: float) -> str:
     if seconds >= 60 and abs(seconds / 60 - round(seconds / 60)) < 1e-9:
         minutes = int(round(seconds / 60))
         return f"{minutes} minute{'s' if minutes != 1 else ''}"
-    return f"{seconds:g} seconds"
+    return f"{seconds:g} second{'s' if seconds != 1 else ''}"
 
 
 class ClassSummary:

@@ -233,3 +233,73 @@ def test_bad_sources_and_options_are_one_line_errors(model: Path, tmp_path: Path
         assert "pw" not in err and "Traceback" not in err
     with open_store(db) as store:
         assert store.list_runs(kind="watch") == []  # refused before any run row
+
+
+def test_followed_file_is_scored_while_it_grows(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from fixtures.streams import _remux
+
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    clip = support.write_clip(tmp_path / "cam.mp4", support.bright_middle())
+    growing = tmp_path / "recording.ts"
+    stop = threading.Event()
+    writer = threading.Thread(target=_remux, args=(clip, str(growing)),
+                              kwargs=dict(realtime=True, stop=stop, drop_after=None), daemon=True)
+    writer.start()
+    while not growing.exists():
+        time.sleep(0.01)
+    code, out, err = _vkit(capsys, *_base(db), "watch", "demo-watch", str(growing), "--checkpoint", str(model),
+                           "--window", WINDOW, "--follow", "--json", "--for", "3.5")
+    stop.set()
+    writer.join(5)
+    assert code == 0, err
+    run = _lines(out)[-1]
+    assert run["streams"][0]["frames"] >= 36 and run["streams"][0]["scored"] >= 7, run  # read as it was written
+    assert [(x["kind"], x["start"]) for x in _lines(out) if x["type"] == "event" and x["action"] == "open"] == \
+        [("bright", 0.75)]
+
+
+def test_live_page_is_started_for_the_run(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    clip = support.write_clip(tmp_path / "cam.mp4", support.bright_middle())
+    code, out, err = _vkit(capsys, *_base(db), "watch", "demo-watch", str(clip), "--checkpoint", str(model),
+                           "--window", WINDOW, "--ui", "127.0.0.1:0")
+    assert code == 0, err
+    assert "live page: http://127.0.0.1:" in err
+    code, out, err = _vkit(capsys, *_base(db), "watch", "demo-watch", str(clip), "--checkpoint", str(model),
+                           "--window", WINDOW, "--ui", "0.0.0.0:0")
+    assert code != 0 and "needs --ui-token" in err
+
+
+def test_class_summary_counts_low_learners_under_pseudonyms(model: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from vkit.plugins.education.privacy import learner_hash
+
+    monkeypatch.setenv("VKIT_LEARNER_SALT", "test-salt")
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    ana = support.write_clip(tmp_path / "lesson" / "s1" / "ana.mp4", [30] * 40)          # low all along
+    ben = support.write_clip(tmp_path / "lesson" / "s1" / "ben.mp4", [220] * 40, seed=1)  # engaged
+    code, out, err = _vkit(capsys, *_base(db), "watch", "demo-class", str(ana), str(ben), "--checkpoint", str(model),
+                           "--window", WINDOW, "--realtime", "--json", "--summary-every", "0.5",
+                           "--summary-span", "1")
+    assert code == 0, err
+    summaries = [x for x in _lines(out) if x["type"] == "summary"]
+    assert summaries and summaries[-1]["text"] == "1 of 2 learners low for the last 1 second"
+    assert summaries[-1]["group"] == "s1" and summaries[-1]["low_learners"] == [f"pseudo-{learner_hash('ana', 'test-salt')}"]
+    assert "ana" not in out and "ben" not in out  # learners only as pseudonyms
+    run_id = _lines(out)[-1]["run_id"]
+    with open_store(db) as store:
+        paths = sorted(v["path"] for v in store.get_videos())
+        rows = store.session(write=False)
+        import sqlalchemy as sa
+
+        from vkit.core.store.models import LiveSummary
+
+        with rows as session:
+            stored = session.scalars(sa.select(LiveSummary.text).where(LiveSummary.run_id == run_id)).all()
+    assert paths == sorted(f"live://s1/pseudo-{learner_hash(n, 'test-salt')}" for n in ("ana", "ben"))
+    assert stored[-1] == summaries[-1]["text"]
+    monkeypatch.delenv("VKIT_LEARNER_SALT")
+    code, out, err = _vkit(capsys, *_base(db), "watch", "demo-class", str(ana), "--checkpoint", str(model),
+                           "--window", WINDOW)
+    assert code != 0 and "VKIT_LEARNER_SALT" in err

@@ -75,9 +75,24 @@ class DemoWatchTask(Task):
         return BrightScorer(checkpoint, device)
 
 
+class ClassScorer(BrightScorer):
+    """The brightness scorer read as engagement: levels 0-3, a window at or below level 1 is low."""
+
+    low_level, num_levels = 1.0, 4
+
+
+class DemoClassTask(DemoWatchTask):
+    name = "demo-class"
+    description = "Brightness as engagement, learner streams summarised per session (tests of vkit watch)."
+    live_adapter = "vkit.plugins.education.live:live_adapter"  # education's live side
+
+    def build_scorer(self, checkpoint: Path, device: str = "cpu") -> ClassScorer:
+        return ClassScorer(checkpoint, device)
+
+
 @hookimpl
 def vkit_tasks() -> list[type[Task]]:
-    return [DemoWatchTask]
+    return [DemoWatchTask, DemoClassTask]
 
 
 def write_clip(path: Path, levels: list[int], fps: int = FPS, seed: int = 0) -> Path:

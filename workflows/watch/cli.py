@@ -42,11 +42,22 @@ def _live_page_starter() -> Callable[..., Any]:
 
 
 def _live_adapter(task_cls: Any, scorer: Any, specs: list[Any], span: float) -> Any:
-    """A task's live side (``<its plugin package>.live.live_adapter``), or ``None`` when it has none."""
+    """A task's live side: the task's ``live_adapter`` attribute (``"module:function"``), else
+    ``<its plugin package>.live.live_adapter`` (education's); ``None`` when it has none.
+
+    The function takes ``(scorer, specs, span=seconds)``, may rename each spec's stored path (``spec.shown``, e.g.
+    a pseudonym) and returns an object whose ``summaries(streams)`` gives ``(group, text, values)`` rows."""
     import importlib
 
+    named = getattr(task_cls, "live_adapter", None)
+    if isinstance(named, str) and ":" in named:
+        module_name, _, function = named.partition(":")
+        adapter = getattr(importlib.import_module(module_name), function, None)
+        if adapter is None:
+            raise ConfigError(f"task {task_cls.name!r}: live_adapter {named!r} names no function")
+        return adapter(scorer, specs, span=span)
     package = task_cls.__module__.rpartition(".")[0]
-    if not package:  # a plugin that is one module has no live side
+    if not package:  # a plugin that is one module and names no live side
         return None
     try:
         module = importlib.import_module(f"{package}.live")
@@ -86,18 +97,15 @@ def watch(task_name: str, sources: Sequence[str], checkpoint: str, *, db_url: st
     :class:`~vkit.registry.errors.VkitError` for a bad task, checkpoint, source or option before any row is written.
     """
     from vkit.core.checkpoint import load_meta
-    from vkit.core.processes import sigterm_interrupts
+    from vkit.core.precision import apply_precision
     from vkit.core.run_checkpoint import resolve_checkpoint
     from vkit.core.store import open_store
-    from vkit.core.workdir import new_work_dir
     from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.run_finished import announced_run
     from vkit.workflows.scoring.score import build_task_scorer
-    from vkit.workflows.watch.alerts import JsonLines, WebhookSender, check_webhook
-    from vkit.workflows.watch.engine import StreamScoring, WatchEngine, WatchOptions, check_windowed, window_seconds
-    from vkit.workflows.watch.sources import StreamReader, parse_source
-    from vkit.workflows.watch.windows import StreamState
-    from vkit.workflows.watch.writer import WatchWriter
+    from vkit.workflows.watch.alerts import check_webhook
+    from vkit.workflows.watch.engine import WatchOptions, check_windowed, window_seconds
+    from vkit.workflows.watch.sources import parse_source
 
     options = options or WatchOptions()
     say = echo or (lambda line: click.echo(line, err=True))
@@ -125,8 +133,6 @@ def watch(task_name: str, sources: Sequence[str], checkpoint: str, *, db_url: st
         except VkitError:
             meta = {}
         window, hop = window_seconds(scorer, meta, options.window, options.hop)
-        from vkit.core.precision import apply_precision
-
         scorer, precision = apply_precision(scorer, options.precision, _validation(scorer, specs), log=say)
         live = _live_adapter(task_cls, scorer, specs, options.summary_span)
         shown = [s.shown for s in specs]
@@ -150,7 +156,7 @@ def _watch_run(store: Any, run_id: int, task_cls: Any, scorer: Any, specs: list[
                ui_at: tuple[str, int] | None, ui_token: str | None, precision: str) -> dict[str, Any]:
     from vkit.core.processes import sigterm_interrupts
     from vkit.core.workdir import new_work_dir
-    from vkit.workflows.watch.alerts import JsonLines, WebhookSender
+    from vkit.workflows.watch.alerts import WebhookSender
     from vkit.workflows.watch.engine import StreamScoring, WatchEngine
     from vkit.workflows.watch.sources import StreamReader
     from vkit.workflows.watch.windows import StreamState

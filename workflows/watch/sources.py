@@ -192,7 +192,8 @@ class StreamReader(threading.Thread):
             if not container.streams.video:
                 raise DataError(f"{self.spec.shown}: no video stream")
             stream = container.streams.video[0]
-            stream.thread_type = "AUTO"
+            # frame threads hold frames back (a delay of one frame per thread): live sources decode on slices only
+            stream.thread_type = "AUTO" if not (self.spec.live or self.spec.follow or self.spec.realtime) else "SLICE"
             rate = stream.average_rate or stream.guessed_rate or stream.base_rate
             fps = float(rate) if rate else 25.0
             began = None
