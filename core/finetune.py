@@ -138,10 +138,11 @@ def apply_finetune(model: nn.Module, settings: Mapping[str, Any]) -> tuple[dict[
     ft = finetune_settings(settings)
     backbones = backbones_of(model)
     freeze = ft["freeze"]
+    for key, unset in (("freeze", None), ("backbone_lr_mult", 1.0)):
+        if ft[key] != unset and not backbones:
+            raise ConfigError(f"train.{key}={ft[key]!r}: this model ({type(model).__name__}) has no backbone (it "
+                              f"trains on features a frozen backbone computed); leave train.{key} out")
     if freeze is not None:
-        if not backbones:
-            raise ConfigError(f"train.freeze={freeze!r}: this model ({type(model).__name__}) has no backbone to "
-                              f"freeze (it trains on precomputed features)")
         for backbone in backbones.values():
             if freeze == "backbone":
                 freeze_module(backbone)
