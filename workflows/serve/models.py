@@ -63,16 +63,26 @@ class Replica:
     def predict(self, inputs: Sequence[Input]) -> list[dict[str, Any] | BaseException]:
         """One result per input: a prediction dict (``item``, ``class``, ``prediction``, ``probabilities``, ...) or a
         :class:`BadInput`. Raises only when the model itself fails (the batcher retries the batch elsewhere)."""
-        loaded: list[Any] = []
-        results: list[dict[str, Any] | BaseException | None] = [None] * len(inputs)
-        for index, item in self._load(inputs):
-            if isinstance(item, BaseException):
-                results[index] = item
-            else:
-                loaded.append((index, item))
-        if loaded:
-            for (index, _), row in zip(loaded, self._forward([item for _, item in loaded])):
-                results[index] = self._result(inputs[index], row)
+        return self.predict_loaded([(inputs[n], item) for n, item in self._load(inputs)])
+
+    def load(self, item: Input) -> Any:
+        """``item`` read and transformed (what the model's batch is collated from); raises :class:`BadInput`.
+        Thread-safe: the server loads each request on its own thread, before batching."""
+        [(_, loaded)] = self._load([item])
+        if isinstance(loaded, BaseException):
+            raise loaded
+        return loaded
+
+    def predict_loaded(self, pairs: Sequence[tuple[Input, Any]]) -> list[dict[str, Any] | BaseException]:
+        """Predict inputs already loaded (:meth:`load`) in one batch; a :class:`BadInput` passes through."""
+        results: list[dict[str, Any] | BaseException | None] = [None] * len(pairs)
+        good = [(n, loaded) for n, (_, loaded) in enumerate(pairs) if not isinstance(loaded, BaseException)]
+        for n, (_, loaded) in enumerate(pairs):
+            if isinstance(loaded, BaseException):
+                results[n] = loaded
+        if good:
+            for (n, _), row in zip(good, self._forward([loaded for _, loaded in good])):
+                results[n] = self._result(pairs[n][0], row)
         return results  # type: ignore[return-value]
 
     def _load(self, inputs: Sequence[Input]) -> list[tuple[int, Any]]:

@@ -145,7 +145,7 @@ class ServeService:
         self.tasks[served.name] = served
         if served.can("predict"):
             self.batchers[served.name] = MicroBatcher(
-                [r.predict for r in served.replicas], max_batch=self.settings.max_batch,
+                [r.predict_loaded for r in served.replicas], max_batch=self.settings.max_batch,
                 max_wait=self.settings.max_wait_ms / 1000, timeout=self.settings.request_timeout,
                 on_batch=self.metrics.batch.labels(served.name).observe)
         if served.can("recommend"):
@@ -176,7 +176,7 @@ class ServeService:
             self.tasks[task] = new
             old_generation = None
             if task in self.batchers:
-                old_generation = self.batchers[task].replace([r.predict for r in new.replicas])
+                old_generation = self.batchers[task].replace([r.predict_loaded for r in new.replicas])
             if task in self.recommenders:
                 self.recommenders[task] = new.task.recommender(new.trained)
             self.metrics.set_model(task, new.sha256, new.precision, len(new.replicas))
@@ -189,8 +189,12 @@ class ServeService:
 
     # ------------------------------------------------------------------ predictions
     async def predict(self, task: str, item: Any) -> dict[str, Any]:
-        """``item``'s prediction by ``task``'s model, stored with the run of the model that made it."""
-        result = await self.batchers[task].submit(item)
+        """``item``'s prediction by ``task``'s model, stored with the run of the model that made it.
+
+        The file is read and transformed on a thread of its own (requests load in parallel); only the model's
+        forward pass is batched."""
+        loaded = await asyncio.to_thread(self.tasks[task].replicas[0].load, item)
+        result = await self.batchers[task].submit((item, loaded))
         row = dict(result.pop("_row"))
         row["item_id"] = f"{item.request_id}:{item.name}"
         row["values"] = dict(row["values"], source=item.source, name=item.name, sha256=result["model_sha256"])
