@@ -81,10 +81,11 @@ class ScoreOptions:
             raise ConfigError(f"score: {name} must be an int >= {low}{alternative}, got {value!r}")
         if self.engine not in ENGINES:
             raise ConfigError(f"score: engine={self.engine!r}; expected one of {list(ENGINES)}")
-        from vkit.core.precision import PRECISIONS
+        if self.precision != "fp32":  # the default needs no look-up: importing vkit.core.precision imports torch
+            from vkit.core.precision import PRECISIONS
 
-        if self.precision not in PRECISIONS:
-            raise ConfigError(f"score: precision={self.precision!r}; expected one of {list(PRECISIONS)}")
+            if self.precision not in PRECISIONS:
+                raise ConfigError(f"score: precision={self.precision!r}; expected one of {list(PRECISIONS)}")
         if not self.lease_seconds > 0:
             raise ConfigError(f"score: lease_seconds must be > 0, got {self.lease_seconds!r}")
         if not self.commit_seconds > 0:
