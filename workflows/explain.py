@@ -217,6 +217,7 @@ def load_explainer(task_name: str, checkpoint: str | Path, *, settings: Mapping[
 
         manager = get_plugin_manager(extra=plugins)
     task = manager.get_task(task_name)()
+    default_method(task)  # a task with nothing to explain is refused before its checkpoint is read
     manager.register_components(require=task.plugin)
     if store is None and str(checkpoint).strip().isdigit():
         from vkit.core.store import open_store

@@ -39,7 +39,8 @@ class Explanation:
         modality: the explained input (``"volume"``, ``"video"``...).
         heat: spatial methods: ``(T, H, W)`` in [0, 1] over the model's input (depth as ``T`` for a volume);
             ``None`` for the temporal method.
-        per_frame: saliency per input frame (or slice), each frame's share of the map (sums to 1 when any).
+        per_frame: saliency per input frame (or slice; per segment for a video scorer), each one's share of the
+            map (sums to 1 when any).
         segments: the temporal method: per segment ``dict(segment, start, end, saliency, score, occluded)``;
             ``start``/``end`` are frames of the clip (or seconds, when ``unit`` is ``"s"``).
         layer: the Grad-CAM layer (relative to the model), or ``None``.
@@ -67,7 +68,8 @@ class Explanation:
             return dict(frame=int(t), y=int(y), x=int(x), value=round(float(self.heat[t, y, x]), 4))
         if self.segments:
             best = max(self.segments, key=lambda s: s["saliency"])
-            return {k: best[k] for k in ("segment", "start", "end", "saliency")}
+            return {k: round(best[k], 6) if isinstance(best[k], float) else best[k]
+                    for k in ("segment", "start", "end", "saliency")}
         return {}
 
     def summary(self) -> dict[str, Any]:
