@@ -32,12 +32,15 @@ from vkit.registry.errors import ConfigError
 
 def stream_identity(labels: dict[str, str], shown: str, salt: str | None) -> tuple[str, str]:
     """``(session, stored path)`` of a learner's stream: ``live://<session>/pseudo-<hash>``."""
+    from urllib.parse import urlsplit
+
     session, learner = labels.get("session"), labels.get("learner")
-    path = PurePath(shown.split("?", 1)[0])
+    parts = urlsplit(shown)
+    path = PurePath(parts.path if parts.scheme and parts.netloc else shown.split("?", 1)[0])
     if not session:
-        session = path.parent.name or "session"
-    if not learner:
-        learner = path.stem
+        session = path.parent.name if path.parent.name else "session"
+    if not learner:  # a file's or URL path's stem, else the URL's host and port
+        learner = path.stem if path.name else parts.netloc or shown
     pseudonym = pseudonym_of(learner)
     if pseudonym is None:
         if not salt:

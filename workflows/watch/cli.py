@@ -90,10 +90,12 @@ def _validation(scorer: Any, specs: Sequence[Any]) -> Callable[[], Any]:
 
 def watch(task_name: str, sources: Sequence[str], checkpoint: str, *, db_url: str | None = None,
           plugins: Sequence[str] = (), options: Any = None, as_json: bool = False, ui: str | None = None,
-          ui_token: str | None = None, echo: Callable[[str], None] | None = None) -> dict[str, Any]:
+          ui_token: str | None = None, echo: Callable[[str], None] | None = None,
+          emit: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Watch ``sources`` with ``task_name``'s scorer until they end, ``options.seconds`` pass, Ctrl-C or SIGTERM.
 
-    Returns the final summary (run id, status, per-stream counters, latencies). Raises a
+    ``echo`` receives the progress lines (default: stderr), ``emit`` each event/summary/run payload (default:
+    JSON lines with ``as_json``, else a text line each, on stdout). Returns the final summary (run id, status, per-stream counters, latencies). Raises a
     :class:`~vkit.registry.errors.VkitError` for a bad task, checkpoint, source or option before any row is written.
     """
     from vkit.core.checkpoint import load_meta
@@ -145,14 +147,14 @@ def watch(task_name: str, sources: Sequence[str], checkpoint: str, *, db_url: st
                       webhook=None if not options.webhook else "(set)")
         with announced_run(store, manager, task_cls, config, kind="watch", model_sha256=scorer.model_sha256,
                            versions={"plugins": manager.versions()}) as run_id:
-            return _watch_run(store, run_id, task_cls, scorer, specs, options, window, hop, live, as_json, say,
-                              start_page, ui_at, ui_token, precision.precision)
+            return _watch_run(store, run_id, task_cls, scorer, specs, options, window, hop, live,
+                              emit or _emitter(as_json), say, start_page, ui_at, ui_token, precision.precision)
     finally:
         store.close()
 
 
 def _watch_run(store: Any, run_id: int, task_cls: Any, scorer: Any, specs: list[Any], options: Any, window: float,
-               hop: float, live: Any, as_json: bool, say: Callable[[str], None], start_page: Any,
+               hop: float, live: Any, emit: Callable[[dict[str, Any]], None], say: Callable[[str], None], start_page: Any,
                ui_at: tuple[str, int] | None, ui_token: str | None, precision: str) -> dict[str, Any]:
     from vkit.core.processes import sigterm_interrupts
     from vkit.core.workdir import new_work_dir
@@ -165,7 +167,6 @@ def _watch_run(store: Any, run_id: int, task_cls: Any, scorer: Any, specs: list[
     work_dir = new_work_dir(Path("work_dirs"), f"{task_cls.name}-watch", run_id, store.identity)
     store.set_work_dir(run_id, work_dir)
     ids = store.upsert_videos([dict(path=s.shown, status="ok") for s in specs])
-    emit = _emitter(as_json)
     sender = None
     if options.webhook:
         sender = WebhookSender(options.webhook, store, queue_size=options.webhook_queue,
