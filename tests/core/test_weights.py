@@ -276,6 +276,25 @@ def test_run_reference_without_the_resolver_is_a_clear_error(tmp_path, monkeypat
         TinyC3D(widths=(4,), pretrained="run:3")
 
 
+def test_run_reference_loads_through_the_resolver_and_is_verified(tmp_path, monkeypatch):
+    import vkit.core.weights.run_ref as run_ref
+    from vkit.core.store import open_store
+
+    monkeypatch.setenv("VKIT_DB_URL", f"sqlite:///{tmp_path / 'default.db'}")  # run:ID resolves in the default store
+    open_store()
+    source = TinyC3D(widths=(4,))
+    path = tmp_path / "backbone.safetensors"
+    save_file(dict(source.state_dict()), str(path))
+    digest = read_weights(path).sha256
+    answer = {"sha": digest}
+    monkeypatch.setattr(run_ref, "resolve_run_weights", lambda ref, store: (path, answer["sha"]))
+    net = BACKBONES.build(dict(type="TinyC3D", widths=(4,), pretrained="run:7"))
+    assert (net.pretrained_report.ref, net.pretrained_report.sha256) == ("run:7", digest)
+    answer["sha"] = "0" * 64  # the store recorded other bytes than the file now holds
+    with pytest.raises(CheckpointError, match="the file changed since the run wrote it"):
+        TinyC3D(widths=(4,), pretrained="run:7")
+
+
 # ----------------------------------------------------------------------------- the run's check and record
 def test_run_checks_weights_before_data_and_records_them(tmp_path):
     from vkit.core.store import open_store
