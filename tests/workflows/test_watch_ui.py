@@ -176,3 +176,51 @@ def test_a_keyframe_is_served_only_as_a_regular_image_file(tmp_path: Path) -> No
         _event(store, run_id, video_id, "closed", 4.0, tmp_path / "fifo.png")
         assert client.get(f"/keyframe/{event_id}").status_code == 404   # a FIFO never blocks the server
         assert client.get("/keyframe/999").status_code == 404
+
+
+def test_the_page_follows_a_real_vkit_watch_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Integration with the watch engine: `vkit watch --realtime --ui` on a file; the page's snapshot shows the stream,
+    its window scores and the `bright` event while the file plays."""
+    import socket
+    import sys
+    import threading
+
+    import httpx
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_watch_support as support
+
+    from vkit.workflows.cli import main
+
+    monkeypatch.setenv("VKIT_NO_AUTOLOAD", "1")
+    monkeypatch.chdir(tmp_path)
+    model = support.make_checkpoint(tmp_path / "model.safetensors")
+    clip = support.write_clip(tmp_path / "cam.mp4", support.bright_middle())
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    args = ["--db", f"sqlite:///{tmp_path / 'vkit.db'}", "--plugin", "test_watch_support", "watch", "demo-watch",
+            str(clip), "--checkpoint", str(model), "--window", "0.25", "--realtime", "--ui", f"127.0.0.1:{port}"]
+    ended: list[object] = []
+
+    def run() -> None:
+        try:
+            main(args)
+        except SystemExit as exit_:
+            ended.append(exit_.code)
+        else:
+            ended.append(0)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    seen: dict[str, Any] = {}
+    while thread.is_alive() and not (seen.get("scores") and seen.get("events")):
+        try:
+            seen = httpx.get(f"http://127.0.0.1:{port}/snapshot", timeout=2).json()
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    thread.join(60)
+    assert ended == [0]
+    assert seen.get("scores") and seen["streams"][0]["path"].endswith("cam.mp4"), seen
+    assert [e["kind"] for e in seen["events"]] == ["bright"] and seen["run"]["kind"] == "watch"
