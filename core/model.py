@@ -224,5 +224,9 @@ def build_model(model_cfg: dict) -> torch.nn.Module:
     cfg = copy.deepcopy(dict(model_cfg))
     cfg.setdefault("type", "VideoModel")
     model = MODELS.build(copy.deepcopy(cfg))
-    model.model_config = cfg  # what a saved compressed model is rebuilt from (vkit.core.compression.load_compressed)
+    from vkit.core.weights.options import without_pretrained
+
+    # what a saved (or compressed) model is rebuilt from (vkit.core.trained, vkit.core.compression.load_compressed):
+    # its backbones' weights are in the checkpoint, so the pretrained files they started from are not read again
+    model.model_config = without_pretrained(cfg)
     return model

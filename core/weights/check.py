@@ -19,9 +19,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from vkit.core.weights.load import LoadReport
+from vkit.core.weights.options import OPTIONS as _OPTIONS
 from vkit.registry.errors import CheckpointError, ConfigError, VkitError
-
-_OPTIONS = ("pretrained", "pretrained_prefix", "pretrained_strict")
 
 
 def backbone_configs(cfg: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -317,6 +317,18 @@ def test_run_checks_weights_before_data_and_records_them(tmp_path):
         check_run_weights(bad, ctx)
 
 
+def test_a_trained_model_is_rebuilt_without_its_pretrained_file(tmp_path):
+    from vkit.core.model import build_model
+
+    _, path = _tiny_file(tmp_path, prefix="backbone.")
+    video = dict(type="TinyC3D", widths=(4, 8), pretrained=str(path), pretrained_prefix="backbone.")
+    model = build_model(dict(backbones=dict(video=video), head=dict(type="ClsHead", num_classes=2)))
+    assert model.backbones["video"].pretrained_report.matched == 12
+    assert model.model_config["backbones"]["video"] == dict(type="TinyC3D", widths=(4, 8))
+    path.unlink()  # the checkpoint holds the weights: vkit predict must not need the file it started from
+    build_model(model.model_config)
+
+
 def test_security_task_names_the_key_before_reading_data(tmp_path, monkeypatch):
     from vkit.workflows.run import run_task
 
