@@ -85,6 +85,22 @@ def _stop_shared_bar() -> None:
         _display = None
 
 
+def above_bars(echo: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``echo`` made safe while bars are on screen: a line then prints above them (through the display's console),
+    otherwise through ``echo``. What ``vkit run`` gives its tasks as ``ctx.echo``.
+
+    Example::
+
+        ctx_echo = above_bars(lambda line: console.print(line))
+    """
+    def write(text: str) -> Any:
+        if _display is not None:
+            return _display.console.print(text, soft_wrap=True)
+        return echo(text)
+
+    return write
+
+
 def close_all() -> None:
     """Stop every bar still on screen (after an error, before it is printed); what is closed stays closed."""
     for bar in list(_open):
@@ -120,10 +136,11 @@ def format_seconds(seconds: float | None) -> str:
 
 
 def format_rate(rate: float, unit: str) -> str:
-    """``"3.20 it/s"``, or ``"12.5 s/it"`` when slower than one a second."""
+    """``"3.20 cases/s"``, or ``"12.5 s/case"`` when slower than one a second."""
     if rate <= 0:
         return f"? {unit}/s"
-    return f"{rate:.2f} {unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{unit}"
+    one = unit[:-1] if unit.endswith("s") and len(unit) > 2 else unit  # "8.6 s/stage", not "s/stages"
+    return f"{rate:.2f} {unit}/s" if rate >= 1 else f"{1 / rate:.1f} s/{one}"
 
 
 class Progress:
@@ -132,7 +149,7 @@ class Progress:
     Args:
         label: what the loop does (``"train"``, ``"generating cases"``).
         total: how many steps, or ``None`` when unknown (no ETA).
-        unit: what one step is (``"it"``, ``"case"``, ``"video"``).
+        unit: what the steps are (``"it"``, ``"cases"``, ``"videos"``).
         echo: where lines go (the run's ``ctx.echo``); ``None``: stderr.
         start: steps already done (a resumed run): they count toward ``total`` but not the rate.
         closing_line: write ``"label: N unit in T (rate)"`` when the loop ends (lines mode).
@@ -205,10 +222,10 @@ class Progress:
         self._write(text)
 
     def _write(self, text: str) -> None:
-        if self.echo is not None:
-            self.echo(text)  # in bar mode rich redirects stdout above the bar
-        elif self._bar is not None:
-            self._bar.console.print(text)
+        if self._bar is not None:
+            self._bar.console.print(text)  # above the bars (a line written past rich would break the display)
+        elif self.echo is not None:
+            self.echo(text)
         else:
             print(text, file=sys.stderr, flush=True)
 
@@ -251,4 +268,4 @@ def track(items: Iterable[T], label: str, *, total: int | None = None, unit: str
             bar.advance()
 
 
-__all__ = ["MODES", "Progress", "close_all", "current_mode", "format_rate", "format_seconds", "reset", "set_mode", "track"]
+__all__ = ["MODES", "Progress", "above_bars", "close_all", "current_mode", "format_rate", "format_seconds", "reset", "set_mode", "track"]

@@ -296,14 +296,16 @@ _attach_commands()
 
 # ----------------------------------------------------------------------------- entry point
 def _show_plugin_tracebacks() -> None:
-    """Under ``--debug`` the plugin manager's DEBUG records (each plugin failure's traceback) reach stderr."""
+    """Under ``--debug`` the plugin manager's DEBUG records (each plugin failure's traceback) and Ray's own
+    logging (``vkit.ray``: :mod:`vkit.core.raylog`) reach stderr."""
     import logging
 
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-    plugin_log = logging.getLogger("vkit.plugins")
-    plugin_log.addHandler(handler)
-    plugin_log.setLevel(logging.DEBUG)
+    for name in ("vkit.plugins", "vkit.ray"):
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG)
 
 
 def _blame(err: BaseException) -> str:

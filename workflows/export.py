@@ -240,6 +240,10 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
     """
     if fmt not in FORMATS:
         raise ConfigError(f"export: format={fmt!r}; expected one of {list(FORMATS)}")
+    if fmt == "parquet":  # before any file is written
+        from vkit.core.extras import require_extra
+
+        require_extra("parquet", purpose="--format parquet")
     extra = plugin_tables() if extra is None else extra
     known = [*TABLES, *extra]
     unknown = [t for t in tables or () if t not in known]

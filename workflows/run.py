@@ -85,6 +85,9 @@ def run_task(
         build_config(task_cls.default_config, config_file, values, free_keys=task_cls.free_keys, check_args=False)
     manager.register_components(require=task_cls.plugin)  # then plugin components' arguments are checked too
     cfg = build_config(task_cls.default_config, config_file, values, free_keys=task_cls.free_keys)
+    from vkit.core.extras import check_config_extras
+
+    check_config_extras(cfg)  # e.g. an OnnxExport stage without vkit[onnx]: refused before the run row
     store = open_store(db_url)
     resume_dir = None
     if resume is not None:
@@ -92,6 +95,7 @@ def run_task(
 
         cfg, resume_dir = resumed_run(store, resume, task_cls)  # the run's own config and (checked) folder
     from vkit.core.lifecycle import run_lifecycle
+    from vkit.core.progress import above_bars
     from vkit.core.task import RunContext
     from vkit.core.workdir import check_work_dir_free, mark_work_dir, new_work_dir
 
@@ -107,7 +111,7 @@ def run_task(
                 mark_work_dir(work, store.identity, run_id, task_cls.name)  # the folder's sidecar: whose it is
             store.set_work_dir(run_id, work)
             ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
-                             regenerate=regenerate, skip_bad=skip_bad, echo=echo)
+                             regenerate=regenerate, skip_bad=skip_bad, echo=above_bars(echo))
             ctx.resume = resume is not None
             ctx.video_engine = _video_engine(store, task_cls, manager, score_options, run_id, plugins)
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,

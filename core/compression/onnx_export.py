@@ -84,6 +84,9 @@ class OrtModule(nn.Module):
 
     def __init__(self, onnx_path: str | Path, input_names: list[str], kind: str = "tensor", threads: int | None = None) -> None:
         super().__init__()
+        from vkit.core.extras import require_extra
+
+        require_extra("onnx", ("onnxruntime",), purpose=f"running the ONNX model {onnx_path}")
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -164,6 +167,8 @@ class OnnxExport(Stage):
 
         chain = CompressionChain([dict(type='MagnitudePrune', amount=0.3), dict(type='OnnxExport', opset=17)])
     """
+
+    extras = ("onnx",)  # checked before a run starts (vkit.core.extras.check_config_extras)
 
     def __init__(self, opset: int = 17, atol: float = 1e-4, filename: str = "model.onnx") -> None:
         super().__init__()

@@ -85,24 +85,12 @@ class RecommenderActor:
         return {"result": np.array([json.dumps(r) for r in results], dtype=object)}
 
 
-def _ray() -> Any:
-    """``ray`` with Ray Data, or a one-line error saying how to install it."""
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as err:
-        raise ConfigError(f"--engine ray needs Ray Data: pip install 'ray[data]' (or 'vkit[ray]'); import failed: {err}") from err
-    return ray
-
-
 def ray_recommend(task: str, checkpoint: Path, users: Sequence[str], k: int, plugins: Sequence[str] = (),
                   workers: int = 2, users_per_task: int = 1000, address: str | None = None) -> list[dict[str, Any]]:
     """:meth:`recommend_many` of ``users`` on a Ray Data actor pool (``workers`` actors), in the users' order."""
-    ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
+    from vkit.core.raylog import ray_session
+
+    with ray_session(address) as ray:  # Ray's own logging goes to the vkit.ray logger (vkit --debug)
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         context.execution_options.preserve_order = True
@@ -112,9 +100,6 @@ def ray_recommend(task: str, checkpoint: Path, users: Sequence[str], k: int, plu
             RecommenderActor, fn_constructor_kwargs=dict(task=task, checkpoint=str(checkpoint), plugins=list(plugins), k=k),
             batch_size=users_per_task, batch_format="numpy", concurrency=max(1, int(workers)), num_cpus=1)
         return [json.loads(row["result"]) for row in dataset.iter_rows()]
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None = None, plugins: Sequence[str] = (),
@@ -125,6 +110,10 @@ def recommend(run: str, users: Sequence[str], k: int = 10, *, db_url: str | None
     """
     if engine not in ("local", "ray"):
         raise ConfigError(f"--engine {engine!r}: expected 'local' or 'ray'")
+    if engine == "ray":
+        from vkit.core.extras import require_extra
+
+        require_extra("ray", purpose="--engine ray")
     from vkit.core.capabilities import require_capability
     from vkit.core.checkpoint import load_meta
     from vkit.core.store import open_store

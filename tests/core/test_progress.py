@@ -102,7 +102,7 @@ def test_format_seconds(seconds, text):
 
 
 def test_format_rate_turns_slow_loops_into_seconds_per_step():
-    assert format_rate(3.2, "it") == "3.20 it/s" and format_rate(0.25, "epoch") == "4.0 s/epoch"
+    assert format_rate(3.2, "it") == "3.20 it/s" and format_rate(0.25, "stages") == "4.0 s/stage"
     assert format_rate(0.0, "it") == "? it/s"
 
 
@@ -183,3 +183,16 @@ def test_recovery_without_epochs_follows_train_epochs():
     assert seen == [1, 3, 5]  # train.epochs=2 no longer distils 3 epochs; a set recover.epochs wins
     with pytest.raises(ConfigError, match=r"recover.epochs: expected an int >= 1, got 0 \(or leave it out"):
         Recovery.from_config(dict(epochs=0), owner="compression.stages[0]")
+
+
+def test_lines_printed_while_bars_are_on_screen_go_above_them():
+    lines: list[str] = []
+    echo = progress.above_bars(lines.append)
+    echo("before")  # no bar: through echo
+    progress.set_mode("bar")
+    with Progress("train", 4, echo=lines.append) as bar:
+        with bar._bar.console.capture() as captured:
+            echo("  val  auc 0.9000")
+            bar.note("epoch 1/2  loss 0.5")
+    assert lines == ["before"]  # both went through the display's console, above the bar
+    assert "val  auc 0.9000" in captured.get() and "epoch 1/2  loss 0.5" in captured.get()

@@ -17,6 +17,11 @@ themselves (on a multi-machine cluster: a PostgreSQL store).
 Plugin modules given with ``--plugin`` must be importable on the Ray workers
 (an installed package, or on ``PYTHONPATH`` of a local instance).
 
+Ray starts through :func:`vkit.core.raylog.ray_session`: its own logging (the
+token-auth notice, deprecations, Ray Data's execution log, the C++ core's
+``E core_worker`` lines, warnings from Ray's files) goes to the ``vkit.ray``
+logger, shown with ``vkit --debug``.
+
 Example::
 
     for outcome in ray_outcomes(jobs, functools.partial(build_task_scorer, "security-anomaly", ckpt), ScoreOptions(engine="ray")):
@@ -31,16 +36,6 @@ from typing import Any
 
 import numpy as np
 
-from vkit.registry.errors import ConfigError
-
-
-def _ray() -> Any:
-    try:
-        import ray
-        import ray.data  # noqa: F401
-    except ImportError as err:
-        raise ConfigError(f"--engine ray needs Ray Data: pip install 'ray[data]' (or 'vkit[ray]'); import failed: {err}") from err
-    return ray
 
 
 class ScorerActor:
@@ -78,15 +73,10 @@ class ScorerActor:
 @contextmanager
 def ray_session(options: Any) -> Iterator[Any]:
     """Ray, started for the block (``options.ray_address``: a cluster to join) unless already running; yields it."""
-    ray = _ray()
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=options.ray_address, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    try:
+    from vkit.core.raylog import ray_session as session
+
+    with session(options.ray_address) as ray:
         yield ray
-    finally:
-        if started:
-            ray.shutdown()
 
 
 def ray_outcomes(jobs: Sequence[tuple[str, Any]], factory: Any, options: Any,

@@ -81,6 +81,10 @@ class ScoreOptions:
             raise ConfigError(f"score: {name} must be an int >= {low}{alternative}, got {value!r}")
         if self.engine not in ENGINES:
             raise ConfigError(f"score: engine={self.engine!r}; expected one of {list(ENGINES)}")
+        if self.engine == "ray":  # checked with the options: before any run row exists
+            from vkit.core.extras import require_extra
+
+            require_extra("ray", purpose="--engine ray")
         if self.precision != "fp32":  # the default needs no look-up: importing vkit.core.precision imports torch
             from vkit.core.precision import PRECISIONS
 
