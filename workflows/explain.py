@@ -107,6 +107,7 @@ class Explainer:
         self.method = str(self.settings.get("method") or default_method(task))
         capabilities = getattr(task, "capabilities", frozenset())
         self.scorer = None
+        self._layers: dict[tuple[Any, ...], str] = {}
         if "predict" not in capabilities:
             if self.method != "temporal" or "score" not in capabilities:
                 raise ConfigError(f"task {task.name!r} explains with --method temporal only: it scores whole videos "
@@ -141,8 +142,10 @@ class Explainer:
         model, s = self.trained.model, self.settings
         inputs = model_inputs(model, item["inputs"])
         common = dict(target=s.get("target"), classes=self.trained.classes)
-        if self.method == "gradcam":
-            found = grad_cam(model, inputs, target_layer=s.get("target_layer"), **common)
+        if self.method == "gradcam":  # the layer found for the first item serves the next (same model, same input size)
+            layer = s.get("target_layer") or self._layers.get(tuple(inputs[m].shape for m in sorted(inputs)))
+            found = grad_cam(model, inputs, target_layer=layer, **common)
+            self._layers[tuple(inputs[m].shape for m in sorted(inputs))] = found.layer
         elif self.method == "occlusion":
             found = occlusion(model, inputs, mask_size=s.get("mask_size"), **common)
         else:
