@@ -111,7 +111,7 @@ def plot_session(name: str, learners: dict[str, dict[str, Any]], path: Path) -> 
     from vkit.plugins.education.task import LEVEL_NAMES
 
     order = lowest_first(learners)[:MAX_PANELS]
-    fig = Figure(figsize=(8, 1.0 + 1.3 * len(order)), dpi=80, layout="constrained")
+    fig = Figure(figsize=(8, 1.0 + 1.3 * len(order)), dpi=100, layout="constrained")
     axes = fig.subplots(len(order), 1, sharex=True, squeeze=False)[:, 0]
     for ax, (learner, line) in zip(axes, order):
         ax.plot(line["times"], line["levels"], color="tab:blue", lw=1.5)
