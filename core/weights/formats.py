@@ -57,7 +57,7 @@ CONTAINER_KEYS = ("state_dict", "model", "model_state_dict", "network", "net", "
 _CODE_FORMATS = {".ts": "TorchScript (a program)", ".pkl": "a bare pickle", ".pickle": "a bare pickle",
                  ".onnx": "an ONNX graph", ".jit": "TorchScript (a program)"}
 _UNSUPPORTED_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
-_HOWTO = ("convert it once where you trust the file: `python -c \"import torch, safetensors.torch as s; "
+_HOWTO = ("convert it once: `python -c \"import torch, safetensors.torch as s; "
           "m = torch.load('FILE', weights_only=False); s.save_file(m.get('state_dict', m), 'W.safetensors')\"` "
           "then pass pretrained='W.safetensors'")
 
@@ -115,7 +115,7 @@ def weights_path(value: str | Path, owner: str = "pretrained") -> Path:
         raise ConfigError(f"{owner}: {str(value)!r} has ending {suffix or '(none)'!r}; expected weights ending in "
                           f"{', '.join(SUFFIXES)} (or a MONAI bundle folder)")
     if not path.exists():
-        raise CheckpointError(f"{owner}: pretrained file {str(path)!r} does not exist")
+        raise CheckpointError(f"{owner}: weights file {str(path)!r} does not exist")
     return path
 
 
