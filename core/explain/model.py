@@ -128,7 +128,8 @@ def _is_conv(module: nn.Module) -> bool:
 
 def conv_blocks(model: nn.Module, inputs: Mapping[str, torch.Tensor], modality: str) -> list[tuple[str, tuple[int, ...]]]:
     """``[(name, feature map shape)]`` of the modules under ``backbones.<modality>`` that hold a convolution and
-    give a 5-D map, in the order the forward pass finishes them (names relative to ``model``)."""
+    give a map, in the order the forward pass finishes them (names relative to ``model``): ``(1, C, T', H', W')``
+    of a 3-D network, or ``(T', C, H', W')`` of a 2-D network run on each frame (TSM, TSN: batch and time folded)."""
     prefix = f"backbones.{modality}"
     holders = {name: mod for name, mod in model.named_modules()
                if (name == prefix or name.startswith(prefix + ".")) and any(_is_conv(m) for m in mod.modules())}
@@ -137,7 +138,7 @@ def conv_blocks(model: nn.Module, inputs: Mapping[str, torch.Tensor], modality: 
     seen: list[tuple[str, tuple[int, ...]]] = []
     handles = [mod.register_forward_hook(
         lambda _m, _i, out, name=name: seen.append((name, tuple(out.shape)))
-        if isinstance(out, torch.Tensor) and out.dim() == 5 else None) for name, mod in holders.items()]
+        if isinstance(out, torch.Tensor) and out.dim() in (4, 5) else None) for name, mod in holders.items()]
     try:
         with torch.no_grad():
             Focus(model, inputs, modality)(inputs[modality])
@@ -172,8 +173,8 @@ def auto_layer(model: nn.Module, inputs: Mapping[str, torch.Tensor], modality: s
                               f"{', '.join(names[-6:]) or 'none'}")
         return [target_layer]
     if not blocks:
-        raise DataError(f"explain: the {modality!r} backbone has no convolution, so Grad-CAM has no feature map; "
-                        f"use --method occlusion or --method temporal")
+        raise DataError(f"explain: the {modality!r} backbone gives no convolutional feature map for Grad-CAM to weigh "
+                        f"(a transformer's tokens, or no convolution at all); use --method occlusion or --method temporal")
     wide = [name for name, shape in blocks if min(shape[-2:]) >= MIN_SIDE]
     if wide:
         return list(reversed(wide))

@@ -53,6 +53,23 @@ def _name(index: int, classes: Sequence[str], output: str) -> str:
     return str(classes[index]) if 0 <= index < len(classes) else str(index)
 
 
+def _upsampler(batch: int) -> Any:
+    """MONAI's ``upsampler`` hook: a map to the input's ``(T, H, W)``, trilinear; a 2-D network's per-frame map
+    ``(N T', 1, h, w)`` is unfolded to ``(N, 1, T', h, w)`` first (as mmaction2's Grad-CAM does for 2-D recognizers)."""
+    import torch.nn.functional as F
+
+    def make(spatial: Sequence[int]) -> Any:
+        def up(acti: torch.Tensor) -> torch.Tensor:
+            if acti.dim() == 4:
+                frames = acti.shape[0] // batch
+                acti = acti.reshape(batch, frames, *acti.shape[1:]).transpose(1, 2)
+            return F.interpolate(acti, size=tuple(spatial), mode="trilinear", align_corners=False)
+
+        return up
+
+    return make
+
+
 #: How many candidate layers Grad-CAM tries before giving up (see :func:`~vkit.core.explain.model.auto_layer`).
 _TRIES = 4
 
@@ -63,7 +80,8 @@ def _cam(focus: Focus, layer: str, index: int) -> torch.Tensor | None:
 
     from monai.visualize import GradCAM
 
-    cam = GradCAM(nn_module=focus, target_layers=f"model.{layer}", postprocessing=_unit)
+    cam = GradCAM(nn_module=focus, target_layers=f"model.{layer}", upsampler=_upsampler(focus.x.shape[0]),
+                  postprocessing=_unit)
     x = focus.x.detach().clone().requires_grad_(True)  # gradients reach the layer even when the weights are frozen
     with warnings.catch_warnings(), torch.enable_grad():
         warnings.simplefilter("ignore", UserWarning)  # MONAI's "backward hook not triggered": handled below

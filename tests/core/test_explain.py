@@ -167,3 +167,19 @@ def test_segment_bounds_follow_the_sampler_rule_and_refuse_nonsense():
     assert segment_bounds(3, 8) == [(0, 1), (1, 2), (2, 3)]
     with pytest.raises(ConfigError, match="segments >= 1"):
         segment_bounds(10, 0)
+
+
+@pytest.mark.parametrize("name", ["X3D", "TSM"])
+def test_grad_cam_maps_mmaction_clips_3d_and_per_frame_2d(name):
+    """X3D gives (1, C, T', H', W') maps; TSM a 2-D ResNet's (T', C, H', W') per frame, unfolded as mmaction2 does."""
+    from vkit.core.model import build_model
+    from vkit.registry.registries import BACKBONES
+
+    torch.manual_seed(0)
+    model = build_model(dict(backbones=dict(video=dict(type=name, **BACKBONES.get(name).smoke_config())),
+                             head=dict(type="ClsHead", num_classes=3))).eval()
+    net = model.backbones["video"]
+    clip = torch.rand(net.in_channels, net.num_frames, *net.input_size) * 255
+    found = grad_cam(model, model_inputs(model, {"video": clip}), target=2)
+    assert found.heat.shape == (net.num_frames, *net.input_size) and np.isfinite(found.heat).all()
+    assert found.layer.startswith("backbones.video.net.") and found.target == "2"
