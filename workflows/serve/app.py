@@ -180,6 +180,8 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
             raise HTTPException(422, f"k={k}: expected 1 to 1000")
         name = sorted(service.recommenders)[0]
         result = await asyncio.to_thread(service.recommenders[name].recommend, user_id, k)
+        for item in result["items"]:  # the server's folders stay on the server: the video's file name only
+            item["video"] = Path(item["video"]).name if item.get("video") else None
         return dict(task=name, model_sha256=service.tasks[name].sha256, **result)
 
     @app.post("/v1/admin/reload", openapi_extra=_RELOAD_BODY, summary="Swap in a model without dropping requests")
