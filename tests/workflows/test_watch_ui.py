@@ -65,6 +65,15 @@ def _event(store: Any, run_id: int, video_id: int, status: str, end: float, keyf
             conn.execute(sa.insert(table).values(**row))
 
 
+def _summary(store: Any, run_id: int, group: str, text: str, step: int = 1) -> None:
+    """A live summary row as ``vkit watch`` writes it for a session (schema 0010's ``live_summaries``)."""
+    import sqlalchemy as sa
+
+    table = sa.Table("live_summaries", sa.MetaData(), autoload_with=store.engine)
+    with store.engine.begin() as conn:
+        conn.execute(sa.insert(table).values(run_id=run_id, group_name=group, step=step, at=sa.func.now(), text=text))
+
+
 def _evaluate(tools: Any, session: str, expression: str) -> Any:
     reply = tools.send("Runtime.evaluate", {"expression": expression, "returnByValue": True}, session=session)
     return reply["result"].get("value")
@@ -102,6 +111,9 @@ def test_the_page_shows_new_points_and_an_event_as_rows_arrive(tmp_path: Path) -
         assert _until(tools, session, f"{points} === '8 points'")
         assert _until(tools, session, "document.querySelector('.event[data-status=open]') !== null")
         assert "anomaly · open · 3.0–5.0 s" in _evaluate(tools, session, "document.querySelector('.event').innerText")
+        _summary(store, run_id, "lesson <b>1</b>", "4 of 20 learners low for the last 2 minutes")
+        assert _until(tools, session, "document.querySelector('.summary') !== null && document.querySelector("
+                      "'.summary').textContent === 'lesson <b>1</b>: 4 of 20 learners low for the last 2 minutes'")
         _event(store, run_id, video_id, "closed", 7.0, _png(tmp_path / "key.png"))   # the rule closes it
         assert _until(tools, session, "document.querySelector('.event[data-status=closed] img') !== null")
         assert _until(tools, session, "document.querySelector('.event img').naturalWidth === 48")
@@ -121,8 +133,6 @@ def test_the_page_shows_new_points_and_an_event_as_rows_arrive(tmp_path: Path) -
 
 
 def test_the_feed_sends_only_what_changed_and_summaries(tmp_path: Path) -> None:
-    import sqlalchemy as sa
-
     url = f"sqlite:///{tmp_path / 'v.db'}"
     store, run_id, video_id = _watch_run(url)
     _scores(store, run_id, video_id, range(0, 2))
@@ -130,10 +140,7 @@ def test_the_feed_sends_only_what_changed_and_summaries(tmp_path: Path) -> None:
     first = feed.poll()
     assert [s["segment"] for s in first["scores"]] == [0, 1] and first["streams"][0]["path"] == HOSTILE
     assert feed.poll() == dict(run=None, streams=[], scores=[], events=[], summaries=[])
-    table = sa.Table("live_summaries", sa.MetaData(), autoload_with=store.engine)
-    with store.engine.begin() as conn:
-        conn.execute(sa.insert(table).values(run_id=run_id, group_name="lesson-1", step=1, at=sa.func.now(),
-                                             text="4 of 20 learners low for the last 2 minutes"))
+    _summary(store, run_id, "lesson-1", "4 of 20 learners low for the last 2 minutes")
     _event(store, run_id, video_id, "open", 4.0, tmp_path / "k.png")
     delta = feed.poll()
     assert [s["text"] for s in delta["summaries"]] == ["4 of 20 learners low for the last 2 minutes"]
