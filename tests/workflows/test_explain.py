@@ -120,3 +120,24 @@ def test_a_broken_explanation_does_not_fail_the_report(medical_run, tmp_path, mo
     errors = [a for a in store.run_artifacts(medical_run["run"]) if a["kind"] == "report-error"]
     assert errors and "no gradient today" in open(errors[-1]["path"], encoding="utf-8").read()
     assert store.get_run(medical_run["run"])["status"] == "finished"
+
+
+def test_the_overlay_is_visible_in_chromium(medical_run, tmp_path):
+    """The worst cases' overlay image loads and is drawn at 1280 px, the page fetching only its own files."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    import test_report_support as support
+    from test_report_browser import CHROMIUM
+
+    from vkit.core.store import open_store
+
+    if CHROMIUM is None:
+        pytest.skip("headless Chromium not installed: run `make chromium`")
+    page = write_run_report(open_store(medical_run["db"]), medical_run["run"], tmp_path / "rep", manager=medical_manager())
+    prefixes = ("Explanations: worst cases",)
+    seen = support.browse({"medical": page}, {"medical": prefixes}, tmp_path / "profile")["medical"]
+    assert support.failures(seen, prefixes) == []
+    image = seen["found"]["Explanations: worst cases"]["image"]
+    assert image and image[0] and image[2] > 0, image
