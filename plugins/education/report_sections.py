@@ -27,7 +27,9 @@ from collections import defaultdict
 from pathlib import Path, PurePath
 from typing import Any
 
-from vkit.core.reporting import REPLACEABLE, ReportSection
+import numpy as np
+
+from vkit.core.reporting import REPLACEABLE, ReportSection, plain_text
 
 #: At most this many sessions get their own section (the lowest; the overview lists all).
 MAX_SESSIONS = 8
@@ -35,8 +37,13 @@ TASK = "education-engagement"
 
 
 def report_sections(run: dict[str, Any], store: Any) -> list[ReportSection] | None:
-    """The teacher-first sections of an ``education-engagement`` scoring run; ``None`` for any other run."""
-    if run.get("task") != TASK or run.get("kind") != "score":
+    """The teacher-first sections of an ``education-engagement`` scoring run (a training run: its levels on the
+    test split); ``None`` for any other run."""
+    if run.get("task") != TASK:
+        return None
+    if run.get("kind") == "train":
+        return _level_sections(run, store)
+    if run.get("kind") != "score":
         return None
     if (run.get("config") or {}).get("aggregate_only"):
         return _aggregate_sections(store, int(run["id"]))
@@ -109,6 +116,51 @@ def _session_sections(sessions: dict[str, dict[str, dict[str, Any]]], out: Path,
     return out_sections
 
 
+def _level_sections(run: dict[str, Any], store: Any) -> list[ReportSection] | None:
+    """A training run: how well each engagement level is recognised on the test split, named by level."""
+    from vkit.plugins.education.task import LEVEL_NAMES
+
+    names = list(((run.get("config") or {}).get("metric") or {}).get("level_names") or LEVEL_NAMES)
+    rows = [r for r in store.run_predictions(int(run["id"]), split="test")
+            if r.get("label") is not None and r.get("prediction") is not None]
+    pairs = [(int(r["label"]), int(r["prediction"])) for r in rows
+             if 0 <= r["label"] < len(names) and 0 <= r["prediction"] < len(names)]
+    if not pairs:
+        return None
+    matrix = np.zeros((len(names), len(names)), dtype=int)
+    for truth, predicted in pairs:
+        matrix[truth, predicted] += 1
+    recalls = [f"{names[i]} {matrix[i, i]} of {matrix[i].sum()}" for i in range(len(names)) if matrix[i].sum()]
+    off = matrix.copy()
+    np.fill_diagonal(off, 0)
+    worst = np.unravel_index(int(off.argmax()), off.shape)
+    confusion = (f"; the most common mistake: {names[worst[0]]} taken for {names[worst[1]]} ({off[worst]} clips)"
+                 if off.max() else "")
+    image = plot_levels(Path(run["report_dir"]) / "education_levels.png", matrix, names)
+    return [ReportSection("Engagement levels on the test split", image=image, top=True, text=(
+        f"{len(pairs)} test clips; recognised per level: {', '.join(recalls)}{confusion}."))]
+
+
+@plain_text()  # level names from the config are drawn as text
+def plot_levels(path: Path, matrix: Any, names: list[str]) -> Path:
+    """The confusion matrix with the level names on both axes (rows: the true level), counts and row shares."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5.2, 4.2), dpi=100, layout="constrained")
+    ax = fig.add_subplot()
+    shares = matrix / matrix.sum(axis=1, keepdims=True).clip(min=1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (i, j), count in np.ndenumerate(matrix):
+        ax.text(j, i, f"{count}\n{shares[i, j]:.0%}", ha="center", va="center", fontsize=8,
+                color="white" if shares[i, j] > 0.5 else "black")
+    ticks = range(len(names))
+    ax.set_xticks(ticks, names, fontsize=8)
+    ax.set_yticks(ticks, names, fontsize=8)
+    ax.set(xlabel="predicted level", ylabel="true level", title="engagement level: truth against prediction")
+    fig.savefig(path)
+    return path
+
+
 def _aggregate_sections(store: Any, run_id: int) -> list[ReportSection]:
     """A ``--aggregate-only`` run: the per-session aggregates (no timelines were kept), lowest mean level first."""
     from vkit.plugins.education.report import aggregate_lines, level_name
@@ -130,4 +182,4 @@ def _aggregate_sections(store: Any, run_id: int) -> list[ReportSection]:
                           text=text)]
 
 
-__all__ = ["MAX_SESSIONS", "report_sections"]
+__all__ = ["MAX_SESSIONS", "plot_levels", "report_sections"]

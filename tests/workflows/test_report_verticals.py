@@ -24,7 +24,7 @@ from test_report_browser import CHROMIUM  # noqa: E402
 MUST_SHOW = {
     "medical-diagnosis": ("Classifier", "Worst-classified cases"),
     "security-anomaly": ("Event 1:", "False alarms on normal videos", "Timeline per camera"),
-    "education-engagement": ("Classifier",),
+    "education-engagement": ("Engagement levels on the test split", "Classifier"),
     "recommendation": ("Model comparison", "Sample recommendations with their reasons", "Cold-start slice"),
     "education-score": ("Sessions, lowest engagement first", "Session "),
     "security-score": ("Event 1:", "False alarms on normal videos", "Timeline per camera"),
@@ -50,6 +50,9 @@ def test_each_verticals_report_shows_its_answer_in_chromium(runs, tmp_path):
     assert re.search(r"attention (fell|held)", edu["found"]["Session "]["text"]), edu["found"]["Session "]
     assert edu["found"]["Session "]["image"][0], "the session's timeline is not visible"
     assert "Top-scoring videos" not in edu["headings"] and "Scores over time" not in edu["headings"]
+    train = seen["education-engagement"]
+    assert train["headings"][1].startswith("Engagement levels"), train["headings"]  # level names, before the metrics
+    assert "recognised per level: very low" in train["found"]["Engagement levels on the test split"]["text"]
     # security: every event section shows its keyframes, above the generic tables
     for name in ("security-anomaly", "security-score"):
         events = [h for h in seen[name]["headings"] if h.startswith("Event ")]
