@@ -25,7 +25,7 @@ from vkit.core.run_checkpoint import MAX_RUN_ID
 from vkit.registry.errors import StoreError, VkitError
 
 #: ``--kind`` choices (``runs.kind``).
-KINDS = ("train", "score", "predict", "watch", "pretrain")
+KINDS = ("train", "score", "predict", "watch", "pretrain", "serve")
 
 
 # ----------------------------------------------------------------------------- output helpers
@@ -223,7 +223,7 @@ def runs_group() -> None:
 @runs_group.command("list")
 @click.option("--task", help="Only runs of this task.")
 @click.option("--status", type=click.Choice(("running", "finished", "failed", "interrupted")), help="Only runs in this status.")
-@click.option("--kind", type=click.Choice(KINDS), help="Only training (vkit run), scoring, predict, watch or pretraining runs.")
+@click.option("--kind", type=click.Choice(KINDS), help="Only training (vkit run), scoring, predict, watch, pretraining or serve runs.")
 @click.option("--limit", default=20, show_default=True, help="At most this many (newest first; 0: all).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
 @click.pass_context

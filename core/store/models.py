@@ -28,7 +28,7 @@ RUN_STATUSES = ("running", "finished", "failed", "interrupted")
 VIDEO_STATUSES = ("pending", "ok", "failed", "duplicate", "changed")
 #: What ``runs.kind`` usually holds: made by ``vkit run``, ``vkit score``, ``vkit predict``, ``vkit watch``,
 #: ``vkit pretrain`` (free text: plugins may add kinds).
-RUN_KINDS = ("train", "score", "predict", "watch", "pretrain")
+RUN_KINDS = ("train", "score", "predict", "watch", "pretrain", "serve")
 #: Allowed ``events.status`` values: ``open`` (a live event still growing, ``vkit watch``), ``closed`` (every event of
 #: ``vkit score``), ``interrupted`` (its stream died or the watch stopped while it was open).
 EVENT_STATUSES = ("open", "closed", "interrupted")
