@@ -1,12 +1,13 @@
-"""``VideoResNet``: torchvision's video ResNets (``r3d_18``, ``mc3_18``, ``r2plus1d_18``) built here.
+"""torchvision's video networks built here: ``VideoResNet`` (``r3d_18``, ``mc3_18``, ``r2plus1d_18``) and ``S3D``.
 
-torchvision cannot be installed beside this torch, so the three networks of
+torchvision cannot be installed beside this torch, so the networks of
 ``torchvision/models/video/resnet.py`` (Tran et al., "A Closer Look at
-Spatiotemporal Convolutions", 2018) are written out again with **the same module
-names**, so that a state dict saved from torchvision (``model.state_dict()``:
-``stem.0.weight``, ``layer1.0.conv1.0.weight``, ``fc.weight`` ...) loads as it is
-with ``pretrained=``; its ``fc.`` classifier is ignored. Nothing is downloaded:
-the weights come from the user's file.
+Spatiotemporal Convolutions", 2018) and ``s3d.py`` (Xie et al., "Rethinking
+Spatiotemporal Feature Learning", 2018) are written out again with **the same
+module names**, so that a state dict saved from torchvision (``model.state_dict()``:
+``stem.0.weight``, ``layer1.0.conv1.0.weight``, ``features.5.branch1.1.0.0.weight``
+...) loads as it is with ``pretrained=``; the classifier (``fc.`` / ``classifier.``)
+is ignored. Nothing is downloaded: the weights come from the user's file.
 
 Example::
 
@@ -151,4 +152,101 @@ class VideoResNet(FeatureMapBackbone):
         return dict(width=8, num_frames=8, input_size=32)
 
 
-__all__ = ["KINETICS_MEAN", "KINETICS_STD", "VideoResNet"]
+def _cna(cin: int, cout: int, kernel: Any = 1, stride: Any = 1, padding: Any = 0) -> nn.Sequential:
+    """torchvision's ``Conv3dNormActivation``: conv (no bias), BN (eps 1e-3, momentum 1e-3), ReLU."""
+    return nn.Sequential(nn.Conv3d(cin, cout, kernel, stride=stride, padding=padding, bias=False),
+                         nn.BatchNorm3d(cout, eps=0.001, momentum=0.001), nn.ReLU(inplace=True))
+
+
+def _sep(cin: int, cout: int, k: int, stride: int, pad: int) -> nn.Sequential:
+    """torchvision's ``TemporalSeparableConv``: (1, k, k) then (k, 1, 1)."""
+    return nn.Sequential(_cna(cin, cout, (1, k, k), (1, stride, stride), (0, pad, pad)),
+                         _cna(cout, cout, (k, 1, 1), (stride, 1, 1), (pad, 0, 0)))
+
+
+class _SepInception(nn.Module):
+    """torchvision's ``SepInceptionBlock3D``: four branches concatenated over channels."""
+
+    def __init__(self, cin: int, b0: int, b1_mid: int, b1: int, b2_mid: int, b2: int, b3: int) -> None:
+        super().__init__()
+        self.branch0 = _cna(cin, b0)
+        self.branch1 = nn.Sequential(_cna(cin, b1_mid), _sep(b1_mid, b1, 3, 1, 1))
+        self.branch2 = nn.Sequential(_cna(cin, b2_mid), _sep(b2_mid, b2, 3, 1, 1))
+        self.branch3 = nn.Sequential(nn.MaxPool3d(3, stride=1, padding=1), _cna(cin, b3))
+        self.out_channels = b0 + b1 + b2 + b3
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self.branch0(x), self.branch1(x), self.branch2(x), self.branch3(x)], 1)
+
+
+class _S3DNet(nn.Module):
+    """``features`` of torchvision's ``S3D`` (no ``avgpool``/``classifier``)."""
+
+    BLOCKS = ((64, 96, 128, 16, 32, 32), (128, 128, 192, 32, 96, 64), "pool3",
+              (192, 96, 208, 16, 48, 64), (160, 112, 224, 24, 64, 64), (128, 128, 256, 24, 64, 64),
+              (112, 144, 288, 32, 64, 64), (256, 160, 320, 32, 128, 128), "pool2",
+              (256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128))
+
+    def __init__(self, in_channels: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            _sep(in_channels, 64, 7, 2, 3), nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            _cna(64, 64), _sep(64, 192, 3, 1, 1), nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))]
+        cin = 192
+        for spec in self.BLOCKS:
+            if spec == "pool3":
+                layers.append(nn.MaxPool3d(3, stride=2, padding=1))
+            elif spec == "pool2":
+                layers.append(nn.MaxPool3d(2, stride=2))
+            else:
+                block = _SepInception(cin, *spec)
+                layers.append(block)
+                cin = block.out_channels
+        self.features = nn.Sequential(*layers)
+        self.out_channels = cin
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+@BACKBONES.register_module()
+class S3D(FeatureMapBackbone):
+    """torchvision's ``s3d`` (separable 3-D Inception) without its classifier; averaged; ``feature_dim`` 1024.
+
+    Kinetics-400 setting: at least 14 frames of 224 px (its mean/std as ``VideoResNet``'s).
+
+    Args:
+        num_frames, input_size, in_channels, output, pretrained: see :class:`Backbone`.
+    """
+
+    prefers_channels_last_3d = True
+    pretrained_ignore = ("net.classifier.",)
+
+    def __init__(self, num_frames: int = 16, input_size: int | Sequence[int] = 224, in_channels: int = 3,
+                 output: str = "pooled", pretrained: str | Path | None = None) -> None:
+        super().__init__(output=output, pretrained=pretrained)
+        self.net = _S3DNet(in_channels)
+        self.feature_dim = self.net.out_channels
+        self.num_frames = int(num_frames)
+        self.input_size = as_size(input_size, "S3D")
+        self.in_channels = in_channels
+        if in_channels == 3:
+            self.mean, self.std = KINETICS_MEAN, KINETICS_STD
+        else:
+            self.mean, self.std = (float(sum(KINETICS_MEAN) / 3),) * in_channels, (float(sum(KINETICS_STD) / 3),) * in_channels
+        self.load_pretrained(pretrained)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def stage_modules(self) -> list[list[nn.Module]]:
+        """Stem (``features.0-4``), then the Inception groups 3 (``5-6``), 4 (``7-12``) and 5 (``13-15``)."""
+        f = list(self.net.features.children())
+        return [f[:5], f[5:7], f[7:13], f[13:]]
+
+    @classmethod
+    def smoke_config(cls) -> dict[str, Any]:
+        return dict(num_frames=8, input_size=32)  # T and H/W halve 3 and 5 times
+
+
+__all__ = ["KINETICS_MEAN", "KINETICS_STD", "S3D", "VideoResNet"]

@@ -177,11 +177,15 @@ def test_torchvision_r3d_18_state_dict_loads_into_video_resnet(torchvision_r3d):
         assert (net(x) - r3d_18_reference(state, x)).abs().max() <= 1e-5
 
 
-def test_video_resnet_sizes_match_torchvision_published_counts():
-    for arch, published in (("mc3_18", 11_695_440), ("r2plus1d_18", 31_505_325)):
+def test_video_resnet_and_s3d_sizes_match_torchvision_published_counts():
+    for cfg, published in ((dict(type="VideoResNet", arch="mc3_18"), 11_695_440),
+                           (dict(type="VideoResNet", arch="r2plus1d_18"), 31_505_325), (dict(type="S3D"), 8_320_048)):
         with torch.device("meta"):
-            net = VideoResNet(arch=arch)
-        assert sum(p.numel() for p in net.parameters()) + 512 * 400 + 400 == published, arch
+            net = BACKBONES.build(cfg)
+        classifier = net.feature_dim * 400 + 400  # torchvision's Kinetics-400 fc / classifier.1, which vkit drops
+        assert sum(p.numel() for p in net.parameters()) + classifier == published, cfg
+    state = {k[4:]: v for k, v in BACKBONES.build(dict(type="S3D")).state_dict().items()}
+    assert "features.5.branch1.1.0.0.weight" in state  # SepInceptionBlock3D.branch1 -> TemporalSeparableConv -> CNA
 
 
 def test_weights_inspect_names_backbone_and_prefix(mmaction_x3d, monai_bundle, torchvision_r3d):
