@@ -74,6 +74,10 @@ class FrozenEmbedder(SegmentScorer):
         self.seed, self.kind, self.batch_size = int(seed), str(kind), max(1, int(batch_size))
         self.settings: dict[str, Any] = dict(kind=self.kind, backbone=self.backbone_cfg, sampler=sampler.settings,
                                              size=list(self.size), seed=self.seed)
+        if self.backbone_cfg.get("pretrained") is not None:  # the weights' bytes, not their path, are the model
+            from vkit.core.weights.load import pretrained_sha256
+
+            self.settings["pretrained_sha256"] = pretrained_sha256(self.backbone_cfg["pretrained"], owner=f"{kind}: backbone")
         self.model_sha256: str = hashlib.sha256(json.dumps(self.settings, sort_keys=True, default=str).encode()).hexdigest()
         name = str(self.backbone_cfg["type"]).replace(".", "_").replace("/", "_")
         self.cache_dir = Path(cache_dir) / f"{name}-{self.model_sha256[:16]}" if cache_dir is not None else None
@@ -84,8 +88,16 @@ class FrozenEmbedder(SegmentScorer):
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any], **kwargs: Any) -> FrozenEmbedder:
         """The embedder :attr:`settings` describe (as a checkpoint sidecar keeps them); ``kwargs``: ``cache_dir``, ``batch_size``."""
-        return cls(dict(settings["backbone"]), FrameSampler(**dict(settings["sampler"])), tuple(settings["size"]),
-                   seed=int(settings.get("seed", 0)), kind=str(settings.get("kind", "frozen-features")), **kwargs)
+        embedder = cls(dict(settings["backbone"]), FrameSampler(**dict(settings["sampler"])), tuple(settings["size"]),
+                       seed=int(settings.get("seed", 0)), kind=str(settings.get("kind", "frozen-features")), **kwargs)
+        recorded, now = settings.get("pretrained_sha256"), embedder.settings.get("pretrained_sha256")
+        if recorded is not None and recorded != now:  # (a sidecar written before vkit recorded it is not checked)
+            from vkit.registry.errors import CheckpointError
+
+            raise CheckpointError(f"{embedder.kind}: backbone pretrained={settings['backbone'].get('pretrained')!r} has "
+                                  f"sha256 {str(now)[:16]}…, but the model was trained on features of weights with "
+                                  f"sha256 {str(recorded)[:16]}…: the file changed since; restore it or train again")
+        return embedder
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_net": None}  # a worker or Ray actor builds its own

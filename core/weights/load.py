@@ -97,6 +97,21 @@ def resolve(pretrained: str | Path, store: Any = None, owner: str = "pretrained"
     return Path(path), str(digest)
 
 
+def pretrained_sha256(pretrained: str | Path, store: Any = None, owner: str = "pretrained") -> str:
+    """The sha256 of the weights ``pretrained`` names (streamed; ``run:ID``: the digest its run recorded).
+
+    What an identity built from a backbone config adds, so that a file replaced at the same path is a
+    different model (e.g. :class:`vkit.core.embedding.FrozenEmbedder`'s feature cache).
+    """
+    source, expected = resolve(pretrained, store, owner)
+    if expected is not None:
+        return expected
+    from vkit.core.store.provenance import sha256_file
+    from vkit.core.weights.formats import weights_path
+
+    return sha256_file(weights_path(source, owner))[0]
+
+
 def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | None = None, strict: bool = True,
                  ignore: tuple[str, ...] = (), model_prefixes: tuple[str, ...] = ("",), store: Any = None,
                  owner: str = "pretrained") -> LoadReport:
@@ -162,4 +177,4 @@ def record_reports(reports: dict[str, LoadReport], ctx: Any) -> None:
         ctx.summary[f"pretrained {key}"] = report.line()
 
 
-__all__ = ["RUN_PREFIX", "LoadReport", "load_weights", "record_reports", "resolve", "use_store"]
+__all__ = ["RUN_PREFIX", "LoadReport", "load_weights", "pretrained_sha256", "record_reports", "resolve", "use_store"]

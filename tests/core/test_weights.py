@@ -341,3 +341,18 @@ def test_security_task_names_the_key_before_reading_data(tmp_path, monkeypatch):
         run_task("security-anomaly", overrides=["features.backbone.pretrained=x"], db_url=f"sqlite:///{tmp_path}/s.db",
                  data_root=tmp_path / "data", echo=lambda *_: None)
     assert not (tmp_path / "data").exists()  # the embedded data set was never generated
+
+
+def test_frozen_features_are_keyed_by_the_weights_bytes_not_their_path(tmp_path):
+    from vkit.core.embedding import FrozenEmbedder
+    from vkit.core.sampling import FrameSampler
+
+    _, path = _tiny_file(tmp_path)
+    backbone = dict(type="TinyC3D", widths=(4, 8), pretrained=str(path))
+    first = FrozenEmbedder(backbone, FrameSampler("dense", 2, 4), (16, 16))
+    assert first.settings["pretrained_sha256"] == read_weights(path).sha256
+    _tiny_file(tmp_path, prefix="backbone.")  # other bytes at the same path
+    second = FrozenEmbedder(backbone, FrameSampler("dense", 2, 4), (16, 16))
+    assert second.model_sha256 != first.model_sha256  # a cached feature of the old weights is never reused
+    with pytest.raises(CheckpointError, match="the file changed since"):
+        FrozenEmbedder.from_settings(first.settings)  # a model trained on the old features refuses the new file
