@@ -91,8 +91,12 @@ class VolumeDecoder:
             volume = Compose([LoadImage(image_only=True), EnsureChannelFirst(), Resize(self.size, mode="trilinear"),
                               NormalizeIntensity()])(path)
         except Exception as err:  # MONAI wraps the reader's errors in RuntimeError / OSError / ValueError
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise DataError(f"{path}: not a readable volume ({first})") from err
+            root = err
+            while root.__cause__ is not None:  # "applying transform <LoadImage ...>" hides the reader's reason
+                root = root.__cause__
+            lines = str(root).strip().splitlines()
+            raise DataError(f"{path}: not a readable volume ({type(root).__name__}: "
+                            f"{lines[0] if lines else 'no detail'})") from err
         array = np.asarray(volume, dtype=np.float32)  # (C, D, H, W); depth is the first spatial axis read
         if array.shape[0] != self.channels:
             if array.shape[0] != 1:

@@ -123,3 +123,18 @@ def test_pretrain_config_errors_come_before_any_data(archive, tmp_path, capsys):
     from vkit.core.store import open_store
 
     assert open_store(db).list_runs() == []  # nothing was recorded
+
+
+def test_pretrain_reads_scans_for_a_monai_backbone(tmp_path, one_torch_thread):
+    from vkit.core.backbones import MonaiResNet
+    from vkit.core.testing import make_volume
+    from vkit.workflows.pretrain import PretrainOptions, pretrain
+
+    for i in range(3):
+        make_volume(tmp_path / "scans" / f"case{i}.nii.gz", shape=(18, 18, 10), seed=i, lesion=i % 2 == 0)
+    (tmp_path / "scans" / "truncated.nii.gz").write_bytes(b"\x1f\x8b broken")
+    summary = pretrain(dict(type="MonaiResNet", **MonaiResNet.smoke_config()), [str(tmp_path / "scans")],
+                       PretrainOptions(epochs=1, batch_size=3, workers=0), db_url=f"sqlite:///{tmp_path / 'v.db'}",
+                       work_dir=tmp_path / "wd")
+    assert (summary.decoded, summary.failed, summary.epochs) == (3, 1, 1)
+    assert "truncated.nii.gz: not a readable volume" in summary.failures[0]["error"]
