@@ -7,6 +7,9 @@ starts Ray with:
 
 - every ``ray*`` Python logger's console handler replaced by one that forwards
   its records to ``vkit.ray`` (Ray's log files stay as they are);
+- what ``ray.init`` and ``ray.shutdown`` write to the process's stderr (file
+  descriptor 2: the C++ core's lines, the token-auth notice Ray logs while it
+  sets its logging up) read back and logged to ``vkit.ray`` line by line;
 - the C++ core's console log at ``RAY_BACKEND_LOG_LEVEL=fatal`` unless the user
   set that variable or ``vkit.ray`` logs DEBUG (``--debug``);
 - warnings raised from Ray's own files logged to ``vkit.ray`` instead of printed.
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -93,20 +98,46 @@ def _ray_warnings() -> Iterator[None]:
 
 
 @contextmanager
+def _stderr_to_log() -> Iterator[None]:
+    """File descriptor 2 goes to a temporary file for the block; its lines are then logged to ``vkit.ray``."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, ValueError, OSError):  # no real stderr (an embedding host): nothing to redirect
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(fd)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), fd)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, fd)
+            os.close(saved)
+            sink.seek(0)
+            for line in sink.read().decode("utf-8", "replace").splitlines():
+                if line.strip():
+                    LOG.debug("ray: %s", line.rstrip())
+
+
+@contextmanager
 def ray_session(address: str | None = None) -> Iterator[Any]:
     """Ray for the block (``address``: a cluster to join), started and shut down here unless already running."""
     ray = import_ray()
     started = not ray.is_initialized()
     with _ray_warnings():
         if started:
-            ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
-                     logging_level=logging.DEBUG if LOG.isEnabledFor(logging.DEBUG) else logging.WARNING)
+            with _stderr_to_log():
+                ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+                         logging_level=logging.DEBUG if LOG.isEnabledFor(logging.DEBUG) else logging.WARNING)
             route_ray_logging()
         try:
             yield ray
         finally:
             if started:
-                ray.shutdown()
+                with _stderr_to_log():
+                    ray.shutdown()
 
 
 __all__ = ["LOG", "import_ray", "ray_session", "route_ray_logging"]

@@ -155,3 +155,18 @@ def test_extras_module_imports_nothing_heavy():
     code = "import sys, vkit.core.extras, vkit.core.raylog; print(sorted(m for m in ('torch', 'ray', 'mmengine') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
     assert extras.install_line("ray") == "pip install 'vkit[ray]' (in a checkout: pip install -e '.[ray]')"
+
+
+def test_what_ray_writes_to_the_stderr_descriptor_is_logged_not_shown(caplog, capfd):
+    import os
+    import sys
+
+    from vkit.core.raylog import _stderr_to_log
+
+    with caplog.at_level(logging.DEBUG, logger="vkit.ray"):
+        with _stderr_to_log():
+            os.write(sys.stderr.fileno(), b"[2026-12-07 I 1 1] core_worker.cc:42: E core_worker line\n\n")
+        print("after", file=sys.stderr, flush=True)
+    assert [r.getMessage() for r in caplog.records if r.name == "vkit.ray"] == [
+        "ray: [2026-12-07 I 1 1] core_worker.cc:42: E core_worker line"]
+    assert capfd.readouterr().err == "after\n"  # stderr is back once the block ends
