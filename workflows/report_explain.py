@@ -12,7 +12,10 @@ stacked into one PNG shown in the section, beside a table of the peaks.
 
 An explanation that fails never fails the report: the error is recorded on
 the run (:func:`vkit.core.reporting.record_report_error`, a ``report-error``
-artifact), a warning names it, and the section says so. Runs without a
+artifact), a warning names it, and the section says so. A model that cannot
+be explained from a file by design (a ``ConfigError``, e.g. an education model
+fusing side signals a file does not carry) is said in the section, not recorded
+as an error. Runs without a
 checkpoint, of a task no loaded plugin declares, or of a task that neither
 predicts files nor scores videos (recommendation) get no section.
 
@@ -28,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from vkit.core.reporting import ReportSection
+from vkit.registry.errors import ConfigError
 
 #: The section's title, and how many worst cases it explains.
 TITLE = "Explanations: worst cases"
@@ -108,6 +112,9 @@ def _section(store: Any, run: Mapping[str, Any], out: Path, manager: Any, task: 
         row = dict(case=case["case"], label=label, error=round(case["error"], 4))
         try:
             done = explainer.explain(case["path"], folder, f"worst{rank}-{safe_stem(case['case'])}")[0]
+        except ConfigError as err:  # this run's model cannot be explained from a file (e.g. side signals): said, not an error
+            rows.append(dict(row, explanation=f"not available: {err}"))
+            continue
         except Exception as err:  # noqa: BLE001 - one case's failure is shown in its row; the others are explained
             first_error = first_error or err
             rows.append(dict(row, explanation=f"failed: {type(err).__name__}: {err}"))
@@ -119,7 +126,8 @@ def _section(store: Any, run: Mapping[str, Any], out: Path, manager: Any, task: 
                          peak=peak_text(summary)))
     line = _record(store, run, out, first_error, warn) if first_error is not None else None
     if not pngs:
-        return ReportSection(TITLE, table=rows, text=f"could not be drawn ({line}); the rest of the report is written")
+        why = f"could not be drawn ({line}); the rest of the report is written" if line else "not available for this run"
+        return ReportSection(TITLE, table=rows, text=why)
     sheet = stack_pngs(out / SHEET, pngs)
     how = ("Grad-CAM (monai.visualize) on layer " + ", ".join(sorted(str(v) for v in layers if v))
            if explainer.method == "gradcam" else "temporal saliency: the score's drop when each segment is hidden"
