@@ -4,7 +4,9 @@ Learned from anomalib's ``Engine`` (fit/test/export are the engine's, a model
 folder says only what differs) and MONAI's ``BundleWorkflow`` (required
 properties checked before anything runs). :func:`run_lifecycle` does, in order:
 
-1. check the task's required properties (``datasets`` implemented, config sections present);
+1. check the task's required properties (``datasets`` implemented, config sections present), then load
+   every ``pretrained=`` once and check ``train``'s fine-tuning keys, recording the weights on the run
+   (:func:`vkit.core.weights.check.check_run_weights`): a bad one names its key before any data is read;
 2. data: the user's (the task's ``data_key``) or the embedded set, generated once
    by ``Task.generate_data`` and cached by generator version + seed + params (:func:`prepare_data`);
 3. seed (mmengine ``set_random_seed``) → ``Task.datasets`` → ``Task.build_model``;
