@@ -38,7 +38,20 @@ def runs(tmp_path_factory):
 
 @pytest.mark.skipif(CHROMIUM is None, reason="headless Chromium not installed: run `make chromium`")
 def test_each_verticals_report_shows_its_answer_in_chromium(runs, tmp_path):
-    seen = support.browse(runs["pages"], MUST_SHOW, tmp_path / "profile", shots=tmp_path / "shots", shot_height=1200)
+    import shutil
+
+    broken = tmp_path / "broken"  # the checks can fail: the session plot gone, a wide table outside its wrapper
+    shutil.copytree(runs["pages"]["education-score"].parent, broken)
+    (broken / "education_session_0.png").unlink()
+    page = (broken / "report.html").read_text(encoding="utf-8")
+    wide = "<table><tr>" + "<td>wide-cell-of-text</td>" * 120 + "</tr></table>"
+    (broken / "report.html").write_text(page.replace("</body>", wide + "</body>"), encoding="utf-8")
+    pages = dict(runs["pages"], broken=broken / "report.html")
+    seen = support.browse(pages, dict(MUST_SHOW, broken=("Session ",)), tmp_path / "profile", shots=tmp_path / "shots",
+                          shot_height=1200)
+    wrong = " | ".join(support.failures(seen["broken"], ("Session ",)))
+    assert "ERR_FILE_NOT_FOUND" in wrong and "education_session_0.png not drawn" in wrong, wrong
+    assert "a table outside a scrolling wrapper" in wrong and "px wide in a 1280 px window" in wrong, wrong
     for name, prefixes in MUST_SHOW.items():
         assert support.failures(seen[name], prefixes) == [], name
         assert seen[name]["screenshot"].stat().st_size > 10_000
