@@ -8,14 +8,21 @@ reached the PostgreSQL variants are skipped with the reason (``pytest -ra``).
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 
 PG_URL = os.environ.get("VKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 BACKENDS = [pytest.param("sqlite", id="sqlite"), pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres)]
+
+# tests/helpers/ holds modules the tests share, imported by name (``from vkit_cli import vkit``: the installed command).
+HELPERS = str(Path(__file__).parent / "helpers")
+if HELPERS not in sys.path:
+    sys.path.insert(0, HELPERS)
 
 
 @pytest.fixture(autouse=True)

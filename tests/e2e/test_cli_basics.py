@@ -2,23 +2,16 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-
-VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 
 def vkit(*args: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
-    full_env = dict(os.environ, COLUMNS="200", **(env or {}))
-    proc = subprocess.run([VKIT, *args], cwd=cwd, env=full_env, capture_output=True, text=True, timeout=300)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return vkit_cli.vkit(*args, cwd=cwd, env=env, check=check, timeout=300)
 
 
 def test_version_and_help_do_not_import_heavy_libraries(tmp_path):

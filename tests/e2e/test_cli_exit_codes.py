@@ -7,24 +7,21 @@ error (unknown command or option) is click's exit 2.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 pytestmark = pytest.mark.slow  # each case starts the vkit CLI (several import torch)
-VKIT = str(Path(sys.executable).with_name("vkit"))
 FIXTURE_PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
 
 def vkit(*args: str, tmp: Path, **env: str) -> subprocess.CompletedProcess:
     """``vkit ARGS`` with only the fixture plugins (no entry points), a private config dir and store."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("VKIT_")}
-    full_env.update(PYTHONPATH=str(FIXTURE_PLUGINS), VKIT_NO_AUTOLOAD="1", VKIT_CONFIG_DIR=str(tmp / "config"),
-                    VKIT_DB_URL=f"sqlite:///{tmp / 'vkit.db'}", VKIT_DATA=str(tmp / "data"), COLUMNS="200", **env)
-    return subprocess.run([VKIT, *args], cwd=tmp, env=full_env, capture_output=True, text=True, timeout=120)
+    return vkit_cli.vkit(*args, cwd=tmp, check=False, timeout=120, drop=("VKIT_*",), env=dict(
+        PYTHONPATH=str(FIXTURE_PLUGINS), VKIT_NO_AUTOLOAD="1", VKIT_CONFIG_DIR=str(tmp / "config"),
+        VKIT_DB_URL=f"sqlite:///{tmp / 'vkit.db'}", VKIT_DATA=str(tmp / "data"), **env))
 
 
 def check(plugin: str, tmp: Path, *more: str, extra: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
