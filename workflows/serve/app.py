@@ -69,7 +69,7 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
         try:
             yield
         finally:
-            await service.aclose(getattr(app.state, "stop_status", "finished"))
+            await service.aclose("finished")
 
     app = FastAPIOffline(title="vkit serve", version="1", lifespan=lifespan, redoc_url=None,  # /docs: no CDN
                   description="Trained vkit models behind an HTTP API: predictions batched across requests and "

@@ -59,7 +59,4 @@ def serve_cmd(ctx: click.Context, checkpoints: tuple[str, ...], host: str, port:
                err=True)
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
                             timeout_graceful_shutdown=30)
-    server = uvicorn.Server(config)
-    server.run()
-    if server.should_exit and not server.force_exit:
-        app.state.stop_status = "finished"
+    uvicorn.Server(config).run()  # SIGINT/SIGTERM: a graceful stop (rows written, runs finished), then the signal
