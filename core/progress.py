@@ -152,7 +152,7 @@ class Progress:
         unit: what the steps are (``"it"``, ``"cases"``, ``"videos"``).
         echo: where lines go (the run's ``ctx.echo``); ``None``: stderr.
         start: steps already done (a resumed run): they count toward ``total`` but not the rate.
-        closing_line: write ``"label: N unit in T (rate)"`` when the loop ends (lines mode).
+        closing_line: write ``"label: N unit in T (rate)"`` when the loop ends (above the bars on a terminal).
     """
 
     def __init__(self, label: str, total: int | None = None, *, unit: str = "it",
@@ -235,14 +235,19 @@ class Progress:
             return
         self.closed = True
         if self._bar is not None:
+            if self.closing_line:
+                self._bar.console.print(self._closing())
             self._bar.remove_task(self._task)
             self._bar = None
             _open.discard(self)
             if not _open:  # the last loop on screen: the display goes
                 _stop_shared_bar()
         elif self.mode == "lines" and self.closing_line:
-            self._write(f"{self.label}: {self.done - self.start} {self.unit} in {format_seconds(self.elapsed())} "
-                        f"({format_rate(self.rate(), self.unit)})")
+            self._write(self._closing())
+
+    def _closing(self) -> str:
+        return (f"{self.label}: {self.done - self.start} {self.unit} in {format_seconds(self.elapsed())} "
+                f"({format_rate(self.rate(), self.unit)})")
 
     def __enter__(self) -> Progress:
         return self

@@ -276,37 +276,27 @@ def plan_jobs(store: Any, paths: Sequence[str], model_sha256: str) -> list[tuple
 
 # ----------------------------------------------------------------------------- progress
 class _Progress:
-    """A rich progress bar (videos/s, clips/s, failures, ETA) on stderr, or nothing."""
+    """Scoring progress through :mod:`vkit.core.progress` (a bar with videos/s, clips/s, failures and the ETA on a
+    terminal, a closing line when piped, nothing under ``--json``), or nothing when not ``enabled``."""
 
     def __init__(self, total: int, enabled: bool) -> None:
         self.bar, self.began = None, time.perf_counter()
-        if not enabled:
-            return
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        if enabled:
+            from vkit.core.progress import Progress
 
-        from vkit.core.console import console
-
-        self.bar = Progress(
-            TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[vps]:.2f} videos/s"), TextColumn("{task.fields[cps]:.1f} clips/s"),
-            TextColumn("failed {task.fields[failed]}"), TextColumn("ETA"), TimeRemainingColumn(),
-            console=console(stderr=True), transient=False,
-        )
-        self.task = self.bar.add_task("scoring", total=total, vps=0.0, cps=0.0, failed=0)
-        self.bar.start()
+            self.bar = Progress("scoring videos", total, unit="videos")
 
     def update(self, summary: ScoreSummary) -> None:
         if self.bar is None:
             return
         elapsed = max(time.perf_counter() - self.began, 1e-9)
-        self.bar.update(self.task, completed=summary.scored + summary.failed + summary.skipped + summary.left_failed
-                        + summary.duplicates + summary.changed,
-                        failed=summary.failed,
-                        vps=(summary.scored + summary.failed) / elapsed, cps=summary.clips / elapsed)
+        done = (summary.scored + summary.failed + summary.skipped + summary.left_failed + summary.duplicates
+                + summary.changed)
+        self.bar.advance(done - self.bar.done, status=f"{summary.clips / elapsed:.1f} clips/s  failed {summary.failed}")
 
     def close(self) -> None:
         if self.bar is not None:
-            self.bar.stop()
+            self.bar.close()
 
 
 # ----------------------------------------------------------------------------- orchestration

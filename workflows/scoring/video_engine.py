@@ -71,7 +71,8 @@ def engine_score_videos(scorer: Any, paths: Sequence[str], *, store: Any, task: 
             summary = ScoreSummary(run_id=run_id, task=task, db_url=store.url, engine=options.engine,
                                    videos=len(unique))
             factory = functools.partial(_registered, scorer, tuple(plugins))
-            score_leased(store, run_id, scorer, factory, unique, [], options, summary, manager, False, False)
+            score_leased(store, run_id, scorer, factory, unique, [], options, summary, manager, False,
+                         True)  # progress: a bar on a terminal, one closing line when piped (vkit.core.progress)
     found = stored_outcomes(store, scorer.model_sha256, unique)
     return [dict(found[f], path=str(p)) for p, f in zip(paths, full)]
 
