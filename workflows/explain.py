@@ -136,30 +136,33 @@ class Explainer:
         return results
 
     def _item(self, item: Mapping[str, Any], path: Path, out_dir: Path, stem: str) -> dict[str, Any]:
-        from vkit.core.explain import clip_saliency, grad_cam, model_inputs, occlusion
+        from vkit.core.explain import model_inputs
         from vkit.core.explain.overlay import display_frames, draw_spatial, draw_temporal, segment_thumbnails
 
-        model, s = self.trained.model, self.settings
-        inputs = model_inputs(model, item["inputs"])
-        common = dict(target=s.get("target"), classes=self.trained.classes)
-        if self.method == "gradcam":  # the layer found for the first item serves the next (same model, same input size)
-            layer = s.get("target_layer") or self._layers.get(tuple(inputs[m].shape for m in sorted(inputs)))
-            found = grad_cam(model, inputs, target_layer=layer, **common)
-            self._layers[tuple(inputs[m].shape for m in sorted(inputs))] = found.layer
-        elif self.method == "occlusion":
-            found = occlusion(model, inputs, mask_size=s.get("mask_size"), **common)
-        else:
-            found = clip_saliency(model, inputs, segments=int(s.get("segments") or 8),
-                                  occlude=str(s.get("occlude") or "drop"), **common)
-        raw = item["inputs"][found.modality]
-        base = display_frames(raw, path, found.modality)
-        png = out_dir / f"{stem}-{self.method}.png"
-        title = _title(path, found)
+        found = self._compute(model_inputs(self.trained.model, item["inputs"]))
+        base = display_frames(item["inputs"][found.modality], path, found.modality)
+        png, title = out_dir / f"{stem}-{self.method}.png", _title(path, found)
         if found.heat is not None:
             draw_spatial(png, base, found, title, volume=found.modality == "volume")
         else:
             draw_temporal(png, segment_thumbnails(base, [(r["start"], r["end"]) for r in found.segments]), found, title)
         return self._write(path, str(item.get("case_id") or path.stem), png, found)
+
+    def _compute(self, inputs: Mapping[str, Any]) -> Any:
+        """The :class:`~vkit.core.explain.Explanation` of one item's normalised inputs by :attr:`method`."""
+        from vkit.core.explain import clip_saliency, grad_cam, occlusion
+
+        model, s = self.trained.model, self.settings
+        common = dict(target=s.get("target"), classes=self.trained.classes)
+        if self.method == "gradcam":  # the layer found for the first item serves the next (same model, same input size)
+            shapes = tuple(tuple(inputs[m].shape) for m in sorted(inputs))
+            found = grad_cam(model, inputs, target_layer=s.get("target_layer") or self._layers.get(shapes), **common)
+            self._layers[shapes] = found.layer
+            return found
+        if self.method == "occlusion":
+            return occlusion(model, inputs, mask_size=s.get("mask_size"), **common)
+        return clip_saliency(model, inputs, segments=int(s.get("segments") or 8), occlude=str(s.get("occlude") or "drop"),
+                             **common)
 
     def _scored(self, path: Path, out_dir: Path, stem: str) -> dict[str, Any]:
         from vkit.core.explain import scorer_saliency
