@@ -187,19 +187,21 @@ class _S3DNet(nn.Module):
               (112, 144, 288, 32, 64, 64), (256, 160, 320, 32, 128, 128), "pool2",
               (256, 160, 320, 32, 128, 128), (384, 192, 384, 48, 128, 128))
 
-    def __init__(self, in_channels: int) -> None:
+    def __init__(self, in_channels: int, width: int = 64) -> None:
         super().__init__()
+        w = lambda c: max(1, c * width // 64)  # noqa: E731 - torchvision's widths at width=64
         layers: list[nn.Module] = [
-            _sep(in_channels, 64, 7, 2, 3), nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
-            _cna(64, 64), _sep(64, 192, 3, 1, 1), nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))]
-        cin = 192
+            _sep(in_channels, w(64), 7, 2, 3), nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1)),
+            _cna(w(64), w(64)), _sep(w(64), w(192), 3, 1, 1),
+            nn.MaxPool3d((1, 3, 3), stride=(1, 2, 2), padding=(0, 1, 1))]
+        cin = w(192)
         for spec in self.BLOCKS:
             if spec == "pool3":
                 layers.append(nn.MaxPool3d(3, stride=2, padding=1))
             elif spec == "pool2":
                 layers.append(nn.MaxPool3d(2, stride=2))
             else:
-                block = _SepInception(cin, *spec)
+                block = _SepInception(cin, *(w(c) for c in spec))
                 layers.append(block)
                 cin = block.out_channels
         self.features = nn.Sequential(*layers)
@@ -217,15 +219,19 @@ class S3D(FeatureMapBackbone):
 
     Args:
         num_frames, input_size, in_channels, output, pretrained: see :class:`Backbone`.
+        width: channels of the stem (64 as in torchvision, every width scaled with it; smaller only for
+            tests: its weights will not load).
     """
 
     prefers_channels_last_3d = True
     pretrained_ignore = ("net.classifier.",)
 
     def __init__(self, num_frames: int = 16, input_size: int | Sequence[int] = 224, in_channels: int = 3,
-                 output: str = "pooled", pretrained: str | Path | None = None) -> None:
+                 output: str = "pooled", pretrained: str | Path | None = None, width: int = 64) -> None:
         super().__init__(output=output, pretrained=pretrained)
-        self.net = _S3DNet(in_channels)
+        if not isinstance(width, int) or width < 1:
+            raise ConfigError(f"backbone 'S3D': width={width!r}; expected a positive int (64 for torchvision's)")
+        self.net = _S3DNet(in_channels, width)
         self.feature_dim = self.net.out_channels
         self.num_frames = int(num_frames)
         self.input_size = as_size(input_size, "S3D")
@@ -246,7 +252,7 @@ class S3D(FeatureMapBackbone):
 
     @classmethod
     def smoke_config(cls) -> dict[str, Any]:
-        return dict(num_frames=8, input_size=32)  # T and H/W halve 3 and 5 times
+        return dict(width=8, num_frames=8, input_size=32)  # T and H/W halve 3 and 5 times
 
 
 __all__ = ["KINETICS_MEAN", "KINETICS_STD", "S3D", "VideoResNet"]
