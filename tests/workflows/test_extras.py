@@ -170,3 +170,11 @@ def test_what_ray_writes_to_the_stderr_descriptor_is_logged_not_shown(caplog, ca
     assert [r.getMessage() for r in caplog.records if r.name == "vkit.ray"] == [
         "ray: [2026-12-07 I 1 1] core_worker.cc:42: E core_worker line"]
     assert capfd.readouterr().err == "after\n"  # stderr is back once the block ends
+
+
+def test_vkit_serve_without_the_web_extra_names_its_install_line(monkeypatch, tmp_path):
+    monkeypatch.setitem(EXTRAS, "web", (NOT_HERE,))
+    url = f"sqlite:///{tmp_path / 'vkit.db'}"
+    result = CliRunner().invoke(cli, ["--db", url, "serve", "--checkpoint", "1"])
+    assert result.exit_code == 1 and "vkit serve needs the 'web' extra" in str(result.exception)
+    assert "pip install 'vkit[web]'" in str(result.exception) and not (tmp_path / "vkit.db").exists()

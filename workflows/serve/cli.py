@@ -38,6 +38,9 @@ def serve_cmd(ctx: click.Context, checkpoints: tuple[str, ...], host: str, port:
               max_wait_ms: float, max_upload_mb: float, max_seconds: float, max_jobs: int) -> None:
     """Serve trained models over HTTP: predictions (batched across requests, stored as a `serve` run), scoring jobs,
     recommendations, /metrics and /docs."""
+    from vkit.core.extras import require_extra
+
+    require_extra("web", purpose="vkit serve")  # before a model loads or a serve run is recorded
     import uvicorn
 
     from vkit.workflows.serve.app import build_app
