@@ -30,6 +30,8 @@ from vkit.core.reporting import ReportSection, plain_text
 TASK = "security-anomaly"
 #: Events shown with keyframes, normal videos plotted, cameras on the timeline, frames per keyframe strip.
 MAX_EVENTS, MAX_NORMAL, MAX_CAMERAS, KEYFRAMES = 4, 4, 8, 4
+#: A camera's timeline shows at most this many of its videos (the first in name order).
+MAX_TIMELINE_VIDEOS = 200
 SCORE, EVENT, TRUTH = "#1f4e99", "#d62728", "#2ca02c"
 
 
@@ -251,10 +253,13 @@ def _camera_timeline(videos: list[dict[str, Any]], out: Path) -> ReportSection |
     if not cameras:
         return None
     busiest = sorted(cameras.items(), key=lambda kv: (-sum(len(v["events"]) for v in kv[1]), kv[0]))[:MAX_CAMERAS]
-    image = plot_cameras(out / "security_cameras.png", [(k, sorted(v, key=lambda x: x["path"])) for k, v in busiest])
+    shown = [(k, sorted(v, key=lambda x: x["path"])[:MAX_TIMELINE_VIDEOS]) for k, v in busiest]
+    image = plot_cameras(out / "security_cameras.png", shown)
     table = [dict(camera=PurePath(k).name or k, videos=len(v), events=sum(len(x["events"]) for x in v),
                   recorded=clock(sum(x["duration"] for x in v))) for k, v in busiest]
     more = "" if len(busiest) == len(cameras) else f" (the {len(busiest)} with the most events of {len(cameras)})"
+    if any(len(v) > MAX_TIMELINE_VIDEOS for _, v in busiest):
+        more += f"; at most the first {MAX_TIMELINE_VIDEOS} videos of a camera are drawn"
     return ReportSection("Timeline per camera", image=image, table=table, text=(
         f"a camera is the folder holding its recordings; each one's videos in name order, end to end{more}"))
 
@@ -283,5 +288,5 @@ def plot_cameras(path: Path, cameras: list[tuple[str, list[dict[str, Any]]]]) ->
     return path
 
 
-__all__ = ["KEYFRAMES", "MAX_EVENTS", "clock", "is_normal_path", "plot_cameras", "plot_event", "plot_normal",
+__all__ = ["KEYFRAMES", "MAX_EVENTS", "MAX_TIMELINE_VIDEOS", "clock", "is_normal_path", "plot_cameras", "plot_event", "plot_normal",
            "report_sections", "title"]
