@@ -1,23 +1,20 @@
 """A plugin's faults, as the installed ``vkit`` reports them: which plugin, which class, which file and line."""
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 pytestmark = pytest.mark.slow  # each case starts the vkit CLI (several import torch)
-VKIT = str(Path(sys.executable).with_name("vkit"))
 FIXTURE_PLUGINS = Path(__file__).resolve().parents[1] / "fixtures" / "plugins"
 
 
 def vkit(*args: str, tmp: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VKIT_")}
-    env.update(PYTHONPATH=str(FIXTURE_PLUGINS), VKIT_NO_AUTOLOAD="1", VKIT_CONFIG_DIR=str(tmp / "config"),
-               VKIT_DB_URL=f"sqlite:///{tmp / 'vkit.db'}", VKIT_DATA=str(tmp / "data"), COLUMNS="200")
-    return subprocess.run([VKIT, *args], cwd=tmp, env=env, capture_output=True, text=True, timeout=180)
+    return vkit_cli.vkit(*args, cwd=tmp, check=False, timeout=180, drop=("VKIT_*",), env=dict(
+        PYTHONPATH=str(FIXTURE_PLUGINS), VKIT_NO_AUTOLOAD="1", VKIT_CONFIG_DIR=str(tmp / "config"),
+        VKIT_DB_URL=f"sqlite:///{tmp / 'vkit.db'}", VKIT_DATA=str(tmp / "data")))
 
 
 def test_a_dataset_that_raises_is_named_with_its_plugin_class_file_and_line(tmp_path):
