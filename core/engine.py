@@ -108,6 +108,7 @@ class ProgressHook(Hook):
         self._losses: list[float] = []
         self._val: Any = None
 
+    @master_only  # one bar for a distributed run: the other ranks leave self.progress None
     def before_train(self, runner: Any) -> None:
         self.progress = progress.Progress(self.label, int(runner.max_iters), unit="it", echo=self.echo,
                                           start=int(runner.iter), closing_line=False)
