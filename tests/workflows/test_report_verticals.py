@@ -151,3 +151,18 @@ def test_security_sections_without_the_files_and_with_odd_names(tmp_path):
     assert titles[3] == "Timeline per camera" and len(sections[3].table) == 2
     assert all(Path(s.image).stat().st_size > 5_000 for s in sections if s.image)
     store.close()
+
+
+def test_an_aggregate_only_education_run_shows_its_sessions_lowest_first(tmp_path):
+    from vkit.core.store import open_store
+    from vkit.plugins.education.report_sections import report_sections
+
+    store = open_store(f"sqlite:///{tmp_path / 'vkit.db'}")
+    run_id = store.start_run("education-engagement", "education", dict(aggregate_only=True), seed=None, kind="score")
+    for session, level in (("maths", 2.4), ("<b>art</b>", 0.9)):
+        store.log_metrics(run_id, {f"{session}/recordings": 3.0, f"{session}/mean_level": level,
+                                   f"{session}/low_share": 0.5, f"{session}/learners_low": 1.0}, step=0, split="session")
+    (section,) = report_sections(dict(store.get_run(run_id), report_dir=str(tmp_path)), store)
+    assert [r["session"] for r in section.table] == ["<b>art</b>", "maths"] and section.table[0]["level"] == "low"
+    assert section.top and "aggregate-only" in section.text
+    store.close()
