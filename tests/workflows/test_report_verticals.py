@@ -166,3 +166,11 @@ def test_an_aggregate_only_education_run_shows_its_sessions_lowest_first(tmp_pat
     assert [r["session"] for r in section.table] == ["<b>art</b>", "maths"] and section.table[0]["level"] == "low"
     assert section.top and "aggregate-only" in section.text
     store.close()
+
+
+def test_the_page_vkit_run_writes_shows_the_final_status(runs):
+    """Written after the run's row is closed: 'finished' with its end time, never 'running' (no browser needed)."""
+    for name in support.TASKS:
+        page = runs["pages"][name].read_text(encoding="utf-8")
+        assert "<th>status</th><td>finished</td>" in page and "running" not in page.split("<h2", 2)[1], name
+        assert re.search(r"<th>finished_at</th><td>\d{4}-", page), name
