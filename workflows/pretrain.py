@@ -162,10 +162,12 @@ def _decoder(backbone: Any, options: PretrainOptions) -> Any:
 # ----------------------------------------------------------------------------- the run
 def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], options: PretrainOptions | None = None, *,
              db_url: str | None = None, plugins: Sequence[str] = (), work_dir: str | Path | None = None,
-             resume: int | None = None, echo: Callable[[str], None] = lambda _line: None) -> PretrainSummary:
+             resume: int | None = None, given: dict[str, Any] | None = None,
+             echo: Callable[[str], None] = lambda _line: None) -> PretrainSummary:
     """Pretrain ``backbone_cfg`` (a BACKBONES config) on the files of ``archives``; see the module docstring.
 
-    With ``resume``, ``backbone_cfg``, ``archives`` and ``options`` come from that run (given ones must match).
+    With ``resume``, ``backbone_cfg``, ``archives`` and ``options`` come from that run (given ones must match;
+    ``given``: the options a user named, ``{field: value}``, each must equal the run's).
     """
     from vkit.core.store import open_store
     from vkit.hooks.manager import get_plugin_manager
@@ -175,7 +177,7 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     manager.register_components()
     store = open_store(db_url)
     if resume is not None:
-        backbone_cfg, archives, options, work_dir = _resumed(store, resume, backbone_cfg, archives, options)
+        backbone_cfg, archives, options, work_dir = _resumed(store, resume, backbone_cfg, archives, options, given)
     options = options or PretrainOptions()
     if not backbone_cfg or "type" not in backbone_cfg:
         raise ConfigError(f"pretrain: backbone: expected a BACKBONES name or config with 'type', got {backbone_cfg!r}")
@@ -213,7 +215,8 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
 
 
 def _resumed(store: Any, run_id: int, backbone_cfg: dict[str, Any] | None, archives: Sequence[str],
-             options: PretrainOptions | None) -> tuple[dict[str, Any], list[str], PretrainOptions, str]:
+             options: PretrainOptions | None,
+             given: dict[str, Any] | None) -> tuple[dict[str, Any], list[str], PretrainOptions, str]:
     run = store.get_run(run_id)
     if run is None:
         raise StoreError(f"--resume {run_id}: no run {run_id} in the store at {store.url}")
@@ -228,6 +231,10 @@ def _resumed(store: Any, run_id: int, backbone_cfg: dict[str, Any] | None, archi
         raise ConfigError(f"--resume {run_id}: archives differ from the run's {saved['archives']!r}")
     if options is not None and asdict(options) != saved["options"]:
         raise ConfigError(f"--resume {run_id}: options cannot change on resume (the run's: {saved['options']!r})")
+    for name, value in (given or {}).items():
+        if saved["options"].get(name) != value:
+            raise ConfigError(f"--resume {run_id}: --{name.replace('_', '-')} {value} differs from the run's "
+                              f"{saved['options'].get(name)!r}; a resumed run keeps its options")
     return dict(saved["backbone"]), list(saved["archives"]), PretrainOptions(**saved["options"]), run["work_dir"]
 
 
@@ -332,11 +339,14 @@ def pretrain_cmd(ctx: click.Context, backbone: str | None, archives: tuple[str, 
     options = PretrainOptions(objective=objective, epochs=epochs, batch_size=batch_size, lr=lr, segments=segments,
                               seed=seed, device=device, engine=engine, workers=workers, ray_address=ray_address,
                               objective_args=sets["objective"], augment=sets["augment"])
+    given = {name: getattr(options, name) for name in ("objective", "epochs", "batch_size", "lr", "segments", "seed",
+                                                       "device", "engine", "workers", "ray_address")
+             if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
     if resume is not None and not (backbone or overrides):
-        options = None  # the run's own
+        options = None  # the run's own; options named with --resume must equal the run's
     echo = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     summary = pretrain(backbone_cfg, archives, options, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
-                       work_dir=work_dir, resume=resume, echo=echo)
+                       work_dir=work_dir, resume=resume, given=given, echo=echo)
     if as_json:
         click.echo(json.dumps(asdict(summary), indent=2, default=str))
         return

@@ -6,8 +6,13 @@ resized crop whose box comes from mmaction2's
 ``RandomResizedCrop.get_crop_bbox`` (area and aspect-ratio ranges as
 mmaction2's configs give them), the same box for every frame of a clip (a
 crop that moved between frames would invent motion); a horizontal flip; a
-colour jitter per clip (brightness, contrast, saturation) and an occasional
-greyscale. Boxes and flips draw from NumPy's/Python's global generators (as
+strong colour distortion per clip (brightness, contrast, saturation, a hue
+rotation up to the whole circle) and an occasional greyscale. The strong
+colour is measured: with brightness/contrast/saturation 0.4 and no hue, VICReg
+learnt each video's colours (the easiest thing two views share) and a linear
+probe of the generated catalogue's genre fell to near chance (0.18-0.27 vs
+0.53 at random initialisation); with these defaults it rose above it
+(docs/pretrain.md). Boxes and flips draw from NumPy's/Python's global generators (as
 mmaction2's transforms do), jitter factors from ``torch``: seeding
 ``mmengine.runner.set_random_seed`` makes views reproducible.
 
@@ -23,6 +28,7 @@ Example::
 """
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Sequence
 from typing import Any
@@ -55,12 +61,14 @@ class ClipAugment:
         aspect: range of the crop's aspect ratio.
         flip: probability of a horizontal flip (``0`` when left and right carry meaning).
         brightness, contrast, saturation: jitter strength (a factor drawn from ``1 ± value``).
+        hue: largest hue rotation, as a share of the colour circle (``0.5``: any hue; colour is then no
+            shortcut for telling videos apart, SimCLR's lesson).
         grey: probability of turning a view grey.
     """
 
     def __init__(self, out_size: Sequence[int], area: Sequence[float] = (0.35, 1.0),
-                 aspect: Sequence[float] = (3 / 4, 4 / 3), flip: float = 0.5, brightness: float = 0.4,
-                 contrast: float = 0.4, saturation: float = 0.4, grey: float = 0.2) -> None:
+                 aspect: Sequence[float] = (3 / 4, 4 / 3), flip: float = 0.5, brightness: float = 0.6,
+                 contrast: float = 0.6, saturation: float = 0.8, hue: float = 0.5, grey: float = 0.3) -> None:
         self.out_size = (int(out_size[0]), int(out_size[1]))
         self.area = _pair(area, "area", 1e-3, 1.0)
         self.aspect = _pair(aspect, "aspect", 1e-3)
@@ -70,13 +78,16 @@ class ClipAugment:
         for name, value in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
             if not 0.0 <= float(value) < 1.0:
                 raise ConfigError(f"augment: {name}={value!r}; expected 0 <= value < 1")
-        self.flip, self.grey = float(flip), float(grey)
+        if not 0.0 <= float(hue) <= 0.5:
+            raise ConfigError(f"augment: hue={hue!r}; expected 0 <= value <= 0.5 (a share of the colour circle)")
+        self.flip, self.grey, self.hue = float(flip), float(grey), float(hue)
         self.jitter = (float(brightness), float(contrast), float(saturation))
 
     def settings(self) -> dict[str, Any]:
         """The arguments, for the run's config."""
         return dict(out_size=list(self.out_size), area=list(self.area), aspect=list(self.aspect), flip=self.flip,
-                    brightness=self.jitter[0], contrast=self.jitter[1], saturation=self.jitter[2], grey=self.grey)
+                    brightness=self.jitter[0], contrast=self.jitter[1], saturation=self.jitter[2], hue=self.hue,
+                    grey=self.grey)
 
     def _crop(self, clip: torch.Tensor) -> torch.Tensor:
         from mmaction.datasets.transforms import RandomResizedCrop
@@ -99,8 +110,22 @@ class ClipAugment:
         grey = views.mean(1, keepdim=True)
         factor = 1 + (torch.rand(n, 1, 1, 1, 1) * 2 - 1) * b
         views = grey + (views - grey) * factor
+        if self.hue:
+            views = self._rotate_hue(views)
         turn = (torch.rand(n) < self.grey).view(n, 1, 1, 1, 1)
         return torch.where(turn, views.mean(1, keepdim=True).expand_as(views), views)
+
+    def _rotate_hue(self, views: torch.Tensor) -> torch.Tensor:
+        """Rotate each view's chroma in YIQ space by a random angle up to ``hue`` of the circle (luma kept)."""
+        n = views.shape[0]
+        angle = (torch.rand(n) * 2 - 1) * self.hue * 2 * math.pi
+        to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+        cos, sin = angle.cos(), angle.sin()
+        rotate = torch.zeros(n, 3, 3)
+        rotate[:, 0, 0] = 1
+        rotate[:, 1, 1], rotate[:, 1, 2], rotate[:, 2, 1], rotate[:, 2, 2] = cos, -sin, sin, cos
+        matrix = torch.linalg.inv(to_yiq) @ rotate @ to_yiq  # (N, 3, 3)
+        return torch.einsum("nij,njthw->nithw", matrix, views)
 
     def _bright_contrast(self, views: torch.Tensor) -> torch.Tensor:
         n = views.shape[0]

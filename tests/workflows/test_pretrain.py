@@ -102,6 +102,8 @@ def test_pretrain_resumes_after_an_interruption(archive, tmp_path, monkeypatch, 
     assert (tmp_path / "wd" / "resume" / "state.safetensors").is_file()
 
     monkeypatch.setattr(Pretrainer, "train_epoch", real)
+    with pytest.raises(ConfigError, match="--epochs 9 differs from the run's 3"):
+        pretrain(None, [], None, db_url=db, resume=run["id"], given=dict(epochs=9))
     summary = pretrain(None, [], None, db_url=db, resume=run["id"])
     assert (summary.decoded, summary.reused, summary.failed, summary.epochs) == (0, 8, 1, 3)
     assert store.get_run(run["id"])["status"] == "finished"
