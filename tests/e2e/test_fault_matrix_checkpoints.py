@@ -17,13 +17,13 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 import sqlalchemy as sa
 
 from vkit.core.store import open_store
@@ -31,7 +31,6 @@ from vkit.plugins.medical.task import MedicalDiagnosisTask
 
 pytestmark = pytest.mark.slow  # two tiny trainings, then each case starts the vkit CLI
 
-VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
 SMOKE = [arg for item in MedicalDiagnosisTask.smoke_overrides if not item.startswith("compression.")
          for arg in ("--set", item)]
 CHAIN = {"compression": {"max_metric_drop": 1.0, "stages": [{"type": "ChannelPrune", "amount": 0.5, "size_only": True}]}}
@@ -41,11 +40,7 @@ PG_URL = os.environ.get("VKIT_TEST_PG_URL", "postgresql+psycopg://postgres@127.0
 
 
 def vkit(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo")
-    proc = subprocess.run([VKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return vkit_cli.vkit(*args, cwd=cwd, check=check, env=dict(VKIT_DISABLE_PLUGINS="demo"))
 
 
 def sha256(path: Path) -> str:
@@ -270,9 +265,9 @@ def test_item14_compressed_flag_never_swallows_an_input(shared: dict) -> None:
     assert "no saved stage 'CastBF16'" in line and "ChannelPrune" in line
 
 
-def test_item14_score_takes_compressed_as_a_flag_and_stage_by_name(shared: dict) -> None:
-    text = vkit("score", "--help", cwd=shared["tmp"]).stdout
-    assert "--compressed " in text and "--stage NAME" in text and "[STAGE]" not in text
+def test_item14_score_takes_compressed_as_a_flag_and_stage_by_name(capsys: pytest.CaptureFixture[str]) -> None:
+    code, text, _ = vkit_cli.vkit_main(capsys, "score", "--help")  # click's help: in process
+    assert code == 0 and "--compressed " in text and "--stage NAME" in text and "[STAGE]" not in text
 
 
 # ---------------------------------------------------------------------- item 19
@@ -291,10 +286,14 @@ def test_item19_huge_run_id_is_a_one_line_error(shared: dict, backend: str) -> N
     assert line.startswith(f"Error: --checkpoint {HUGE}: expected a run id from 1 to {2**63 - 1}")
 
 
-def test_item19_huge_run_id_argument_is_refused_by_every_command(shared: dict) -> None:
+def test_item19_huge_run_id_argument_is_refused_by_every_command(shared: dict, capsys: pytest.CaptureFixture[str],
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """How each command parses a run id: through the console entry point in this process (exit code and stderr
+    as the installed command gives them; item 19's predict cases above go through the installed command)."""
+    monkeypatch.chdir(shared["tmp"])
     for args in (("runs", "show", HUGE), ("runs", "delete", HUGE), ("report", HUGE), ("export", HUGE),
                  ("recommend", "--run", HUGE, "--user", "u1")):
-        proc = vkit("--db", shared["urls"]["sqlite"], *args, cwd=shared["tmp"], check=False)
-        assert proc.returncode in (1, 2) and "OverflowError" not in proc.stderr, (args, proc.stderr)
-        assert f"{HUGE} is not in the range 1<=x<={2**63 - 1}" in proc.stderr or \
-            f"--run {HUGE}: expected a run id from 1 to {2**63 - 1}" in proc.stderr, (args, proc.stderr)
+        code, _, err = vkit_cli.vkit_main(capsys, "--db", shared["urls"]["sqlite"], *args)
+        assert code in (1, 2) and "OverflowError" not in err, (args, err)
+        assert f"{HUGE} is not in the range 1<=x<={2**63 - 1}" in err or \
+            f"--run {HUGE}: expected a run id from 1 to {2**63 - 1}" in err, (args, err)

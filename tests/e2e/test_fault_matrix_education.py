@@ -10,18 +10,16 @@ where the store is involved (items 10 and 19's mistyped store; 12 and 19's run o
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
-VKIT = str(Path(sys.executable).parent / "vkit")
 TINY = [
     "train.epochs=1", "train.batch_size=4", "data.synthetic.n_train=16", "data.synthetic.n_val=8",
     "data.synthetic.n_test=8", "data.synthetic.clips_per_subject=4", "data.synthetic.sessions=1",
@@ -35,9 +33,8 @@ NAMES = ("learner01", "learner02", "0123456789ab")  # the last: a student number
 
 def vkit(*args: str, salt: str | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
     """The installed command, one torch thread, ``$VKIT_LEARNER_SALT`` = ``salt`` (unset when ``None``)."""
-    env = {k: v for k, v in os.environ.items() if k not in ("VKIT_LEARNER_SALT", "VKIT_DB_URL")}
-    env.update(OMP_NUM_THREADS="1", **({"VKIT_LEARNER_SALT": salt} if salt is not None else {}))
-    return subprocess.run([VKIT, *args], capture_output=True, text=True, env=env, timeout=timeout)
+    return vkit_cli.vkit(*args, check=False, timeout=timeout, drop=("VKIT_LEARNER_SALT", "VKIT_DB_URL"),
+                         env=dict(OMP_NUM_THREADS="1", **({"VKIT_LEARNER_SALT": salt} if salt is not None else {})))
 
 
 @pytest.fixture(scope="module")
