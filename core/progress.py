@@ -33,6 +33,7 @@ import sys
 import time
 import weakref
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 MODES = ("bar", "lines", "off")
@@ -40,6 +41,7 @@ T = TypeVar("T")
 
 _mode: str | None = None  # None: follow the terminal
 _display: Any = None  # the rich Progress on screen, shared by the open bars
+_lines_echo: Callable[[str], Any] | None = None  # where a loop without its own echo writes lines (lines_to)
 _open: weakref.WeakSet[Progress] = weakref.WeakSet()  # bars on screen (closed by close_all after an error)
 
 
@@ -99,6 +101,24 @@ def above_bars(echo: Callable[[str], Any]) -> Callable[[str], Any]:
         return echo(text)
 
     return write
+
+
+@contextmanager
+def lines_to(echo: Callable[[str], Any]) -> Iterator[None]:
+    """Within the block, loops given no ``echo`` (a data generator, feature extraction) write their lines through
+    ``echo`` instead of stderr: ``vkit run`` sends them where its other lines go.
+
+    Example::
+
+        with lines_to(ctx.echo):
+            run_lifecycle(task, cfg, ctx)
+    """
+    global _lines_echo
+    before, _lines_echo = _lines_echo, echo
+    try:
+        yield
+    finally:
+        _lines_echo = before
 
 
 def close_all() -> None:
@@ -226,6 +246,8 @@ class Progress:
             self._bar.console.print(text)  # above the bars (a line written past rich would break the display)
         elif self.echo is not None:
             self.echo(text)
+        elif _lines_echo is not None:
+            _lines_echo(text)
         else:
             print(text, file=sys.stderr, flush=True)
 
@@ -273,4 +295,4 @@ def track(items: Iterable[T], label: str, *, total: int | None = None, unit: str
             bar.advance()
 
 
-__all__ = ["MODES", "Progress", "above_bars", "close_all", "current_mode", "format_rate", "format_seconds", "reset", "set_mode", "track"]
+__all__ = ["MODES", "Progress", "above_bars", "close_all", "lines_to", "current_mode", "format_rate", "format_seconds", "reset", "set_mode", "track"]

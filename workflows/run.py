@@ -95,7 +95,7 @@ def run_task(
 
         cfg, resume_dir = resumed_run(store, resume, task_cls)  # the run's own config and (checked) folder
     from vkit.core.lifecycle import run_lifecycle
-    from vkit.core.progress import above_bars
+    from vkit.core.progress import above_bars, lines_to
     from vkit.core.task import RunContext
     from vkit.core.workdir import check_work_dir_free, mark_work_dir, new_work_dir
 
@@ -116,7 +116,8 @@ def run_task(
             ctx.video_engine = _video_engine(store, task_cls, manager, score_options, run_id, plugins)
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)
-            result.metrics = run_lifecycle(task, cfg, ctx)
+            with lines_to(ctx.echo):  # generators' and feature extraction's lines go where the run's do
+                result.metrics = run_lifecycle(task, cfg, ctx)
         result.status = "finished"
     except BaseException as err:
         if result is not None:

@@ -196,3 +196,13 @@ def test_lines_printed_while_bars_are_on_screen_go_above_them():
             bar.note("epoch 1/2  loss 0.5")
     assert lines == ["before"]  # both went through the display's console, above the bar
     assert "val  auc 0.9000" in captured.get() and "epoch 1/2  loss 0.5" in captured.get()
+
+
+def test_lines_to_sends_loops_without_an_echo_where_the_run_writes(capsys):
+    progress.set_mode("lines")
+    lines: list[str] = []
+    with progress.lines_to(lines.append):
+        list(track(range(2), "generating cases", unit="cases"))
+    list(track(range(1), "after", unit="cases"))
+    assert len(lines) == 1 and lines[0].startswith("generating cases: 2 cases in")
+    assert capsys.readouterr().err.startswith("after: 1 cases in")
