@@ -72,18 +72,13 @@ def _live_adapter(task_cls: Any, scorer: Any, specs: list[Any], span: float) -> 
 def _validation(scorer: Any, specs: Sequence[Any]) -> Callable[[], Any]:
     """What ``--precision auto|int8`` gates and calibrates on: the scorer's own clips, else the file sources."""
     def make() -> Any:
-        own = getattr(scorer, "validation_clips", None)
-        if callable(own):
-            from vkit.core.precision.gate import Validation
-
-            clips, labels = own()
-            return Validation(clips, labels)
-        files = [s.url for s in specs if s.kind == "file"]
-        if not files:
-            raise ConfigError("watch: --precision auto/int8 needs validation clips: the scorer has none and no "
-                              "SOURCE is a file; pass --precision fp32 or bf16, or add a recording as a source")
+        from vkit.core.capabilities import scorer_supports
         from vkit.core.precision import archive_validation
 
+        files = [s.url for s in specs if s.kind == "file"]
+        if not files and "validation_clips" not in scorer_supports(scorer):
+            raise ConfigError("watch: --precision auto/int8 needs validation clips: the scorer has none and no "
+                              "SOURCE is a file; pass --precision fp32 or bf16, or add a recording as a source")
         return archive_validation(scorer, files)
     return make
 

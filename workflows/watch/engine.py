@@ -43,7 +43,7 @@ class WatchOptions:
     follow: bool = False
     rtsp_transport: str = "tcp"
     open_timeout: float = 5.0
-    commit_seconds: float = 0.5
+    commit_seconds: float = 0.2
     summary_every: float = 60.0
     summary_span: float = 120.0
     webhook: str | None = None
@@ -262,14 +262,14 @@ class WatchEngine:
                     self.writer.add_event(stream.video_id, dict(change, wall=time.time()))
                 stream.events = None
             self.close_gap(stream, status)
-        self._stats()
+        self._stats(force=True)
         self.writer.flush()
 
     # ---------------------------------------------------------------- summaries
-    def _stats(self) -> None:
-        """Each stream's summary row (counters, state), at most once a second."""
+    def _stats(self, force: bool = False) -> None:
+        """Each stream's summary row (counters, state), at most once a second (``force``: now)."""
         now = time.monotonic()
-        if now - self._stats_at < 1.0 and not all(s.state.done for s in self.streams):
+        if not force and now - self._stats_at < 1.0 and not all(s.state.done for s in self.streams):
             return
         self._stats_at = now
         for stream in self.streams:

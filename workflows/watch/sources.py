@@ -91,6 +91,9 @@ def parse_source(text: str, *, realtime: bool = False, follow: bool = False,
         raise ConfigError(f"watch: source {mask_secrets(text)!r}: scheme {scheme!r} is not one vkit watch opens; "
                           f"expected one of {list(NETWORK_SCHEMES)}, a device (/dev/video0) or a file")
     if text.startswith("/dev/video"):
+        if not device_available():
+            raise ConfigError(f"watch: source {text}: this FFmpeg build (PyAV) has no V4L2 input; publish the camera "
+                              f"as a network stream (e.g. MPEG-TS over tcp://) or install a PyAV built with it")
         return SourceSpec(url=text, shown=text, kind="device", format="v4l2")
     path = Path(text).expanduser()
     from vkit.core.files import check_regular
