@@ -244,12 +244,25 @@ def _probe(train: np.ndarray, y_train: np.ndarray, test: np.ndarray, y_test: np.
 def encoders_part(tmp: Path, epochs: int, two_tower: bool = True) -> dict[str, Any]:
     """The probe table of :data:`ENCODERS`; then two-tower Recall@10 with ClipStats vs the best pretrained encoder."""
     from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.pretrain import PretrainOptions, pretrain
 
     get_plugin_manager().register_components()
     old, new, y_old, y_new = _genre_data(tmp)
     db = f"sqlite:///{tmp / 'pretrain.db'}"
+    before = os.environ.get("VKIT_DB_URL")
     os.environ["VKIT_DB_URL"] = db  # pretrained='run:ID' resolves in this store
+    try:
+        return _encoders(tmp, epochs, two_tower, db, old, new, y_old, y_new)
+    finally:
+        if before is None:
+            os.environ.pop("VKIT_DB_URL", None)
+        else:
+            os.environ["VKIT_DB_URL"] = before
+
+
+def _encoders(tmp: Path, epochs: int, two_tower: bool, db: str, old: list[Path], new: list[Path],
+              y_old: np.ndarray, y_new: np.ndarray) -> dict[str, Any]:
+    from vkit.workflows.pretrain import PretrainOptions, pretrain
+
     rows, results, runs = [], {}, {}
     for label, backbone, frames, objective, pool in ENCODERS:
         cfg, wall, loss = dict(backbone), "-", "-"
