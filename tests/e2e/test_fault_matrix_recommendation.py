@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import shutil
 import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 from vkit.plugins.recommendation.task import RecommendationTask
 
-VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
 #: the task's smoke overrides but the two-tower model's (this run trains BPR-MF) ...
 SMOKE = [arg for item in RecommendationTask.smoke_overrides if not item.startswith("model.") for arg in ("--set", item)]
 #: ... and, since the smoke set is too small to rank on (30 users, 18 items, one epoch), more users, items, epochs
@@ -32,11 +29,7 @@ pytestmark = pytest.mark.slow  # trains through the vkit CLI
 
 
 def vkit(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo", OMP_NUM_THREADS="1")
-    proc = subprocess.run([VKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if proc.returncode != 0:
-        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return vkit_cli.vkit(*args, cwd=cwd, env=dict(VKIT_DISABLE_PLUGINS="demo", OMP_NUM_THREADS="1"))
 
 
 def test_item18_bpr_mf_beats_popularity_on_a_held_out_split(tmp_path: Path) -> None:

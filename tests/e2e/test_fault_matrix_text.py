@@ -25,9 +25,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 pytestmark = pytest.mark.slow  # each case starts the vkit CLI (several import torch)
-VKIT = str(Path(sys.executable).with_name("vkit"))
 SUPPORT = Path(__file__).resolve().parents[1] / "workflows"  # test_score_support: the demo-score plugin
 #: The password every PostgreSQL URL here carries: it must never be shown.
 SECRET = "s3cret-item9-pw"
@@ -40,11 +40,9 @@ FORMULAS = ['=HYPERLINK("http://evil.example/?q=1","click")', "+1+2", "-3+4", "@
 
 def vkit(*args: str, cwd: Path, db: str | None = None, timeout: float = 300, **env: str) -> subprocess.CompletedProcess:
     """``vkit [--db DB] ARGS`` in ``cwd`` with a private data cache and config; the demo-score plugin importable."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("VKIT_")}
-    full.update(PYTHONPATH=str(SUPPORT), VKIT_CONFIG_DIR=str(cwd / "config"), COLUMNS="250",
-                VKIT_DATA=os.environ.get("VKIT_DATA", str(cwd / "data")), **env)
-    command = [VKIT, *(["--db", db] if db else []), *args]
-    return subprocess.run(command, cwd=cwd, env=full, capture_output=True, text=True, timeout=timeout)
+    return vkit_cli.vkit(*(["--db", db] if db else []), *args, cwd=cwd, check=False, timeout=timeout, drop=("VKIT_*",),
+                         env=dict(PYTHONPATH=str(SUPPORT), VKIT_CONFIG_DIR=str(cwd / "config"),
+                                  VKIT_DATA=os.environ.get("VKIT_DATA", str(cwd / "data")), **env))
 
 
 def ok(proc: subprocess.CompletedProcess) -> str:

@@ -3,28 +3,21 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 from vkit.core.store import open_store
 from vkit.plugins.medical.task import MedicalDiagnosisTask
 
-VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
 SMOKE = [arg for item in MedicalDiagnosisTask.smoke_overrides for arg in ("--set", item)]
 
 
 def vkit(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="200", VKIT_DISABLE_PLUGINS="demo")
-    proc = subprocess.run([VKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return vkit_cli.vkit(*args, cwd=cwd, check=check, env=dict(VKIT_DISABLE_PLUGINS="demo"))
 
 
 @pytest.fixture(scope="module")

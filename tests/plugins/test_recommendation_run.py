@@ -3,18 +3,16 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 from vkit.plugins.recommendation.synthetic import GENRES, render_item
 
-VKIT = str(Path(sys.executable).with_name("vkit"))
 SMALL = ["data.synthetic.n_users=150", "data.synthetic.n_items=60", "data.synthetic.n_new=40",
          "data.synthetic.history=(6,12)", "train.epochs=8", "train.batch_size=128", "eval.ks=(5,10)",
          "model.num_negatives=16"]
@@ -72,8 +70,7 @@ def test_cold_items_are_ranked_above_chance_only_with_content(small_run):
 
 def _vkit(*args: str, db: str) -> subprocess.CompletedProcess:
     """The installed console script (exit codes as users see them)."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([VKIT, "--db", db, *args], capture_output=True, text=True, env=env, timeout=300)
+    return vkit_cli.vkit("--db", db, *args, check=False, timeout=300, env=dict(OMP_NUM_THREADS="1"))
 
 
 def _main(capsys, *args: str, db: str) -> str:
@@ -177,6 +174,6 @@ def test_recommend_is_the_recommendation_plugins_command(tmp_path):
     [command] = manager.cli_commands(reserved=cli.commands)
     assert command.name == "recommend" and manager.errors == []
     assert manager.plugins()[0].hooks == ("vkit_cli_commands", "vkit_register_components", "vkit_store_schema", "vkit_tasks")
-    env = dict(os.environ, VKIT_DISABLE_PLUGINS="recommendation", VKIT_CONFIG_DIR=str(tmp_path))
-    off = subprocess.run([VKIT, "recommend", "--run", "1", "--user", "u1"], capture_output=True, text=True, env=env)
+    off = vkit_cli.vkit("recommend", "--run", "1", "--user", "u1", check=False,
+                        env=dict(VKIT_DISABLE_PLUGINS="recommendation", VKIT_CONFIG_DIR=str(tmp_path)))
     assert off.returncode == 2 and "No such command 'recommend'" in off.stderr
