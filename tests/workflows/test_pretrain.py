@@ -140,3 +140,14 @@ def test_pretrain_reads_scans_for_a_monai_backbone(tmp_path, one_torch_thread):
                        work_dir=tmp_path / "wd")
     assert (summary.decoded, summary.failed, summary.epochs) == (3, 1, 1)
     assert "truncated.nii.gz: not a readable volume" in summary.failures[0]["error"]
+
+
+def test_pretrain_decodes_on_ray_actors(archive, tmp_path, one_torch_thread):
+    pytest.importorskip("ray.data")
+    from vkit.workflows.pretrain import PretrainOptions, pretrain
+
+    summary = pretrain(dict(TINY), [str(archive)], PretrainOptions(epochs=1, batch_size=4, segments=2, workers=1,
+                                                                   engine="ray"),
+                       db_url=f"sqlite:///{tmp_path / 'r.db'}", work_dir=tmp_path / "wd")
+    assert (summary.decoded, summary.failed, summary.epochs) == (8, 1, 1)
+    assert len(list((tmp_path / "wd" / "clips").glob("*.npy"))) == 8  # written by the actor, read by the trainer
