@@ -103,7 +103,7 @@ class StreamScoring:
         self.max_score: float | None = None
         self.total = 0.0
         self.preview: np.ndarray | None = None  # the newest window's middle frame: an opening event's keyframe
-        self.recent: deque[tuple[float, float]] = deque(maxlen=100000)  # (stream end time, score): live summaries
+        self.recent: deque[tuple[float, float]] = deque(maxlen=4096)  # (stream end time, score): live summaries
         self.gap_start: float | None = None
         self.last_end: float | None = None
 

@@ -125,6 +125,7 @@ class StreamState:
         self.state, self.error, self.fps = "connecting", None, None
         self.cutter: WindowCutter | None = None
         self.next_time = 0.0  # stream time of the next connection's first frame
+        self.base_time = 0.0  # stream time of this connection's first frame
         self.last_frame_time: float | None = None
         self.away_since: float | None = None  # wall time the stream dropped
         self.window_index = 0
