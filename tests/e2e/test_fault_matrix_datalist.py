@@ -17,17 +17,16 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 from vkit.core.datalist import ALLOW_OUTSIDE_ENV, stable_split
 from vkit.core.store import open_store
 
-VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
 MEDICAL_TINY = ["train.epochs=1", "train.batch_size=4", "data.transforms.size=(16,16,16)",
                 "model.backbones.volume.widths=(4,8)", "model.backbones.volume.num_frames=16",
                 "model.backbones.volume.input_size=(16,16)", "compression.stages=[]"]
@@ -35,12 +34,8 @@ REC_TINY = ["train.epochs=1", "compare.models=[]", "model.dim=8", "model.hidden=
 
 
 def vkit(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = {**{k: v for k, v in os.environ.items() if k != ALLOW_OUTSIDE_ENV}, "COLUMNS": "250",
-           "VKIT_DISABLE_PLUGINS": "demo", **(env or {})}
-    proc = subprocess.run([VKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return vkit_cli.vkit(*args, cwd=cwd, check=check, env=dict(VKIT_DISABLE_PLUGINS="demo", **(env or {})),
+                         drop=(ALLOW_OUTSIDE_ENV,))
 
 
 def sets(overrides: list[str]) -> list[str]:

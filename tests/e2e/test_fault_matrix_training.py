@@ -11,28 +11,23 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+import vkit_cli  # tests/helpers/vkit_cli.py: the installed command in a subprocess
 
 from vkit.core.store import open_store
 from vkit.plugins.medical.task import MedicalDiagnosisTask
 
-VKIT = shutil.which("vkit") or str(Path(sys.executable).with_name("vkit"))
+VKIT = vkit_cli.VKIT
 SMOKE = [arg for item in MedicalDiagnosisTask.smoke_overrides for arg in ("--set", item)]
 MORE_VAL = ["--set", "data.synthetic.n_val=8", "--set", "data.synthetic.n_test=8"]
 pytestmark = pytest.mark.slow  # each case trains through the vkit CLI
 
 
 def vkit(*args: str, cwd: Path, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo", **(env or {}))
-    proc = subprocess.run([VKIT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"vkit {' '.join(args)} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
-    return proc
+    return vkit_cli.vkit(*args, cwd=cwd, check=check, env=dict(VKIT_DISABLE_PLUGINS="demo", **(env or {})))
 
 
 # ---------------------------------------------------------------------- one run for items 15 and 16
@@ -130,7 +125,7 @@ def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subpro
     import signal
     import time
 
-    env = dict(os.environ, COLUMNS="250", VKIT_DISABLE_PLUGINS="demo")
+    env = vkit_cli.vkit_env(dict(VKIT_DISABLE_PLUGINS="demo"))
     proc = subprocess.Popen([VKIT, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     try:
