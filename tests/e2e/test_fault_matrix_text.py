@@ -20,6 +20,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -243,16 +244,18 @@ def test_item9_store_password_never_shown(form: str, pg_admin: sa.Engine, tmp_pa
         assert data["db_url"].startswith("postgresql+psycopg://postgres") and "***" in data["db_url"], data["db_url"]
         assert "***" in ok(vkit(*score, cwd=tmp_path, db=db))  # the summary table's database row
         run_id = str(data["run_id"])
-        for args in (("runs", "list", "--json"), ("runs", "show", run_id, "--json"), ("runs", "show", run_id),
-                     ("report", run_id, "--out", str(tmp_path / "report")),
-                     ("export", run_id, "-o", str(tmp_path / "export"), "--json")):
-            ok(vkit(*args, cwd=tmp_path, db=db))
+        reads = [("runs", "list", "--json"), ("runs", "show", run_id, "--json"), ("runs", "show", run_id),
+                 ("report", run_id, "--out", str(tmp_path / "report")),
+                 ("export", run_id, "-o", str(tmp_path / "export"), "--json")]
+        fails = [(db, ("runs", "show", "999")), (pg_url(schema, form, port=1), ("runs", "list")),
+                 (pg_url(schema, form, database="no_such_db"), ("--debug", "runs", "list")),
+                 (pg_url(schema, form, database="no_such_db"), (*score, "--json"))]
+        with ThreadPoolExecutor(2) as pool:  # independent commands, two at a time (each mostly starts an interpreter)
+            for proc in pool.map(lambda args: vkit(*args, cwd=tmp_path, db=db), reads):
+                ok(proc)
+            failing = list(pool.map(lambda case: vkit(*case[1], cwd=tmp_path, db=case[0]), fails))
         assert SECRET not in (tmp_path / "report" / "report.html").read_text(encoding="utf-8")
 
-        failing = [vkit("runs", "show", "999", cwd=tmp_path, db=db),
-                   vkit("runs", "list", cwd=tmp_path, db=pg_url(schema, form, port=1)),
-                   vkit("--debug", "runs", "list", cwd=tmp_path, db=pg_url(schema, form, database="no_such_db")),
-                   vkit(*score, "--json", cwd=tmp_path, db=pg_url(schema, form, database="no_such_db"))]
         for proc in failing:
             assert proc.returncode != 0 and "Error: " in proc.stderr, proc.stdout + proc.stderr
             assert SECRET not in proc.stdout + proc.stderr, proc.stderr
