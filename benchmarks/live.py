@@ -110,7 +110,7 @@ def table_streams(args: argparse.Namespace, work: Path, source: Path) -> None:
     print("|---|---|---|---|---|---|---|")
     for task in MODELS:
         checkpoint = trained(task, work)
-        counts = args.streams + ([16] if task == "education-engagement" and not args.quick and not given else [])
+        counts = args.streams + ([16] if task == "education-engagement" and not args.quick and not args.given else [])
         for n in counts:
             summary = watch_streams(task, checkpoint, source, n, args.seconds, work, window=WINDOWS[task])
             frames = sum(s["frames"] for s in summary["streams"])
@@ -229,7 +229,7 @@ def main() -> None:
     parser.add_argument("--only", choices=("streams", "alerts", "rss"), default=None)
     parser.add_argument("--streams", default=None, metavar="N,N", help="stream counts to try (default 1,2,4,8)")
     args = parser.parse_args()
-    given = args.streams
+    given = args.given = args.streams
     args.streams = [int(n) for n in given.split(",")] if given else [1, 2, 4] if args.quick else [1, 2, 4, 8]
     args.seconds = 8.0 if args.quick else 20.0
     args.rss_minutes = 5 if args.quick else 30
