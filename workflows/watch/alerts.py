@@ -126,7 +126,7 @@ class WebhookSender(threading.Thread):
         while not self.queue.empty() and time.monotonic() < deadline and self.is_alive():
             time.sleep(0.05)
         self.stopping.set()
-        self.join(timeout=max(0.1, deadline - time.monotonic()) + self.timeout)
+        self.join(timeout=max(0.1, deadline - time.monotonic()))  # a POST still hanging is left to its daemon thread
 
 
 def _reason(err: BaseException) -> str:
