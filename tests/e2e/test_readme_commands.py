@@ -35,7 +35,7 @@ def readme_commands(pages: list[Path] = PAGES) -> list[str]:
     blocks = [b for page in pages for b in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S)]
     out: list[str] = []
     for block in blocks:
-        for line in block.splitlines():
+        for line in re.sub(r"\\\n\s*", " ", block).splitlines():  # a backslash continues the line, as in bash
             code = line.split(" #")[0].strip()
             out += [c.strip() for c in code.split(" ; ") if c.strip().startswith("vkit ")]
     return out
@@ -48,6 +48,8 @@ def _runnable(line: str) -> bool:
     """A ``vkit run`` example of a built-in task whose data arguments are placeholders this module provides."""
     words = shlex.split(line)
     if words[1] != "run" or SYNOPSIS.search(line.split(" --set ")[0]) or len(words) < 3:
+        return False
+    if "pretrained" in line:  # the user's own weights file or pretraining run: nothing the docs can ship
         return False
     data = [words[i + 1] for i, w in enumerate(words[:-1]) if w in ("--data", "--datalist", "--config")]
     return words[2] in BUILT_IN_TASKS and all(d in PLACEHOLDERS for d in data)
