@@ -192,8 +192,10 @@ class EducationEngagementTask(Task):
         """What the scorer needs: the completed model config, sampling, level names (the classes ``vkit predict``
         labels its probabilities with) and timeline settings; the decision rule is core's (the metric's)."""
         model = self.model_config(cfg, datasets)
+        seconds = clip_seconds(datasets["train"])  # also vkit watch's default window and hop
         return dict(model=model, sampling=dict(num_frames=int(cfg.data.num_frames), size=int(cfg.data.size),
-                                               channels=str(cfg.data.channels), clip_seconds=clip_seconds(datasets["train"])),
+                                               channels=str(cfg.data.channels), clip_seconds=seconds,
+                                               window_seconds=seconds, hop_seconds=seconds),
                     levels=list(cfg.metric.get("level_names") or LEVEL_NAMES), classes=list(cfg.metric.get("level_names") or LEVEL_NAMES),
                     timeline=dict(cfg.timeline))
 

@@ -105,7 +105,9 @@ class SecurityAnomalyTask(Task):
         bags = {label: np.stack([v.features for v in train if v.record.label == label]) if any(
             v.record.label == label for v in train) else np.empty((0,)) for label in (0, 1)}
         return dict(train=MILPairs(bags[1], bags[0], int(cfg.pairs_per_video), int(cfg.seed)),
-                    test=sets["test"].records, extractor=extractor)
+                    test=sets["test"].records, extractor=extractor,
+                    window=training_window([v.info for v in train], int(cfg.features.num_segments),
+                                           int(cfg.features.frames_per_segment)))
 
     @staticmethod
     def _extractor(cfg: Any, ctx: Any) -> Any:
@@ -148,11 +150,33 @@ class SecurityAnomalyTask(Task):
     def checkpoint_meta(self, cfg: Any, datasets: dict[str, Any]) -> dict[str, Any]:
         """What :class:`~vkit.plugins.security.scorer.AnomalyScorer` needs to rebuild the extractor and the head."""
         extractor = datasets["extractor"]
-        return dict(features=dict(extractor.settings, feature_dim=extractor.feature_dim),
+        meta = dict(features=dict(extractor.settings, feature_dim=extractor.feature_dim),
                     head=dict(in_channels=extractor.feature_dim, **dict(cfg.head)), loss=dict(cfg.loss),
                     events=dict(cfg.events))
+        if datasets.get("window"):  # vkit watch's default windows: what one training segment covered
+            meta["sampling"] = dict(datasets["window"])
+        return meta
 
     def build_scorer(self, checkpoint: Path, device: str = "cpu") -> Any:
         from vkit.plugins.security.scorer import AnomalyScorer
 
         return AnomalyScorer(checkpoint, device, task=self)
+
+
+def training_window(infos: list[dict[str, Any]], num_segments: int, frames_per_segment: int) -> dict[str, float] | None:
+    """``vkit watch``'s default windows for this run (saved as the sidecar's ``sampling``): ``hop_seconds``, the
+    median span of one training segment (a video's duration / ``num_segments``), and ``window_seconds``, the median
+    of that span or the ``frames_per_segment`` consecutive frames a segment's clip reads, whichever is longer (a
+    shorter window would repeat frames the training clips never repeated). ``None`` when no training video has a
+    duration and a frame rate (then ``vkit watch`` asks for ``--window``).
+
+    Example: 6 s videos at 10 fps, 32 segments of 6 frames -> ``window_seconds=0.6, hop_seconds=0.1875``.
+    """
+    import numpy as np
+
+    usable = [i for i in infos if float(i.get("duration") or 0) > 0 and float(i.get("fps") or 0) > 0]
+    if not usable or num_segments < 1:
+        return None
+    spans = np.array([float(i["duration"]) / num_segments for i in usable])
+    clips = np.array([frames_per_segment / float(i["fps"]) for i in usable])
+    return dict(window_seconds=float(np.median(np.maximum(spans, clips))), hop_seconds=float(np.median(spans)))

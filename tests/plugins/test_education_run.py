@@ -44,6 +44,8 @@ def test_tiny_run_stores_ordinal_metrics_predictions_and_meta(tiny_run) -> None:
     assert len(predictions) == 8 and all(0 <= p["prediction"] <= 3 and len(p["values"]["probs"]) == 4 for p in predictions)
     meta = load_meta(Path(result.summary["checkpoint"]))
     assert meta["sampling"]["channels"] == "diff" and meta["sampling"]["clip_seconds"] == pytest.approx(2.0)
+    # vkit watch's default windows: the training clip length
+    assert meta["sampling"]["window_seconds"] == meta["sampling"]["hop_seconds"] == pytest.approx(2.0)
     assert meta["model"]["backbones"]["video"]["in_channels"] == 3
     assert meta["model"]["data_preprocessor"]["std"]["video"] == [16.0, 16.0, 16.0]
     assert len(meta["model"]["head"]["class_weights"]) == 4 and meta["fitted"] == {"decision": "median"}

@@ -120,3 +120,35 @@ def test_the_run_stores_the_annotated_stretches_and_its_report_shades_them(tiny_
     assert counts["events"] == 4 and counts["ground_truth"] == sum(len(s) for s in truth.values())
     text = write_run_report(store, result.run_id, tmp_path / "rep", manager=PluginManager(autoload=False)).read_text()
     assert "scores_over_time.png" in text and "green: ground truth" in text
+
+
+def test_the_checkpoint_gives_vkit_watch_its_windows(tiny_run, tmp_path):
+    """The sidecar stores the span one training segment covered (6 s / 32 segments, each clip 6 frames at 10 fps):
+    vkit watch uses it without --window; a sidecar without it (written before) keeps asking for --window."""
+    from vkit.core.checkpoint import load_meta
+    from vkit.core.store import open_store
+    from vkit.registry.errors import ConfigError
+    from vkit.workflows.scoring.score import build_task_scorer
+    from vkit.workflows.watch.cli import watch
+    from vkit.workflows.watch.engine import WatchOptions, window_seconds
+
+    result, db, tmp = tiny_run
+    ckpt = result.summary["checkpoint"]
+    meta = load_meta(ckpt)
+    assert meta["sampling"] == dict(window_seconds=pytest.approx(0.6), hop_seconds=pytest.approx(6 / 32))
+    scorer = build_task_scorer("security-anomaly", ckpt)
+    assert window_seconds(scorer, meta, None, None) == (pytest.approx(0.6), pytest.approx(0.1875))
+    assert window_seconds(scorer, meta, 2.0, None) == (2.0, 2.0)  # --window wins, --hop defaults to it
+    old = {k: v for k, v in meta.items() if k != "sampling"}
+    with pytest.raises(ConfigError, match="pass --window SECONDS"):
+        window_seconds(scorer, old, None, None)
+
+    trained = open_store(db)
+    path = {p["item_id"]: p for p in trained.run_predictions(result.run_id, "test")}["Intrusion002.mp4"]["values"]["path"]
+    trained.close()
+    lines: list[str] = []
+    summary = watch("security-anomaly", [path], str(ckpt), db_url=f"sqlite:///{tmp_path / 'watch.db'}",
+                    options=WatchOptions(), echo=lines.append, emit=lambda payload: None)
+    assert "windows of 0.6 s every 0.1875 s" in " ".join(lines)
+    (stream,) = summary["streams"]
+    assert stream["scored"] == 28  # 60 frames: a 6-frame window every 2 frames (round(1.875)), the last from frame 54

@@ -66,8 +66,11 @@ class WatchOptions:
 
 def window_seconds(scorer: Any, meta: dict[str, Any], window: float | None, hop: float | None) -> tuple[float, float]:
     """Window length and hop in seconds: given, else the checkpoint's (``sampling.window_seconds`` /
-    ``hop_seconds``), else the scorer's training clip (``clip_seconds`` of a ``segments`` sampler)."""
+    ``hop_seconds``), else the scorer's training clip (``clip_seconds`` of a ``segments`` sampler). The hop
+    defaults to the window, or to the checkpoint's hop when the window is the checkpoint's too."""
     sampling = dict(meta.get("sampling") or {}) if isinstance(meta, dict) else {}
+    if window is not None:
+        sampling.pop("hop_seconds", None)  # the checkpoint's hop belongs to the checkpoint's window
     if window is None:
         window = sampling.get("window_seconds") or getattr(scorer, "window_seconds", None)
     if window is None and getattr(getattr(scorer, "sampler", None), "clip_seconds", None):
