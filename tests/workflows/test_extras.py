@@ -77,6 +77,16 @@ def test_a_missing_extra_fails_before_any_run_row(monkeypatch, tmp_path):
     assert _runs(url) == 0 and not (tmp_path / "w1").exists()
 
 
+def test_watch_ui_without_the_web_extra_fails_before_any_run_row(monkeypatch, tmp_path):
+    monkeypatch.setitem(EXTRAS, "web", (NOT_HERE,))
+    url = f"sqlite:///{tmp_path / 'vkit.db'}"
+    result = CliRunner().invoke(cli, ["--db", url, "watch", "security-anomaly", "rtsp://127.0.0.1:1/live",
+                                      "--checkpoint", "1", "--ui", "127.0.0.1:0"])
+    assert result.exit_code == 1 and isinstance(result.exception, ConfigError), result.output
+    assert str(result.exception).startswith("vkit watch --ui needs the 'web' extra")
+    assert "pip install 'vkit[web]'" in str(result.exception) and _runs(url) == 0
+
+
 def test_export_parquet_without_pyarrow_writes_nothing(monkeypatch, lite, tmp_path):
     store, ids = lite
     monkeypatch.setitem(EXTRAS, "parquet", (NOT_HERE,))

@@ -109,6 +109,10 @@ def watch(task_name: str, sources: Sequence[str], checkpoint: str, *, db_url: st
     if not sources:
         raise ConfigError("watch: give at least one SOURCE (a URL, a device or a file)")
     ui_at = parse_ui(ui) if ui else None
+    if ui_at:
+        from vkit.core.extras import require_extra
+
+        require_extra("web", purpose="vkit watch --ui")  # before a model loads or a watch run is recorded
     start_page = _live_page_starter() if ui_at else None
     if ui_at and ui_at[0] not in ("127.0.0.1", "localhost", "::1") and not ui_token:
         raise ConfigError(f"--ui {ui}: serving beyond this machine needs --ui-token (16+ characters)")
