@@ -103,7 +103,7 @@ def weights_path(value: str | Path, owner: str = "pretrained") -> Path:
     path = Path(value).expanduser()
     if path.is_dir():
         for name in ("models/model.safetensors", "models/model.pt", "model.pt"):
-            if (path / name).is_file():
+            if (path / name).exists():  # not is_file(): a FIFO or device there is refused by name when read
                 return path / name
         raise CheckpointError(f"{owner}: {str(path)!r} is a folder without models/model.pt; a MONAI bundle keeps its "
                               "weights there (give the bundle folder or the .pt/.safetensors file itself)")

@@ -235,6 +235,14 @@ def test_a_pickle_holding_a_custom_class_is_refused(tmp_path):
     assert not marker.exists()
 
 
+def test_a_bundle_whose_model_file_is_a_fifo_is_named_as_such(tmp_path):
+    import os
+    (tmp_path / "bundle" / "models").mkdir(parents=True)
+    os.mkfifo(tmp_path / "bundle" / "models" / "model.pt")
+    with pytest.raises(CheckpointError, match=r"model\.pt: not a regular file \(FIFO\)"):
+        read_weights(tmp_path / "bundle")
+
+
 # ----------------------------------------------------------------------------- prefixes, strictness, adaptation
 def _tiny_file(tmp_path: Path, prefix: str = "", drop: str | None = None, **kwargs) -> tuple[TinyC3D, Path]:
     source = TinyC3D(widths=(4, 8), **kwargs).eval()
