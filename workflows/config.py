@@ -221,7 +221,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} does not exist")
+        from vkit.core.files import file_kind
+
+        what = f"is not a regular file ({file_kind(path.stat().st_mode)})" if path.exists() else "does not exist"
+        raise ConfigError(f"config file {str(path)!r} {what}")
     suffix = path.suffix.lower()
     if suffix in DATA_SUFFIXES:
         return load_data_config(path)

@@ -72,3 +72,11 @@ def test_a_bad_config_file_key_names_the_file(tmp_path):
     result = invoke("medical-diagnosis", "--config", str(user))
     assert isinstance(result.exception, ConfigError)
     assert str(user) in str(result.exception) and "did you mean 'train'" in str(result.exception)
+
+
+def test_a_config_path_that_is_a_fifo_is_named_as_such_not_missing(tmp_path):
+    import os
+    os.mkfifo(tmp_path / "cfg.yaml")
+    result = invoke("medical-diagnosis", "--config", str(tmp_path / "cfg.yaml"))
+    assert isinstance(result.exception, ConfigError)
+    assert "is not a regular file (FIFO)" in str(result.exception)
