@@ -177,3 +177,51 @@ def test_recommend_is_the_recommendation_plugins_command(tmp_path):
     off = vkit_cli.vkit("recommend", "--run", "1", "--user", "u1", check=False,
                         env=dict(VKIT_DISABLE_PLUGINS="recommendation", VKIT_CONFIG_DIR=str(tmp_path)))
     assert off.returncode == 2 and "No such command 'recommend'" in off.stderr
+
+
+def test_recommendations_answered_are_stored_in_the_serve_run(small_run, tmp_path) -> None:
+    """`vkit serve` stores the recommendations it answers: a row of split `recommend` per request in the serve run
+    of the model that answered (written in batches, like predictions), equal to what `vkit recommend` ranks."""
+    import asyncio
+    from typing import Any
+
+    import httpx
+
+    from vkit.core.store import open_store
+    from vkit.plugins.recommendation.cli import recommend
+    from vkit.workflows.serve.app import build_app
+    from vkit.workflows.serve.service import ServeSettings
+
+    result, _, _ = small_run
+    checkpoint, url = str(result.summary["checkpoint"]), f"sqlite:///{tmp_path / 'serve.db'}"
+
+    async def main() -> tuple[list[dict[str, Any]], int, Any]:
+        app = build_app(ServeSettings(checkpoints=[checkpoint], db_url=url, flush_seconds=30))
+        service = app.state.service
+        async with app.router.lifespan_context(app):
+            known = service.recommenders["recommendation"].user_ids[0]
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1", timeout=60) as client:
+                answers = await asyncio.gather(*(client.get(f"/v1/recommendation/users/{user}", params=dict(k=k))
+                                                 for user, k in ((known, 3), ("nobody-like-this", 2), (known, 3))))
+            assert service.recorder.waiting == 3  # nothing written per request: one batch at close
+            run_id = service.runs["recommendation"]
+        return [a.raise_for_status().json() for a in answers], run_id, service.recorder
+
+    answers, run_id, recorder = asyncio.run(main())
+    assert recorder.writes == 1 and recorder.written == 3
+    store = open_store(url)
+    run = store.get_run(run_id)
+    assert run["kind"] == "serve" and run["status"] == "finished"
+    rows = {r["item_id"]: r for r in store.run_predictions(run_id, "recommend")}
+    store.close()
+    assert len(rows) == 3 and len({a["request_id"] for a in answers}) == 3  # the same user twice: two rows
+    _, (expected,) = recommend(checkpoint, [answers[0]["user"]], 3, db_url=url)
+    for answer in answers:
+        row = rows[f"{answer['request_id']}:{answer['user']}"]["values"]
+        assert row["items"] == [i["item_id"] for i in answer["items"]]
+        assert row["scores"] == pytest.approx([i["score"] for i in answer["items"]])
+        assert (row["user"], row["known"], row["model"], row["sha256"]) == (
+            answer["user"], answer["known"], answer["model"], answer["model_sha256"])
+    assert answers[1]["known"] is False and rows[f"{answers[1]['request_id']}:nobody-like-this"]["values"]["k"] == 2
+    assert [i["item_id"] for i in answers[0]["items"]] == [i["item_id"] for i in expected["items"]]

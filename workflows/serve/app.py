@@ -5,7 +5,7 @@
 | ``POST /v1/{task}/predict`` | multipart upload in the field ``file``, or JSON ``{"path": ...}`` under ``--data-root``: the decision, the probabilities by class name, the model's sha256 |
 | ``POST /v1/{task}/score`` | JSON ``{"path": FOLDER}`` under ``--data-root``: starts ``vkit score`` on it, returns its run id (202) |
 | ``GET /v1/runs/{id}`` | any run's status, progress (score jobs: videos done of those found) and metrics |
-| ``GET /v1/recommendation/users/{id}?k=10`` | top-k items with their reasons (a served recommendation run) |
+| ``GET /v1/recommendation/users/{id}?k=10`` | top-k items with their reasons (a served recommendation run; stored) |
 | ``POST /v1/admin/reload`` | JSON ``{"task": ..., "checkpoint": ...}``: swap in a model; nothing in flight is dropped |
 | ``GET /healthz`` | liveness and what is served (no token needed) |
 | ``GET /metrics`` | Prometheus text |
@@ -178,11 +178,10 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
             raise HTTPException(404, "no recommendation model is served here (serve a recommendation run)")
         if not 1 <= k <= 1000:
             raise HTTPException(422, f"k={k}: expected 1 to 1000")
-        name = sorted(service.recommenders)[0]
-        result = await asyncio.to_thread(service.recommenders[name].recommend, user_id, k)
+        result = await asyncio.to_thread(service.recommend, user_id, k)  # stored in the serve run
         for item in result["items"]:  # the server's folders stay on the server: the video's file name only
             item["video"] = Path(item["video"]).name if item.get("video") else None
-        return dict(task=name, model_sha256=service.tasks[name].sha256, **result)
+        return result
 
     @app.post("/v1/admin/reload", openapi_extra=_RELOAD_BODY, summary="Swap in a model without dropping requests")
     async def reload(request: Request) -> dict[str, Any]:

@@ -1,5 +1,5 @@
-"""Every prediction ``vkit serve`` answers is stored: one run of kind ``serve`` per served model, rows written in
-batches from a background thread (never one transaction per request).
+"""Every prediction and recommendation ``vkit serve`` answers is stored: one run of kind ``serve`` per served
+model, rows written in batches from a background thread (never one transaction per request).
 
 A served model gets its run when the server starts (and a new one when
 ``/v1/admin/reload`` swaps the model, so a run always names the one model
@@ -14,7 +14,8 @@ Example::
 
     recorder = PredictionRecorder(store, flush_seconds=1.0)
     run_id = recorder.start_run(served)          # kind 'serve', the model's sha256
-    recorder.add(run_id, row)                    # item_id, label, prediction, values
+    recorder.add(run_id, row)                    # item_id, label, prediction, values (split 'serve')
+    recorder.add(run_id, row, split=RECOMMEND)   # a recommendation answered (split 'recommend')
     recorder.close()
 """
 from __future__ import annotations
@@ -25,12 +26,14 @@ import time
 from collections import defaultdict
 from typing import Any
 
-__all__ = ["PredictionRecorder"]
+__all__ = ["RECOMMEND", "SPLIT", "PredictionRecorder"]
 
 log = logging.getLogger("vkit.serve")
 
-#: The predictions split serve writes under.
+#: The predictions split serve writes predictions under.
 SPLIT = "serve"
+#: The split of the recommendations it answers (the one ``vkit recommend --users`` writes).
+RECOMMEND = "recommend"
 
 
 class PredictionRecorder:
@@ -44,7 +47,7 @@ class PredictionRecorder:
 
     def __init__(self, store: Any, *, flush_seconds: float = 1.0, flush_rows: int = 256) -> None:
         self.store, self.flush_seconds, self.flush_rows = store, float(flush_seconds), int(flush_rows)
-        self._rows: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        self._rows: dict[tuple[int, str], list[dict[str, Any]]] = defaultdict(list)  # (run id, split) -> rows
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -68,10 +71,10 @@ class PredictionRecorder:
         if run_id in self.runs:
             self.runs.remove(run_id)
 
-    def add(self, run_id: int, row: dict[str, Any]) -> None:
-        """Queue one prediction row of run ``run_id``."""
+    def add(self, run_id: int, row: dict[str, Any], split: str = SPLIT) -> None:
+        """Queue one row of run ``run_id`` (a prediction; ``split=RECOMMEND``: a recommendation)."""
         with self._lock:
-            self._rows[run_id].append(row)
+            self._rows[(run_id, split)].append(row)
             waiting = sum(len(r) for r in self._rows.values())
         if waiting >= self.flush_rows:
             self._wake.set()
@@ -82,23 +85,23 @@ class PredictionRecorder:
             return sum(len(r) for r in self._rows.values())
 
     def flush(self) -> None:
-        """Write every waiting row now (one transaction per run)."""
+        """Write every waiting row now (one transaction per run and split)."""
         with self._lock:
             pending, self._rows = self._rows, defaultdict(list)
-        for run_id, rows in pending.items():
+        for (run_id, split), rows in pending.items():
             if not rows:
                 continue
             try:
-                self.store.add_predictions(run_id, SPLIT, rows)
+                self.store.add_predictions(run_id, split, rows)
                 self.written += len(rows)
                 self.writes += 1
             except Exception as err:  # noqa: BLE001 - keep serving; retry these rows with the next flush
                 self.errors += 1
                 self.last_error = f"{type(err).__name__}: {err}"
-                log.warning("serve: storing %d predictions of run %d failed (will retry): %s", len(rows), run_id,
+                log.warning("serve: storing %d %s rows of run %d failed (will retry): %s", len(rows), split, run_id,
                             self.last_error)
                 with self._lock:
-                    self._rows[run_id][:0] = rows
+                    self._rows[(run_id, split)][:0] = rows
 
     def _loop(self) -> None:
         while not self._stop.is_set():

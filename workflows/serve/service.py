@@ -114,6 +114,7 @@ class ServeService:
         self.runs: dict[str, int] = {}
         self.run_of_model: dict[tuple[str, str], int] = {}  # (task, model sha256) -> its serve run
         self.recommenders: dict[str, Any] = {}
+        self._recommending: dict[str, tuple[Any, Any]] = {}  # task -> (served, its recommender), swapped as one
         self._reload_lock = threading.Lock()
         self.upload_dir = Path(tempfile.mkdtemp(prefix="vkit-serve-uploads-"))
         self.recorder = PredictionRecorder(self.store, flush_seconds=settings.flush_seconds)
@@ -150,6 +151,7 @@ class ServeService:
                 on_batch=self.metrics.batch.labels(served.name).observe)
         if served.can("recommend"):
             self.recommenders[served.name] = served.task.recommender(served.trained)
+            self._recommending[served.name] = (served, self.recommenders[served.name])
         self.runs[served.name] = self.recorder.start_run(served, self._run_config(served))
         self.run_of_model[(served.name, served.sha256)] = self.runs[served.name]
         self.metrics.set_model(served.name, served.sha256, served.precision, len(served.replicas))
@@ -179,6 +181,7 @@ class ServeService:
                 old_generation = self.batchers[task].replace([r.predict_loaded for r in new.replicas])
             if task in self.recommenders:
                 self.recommenders[task] = new.task.recommender(new.trained)
+                self._recommending[task] = (new, self.recommenders[task])
             self.metrics.set_model(task, new.sha256, new.precision, len(new.replicas))
         if old_generation is not None:  # batches the old model is running finish first
             self.batchers[task].wait_finished(old_generation, self.settings.request_timeout)
@@ -201,6 +204,26 @@ class ServeService:
         run_id = self.run_of_model.get((task, result["model_sha256"]), self.runs[task])  # the model that made it
         self.recorder.add(run_id, row)
         return result
+
+    def recommend(self, user_id: str, k: int) -> dict[str, Any]:
+        """The first served recommendation model's top-``k`` for ``user_id`` (blocking: call it on a thread), stored
+        as a row of split ``recommend`` in the run of the model that answered (``item_id`` ``<request id>:<user>``;
+        ``values``: the user, ``k``, items, scores, ``known``, ``note``, the model, its sha256)."""
+        import uuid
+
+        from vkit.workflows.serve.recorder import RECOMMEND
+
+        name = sorted(self._recommending)[0]
+        served, recommender = self._recommending[name]
+        result = recommender.recommend(user_id, k)
+        request_id = uuid.uuid4().hex[:16]
+        items = result["items"]
+        self.recorder.add(self.run_of_model.get((name, served.sha256), self.runs[name]), dict(
+            item_id=f"{request_id}:{user_id}", label=None, prediction=None,
+            values=dict(user=str(user_id), k=int(k), items=[i["item_id"] for i in items],
+                        scores=[i["score"] for i in items], known=result.get("known"), note=result.get("note"),
+                        model=result.get("model"), sha256=served.sha256)), split=RECOMMEND)
+        return dict(task=name, model_sha256=served.sha256, request_id=request_id, **result)
 
     def refresh_gauges(self) -> None:
         for name, batcher in self.batchers.items():
