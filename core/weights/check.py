@@ -89,7 +89,9 @@ def check_config_weights(cfg: Any) -> dict[str, LoadReport]:
         try:
             net = BACKBONES.build(copy.deepcopy(node))
         except (CheckpointError, ConfigError) as err:
-            key = next((k for k in _OPTIONS[1:] if k in str(err)), "pretrained")
+            # an option is to blame only where the message quotes the value given (a hint may name it too)
+            key = next((k for k in _OPTIONS[1:] if node.get(k) is not None and f"{k}={node[k]!r}" in str(err)),
+                       "pretrained")
             raise type(err)(f"{where}.{key}: {err}") from err
         report = getattr(net, "pretrained_report", None)
         if report is None:

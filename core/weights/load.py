@@ -141,17 +141,21 @@ def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | Non
                         0, list(mapping.missing), list(mapping.unexpected), len(mapping.ignored),
                         ref=str(pretrained))
     if strict and (mapping.missing or mapping.unexpected):
+        hint = _run_backbone_hint(pretrained, weights.path) or "name the prefix with pretrained_prefix=..., or"
         raise CheckpointError(
             f"{owner}: {weights.path.name} matches the model only partly ({mapping.describe()}): "
             f"{len(mapping.matched)} keys matched, missing {mapping.missing[:5]} ({len(mapping.missing)}), "
-            f"unexpected {mapping.unexpected[:5]} ({len(mapping.unexpected)}); name the prefix with "
-            f"pretrained_prefix=..., or load what matches with pretrained_strict=False")
+            f"unexpected {mapping.unexpected[:5]} ({len(mapping.unexpected)}); {hint} "
+            f"load what matches with pretrained_strict=False")
     state: dict[str, torch.Tensor] = {}
     for target, key in mapping.matched.items():
         try:
             tensor, how = adapt(target, weights.state[key], own[target].shape, owner=f"{owner}: {weights.path.name}")
         except CheckpointError as err:
             if strict:
+                hint = _run_backbone_hint(pretrained, weights.path)
+                if hint:
+                    raise CheckpointError(f"{err}; {hint.removesuffix(', or')}") from None
                 raise
             report.skipped[target] = str(err).split(": ", 2)[-1][:200]
             continue
@@ -165,6 +169,25 @@ def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | Non
     if leftover or result.unexpected_keys:  # a consistency check of the mapping itself
         raise VkitError(f"{owner}: internal key mapping error: {leftover[:3]} {result.unexpected_keys[:3]}")
     return report
+
+
+def _run_backbone_hint(pretrained: str | Path, path: Path) -> str:
+    """For ``run:ID``: which backbone arguments the pretraining run used (its verified sidecar), else ``''``.
+
+    A ``vkit pretrain`` run's weights fit only a backbone built with the same arguments; a prefix hint
+    would mislead there.
+    """
+    if not str(pretrained).startswith(RUN_PREFIX):
+        return ""
+    import json
+
+    try:
+        args = json.loads(path.with_suffix(".json").read_text(encoding="utf-8")).get("backbone") or {}
+        shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k != "type")
+    except (OSError, ValueError, AttributeError):
+        shown = ""
+    return (f"{pretrained} was pretrained with backbone arguments {shown or '(see vkit runs show)'}; build this "
+            "backbone with the same ones, or")
 
 
 def record_reports(reports: dict[str, LoadReport], ctx: Any) -> None:

@@ -307,6 +307,25 @@ def test_run_reference_loads_through_the_resolver_and_is_verified(tmp_path, monk
         TinyC3D(widths=(4,), pretrained="run:7")
 
 
+def test_run_reference_built_differently_names_the_pretrain_arguments_and_the_pretrained_key(tmp_path, monkeypatch):
+    import vkit.core.weights.run_ref as run_ref
+    from vkit.core.store import open_store
+    from vkit.core.weights.check import check_config_weights
+
+    monkeypatch.setenv("VKIT_DB_URL", f"sqlite:///{tmp_path / 'default.db'}")
+    open_store()
+    path = tmp_path / "backbone.safetensors"
+    save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
+    path.with_suffix(".json").write_text(json.dumps({"backbone": {"type": "TinyC3D", "widths": [4, 8]}}))
+    monkeypatch.setattr(run_ref, "resolve_run_weights", lambda ref, store: (path, read_weights(path).sha256))
+    cfg = {"model": {"backbones": {"video": {"type": "TinyC3D", "widths": (4,), "pretrained": "run:7"}}}}
+    with pytest.raises(CheckpointError) as err:  # the key is pretrained (not the prefix option a hint names)
+        check_config_weights(cfg)
+    assert str(err.value).startswith("model.backbones.video.pretrained: ")
+    assert "run:7 was pretrained with backbone arguments widths=[4, 8]" in str(err.value)
+    assert "pretrained_prefix" not in str(err.value)
+
+
 # ----------------------------------------------------------------------------- the run's check and record
 def test_run_checks_weights_before_data_and_records_them(tmp_path):
     from vkit.core.store import open_store
