@@ -256,7 +256,7 @@ def _summary(run_id: int, reason: str, engine: Any, writer: Any, sender: Any, se
 @click.option("--window", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
               help="Window length (default: the checkpoint's, else the scorer's training clip).")
 @click.option("--hop", type=click.FloatRange(min=0, min_open=True), default=None, metavar="SECONDS",
-              help="Seconds between window starts (default: the window).")
+              help="Seconds between window starts (default: the checkpoint's when the window is too, else the window).")
 @click.option("--realtime", is_flag=True, help="Play file sources at their own frame rate.")
 @click.option("--follow", is_flag=True, help="Follow file sources while they grow (MPEG-TS, MJPEG).")
 @click.option("--rtsp-transport", type=click.Choice(("tcp", "udp")), default="tcp", show_default=True)
