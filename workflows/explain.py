@@ -153,7 +153,10 @@ class Explainer:
         from vkit.core.explain import clip_saliency, grad_cam, occlusion
 
         model, s = self.trained.model, self.settings
-        common = dict(target=s.get("target"), classes=self.trained.classes)
+        target = s.get("target")
+        if target is None and self.trained.decision.rule in ("threshold", "ordinal"):
+            target = self._decided(inputs)  # the class vkit predict prints, not the most probable one
+        common = dict(target=target, classes=self.trained.classes)
         if self.method == "gradcam":  # the layer found for the first item serves the next (same model, same input size)
             shapes = tuple(tuple(inputs[m].shape) for m in sorted(inputs))
             found = grad_cam(model, inputs, target_layer=s.get("target_layer") or self._layers.get(shapes), **common)
@@ -163,6 +166,17 @@ class Explainer:
             return occlusion(model, inputs, mask_size=s.get("mask_size"), **common)
         return clip_saliency(model, inputs, segments=int(s.get("segments") or 8), occlude=str(s.get("occlude") or "drop"),
                              **common)
+
+    def _decided(self, inputs: Mapping[str, Any]) -> int:
+        """The class the run's decision rule (validation threshold, ordinal rule) picks for this item."""
+        import torch
+
+        from vkit.core.explain.model import Focus
+
+        focus = Focus(self.trained.model, inputs)
+        with torch.no_grad():
+            probs = focus(focus.x)[0].tolist()
+        return int(self.trained.decision.decide(probs))
 
     def _scored(self, path: Path, out_dir: Path, stem: str) -> dict[str, Any]:
         from vkit.core.explain import scorer_saliency

@@ -141,3 +141,29 @@ def test_the_overlay_is_visible_in_chromium(medical_run, tmp_path):
     assert support.failures(seen, prefixes) == []
     image = seen["found"]["Explanations: worst cases"]["image"]
     assert image and image[0] and image[2] > 0, image
+
+
+def test_the_explained_class_is_the_one_the_runs_decision_picks(monkeypatch):
+    """A binary model with probabilities (0.88, 0.12) and a validation threshold of 0.1 predicts class 1:
+    `vkit explain` explains class 1 (what `vkit predict` prints), not the more probable class 0."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import vkit.core.explain as explain_core
+    from vkit.core.decision import Decision
+    from vkit.workflows.explain import Explainer
+
+    class Fixed(torch.nn.Module):
+        def forward(self, batch):
+            return torch.tensor([[2.0, 0.0]]).expand(batch["video"].shape[0], 2)
+
+    seen = {}
+    monkeypatch.setattr(explain_core, "grad_cam", lambda model, inputs, **kw: seen.update(kw) or SimpleNamespace(layer="l"))
+    task = SimpleNamespace(name="t", capabilities=frozenset({"predict"}))
+    trained = SimpleNamespace(model=Fixed(), decision=Decision("threshold", threshold=0.1), classes=["neg", "pos"])
+    explainer = Explainer(task, trained, {"method": "gradcam"})
+    assert explainer._compute({"video": torch.zeros(1, 3, 4, 8, 8)}).layer == "l"
+    assert seen["target"] == 1
+    Explainer(task, trained, {"method": "gradcam", "target": "neg"})._compute({"video": torch.zeros(1, 3, 4, 8, 8)})
+    assert seen["target"] == "neg"  # --class still wins
