@@ -140,7 +140,12 @@ def _build(backbone_cfg: dict[str, Any], options: PretrainOptions) -> tuple[Any,
     from vkit.registry.registries import BACKBONES
 
     set_random_seed(options.seed)
-    backbone = BACKBONES.build(dict(backbone_cfg))
+    try:
+        backbone = BACKBONES.build(dict(backbone_cfg))
+    except (TypeError, ValueError) as err:  # a --set backbone.ARG value the backbone cannot take (widths=x)
+        args = {k: v for k, v in backbone_cfg.items() if k != "type"}
+        raise ConfigError(f"backbone: cannot build {backbone_cfg.get('type')} from --set backbone.ARG values "
+                          f"{args!r}: {type(err).__name__}: {err}") from err
     name = resolve_objective(options.objective, backbone)
     objective = build_objective(name, backbone, **options.objective_args)
     size = (backbone.num_frames, *backbone.input_size) if backbone.modality == "volume" else backbone.input_size
@@ -179,7 +184,10 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     if resume is not None:
         backbone_cfg, archives, options, work_dir = _resumed(store, resume, backbone_cfg, archives, options, given)
     options = options or PretrainOptions()
-    if not backbone_cfg or "type" not in backbone_cfg:
+    if not backbone_cfg:
+        raise ConfigError("pretrain: no BACKBONE given: `vkit pretrain BACKBONE ARCHIVE...` (e.g. TinyC3D; "
+                          "`vkit components backbones` lists them), or `vkit pretrain --resume RUN`")
+    if "type" not in backbone_cfg:
         raise ConfigError(f"pretrain: backbone: expected a BACKBONES name or config with 'type', got {backbone_cfg!r}")
     if not archives:
         raise ConfigError("pretrain: no ARCHIVE given (folders, files or globs of unlabelled videos or scans)")

@@ -122,6 +122,10 @@ def test_pretrain_config_errors_come_before_any_data(archive, tmp_path, capsys):
     assert code == 1 and "did you mean 'TinyC3D'" in err
     code, _, err = _main(["--db", db, "pretrain", "TinyC3D", str(tmp_path / "nowhere")], capsys)
     assert code == 1 and "no such file or folder" in err
+    code, _, err = _main(["--db", db, "pretrain", "TinyC3D", str(archive), "--set", "backbone.widths=x"], capsys)
+    assert code == 1 and "backbone: cannot build TinyC3D from --set backbone.ARG values {'widths': 'x'}" in err
+    code, _, err = _main(["--db", db, "pretrain"], capsys)
+    assert code == 1 and "no BACKBONE given" in err
     from vkit.core.store import open_store
 
     assert open_store(db).list_runs() == []  # nothing was recorded
