@@ -54,7 +54,12 @@ def convert_weights(file: str | Path, backbone: dict[str, Any], out: str | Path,
         raise ConfigError(f"--out {str(out)!r}: expected a file ending in .safetensors")
     if target.exists() and not force:
         raise ConfigError(f"--out {str(target)!r} exists; choose another name or pass --force")
-    net = BACKBONES.build(dict(backbone, pretrained=str(file), pretrained_prefix=prefix, pretrained_strict=strict))
+    try:
+        net = BACKBONES.build(dict(backbone, pretrained=str(file), pretrained_prefix=prefix, pretrained_strict=strict))
+    except (TypeError, ValueError) as err:  # a --set ARG value the backbone cannot take (widths=x)
+        args = {k: v for k, v in backbone.items() if k != "type"}
+        raise ConfigError(f"--backbone {backbone.get('type')}: cannot build it from --set {args!r}: "
+                          f"{type(err).__name__}: {err}") from err
     report = net.pretrained_report
     state = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
     meta = dict(source=Path(report.path).name, source_sha256=report.sha256, source_format=report.format,

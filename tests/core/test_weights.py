@@ -214,6 +214,15 @@ def test_weights_convert_writes_plain_safetensors(mmaction_x3d, tmp_path):
     assert again.exit_code != 0 and "exists" in str(again.exception)  # never overwritten without --force
 
 
+def test_weights_convert_with_a_bad_set_value_is_a_one_line_error(tmp_path):
+    from vkit.workflows.weights import convert_weights
+
+    source = tmp_path / "w.pth"
+    torch.save(TinyC3D(widths=(4,)).state_dict(), source)
+    with pytest.raises(ConfigError, match=r"--backbone TinyC3D: cannot build it from --set \{'widths': 'x'\}: ValueError"):
+        convert_weights(source, {"type": "TinyC3D", "widths": "x"}, tmp_path / "o.safetensors")
+
+
 # ----------------------------------------------------------------------------- safety
 class Payload:
     """A class whose unpickling would leave a trace: loading the file must never run it."""
