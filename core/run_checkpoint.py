@@ -117,12 +117,19 @@ def resolve_checkpoint(ref: str | Path, store: Any, option: str = "--checkpoint"
 
 
 def _run_files(run_id: int, store: Any, option: str) -> CheckpointFiles:
-    if store.get_run(run_id) is None:
+    run = store.get_run(run_id)
+    if run is None:
         raise CheckpointError(f"{option} {run_id}: no run {run_id} in the store at {store.url}")
+    if run.get("kind") == "pretrain":  # its checkpoint is a bare backbone, not a model a task can load
+        raise CheckpointError(f"{option} {run_id}: run {run_id} is a `vkit pretrain` run: it holds backbone weights, "
+                              f"not a trained model; train on them with --set model.backbones.<modality>.pretrained="
+                              f"run:{run_id} (`vkit runs list --kind train` lists trained models)")
     artifacts = store.run_artifacts(run_id)
     paths = [a["path"] for a in artifacts if a["kind"] == "checkpoint"]
     if not paths:
-        raise CheckpointError(f"{option} {run_id}: run {run_id} has no 'checkpoint' artifact (did it finish?)")
+        kind = f"a {run['kind']} run" if run.get("kind") not in (None, "train") else f"{run.get('status')}"
+        raise CheckpointError(f"{option} {run_id}: run {run_id} ({kind}) has no 'checkpoint' artifact "
+                              f"(did it finish? `vkit runs list --kind train` lists trained models)")
     weights = _existing(Path(paths[-1]), option, str(run_id))
     return _recorded_files(weights, run_id, artifacts)
 

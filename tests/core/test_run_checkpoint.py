@@ -101,6 +101,14 @@ def test_run_id_resolves_to_its_verified_files(store, tmp_path: Path) -> None:
         resolve_checkpoint(str(run_id + 1), store)
 
 
+def test_a_pretrain_or_watch_run_as_checkpoint_is_named_by_kind(store, tmp_path: Path) -> None:
+    pretrain = store.start_run("pretrain", "vkit", {}, seed=0, kind="pretrain")
+    with pytest.raises(CheckpointError, match=rf"run {pretrain} is a `vkit pretrain` run.*pretrained=run:{pretrain}"):
+        resolve_checkpoint(str(pretrain), store)
+    watch = store.start_run("t", "p", {}, seed=0, kind="watch")
+    with pytest.raises(CheckpointError, match=rf"run {watch} \(a watch run\) has no 'checkpoint' artifact"):
+        resolve_checkpoint(str(watch), store)
+
 def test_an_edited_sidecar_or_weights_file_is_refused_naming_both_sha256(store, tmp_path: Path) -> None:
     run_id, path = _trained(store, tmp_path / "w")
     recorded = {a["kind"]: a["sha256"] for a in store.run_artifacts(run_id)}
