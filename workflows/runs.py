@@ -130,8 +130,8 @@ def compare_runs(store: Any, run_ids: Sequence[int]) -> dict[str, Any]:
 
 def main_metric(run: Mapping[str, Any], metrics: Mapping[str, float]) -> tuple[str, float] | None:
     """A run's headline ``(split/key, value)``: the metric its config chose (``checkpoint.metric``, else
-    ``compression.metric``) on the test split, else on validation; else its first test metric; ``None``
-    when it logged none (a scoring or predict run).
+    ``compression.metric``) on the test split, else on validation; else its first test metric; a
+    pretraining run's last ``train/loss``; ``None`` when it logged none (a scoring or predict run).
 
     Example::
 
@@ -145,6 +145,8 @@ def main_metric(run: Mapping[str, Any], metrics: Mapping[str, float]) -> tuple[s
         if key in metrics:
             return key, metrics[key]
     tests = sorted(k for k in metrics if k.startswith("test/"))
+    if not tests and run.get("kind") == "pretrain" and "train/loss" in metrics:  # no test split: its last loss
+        return "train/loss", metrics["train/loss"]
     return (tests[0], metrics[tests[0]]) if tests else None
 
 

@@ -21,6 +21,8 @@ def test_main_metric_is_the_configured_one_on_test_then_val_then_the_first_test_
     assert main_metric(dict(config=dict(compression=dict(metric="qwk"))), metrics) == ("val/qwk", 0.4)
     assert main_metric(dict(config={}), metrics) == ("test/acc", 0.75)
     assert main_metric(dict(config=None), {"train/epoch_loss": 0.3}) is None  # a scoring or predict run
+    assert main_metric(dict(kind="pretrain", config={}), {"train/loss": 2.5, "train/lr": 0.0}) == ("train/loss", 2.5)
+    assert main_metric(dict(kind="train", config={}), {"train/loss": 2.5}) is None
 
 
 def test_list_shows_the_main_metric_and_filters_by_kind(lite):
