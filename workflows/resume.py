@@ -35,7 +35,8 @@ def resumed_run(store: Any, run_id: int, task_cls: Any) -> tuple[Any, Path]:
         raise ConfigError(f"--resume {run_id}: no run {run_id} in {store.url}")
     if run["task"] != task_cls.name or run["kind"] != "train":
         raise ConfigError(f"--resume {run_id}: run {run_id} is a {run['kind']} run of task {run['task']!r}, "
-                          f"not a training run of {task_cls.name!r}")
+                          f"not a training run of {task_cls.name!r}"
+                          + (f" (`vkit pretrain --resume {run_id}` resumes it)" if run["kind"] == "pretrain" else ""))
     if run["status"] not in ("interrupted", "failed"):
         raise ConfigError(f"--resume {run_id}: run {run_id} is {run['status']}; only an interrupted or failed run "
                           "can be resumed")

@@ -62,7 +62,9 @@ def resolve_run_weights(ref: str, store: Any) -> tuple[Path, str]:
                               "lists pretraining runs)")
     if run["kind"] != PRETRAIN_KIND:
         raise CheckpointError(f"{label}: run {run_id} is a {run['kind']} run of task {run['task']!r}, not a "
-                              f"`vkit pretrain` run; its weights are a whole model (load it with --checkpoint {run_id})")
+                              "`vkit pretrain` run" + (f"; its weights are a whole model (load it with --checkpoint "
+                                                       f"{run_id})" if run["kind"] == "train" else "")
+                              + " (`vkit runs list --kind pretrain` lists pretraining runs)")
     artifacts = store.run_artifacts(run_id)
     weights = [a for a in artifacts if a["kind"] == "checkpoint"]
     if not weights:

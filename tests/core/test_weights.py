@@ -335,6 +335,20 @@ def test_run_reference_built_differently_names_the_pretrain_arguments_and_the_pr
     assert "pretrained_prefix" not in str(err.value)
 
 
+def test_run_reference_to_a_run_without_weights_does_not_suggest_loading_it(tmp_path):
+    from vkit.core.store import open_store
+    from vkit.core.weights.run_ref import resolve_run_weights
+
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    watch = store.start_run("security-anomaly", "security", {}, seed=0, kind="watch")
+    with pytest.raises(CheckpointError) as err:
+        resolve_run_weights(f"run:{watch}", store)
+    assert f"run {watch} is a watch run" in str(err.value) and "--checkpoint" not in str(err.value)
+    train = store.start_run("security-anomaly", "security", {}, seed=0)
+    with pytest.raises(CheckpointError, match=rf"whole model \(load it with --checkpoint {train}\)"):
+        resolve_run_weights(f"run:{train}", store)
+
+
 # ----------------------------------------------------------------------------- the run's check and record
 def test_run_checks_weights_before_data_and_records_them(tmp_path):
     from vkit.core.store import open_store

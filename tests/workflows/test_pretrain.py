@@ -155,3 +155,15 @@ def test_pretrain_decodes_on_ray_actors(archive, tmp_path, one_torch_thread):
                        db_url=f"sqlite:///{tmp_path / 'r.db'}", work_dir=tmp_path / "wd")
     assert (summary.decoded, summary.failed, summary.epochs) == (8, 1, 1)
     assert len(list((tmp_path / "wd" / "clips").glob("*.npy"))) == 8  # written by the actor, read by the trainer
+
+
+def test_run_resume_of_a_pretrain_run_points_to_vkit_pretrain(tmp_path):
+    from types import SimpleNamespace
+
+    from vkit.core.store import open_store
+    from vkit.workflows.resume import resumed_run
+
+    store = open_store(f"sqlite:///{tmp_path / 'x.db'}")
+    run = store.start_run("pretrain", "vkit", {}, seed=0, kind="pretrain")
+    with pytest.raises(ConfigError, match=rf"not a training run of 'education-engagement' \(`vkit pretrain --resume {run}`"):
+        resumed_run(store, run, SimpleNamespace(name="education-engagement"))
