@@ -122,7 +122,10 @@ class Explainer:
             one ``dict(file, case, png, json, summary)`` per item.
         """
         _check_file(path)
-        out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError) as err:  # a FIFO, device or file where the folder goes
+            raise ConfigError(f"--out {str(out_dir)!r}: not a folder ({err.strerror})") from None
         if self.scorer is not None:
             return [self._scored(Path(path), out_dir, stem)]
         dataset = self.task.prediction_dataset(self.trained.config, [str(path)])

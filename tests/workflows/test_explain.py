@@ -167,3 +167,17 @@ def test_the_explained_class_is_the_one_the_runs_decision_picks(monkeypatch):
     assert seen["target"] == 1
     Explainer(task, trained, {"method": "gradcam", "target": "neg"})._compute({"video": torch.zeros(1, 3, 4, 8, 8)})
     assert seen["target"] == "neg"  # --class still wins
+
+
+def test_out_that_is_a_fifo_is_a_one_line_error(tmp_path):
+    from types import SimpleNamespace
+
+    from vkit.workflows.explain import Explainer
+
+    os.mkfifo(tmp_path / "out")
+    clip = tmp_path / "clip.mp4"
+    clip.write_bytes(b"x")
+    explainer = Explainer(SimpleNamespace(name="t", capabilities=frozenset({"predict"})), SimpleNamespace(),
+                          {"method": "gradcam"})
+    with pytest.raises(ConfigError, match=r"--out '.*out': not a folder"):
+        explainer.explain(clip, tmp_path / "out", "00-clip")
