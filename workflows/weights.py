@@ -64,7 +64,10 @@ def convert_weights(file: str | Path, backbone: dict[str, Any], out: str | Path,
     state = {k: v.detach().contiguous().clone() for k, v in net.state_dict().items()}
     meta = dict(source=Path(report.path).name, source_sha256=report.sha256, source_format=report.format,
                 backbone=json.dumps(backbone, sort_keys=True, default=str), converted_by="vkit weights convert")
-    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:  # a FIFO or file where the folder goes
+        raise ConfigError(f"--out {str(out)!r}: {str(target.parent)!r} is not a folder ({err.strerror})") from None
     tmp = target.with_name(f".{target.name}.partial")
     save_file(state, str(tmp), metadata=meta)
     tmp.replace(target)

@@ -221,6 +221,9 @@ def test_weights_convert_with_a_bad_set_value_is_a_one_line_error(tmp_path):
     torch.save(TinyC3D(widths=(4,)).state_dict(), source)
     with pytest.raises(ConfigError, match=r"--backbone TinyC3D: cannot build it from --set \{'widths': 'x'\}: ValueError"):
         convert_weights(source, {"type": "TinyC3D", "widths": "x"}, tmp_path / "o.safetensors")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ConfigError, match=r"--out '.*file/o.safetensors': '.*file' is not a folder"):
+        convert_weights(source, {"type": "TinyC3D", "widths": [4]}, tmp_path / "file" / "o.safetensors")
 
 
 # ----------------------------------------------------------------------------- safety
