@@ -116,6 +116,7 @@ class PretrainSummary:
     weights: str | None = None
     sha256: str | None = None
     failures: list[dict[str, str]] = field(default_factory=list)
+    modality: str = "video"  # the input the backbone reads: where a model config puts it (model.backbones.<modality>)
 
 
 # ----------------------------------------------------------------------------- config
@@ -207,7 +208,7 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     with store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id:
         folder = _work_dir(store, run_id, work_dir, resume is not None)
         summary = PretrainSummary(run_id=run_id, db_url=store.url, backbone=str(backbone_cfg["type"]), objective=name,
-                                  work_dir=str(folder), files=len(found.files))
+                                  work_dir=str(folder), files=len(found.files), modality=str(backbone.modality))
         for path, why in found.failures:
             summary.failed += 1
             summary.failures.append(dict(path=path, error=why))
@@ -374,7 +375,8 @@ def _print_summary(summary: PretrainSummary) -> None:
     print_table(f"pretrain: run {summary.run_id}", ["", "value"], rows)
     if summary.failures:
         print_table("failed files", ["path", "reason"], [[f["path"], f["error"]] for f in summary.failures[:20]])
-    console().print(f"use it: --set model.backbones.video.pretrained=run:{summary.run_id} (the same backbone arguments)")
+    console().print(f"use it: --set model.backbones.{summary.modality}.pretrained=run:{summary.run_id} "
+                    "(the same backbone arguments)")
 
 
 __all__ = ["PretrainOptions", "PretrainSummary", "pretrain", "pretrain_cmd", "split_sets"]

@@ -143,6 +143,7 @@ def test_pretrain_reads_scans_for_a_monai_backbone(tmp_path, one_torch_thread):
                        PretrainOptions(epochs=1, batch_size=3, workers=0), db_url=f"sqlite:///{tmp_path / 'v.db'}",
                        work_dir=tmp_path / "wd")
     assert (summary.decoded, summary.failed, summary.epochs) == (3, 1, 1)
+    assert summary.modality == "volume"  # `use it:` names model.backbones.volume, not .video
     assert "truncated.nii.gz: not a readable volume" in summary.failures[0]["error"]
 
 
