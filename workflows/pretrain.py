@@ -205,7 +205,10 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     config = dict(backbone=dict(backbone_cfg), archives=[os.path.abspath(os.path.expanduser(a)) for a in archives],
                   options=asdict(options), objective=name, decoder=decoder.settings, augment=augment.settings(),
                   backbone_info=backbone.describe())
-    with store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id:
+    from vkit.core.processes import sigterm_interrupts
+
+    # `kill PID` stops it like Ctrl-C: the run is recorded interrupted with its resume hint at once
+    with sigterm_interrupts(), store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id:
         folder = _work_dir(store, run_id, work_dir, resume is not None)
         summary = PretrainSummary(run_id=run_id, db_url=store.url, backbone=str(backbone_cfg["type"]), objective=name,
                                   work_dir=str(folder), files=len(found.files), modality=str(backbone.modality))

@@ -168,3 +168,32 @@ def test_run_resume_of_a_pretrain_run_points_to_vkit_pretrain(tmp_path):
     run = store.start_run("pretrain", "vkit", {}, seed=0, kind="pretrain")
     with pytest.raises(ConfigError, match=rf"not a training run of 'education-engagement' \(`vkit pretrain --resume {run}`"):
         resumed_run(store, run, SimpleNamespace(name="education-engagement"))
+
+
+def test_pretrain_stopped_by_sigterm_is_recorded_interrupted_at_once(archive, tmp_path, monkeypatch, one_torch_thread):
+    import os
+    import signal
+    import time
+
+    from vkit.core.ssl.train import Pretrainer
+    from vkit.core.store import open_store
+    from vkit.workflows.pretrain import PretrainOptions, pretrain
+
+    def no_vkit_handler(*_):
+        raise RuntimeError("SIGTERM reached the test's handler: vkit pretrain installed none")
+
+    def kill_me(self, videos):
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(5)
+
+    previous = signal.signal(signal.SIGTERM, no_vkit_handler)
+    monkeypatch.setattr(Pretrainer, "train_epoch", kill_me)
+    db = f"sqlite:///{tmp_path / 'vkit.db'}"
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            pretrain(dict(TINY), [str(archive)], PretrainOptions(epochs=2, batch_size=4, segments=1, workers=0),
+                     db_url=db, work_dir=tmp_path / "wd")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    [run] = open_store(db).list_runs(kind="pretrain")
+    assert run["status"] == "interrupted" and "SIGTERM" in run["error"] and "--resume" in run["error"]
