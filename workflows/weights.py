@@ -101,10 +101,16 @@ def weights_group() -> None:
 @click.pass_context
 def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], prefix: str | None, limit: int,
                 as_json: bool) -> None:
-    """Format, sha256, tensors and shapes of FILE, and which backbones it fits with which prefix."""
+    """Format, sha256, tensors and shapes of FILE (or run:ID, a vkit pretrain run's weights), and which backbones it
+    fits with which prefix."""
     from vkit.core.console import console, print_table
 
     _register_plugins(ctx)
+    if str(file).startswith("run:"):  # a `vkit pretrain` run's weights, as pretrained='run:ID' names them (verified)
+        from vkit.core.store import open_store
+        from vkit.core.weights.load import resolve
+
+        file = Path(resolve(str(file), open_store((ctx.find_root().obj or {}).get("db_url"), create=False))[0])
     info = inspect_weights(file, backbones=list(backbones) or None, prefix=prefix)
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))

@@ -352,6 +352,23 @@ def test_run_reference_to_a_run_without_weights_does_not_suggest_loading_it(tmp_
         resolve_run_weights(f"run:{train}", store)
 
 
+def test_weights_inspect_reads_a_run_reference(tmp_path, monkeypatch):
+    import vkit.core.weights.run_ref as run_ref
+    from vkit.core.store import open_store
+    from vkit.workflows.cli import cli
+
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    open_store(db)
+    path = tmp_path / "backbone.safetensors"
+    save_file(dict(TinyC3D(widths=(4,)).state_dict()), str(path))
+    seen = []
+    monkeypatch.setattr(run_ref, "resolve_run_weights",
+                        lambda ref, store: seen.append((ref, store.url)) or (path, read_weights(path).sha256))
+    result = CliRunner().invoke(cli, ["--db", db, "weights", "inspect", "run:4", "--backbone", "TinyC3D", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["path"] == str(path) and seen[0][0] == "run:4" and "x.db" in str(seen[0][1])
+
+
 # ----------------------------------------------------------------------------- the run's check and record
 def test_run_checks_weights_before_data_and_records_them(tmp_path):
     from vkit.core.store import open_store
