@@ -139,8 +139,12 @@ def _hook_checks(manager: Any, name: str) -> list[CheckResult]:
     }
     expected = {"vkit_tasks": "a list of Task subclasses or None",
                 "vkit_cli_commands": "a list of click.Command or None"}
-    kwargs = dict(run=dict(SAMPLE_RUN), video=dict(SAMPLE_VIDEO), registries=None,
-                  path=Path(SAMPLE_VIDEO["path"]))  # vkit_preview: a missing file gives None
+    from vkit.core.reporting import ReportSection
+
+    item_checks["vkit_report_sections"] = lambda obj: isinstance(obj, ReportSection)
+    expected["vkit_report_sections"] = "a list of vkit.core.reporting.ReportSection or None"
+    kwargs = dict(run=dict(SAMPLE_RUN), video=dict(SAMPLE_VIDEO), registries=None, store=None,
+                  path=Path(SAMPLE_VIDEO["path"]))  # vkit_preview: a missing file gives None; the sample run is no task's
     results = []
     for hook in sorted(h for h in dir(manager.pm.hook) if h.startswith("vkit_")):
         impls = [i for i in getattr(manager.pm.hook, hook).get_hookimpls() if i.plugin_name == name]

@@ -173,7 +173,8 @@ def test_recommend_is_the_recommendation_plugins_command(tmp_path):
     manager = PluginManager(autoload=False, extra=["vkit.plugins.recommendation.plugin"])
     [command] = manager.cli_commands(reserved=cli.commands)
     assert command.name == "recommend" and manager.errors == []
-    assert manager.plugins()[0].hooks == ("vkit_cli_commands", "vkit_register_components", "vkit_store_schema", "vkit_tasks")
+    assert manager.plugins()[0].hooks == ("vkit_cli_commands", "vkit_register_components", "vkit_report_sections",
+                                             "vkit_store_schema", "vkit_tasks")
     off = vkit_cli.vkit("recommend", "--run", "1", "--user", "u1", check=False,
                         env=dict(VKIT_DISABLE_PLUGINS="recommendation", VKIT_CONFIG_DIR=str(tmp_path)))
     assert off.returncode == 2 and "No such command 'recommend'" in off.stderr
