@@ -15,8 +15,24 @@ Example::
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def shown(value: Any) -> str:
+    """``value`` as terminal text: ``None`` is empty, control characters (ESC, BEL, CR...) print escaped.
+
+    A file name or tensor key holding ``\\x1b[2J`` would otherwise clear the screen or forge output.
+
+    Example::
+
+        shown("cam\\x1b[2J.mp4")   # 'cam\\\\x1b[2J.mp4': the escape printed, never sent
+    """
+    text = "" if value is None else str(value)
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 
 def console(*, stderr: bool = False, **kwargs: Any) -> Any:
@@ -36,7 +52,7 @@ def console(*, stderr: bool = False, **kwargs: Any) -> Any:
 
 
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """Print a titled table on stdout, every cell as text (``None`` as empty), long cells folded.
+    """Print a titled table on stdout, every cell as text (``None`` as empty, controls escaped), long cells folded.
 
     Example::
 
@@ -44,12 +60,12 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     """
     from rich.table import Table
 
-    table = Table(title=title, title_justify="left")
+    table = Table(title=shown(title), title_justify="left")
     for column in columns:
-        table.add_column(column, overflow="fold")
+        table.add_column(shown(column), overflow="fold")
     for row in rows:
-        table.add_row(*["" if v is None else str(v) for v in row])
+        table.add_row(*[shown(v) for v in row])
     console().print(table)
 
 
-__all__ = ["console", "print_table"]
+__all__ = ["console", "print_table", "shown"]
