@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 from vkit.registry.errors import DataError
 
-__all__ = ["FileState", "NotRegularFileError", "check_regular", "file_kind", "open_regular"]
+__all__ = ["FileState", "NotRegularFileError", "check_regular", "file_kind", "make_folder", "open_regular"]
 
 _KINDS = ((stat.S_ISFIFO, "FIFO"), (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
           (stat.S_ISSOCK, "socket"), (stat.S_ISDIR, "folder"), (stat.S_ISLNK, "symbolic link"))
@@ -97,6 +97,28 @@ def check_regular(path: str | Path) -> os.stat_result:
     """
     with open_regular(path) as handle:
         return os.fstat(handle.fileno())
+
+
+def make_folder(path: str | Path, what: str) -> Path:
+    """Create the output folder ``path`` (and its parents); a file, FIFO or device in the way is a one-line error.
+
+    ``what`` names the option or key in the error, e.g. ``"--output"``.
+
+    Example::
+
+        make_folder("exports/run3", "--output")   # ConfigError: --output 'exports/run3': not a folder (FIFO)
+    """
+    from vkit.registry.errors import ConfigError
+
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError) as err:
+        blocker = next((p for p in (folder, *folder.parents) if _mode(p) is not None and not stat.S_ISDIR(_mode(p))), folder)
+        mode = _mode(blocker)
+        kind = file_kind(mode) if mode is not None else err.strerror
+        raise ConfigError(f"{what} {str(path)!r}: not a folder ({blocker} is a {kind})") from None
+    return folder
 
 
 def _mode(path: str | Path) -> int | None:

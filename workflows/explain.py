@@ -122,10 +122,9 @@ class Explainer:
             one ``dict(file, case, png, json, summary)`` per item.
         """
         _check_file(path)
-        try:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        except (FileExistsError, NotADirectoryError) as err:  # a FIFO, device or file where the folder goes
-            raise ConfigError(f"--out {str(out_dir)!r}: not a folder ({err.strerror})") from None
+        from vkit.core.files import make_folder
+
+        make_folder(out_dir, "--out")  # a FIFO, device or file where the folder goes is a one-line error
         if self.scorer is not None:
             return [self._scored(Path(path), out_dir, stem)]
         dataset = self.task.prediction_dataset(self.trained.config, [str(path)])

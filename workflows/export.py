@@ -259,8 +259,9 @@ def export_run(store: Any, run_id: int, output: str | Path = ".", fmt: str = "cs
         if not tables:
             raise StoreError(f"run {run_id} (task {run['task']!r}, {run.get('kind', 'train')}) has no scoring results, "
                              f"metrics or predictions to export")
-    folder = Path(output).expanduser()
-    folder.mkdir(parents=True, exist_ok=True)
+    from vkit.core.files import make_folder
+
+    folder = make_folder(output, "--output")
     written = {}
     for table in tables:
         path = folder / f"run{run_id}_{table}.{fmt}"

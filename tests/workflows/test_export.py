@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -90,6 +91,9 @@ def test_bad_requests(store, filled, tmp_path):
     empty = store.start_run("t", "p", {}, seed=0)
     with pytest.raises(StoreError, match=f"run {empty} .* has no scoring results, metrics or predictions"):
         export_run(store, empty, tmp_path)
+    os.mkfifo(tmp_path / "pipe")
+    with pytest.raises(ConfigError, match=r"--output '.*pipe/sub': not a folder \(.*pipe is a FIFO\)"):
+        export_run(store, filled["train"], tmp_path / "pipe" / "sub")
 
 
 def test_cli_export_table_option_and_no_password(store_url, filled, tmp_path, db_password):
