@@ -50,3 +50,16 @@ def test_open_event_is_interrupted_and_a_settled_series_is_let_go() -> None:
                                                                                            ("update", 30.0, "open")]
     assert [(c["event"]["start"], c["event"]["end"], c["event"]["status"]) for c in tracker.finish("interrupted")] == \
         [(30.0, 32.0, "interrupted")]
+
+
+def test_a_window_or_hop_that_could_never_give_a_score_is_refused():
+    from types import SimpleNamespace
+
+    from vkit.registry.errors import ConfigError
+    from vkit.workflows.watch.engine import window_seconds
+
+    scorer = SimpleNamespace(sampler=None)
+    assert window_seconds(scorer, {}, 2.0, 0.5) == (2.0, 0.5)
+    for window, hop in ((1e9, None), (0.0, None), (float("nan"), None), (2.0, -1.0)):
+        with pytest.raises(ConfigError, match=r"watch: --(window|hop) .* expected more than 0 and at most 3600 s"):
+            window_seconds(scorer, {}, window, hop)

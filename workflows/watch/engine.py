@@ -64,6 +64,9 @@ class WatchOptions:
             raise ConfigError(f"watch: rtsp_transport={self.rtsp_transport!r}; expected 'tcp' or 'udp'")
 
 
+MAX_WINDOW_SECONDS = 3600.0
+
+
 def window_seconds(scorer: Any, meta: dict[str, Any], window: float | None, hop: float | None) -> tuple[float, float]:
     """Window length and hop in seconds: given, else the checkpoint's (``sampling.window_seconds`` /
     ``hop_seconds``), else the scorer's training clip (``clip_seconds`` of a ``segments`` sampler). The hop
@@ -80,7 +83,12 @@ def window_seconds(scorer: Any, meta: dict[str, Any], window: float | None, hop:
                           "samples no fixed clip length; pass --window SECONDS (and --hop SECONDS)")
     if hop is None:
         hop = sampling.get("hop_seconds") or window
-    return float(window), float(hop)
+    window, hop = float(window), float(hop)
+    for name, value in (("--window", window), ("--hop", hop)):
+        if not 0 < value <= MAX_WINDOW_SECONDS:  # NaN fails too
+            raise ConfigError(f"watch: {name} {value:g} s; expected more than 0 and at most {MAX_WINDOW_SECONDS:g} s "
+                              "(a live window is scored when it ends: a longer one would never give a score)")
+    return window, hop
 
 
 def check_windowed(scorer: Any, owner: str) -> None:
