@@ -1,0 +1,211 @@
+"""Label efficiency of ``vkit pretrain``: few training labels, from scratch vs pretrained (linear probe, fine-tune).
+
+For each vertical and each label fraction (default 5 %, 10 %, 25 % of the training labels) three rows, each a
+separate ``run_task`` (what ``vkit run`` calls) with its own SQLite store:
+
+- ``scratch``: the task's default training, random initialisation, on the labelled fraction only;
+- ``pretrain + linear_probe``: ``vkit pretrain`` (:func:`vkit.workflows.pretrain.pretrain`) of the task's video
+  backbone on the *unlabelled rest* of the training videos, then ``pretrained=run:ID`` and
+  ``train.preset=linear_probe`` (backbone frozen, head trained);
+- ``pretrain + finetune``: the same weights, ``train.preset=finetune`` (whole network, backbone lr x 0.1, warm-up).
+
+The pretraining is done once per fraction (its rest differs) and timed: seconds per 1,000 clips and epoch.
+
+Verticals: ``education`` (test QWK) is implemented. ``security`` (frame AUC) and ``medical`` (AUC) print
+``not run: <reason>``: their label-fraction subsets (frame-annotated videos; volume splits) are not written yet.
+
+    python benchmarks/pretrain.py --quick                       # tiny data and network, 2 epochs (a harness check)
+    python benchmarks/pretrain.py --fractions 0.1 --epochs 4    # one fraction
+    python benchmarks/pretrain.py                               # 5/10/25 %, the task's default data (long on CPU)
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+EDU_TASK = "education-engagement"
+# the tiny network and data of --quick (the same as benchmarks/education.py's --quick, more training clips)
+EDU_QUICK_DATA = dict(n_train=80, n_val=16, n_test=24, clips_per_subject=4, size=16, sessions=1, learners=1,
+                      lesson_seconds=4)
+EDU_QUICK = ["train.batch_size=4", "data.num_frames=8", "data.size=16",
+             "model.backbones.video.widths=(4,8)", "model.backbones.video.num_frames=8",
+             "model.backbones.video.input_size=(16,16)"]
+NOT_RUN = {
+    "security": "not run: the frame-AUC label-fraction subset (a fraction of the annotated training videos, the rest "
+                "as unlabelled footage) is not written in this script yet",
+    "medical": "not run: the AUC label-fraction subset of the medical task's volume splits is not written in this "
+               "script yet",
+}
+
+
+def cpu_line() -> str:
+    import torch
+
+    model, flags = platform.processor() or platform.machine(), []
+    info = Path("/proc/cpuinfo")
+    if info.exists():
+        text = info.read_text()
+        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), model)
+        have = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have]
+    return f"CPU: {model}; flags: {' '.join(flags) or 'none of avx2/avx512/amx'}; torch threads: {torch.get_num_threads()}"
+
+
+def parse_value(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text)  # (4,8), 8, 'x'
+    except (ValueError, SyntaxError):
+        return text
+
+
+# ----------------------------------------------------------------------------- education
+def edu_subset(full: Path, out: Path, fraction: float, seed: int) -> tuple[Path, Path, int, int]:
+    """A DAiSEE root at ``out`` whose train labels are ``fraction`` of ``full``'s (by learner-free random draw),
+    and a folder of the other training videos (unlabelled). Returns (root, unlabelled folder, n labelled, n rest)."""
+    import random
+
+    shutil.copytree(full, out / "data")
+    root = out / "data"
+    labels = root / "Labels" / "TrainLabels.csv"
+    with labels.open(newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields, rows = reader.fieldnames, list(reader)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    n_keep = max(2, round(fraction * len(rows)))
+    keep = sorted(order[:n_keep])
+    with labels.open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows[i] for i in keep)
+    kept = {Path(rows[i]["ClipID"]).stem for i in keep}
+    rest = out / "unlabelled"
+    rest.mkdir()
+    n_rest = 0
+    for video in sorted((root / "DataSet" / "Train").rglob("*")):
+        if video.is_file() and video.suffix.lower() in (".avi", ".mp4") and video.stem not in kept:
+            shutil.copy2(video, rest / video.name)
+            n_rest += 1
+    return root, rest, n_keep, n_rest
+
+
+def edu_backbone(overrides: list[str]) -> dict[str, Any]:
+    """The education task's video backbone config after ``overrides`` (what ``pretrained=run:ID`` must match)."""
+    from vkit.plugins.education.task import EducationEngagementTask
+
+    cfg = dict(EducationEngagementTask.default_config["model"]["backbones"]["video"])
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.startswith("model.backbones.video."):
+            cfg[key.rsplit(".", 1)[1]] = parse_value(value)
+    return cfg
+
+
+def qwk(metrics: dict[str, float]) -> float | None:
+    for key, value in metrics.items():
+        if key.startswith("test") and key.endswith("qwk"):
+            return float(value)
+    return None
+
+
+def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    from vkit.plugins.education.synthetic import generate
+    from vkit.workflows.pretrain import PretrainOptions, pretrain
+    from vkit.workflows.run import run_task
+
+    data_args = dict(EDU_QUICK_DATA) if args.quick else {}
+    start = time.perf_counter()
+    full = generate(tmp / "edu-full", seed=0, **data_args)
+    print(f"education: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
+    base = (list(EDU_QUICK) if args.quick else []) + [f"train.epochs={args.epochs}"]
+    backbone = edu_backbone(base)
+    # the pretrain backbone: the task's own (in_channels follows data.channels='diff': 3)
+    backbone.setdefault("in_channels", 3)
+    rows = []
+    for fraction in args.fractions:
+        folder = tmp / f"edu-{fraction}"
+        folder.mkdir()
+        root, rest, n_lab, n_rest = edu_subset(full, folder, fraction, seed=args.seed)
+        tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled)"
+        start = time.perf_counter()
+        summary = pretrain(backbone, [str(rest)],
+                           PretrainOptions(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch,
+                                           lr=args.pretrain_lr, segments=2, workers=args.workers, seed=args.seed),
+                           db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
+        pre_s = time.perf_counter() - start
+        per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
+        print(f"education {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} clips, "
+              f"{summary.epochs} epochs in {pre_s:.0f} s (loss {summary.loss_curve[0]:.2f} -> "
+              f"{summary.loss_curve[-1]:.2f})", flush=True)
+        # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
+        settings = [("scratch", [], None),
+                    ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
+                    ("pretrain + finetune", ["train.preset=finetune"], summary.run_id)]
+        for name, extra, run_id in settings:
+            db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / f'{name[:7]}.db'}"
+            overrides = base + extra + ([f"model.backbones.video.pretrained=run:{run_id}"] if run_id else [])
+            start = time.perf_counter()
+            result = run_task(EDU_TASK, overrides=overrides, data=root, db_url=db,
+                              work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
+            wall = time.perf_counter() - start
+            value = qwk(result.metrics) if result.status == "finished" else None
+            print(f"education {tag} {name}: {result.status}, test QWK {value}, {wall:.0f} s", flush=True)
+            rows.append(dict(vertical="education", metric="test QWK", fraction=fraction, labelled=n_lab,
+                             setting=name, value=value, run_s=wall,
+                             pretrain_s_per_1000=per_1000 if run_id else None,
+                             status=result.status))
+    return rows
+
+
+# ----------------------------------------------------------------------------- main
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
+    parser.add_argument("--verticals", nargs="+", default=["education", "security", "medical"],
+                        choices=["education", "security", "medical"])
+    parser.add_argument("--fractions", nargs="+", type=float, default=[0.05, 0.10, 0.25])
+    parser.add_argument("--epochs", type=int, default=12, help="training epochs of each labelled run")
+    parser.add_argument("--pretrain-epochs", type=int, default=15)
+    parser.add_argument("--pretrain-batch", type=int, default=16)
+    parser.add_argument("--pretrain-lr", type=float, default=3e-3)
+    parser.add_argument("--workers", type=int, default=1, help="decoding processes of vkit pretrain")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="tiny data and network (a harness check)")
+    args = parser.parse_args(argv)
+    for fraction in args.fractions:
+        if not 0 < fraction < 1:
+            parser.error(f"--fractions: {fraction} is not between 0 and 1")
+    print(cpu_line(), flush=True)
+    print(f"settings: fractions {args.fractions}, epochs {args.epochs}, pretrain epochs {args.pretrain_epochs}"
+          f"{', --quick' if args.quick else ''}", flush=True)
+    rows: list[dict[str, Any]] = []
+    notes = []
+    with tempfile.TemporaryDirectory(prefix="vkit-bench-pretrain-") as tmp:
+        for vertical in args.verticals:
+            if vertical == "education":
+                rows += run_education(args, Path(tmp))
+            else:
+                notes.append(f"{vertical}: {NOT_RUN[vertical]}")
+    print()
+    print("| vertical | metric | labels | setting | value | run s | pretrain s / 1,000 clips / epoch |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        value = "failed" if row["value"] is None else f"{row['value']:.3f}"
+        per = "-" if row["pretrain_s_per_1000"] is None else f"{row['pretrain_s_per_1000']:.0f}"
+        print(f"| {row['vertical']} | {row['metric']} | {row['fraction']:.0%} ({row['labelled']}) | {row['setting']} "
+              f"| {value} | {row['run_s']:.0f} | {per} |")
+    for note in notes:
+        print(note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
