@@ -95,6 +95,7 @@ def run_task(
 
         cfg, resume_dir = resumed_run(store, resume, task_cls)  # the run's own config and (checked) folder
     from vkit.core.lifecycle import run_lifecycle
+    from vkit.core.processes import sigterm_interrupts
     from vkit.core.progress import above_bars, lines_to
     from vkit.core.task import RunContext
     from vkit.core.workdir import check_work_dir_free, mark_work_dir, new_work_dir
@@ -104,8 +105,9 @@ def run_task(
     result: RunResult | None = None
     ctx: RunContext | None = None
     try:
-        with store.track_run(task=task_cls.name, plugin=task_cls.plugin, config=cfg.to_dict(), seed=cfg.get("seed"),
-                             versions={"plugins": manager.versions()}, resume=resume) as run_id:
+        with sigterm_interrupts(), store.track_run(  # `kill` stops a run as Ctrl-C does: interrupted, resumable
+                task=task_cls.name, plugin=task_cls.plugin, config=cfg.to_dict(), seed=cfg.get("seed"),
+                versions={"plugins": manager.versions()}, resume=resume) as run_id:
             work = chosen or new_work_dir("work_dirs", task_cls.name, run_id, store.identity)
             if resume_dir is None:
                 mark_work_dir(work, store.identity, run_id, task_cls.name)  # the folder's sidecar: whose it is
@@ -121,7 +123,8 @@ def run_task(
         result.status = "finished"
     except BaseException as err:
         if result is not None:
-            result.status, result.error = "failed", f"{type(err).__name__}: {err}"
+            result.status = "interrupted" if isinstance(err, KeyboardInterrupt) else "failed"
+            result.error = f"{type(err).__name__}: {err}"
         raise
     else:  # after the row is closed: the page shows the run's final status and end time
         report = _write_report(ctx, result, manager)  # never raises: a failed report does not fail the run

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 from pathlib import Path
 
@@ -120,9 +121,9 @@ def test_item13_slower_compression_stage_is_skipped_and_the_summary_says_so(tmp_
 
 
 # ---------------------------------------------------------------------- item 15
-def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subprocess.CompletedProcess:
-    """Start ``vkit *args``, send Ctrl-C (SIGINT) once its resume state holds a finished epoch, wait for it."""
-    import signal
+def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path, sig: int) -> subprocess.CompletedProcess:
+    """Start ``vkit *args``, send ``sig`` (Ctrl-C's SIGINT, or kill's SIGTERM) once its resume state holds a finished
+    epoch, wait for it."""
     import time
 
     env = vkit_cli.vkit_env(dict(VKIT_DISABLE_PLUGINS="demo"))
@@ -131,7 +132,7 @@ def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path) -> subpro
     try:
         while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(sig)
         out, err = proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
@@ -146,8 +147,9 @@ def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metri
 
     url, data = store_url, str(uninterrupted["data"])
     cut = tmp_path / "cut"
+    sig = signal.SIGTERM if url.startswith("postgresql") else signal.SIGINT  # `kill` stops a run as Ctrl-C does
     stopped = _interrupt_after_an_epoch(["--db", url, "run", "medical-diagnosis", *RESUMABLE, "--data-root", data,
-                                         "--work-dir", str(cut)], resume_path(cut).with_suffix(".json"), tmp_path)
+                                         "--work-dir", str(cut)], resume_path(cut).with_suffix(".json"), tmp_path, sig)
     store = open_store(url)
     [run] = store.list_runs(task="medical-diagnosis")
     assert stopped.returncode == 130 and run["status"] == "interrupted", stopped.stderr
