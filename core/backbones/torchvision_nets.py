@@ -44,6 +44,13 @@ def _conv(cin: int, cout: int, kind: str, stride: int, mid: int) -> nn.Module:
         nn.Conv3d(mid, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False))
 
 
+
+def _kinetics_normalisation(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """torchvision's Kinetics mean/std for RGB; their channel average repeated for any other channel count."""
+    if in_channels == 3:
+        return KINETICS_MEAN, KINETICS_STD
+    return (float(sum(KINETICS_MEAN) / 3),) * in_channels, (float(sum(KINETICS_STD) / 3),) * in_channels
+
 class _Block(nn.Module):
     """torchvision's ``BasicBlock``: ``conv1`` (conv, BN, ReLU), ``conv2`` (conv, BN), ``downsample``."""
 
@@ -138,10 +145,7 @@ class VideoResNet(FeatureMapBackbone):
         self.num_frames = int(num_frames)
         self.input_size = as_size(input_size, "VideoResNet")
         self.in_channels = in_channels
-        if in_channels == 3:
-            self.mean, self.std = KINETICS_MEAN, KINETICS_STD
-        else:
-            self.mean, self.std = (float(sum(KINETICS_MEAN) / 3),) * in_channels, (float(sum(KINETICS_STD) / 3),) * in_channels
+        self.mean, self.std = _kinetics_normalisation(in_channels)
         self.load_pretrained(pretrained)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -236,10 +240,7 @@ class S3D(FeatureMapBackbone):
         self.num_frames = int(num_frames)
         self.input_size = as_size(input_size, "S3D")
         self.in_channels = in_channels
-        if in_channels == 3:
-            self.mean, self.std = KINETICS_MEAN, KINETICS_STD
-        else:
-            self.mean, self.std = (float(sum(KINETICS_MEAN) / 3),) * in_channels, (float(sum(KINETICS_STD) / 3),) * in_channels
+        self.mean, self.std = _kinetics_normalisation(in_channels)
         self.load_pretrained(pretrained)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
