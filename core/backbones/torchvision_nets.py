@@ -44,12 +44,12 @@ def _conv(cin: int, cout: int, kind: str, stride: int, mid: int) -> nn.Module:
         nn.Conv3d(mid, cout, (3, 1, 1), stride=(stride, 1, 1), padding=(1, 0, 0), bias=False))
 
 
-
 def _kinetics_normalisation(in_channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """torchvision's Kinetics mean/std for RGB; their channel average repeated for any other channel count."""
     if in_channels == 3:
         return KINETICS_MEAN, KINETICS_STD
     return (float(sum(KINETICS_MEAN) / 3),) * in_channels, (float(sum(KINETICS_STD) / 3),) * in_channels
+
 
 class _Block(nn.Module):
     """torchvision's ``BasicBlock``: ``conv1`` (conv, BN, ReLU), ``conv2`` (conv, BN), ``downsample``."""
