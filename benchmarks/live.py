@@ -19,9 +19,15 @@ Tables:
 3. RSS of a ``vkit watch`` subprocess over ``--rss-minutes`` of stream time
    (security model; the clip looped, published as fast as it decodes: accelerated),
    sampled each 10 % of the way; flat = the last sample within 10 % of the one at 20 %.
+4. X3D-S (``--only x3d``): table 1 for education-engagement with mmaction2's X3D-S
+   (13 frames at 160x160, random init, trained on the smoke settings: throughput only)
+   at fp32, then at the precision ``--precision auto``'s gate picks on this CPU
+   (gated on the stream file's clips; the gate's lines are printed first), or
+   ``not run: <reason>`` when the gate cannot run.
 
     python benchmarks/live.py --quick     # 1, 2, 4 streams for 8 s; 5 minutes of stream for RSS
     python benchmarks/live.py             # 1, 2, 4, 8 (education up to 16) streams for 20 s; 30 minutes for RSS
+    python benchmarks/live.py --only x3d  # X3D-S, 1, 2, 4 streams (--x3d-streams) for 20 s each: about 4 minutes
 """
 from __future__ import annotations
 
@@ -48,6 +54,11 @@ MODELS = {
                              "model.backbones.video.input_size=(32,32)"],
 }
 WINDOWS = {"security-anomaly": 1.0, "education-engagement": None}  # None: the checkpoint's clip length
+#: X3D-S (mmaction2 x3d_s_13x6x1: 13 frames at 160x160, random init) as education-engagement's video backbone,
+#: trained on the smoke settings (8 clips, 1 epoch): an untrained-quality model, for throughput only.
+X3D_S = ("education-engagement", ["data.num_frames=13", "data.size=160", "data.synthetic.size=160",
+                                  "model.backbones.video={type: X3D, setting: s, num_frames: 13, "
+                                  "input_size: [160, 160], _delete_: true}"])
 
 
 def cpu_model() -> str:
@@ -56,15 +67,15 @@ def cpu_model() -> str:
     return f"{_cpu_model()} ({os.cpu_count()} logical CPUs)"
 
 
-def trained(task: str, work: Path) -> str:
-    """The checkpoint path of a cached (or new) run of ``task`` with the default model."""
-    marker = work / task / "run.json"
+def trained(task: str, work: Path, overrides: list[str] | None = None, name: str | None = None) -> str:
+    """The checkpoint path of a cached (or new) run of ``task`` with the default model (or ``overrides``, cached as ``name``)."""
+    marker = work / (name or task) / "run.json"
     if marker.is_file():
         return json.loads(marker.read_text())["checkpoint"]
     from vkit.core.store import open_store
     from vkit.workflows.plugin_check import run_task_smoke
 
-    result = run_task_smoke(task, MODELS[task], work / task)
+    result = run_task_smoke(task, MODELS[task] if overrides is None else overrides, work / (name or task))
     with open_store(result.db_url) as store:
         path = [a["path"] for a in store.run_artifacts(result.run_id) if a["kind"] == "checkpoint"][-1]
     marker.write_text(json.dumps(dict(checkpoint=path)))
@@ -85,7 +96,7 @@ def clip(work: Path, seconds: float) -> Path:
 
 
 def watch_streams(task: str, checkpoint: str, source: Path, streams: int, seconds: float, work: Path,
-                  webhook: str | None = None, window: float | None = None) -> dict[str, Any]:
+                  webhook: str | None = None, window: float | None = None, precision: str = "fp32") -> dict[str, Any]:
     from fixtures.streams import TcpPublisher
 
     from vkit.workflows.watch.cli import watch
@@ -96,7 +107,7 @@ def watch_streams(task: str, checkpoint: str, source: Path, streams: int, second
     for publisher in publishers:
         publisher.__enter__()
     try:
-        options = WatchOptions(seconds=seconds, window=window, webhook=webhook, webhook_retries=0)
+        options = WatchOptions(seconds=seconds, window=window, webhook=webhook, webhook_retries=0, precision=precision)
         os.chdir(work)
         return watch(task, [p.url for p in publishers], checkpoint, db_url=f"sqlite:///{work / 'live.db'}",
                      options=options, echo=lambda line: None, emit=lambda payload: None)
@@ -105,21 +116,65 @@ def watch_streams(task: str, checkpoint: str, source: Path, streams: int, second
             publisher.__exit__()
 
 
+STREAMS_HEADER = ("\n| model | streams | windows scored | frames dropped | p50 window end -> row (s) | p95 (s) | real time |"
+                  "\n|---|---|---|---|---|---|---|")
+
+
+def _row(label: str, n: int, summary: dict[str, Any]) -> None:
+    frames = sum(s["frames"] for s in summary["streams"])
+    dropped = sum(s["dropped_frames"] for s in summary["streams"])
+    share = dropped / frames if frames else 1.0
+    p95 = summary["latency_p95"]
+    ok = share < 0.01 and p95 is not None and p95 <= 1.0
+    print(f"| {label} | {n} | {sum(s['scored'] for s in summary['streams'])} | {100 * share:.1f} % | "
+          f"{summary['latency_p50']} | {p95} | {'yes' if ok else 'no'} |", flush=True)
+
+
 def table_streams(args: argparse.Namespace, work: Path, source: Path) -> None:
-    print("\n| model | streams | windows scored | frames dropped | p50 window end -> row (s) | p95 (s) | real time |")
-    print("|---|---|---|---|---|---|---|")
+    print(STREAMS_HEADER)
     for task in MODELS:
         checkpoint = trained(task, work)
         counts = args.streams + ([16] if task == "education-engagement" and not args.quick and not args.given else [])
         for n in counts:
-            summary = watch_streams(task, checkpoint, source, n, args.seconds, work, window=WINDOWS[task])
-            frames = sum(s["frames"] for s in summary["streams"])
-            dropped = sum(s["dropped_frames"] for s in summary["streams"])
-            share = dropped / frames if frames else 1.0
-            p95 = summary["latency_p95"]
-            ok = share < 0.01 and p95 is not None and p95 <= 1.0
-            print(f"| {task} | {n} | {sum(s['scored'] for s in summary['streams'])} | {100 * share:.1f} % | "
-                  f"{summary['latency_p50']} | {p95} | {'yes' if ok else 'no'} |", flush=True)
+            _row(task, n, watch_streams(task, checkpoint, source, n, args.seconds, work, window=WINDOWS[task]))
+
+
+def gate_precision(task: str, checkpoint: str, source: Path) -> tuple[str, list[str]]:
+    """``--precision auto``'s choice for ``checkpoint`` on this CPU, gated on clips of ``source`` (cached under
+    ``$VKIT_CACHE/precision``, where ``vkit watch --precision auto`` then finds the decision and int8 calibration),
+    and the gate's lines."""
+    from vkit.core.precision import apply_precision, archive_validation
+    from vkit.workflows.scoring.score import build_task_scorer
+
+    scorer = build_task_scorer(task, checkpoint, "cpu", ())
+    lines: list[str] = []
+    _, choice = apply_precision(scorer, "auto", archive_validation(scorer, [str(source)]), log=lines.append)
+    return choice.precision, lines
+
+
+def table_x3d(args: argparse.Namespace, work: Path, source: Path) -> None:
+    """X3D-S rows: fp32, then the precision ``--precision auto``'s gate picks here (``not run: <reason>`` if it cannot)."""
+    task, overrides = X3D_S
+    checkpoint = trained(task, work, overrides, name="education-x3d-s")
+    os.environ["VKIT_CACHE"] = str(work / "cache")  # the gate's decision and calibration, found by watch's auto
+    counts = args.x3d_streams
+    try:
+        precision, lines = gate_precision(task, checkpoint, source)
+    except Exception as err:  # shown as the row, not hidden
+        precision, lines = None, [f"gate not run: {type(err).__name__}: {err}"]
+    for line in lines:
+        print(f"# {line}")
+    print(STREAMS_HEADER)
+    for n in counts:
+        _row("education X3D-S fp32", n, watch_streams(task, checkpoint, source, n, args.seconds, work))
+    if precision is None:
+        print(f"| education X3D-S gate's precision | - | not run: {lines[0]} | | | | |")
+    elif precision == "fp32":
+        print("| education X3D-S gate's precision | - | the gate keeps fp32 here: the rows above | | | | |")
+    else:
+        for n in counts:
+            _row(f"education X3D-S {precision} (gate)", n,
+                 watch_streams(task, checkpoint, source, n, args.seconds, work, precision="auto"))
 
 
 class _Receiver(http.server.BaseHTTPRequestHandler):
@@ -226,11 +281,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--work", type=Path, default=Path("/tmp/vkit-bench-live"))
-    parser.add_argument("--only", choices=("streams", "alerts", "rss"), default=None)
+    parser.add_argument("--only", choices=("streams", "x3d", "alerts", "rss"), default=None)
     parser.add_argument("--streams", default=None, metavar="N,N", help="stream counts to try (default 1,2,4,8)")
+    parser.add_argument("--x3d-streams", default="1,2,4", metavar="N,N", help="stream counts for X3D-S (default 1,2,4)")
     args = parser.parse_args()
     given = args.given = args.streams
     args.streams = [int(n) for n in given.split(",")] if given else [1, 2, 4] if args.quick else [1, 2, 4, 8]
+    args.x3d_streams = [int(n) for n in args.x3d_streams.split(",")]
     args.seconds = 8.0 if args.quick else 20.0
     args.rss_minutes = 5 if args.quick else 30
     args.work.mkdir(parents=True, exist_ok=True)
@@ -239,6 +296,8 @@ def main() -> None:
     os.environ.setdefault("VKIT_NO_AUTOLOAD", "0")
     if args.only in (None, "streams"):
         table_streams(args, work, clip(work, args.seconds + 10))
+    if args.only in (None, "x3d"):
+        table_x3d(args, work, clip(work, args.seconds + 10))
     if args.only in (None, "alerts"):
         table_alerts(args, work)
     if args.only in (None, "rss"):
