@@ -158,7 +158,9 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                               work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
             wall = time.perf_counter() - start
             value = qwk(result.metrics) if result.status == "finished" else None
-            print(f"education {tag} {name}: {result.status}, test QWK {value}, {wall:.0f} s", flush=True)
+            loaded = result.summary.get("pretrained model.backbones.video")
+            print(f"education {tag} {name}: {result.status}, test QWK {value}, {wall:.0f} s"
+                  f"{f'; loaded {loaded}' if loaded else ''}", flush=True)
             rows.append(dict(vertical="education", metric="test QWK", fraction=fraction, labelled=n_lab,
                              setting=name, value=value, run_s=wall,
                              pretrain_s_per_1000=per_1000 if run_id else None,
