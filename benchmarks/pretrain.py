@@ -182,6 +182,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny data and network (a harness check)")
     args = parser.parse_args(argv)
+    if args.epochs < 2:
+        parser.error(f"--epochs {args.epochs}: the finetune preset's 1 warm-up epoch needs at least 2 epochs")
     for fraction in args.fractions:
         if not 0 < fraction < 1:
             parser.error(f"--fractions: {fraction} is not between 0 and 1")
