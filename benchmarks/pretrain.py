@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+from education import cpu_line  # benchmarks/education.py (this folder is sys.path[0]): the CPU, its flags, torch threads
 
 EDU_TASK = "education-engagement"
 # the tiny network and data of --quick (the same as benchmarks/education.py's --quick, more training clips)
@@ -43,19 +44,6 @@ NOT_RUN = {
     "medical": "not run: the AUC label-fraction subset of the medical task's volume splits is not written in this "
                "script yet",
 }
-
-
-def cpu_line() -> str:
-    import torch
-
-    model, flags = platform.processor() or platform.machine(), []
-    info = Path("/proc/cpuinfo")
-    if info.exists():
-        text = info.read_text()
-        model = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), model)
-        have = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
-        flags = [f for f in ("avx2", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in have]
-    return f"CPU: {model}; flags: {' '.join(flags) or 'none of avx2/avx512/amx'}; torch threads: {torch.get_num_threads()}"
 
 
 def parse_value(text: str) -> Any:
