@@ -12,7 +12,8 @@ SUPPORT = Path(__file__).parents[1] / "workflows"
 sys.path.insert(0, str(SUPPORT))
 import test_score_support as support  # noqa: E402
 
-from vkit.workflows.cli import cli, main  # noqa: E402
+from vkit.workflows.cli import cli  # noqa: E402
+from vkit_cli import vkit_main as _vkit  # noqa: E402  (tests/helpers: vkit ARGS in this process)
 from vkit.workflows.export import export_cmd  # noqa: E402
 from vkit.workflows.scoring.score import score_cmd  # noqa: E402
 
@@ -23,16 +24,6 @@ def _commands(monkeypatch: pytest.MonkeyPatch) -> None:
     for command in (score_cmd, export_cmd):       # until the CLI module registers them itself
         if command.name not in cli.commands:
             cli.add_command(command)
-
-
-def _vkit(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def test_score_then_rescore_then_export(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

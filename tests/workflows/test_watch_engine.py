@@ -17,7 +17,7 @@ import test_watch_support as support  # noqa: E402
 from fixtures.streams import TcpPublisher, UdpPublisher  # noqa: E402
 
 from vkit.core.store import open_store  # noqa: E402
-from vkit.workflows.cli import main  # noqa: E402
+from vkit_cli import vkit_main as _vkit  # noqa: E402  (tests/helpers: vkit ARGS in this process)
 
 WINDOW = "0.25"  # 5 frames at 20 fps: 40 frames = 8 windows, as vkit score cuts them into 8 segments
 
@@ -31,16 +31,6 @@ def _here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(scope="module")
 def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return support.make_checkpoint(tmp_path_factory.mktemp("model") / "model.safetensors")
-
-
-def _vkit(capsys: pytest.CaptureFixture, *args: str) -> tuple[int, str, str]:
-    try:
-        main(list(args))
-        code = 0
-    except SystemExit as exit_:
-        code = int(exit_.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def _lines(out: str) -> list[dict]:
