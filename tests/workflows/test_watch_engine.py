@@ -69,8 +69,11 @@ def test_realtime_file_matches_vkit_score(store_url: str, model: Path, tmp_path:
         assert max(abs(a["start"] - b["start"]) + abs(a["end"] - b["end"]) for a, b in zip(live, batch)) < 1e-6
         assert all(r["wall_time"] is not None and r["scored_at"] >= r["wall_time"] for r in live)
         events, reference = store.run_events(run["run_id"]), store.run_events(scored)
-        assert [(e["kind"], e["start"], e["end"], round(e["score"], 5)) for e in events] == \
-            [(e["kind"], e["start"], e["end"], round(e["score"], 5)) for e in reference] == [("bright", 0.75, 1.5, 0.85467)]
+        assert [(e["kind"], e["start"], e["end"]) for e in events] == \
+            [(e["kind"], e["start"], e["end"]) for e in reference] == [("bright", 0.75, 1.5)]
+        # the same score within the parity bound (rounding both to 5 digits could split them at a boundary)
+        assert [e["score"] for e in events] == pytest.approx([e["score"] for e in reference], abs=1e-5)
+        assert events[0]["score"] == pytest.approx(0.85467, abs=1e-4)
         event = events[0]
         assert event["status"] == "closed" and event["opened_at"] <= event["closed_at"]
         keyframe = Path(event["keyframe_path"])
