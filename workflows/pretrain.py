@@ -65,6 +65,10 @@ class PretrainOptions:
         ray_address: Ray cluster to join (``None``: a local one).
         objective_args: arguments of the objective (``mask_ratio``, ``expander`` ...).
         augment: arguments of the augmentation (``flip``, ``area`` ...; :mod:`vkit.core.ssl.augment`).
+        for_task: pretrain for this task's input (``--for-task``): its video backbone, input mode (frame
+            differences for ``education-engagement``), frames, size, sampling and normalisation
+            (:func:`vkit.core.ssl.inputs.task_input`); ``None``: RGB clips, the backbone's own normalisation.
+        task_overrides: the task's config keys (``--set task.data.size=16``) read with ``for_task``.
     """
 
     objective: str = "auto"
@@ -82,6 +86,8 @@ class PretrainOptions:
     ray_address: str | None = None
     objective_args: dict[str, Any] = field(default_factory=dict)
     augment: dict[str, Any] = field(default_factory=dict)
+    for_task: str | None = None
+    task_overrides: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, low in (("epochs", 1), ("batch_size", 2), ("segments", 1), ("frame_interval", 1),
@@ -117,17 +123,21 @@ class PretrainSummary:
     sha256: str | None = None
     failures: list[dict[str, str]] = field(default_factory=list)
     modality: str = "video"  # the input the backbone reads: where a model config puts it (model.backbones.<modality>)
+    input: str = "rgb"  # the input mode it was pretrained on (vkit.core.ssl.inputs): 'rgb', 'diff' ...
+    task: str | None = None  # --for-task
 
 
 # ----------------------------------------------------------------------------- config
 def split_sets(overrides: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """``--set`` pairs by section: ``backbone.``, ``objective.`` or ``augment.`` (anything else is a ConfigError)."""
-    sections: dict[str, dict[str, Any]] = dict(backbone={}, objective={}, augment={})
+    """``--set`` pairs by section: ``backbone.``, ``objective.``, ``augment.`` or ``task.`` (a dotted key of the
+    ``--for-task`` task's config); anything else is a ConfigError."""
+    sections: dict[str, dict[str, Any]] = dict(backbone={}, objective={}, augment={}, task={})
     for key, value in overrides.items():
         head, _, rest = key.partition(".")
-        if head not in sections or not rest or "." in rest:
-            raise ConfigError(f"--set {key}: expected backbone.ARG, objective.ARG or augment.ARG "
-                              "(e.g. backbone.widths=[8,16,32], objective.mask_ratio=0.9, augment.flip=0)")
+        if head not in sections or not rest or ("." in rest and head != "task"):
+            raise ConfigError(f"--set {key}: expected backbone.ARG, objective.ARG, augment.ARG or task.KEY "
+                              "(e.g. backbone.widths=[8,16,32], objective.mask_ratio=0.9, augment.flip=0, "
+                              "task.data.size=16 with --for-task)")
         sections[head][rest] = value
     return sections
 
@@ -157,11 +167,13 @@ def _build(backbone_cfg: dict[str, Any], options: PretrainOptions) -> tuple[Any,
     return backbone, objective, augment, name
 
 
-def _decoder(backbone: Any, options: PretrainOptions) -> Any:
-    from vkit.core.ssl.decode import ClipDecoder, VolumeDecoder, crop_room
+def _decoder(backbone: Any, options: PretrainOptions, spec: Any) -> Any:
+    from vkit.core.ssl.decode import ClipDecoder, TaskClipDecoder, VolumeDecoder, crop_room
 
     if backbone.modality == "volume":
         return VolumeDecoder(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels)
+    if spec is not None and spec.sampling == "uniform":  # the task's sampling: its step between frames
+        return TaskClipDecoder(options.segments, spec.num_frames, crop_room(spec.size))
     return ClipDecoder(options.segments, backbone.num_frames, crop_room(backbone.input_size), options.frame_interval)
 
 
@@ -185,15 +197,25 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     if resume is not None:
         backbone_cfg, archives, options, work_dir = _resumed(store, resume, backbone_cfg, archives, options, given)
     options = options or PretrainOptions()
+    spec = None
+    if options.for_task:
+        backbone_cfg = _task_backbone(options, backbone_cfg, plugins)
     if not backbone_cfg:
         raise ConfigError("pretrain: no BACKBONE given: `vkit pretrain BACKBONE ARCHIVE...` (e.g. TinyC3D; "
-                          "`vkit components backbones` lists them), or `vkit pretrain --resume RUN`")
+                          "`vkit components backbones` lists them), `vkit pretrain --for-task TASK ARCHIVE...`, "
+                          "or `vkit pretrain --resume RUN`")
     if "type" not in backbone_cfg:
         raise ConfigError(f"pretrain: backbone: expected a BACKBONES name or config with 'type', got {backbone_cfg!r}")
     if not archives:
         raise ConfigError("pretrain: no ARCHIVE given (folders, files or globs of unlabelled videos or scans)")
     backbone, objective, augment, name = _build(backbone_cfg, options)
-    decoder = _decoder(backbone, options)
+    from vkit.core.ssl.inputs import rgb_input, task_input
+
+    if options.for_task:
+        spec = task_input(options.for_task, options.task_overrides, plugins)[0]
+    elif backbone.modality == "video":
+        spec = rgb_input(backbone)
+    decoder = _decoder(backbone, options, spec)
     from vkit.core.ssl.decode import VOLUME_SUFFIXES
 
     found = inventory(list(archives), VOLUME_SUFFIXES if backbone.modality == "volume" else VIDEO_SUFFIXES)
@@ -204,14 +226,15 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
                                                                if found.failures else ""))
     config = dict(backbone=dict(backbone_cfg), archives=[os.path.abspath(os.path.expanduser(a)) for a in archives],
                   options=asdict(options), objective=name, decoder=decoder.settings, augment=augment.settings(),
-                  backbone_info=backbone.describe())
+                  backbone_info=backbone.describe(), input=spec.record() if spec else None)
     from vkit.core.processes import sigterm_interrupts
 
     # `kill PID` stops it like Ctrl-C: the run is recorded interrupted with its resume hint at once
     with sigterm_interrupts(), store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id:
         folder = _work_dir(store, run_id, work_dir, resume is not None)
         summary = PretrainSummary(run_id=run_id, db_url=store.url, backbone=str(backbone_cfg["type"]), objective=name,
-                                  work_dir=str(folder), files=len(found.files), modality=str(backbone.modality))
+                                  work_dir=str(folder), files=len(found.files), modality=str(backbone.modality),
+                                  input=spec.mode if spec else str(backbone.modality), task=options.for_task)
         for path, why in found.failures:
             summary.failed += 1
             summary.failures.append(dict(path=path, error=why))
@@ -220,10 +243,25 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
 
         shas = decode_archive(store, run_id, found.files, decoder, folder / "clips", options, summary, echo)
         echo(f"run {run_id}: {summary.decoded} decoded, {summary.reused} reused, {summary.failed} failed")
-        _train(store, run_id, folder, backbone, objective, augment, options, shas, summary, resume is not None, echo)
-        _save(store, run_id, folder, backbone, backbone_cfg, name, options, summary)
+        _train(store, run_id, folder, backbone, objective, augment, options, shas, summary, resume is not None, echo,
+               prepare=spec.prepare if spec else None)
+        _save(store, run_id, folder, backbone, backbone_cfg, name, options, summary, spec)
         summary.seconds = time.perf_counter() - began
     return summary
+
+
+def _task_backbone(options: PretrainOptions, given: dict[str, Any] | None, plugins: Sequence[str]) -> dict[str, Any]:
+    """The ``--for-task`` task's video backbone config with ``--set backbone.ARG`` values on top (a BACKBONE of
+    another type than the task's is refused: its weights would not load into the task)."""
+    from vkit.core.ssl.inputs import task_input
+
+    task_cfg = task_input(options.for_task, options.task_overrides, plugins)[1]
+    given = dict(given or {})
+    if given.get("type") not in (None, task_cfg["type"]):
+        raise ConfigError(f"pretrain: BACKBONE {given['type']!r} with --for-task {options.for_task}: the task's "
+                          f"model.backbones.video is {task_cfg['type']!r} (change it with --set task.model.backbones."
+                          "video.type=..., or leave BACKBONE out)")
+    return dict(task_cfg, **given)
 
 
 def _resumed(store: Any, run_id: int, backbone_cfg: dict[str, Any] | None, archives: Sequence[str],
@@ -267,7 +305,7 @@ def _work_dir(store: Any, run_id: int, work_dir: str | Path | None, resuming: bo
 
 def _train(store: Any, run_id: int, folder: Path, backbone: Any, objective: Any, augment: Any,
            options: PretrainOptions, shas: list[str], summary: PretrainSummary, resuming: bool,
-           echo: Callable[[str], None]) -> None:
+           echo: Callable[[str], None], prepare: Any = None) -> None:
     from vkit.core.ssl.train import ClipCache, Pretrainer
 
     if len(shas) < 2:
@@ -278,7 +316,7 @@ def _train(store: Any, run_id: int, folder: Path, backbone: Any, objective: Any,
     steps = max(1, len(videos) // min(options.batch_size, len(videos)))
     trainer = Pretrainer(objective, augment, backbone, epochs=options.epochs, batch_size=options.batch_size,
                          lr=options.lr, steps_per_epoch=steps, weight_decay=options.weight_decay,
-                         warmup_epochs=options.warmup_epochs, device=options.device)
+                         warmup_epochs=options.warmup_epochs, device=options.device, prepare=prepare)
     state = folder / "resume" / "state.safetensors"
     if resuming and state.is_file():
         trainer.load_state(state)
@@ -297,7 +335,7 @@ def _train(store: Any, run_id: int, folder: Path, backbone: Any, objective: Any,
 
 
 def _save(store: Any, run_id: int, folder: Path, backbone: Any, backbone_cfg: dict[str, Any], objective: str,
-          options: PretrainOptions, summary: PretrainSummary) -> None:
+          options: PretrainOptions, summary: PretrainSummary, spec: Any = None) -> None:
     import shutil
 
     from vkit.core.checkpoint import save_checkpoint
@@ -305,7 +343,7 @@ def _save(store: Any, run_id: int, folder: Path, backbone: Any, backbone_cfg: di
     meta = dict(kind=META_FORMAT, run_id=run_id, store=store.identity, backbone=dict(backbone_cfg),
                 backbone_info=backbone.describe(), objective=objective, epochs=summary.epochs,
                 loss_curve=summary.loss_curve, videos=summary.decoded + summary.reused, failed=summary.failed,
-                options=asdict(options))
+                options=asdict(options), input=spec.record() if spec else None)
     path = save_checkpoint(backbone, folder / WEIGHTS, meta=meta)
     weights = store.add_artifact(run_id, "checkpoint", path)
     store.add_artifact(run_id, "checkpoint-meta", path.with_suffix(".json"))
@@ -324,8 +362,13 @@ def _save(store: Any, run_id: int, folder: Path, backbone: Any, backbone_cfg: di
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(0, 10, max_open=True))
 @click.option("--segments", default=4, show_default=True, type=click.IntRange(1), help="Clips decoded per video.")
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
+@click.option("--for-task", "for_task", metavar="TASK", default=None,
+              help="Pretrain for TASK's input: its video backbone, input mode (education-engagement: frame "
+                   "differences), frames, size and normalisation, read from its config; all positional "
+                   "arguments are then archives.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-              help="backbone.ARG, objective.ARG or augment.ARG, e.g. backbone.widths=[8,16,32].")
+              help="backbone.ARG, objective.ARG, augment.ARG, or task.KEY with --for-task, e.g. "
+                   "backbone.widths=[8,16,32], task.data.size=16.")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--engine", type=click.Choice(("local", "ray")), default="local", show_default=True,
               help="Decoding engine (as vkit score): DataLoader workers or a Ray Data actor pool.")
@@ -336,7 +379,8 @@ def _save(store: Any, run_id: int, folder: Path, backbone: Any, backbone_cfg: di
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def pretrain_cmd(ctx: click.Context, backbone: str | None, archives: tuple[str, ...], objective: str, epochs: int,
-                 batch_size: int, lr: float, segments: int, seed: int, overrides: tuple[str, ...], device: str,
+                 batch_size: int, lr: float, segments: int, seed: int, for_task: str | None,
+                 overrides: tuple[str, ...], device: str,
                  engine: str, workers: int, ray_address: str | None, work_dir: str | None, resume: int | None,
                  as_json: bool) -> None:
     """Pretrain BACKBONE (a registered name) self-supervised on the unlabelled videos (or scans) in ARCHIVES.
@@ -347,14 +391,21 @@ def pretrain_cmd(ctx: click.Context, backbone: str | None, archives: tuple[str, 
 
     obj = ctx.find_root().obj or {}
     sets = split_sets(parse_overrides(overrides))
-    backbone_cfg = dict(type=backbone, **sets["backbone"]) if backbone else None
+    if sets["task"] and not for_task:
+        raise ConfigError(f"--set task.{next(iter(sets['task']))}: task keys need --for-task TASK")
+    if for_task:  # the backbone is the task's: every positional argument is an archive
+        archives = ((backbone,) if backbone else ()) + tuple(archives)
+        backbone_cfg = dict(sets["backbone"]) or None
+    else:
+        backbone_cfg = dict(type=backbone, **sets["backbone"]) if backbone else None
     options = PretrainOptions(objective=objective, epochs=epochs, batch_size=batch_size, lr=lr, segments=segments,
                               seed=seed, device=device, engine=engine, workers=workers, ray_address=ray_address,
-                              objective_args=sets["objective"], augment=sets["augment"])
+                              objective_args=sets["objective"], augment=sets["augment"], for_task=for_task,
+                              task_overrides=sets["task"])
     given = {name: getattr(options, name) for name in ("objective", "epochs", "batch_size", "lr", "segments", "seed",
-                                                       "device", "engine", "workers", "ray_address")
+                                                       "device", "engine", "workers", "ray_address", "for_task")
              if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE}
-    if resume is not None and not (backbone or overrides):
+    if resume is not None and not (backbone or archives or overrides):
         options = None  # the run's own; options named with --resume must equal the run's
     echo = (lambda line: None) if as_json else (lambda line: click.echo(line, err=True))
     summary = pretrain(backbone_cfg, archives, options, db_url=obj.get("db_url"), plugins=obj.get("plugins", ()),
@@ -370,6 +421,7 @@ def _print_summary(summary: PretrainSummary) -> None:
 
     curve = summary.loss_curve
     rows = [["backbone", summary.backbone], ["objective", summary.objective], ["files", summary.files],
+            ["input", summary.input + (f" (the input of task {summary.task})" if summary.task else "")],
             ["decoded", summary.decoded], ["reused (decoded before a resume)", summary.reused],
             ["failed", summary.failed], ["epochs", summary.epochs],
             ["loss first -> last", f"{curve[0]:.4f} -> {curve[-1]:.4f}" if curve else "-"],
@@ -378,6 +430,10 @@ def _print_summary(summary: PretrainSummary) -> None:
     print_table(f"pretrain: run {summary.run_id}", ["", "value"], rows)
     if summary.failures:
         print_table("failed files", ["path", "reason"], [[f["path"], f["error"]] for f in summary.failures[:20]])
+    if summary.task:
+        console().print(f"use it: vkit run {summary.task} --set model.backbones.video.pretrained=run:{summary.run_id} "
+                        "(the same task settings)")
+        return
     console().print(f"use it: --set model.backbones.{summary.modality}.pretrained=run:{summary.run_id} "
                     "(the same backbone arguments)")
 

@@ -29,7 +29,7 @@ from vkit.core.sampling import FrameSampler
 from vkit.core.scoring import SegmentScorer
 from vkit.registry.errors import ConfigError, DataError
 
-__all__ = ["VOLUME_SUFFIXES", "ClipDecoder", "VolumeDecoder", "crop_room", "prepare_volume"]
+__all__ = ["VOLUME_SUFFIXES", "ClipDecoder", "TaskClipDecoder", "VolumeDecoder", "crop_room", "prepare_volume"]
 
 #: File endings ``vkit pretrain`` takes from a folder for a volume backbone.
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".mha", ".nrrd")
@@ -65,6 +65,38 @@ class ClipDecoder(SegmentScorer):
 
     def score(self, clips: Any) -> Any:
         raise ConfigError("ClipDecoder only decodes clips for pretraining; it has no model to score with")
+
+
+class TaskClipDecoder(ClipDecoder):
+    """Clips sampled as a task samples them: ``frames`` evenly over the whole video (``FrameSampler("uniform")``,
+    the education task's sampling), so the step between frames — the size of a frame difference — is the task's.
+
+    ``segments`` clips come from ``segments * frames`` evenly spaced frames taken every ``segments``-th
+    (clip ``s``: frames ``s, s + S, ...``), each with the task's step; a video too short for that gives its one
+    task clip ``segments`` times (its views then differ by crop, flip and colour only).
+    """
+
+    def __init__(self, segments: int, frames: int, size: Sequence[int]) -> None:
+        super().__init__(segments, frames, size)
+        self.frames, self.segments = int(frames), int(segments)
+        self.settings = dict(kind="pretrain-task-clips", sampling="uniform", segments=self.segments,
+                             frames=self.frames, size=list(self.size))
+        self.model_sha256 = _identity(self.settings)
+
+    def decode(self, path: str) -> np.ndarray:
+        from vkit.core.sampling import FrameSampler
+        from vkit.core.video import probe
+
+        info = probe(path)
+        if info.frames < self.frames:
+            raise DataError(f"{path}: too short: {info.frames} frames, the task samples {self.frames}")
+        if info.frames >= self.frames * self.segments:
+            frames = FrameSampler("uniform", 1, self.frames * self.segments).read(path, self.size, info=info)[0]
+            clips = np.stack([frames[s::self.segments] for s in range(self.segments)])
+        else:
+            clip = FrameSampler("uniform", 1, self.frames).read(path, self.size, info=info)[0]
+            clips = np.repeat(clip[None], self.segments, 0)
+        return self.prepare(clips)
 
 
 class VolumeDecoder:

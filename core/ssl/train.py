@@ -103,11 +103,14 @@ class Pretrainer:
         steps_per_epoch: optimizer steps in one epoch (``videos // batch_size``).
         warmup_epochs: epochs of linear warm-up.
         device: torch device.
+        prepare: augmented RGB views ``(N, 3, T, h, w)`` (0..255) → the backbone's normalised input; by default
+            ``backbone.normalize``; :meth:`vkit.core.ssl.inputs.InputSpec.prepare` feeds a task's input
+            (frame differences, its mean/std).
     """
 
     def __init__(self, objective: nn.Module, augment: Any, backbone: nn.Module, *, epochs: int, batch_size: int,
                  lr: float, steps_per_epoch: int, weight_decay: float = 0.05, warmup_epochs: int = 1,
-                 device: str = "cpu") -> None:
+                 device: str = "cpu", prepare: Any = None) -> None:
         if batch_size < 2:
             raise ConfigError(f"pretrain: batch_size={batch_size}; expected at least 2 videos per step")
         self.objective, self.augment, self.backbone = objective.to(device), augment, backbone
@@ -117,6 +120,7 @@ class Pretrainer:
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, _schedule(min(warmup_epochs * steps_per_epoch, total // 2), total))
         self.epoch = 0
+        self.prepare = prepare if prepare is not None else backbone.normalize
 
     def views(self, clips: Sequence[np.ndarray]) -> list[torch.Tensor]:
         """``objective.views`` normalised random views ``(N, C, T, h, w)`` of one batch of videos: each view takes
@@ -129,7 +133,7 @@ class Pretrainer:
         out = []
         for v in range(count):
             batch = torch.from_numpy(np.stack([np.asarray(a[p[v]], dtype=np.float32) for a, p in zip(clips, picks)]))
-            out.append(self.backbone.normalize(self.augment(batch)).to(self.device))
+            out.append(self.prepare(self.augment(batch)).to(self.device))
         return out
 
     def train_epoch(self, videos: Sequence[np.ndarray]) -> dict[str, float]:

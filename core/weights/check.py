@@ -60,6 +60,9 @@ def check_run_weights(cfg: Any, ctx: Any) -> dict[str, LoadReport]:
     tuned = {k: v for k, v in finetune_settings(train).items() if v != FINETUNE_DEFAULTS[k]}  # checked before data too
     use_store(ctx.store)
     reports = check_config_weights(cfg)
+    from vkit.core.ssl.inputs import check_run_inputs
+
+    check_run_inputs(cfg, reports)  # run:ID pretrained on another input (RGB vs frame differences): refused
     record_reports(reports, ctx)
     if tuned:
         ctx.summary["fine-tuning"] = ", ".join(f"{k}={v!r}" for k, v in tuned.items())

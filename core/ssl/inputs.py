@@ -1,0 +1,226 @@
+"""What a backbone is pretrained on: the input a task will feed it (RGB frames, frame differences ...).
+
+A task's model need not read RGB: ``education-engagement`` reads frame-to-frame
+RGB differences (``data.channels='diff'``, TSN's *RGB difference*) normalised
+by mean 0 / std 16. Weights pretrained on ImageNet-normalised RGB clips meet a
+different input distribution there. :func:`task_input` reads what a task feeds
+its video backbone from the task's own config (``vkit pretrain --for-task
+TASK``): the input mode, frames, size and the data preprocessor's mean/std of
+``model_config``, and the task's own transform (for ``diff`` / ``rgb+diff``:
+:func:`vkit.plugins.education.data.to_model_input`, imported, not copied).
+
+Pretraining keeps decoding RGB clips (the clip cache stays ``uint8``); each
+augmented view (crop, flip, colour on the *frames*, so a colour change is one
+the scene could show) then goes through :meth:`InputSpec.prepare`: the task's
+transform, then its normalisation. The run records :meth:`InputSpec.record`;
+:func:`check_run_inputs` refuses ``pretrained='run:ID'`` whose run was
+pretrained on another input mode than the config feeds.
+
+Where a config's input mode comes from (:func:`config_input_mode`): a task may
+define ``pretrain_input_mode(cfg)``; otherwise ``data.channels`` for the
+model's ``model.backbones.video`` when the config has it, else ``'rgb'``.
+
+Example::
+
+    spec, backbone_cfg = task_input("education-engagement")
+    spec.mode, spec.mean, spec.std          # 'diff', (0.0, 0.0, 0.0), (16.0, 16.0, 16.0)
+    views = spec.prepare(torch.rand(2, 3, 16, 32, 32) * 255)   # (2, 3, 16, 32, 32) differences / 16
+"""
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from vkit.registry.errors import ConfigError
+
+__all__ = ["RGB", "InputSpec", "check_run_inputs", "config_input_mode", "rgb_input", "run_input", "task_input"]
+
+RGB = "rgb"
+#: The config key naming the input a task's video model reads (education: ``'diff'``, ``'rgb+diff'``, ``'rgb'``).
+MODE_KEY = "data.channels"
+#: The model key whose input :data:`MODE_KEY` describes.
+VIDEO_KEY = "model.backbones.video"
+#: ``mode -> 'module:function'`` of the transform ``(frames (T, H, W, 3), mode) -> (C, T, H, W)`` (lazily imported).
+TRANSFORMS: dict[str, str] = {"diff": "vkit.plugins.education.data:to_model_input",
+                              "rgb+diff": "vkit.plugins.education.data:to_model_input"}
+#: Keys of a backbone config that name weights to load: never part of what pretraining builds.
+_WEIGHT_KEYS = ("pretrained", "pretrained_prefix", "pretrained_strict")
+
+
+@dataclass
+class InputSpec:
+    """The input a backbone is pretrained on (stored in the run's config and its weights' sidecar).
+
+    Args:
+        mode: ``'rgb'``, or a task's input mode (``'diff'``, ``'rgb+diff'``).
+        mean, std: per-channel normalisation of the model's input (the task's data preprocessor).
+        num_frames, size: frames per clip and ``(H, W)`` the task samples.
+        sampling: ``'dense'`` (consecutive frames, plain pretraining) or ``'uniform'`` (frames evenly over the
+            whole clip, as the task samples: the step between frames, and so the size of a difference, matches).
+        task: the task the input was read from (``None``: plain RGB pretraining).
+        key: the config key the mode came from (``data.channels``), for messages.
+    """
+
+    mode: str = RGB
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
+    num_frames: int = 8
+    size: tuple[int, int] = (32, 32)
+    sampling: str = "dense"
+    task: str | None = None
+    key: str | None = None
+    _transform: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self.mean, self.std = tuple(float(v) for v in self.mean), tuple(float(v) for v in self.std)
+        self.size = (int(self.size[0]), int(self.size[1]))
+        if len(self.mean) != len(self.std) or not self.mean:
+            raise ConfigError(f"input {self.mode!r}: mean {self.mean} and std {self.std} need one value per channel")
+        if min(self.std) <= 0:
+            raise ConfigError(f"input {self.mode!r}: std {self.std} must be positive")
+        if self.mode != RGB:
+            self._transform = _transform(self.mode)
+
+    @property
+    def channels(self) -> int:
+        return len(self.mean)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-able, for the run's config and the weights' sidecar (``InputSpec(**record)`` rebuilds it)."""
+        out = asdict(self)
+        out.pop("_transform")
+        out["mean"], out["std"], out["size"] = list(self.mean), list(self.std), list(self.size)
+        return out
+
+    def prepare(self, views: torch.Tensor) -> torch.Tensor:
+        """Views ``(N, 3, T, h, w)`` of RGB frames (0..255) → the model's normalised input ``(N, C, T, h, w)``."""
+        if self._transform is not None:
+            frames = views.permute(0, 2, 3, 4, 1).cpu().numpy()  # (N, T, h, w, 3), the task's frame layout
+            views = torch.stack([torch.as_tensor(self._transform(np.ascontiguousarray(f), self.mode)).float()
+                                 for f in frames])
+        if views.shape[1] != self.channels:
+            raise ConfigError(f"input {self.mode!r}: the transform gave {views.shape[1]} channels, "
+                              f"mean/std have {self.channels}")
+        shape = (1, -1, 1, 1, 1)
+        mean = torch.tensor(self.mean, dtype=views.dtype).view(shape)
+        std = torch.tensor(self.std, dtype=views.dtype).view(shape)
+        return (views - mean) / std
+
+
+def _transform(mode: str) -> Callable[..., Any]:
+    target = TRANSFORMS.get(mode)
+    if target is None:
+        raise ConfigError(f"input mode {mode!r}: no transform known for it; expected 'rgb' or one of "
+                          f"{sorted(TRANSFORMS)}")
+    module, _, name = target.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def rgb_input(backbone: Any) -> InputSpec:
+    """Plain pretraining's input: RGB clips of consecutive frames, the backbone's own normalisation."""
+    return InputSpec(mode=RGB, mean=tuple(backbone.mean), std=tuple(backbone.std),
+                     num_frames=int(backbone.num_frames), size=tuple(backbone.input_size), sampling="dense")
+
+
+def _get(cfg: Any, dotted: str) -> Any:
+    node = cfg
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif hasattr(node, "get") and node.get(part) is not None:
+            node = node.get(part)
+        else:
+            return None
+    return node
+
+
+def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = (),
+               plugins: Sequence[str] = ()) -> tuple[InputSpec, dict[str, Any]]:
+    """``(input spec, video backbone config)`` the task feeds its model, from its default config + ``overrides``
+    (``--set`` pairs of the task's keys, e.g. ``{'data.size': 16}``) and its ``model_config``.
+
+    Raises:
+        ConfigError: an unknown task or key, or a task without a ``model.backbones.video``.
+    """
+    from vkit.hooks.manager import get_plugin_manager
+    from vkit.workflows.config import build_config
+
+    manager = get_plugin_manager(extra=tuple(plugins))
+    task_cls = manager.get_task(task_name)
+    manager.register_components(require=task_cls.plugin)
+    cfg = build_config(task_cls.default_config, None, dict(overrides) if isinstance(overrides, Mapping)
+                       else list(overrides), free_keys=task_cls.free_keys)
+    task = task_cls()
+    model = task.model_config(cfg, None) if hasattr(task, "model_config") else copy.deepcopy(dict(cfg.model))
+    video = (model.get("backbones") or {}).get("video")
+    if not isinstance(video, Mapping) or "type" not in video:
+        raise ConfigError(f"--for-task {task_name}: the task has no {VIDEO_KEY} backbone to pretrain (its model "
+                          f"config: {sorted(model)})")
+    backbone_cfg = {k: v for k, v in copy.deepcopy(dict(video)).items() if k not in _WEIGHT_KEYS}
+    from vkit.registry.registries import BACKBONES
+
+    backbone = BACKBONES.build(dict(backbone_cfg))  # only for its declared defaults (frames, size, mean/std)
+    pre = model.get("data_preprocessor") or {}
+    mean = (pre.get("mean") or {}).get("video") or backbone.mean
+    std = (pre.get("std") or {}).get("video") or backbone.std
+    mode = config_input_mode(cfg, VIDEO_KEY, task)
+    frames = _get(cfg, "data.num_frames") or backbone.num_frames
+    size = _get(cfg, "data.size") or backbone.input_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    spec = InputSpec(mode=mode, mean=tuple(mean), std=tuple(std), num_frames=int(frames), size=size,
+                     sampling="uniform", task=task_name, key=MODE_KEY if _get(cfg, MODE_KEY) is not None else None)
+    if spec.channels != int(backbone.in_channels):
+        raise ConfigError(f"--for-task {task_name}: input {mode!r} has {spec.channels} channels but the task's "
+                          f"backbone takes in_channels={backbone.in_channels}")
+    return spec, backbone_cfg
+
+
+def config_input_mode(cfg: Any, key: str, task: Any = None) -> str:
+    """The input mode a config feeds the backbone at ``key``: ``task.pretrain_input_mode(cfg)`` where a task
+    defines it, ``data.channels`` for ``model.backbones.video`` where the config has it, else ``'rgb'``."""
+    hook = getattr(task, "pretrain_input_mode", None)
+    if hook is not None:
+        return str(hook(cfg))
+    if key == VIDEO_KEY:
+        value = _get(cfg, MODE_KEY)
+        if value is not None:
+            return str(value)
+    return RGB
+
+
+def run_input(weights: str | Path) -> dict[str, Any]:
+    """The input record in a pretraining run's weights sidecar (``{'mode': 'rgb'}`` for runs that predate it)."""
+    try:
+        meta = json.loads(Path(weights).with_suffix(".json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return dict(mode=RGB)
+    record = meta.get("input") if isinstance(meta, dict) else None
+    return dict(record) if isinstance(record, dict) and record.get("mode") else dict(mode=RGB)
+
+
+def check_run_inputs(cfg: Any, reports: Mapping[str, Any]) -> None:
+    """Refuse each ``pretrained='run:ID'`` (``reports``: ``{config key: LoadReport}``) whose pretraining run read
+    another input mode than ``cfg`` feeds that backbone (a :class:`ConfigError` naming the key and both modes)."""
+    for key, report in reports.items():
+        ref = str(getattr(report, "ref", "") or "")
+        if not ref.startswith("run:"):
+            continue
+        record = run_input(report.path)
+        feeds = config_input_mode(cfg, key)
+        if record["mode"] == feeds:
+            continue
+        source = f"for task {record['task']!r}" if record.get("task") else "(plain `vkit pretrain`, RGB clips)"
+        where = f"{MODE_KEY}={feeds!r}" if key == VIDEO_KEY and _get(cfg, MODE_KEY) is not None else "RGB clips"
+        raise ConfigError(
+            f"{key}.pretrained: {ref} was pretrained on input {record['mode']!r} {source}, but this config feeds "
+            f"the backbone input {feeds!r} ({where}); the weights learnt another input distribution. Pretrain for "
+            f"this input (`vkit pretrain --for-task TASK ARCHIVE` reads the task's input settings)"
+            + (f", or set {MODE_KEY}={record['mode']!r}" if key == VIDEO_KEY else ""))
