@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pretrain_verticals import RUNNERS, add_arguments  # medical and security (benchmarks/pretrain_verticals.py)
 from education import cpu_line  # benchmarks/education.py (this folder is sys.path[0]): the CPU, its flags, torch threads
 
 EDU_TASK = "education-engagement"
@@ -38,12 +39,7 @@ EDU_QUICK_DATA = dict(n_train=80, n_val=16, n_test=24, clips_per_subject=4, size
 EDU_QUICK = ["train.batch_size=4", "data.num_frames=8", "data.size=16",
              "model.backbones.video.widths=(4,8)", "model.backbones.video.num_frames=8",
              "model.backbones.video.input_size=(16,16)"]
-NOT_RUN = {
-    "security": "not run: the frame-AUC label-fraction subset (a fraction of the annotated training videos, the rest "
-                "as unlabelled footage) is not written in this script yet",
-    "medical": "not run: the AUC label-fraction subset of the medical task's volume splits is not written in this "
-               "script yet",
-}
+NOT_RUN: dict[str, str] = {}  # vertical -> 'not run: <reason>' (every vertical is written now)
 
 
 def parse_value(text: str) -> Any:
@@ -169,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help="decoding processes of vkit pretrain")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny data and network (a harness check)")
+    add_arguments(parser)
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error(f"--epochs {args.epochs}: the finetune preset's 1 warm-up epoch needs at least 2 epochs")
@@ -184,13 +181,17 @@ def main(argv: list[str] | None = None) -> int:
         for vertical in args.verticals:
             if vertical == "education":
                 rows += run_education(args, Path(tmp))
+            elif vertical in RUNNERS:
+                new = RUNNERS[vertical](args, Path(tmp))
+                rows += new
+                notes += [f"{r['vertical']} {r['fraction']:.0%} {r['setting']}: {r['note']}" for r in new if r.get("note")]
             else:
                 notes.append(f"{vertical}: {NOT_RUN[vertical]}")
     print()
     print("| vertical | metric | labels | setting | value | run s | pretrain s / 1,000 clips / epoch |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:
-        value = "failed" if row["value"] is None else f"{row['value']:.3f}"
+        value = row["status"] if row["value"] is None else f"{row['value']:.3f}"
         per = "-" if row["pretrain_s_per_1000"] is None else f"{row['pretrain_s_per_1000']:.0f}"
         print(f"| {row['vertical']} | {row['metric']} | {row['fraction']:.0%} ({row['labelled']}) | {row['setting']} "
               f"| {value} | {row['run_s']:.0f} | {per} |")

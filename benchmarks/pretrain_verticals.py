@@ -1,0 +1,387 @@
+"""Label efficiency of ``vkit pretrain`` on the medical (test AUC) and security (frame AUC) verticals.
+
+Imported by ``benchmarks/pretrain.py`` (``--verticals medical security``); runnable alone with the same flags
+(``python benchmarks/pretrain_verticals.py --quick``). Each row is one ``run_task`` (what ``vkit run`` calls).
+
+**medical-diagnosis** (test ROC-AUC, the task's embedded ring-lesion volumes): :func:`med_subset` keeps
+``fraction`` of the training cases' labels (stratified by class, at least one per class) in a copy of the
+datalist; the other *training* volumes (never validation or test ones, which share ``imagesTr/``) are copied
+to an unlabelled folder. ``vkit pretrain`` trains the task's ``TinyC3D`` volume backbone on that folder
+(VICReg, MONAI ``VolumeAugment``), then three runs on the labelled cases: scratch, ``pretrained=run:ID`` +
+``train.preset=linear_probe``, and + ``train.preset=finetune``. Compression is off in every run (not measured
+here).
+
+Intensity: the task feeds its network the MONAI pipeline of ``vkit.plugins.medical.data`` (``Orientationd``
+RAS, then the CT window -200..300 HU to 0..1, clipped, chosen by ``choose_intensity``), while
+``vkit pretrain``'s :class:`~vkit.core.ssl.decode.VolumeDecoder` z-scores the raw scan (``NormalizeIntensity``,
+no orientation). Pretraining on other intensities than fine-tuning is a silent mismatch (BatchNorm's running
+statistics, which a linear probe keeps, would be those of z-scored HU), so by default (``--medical-decoder
+task``) the pretraining here decodes each scan with the task's own deterministic pipeline
+(:class:`TaskVolumeDecoder`, patched in for the run); ``--medical-decoder zscore`` measures ``vkit pretrain``
+as it ships.
+
+**security-anomaly** (test frame ROC-AUC, the embedded surveillance clips): :func:`sec_subset` keeps
+``fraction`` of the video-level labelled training videos (stratified: anomalous / normal, at least one each)
+in the copy's ``Anomaly_Train.txt``; the other training videos go to the unlabelled folder (never a test
+video). The task trains a MIL head on *frozen* segment features, so the rows are: scratch with the default
+parameter-free ``MotionStats`` features, scratch with a randomly initialised ``TinyC3D`` as features, and
+``TinyC3D`` after ``vkit pretrain`` on the unlabelled rest (``features.backbone.pretrained=run:ID``: the
+frozen backbone + a trained head is the linear-probe setting). Fine-tuning does not apply (the features are
+frozen and cached; the task has no way to train its backbone): printed as ``not applicable``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import sys
+import time
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+MED_TASK = "medical-diagnosis"
+SEC_TASK = "security-anomaly"
+# --quick: the task's smoke sizes (tiny volumes and network), enough cases for 3 fractions to keep both classes
+MED_QUICK_DATA = dict(n_train=40, n_val=10, n_test=10, size=24)
+MED_QUICK = ["data.transforms.size=(16,16,16)", "train.batch_size=4", "model.backbones.volume.widths=(4,8)",
+             "model.backbones.volume.num_frames=16", "model.backbones.volume.input_size=(16,16)"]
+MED_BASE = ["compression.stages=[]"]  # compression is not what this measures
+SEC_QUICK_DATA = dict(num_normal=10, num_anomalous=10, test_fraction=0.4)
+SEC_QUICK = ["features.num_segments=8", "features.frames_per_segment=4", "features.size=(32,32)",
+             "head.hidden=(16,)", "pairs_per_video=2", "train.batch_size=4"]
+#: the learned security feature backbone (frames_per_segment frames of features.size)
+SEC_TINY = dict(type="TinyC3D", widths=(16, 32, 48))
+SEC_TINY_QUICK = dict(type="TinyC3D", widths=(4, 8))
+FINETUNE_NA = ("not applicable: security-anomaly trains a MIL head on frozen, cached backbone features; the task "
+               "has no way to train the backbone, so a fine-tune row would repeat the frozen one")
+
+
+def parse_value(text: str) -> Any:
+    import ast
+
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def test_metric(metrics: dict[str, float], name: str) -> float | None:
+    """The test split's ``name`` metric (``test/auc``, ``test_frame_auc`` ...), ``None`` when absent."""
+    for key, value in metrics.items():
+        if key.startswith("test") and key.rsplit("/", 1)[-1].rsplit("test_", 1)[-1] == name:
+            return float(value)
+    return None
+
+
+def best_val(db_url: str, run_id: int, name: str) -> float | None:
+    """The best validation ``name`` of a run (the medical task keeps the best val AUC's checkpoint: that epoch's);
+    what settings may be chosen by, never the test split."""
+    from vkit.core.store import open_store
+
+    values = [r["value"] for r in open_store(db_url).run_metrics(run_id, "val")
+              if str(r["key"]).rsplit("/", 1)[-1] == name and r["value"] == r["value"]]
+    return max(values) if values else None
+
+
+def seeds(args: argparse.Namespace) -> list[int]:
+    """``--seeds`` when given (benchmarks/pretrain.py), else ``--seed``."""
+    return list(getattr(args, "seeds", None) or [args.seed])
+
+
+def stratified_keep(labels: Sequence[int], fraction: float, seed: int) -> list[int]:
+    """Indices of ``labels`` to keep: ``max(classes, round(fraction * n))`` of them, split over the classes in
+    proportion (largest remainder), at least one per class, drawn at random within each class."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"fraction={fraction!r}; expected 0 < fraction < 1")
+    classes = sorted(set(labels))
+    n_keep = max(len(classes), round(fraction * len(labels)))
+    members = {c: [i for i, y in enumerate(labels) if y == c] for c in classes}
+    share = {c: n_keep * len(members[c]) / len(labels) for c in classes}
+    quota = {c: max(1, int(share[c])) for c in classes}
+    for c in sorted(classes, key=lambda c: share[c] - int(share[c]), reverse=True):
+        if sum(quota.values()) >= n_keep:
+            break
+        if quota[c] < len(members[c]):
+            quota[c] += 1
+    while sum(quota.values()) > n_keep:  # the at-least-one rule overshot: take from the largest class
+        c = max(classes, key=lambda c: quota[c])
+        quota[c] -= 1
+    rng = random.Random(seed)
+    keep = []
+    for c in classes:
+        pool = list(members[c])
+        rng.shuffle(pool)
+        keep += pool[:quota[c]]
+    return sorted(keep)
+
+
+# ----------------------------------------------------------------------------- medical
+def med_subset(full: Path, out: Path, fraction: float, seed: int) -> tuple[Path, Path, int, int]:
+    """A copy of the data set at ``out/data`` whose datalist keeps ``fraction`` of the training labels
+    (:func:`stratified_keep`) and ``out/unlabelled`` holding the other *training* volumes only.
+
+    ``full``: the data set's ``datalist.json``. Returns (datalist, unlabelled folder, n labelled, n unlabelled).
+    """
+    root = out / "data"
+    shutil.copytree(full.parent, root)
+    datalist = root / full.name
+    doc = json.loads(datalist.read_text())
+    train = doc["training"]
+    keep = stratified_keep([int(e["label"]) for e in train], fraction, seed)
+    doc["training"] = [train[i] for i in keep]
+    datalist.write_text(json.dumps(doc, indent=1))
+    rest = out / "unlabelled"
+    rest.mkdir()
+    kept = set(keep)
+    for i, entry in enumerate(train):
+        if i not in kept:
+            source = root / entry["image"]
+            shutil.copy2(source, rest / source.name)
+    return datalist, rest, len(keep), len(train) - len(keep)
+
+
+def med_backbone(overrides: Sequence[str]) -> dict[str, Any]:
+    """The medical task's volume backbone config after ``overrides`` (what ``pretrained=run:ID`` must match)."""
+    from vkit.plugins.medical.task import MedicalDiagnosisTask
+
+    cfg = dict(MedicalDiagnosisTask.default_config["model"]["backbones"]["volume"])
+    for item in overrides:
+        key, _, value = item.partition("=")
+        if key.startswith("model.backbones.volume."):
+            cfg[key.rsplit(".", 1)[1]] = parse_value(value)
+    return cfg
+
+
+def _task_volume_decoder() -> type:
+    from vkit.core.ssl.decode import VolumeDecoder, _identity
+
+    class TaskVolumeDecoder(VolumeDecoder):
+        """``VolumeDecoder`` reading a scan as the medical task does (its MONAI pipeline without augmentation:
+        orientation, the intensity window, resize), at the pretraining's decoded size."""
+
+        def __init__(self, size: Sequence[int], channels: int, intensity: dict[str, Any]) -> None:
+            super().__init__(size, channels)
+            self.intensity = dict(intensity)
+            self.settings = dict(kind="pretrain-volume-task", size=list(self.size), channels=self.channels,
+                                 intensity=self.intensity)
+            self.model_sha256 = _identity(self.settings)
+            self._pipeline: Any = None
+
+        def decode(self, path: str) -> Any:
+            import numpy as np
+
+            from vkit.plugins.medical.data import build_transforms
+            from vkit.registry.errors import DataError
+
+            if self._pipeline is None:
+                self._pipeline = build_transforms(dict(size=self.size, intensity=self.intensity, augment=False),
+                                                  train=False)
+            try:
+                volume = self._pipeline({"image": path})["image"]
+            except Exception as err:
+                raise DataError(f"{path}: not a readable volume ({type(err).__name__}: {err})") from err
+            array = np.asarray(volume, dtype=np.float32)
+            if array.shape[0] != self.channels:
+                array = np.repeat(array, self.channels, 0)
+            return array[None]
+
+    return TaskVolumeDecoder
+
+
+@contextmanager
+def task_intensity_decoder(intensity: dict[str, Any]) -> Any:
+    """Within the block, ``vkit pretrain`` decodes volumes with :class:`TaskVolumeDecoder` (``intensity``)."""
+    from vkit.core.ssl.decode import crop_room
+    from vkit.workflows import pretrain as module
+
+    cls = _task_volume_decoder()
+    original = module._decoder
+
+    def decoder(backbone: Any, options: Any, *rest: Any) -> Any:  # rest: the input spec (--for-task), if any
+        if backbone.modality != "volume":
+            return original(backbone, options, *rest)
+        return cls(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels, intensity)
+
+    module._decoder = decoder
+    try:
+        yield
+    finally:
+        module._decoder = original
+
+
+def _pretrain(backbone: dict[str, Any], rest: Path, folder: Path, args: argparse.Namespace, segments: int,
+              epochs: int, seed: int) -> tuple[Any, float, float]:
+    """``vkit pretrain`` of ``backbone`` on ``rest``; (summary, wall s, s per 1,000 files and epoch)."""
+    from vkit.workflows.pretrain import PretrainOptions, pretrain
+
+    start = time.perf_counter()
+    summary = pretrain(backbone, [str(rest)],
+                       PretrainOptions(epochs=epochs, batch_size=args.pretrain_batch, lr=args.pretrain_lr,
+                                       segments=segments, workers=args.workers, seed=seed),
+                       db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
+    wall = time.perf_counter() - start
+    per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
+    return summary, wall, per_1000
+
+
+def _row(vertical: str, metric: str, fraction: float, n_lab: int, setting: str, value: float | None, wall: float,
+         per_1000: float | None, status: str, note: str = "", seed: int = 0, val: float | None = None) -> dict[str, Any]:
+    return dict(vertical=vertical, metric=metric, fraction=fraction, labelled=n_lab, setting=setting, value=value,
+                val=val, seed=seed, run_s=wall, pretrain_s_per_1000=per_1000, status=status, note=note)
+
+
+def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    from vkit.plugins.medical.data import choose_intensity, load_datalist
+    from vkit.plugins.medical.synthetic import generate_dataset
+    from vkit.workflows.run import run_task
+
+    start = time.perf_counter()
+    full = generate_dataset(tmp / "med-full", seed=0, **(MED_QUICK_DATA if args.quick else {}))
+    print(f"medical: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
+    base = MED_BASE + (list(MED_QUICK) if args.quick else []) + [f"train.epochs={args.epochs}"]
+    backbone = med_backbone(base)
+    rows = []
+    for seed, fraction in ((s, f) for s in seeds(args) for f in args.fractions):
+        folder = tmp / f"med-{fraction}-seed{seed}"
+        folder.mkdir()
+        datalist, rest, n_lab, n_rest = med_subset(full, folder, fraction, seed=seed)
+        tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled) seed {seed}"
+        # the window the task's run picks from its (labelled) training scans, read the same way
+        window, why = choose_intensity([c["image"] for c in load_datalist(datalist, "training")])
+        if args.medical_decoder == "task":
+            with task_intensity_decoder(window):
+                summary, pre_s, per_1000 = _pretrain(backbone, rest, folder, args, 1, args.pretrain_epochs, seed)
+            decoded = f"decoded as the task does ({why})"
+        else:
+            summary, pre_s, per_1000 = _pretrain(backbone, rest, folder, args, 1, args.pretrain_epochs, seed)
+            decoded = "decoded by vkit pretrain's VolumeDecoder (z-score, no orientation)"
+        print(f"medical {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} volumes "
+              f"{decoded}, {summary.epochs} epochs in {pre_s:.0f} s (loss {summary.loss_curve[0]:.2f} -> "
+              f"{summary.loss_curve[-1]:.2f}); load {_load()}", flush=True)
+        settings = [("scratch", [], None),
+                    ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
+                    ("pretrain + finetune", ["train.preset=finetune"], summary.run_id)]
+        for name, extra, run_id in settings:
+            db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / 'scratch.db'}"
+            overrides = base + extra + [f"seed={seed}"] + (
+                [f"model.backbones.volume.pretrained=run:{run_id}"] if run_id else [])
+            start = time.perf_counter()
+            result = run_task(MED_TASK, overrides=overrides, data=datalist, db_url=db,
+                              work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
+            wall = time.perf_counter() - start
+            value = test_metric(result.metrics, "auc") if result.status == "finished" else None
+            val = best_val(db, result.run_id, "auc") if result.status == "finished" else None
+            loaded = result.summary.get("pretrained model.backbones.volume")
+            print(f"medical {tag} {name}: {result.status}, val AUC {val}, test AUC {value}, {wall:.0f} s"
+                  f"{f'; loaded {loaded}' if loaded else ''}", flush=True)
+            rows.append(_row("medical", "test AUC", fraction, n_lab, name, value, wall,
+                             per_1000 if run_id else None, result.status, seed=seed, val=val))
+    return rows
+
+
+# ----------------------------------------------------------------------------- security
+def sec_subset(full: Path, out: Path, fraction: float, seed: int) -> tuple[Path, Path, int, int]:
+    """A copy of the UCF-Crime-style folder ``full`` at ``out/data`` whose ``Anomaly_Train.txt`` keeps
+    ``fraction`` of the training videos (stratified anomalous / normal), and ``out/unlabelled`` holding the
+    other *training* videos only. Returns (root, unlabelled folder, n labelled, n unlabelled)."""
+    from vkit.plugins.security.data import AnomalyVideoDataset
+    from vkit.plugins.security.synthetic import TRAIN_LIST
+
+    root = out / "data"
+    shutil.copytree(full, root)
+    train = AnomalyVideoDataset(root, "train").records
+    keep = stratified_keep([r.label for r in train], fraction, seed)
+    lines = [os.path.relpath(train[i].path, root) for i in keep]
+    (root / TRAIN_LIST).write_text("".join(line + "\n" for line in lines))
+    rest = out / "unlabelled"
+    rest.mkdir()
+    kept = set(keep)
+    for i, record in enumerate(train):
+        if i not in kept:
+            shutil.copy2(record.path, rest / record.name)
+    return root, rest, len(keep), len(train) - len(keep)
+
+
+def run_security(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
+    from vkit.plugins.security.synthetic import generate
+    from vkit.plugins.security.task import SecurityAnomalyTask
+    from vkit.workflows.run import run_task
+
+    start = time.perf_counter()
+    full = generate(tmp / "sec-full", seed=0, **(SEC_QUICK_DATA if args.quick else {})).parent
+    print(f"security: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
+    base = (list(SEC_QUICK) if args.quick else []) + [f"train.epochs={args.sec_epochs}"]
+    feats = dict(SecurityAnomalyTask.default_config["features"])
+    for item in base:
+        key, _, value = item.partition("=")
+        if key.startswith("features."):
+            feats[key.split(".", 1)[1]] = parse_value(value)
+    size = tuple(feats["size"])
+    tiny = dict(SEC_TINY_QUICK if args.quick else SEC_TINY, num_frames=int(feats["frames_per_segment"]),
+                input_size=size)
+    rows = []
+    for seed, fraction in ((s, f) for s in seeds(args) for f in args.fractions):
+        folder = tmp / f"sec-{fraction}-seed{seed}"
+        folder.mkdir()
+        root, rest, n_lab, n_rest = sec_subset(full, folder, fraction, seed=seed)
+        tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled) seed {seed}"
+        summary, pre_s, per_1000 = _pretrain(tiny, rest, folder, args, args.sec_segments, args.sec_pretrain_epochs,
+                                             seed)
+        print(f"security {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} videos x "
+              f"{args.sec_segments} clips, {summary.epochs} epochs in {pre_s:.0f} s (loss "
+              f"{summary.loss_curve[0]:.2f} -> {summary.loss_curve[-1]:.2f}); load {_load()}", flush=True)
+        settings = [("scratch (MotionStats, default)", None, None),
+                    ("scratch (TinyC3D, random init)", dict(tiny), None),
+                    ("pretrain TinyC3D, frozen (linear probe)", dict(tiny, pretrained=f"run:{summary.run_id}"),
+                     summary.run_id)]
+        for name, backbone, run_id in settings:
+            db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / 'scratch.db'}"
+            overrides = base + [f"seed={seed}", f"features.cache_dir={folder / 'features'}"]
+            if backbone is not None:
+                overrides.append(f"features.backbone={json.dumps(backbone)}")  # flow syntax: JSON, tuples as lists
+            start = time.perf_counter()
+            result = run_task(SEC_TASK, overrides=overrides, data=root, db_url=db,
+                              work_dir=folder / "".join(c for c in name if c.isalnum()), echo=lambda *_: None)
+            wall = time.perf_counter() - start
+            value = test_metric(result.metrics, "frame_auc") if result.status == "finished" else None
+            print(f"security {tag} {name}: {result.status}, test frame AUC {value}, {wall:.0f} s", flush=True)
+            rows.append(_row("security", "test frame AUC", fraction, n_lab, name, value, wall,
+                             per_1000 if run_id else None, result.status, seed=seed))
+        rows.append(_row("security", "test frame AUC", fraction, n_lab, "pretrain + finetune", None, 0.0, None,
+                         "not applicable", FINETUNE_NA if seed == seeds(args)[0] else "", seed=seed))
+    return rows
+
+
+def _load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+RUNNERS = dict(medical=run_medical, security=run_security)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """This module's flags (``benchmarks/pretrain.py`` adds them to its own)."""
+    parser.add_argument("--medical-decoder", choices=["task", "zscore"], default="task",
+                        help="how medical pretraining reads a scan: the task's pipeline (CT window) or vkit "
+                             "pretrain's own VolumeDecoder (z-score)")
+    parser.add_argument("--sec-epochs", type=int, default=20, help="MIL head epochs (the task's default 20)")
+    parser.add_argument("--sec-pretrain-epochs", type=int, default=30)
+    parser.add_argument("--sec-segments", type=int, default=4, help="clips decoded per unlabelled video")
+
+
+def main(argv: list[str] | None = None) -> int:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import pretrain as bench  # benchmarks/pretrain.py: the same flags, table and CPU line
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--verticals" not in argv:
+        argv = ["--verticals", "medical", "security", *argv]
+    return bench.main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
