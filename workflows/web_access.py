@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 import secrets
+import sys
 from typing import Any
 
 from vkit.registry.errors import ConfigError
 
-__all__ = ["COOKIE", "allowed", "check_binding", "is_loopback", "new_token", "parse_host_port"]
+__all__ = ["COOKIE", "allowed", "check_binding", "is_loopback", "new_token", "parse_host_port", "uvicorn_config"]
 
 #: The cookie a page opened with ``?token=`` gets, so its own requests carry the token.
 COOKIE = "vkit_token"
@@ -89,3 +91,53 @@ def parse_host_port(value: str, default_port: int = 8765) -> tuple[str, int]:
     if not 0 <= port <= 65535:
         raise ConfigError(f"--ui {value!r}: port {port} is out of range 0-65535")
     return host, port
+
+
+class _SysStreamHandler(logging.StreamHandler):
+    """A StreamHandler writing to whatever ``sys.stderr`` / ``sys.stdout`` is when a record comes (not the stream of
+    the moment it was made, which a test's capture or a CLI runner may have closed since)."""
+
+    def __init__(self, name: str) -> None:
+        self._sys_stream = name
+        super().__init__()
+
+    @property
+    def stream(self) -> Any:  # type: ignore[override]
+        return getattr(sys, self._sys_stream)
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def _uvicorn_loggers() -> None:
+    """uvicorn's own loggers as its default ``LOGGING_CONFIG`` sets them (formatters, stderr / stdout, no
+    propagation), made here once per process instead of through ``logging.config.dictConfig``."""
+    from uvicorn.logging import AccessFormatter, DefaultFormatter
+
+    for name, stream, formatter in (
+            ("uvicorn", "stderr", DefaultFormatter("%(levelprefix)s %(message)s")),
+            ("uvicorn.access", "stdout",
+             AccessFormatter('%(levelprefix)s %(client_addr)s - "%(request_line)s" %(status_code)s'))):
+        logger = logging.getLogger(name)
+        if not any(isinstance(h, _SysStreamHandler) for h in logger.handlers):
+            handler = _SysStreamHandler(stream)
+            handler.setFormatter(formatter)
+            logger.addHandler(handler)
+        if logger.level == logging.NOTSET:
+            logger.setLevel(logging.INFO)
+        logger.propagate = False
+
+
+def uvicorn_config(app: Any, **options: Any) -> Any:
+    """``uvicorn.Config(app, **options)`` that leaves the rest of the process's logging alone.
+
+    uvicorn's default ``log_config`` goes through ``logging.config.dictConfig``, which closes every handler the
+    process has ever made: an mmengine Runner's log file among them, so a model built afterwards in the same process
+    (mmaction2's ``init_weights`` writes its init dump into that file) crashed. Here ``log_config=None`` and uvicorn's
+    loggers get its formatters directly (:func:`_uvicorn_loggers`); ``log_level`` still applies.
+    """
+    import uvicorn
+
+    _uvicorn_loggers()
+    return uvicorn.Config(app, log_config=None, **options)

@@ -172,14 +172,9 @@ def test_segment_bounds_follow_the_sampler_rule_and_refuse_nonsense():
 @pytest.mark.parametrize("name", ["X3D", "TSM"])
 def test_grad_cam_maps_mmaction_clips_3d_and_per_frame_2d(name):
     """X3D gives (1, C, T', H', W') maps; TSM a 2-D ResNet's (T', C, H', W') per frame, unfolded as mmaction2 does."""
-    from mmengine.logging import MMLogger
-
     from vkit.core.model import build_model
     from vkit.registry.registries import BACKBONES
 
-    # mmaction2's ResNet init dumps into the current MMLogger's file handler: an earlier test's Runner (same xdist
-    # worker) may have left one whose stream is closed, so this test builds under a logger of its own
-    MMLogger.get_instance(f"vkit-test-explain-{name}")
     torch.manual_seed(0)
     model = build_model(dict(backbones=dict(video=dict(type=name, **BACKBONES.get(name).smoke_config())),
                              head=dict(type="ClsHead", num_classes=3))).eval()

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vkit.registry.errors import ConfigError
-from vkit.workflows.web_access import COOKIE, allowed, check_binding
+from vkit.workflows.web_access import COOKIE, allowed, check_binding, uvicorn_config
 
 __all__ = ["LivePage", "build_app", "start_live_page"]
 
@@ -212,8 +212,8 @@ def start_live_page(store_url: str | None, run_id: int, host: str = "127.0.0.1",
     store = open_store(store_url, read_only=True, create=False)
     try:
         app = build_app(LiveFeed(store, run_id), token=token, poll_seconds=poll_seconds)
-        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                                timeout_graceful_shutdown=2)
+        config = uvicorn_config(app, host=host, port=port, log_level="warning", lifespan="on",
+                                timeout_graceful_shutdown=2)  # the process's log files stay open
         server = uvicorn.Server(config)
         server.install_signal_handlers = lambda: None  # the watch command owns SIGINT/SIGTERM
         failure: list[BaseException] = []
