@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from vkit.core.testing import make_video
+from vkit_cli import vkit_main  # tests/helpers: vkit ARGS in this process
 from vkit.registry.errors import ConfigError
 
 TASK = "education-engagement"
@@ -29,13 +30,7 @@ def archive(tmp_path_factory) -> Path:
 
 
 def _main(args: list[str], capsys) -> tuple[int, str, str]:
-    from vkit.workflows.cli import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-        raise SystemExit(0)
-    out = capsys.readouterr()
-    return int(exit_info.value.code or 0), out.out, out.err
+    return vkit_main(capsys, *args)
 
 
 def _edu(tmp_path: Path, db: str, name: str, *extra: str) -> object:
