@@ -6,7 +6,8 @@ separate ``run_task`` (what ``vkit run`` calls) with its own SQLite store:
 - ``scratch``: the task's default training, random initialisation, on the labelled fraction only;
 - ``pretrain + linear_probe``: ``vkit pretrain`` (:func:`vkit.workflows.pretrain.pretrain`) of the task's video
   backbone on the *unlabelled rest* of the training videos, then ``pretrained=run:ID`` and
-  ``train.preset=linear_probe`` (backbone frozen, head trained);
+  ``train.preset=linear_probe`` (backbone frozen, head trained). Education pretrains ``--for-task`` (the task's
+  frame differences, sampling and normalisation; ``--edu-input rgb``: plain RGB clips, the old behaviour);
 - ``pretrain + finetune``: the same weights, ``train.preset=finetune`` (whole network, backbone lr x 0.1, warm-up).
 
 The pretraining is done once per fraction (its rest differs) and timed: seconds per 1,000 clips and epoch.
@@ -17,11 +18,16 @@ Verticals: ``education`` (test QWK) is implemented. ``security`` (frame AUC) and
     python benchmarks/pretrain.py --quick                       # tiny data and network, 2 epochs (a harness check)
     python benchmarks/pretrain.py --fractions 0.1 --epochs 4    # one fraction
     python benchmarks/pretrain.py                               # 5/10/25 %, the task's default data (long on CPU)
+    python benchmarks/pretrain.py --verticals education --fractions 0.1 --seeds 0 1 \
+        --edu-augment brightness=0.1 contrast=0.1                # education: pretraining variants, seeds
+
+Variants are compared by the validation QWK each run prints (its kept checkpoint's), never by test.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import shutil
 import sys
 import tempfile
@@ -101,6 +107,38 @@ def qwk(metrics: dict[str, float]) -> float | None:
     return None
 
 
+def edu_val_qwk(db_url: str, run_id: int) -> float | None:
+    """The validation QWK of the checkpoint a run kept (``checkpoint.save='best'`` by val QWK: the best epoch's);
+    what variants are chosen by — never the test split."""
+    from vkit.core.store import open_store
+
+    values = [r["value"] for r in open_store(db_url).run_metrics(run_id, "val") if str(r["key"]).endswith("qwk")]
+    values = [v for v in values if v == v]
+    return max(values) if values else None
+
+
+def edu_arguments(parser: argparse.ArgumentParser) -> None:
+    """The education options (``--edu-*``) and ``--seeds``."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=None,
+                        help="repeat with these seeds (label draw, pretraining, training); default: --seed")
+    parser.add_argument("--edu-input", choices=["task", "rgb"], default="task",
+                        help="task: vkit pretrain --for-task (the task's frame differences and normalisation); "
+                             "rgb: plain RGB clips with the backbone's ImageNet normalisation (the old behaviour)")
+    parser.add_argument("--edu-augment", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="augment.KEY of vkit pretrain, e.g. hue=0 saturation=0 grey=0")
+    parser.add_argument("--edu-objective", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="objective.KEY of vkit pretrain, e.g. expander=[128,128]")
+    parser.add_argument("--edu-segments", type=int, default=2, help="clips decoded per unlabelled video")
+    parser.add_argument("--edu-settings", nargs="+", choices=["scratch", "linear_probe", "finetune"],
+                        default=["scratch", "linear_probe", "finetune"],
+                        help="rows to run (scratch does not depend on the pretraining: leave it out when comparing "
+                             "pretraining variants at the same seeds)")
+
+
+def _pairs(items: list[str]) -> dict[str, Any]:
+    return {k: parse_value(v) for k, _, v in (item.partition("=") for item in items)}
+
+
 def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     from vkit.plugins.education.synthetic import generate
     from vkit.workflows.pretrain import PretrainOptions, pretrain
@@ -111,45 +149,76 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     full = generate(tmp / "edu-full", seed=0, **data_args)
     print(f"education: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
     base = (list(EDU_QUICK) if args.quick else []) + [f"train.epochs={args.epochs}"]
+    task_keys = {k: parse_value(v) for k, _, v in (item.partition("=") for item in base)
+                 if not k.startswith("train.")}  # what --for-task reads: data.* and model.* of the runs
     backbone = edu_backbone(base)
-    # the pretrain backbone: the task's own (in_channels follows data.channels='diff': 3)
-    backbone.setdefault("in_channels", 3)
+    backbone.setdefault("in_channels", 3)  # the task's (data.channels='diff': 3); used with --edu-input rgb
+    augment, objective = _pairs(args.edu_augment), _pairs(args.edu_objective)
+    print(f"education: pretraining input {args.edu_input!r}, augment {augment}, objective {objective}, "
+          f"segments {args.edu_segments}", flush=True)
     rows = []
-    for fraction in args.fractions:
-        folder = tmp / f"edu-{fraction}"
-        folder.mkdir()
-        root, rest, n_lab, n_rest = edu_subset(full, folder, fraction, seed=args.seed)
-        tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled)"
-        start = time.perf_counter()
-        summary = pretrain(backbone, [str(rest)],
-                           PretrainOptions(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch,
-                                           lr=args.pretrain_lr, segments=2, workers=args.workers, seed=args.seed),
-                           db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
-        pre_s = time.perf_counter() - start
-        per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
-        print(f"education {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} clips, "
-              f"{summary.epochs} epochs in {pre_s:.0f} s (loss {summary.loss_curve[0]:.2f} -> "
-              f"{summary.loss_curve[-1]:.2f})", flush=True)
-        # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
-        settings = [("scratch", [], None),
-                    ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
-                    ("pretrain + finetune", ["train.preset=finetune"], summary.run_id)]
-        for name, extra, run_id in settings:
-            db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / f'{name[:7]}.db'}"
-            overrides = base + extra + ([f"model.backbones.video.pretrained=run:{run_id}"] if run_id else [])
-            start = time.perf_counter()
-            result = run_task(EDU_TASK, overrides=overrides, data=root, db_url=db,
-                              work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
-            wall = time.perf_counter() - start
-            value = qwk(result.metrics) if result.status == "finished" else None
-            loaded = result.summary.get("pretrained model.backbones.video")
-            print(f"education {tag} {name}: {result.status}, test QWK {value}, {wall:.0f} s"
-                  f"{f'; loaded {loaded}' if loaded else ''}", flush=True)
-            rows.append(dict(vertical="education", metric="test QWK", fraction=fraction, labelled=n_lab,
-                             setting=name, value=value, run_s=wall,
-                             pretrain_s_per_1000=per_1000 if run_id else None,
-                             status=result.status))
+    for seed in args.seeds or [args.seed]:
+        for fraction in args.fractions:
+            folder = tmp / f"edu-{fraction}-seed{seed}"
+            folder.mkdir()
+            root, rest, n_lab, n_rest = edu_subset(full, folder, fraction, seed=seed)
+            tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled) seed {seed}"
+            options = PretrainOptions(epochs=args.pretrain_epochs, batch_size=args.pretrain_batch, lr=args.pretrain_lr,
+                                      segments=args.edu_segments, workers=args.workers, seed=seed, augment=augment,
+                                      objective_args=objective,
+                                      for_task=EDU_TASK if args.edu_input == "task" else None,
+                                      task_overrides=task_keys if args.edu_input == "task" else {})
+            start, load = time.perf_counter(), os.getloadavg()[0]
+            summary = pretrain(None if args.edu_input == "task" else backbone, [str(rest)], options,
+                               db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
+            pre_s = time.perf_counter() - start
+            per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
+            print(f"education {tag}: pretrain run {summary.run_id} {summary.objective} on input {summary.input!r}, "
+                  f"{summary.decoded} clips, {summary.epochs} epochs in {pre_s:.0f} s ({per_1000:.0f} s per 1,000 clips "
+                  f"and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; loss {summary.loss_curve[0]:.2f} -> "
+                  f"{summary.loss_curve[-1]:.2f})", flush=True)
+            # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
+            settings = [("scratch", [], None),
+                        ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
+                        ("pretrain + finetune", ["train.preset=finetune"], summary.run_id)]
+            for name, extra, run_id in settings:
+                if name.rsplit(" ", 1)[-1] not in args.edu_settings:
+                    continue
+                db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / f'{name[:7]}.db'}"
+                overrides = base + extra + [f"seed={seed}"] + (
+                    [f"model.backbones.video.pretrained=run:{run_id}"] if run_id else [])
+                start = time.perf_counter()
+                result = run_task(EDU_TASK, overrides=overrides, data=root, db_url=db,
+                                  work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
+                wall = time.perf_counter() - start
+                value = qwk(result.metrics) if result.status == "finished" else None
+                val = edu_val_qwk(db, result.run_id) if result.status == "finished" else None
+                loaded = result.summary.get("pretrained model.backbones.video")
+                print(f"education {tag} {name}: {result.status}, val QWK {val}, test QWK {value}, {wall:.0f} s"
+                      f"{f'; loaded {loaded}' if loaded else ''}", flush=True)
+                rows.append(dict(vertical="education", metric="test QWK", fraction=fraction, labelled=n_lab,
+                                 setting=name, value=value, val=val, seed=seed, run_s=wall,
+                                 pretrain_s_per_1000=per_1000 if run_id else None,
+                                 status=result.status))
+    edu_summary(rows)
     return rows
+
+
+def edu_summary(rows: list[dict[str, Any]]) -> None:
+    """Val and test QWK per setting and label fraction: each seed, then mean and spread (max - min) over seeds."""
+    import statistics
+
+    print("\n| labels | setting | seeds | val QWK (each) | test QWK (each) | test mean | test spread |")
+    print("|---|---|---|---|---|---|---|")
+    for fraction in sorted({r["fraction"] for r in rows}):
+        for setting in dict.fromkeys(r["setting"] for r in rows):
+            group = [r for r in rows if r["fraction"] == fraction and r["setting"] == setting]
+            tests = [r["value"] for r in group if r["value"] is not None]
+            show = lambda key: " / ".join("-" if r[key] is None else f"{r[key]:.3f}" for r in group)  # noqa: E731
+            mean = f"{statistics.fmean(tests):.3f}" if tests else "-"
+            spread = f"{max(tests) - min(tests):.3f}" if len(tests) > 1 else "-"
+            print(f"| {fraction:.0%} ({group[0]['labelled']}) | {setting} | {', '.join(str(r['seed']) for r in group)} "
+                  f"| {show('val')} | {show('value')} | {mean} | {spread} |", flush=True)
 
 
 # ----------------------------------------------------------------------------- main
@@ -166,6 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="tiny data and network (a harness check)")
     add_arguments(parser)
+    edu_arguments(parser)
     args = parser.parse_args(argv)
     if args.epochs < 2:
         parser.error(f"--epochs {args.epochs}: the finetune preset's 1 warm-up epoch needs at least 2 epochs")
