@@ -6,7 +6,8 @@ properties checked before anything runs). :func:`run_lifecycle` does, in order:
 
 1. check the task's required properties (``datasets`` implemented, config sections present), then load
    every ``pretrained=`` once and check ``train``'s fine-tuning keys, recording the weights on the run
-   (:func:`vkit.core.weights.check.check_run_weights`): a bad one names its key before any data is read;
+   (:func:`vkit.core.weights.check.check_run_weights`): a bad one names its key before any data is read
+   (``vkit run`` checks before it opens the run row); the model is built from the bytes that check read;
 2. data: the user's (the task's ``data_key``) or the embedded set, generated once
    by ``Task.generate_data`` and cached by generator version + seed + params (:func:`prepare_data`);
 3. seed (mmengine ``set_random_seed``) → ``Task.datasets`` → ``Task.build_model``;
@@ -276,12 +277,20 @@ def checkpoint_policy(checkpoint: dict | None) -> dict[str, Any]:
 # ---------------------------------------------------------------------- the run
 def run_lifecycle(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
     """Run ``task`` end to end (see the module docstring); returns ``{"test/<name>": value}``."""
-    from mmengine.runner import set_random_seed
-
     check_task(task, cfg)
     from vkit.core.weights.check import check_run_weights
+    from vkit.core.weights.load import reuse_weights
 
-    check_run_weights(cfg, ctx)  # every pretrained= loads (or fails naming its key) before any data is read
+    # every pretrained= loads (or fails naming its key) before any data is read; the model is built from that read
+    checked = check_run_weights(cfg, ctx, ctx.checked_weights)
+    with reuse_weights(checked.files):
+        return _run_checked(task, cfg, ctx)
+
+
+def _run_checked(task: Task, cfg: Config, ctx: RunContext) -> dict[str, float]:
+    """:func:`run_lifecycle` after its checks: data, training, evaluation, checkpoint, compression."""
+    from mmengine.runner import set_random_seed
+
     ctx.data = prepare_data(task, cfg, ctx)
     if ctx.data is not None:
         ctx.summary["data"] = str(ctx.data)

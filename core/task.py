@@ -227,6 +227,9 @@ class RunContext:
         #: ``True``: go on from the resume state in ``work_dir`` (``vkit run --resume``); ``False``: train from the
         #: start, writing that state after every epoch (:mod:`vkit.core.resume`).
         self.resume = False
+        #: What ``vkit run`` checked before it opened the run row (:func:`vkit.core.weights.check.check_weights`);
+        #: ``None``: the lifecycle checks the weights itself.
+        self.checked_weights: Any = None
 
     def score_videos(self, scorer: Any, paths: list[str]) -> list[dict[str, Any]]:
         """Score (or embed) ``paths`` with a :class:`~vkit.core.scoring.VideoScorer`: one outcome per path, in order.

@@ -98,10 +98,12 @@ def run_task(
     from vkit.core.processes import sigterm_interrupts
     from vkit.core.progress import above_bars, lines_to
     from vkit.core.task import RunContext
+    from vkit.core.weights.check import check_weights
     from vkit.core.workdir import check_work_dir_free, mark_work_dir, new_work_dir
 
     task = task_cls()
     chosen = resume_dir or (check_work_dir_free(work_dir) if work_dir else None)  # before the run row: a refused folder adds none
+    checked = check_weights(cfg, store)  # every pretrained= read and verified before the run row: a bad one adds none
     result: RunResult | None = None
     ctx: RunContext | None = None
     try:
@@ -115,6 +117,7 @@ def run_task(
             ctx = RunContext(store, run_id, work, Path(data_root) if data_root else default_data_root(),
                              regenerate=regenerate, skip_bad=skip_bad, echo=above_bars(echo))
             ctx.resume = resume is not None
+            ctx.checked_weights = checked  # recorded on the run by the lifecycle, its files reused for the build
             ctx.video_engine = _video_engine(store, task_cls, manager, score_options, run_id, plugins)
             result = RunResult(run_id=run_id, task=task_cls.name, status="running", metrics={}, db_url=store.url,
                                work_dir=work)

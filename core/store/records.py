@@ -52,12 +52,17 @@ class RunRecords(StoreBase):
 
     # ----------------------------------------------------------- artifacts
 
-    def add_artifact(self, run_id: int, kind: str, path: str | Path) -> dict[str, Any]:
-        """Record the file at ``path`` (absolute) with its streamed sha256 and size; returns the row."""
+    def add_artifact(self, run_id: int, kind: str, path: str | Path,
+                     digest: tuple[str, int] | None = None) -> dict[str, Any]:
+        """Record the file at ``path`` (absolute) with its streamed sha256 and size; returns the row.
+
+        ``digest``: ``(sha256, size)`` of the bytes the caller already read from ``path`` (a run's ``pretrained``
+        file, hashed as it was loaded): recorded as they are, the file is not read again.
+        """
         file = Path(path).expanduser().resolve()
         if not file.is_file():
             raise StoreError(f"add_artifact(run {run_id}, {kind!r}): {file} is not a file")
-        digest, size = sha256_file(file)
+        digest, size = digest if digest is not None else sha256_file(file)
         row = dict(run_id=run_id, kind=str(kind), path=str(file), sha256=digest, bytes=size, created_at=utcnow())
         with self.session() as session:
             self._run(session, run_id)

@@ -8,6 +8,10 @@ or a partial match fails at once as ``model.backbones.video.pretrained: ...`` ra
 later against a data file. The reports it returns are what the run records
 (:func:`vkit.core.weights.load.record_reports`).
 
+``vkit run`` calls :func:`check_weights` before it opens the run row (a bad ``pretrained`` adds no run), and the
+lifecycle builds the model from the files that check read (:func:`~vkit.core.weights.load.reuse_weights`): each
+file is read and hashed once per run.
+
 Example::
 
     reports = check_config_weights(cfg)      # {'model.backbones.video': LoadReport(...)}
@@ -16,8 +20,10 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
+from vkit.core.weights.formats import WeightsFile
 from vkit.core.weights.load import LoadReport
 from vkit.core.weights.options import OPTIONS as _OPTIONS
 from vkit.registry.errors import CheckpointError, ConfigError, VkitError
@@ -47,26 +53,50 @@ def _registered(registry: Any, name: str) -> bool:
         return False
 
 
-def check_run_weights(cfg: Any, ctx: Any) -> dict[str, LoadReport]:
-    """The lifecycle's step before any data is read: the ``train`` fine-tuning keys are checked
-    (:func:`vkit.core.finetune.finetune_settings`), ``run:ID`` resolves in the run's store, and every
-    ``pretrained`` is checked (:func:`check_config_weights`) and recorded on the run
-    (:func:`~vkit.core.weights.load.record_reports`)."""
-    from vkit.core.weights.load import record_reports, use_store
+@dataclass
+class CheckedWeights:
+    """What :func:`check_weights` found: ``reports`` (``{config key: LoadReport}``), the non-default fine-tuning
+    keys (``tuned``) and the files it read (``files``: ``{path: WeightsFile}``, for
+    :func:`~vkit.core.weights.load.reuse_weights`, so that the model is built from the same read)."""
+
+    reports: dict[str, LoadReport] = field(default_factory=dict)
+    tuned: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, WeightsFile] = field(default_factory=dict)
+
+
+def check_weights(cfg: Any, store: Any) -> CheckedWeights:
+    """Everything about a run's weights that can fail, before the run row exists and before any data is read: the
+    ``train`` fine-tuning keys (:func:`vkit.core.finetune.finetune_settings`), ``run:ID`` resolved in ``store``,
+    every ``pretrained`` read, verified and fitted (:func:`check_config_weights`), and the input mode a
+    ``run:ID`` was pretrained on (:func:`vkit.core.ssl.inputs.check_run_inputs`)."""
+    from vkit.core.weights.load import keep_weights, use_store
 
     from vkit.core.finetune import FINETUNE_DEFAULTS, finetune_settings
 
     train = dict(cfg.get("train") or {})
     tuned = {k: v for k, v in finetune_settings(train).items() if v != FINETUNE_DEFAULTS[k]}  # checked before data too
-    use_store(ctx.store)
-    reports = check_config_weights(cfg)
+    use_store(store)
+    with keep_weights() as files:
+        reports = check_config_weights(cfg)
     from vkit.core.ssl.inputs import check_run_inputs
 
     check_run_inputs(cfg, reports)  # run:ID pretrained on another input (RGB vs frame differences): refused
-    record_reports(reports, ctx)
-    if tuned:
-        ctx.summary["fine-tuning"] = ", ".join(f"{k}={v!r}" for k, v in tuned.items())
-    return reports
+    return CheckedWeights(reports, tuned, files)
+
+
+def check_run_weights(cfg: Any, ctx: Any, checked: CheckedWeights | None = None) -> CheckedWeights:
+    """The lifecycle's step before any data is read: :func:`check_weights` (``checked``: what ``vkit run`` found
+    before it opened the run row), its reports recorded on the run (:func:`~vkit.core.weights.load.record_reports`)
+    and its fine-tuning keys in the summary."""
+    from vkit.core.weights.load import record_reports, use_store
+
+    if checked is None:
+        checked = check_weights(cfg, ctx.store)
+    use_store(ctx.store)
+    record_reports(checked.reports, ctx)
+    if checked.tuned:
+        ctx.summary["fine-tuning"] = ", ".join(f"{k}={v!r}" for k, v in checked.tuned.items())
+    return checked
 
 
 def check_config_weights(cfg: Any) -> dict[str, LoadReport]:
@@ -105,4 +135,4 @@ def check_config_weights(cfg: Any) -> dict[str, LoadReport]:
     return reports
 
 
-__all__ = ["backbone_configs", "check_config_weights", "check_run_weights"]
+__all__ = ["CheckedWeights", "backbone_configs", "check_config_weights", "check_run_weights", "check_weights"]

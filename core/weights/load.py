@@ -16,7 +16,10 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import contextvars
+import os
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from vkit.core.weights.formats import read_weights
+from vkit.core.weights.formats import WeightsFile, read_weights, weights_path
 from vkit.core.weights.inflate import adapt
 from vkit.core.weights.prefixes import match_keys
 from vkit.registry.errors import CheckpointError, ConfigError, VkitError
@@ -32,11 +35,53 @@ from vkit.registry.errors import CheckpointError, ConfigError, VkitError
 RUN_PREFIX = "run:"
 #: The store ``run:ID`` resolves in when none is passed (set by a run: :func:`use_store`).
 _STORE: contextvars.ContextVar[Any] = contextvars.ContextVar("vkit_weights_store", default=None)
+#: Files :func:`load_weights` read inside :func:`keep_weights` (``{absolute path: WeightsFile}``).
+_KEEP: contextvars.ContextVar[dict[str, WeightsFile] | None] = contextvars.ContextVar("vkit_weights_keep",
+                                                                                      default=None)
+#: Files already read that :func:`load_weights` takes instead of reading them again (:func:`reuse_weights`).
+_REUSE: contextvars.ContextVar[dict[str, WeightsFile] | None] = contextvars.ContextVar("vkit_weights_reuse",
+                                                                                       default=None)
 
 
 def use_store(store: Any) -> None:
     """Resolve ``run:ID`` references in ``store`` from now on in this context (a run sets its own store)."""
     _STORE.set(store)
+
+
+@contextlib.contextmanager
+def keep_weights() -> Iterator[dict[str, WeightsFile]]:
+    """Inside the block, every file :func:`load_weights` reads is also kept in the yielded ``{path: WeightsFile}``
+    (what a run's weights check read, for :func:`reuse_weights`)."""
+    kept: dict[str, WeightsFile] = {}
+    token = _KEEP.set(kept)
+    try:
+        yield kept
+    finally:
+        _KEEP.reset(token)
+
+
+@contextlib.contextmanager
+def reuse_weights(files: dict[str, WeightsFile]) -> Iterator[None]:
+    """Inside the block, :func:`load_weights` of a file in ``files`` takes that read instead of reading the file
+    again, once (it is removed then); ``files`` is emptied when the block ends.
+
+    The model is then built from exactly the bytes the check hashed (and, for ``run:ID``, compared with the digest
+    its run recorded: :func:`load_weights` compares again), and a file replaced in between is not mixed in.
+    """
+    token = _REUSE.set(files)
+    try:
+        yield
+    finally:
+        _REUSE.reset(token)
+        files.clear()
+
+
+def _already_read(source: Path | str, owner: str, take: bool) -> WeightsFile | None:
+    files = _REUSE.get()
+    if not files:
+        return None
+    key = os.path.abspath(weights_path(source, owner))
+    return files.pop(key, None) if take else files.get(key)
 
 
 @dataclass
@@ -55,6 +100,7 @@ class LoadReport:
     adapted: dict[str, str] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
     ref: str = ""
+    size: int = 0  # bytes read (the sha256 is of those bytes); 0: not known
 
     def counts(self) -> dict[str, int]:
         """The numbers a run records: matched, missing, unexpected, ignored, adapted, skipped."""
@@ -106,6 +152,9 @@ def pretrained_sha256(pretrained: str | Path, store: Any = None, owner: str = "p
     source, expected = resolve(pretrained, store, owner)
     if expected is not None:
         return expected
+    read = _already_read(source, owner, take=False)
+    if read is not None:
+        return read.sha256
     from vkit.core.store.provenance import sha256_file
     from vkit.core.weights.formats import weights_path
 
@@ -130,7 +179,10 @@ def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | Non
     if not isinstance(strict, bool):
         raise ConfigError(f"{owner}: pretrained_strict={strict!r}; expected true or false")
     source, expected = resolve(pretrained, store, owner)
-    weights = read_weights(source, owner)
+    weights = _already_read(source, owner, take=True) or read_weights(source, owner)
+    kept = _KEEP.get()
+    if kept is not None:
+        kept[os.path.abspath(weights.path)] = weights
     if expected is not None and weights.sha256 != expected:
         raise CheckpointError(f"{owner}: {str(weights.path)!r} has sha256 {weights.sha256[:16]}…, but "
                               f"{pretrained} recorded {expected[:16]}…: the file changed since the run wrote it")
@@ -139,7 +191,7 @@ def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | Non
                          ignore=ignore, owner=f"{owner}: {weights.path.name}")
     report = LoadReport(str(weights.path), weights.sha256, weights.format, mapping.strip, mapping.add,
                         0, list(mapping.missing), list(mapping.unexpected), len(mapping.ignored),
-                        ref=str(pretrained))
+                        ref=str(pretrained), size=weights.size)
     if strict and (mapping.missing or mapping.unexpected):
         hint = _run_backbone_hint(pretrained, weights.path) or "name the prefix with pretrained_prefix=..., or"
         raise CheckpointError(
@@ -194,10 +246,12 @@ def record_reports(reports: dict[str, LoadReport], ctx: Any) -> None:
     """Record each ``{config key: report}`` on the run: a ``pretrained`` artifact (path + sha256), metric
     rows of split ``pretrained`` (``<key>/matched`` ...), and one summary line per key."""
     for key, report in reports.items():
-        ctx.store.add_artifact(ctx.run_id, "pretrained", report.path)
+        ctx.store.add_artifact(ctx.run_id, "pretrained", report.path,  # the digest of the bytes loaded: not re-read
+                               digest=(report.sha256, report.size) if report.size else None)
         ctx.store.log_metrics(ctx.run_id, {f"{key}/{k}": v for k, v in report.counts().items()}, step=0,
                               split="pretrained")
         ctx.summary[f"pretrained {key}"] = report.line()
 
 
-__all__ = ["RUN_PREFIX", "LoadReport", "load_weights", "pretrained_sha256", "record_reports", "resolve", "use_store"]
+__all__ = ["RUN_PREFIX", "LoadReport", "keep_weights", "load_weights", "pretrained_sha256", "record_reports", "resolve",
+           "reuse_weights", "use_store"]
