@@ -104,3 +104,25 @@ def test_weights_inspect_names_the_torchvision_architecture(arch):
     fits = [f for f in backbone_fits(weights) if f.status == "fits"]
     expected = dict(FULL[arch])
     assert [(f.backbone, f.variant, f.strip) for f in fits] == [(expected.pop("type"), expected, "")]
+
+
+@pytest.mark.parametrize("arch", ["mvit_v1_b", "mvit_v2_s", "swin3d_t", "swin3d_b"])
+def test_full_size_stages_for_freezing(arch):
+    from vkit.core.finetune import stage_modules
+
+    with torch.device("meta"):
+        net = BACKBONES.build(FULL[arch])
+    stages = stage_modules(net)
+    assert len(stages) == 5  # the patch embedding + four scales, as VideoResNet's stem + layer1-4
+    ids = [id(p) for group in stages for m in group for p in m.parameters()]
+    assert sorted(ids) == sorted(id(p) for p in net.parameters())  # every parameter in exactly one stage
+
+
+@pytest.mark.parametrize("name", ["tiny_mvit_v1", "tiny_mvit_v2", "tiny_swin3d"])
+def test_tiny_transformers_train_with_stochastic_depth(name):
+    torch.manual_seed(0)
+    net = BACKBONES.build(dict(TINY[name], drop_path=0.5)).train()
+    x = load_file(FIX / f"{name}.io.safetensors")["input"][:1]
+    net(x).square().mean().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
+    assert not torch.equal(net(x), net(x))  # blocks are dropped at random while training
