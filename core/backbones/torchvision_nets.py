@@ -7,7 +7,9 @@ Spatiotemporal Feature Learning", 2018) are written out again with **the same
 module names**, so that a state dict saved from torchvision (``model.state_dict()``:
 ``stem.0.weight``, ``layer1.0.conv1.0.weight``, ``features.5.branch1.1.0.0.weight``
 ...) loads as it is with ``pretrained=``; the classifier (``fc.`` / ``classifier.``)
-is ignored. Nothing is downloaded: the weights come from the user's file.
+is ignored. Nothing is downloaded: the weights come from the user's file. Parity with
+torchvision itself (keys, shapes, features) is tested on fixtures it wrote
+(``tests/fixtures/torchvision/``); MViT and Swin3D are in ``torchvision_mvit`` / ``torchvision_swin3d``.
 
 Example::
 
