@@ -257,14 +257,21 @@ def db_upgrade(ctx: click.Context) -> None:
 @db_group.command("current")
 @click.pass_context
 def db_current(ctx: click.Context) -> None:
-    """Print the store's URL (password hidden) and schema revision."""
+    """Print the store's URL (password hidden) and schema revision: core's, then each plugin's own tables'
+    (``vkit_store_schema``)."""
     from vkit.core.store import current, default_url, mask_url
     from vkit.core.store.migrate import describe_revision
+    from vkit.core.store.plugin_schema import describe_plugin_revision, plugin_currents
 
     url = ctx.find_root().obj["db_url"] or default_url()
     revision = current(url)
     state = describe_revision(revision)
     click.echo(f"{mask_url(url)}  revision {revision or '(no store)'}  ({state})")
+    schemas = list(_manager(ctx).store_schemas())
+    revisions = plugin_currents(url, schemas) if revision is not None else {s.name: None for s in schemas}
+    for schema in schemas:
+        found = revisions[schema.name]
+        click.echo(f"  {schema.name} tables  revision {found or '(none)'}  ({describe_plugin_revision(schema, found)})")
 
 
 # ----------------------------------------------------------------------------- scoring and plugin authors

@@ -33,7 +33,7 @@ from alembic.script import ScriptDirectory
 from alembic.util import CommandError
 from sqlalchemy.engine import URL, Engine
 
-from vkit.core.store.engine import SQLITE_BEGIN_OPTION, create_store_engine, mask_url, resolve_url
+from vkit.core.store.engine import SQLITE_BEGIN_OPTION, create_store_engine, mask_url, resolve_url, sqlite_path
 from vkit.core.store.migrate import MIGRATIONS_DIR, _check_foreign_keys, _guard, _lock, _sqlite_foreign_keys_off
 from vkit.registry.errors import StoreError
 
@@ -104,6 +104,38 @@ def plugin_revision(connection: sa.Connection, schema: PluginSchema) -> str | No
         return None
     heads = list(connection.execute(sa.text(f"SELECT version_num FROM {schema.version_table}")).scalars())
     return heads[0] if heads else None
+
+
+def plugin_currents(url: str | URL | None, schemas: list[PluginSchema]) -> dict[str, str | None]:
+    """Each schema's revision in the store at ``url`` (``None``: its tables were never made, or there is no store),
+    read only: nothing is created."""
+    resolved = resolve_url(url)
+    path = sqlite_path(resolved)
+    if not schemas or (path is not None and not path.exists()):
+        return {schema.name: None for schema in schemas}
+    engine = create_store_engine(resolved, create=False, read_only=True)
+
+    def read() -> dict[str, str | None]:
+        with engine.connect() as conn:
+            return {schema.name: plugin_revision(conn, schema) for schema in schemas}
+
+    try:
+        return _guard(engine, read)
+    finally:
+        engine.dispose()
+
+
+def describe_plugin_revision(schema: PluginSchema, revision: str | None) -> str:
+    """What to do about ``schema``'s tables at ``revision``, for ``vkit db current``."""
+    head = plugin_head(schema)
+    if revision is None:
+        return f"not made yet: `vkit db upgrade` (or the plugin's first write) creates them at {head}"
+    if revision == head:
+        return "up to date"
+    if not _known(schema, revision):
+        return (f"newer than this plugin's head {head}: they were migrated by a newer version of the plugin; "
+                "upgrade the plugin (this one only reads them)")
+    return f"head is {head}: run `vkit db upgrade`"
 
 
 def _known(schema: PluginSchema, revision: str) -> bool:
@@ -179,4 +211,5 @@ def _ensure(store: Any, schema: PluginSchema) -> bool:
     return True
 
 
-__all__ = ["PluginSchema", "ensure_plugin_schema", "plugin_head", "plugin_revision", "upgrade_plugin_schema"]
+__all__ = ["PluginSchema", "describe_plugin_revision", "ensure_plugin_schema", "plugin_currents", "plugin_head",
+           "plugin_revision", "upgrade_plugin_schema"]
