@@ -12,6 +12,8 @@ Every ``--summary-every`` seconds :meth:`ClassSummary.summaries` says, per
 session, how many of its learners were low for the whole last ``span``
 seconds: every window that ended in that span scored at or below the
 checkpoint's ``low_level`` (an expected level, as ``vkit score``'s events).
+Until a session has been watched for ``span`` seconds, the span is the time
+watched so far (``s1 1 of 2 learners low for the last 1 second``).
 
 Example::
 
@@ -71,25 +73,35 @@ class ClassSummary:
         self.sessions, self.low_score, self.span = sessions, float(low_score), float(span)
 
     def summaries(self, streams: Sequence[Any]) -> list[tuple[str, str, dict[str, Any]]]:
-        """``(session, text, values)`` per session, from each stream's recent ``(stream end time, score)`` pairs."""
-        groups: dict[str, list[tuple[str, bool]]] = {}
+        """``(session, text, values)`` per session, from each stream's recent ``(stream end time, score)`` pairs.
+
+        The span a session's text names is the time actually watched when that is shorter than ``span``
+        (``min(span, observed)``, observed: its longest-watched stream's scored time), and a learner counts as low
+        when watched for that whole span and low in every window of it.
+        """
+        groups: dict[str, list[tuple[str, list[tuple[float, float]], float]]] = {}
         for stream in streams:
             session, shown = self.sessions[stream.state.index]
             recent = list(stream.recent)
-            low = False
-            if recent:
-                newest = recent[-1][0]
-                window = [score for end, score in recent if end > newest - self.span - 1e-9]
-                covered = newest - recent[0][0] + stream.hop >= self.span - 1e-9  # watched for the whole span
-                low = covered and bool(window) and all(score <= self.low_score + 1e-12 for score in window)
-            groups.setdefault(session, []).append((shown.rsplit("/", 1)[-1], low))
+            watched = recent[-1][0] - recent[0][0] + stream.hop if recent else 0.0
+            groups.setdefault(session, []).append((shown.rsplit("/", 1)[-1], recent, watched))
         out = []
         for session, learners in sorted(groups.items()):
-            low = sorted(name for name, is_low in learners if is_low)
-            text = f"{len(low)} of {len(learners)} learners low for the last {_span_text(self.span)}"
+            span = min(self.span, max(watched for _, _, watched in learners))
+            low = sorted(name for name, recent, watched in learners if span > 0 and self._low(recent, watched, span))
+            during = f"for the last {_span_text(span)}" if span > 0 else "(nothing scored yet)"
+            text = f"{len(low)} of {len(learners)} learners low {during}"
             out.append((session, text, dict(learners=len(learners), low=len(low), window_seconds=self.span,
-                                            low_learners=low)))
+                                            observed_seconds=span, low_learners=low)))
         return out
+
+    def _low(self, recent: list[tuple[float, float]], watched: float, span: float) -> bool:
+        """Watched for the whole last ``span`` seconds, and every window that ended in it at or below ``low_score``."""
+        if watched < span - 1e-9:
+            return False
+        newest = recent[-1][0]
+        window = [score for end, score in recent if end > newest - span - 1e-9]
+        return bool(window) and all(score <= self.low_score + 1e-12 for score in window)
 
 
 def live_adapter(scorer: Any, specs: Sequence[Any], span: float = 120.0, salt: str | None = None) -> ClassSummary:
