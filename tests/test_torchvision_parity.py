@@ -128,3 +128,16 @@ def test_tiny_transformers_train_with_stochastic_depth(name):
     net(x).square().mean().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in net.parameters())
     assert not torch.equal(net(x), net(x))  # blocks are dropped at random while training
+
+
+def test_vkit_model_with_torchvision_weights_trains_a_head():
+    from vkit.core.model import build_model
+
+    backbone = dict(TINY["tiny_swin3d"], pretrained=str(FIX / "tiny_swin3d.weights.safetensors"))
+    model = build_model(dict(backbones=dict(video=backbone), head=dict(type="ClsHead", num_classes=3)))
+    x = load_file(FIX / "tiny_swin3d.io.safetensors")["input"]
+    loss = model(dict(video=x), [dict(label=0), dict(label=2)], mode="loss")["loss"]
+    loss.backward()
+    assert model.backbones["video"].feature_dim == 16 and torch.isfinite(loss)
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    assert "pretrained" not in model.model_config["backbones"]["video"]  # the trained model keeps the weights itself
