@@ -141,3 +141,13 @@ def test_vkit_model_with_torchvision_weights_trains_a_head():
     assert model.backbones["video"].feature_dim == 16 and torch.isfinite(loss)
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
     assert "pretrained" not in model.model_config["backbones"]["video"]  # the trained model keeps the weights itself
+
+
+@pytest.mark.parametrize("name, stem", [("tiny_swin3d", "net.patch_embed.proj.weight"),
+                                        ("tiny_mvit_v1", "net.conv_proj.weight")])
+def test_rgb_torchvision_weights_load_into_one_channel_input(name, stem):
+    cfg = dict(TINY[name], in_channels=1, pretrained=str(FIX / f"{name}.weights.safetensors"))
+    net = BACKBONES.build(cfg)
+    assert net.pretrained_report.adapted == {stem: "input channels 3 -> 1 (summed)"}
+    rgb = load_file(FIX / f"{name}.weights.safetensors")[stem.removeprefix("net.")]
+    assert torch.equal(net.state_dict()[stem], rgb.sum(1, keepdim=True))
