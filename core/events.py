@@ -23,17 +23,42 @@ Example::
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from vkit.registry.errors import ConfigError
 
-__all__ = ["events", "frame_scores", "segment_of_frame"]
+__all__ = ["event_settings", "events", "frame_scores", "segment_of_frame"]
 
 #: Seconds a stretch may fall short of ``min_duration`` and be kept (float noise of ``k * step``).
 _TOLERANCE = 1e-9
+
+
+#: What the settings of a task's ``events`` section mean, for messages.
+_SETTINGS = {"min_duration": "the shortest event kept", "merge_gap": "events apart by at most this many seconds become one"}
+
+
+def event_settings(section: Mapping[str, Any], where: str = "events") -> dict[str, float]:
+    """``threshold``, ``min_duration`` and ``merge_gap`` of a task's ``events`` config section (the last two 0 when
+    absent, as in a checkpoint written before they existed), checked: the keyword arguments :func:`events` takes.
+
+    Raises:
+        ConfigError: naming ``{where}.{key}``: a threshold that is not a finite number, a duration or gap that is
+            not a number of seconds >= 0.
+    """
+    out: dict[str, float] = {}
+    for key in ("threshold", "min_duration", "merge_gap"):
+        value = section.get(key, None if key == "threshold" else 0.0)
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if key == "threshold" and not (number and math.isfinite(value)):
+            raise ConfigError(f"{where}.threshold: {value!r}; expected a finite number (a score at or beyond it counts)")
+        if key != "threshold" and not (number and math.isfinite(value) and value >= 0):
+            raise ConfigError(f"{where}.{key}: {value!r}; expected seconds >= 0 ({_SETTINGS[key]})")
+        out[key] = float(value)
+    return out
 
 
 def events(series: Sequence[float] | np.ndarray, threshold: float, *, above: bool = True, step: float = 1.0,

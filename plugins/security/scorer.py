@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from vkit.core.embedding import FrozenEmbedder
+from vkit.core.events import event_settings
 from vkit.core.scoring import SegmentScorer
 from vkit.plugins.security.features import feature_extractor
 from vkit.registry.errors import CheckpointError
@@ -64,8 +65,7 @@ class AnomalyScorer(SegmentScorer):
         self.model.to(self.device).eval()
         self.model_sha256: str = model_sha256
         self.sampler, self.size, self.min_frames = extractor.sampler, extractor.size, 2
-        self.event_rule = dict(threshold=float(events["threshold"]), min_duration=float(events["min_duration"]),
-                               kind="anomaly")
+        self.event_rule = dict(event_settings(events, "events"), kind="anomaly")  # merge_gap 0 in older checkpoints
 
     @torch.inference_mode()
     def score(self, clips: torch.Tensor) -> torch.Tensor:

@@ -8,7 +8,8 @@ ranking loss (hinge between the top anomalous and top normal segment, plus
 sparsity and temporal smoothness on the anomalous bag, λ1 = λ2 = 8e-5) through
 mmengine's Runner. Segment scores map back to frames; the test split is
 evaluated with frame-level ROC-AUC and AP, and events (runs of frames over
-``events.threshold`` lasting ``events.min_duration`` seconds or more) go to
+``events.threshold`` lasting ``events.min_duration`` seconds or more, runs apart by at
+most ``events.merge_gap`` seconds merged) go to
 the store's events table with start/end times.
 
 Data: the embedded synthetic data set (see
@@ -71,7 +72,9 @@ class SecurityAnomalyTask(Task):
         pairs_per_video=8,  # each epoch pairs every anomalous training video with this many normal ones
         train=TRAIN,
         checkpoint=dict(save="last", metric=None, rule="greater", keep_epochs=False),  # no validation split: last
-        events=dict(threshold=0.5, min_duration=0.5),
+        # a segment scoring >= threshold counts; runs apart by <= merge_gap seconds are one event; shorter than
+        # min_duration seconds are dropped (vkit.core.events)
+        events=dict(threshold=0.5, min_duration=0.5, merge_gap=0.0),
     )
     free_keys = ("features.backbone", "data.synthetic")
     data_key = "data.root"
@@ -95,6 +98,9 @@ class SecurityAnomalyTask(Task):
         from vkit.plugins.security.bags import MILPairs, extract_features
         from vkit.plugins.security.data import AnomalyVideoDataset
 
+        from vkit.core.events import event_settings
+
+        event_settings(cfg.events, "events")  # a bad events.* setting fails before any feature is extracted
         root = ctx.data if ctx.data.is_dir() else ctx.data.parent
         sets = {split: AnomalyVideoDataset(root, split, cfg.data.annotation, cfg.data.train_list, cfg.data.test_list)
                 for split in ("train", "test")}
