@@ -195,6 +195,46 @@ def test_a_broken_replica_is_retried_or_answered_503(medical: dict[str, Any], mo
     assert dead == [503, 503, 503]
 
 
+class _KillsItsLoader:
+    """Unpickled in a loader process, this ends it at once (as a kill -9 or the OOM killer would)."""
+
+    name = "killer.nii.gz"
+
+    def __reduce__(self) -> tuple[Any, tuple[int]]:
+        import os
+
+        return os._exit, (9,)
+
+
+def test_a_killed_loader_process_is_replaced_and_its_request_retried_or_answered_503(medical: dict[str, Any]) -> None:
+    import os
+    import signal
+
+    from vkit.workflows.serve.loaders import LoaderFailed
+    from vkit.workflows.serve.models import Input
+
+    async def main() -> tuple[int, int, str, int, int]:
+        async with serving(_settings(medical, loaders=1, request_timeout=60)) as (app, client):
+            service = app.state.service
+            [pid] = service.loaders.pids()
+            os.kill(pid, signal.SIGKILL)                                  # killed between requests
+            after_kill = await client.post(f"/v1/{TASK}/predict", json={"path": medical["scans"][0]})
+            restarts = service.loaders.restarts
+            served = service.tasks[TASK].replicas[0]
+            [on_thread] = served.predict([Input(path=str(medical["data"] / medical["scans"][0]), name="x")])
+            assert after_kill.json()["probabilities"] == pytest.approx(on_thread["probabilities"], abs=1e-6)
+            with pytest.raises(LoaderFailed, match="the loader process reading 'killer.nii.gz' died") as failed:
+                await asyncio.wait_for(service.loaders.load(TASK, served.sha256, served.trained.config,
+                                                            _KillsItsLoader()), 60)   # dies on both tries
+            again = await client.post(f"/v1/{TASK}/predict", json={"path": medical["scans"][1]})
+            health = (await client.get("/healthz")).json()
+            return after_kill.status_code, restarts, str(failed.value), again.status_code, health["loaders"]["restarts"]
+
+    after_kill, restarts, reason, again, total = asyncio.run(asyncio.wait_for(main(), 120))
+    assert after_kill == 200 and restarts == 1                           # retried on a fresh loader process
+    assert again == 200 and total == 3, reason                           # the pool recovered after two more deaths
+
+
 def test_the_token_is_required_off_localhost(medical: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match=r"bound to '0.0.0.0' .* needs a bearer token"):
         ServeSettings(checkpoints=[medical["run"]], host="0.0.0.0")

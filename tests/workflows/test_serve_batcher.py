@@ -104,6 +104,37 @@ def test_replace_swaps_the_model_between_batches_and_drops_nothing() -> None:
     assert {tag for tag, _ in results[30:]} == {"new"} and results[0][0] == "old"
 
 
+def test_a_lone_request_is_dispatched_without_waiting_and_announced_ones_are_waited_for() -> None:
+    seen: list[list[int]] = []
+
+    def model(items: list[int]) -> list[int]:
+        seen.append(list(items))
+        return [x + 1 for x in items]
+
+    async def main() -> tuple[int, int, list[int], int]:
+        batcher = MicroBatcher([model], max_batch=8, max_wait=60.0)    # a wait would outlast the 5 s timeout below
+        lone = await asyncio.wait_for(batcher.submit(1), 5)
+        lone_waits = batcher.stats.waits
+
+        async def announced(x: int) -> int:
+            with batcher.arriving():                                   # loading its input: on its way, not queued
+                for _ in range(3):
+                    await asyncio.sleep(0)
+            return await batcher.submit(x)
+
+        second = asyncio.ensure_future(announced(20))
+        await asyncio.sleep(0)                                         # announced now
+        first = asyncio.ensure_future(batcher.submit(10))
+        pair = await asyncio.wait_for(asyncio.gather(first, second), 5)
+        await batcher.close()
+        return lone, lone_waits, pair, batcher.stats.waits
+
+    lone, lone_waits, pair, waits = _run(main())
+    assert lone == 2 and lone_waits == 0 and seen[0] == [1]                 # dispatched at once, no wait counted
+    assert pair == [11, 21] and seen[1] == [10, 20]                          # waited for the announced one: one batch
+    assert len(seen) == 2 and waits == 1
+
+
 def test_limits_are_checked() -> None:
     with pytest.raises(ConfigError, match="max batch must be an int >= 1"):
         MicroBatcher([lambda items: items], max_batch=0)

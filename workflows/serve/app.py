@@ -11,7 +11,8 @@
 | ``GET /metrics`` | Prometheus text |
 
 Errors are JSON ``{"detail": reason}``: 400/422 bad input (the reason names it), 401 no token, 403 a path outside
-the data root, 404 unknown task/run/user route, 413 too large, 429 too many jobs, 503 a replica failed or timed out.
+the data root, 404 unknown task/run/user route, 413 too large, 429 too many jobs, 503 a replica or a loader process
+failed, or the request timed out.
 
 Example::
 
@@ -54,9 +55,9 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
     from fastapi_offline import FastAPIOffline
 
     from vkit.workflows.serve.batcher import ReplicaFailed
-    from vkit.workflows.serve.inputs import (BodyLimit, PathRefused, TooLarge, check_duration, resolve_data_path,
-                                             save_upload)
+    from vkit.workflows.serve.inputs import BodyLimit, PathRefused, TooLarge, resolve_data_path, save_upload
     from vkit.workflows.serve.jobs import JobsFull, run_progress
+    from vkit.workflows.serve.loaders import LoaderFailed
     from vkit.workflows.serve.models import BadInput, Input
 
     service = settings if isinstance(settings, ServeService) else ServeService(settings)
@@ -129,15 +130,14 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
                 item = Input(path=str(path), name=str(given), source="path")
             else:
                 raise HTTPException(415, "send multipart/form-data (field 'file') or application/json {\"path\": ...}")
-            await asyncio.to_thread(check_duration, Path(item.path), item.name, settings.max_seconds)
-            result = await service.predict(task, item)
+            result = await service.predict(task, item)  # checks a video's duration, then loads and predicts
         except TooLarge as err:
             raise HTTPException(413, str(err)) from None
         except PathRefused as err:
             raise HTTPException(403, str(err)) from None
         except (BadInput, DataError) as err:
             raise HTTPException(422, str(err)) from None
-        except (ReplicaFailed, TimeoutError) as err:
+        except (ReplicaFailed, LoaderFailed, TimeoutError) as err:
             raise HTTPException(503, f"prediction failed, retry: {err}", headers={"Retry-After": "1"}) from None
         finally:
             if saved is not None:

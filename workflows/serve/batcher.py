@@ -1,11 +1,14 @@
 """Dynamic batching across concurrent requests: an asyncio micro-batcher feeding one or more model replicas.
 
 Each request puts its item on one queue and awaits its own future. A replica
-takes the first waiting item, then whatever else arrives within ``max_wait``
-seconds, up to ``max_batch`` items, and runs the batch on its own thread (one
-model per replica: a replica's thread is the only one calling its model).
-While a replica is busy, requests pile up and the next batch is full at once,
-so batches grow with load and a lone client waits at most ``max_wait`` extra.
+takes the first waiting item and whatever else is queued, up to ``max_batch``
+items, and runs the batch on its own thread (one model per replica: a
+replica's thread is the only one calling its model). It waits (at most
+``max_wait`` seconds) for more only while other requests are on their way:
+announced with :meth:`MicroBatcher.arriving` (the server wraps each request's
+file loading in it) and not queued yet. A lone client therefore never waits:
+its request is dispatched as soon as it is queued. While a replica is busy,
+requests pile up and the next batch is full at once, so batches grow with load.
 
 A batch function returns one result per item: a value, or an exception for
 that item alone (a corrupt upload fails its own request, not the batch). A
@@ -23,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +42,11 @@ class ReplicaFailed(RuntimeError):
 
 @dataclass
 class BatchStats:
-    """What a batcher did: batch sizes seen, items retried or failed by a broken replica."""
+    """What a batcher did: batch sizes seen, items retried or failed by a broken replica, and how often a
+    replica waited for announced requests (``waits``) before running a batch."""
 
     batches: int = 0
+    waits: int = 0
     items: int = 0
     retried: int = 0
     failed: int = 0
@@ -61,7 +67,8 @@ class MicroBatcher:
         replicas: one callable per replica, ``items -> results`` (same length; an exception instance fails
             that item alone). Each runs on its own thread.
         max_batch: most items in one batch.
-        max_wait: longest wait (seconds) for more items once a batch has its first.
+        max_wait: longest wait (seconds) for more items once a batch has its first; only while requests announced
+            with :meth:`arriving` are not queued yet (nothing announced: no wait).
         timeout: longest a request waits for its result before :class:`TimeoutError`.
         on_batch: called with each batch's size (metrics).
         cooldown: seconds a replica whose batch raised stays out of service (its retried items go to the others).
@@ -86,6 +93,8 @@ class MicroBatcher:
         self._threads = [concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix=f"vkit-replica-{i}")
                          for i in range(len(self.replicas))]
         self.busy = 0
+        self.incoming = 0  # requests announced by arriving() and not queued yet
+        self._stir: asyncio.Event | None = None  # set when an item is queued or an announced request ends
         self.generation = 0  # bumped by replace(): which replicas a running batch uses
         self._running: dict[int, int] = {}  # generation -> batches running on it
 
@@ -113,9 +122,22 @@ class MicroBatcher:
             time.sleep(0.01)
         return not self._running.get(generation, 0)
 
+    @contextmanager
+    def arriving(self) -> Iterator[None]:
+        """Announce a request that will :meth:`submit` soon (wrap its loading): a replica holding a partial batch
+        waits (at most ``max_wait``) for announced requests, and for nothing else. Use it on the serving loop."""
+        self.incoming += 1
+        try:
+            yield
+        finally:
+            self.incoming -= 1
+            if self._stir is not None:
+                self._stir.set()
+
     def _start(self) -> None:
         if self._queue is None:  # started on the serving loop's first request (or its startup)
             self._queue = asyncio.Queue()
+            self._stir = asyncio.Event()
             self._workers = [asyncio.create_task(self._work(i), name=f"vkit-batcher-{i}")
                              for i in range(len(self.replicas))]
 
@@ -128,6 +150,7 @@ class MicroBatcher:
         self._start()
         future = asyncio.get_running_loop().create_future()
         await self._queue.put(_Job(item, future))
+        self._stir.set()
         try:
             return await asyncio.wait_for(asyncio.shield(future), self.timeout)
         except TimeoutError:
@@ -138,6 +161,7 @@ class MicroBatcher:
         loop = asyncio.get_running_loop()
         batch = [await self._queue.get()]
         deadline = loop.time() + self.max_wait
+        waited = False
         while len(batch) < self.max_batch:
             try:
                 batch.append(self._queue.get_nowait())
@@ -145,10 +169,14 @@ class MicroBatcher:
             except asyncio.QueueEmpty:
                 pass
             left = deadline - loop.time()
-            if left <= 0:
+            if self.incoming <= 0 or left <= 0:  # nobody else on the way (a lone client), or waited long enough
                 break
-            try:
-                batch.append(await asyncio.wait_for(self._queue.get(), left))
+            if not waited:
+                waited = True
+                self.stats.waits += 1
+            self._stir.clear()
+            try:  # woken by a queued item or an announced request that ended (queued or failed)
+                await asyncio.wait_for(self._stir.wait(), left)
             except TimeoutError:
                 break
         return [job for job in batch if not job.future.done()]  # a request that gave up is not computed

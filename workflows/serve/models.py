@@ -8,8 +8,13 @@ a batch of files the way ``vkit predict`` does (the task's
 ``prediction_dataset``, :func:`~vkit.core.evaluation.predict`, the run's
 :class:`~vkit.core.decision.Decision` through
 :func:`~vkit.workflows.predict.prediction_rows`), except that each input is
-loaded on its own first: a file that cannot be read fails its own request with
-its reason (:class:`BadInput`), and the others of the batch are predicted.
+loaded on its own first (:func:`load_input`, in a loader process of
+:mod:`~vkit.workflows.serve.loaders` or on a thread): a file that cannot be read
+fails its own request with its reason (:class:`BadInput`), and the others of the
+batch are predicted. A replica's backbones are put in their fast CPU inference
+form, as ``vkit score``'s are (:func:`~vkit.core.backbones.prepare_for_inference`:
+BatchNorm folded into the convolutions, ``channels_last_3d``); outputs equal
+``vkit predict``'s to float rounding.
 
 Example::
 
@@ -26,7 +31,8 @@ from typing import Any
 
 from vkit.registry.errors import CheckpointError, ConfigError, DataError
 
-__all__ = ["BadInput", "Input", "Replica", "ServedTask", "load_replicas"]
+__all__ = ["BadInput", "Input", "Replica", "ServedTask", "load_input", "load_replicas", "prepare_model",
+           "warm_loading"]
 
 #: ``--precision`` values serve accepts (``int8`` quantizes ``vkit score``'s conv backbones only).
 SERVE_PRECISIONS = ("fp32", "bf16", "auto")
@@ -59,6 +65,7 @@ class Replica:
         self.trained, self.task, self.precision = trained, task, precision
         self.sha256 = trained.sha256
         self.describe = trained.decision.describe(trained.classes)
+        self.fast = prepare_model(trained.model)
 
     def predict(self, inputs: Sequence[Input]) -> list[dict[str, Any] | BaseException]:
         """One result per input: a prediction dict (``item``, ``class``, ``prediction``, ``probabilities``, ...) or a
@@ -67,8 +74,8 @@ class Replica:
 
     def load(self, item: Input) -> Any:
         """``item`` read and transformed (what the model's batch is collated from); raises :class:`BadInput`.
-        Thread-safe: the server loads each request on its own thread, before batching."""
-        [(_, loaded)] = self._load([item])
+        Thread-safe: the server loads each request on its own thread or loader process, before batching."""
+        loaded = load_input(self.task, self.trained.config, item)
         if isinstance(loaded, BaseException):
             raise loaded
         return loaded
@@ -138,6 +145,51 @@ class Replica:
             out["values"] = values["value"]
         out["_row"] = row  # what the store gets (dropped from the response)
         return out
+
+
+def load_input(task: Any, config: Any, item: Input) -> Any:
+    """``item`` read and transformed by ``task.prediction_dataset(config, [path])`` (what the model's batch is
+    collated from), or its :class:`BadInput` (returned, not raised). Runs in the server or in a loader process."""
+    try:
+        dataset = task.prediction_dataset(config, [item.path])
+    except (DataError, OSError, ValueError) as err:
+        return _bad(item, err)
+    if len(dataset) != 1:
+        raise CheckpointError(f"task {task.name!r}: prediction_dataset made {len(dataset)} items of 1 file")
+    try:
+        return dataset[0]
+    except Exception as err:  # noqa: BLE001 - any failure to read the file is the file's
+        return _bad(item, err)
+
+
+def warm_loading(task: Any, config: Any) -> None:
+    """Build ``task``'s prediction dataset of no files once, so that the modules its transforms import lazily are
+    imported now (seconds for MONAI's) rather than on the first request. A task that cannot build an empty dataset
+    is left to warm on its first request."""
+    try:
+        task.prediction_dataset(config, [])
+    except Exception:  # noqa: BLE001 - only a warm-up; the first request pays instead
+        pass
+
+
+def prepare_model(model: Any) -> list[str]:
+    """Put ``model``'s vkit backbones in their fast CPU inference form in place (eval, no grads, BatchNorm folded,
+    the backbone's preferred memory format), as ``vkit score`` runs them; returns the modalities prepared. A model
+    without vkit backbones (a compressed stand-in) is left as it is."""
+    from vkit.core.backbones import prepare_for_inference
+    from vkit.core.backbones.base import Backbone
+
+    backbones = getattr(model, "backbones", None)
+    if not hasattr(backbones, "items"):
+        return []
+    if hasattr(model, "eval"):
+        model.eval()
+    done = []
+    for modality, backbone in backbones.items():
+        if isinstance(backbone, Backbone):
+            prepare_for_inference(backbone)
+            done.append(modality)
+    return done
 
 
 def _bad(item: Input, err: BaseException) -> BadInput:

@@ -42,6 +42,8 @@ class ServeSettings:
         stage: serve the run's compressed model (``"final"`` or a stage name).
         precision: ``fp32``, ``bf16`` or ``auto``.
         replicas: model copies per task, each with its own thread.
+        loaders: processes that read and transform inputs (:mod:`~vkit.workflows.serve.loaders`); ``0`` (default):
+            threads of the server process (measured faster on 2 cores, docs/serve.md); ``None``: one per core.
         max_batch, max_wait_ms: the micro-batcher's limits.
         max_upload_mb: largest request body.
         max_seconds: longest video accepted (seconds).
@@ -60,6 +62,7 @@ class ServeSettings:
     stage: str | None = None
     precision: str = "fp32"
     replicas: int = 1
+    loaders: int | None = 0
     max_batch: int = 8
     max_wait_ms: float = 5.0
     max_upload_mb: float = 256.0
@@ -80,6 +83,10 @@ class ServeSettings:
         for name in ("max_upload_mb", "request_timeout", "flush_seconds"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"vkit serve: --{name.replace('_', '-')} must be > 0, got {getattr(self, name)!r}")
+        if self.loaders is None:  # one per core this process may run on
+            self.loaders = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        if not isinstance(self.loaders, int) or isinstance(self.loaders, bool) or self.loaders < 0:
+            raise ConfigError(f"vkit serve: --loaders must be an int >= 0, got {self.loaders!r}")
         if self.max_wait_ms < 0:
             raise ConfigError(f"vkit serve: --max-wait-ms must be >= 0, got {self.max_wait_ms!r}")
         if self.data_root is not None:
@@ -101,7 +108,7 @@ class ServeService:
         from vkit.hooks.manager import get_plugin_manager
         from vkit.workflows.serve.jobs import ScoreJobs
         from vkit.workflows.serve.metrics import ServeMetrics
-        from vkit.workflows.serve.models import choose_precision
+        from vkit.workflows.serve.models import choose_precision, warm_loading
         from vkit.workflows.serve.recorder import PredictionRecorder
 
         self.settings = settings
@@ -120,9 +127,20 @@ class ServeService:
         self.recorder = PredictionRecorder(self.store, flush_seconds=settings.flush_seconds)
         self.jobs = ScoreJobs(self.store, settings.db_url, max_jobs=settings.max_jobs,
                               plugins=tuple(settings.plugins))
+        self.loaders: Any = None
         try:
             for ref in settings.checkpoints:
                 self._add(ref)
+            if not settings.loaders:  # inputs load on threads of this process: warm that here, not on a request
+                for name in self.batchers:
+                    warm_loading(self.tasks[name].task, self.tasks[name].trained.config)
+            elif self.batchers:
+                from vkit.workflows.serve.loaders import LoaderPool
+
+                models = {name: (self.tasks[name].sha256, self.tasks[name].trained.config) for name in self.batchers}
+                self.loaders = LoaderPool(settings.loaders, models=models, plugins=tuple(settings.plugins),
+                                          timeout=settings.request_timeout)
+                self.loaders.warm()
         except BaseException:
             self.close("failed")
             raise
@@ -161,7 +179,7 @@ class ServeService:
         return dict(checkpoint=served.checkpoint, weights=str(served.trained.files.weights), stage=served.stage,
                     precision_used=dict(requested=s.precision, precision=served.precision,
                                         reason=served.precision_reason),
-                    host=s.host, port=s.port, replicas=s.replicas, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
+                    host=s.host, port=s.port, replicas=s.replicas, loaders=s.loaders, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
                     data_root=None if s.data_root is None else str(s.data_root), token=s.token is not None)
 
     def reload(self, task: str, ref: str | None = None) -> dict[str, Any]:
@@ -194,10 +212,22 @@ class ServeService:
     async def predict(self, task: str, item: Any) -> dict[str, Any]:
         """``item``'s prediction by ``task``'s model, stored with the run of the model that made it.
 
-        The file is read and transformed on a thread of its own (requests load in parallel); only the model's
-        forward pass is batched."""
-        loaded = await asyncio.to_thread(self.tasks[task].replicas[0].load, item)
-        result = await self.batchers[task].submit((item, loaded))
+        The file is checked (a video's duration), read and transformed in a loader process (``--loaders``; or a
+        thread of its own with ``--loaders 0``), so requests load in parallel; only the model's forward pass is
+        batched. The batcher knows the request is on its way meanwhile (it waits for it, not for a lone client)."""
+        from vkit.workflows.serve.inputs import VIDEO_SUFFIXES, check_duration
+
+        batcher, replica = self.batchers[task], self.tasks[task].replicas[0]
+        with batcher.arriving():
+            if Path(item.path).suffix.lower() in VIDEO_SUFFIXES:
+                await asyncio.to_thread(check_duration, Path(item.path), item.name, self.settings.max_seconds)
+            if self.loaders is not None:
+                loaded = await self.loaders.load(task, replica.sha256, replica.trained.config, item)
+                if isinstance(loaded, BaseException):
+                    raise loaded
+            else:
+                loaded = await asyncio.to_thread(replica.load, item)
+        result = await batcher.submit((item, loaded))
         row = dict(result.pop("_row"))
         row["item_id"] = f"{item.request_id}:{item.name}"
         row["values"] = dict(row["values"], source=item.source, name=item.name, sha256=result["model_sha256"])
@@ -238,8 +268,10 @@ class ServeService:
         await asyncio.to_thread(self.close, status)
 
     def close(self, status: str = "finished") -> None:
-        """Stop scoring jobs, write waiting rows, close the runs and the store, remove uploads left over."""
+        """Stop scoring jobs and loaders, write waiting rows, close the runs and the store, remove uploads left over."""
         self.jobs.stop()
+        if self.loaders is not None:
+            self.loaders.close()
         self.recorder.close(status)
         import shutil
 
@@ -248,6 +280,8 @@ class ServeService:
 
     def health(self) -> dict[str, Any]:
         return dict(status="ok", pid=os.getpid(), precision=self.precision,
+                    loaders=dict(processes=self.settings.loaders, restarts=self.loaders.restarts)
+                    if self.loaders is not None else dict(processes=0, restarts=0),
                     models={name: dict(sha256=t.sha256, replicas=len(t.replicas), checkpoint=t.checkpoint,
                                        run_id=self.runs.get(name))
                             for name, t in self.tasks.items()},
