@@ -60,13 +60,20 @@ FINETUNE_NA = ("not applicable: security-anomaly trains a MIL head on frozen, ca
                "has no way to train the backbone, so a fine-tune row would repeat the frozen one")
 
 
-def parse_value(text: str) -> Any:
-    import ast
+def task_backbone(task: Any, key: str, overrides: Sequence[str]) -> dict[str, Any]:
+    """``task``'s backbone config at dotted ``key`` (``model.backbones.volume``) after ``--set`` style
+    ``overrides`` (parsed as ``vkit run`` parses them): what ``pretrained=run:ID`` must match."""
+    from vkit.workflows.config import parse_value
 
-    try:
-        return ast.literal_eval(text)
-    except (ValueError, SyntaxError):
-        return text
+    node: Any = task.default_config
+    for part in key.split("."):
+        node = node[part]
+    cfg = dict(node)
+    for item in overrides:
+        name, _, value = item.partition("=")
+        if name.startswith(key + ".") and "." not in name[len(key) + 1:]:
+            cfg[name[len(key) + 1:]] = parse_value(name, value)
+    return cfg
 
 
 def test_metric(metrics: dict[str, float], name: str) -> float | None:
@@ -142,18 +149,6 @@ def med_subset(full: Path, out: Path, fraction: float, seed: int) -> tuple[Path,
             source = root / entry["image"]
             shutil.copy2(source, rest / source.name)
     return datalist, rest, len(keep), len(train) - len(keep)
-
-
-def med_backbone(overrides: Sequence[str]) -> dict[str, Any]:
-    """The medical task's volume backbone config after ``overrides`` (what ``pretrained=run:ID`` must match)."""
-    from vkit.plugins.medical.task import MedicalDiagnosisTask
-
-    cfg = dict(MedicalDiagnosisTask.default_config["model"]["backbones"]["volume"])
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.startswith("model.backbones.volume."):
-            cfg[key.rsplit(".", 1)[1]] = parse_value(value)
-    return cfg
 
 
 def _task_volume_decoder() -> type:
@@ -243,7 +238,9 @@ def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     full = generate_dataset(tmp / "med-full", seed=0, **(MED_QUICK_DATA if args.quick else {}))
     print(f"medical: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
     base = MED_BASE + (list(MED_QUICK) if args.quick else []) + [f"train.epochs={args.epochs}"]
-    backbone = med_backbone(base)
+    from vkit.plugins.medical.task import MedicalDiagnosisTask
+
+    backbone = task_backbone(MedicalDiagnosisTask, "model.backbones.volume", base)
     rows = []
     for seed, fraction in ((s, f) for s in seeds(args) for f in args.fractions):
         folder = tmp / f"med-{fraction}-seed{seed}"
@@ -315,11 +312,7 @@ def run_security(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     full = generate(tmp / "sec-full", seed=0, **(SEC_QUICK_DATA if args.quick else {})).parent
     print(f"security: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
     base = (list(SEC_QUICK) if args.quick else []) + [f"train.epochs={args.sec_epochs}"]
-    feats = dict(SecurityAnomalyTask.default_config["features"])
-    for item in base:
-        key, _, value = item.partition("=")
-        if key.startswith("features."):
-            feats[key.split(".", 1)[1]] = parse_value(value)
+    feats = task_backbone(SecurityAnomalyTask, "features", base)  # the features section (size, frames ...)
     size = tuple(feats["size"])
     tiny = dict(SEC_TINY_QUICK if args.quick else SEC_TINY, num_frames=int(feats["frames_per_segment"]),
                 input_size=size)
