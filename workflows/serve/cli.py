@@ -52,8 +52,8 @@ def serve_cmd(ctx: click.Context, checkpoints: tuple[str, ...], host: str, port:
     settings = ServeSettings(
         checkpoints=list(checkpoints), host=host, port=port, token=token, db_url=obj.get("db_url"),
         data_root=Path(data_root) if data_root else None, stage=stage, precision=precision, replicas=replicas,
-        loaders=loaders, max_batch=max_batch, max_wait_ms=max_wait_ms, max_upload_mb=max_upload_mb, max_seconds=max_seconds,
-        max_jobs=max_jobs, plugins=list(obj.get("plugins", ())))
+        loaders=loaders, max_batch=max_batch, max_wait_ms=max_wait_ms, max_upload_mb=max_upload_mb,
+        max_seconds=max_seconds, max_jobs=max_jobs, plugins=list(obj.get("plugins", ())))
     app = build_app(settings)
     service = app.state.service
     for name, served in service.tasks.items():

@@ -9,10 +9,16 @@ on every core while the model runs.
 
 A worker builds the served tasks and warms their loading when it starts
 (``models``, ``plugins``), and keeps each model's config by its sha256 (a
-reload's new config reaches it with the first request of the new model). A worker that dies (killed, out of memory) breaks
-the pool: the pool is replaced and the request tried once more on the new one;
-if that breaks too the request fails with :class:`LoaderFailed` (HTTP 503).
-Nothing waits forever: a request gives up after ``timeout`` (503).
+reload's new config reaches it with the first request of the new model). A
+worker that dies (killed, out of memory) breaks the pool: the pool is replaced
+and the request tried once more on the new one; if that breaks too the request
+fails with :class:`LoaderFailed` (HTTP 503). Nothing waits forever: a request
+gives up after ``timeout`` (503).
+
+Measured on 2 cores (docs/serve.md): the pickling and process hops cost more
+CPU per request than the GIL costs the threads, so ``vkit serve`` loads on
+threads by default (``--loaders 0``); the pool is for machines with cores to
+spare, where the serving process's GIL would be the limit.
 
 Example::
 

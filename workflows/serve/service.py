@@ -179,7 +179,8 @@ class ServeService:
         return dict(checkpoint=served.checkpoint, weights=str(served.trained.files.weights), stage=served.stage,
                     precision_used=dict(requested=s.precision, precision=served.precision,
                                         reason=served.precision_reason),
-                    host=s.host, port=s.port, replicas=s.replicas, loaders=s.loaders, max_batch=s.max_batch, max_wait_ms=s.max_wait_ms,
+                    host=s.host, port=s.port, replicas=s.replicas, loaders=s.loaders, max_batch=s.max_batch,
+                    max_wait_ms=s.max_wait_ms,
                     data_root=None if s.data_root is None else str(s.data_root), token=s.token is not None)
 
     def reload(self, task: str, ref: str | None = None) -> dict[str, Any]:
