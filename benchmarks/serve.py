@@ -12,6 +12,8 @@ Servers, each a fresh process on 127.0.0.1, one model copy each:
   only while other requests are loading, never by a lone client), the model in its fast inference form (BatchNorm
   folded, ``channels_last_3d``, as ``vkit score``), inputs loaded on threads (``--loaders 0``), predictions stored in
   batches as a ``serve`` run;
+- ``vkit serve --loaders N`` (``--loaders``, default one per core; 0: no such row): the same, inputs read in N
+  spawned loader processes instead of threads (off the serving process's GIL, at the cost of a process hop);
 - ``plain``: FastAPI on uvicorn, one ``def`` endpoint that loads the file and calls the model itself
   (uvicorn's thread pool runs concurrent requests, no batching, nothing stored), the usual first version;
 - ``ray-serve`` (``--ray``): Ray Serve (local cluster of this machine), one replica, ``@serve.batch``
@@ -238,10 +240,14 @@ def predict_cli(url: str, ref: str, task: str, root: Path, paths: list[str], n: 
     return dict(rps=n / sum(times), p50=statistics.median(times) * 1000, p95=times[-1] * 1000, errors=0)
 
 
-def servers(task: str, url: str, ref: str, root: Path, tmp: Path, ray: bool, port: int) -> list[tuple[str, list[str], str]]:
+def servers(task: str, url: str, ref: str, root: Path, tmp: Path, ray: bool, port: int,
+            loaders: int = 0) -> list[tuple[str, list[str], str]]:
     """``(name, argv, readiness route)`` of each server of ``task`` on ``port``."""
-    out = [("vkit serve", [VKIT, "--db", url, "serve", "--checkpoint", ref, "--data-root", str(root), "--max-batch", "8",
-                           "--max-wait-ms", "5", "--port", str(port)], "healthz")]
+    serve = [VKIT, "--db", url, "serve", "--checkpoint", ref, "--data-root", str(root), "--max-batch", "8",
+             "--max-wait-ms", "5", "--port", str(port)]
+    out = [("vkit serve", serve, "healthz")]
+    if loaders:
+        out.append((f"vkit serve --loaders {loaders}", [*serve, "--loaders", str(loaders)], "healthz"))
     (tmp / "plain_server.py").write_text(PLAIN)
     out.append(("plain FastAPI", [sys.executable, str(tmp / "plain_server.py"), url, ref, task, str(root), str(port)],
                 "docs"))
@@ -258,6 +264,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=64, help="timed requests per cell")
     parser.add_argument("--clients", default="1,8,32")
     parser.add_argument("--ray", action="store_true", help="also Ray Serve (needs ray[serve])")
+    parser.add_argument("--loaders", type=int, default=os.cpu_count() or 1,
+                        help="also vkit serve with inputs read in this many loader processes (0: no such row)")
     args = parser.parse_args()
     print(cpu_line())
     tasks = ["medical-diagnosis"] if args.quick else ["medical-diagnosis", "education-engagement"]
@@ -269,7 +277,7 @@ def main() -> None:
         for task in tasks:
             url, ref, root, paths = train(task, tmp)
             port = free_port()
-            for name, argv, ready in servers(task, url, ref, root, tmp, args.ray, port):
+            for name, argv, ready in servers(task, url, ref, root, tmp, args.ray, port, args.loaders):
                 try:
                     proc = start(argv, port, ready, tmp / f"{task}-{name.replace(' ', '_')}.log", timeout=600)
                 except RuntimeError as err:

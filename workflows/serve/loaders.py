@@ -195,5 +195,13 @@ class LoaderPool:
                 raise TimeoutError(f"reading {item.name!r} took longer than {self.timeout:g} s") from None
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+    def close(self, timeout: float = 10.0) -> None:
+        """Stop the workers: loads not started are cancelled, a worker still busy after ``timeout`` is terminated
+        (a stuck decoder does not hold the server's shutdown)."""
+        processes = list((self._pool._processes or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout)
+            if process.is_alive():
+                process.terminate()
+                process.join(5)
