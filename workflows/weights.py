@@ -75,6 +75,41 @@ def convert_weights(file: str | Path, backbone: dict[str, Any], out: str | Path,
     return dict(report.to_dict(), out=str(target), out_sha256=digest, out_bytes=size, counts=report.counts())
 
 
+def run_backbone_fit(ref: str, path: str | Path, *, prefix: str | None = None) -> dict[str, Any] | None:
+    """How ``vkit pretrain`` run ``ref``'s weights (at ``path``, already verified) load into the backbone config the
+    run recorded in its sidecar (``backbone.json``): ``{'backbone': config, 'input': mode, 'fit': row}``, the row as
+    :func:`inspect_weights` lists fits. ``None`` when the sidecar names no backbone (an older run).
+
+    The defaults :func:`inspect_weights` tries rarely fit such weights (``vkit pretrain --set backbone.widths=...``),
+    so the run's own config is what tells whether ``pretrained=run:ID`` loads.
+    """
+    from vkit.registry.registries import BACKBONES
+
+    sidecar = Path(path).with_suffix(".json")
+    try:
+        meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    config = meta.get("backbone") if isinstance(meta, dict) else None
+    if not isinstance(config, dict) or "type" not in config:
+        return None
+    config = {k: v for k, v in config.items() if not str(k).startswith("pretrained")}
+    variant = {k: v for k, v in config.items() if k != "type"}
+    row = dict(backbone=str(config["type"]), variant=variant, prefix=None, adds="", matched=0, missing=0,
+               unexpected=0, ignored=0, adapted=[], refused=[])
+    try:
+        net = BACKBONES.build(dict(config, pretrained=str(path), pretrained_prefix=prefix))
+    except Exception as err:  # noqa: BLE001 - shown as the row's note: the run's config no longer builds or loads
+        row.update(status="partial", refused=[f"{type(err).__name__}: {err}"[:300]])
+    else:
+        report = net.pretrained_report
+        row.update(status="fits (adapted)" if report.adapted else "fits", prefix=report.strip, adds=report.add,
+                   matched=report.matched, missing=len(report.missing), unexpected=len(report.unexpected),
+                   ignored=report.ignored, adapted=[f"{k}: {v}" for k, v in list(report.adapted.items())[:5]])
+    mode = (meta.get("input") or {}).get("mode") if isinstance(meta.get("input"), dict) else None
+    return dict(ref=ref, backbone=config, input=mode or "rgb", fit=row)
+
+
 def _register_plugins(ctx: click.Context) -> None:
     """Plugins' backbones are candidates too (``vkit --plugin`` and the installed ones)."""
     from vkit.hooks.manager import get_plugin_manager
@@ -106,12 +141,17 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
     from vkit.core.console import console, print_table
 
     _register_plugins(ctx)
-    if str(file).startswith("run:"):  # a `vkit pretrain` run's weights, as pretrained='run:ID' names them (verified)
+    ref, run = str(file), None
+    if ref.startswith("run:"):  # a `vkit pretrain` run's weights, as pretrained='run:ID' names them (verified)
         from vkit.core.store import open_store
         from vkit.core.weights.load import resolve
 
-        file = Path(resolve(str(file), open_store((ctx.find_root().obj or {}).get("db_url"), create=False))[0])
+        file = Path(resolve(ref, open_store((ctx.find_root().obj or {}).get("db_url"), create=False))[0])
+        run = run_backbone_fit(ref, file, prefix=prefix)
     info = inspect_weights(file, backbones=list(backbones) or None, prefix=prefix)
+    if run is not None:  # the backbone config the run pretrained comes first: it is what run:ID loads into
+        info["run"] = {k: v for k, v in run.items() if k != "fit"}
+        info["fits"].insert(0, run["fit"])
     if as_json:
         click.echo(json.dumps(info, indent=2, default=str))
         return
@@ -120,6 +160,8 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
     out.print(f"format {info['format']}" + (f" (state dict under {info['container']!r})" if info["container"] else "")
               + f", {info['tensors']} tensors, {info['parameters']:,} values, {info['bytes']:,} bytes")
     out.print(f"sha256 {info['sha256']}")
+    if run is not None:
+        out.print(f"pretrained by {ref} for {run['backbone']!r} on input {run['input']!r}")
     if info["meta"]:
         out.print(f"meta {json.dumps(info['meta'], default=str)[:300]}")
     shapes = list(info["tensor_shapes"].items())
@@ -128,18 +170,28 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
                 [[k, "x".join(map(str, s)) or "scalar", d] for k, (s, d) in shown])
     good = [f for f in info["fits"] if f["status"] != "partial"]
     shown_fits = good or info["fits"][:5]  # the partial matches only when nothing fits (closest five)
+    if run is not None and run["fit"] not in shown_fits:
+        shown_fits.insert(0, run["fit"])
     rows = [[f["backbone"], ", ".join(f"{k}={v}" for k, v in f["variant"].items()), f["status"], repr(f["prefix"]),
              f["matched"], f["missing"], f["unexpected"], f["ignored"], "; ".join(f["adapted"][:1] + f["refused"][:1])]
             for f in shown_fits]
     if not rows:
         out.print("no registered backbone matches any key of this file")
         return
-    print_table("backbones", ["backbone", "variant", "status", "prefix", "matched", "missing", "unexpected",
-                              "ignored", "note"], rows)
+    print_table("backbones" if good else "closest backbones (none fits)", ["backbone", "variant", "status", "prefix",
+                "matched", "missing", "unexpected", "ignored", "note"], rows)
     best = info["fits"][0]
     if best["status"] != "partial":
         options = "".join(f", {k}={v!r}" for k, v in best["variant"].items())
-        out.print(f"use: dict(type={best['backbone']!r}{options}, pretrained={str(file)!r})")
+        source = ref if run is not None else str(file)  # run:ID keeps the run's sha256 and input checks
+        out.print(f"use: dict(type={best['backbone']!r}{options}, pretrained={source!r})")
+    elif run is not None:
+        out.print(f"{ref}'s weights do not load into the backbone config the run recorded: "
+                  f"{'; '.join(best['refused'][:1]) or 'see the row above'}")
+    else:
+        out.print("no registered backbone, built with its defaults or the variants listed, takes every key of this "
+                  "file (note: the first key whose shape differs); build one to match with `vkit weights convert "
+                  "FILE --backbone NAME --set ARG=VALUE`, or name the key prefix with --prefix")
 
 
 @weights_group.command("convert")
@@ -166,6 +218,10 @@ def convert_cmd(ctx: click.Context, file: Path, backbone_type: str, out: Path, o
     if backbone_type not in BACKBONES.module_dict:
         raise ConfigError(f"--backbone {backbone_type!r}: not a registered backbone"
                           f"{did_you_mean(backbone_type, BACKBONES.module_dict)}; see `vkit components BACKBONES`")
+    for option in options:  # parse_overrides' own message shows a run's key (train.epochs=20), not a backbone's
+        if "=" not in option:
+            raise ConfigError(f"--set {option!r}: expected ARG=VALUE, an argument of {backbone_type} such as "
+                              "depth=10 or in_channels=1 (`vkit components BACKBONES` lists them)")
     cfg = dict(parse_overrides(options), type=backbone_type)
     result = convert_weights(file, cfg, out, prefix=prefix, strict=strict, force=force)
     if as_json:

@@ -1,0 +1,72 @@
+"""``vkit weights inspect`` / ``convert`` as a new user meets them: run:ID fitted with the run's own backbone config,
+a file nothing fits said so, a ``--set`` without a value explained with a backbone argument."""
+from __future__ import annotations
+
+import json
+
+from safetensors.torch import save_file
+from vkit_cli import vkit, vkit_main
+
+from vkit.core.backbones import TinyC3D
+from vkit.core.weights.formats import read_weights
+
+
+def _pretrain_run(tmp_path, monkeypatch, widths):
+    """A `vkit pretrain` run's files (weights of TinyC3D(widths=(4, 8)), sidecar recording ``widths``) behind run:4."""
+    import vkit.core.weights.run_ref as run_ref
+    from vkit.core.store import open_store
+
+    monkeypatch.setenv("COLUMNS", "250")  # lines unwrapped, as vkit_cli's subprocesses get them
+    db = f"sqlite:///{tmp_path / 'x.db'}"
+    open_store(db)
+    path = tmp_path / "backbone.safetensors"
+    save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
+    sidecar = dict(backbone=dict(type="TinyC3D", widths=widths), input=dict(mode="rgb"))
+    path.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
+    monkeypatch.setattr(run_ref, "resolve_run_weights", lambda ref, store: (path, read_weights(path).sha256))
+    return db
+
+
+def test_inspect_run_reference_fits_the_backbone_the_run_recorded(tmp_path, monkeypatch, capsys):
+    # TinyC3D's default widths (16, 32, 48) do not take these weights; the run's own config does, and `use:`
+    # names run:4 (its sha256 and input checks), not the resolved path.
+    db = _pretrain_run(tmp_path, monkeypatch, [4, 8])
+    code, out, err = vkit_main(capsys, "--db", db, "weights", "inspect", "run:4", "--backbone", "TinyC3D")
+    assert code == 0, err
+    assert "pretrained by run:4 for {'type': 'TinyC3D', 'widths': [4, 8]} on input 'rgb'" in out
+    assert "use: dict(type='TinyC3D', widths=[4, 8], pretrained='run:4')" in out
+    assert "none fits" not in out
+    code, out, err = vkit_main(capsys, "--db", db, "weights", "inspect", "run:4", "--backbone", "TinyC3D", "--json")
+    info = json.loads(out)
+    assert info["run"] == dict(ref="run:4", backbone=dict(type="TinyC3D", widths=[4, 8]), input="rgb")
+    first = info["fits"][0]
+    assert (first["backbone"], first["variant"], first["status"]) == ("TinyC3D", dict(widths=[4, 8]), "fits")
+    assert (first["matched"], first["missing"], first["unexpected"]) == (12, 0, 0)
+    assert info["fits"][1]["status"] == "partial"  # the default TinyC3D, as before
+
+
+def test_inspect_run_reference_whose_recorded_config_does_not_load_says_why(tmp_path, monkeypatch, capsys):
+    db = _pretrain_run(tmp_path, monkeypatch, [4, 16])
+    code, out, err = vkit_main(capsys, "--db", db, "weights", "inspect", "run:4", "--backbone", "TinyC3D")
+    assert code == 0, err
+    assert "run:4's weights do not load into the backbone config the run recorded: CheckpointError" in out
+    assert "use:" not in out
+
+
+def test_inspect_a_file_nothing_fits_says_so(tmp_path):
+    path = tmp_path / "small.safetensors"
+    save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
+    proc = vkit("weights", "inspect", str(path), "--backbone", "TinyC3D", cwd=tmp_path)
+    assert "closest backbones (none fits)" in proc.stdout
+    assert "no registered backbone, built with its defaults or the variants listed, takes every key" in proc.stdout
+    assert "use:" not in proc.stdout
+
+
+def test_convert_set_without_a_value_names_a_backbone_argument(tmp_path):
+    path = tmp_path / "small.safetensors"
+    save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
+    proc = vkit("weights", "convert", str(path), "--backbone", "TinyC3D", "--set", "widths", "--out",
+                str(tmp_path / "o.safetensors"), cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stderr
+    assert "--set 'widths': expected ARG=VALUE, an argument of TinyC3D such as depth=10" in proc.stderr
+    assert "train.epochs" not in proc.stderr and not (tmp_path / "o.safetensors").exists()
