@@ -46,6 +46,7 @@ def serve_cmd(ctx: click.Context, checkpoints: tuple[str, ...], host: str, port:
     import uvicorn
 
     from vkit.workflows.serve.app import build_app
+    from vkit.workflows.web_access import uvicorn_config
     from vkit.workflows.serve.service import ServeSettings
 
     obj = ctx.find_root().obj or {}
@@ -64,6 +65,6 @@ def serve_cmd(ctx: click.Context, checkpoints: tuple[str, ...], host: str, port:
     shown = f"[{host}]" if ":" in host else host
     click.echo(f"vkit serve on http://{shown}:{port}/ (API docs: /docs; store {service.store.url}; pid {os.getpid()})",
                err=True)
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on",
-                            timeout_graceful_shutdown=30)
+    config = uvicorn_config(app, host=host, port=port, log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=30)  # leaves the process's other log handlers open
     uvicorn.Server(config).run()  # SIGINT/SIGTERM: a graceful stop (rows written, runs finished), then the signal
