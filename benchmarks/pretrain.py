@@ -129,6 +129,9 @@ def edu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edu-objective", nargs="*", default=[], metavar="KEY=VALUE",
                         help="objective.KEY of vkit pretrain, e.g. expander=[128,128]")
     parser.add_argument("--edu-segments", type=int, default=2, help="clips decoded per unlabelled video")
+    for row in ("scratch", "probe", "finetune"):
+        parser.add_argument(f"--edu-{row}-set", nargs="*", default=[], metavar="KEY=VALUE",
+                            help=f"extra vkit run --set pairs of the {row} rows, e.g. train.lr=0.03")
     parser.add_argument("--edu-settings", nargs="+", choices=["scratch", "linear_probe", "finetune"],
                         default=["scratch", "linear_probe", "finetune"],
                         help="rows to run (scratch does not depend on the pretraining: leave it out when comparing "
@@ -155,7 +158,8 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     backbone.setdefault("in_channels", 3)  # the task's (data.channels='diff': 3); used with --edu-input rgb
     augment, objective = _pairs(args.edu_augment), _pairs(args.edu_objective)
     print(f"education: pretraining input {args.edu_input!r}, augment {augment}, objective {objective}, "
-          f"segments {args.edu_segments}", flush=True)
+          f"segments {args.edu_segments}; extra --set: scratch {args.edu_scratch_set}, linear_probe "
+          f"{args.edu_probe_set}, finetune {args.edu_finetune_set}", flush=True)
     rows = []
     for seed in args.seeds or [args.seed]:
         for fraction in args.fractions:
@@ -178,9 +182,9 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                   f"and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; loss {summary.loss_curve[0]:.2f} -> "
                   f"{summary.loss_curve[-1]:.2f})", flush=True)
             # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
-            settings = [("scratch", [], None),
-                        ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
-                        ("pretrain + finetune", ["train.preset=finetune"], summary.run_id)]
+            settings = [("scratch", list(args.edu_scratch_set), None),
+                        ("pretrain + linear_probe", ["train.preset=linear_probe", *args.edu_probe_set], summary.run_id),
+                        ("pretrain + finetune", ["train.preset=finetune", *args.edu_finetune_set], summary.run_id)]
             for name, extra, run_id in settings:
                 if name.rsplit(" ", 1)[-1] not in args.edu_settings:
                     continue
