@@ -386,6 +386,9 @@ def pretrain_cmd(ctx: click.Context, backbone: str | None, archives: tuple[str, 
     """Pretrain BACKBONE (a registered name) self-supervised on the unlabelled videos (or scans) in ARCHIVES.
 
     Stores a run of kind pretrain with its loss curve; its weights load anywhere as pretrained='run:ID'.
+    With --for-task TASK (`vkit pretrain --for-task education-engagement ARCHIVES...`) the backbone and its input
+    (frame differences, frames, size, normalisation) are the task's, and the run only loads into a config that
+    feeds the same input.
     """
     from vkit.workflows.config import parse_overrides
 
