@@ -141,6 +141,7 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
     from vkit.core.console import console, print_table
 
     _register_plugins(ctx)
+    _check_backbone_names(backbones)
     ref, run = str(file), None
     if ref.startswith("run:"):  # a `vkit pretrain` run's weights, as pretrained='run:ID' names them (verified)
         from vkit.core.store import open_store
@@ -176,7 +177,9 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
              f["matched"], f["missing"], f["unexpected"], f["ignored"], "; ".join(f["adapted"][:1] + f["refused"][:1])]
             for f in shown_fits]
     if not rows:
-        out.print("no registered backbone matches any key of this file")
+        said = (f"--backbone {', '.join(backbones)}: no key of this file matches" if backbones
+                else "no registered backbone matches any key of this file")
+        out.print(said + (f" after stripping --prefix {prefix!r}" if prefix else ""))
         return
     print_table("backbones" if good else "closest backbones (none fits)", ["backbone", "variant", "status", "prefix",
                 "matched", "missing", "unexpected", "ignored", "note"], rows)
@@ -194,6 +197,18 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
                   "FILE --backbone NAME --set ARG=VALUE`, or name the key prefix with --prefix")
 
 
+def _check_backbone_names(names: tuple[str, ...] | list[str]) -> None:
+    """Each ``--backbone`` names a registered backbone (a typo was silently 'no backbone matches')."""
+    from vkit.registry.errors import ConfigError, did_you_mean
+    from vkit.registry.registries import BACKBONES
+
+    BACKBONES.import_from_location()
+    for name in names:
+        if name not in BACKBONES.module_dict:
+            raise ConfigError(f"--backbone {name!r}: not a registered backbone"
+                              f"{did_you_mean(name, BACKBONES.module_dict)}; see `vkit components BACKBONES`")
+
+
 @weights_group.command("convert")
 @click.argument("file", type=click.Path(dir_okay=True, path_type=Path))
 @click.option("--backbone", "backbone_type", required=True, help="Registered backbone to load into (e.g. X3D).")
@@ -209,15 +224,11 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
 def convert_cmd(ctx: click.Context, file: Path, backbone_type: str, out: Path, options: tuple[str, ...],
                 prefix: str | None, strict: bool, force: bool, as_json: bool) -> None:
     """Load FILE into a backbone and write its weights as safetensors (pretrained=OUT then needs nothing else)."""
-    from vkit.registry.errors import ConfigError, did_you_mean
-    from vkit.registry.registries import BACKBONES
+    from vkit.registry.errors import ConfigError
     from vkit.workflows.config import parse_overrides
 
     _register_plugins(ctx)
-    BACKBONES.import_from_location()
-    if backbone_type not in BACKBONES.module_dict:
-        raise ConfigError(f"--backbone {backbone_type!r}: not a registered backbone"
-                          f"{did_you_mean(backbone_type, BACKBONES.module_dict)}; see `vkit components BACKBONES`")
+    _check_backbone_names([backbone_type])
     for option in options:  # parse_overrides' own message shows a run's key (train.epochs=20), not a backbone's
         if "=" not in option:
             raise ConfigError(f"--set {option!r}: expected ARG=VALUE, an argument of {backbone_type} such as "

@@ -70,3 +70,21 @@ def test_convert_set_without_a_value_names_a_backbone_argument(tmp_path):
     assert proc.returncode == 1, proc.stderr
     assert "--set 'widths': expected ARG=VALUE, an argument of TinyC3D such as depth=10" in proc.stderr
     assert "train.epochs" not in proc.stderr and not (tmp_path / "o.safetensors").exists()
+
+
+def test_inspect_unknown_backbone_is_an_error_not_no_match(tmp_path):
+    path = tmp_path / "small.safetensors"
+    save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
+    proc = vkit("weights", "inspect", str(path), "--backbone", "TinyC3d", cwd=tmp_path, check=False)
+    assert proc.returncode == 1, proc.stdout
+    assert "--backbone 'TinyC3d': not a registered backbone (did you mean 'TinyC3D'?)" in proc.stderr
+    assert "matches" not in proc.stdout
+
+
+def test_inspect_prefix_that_matches_nothing_names_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
+    path = tmp_path / "small.safetensors"
+    save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
+    code, out, err = vkit_main(capsys, "weights", "inspect", str(path), "--backbone", "TinyC3D", "--prefix", "backbone.")
+    assert code == 0, err
+    assert "--backbone TinyC3D: no key of this file matches after stripping --prefix 'backbone.'" in out
