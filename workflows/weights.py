@@ -107,7 +107,9 @@ def run_backbone_fit(ref: str, path: str | Path, *, prefix: str | None = None) -
                    matched=report.matched, missing=len(report.missing), unexpected=len(report.unexpected),
                    ignored=report.ignored, adapted=[f"{k}: {v}" for k, v in list(report.adapted.items())[:5]])
     mode = (meta.get("input") or {}).get("mode") if isinstance(meta.get("input"), dict) else None
-    return dict(ref=ref, backbone=config, input=mode or "rgb", fit=row)
+    if not mode:  # a scan run records no input mode (as `vkit pretrain` says: 'volume'); older video runs were RGB
+        mode = "volume" if (meta.get("backbone_info") or {}).get("modality") == "volume" else "rgb"
+    return dict(ref=ref, backbone=config, input=mode, fit=row)
 
 
 def _register_plugins(ctx: click.Context) -> None:

@@ -11,7 +11,7 @@ from vkit.core.backbones import TinyC3D
 from vkit.core.weights.formats import read_weights
 
 
-def _pretrain_run(tmp_path, monkeypatch, widths):
+def _pretrain_run(tmp_path, monkeypatch, widths, input=None):
     """A `vkit pretrain` run's files (weights of TinyC3D(widths=(4, 8)), sidecar recording ``widths``) behind run:4."""
     import vkit.core.weights.run_ref as run_ref
     from vkit.core.store import open_store
@@ -21,7 +21,9 @@ def _pretrain_run(tmp_path, monkeypatch, widths):
     open_store(db)
     path = tmp_path / "backbone.safetensors"
     save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
-    sidecar = dict(backbone=dict(type="TinyC3D", widths=widths), input=dict(mode="rgb"))
+    sidecar = dict(backbone=dict(type="TinyC3D", widths=widths), input=input or dict(mode="rgb"))
+    if input == "volume":  # a scan run: no input recorded, the backbone's modality says it
+        sidecar.update(input=None, backbone_info=dict(modality="volume"))
     path.with_suffix(".json").write_text(json.dumps(sidecar), encoding="utf-8")
     monkeypatch.setattr(run_ref, "resolve_run_weights", lambda ref, store: (path, read_weights(path).sha256))
     return db
@@ -88,3 +90,10 @@ def test_inspect_prefix_that_matches_nothing_names_it(tmp_path, capsys, monkeypa
     code, out, err = vkit_main(capsys, "weights", "inspect", str(path), "--backbone", "TinyC3D", "--prefix", "backbone.")
     assert code == 0, err
     assert "--backbone TinyC3D: no key of this file matches after stripping --prefix 'backbone.'" in out
+
+
+def test_inspect_run_reference_of_a_scan_run_says_volume(tmp_path, monkeypatch, capsys):
+    db = _pretrain_run(tmp_path, monkeypatch, [4, 8], input="volume")
+    code, out, err = vkit_main(capsys, "--db", db, "weights", "inspect", "run:4", "--backbone", "TinyC3D", "--json")
+    assert code == 0, err
+    assert json.loads(out)["run"]["input"] == "volume"
