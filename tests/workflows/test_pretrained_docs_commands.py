@@ -54,3 +54,14 @@ def test_run_command_merges(page, task, sets, for_task, capsys):
         if video.get("pretrained") and not for_task:
             # RGB weights (a model zoo's, a plain `vkit pretrain` run's) are fed RGB clips
             assert cfg["data"]["channels"] == "rgb", f"{page}: {sets} feeds {video['pretrained']} frame differences"
+
+
+def test_no_doc_line_runs_a_command_after_vkit_serve():
+    """`vkit serve` runs until stopped: `vkit serve ... && curl ...` never reaches curl (the README once said so)."""
+    pages = [DOCS.parent / "README.md", *sorted(DOCS.glob("*.md"))]
+    for page in pages:
+        for block in re.findall(r"```bash\n(.*?)```", page.read_text(encoding="utf-8"), flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                code = line.split("#")[0]
+                if re.search(r"(^|[;&|]\s*)vkit serve\b", code):
+                    assert not re.search(r"vkit serve\b[^&;|]*(&&|;|\|\|)", code), f"{page.name}: {line.strip()}"
