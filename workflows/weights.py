@@ -146,10 +146,7 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
     _check_backbone_names(backbones)
     ref, run = str(file), None
     if ref.startswith("run:"):  # a `vkit pretrain` run's weights, as pretrained='run:ID' names them (verified)
-        from vkit.core.store import open_store
-        from vkit.core.weights.load import resolve
-
-        file = Path(resolve(ref, open_store((ctx.find_root().obj or {}).get("db_url"), create=False))[0])
+        file = _run_weights(ctx, ref)
         run = run_backbone_fit(ref, file, prefix=prefix)
     info = inspect_weights(file, backbones=list(backbones) or None, prefix=prefix)
     if run is not None:  # the backbone config the run pretrained comes first: it is what run:ID loads into
@@ -199,6 +196,14 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
                   "FILE --backbone NAME --set ARG=VALUE`, or name the key prefix with --prefix")
 
 
+def _run_weights(ctx: click.Context, ref: str) -> Path:
+    """The verified weights file of ``vkit pretrain`` run ``ref`` (``run:ID``) in ``vkit --db``'s store."""
+    from vkit.core.store import open_store
+    from vkit.core.weights.load import resolve
+
+    return Path(resolve(ref, open_store((ctx.find_root().obj or {}).get("db_url"), create=False))[0])
+
+
 def _check_backbone_names(names: tuple[str, ...] | list[str]) -> None:
     """Each ``--backbone`` names a registered backbone (a typo was silently 'no backbone matches')."""
     from vkit.registry.errors import ConfigError, did_you_mean
@@ -225,7 +230,8 @@ def _check_backbone_names(names: tuple[str, ...] | list[str]) -> None:
 @click.pass_context
 def convert_cmd(ctx: click.Context, file: Path, backbone_type: str, out: Path, options: tuple[str, ...],
                 prefix: str | None, strict: bool, force: bool, as_json: bool) -> None:
-    """Load FILE into a backbone and write its weights as safetensors (pretrained=OUT then needs nothing else)."""
+    """Load FILE (or run:ID, a vkit pretrain run's weights) into a backbone and write its weights as safetensors
+    (pretrained=OUT then needs nothing else)."""
     from vkit.registry.errors import ConfigError
     from vkit.workflows.config import parse_overrides
 
@@ -236,6 +242,8 @@ def convert_cmd(ctx: click.Context, file: Path, backbone_type: str, out: Path, o
             raise ConfigError(f"--set {option!r}: expected ARG=VALUE, an argument of {backbone_type} such as "
                               "depth=10 or in_channels=1 (`vkit components BACKBONES` lists them)")
     cfg = dict(parse_overrides(options), type=backbone_type)
+    if str(file).startswith("run:"):  # read from --db's store (the backbone's own lookup would use the default one)
+        file = _run_weights(ctx, str(file))
     result = convert_weights(file, cfg, out, prefix=prefix, strict=strict, force=force)
     if as_json:
         click.echo(json.dumps(result, indent=2, default=str))

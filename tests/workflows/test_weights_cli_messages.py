@@ -97,3 +97,23 @@ def test_inspect_run_reference_of_a_scan_run_says_volume(tmp_path, monkeypatch, 
     code, out, err = vkit_main(capsys, "--db", db, "weights", "inspect", "run:4", "--backbone", "TinyC3D", "--json")
     assert code == 0, err
     assert json.loads(out)["run"]["input"] == "volume"
+
+
+def test_convert_run_reference_reads_the_db_store(tmp_path, monkeypatch, capsys):
+    # `vkit --db URL weights convert run:4` looked run 4 up in ./vkit.db (the default store), not in URL
+    db = _pretrain_run(tmp_path, monkeypatch, [4, 8])
+    import vkit.core.weights.run_ref as run_ref
+
+    seen = []
+    resolve = run_ref.resolve_run_weights
+    monkeypatch.setattr(run_ref, "resolve_run_weights", lambda ref, store: seen.append(store.url) or resolve(ref, store))
+    monkeypatch.chdir(tmp_path / "..")
+    out = tmp_path / "o.safetensors"
+    code, _, err = vkit_main(capsys, "--db", db, "weights", "convert", "run:4", "--backbone", "TinyC3D", "--set",
+                             "widths=[4,8]", "--out", str(out))
+    assert code == 0, err
+    assert seen and all("x.db" in str(url) for url in seen) and out.is_file()
+    from safetensors import safe_open
+
+    with safe_open(str(out), "pt") as f:
+        assert f.metadata()["source"] == "backbone.safetensors"
