@@ -251,5 +251,9 @@ def convert_cmd(ctx: click.Context, file: Path, backbone_type: str, out: Path, o
     c = result["counts"]
     click.echo(f"{result['out']}: {c['matched']} tensors from {Path(result['path']).name} ({result['format']}, "
                f"prefix {result['strip']!r}; {c['missing']} missing, {c['unexpected']} unexpected, "
-               f"{c['ignored']} ignored, {c['adapted']} adapted)")
+               f"{c['ignored']} ignored, {c['adapted']} adapted, {c['skipped']} skipped)")
+    if c["missing"] or c["skipped"]:  # --no-strict: say which weights the output holds at their initialisation
+        first = (list(result["skipped"]) + list(result["missing"]))[0]
+        click.echo(f"{c['missing'] + c['skipped']} tensors of --out keep {backbone_type}'s "
+                   f"initialisation, not the file's (missing, or shape differs: first {first})")
     click.echo(f"sha256 {result['out_sha256']}")

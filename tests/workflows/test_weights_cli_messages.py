@@ -117,3 +117,21 @@ def test_convert_run_reference_reads_the_db_store(tmp_path, monkeypatch, capsys)
 
     with safe_open(str(out), "pt") as f:
         assert f.metadata()["source"] == "backbone.safetensors"
+
+
+def test_convert_no_strict_says_which_tensors_were_skipped(tmp_path):
+    # widths (4, 8) weights into widths (4, 16): the second block's shapes differ; --no-strict wrote the file and
+    # said "0 missing, 0 unexpected" without the skipped tensors
+    import torch
+
+    src = tmp_path / "src.pth"
+    torch.save(TinyC3D(widths=(4, 8)).state_dict(), src)
+    out = tmp_path / "o.safetensors"
+    proc = vkit("weights", "convert", str(src), "--backbone", "TinyC3D", "--set", "widths=[4,16]", "--no-strict",
+                "--out", str(out), cwd=tmp_path)
+    first, second = proc.stdout.splitlines()[:2]
+    assert "0 missing, 0 unexpected" in first and " skipped)" in first and ", 0 skipped)" not in first
+    assert "tensors of --out keep TinyC3D's initialisation, not the file's (missing, or shape differs: first " in second
+    strict = vkit("weights", "convert", str(src), "--backbone", "TinyC3D", "--set", "widths=[4,16]", "--out",
+                  str(tmp_path / "s.safetensors"), cwd=tmp_path, check=False)
+    assert strict.returncode == 1 and "shape" in strict.stderr
