@@ -55,13 +55,15 @@ def test_inspect_run_reference_whose_recorded_config_does_not_load_says_why(tmp_
     assert "use:" not in out
 
 
-def test_inspect_a_file_nothing_fits_says_so(tmp_path):
+def test_inspect_a_file_nothing_fits_says_so(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "250")
     path = tmp_path / "small.safetensors"
     save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
-    proc = vkit("weights", "inspect", str(path), "--backbone", "TinyC3D", cwd=tmp_path)
-    assert "closest backbones (none fits)" in proc.stdout
-    assert "no registered backbone, built with its defaults or the variants listed, takes every key" in proc.stdout
-    assert "use:" not in proc.stdout
+    code, out, err = vkit_main(capsys, "weights", "inspect", str(path), "--backbone", "TinyC3D")
+    assert code == 0, err
+    assert "closest backbones (none fits)" in out
+    assert "no registered backbone, built with its defaults or the variants listed, takes every key" in out
+    assert "use:" not in out
 
 
 def test_convert_set_without_a_value_names_a_backbone_argument(tmp_path):
@@ -119,7 +121,7 @@ def test_convert_run_reference_reads_the_db_store(tmp_path, monkeypatch, capsys)
         assert f.metadata()["source"] == "backbone.safetensors"
 
 
-def test_convert_no_strict_says_which_tensors_were_skipped(tmp_path):
+def test_convert_no_strict_says_which_tensors_were_skipped(tmp_path, capsys, monkeypatch):
     # widths (4, 8) weights into widths (4, 16): the second block's shapes differ; --no-strict wrote the file and
     # said "0 missing, 0 unexpected" without the skipped tensors
     import torch
@@ -127,11 +129,13 @@ def test_convert_no_strict_says_which_tensors_were_skipped(tmp_path):
     src = tmp_path / "src.pth"
     torch.save(TinyC3D(widths=(4, 8)).state_dict(), src)
     out = tmp_path / "o.safetensors"
-    proc = vkit("weights", "convert", str(src), "--backbone", "TinyC3D", "--set", "widths=[4,16]", "--no-strict",
-                "--out", str(out), cwd=tmp_path)
-    first, second = proc.stdout.splitlines()[:2]
+    monkeypatch.setenv("COLUMNS", "250")
+    code, stdout, err = vkit_main(capsys, "weights", "convert", str(src), "--backbone", "TinyC3D", "--set",
+                                  "widths=[4,16]", "--no-strict", "--out", str(out))
+    assert code == 0, err
+    first, second = stdout.splitlines()[:2]
     assert "0 missing, 0 unexpected" in first and " skipped)" in first and ", 0 skipped)" not in first
     assert "tensors of --out keep TinyC3D's initialisation, not the file's (missing, or shape differs: first " in second
-    strict = vkit("weights", "convert", str(src), "--backbone", "TinyC3D", "--set", "widths=[4,16]", "--out",
-                  str(tmp_path / "s.safetensors"), cwd=tmp_path, check=False)
-    assert strict.returncode == 1 and "shape" in strict.stderr
+    code, _, err = vkit_main(capsys, "weights", "convert", str(src), "--backbone", "TinyC3D", "--set", "widths=[4,16]",
+                             "--out", str(tmp_path / "s.safetensors"))
+    assert code == 1 and "shape" in err
