@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,9 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
     if ref.startswith("run:"):  # a `vkit pretrain` run's weights, as pretrained='run:ID' names them (verified)
         file = _run_weights(ctx, ref)
         run = run_backbone_fit(ref, file, prefix=prefix)
-    info = inspect_weights(file, backbones=list(backbones) or None, prefix=prefix)
+    with warnings.catch_warnings():  # mmaction2's Swin3D, built for real when nothing else fits, warns in torch
+        warnings.filterwarnings("ignore", message=r"torch\.meshgrid", category=UserWarning)
+        info = inspect_weights(file, backbones=list(backbones) or None, prefix=prefix)
     if run is not None:  # the backbone config the run pretrained comes first: it is what run:ID loads into
         info["run"] = {k: v for k, v in run.items() if k != "fit"}
         info["fits"].insert(0, run["fit"])
