@@ -179,9 +179,12 @@ def inspect_cmd(ctx: click.Context, file: Path, backbones: tuple[str, ...], pref
              f["matched"], f["missing"], f["unexpected"], f["ignored"], "; ".join(f["adapted"][:1] + f["refused"][:1])]
             for f in shown_fits]
     if not rows:
-        said = (f"--backbone {', '.join(backbones)}: no key of this file matches" if backbones
-                else "no registered backbone matches any key of this file")
-        out.print(said + (f" after stripping --prefix {prefix!r}" if prefix else ""))
+        for name in backbones:  # the loader's own reason: no key matches, or several prefixes fit (ambiguous)
+            out.print(f"--backbone {name}: {_load_refusal(name, file, prefix)}")
+        if not backbones:
+            out.print("no registered backbone takes this file under one key prefix"
+                      + (f" (after stripping --prefix {prefix!r})" if prefix else "")
+                      + ": no key matches, or several prefixes fit; `--backbone NAME` says which for one backbone")
         return
     print_table("backbones" if good else "closest backbones (none fits)", ["backbone", "variant", "status", "prefix",
                 "matched", "missing", "unexpected", "ignored", "note"], rows)
@@ -205,6 +208,20 @@ def _run_weights(ctx: click.Context, ref: str) -> Path:
     from vkit.core.weights.load import resolve
 
     return Path(resolve(ref, open_store((ctx.find_root().obj or {}).get("db_url"), create=False))[0])
+
+
+def _load_refusal(name: str, file: Path, prefix: str | None) -> str:
+    """Why backbone ``name`` (built with its defaults) does not take ``file``: the loader's message."""
+    from vkit.registry.errors import VkitError
+    from vkit.registry.registries import BACKBONES
+
+    try:
+        BACKBONES.build(dict(type=name, pretrained=str(file), pretrained_prefix=prefix))
+    except VkitError as err:
+        return str(err)
+    except Exception as err:  # noqa: BLE001 - a backbone that cannot be built with its defaults
+        return f"cannot be built with its defaults: {type(err).__name__}: {err}"
+    return "loads it (built with its defaults)"
 
 
 def _check_backbone_names(names: tuple[str, ...] | list[str]) -> None:

@@ -91,7 +91,23 @@ def test_inspect_prefix_that_matches_nothing_names_it(tmp_path, capsys, monkeypa
     save_file(dict(TinyC3D(widths=(4, 8)).state_dict()), str(path))
     code, out, err = vkit_main(capsys, "weights", "inspect", str(path), "--backbone", "TinyC3D", "--prefix", "backbone.")
     assert code == 0, err
-    assert "--backbone TinyC3D: no key of this file matches after stripping --prefix 'backbone.'" in out
+    assert "--backbone TinyC3D: backbone 'TinyC3D': small.safetensors: no key of the file names a key of the model " \
+           "after stripping 'backbone.'" in out
+
+
+def test_inspect_says_when_several_prefixes_fit(tmp_path, capsys, monkeypatch):
+    # the same weights under 'backbone.' and 'module.backbone.': was "no key of this file matches"
+    monkeypatch.setenv("COLUMNS", "250")
+    state = TinyC3D().state_dict()  # its default widths: each prefix alone fits it exactly
+    path = tmp_path / "two.safetensors"
+    save_file({f"{p}{k}": v.clone() for k, v in state.items() for p in ("backbone.", "module.backbone.")}, str(path))
+    code, out, err = vkit_main(capsys, "weights", "inspect", str(path), "--backbone", "TinyC3D")
+    assert code == 0, err
+    assert "several key prefixes fit the file ('backbone.', 'module.backbone.'); name one with pretrained_prefix" in out
+    code, out, err = vkit_main(capsys, "weights", "inspect", str(path), "--backbone", "TinyC3D", "--prefix",
+                               "module.backbone.", "--json")
+    assert code == 0, err
+    assert json.loads(out)["fits"][0]["status"] == "fits" and json.loads(out)["fits"][0]["prefix"] == "module.backbone."
 
 
 def test_inspect_run_reference_of_a_scan_run_says_volume(tmp_path, monkeypatch, capsys):
