@@ -31,8 +31,8 @@ from typing import Any
 
 from vkit.registry.errors import CheckpointError, ConfigError, DataError
 
-__all__ = ["BadInput", "Input", "Replica", "ServedTask", "load_input", "load_replicas", "prepare_model",
-           "warm_loading"]
+__all__ = ["BadInput", "Input", "Replica", "ServedTask", "checkpoint_task", "load_input", "load_replicas",
+           "prepare_model", "warm_loading"]
 
 #: ``--precision`` values serve accepts (``int8`` quantizes ``vkit score``'s conv backbones only).
 SERVE_PRECISIONS = ("fp32", "bf16", "auto")
@@ -221,19 +221,33 @@ def choose_precision(requested: str, log: Any = None) -> tuple[str, str]:
     return "bf16", f"native bf16 on {caps.describe()}"
 
 
-def load_replicas(ref: str, *, store: Any, manager: Any, replicas: int, stage: str | None, precision: str,
-                  expect_task: str | None = None) -> tuple[Any, list[Replica]]:
-    """``(task, replicas)``: the checkpoint's task and ``replicas`` models loaded from ``ref`` (a run id or a path)."""
+def checkpoint_task(ref: str, store: Any, option: str = "--checkpoint") -> tuple[Any, str]:
+    """``(files, task name)`` of ``ref`` (a run id or a path), checked without loading a model: a file that is not
+    a vkit checkpoint (no ``.json`` sidecar naming its task) is a :class:`CheckpointError` saying what is expected."""
     from vkit.core.checkpoint import load_meta
     from vkit.core.run_checkpoint import resolve_checkpoint
-    from vkit.core.trained import load_trained
 
-    files = resolve_checkpoint(ref, store)
+    expected = "expected a run id or a vkit checkpoint (a .safetensors with its .json sidecar written by vkit run)"
+    files = resolve_checkpoint(ref, store, option=option)
+    if files.weights.suffix != ".safetensors" or not files.sidecar.is_file():
+        found = (f"{files.weights.name} has no sidecar {files.sidecar.name}" if files.weights.suffix == ".safetensors"
+                 else f"{files.weights.name} is not a .safetensors file")
+        raise CheckpointError(f"{option} {ref}: {expected}; {found}")
     task_name = load_meta(files.weights).get("task")
     if not task_name:
-        raise CheckpointError(f"--checkpoint {ref}: its sidecar names no task; it was not written by `vkit run`")
+        raise CheckpointError(f"{option} {ref}: {expected}; its sidecar names no task")
+    return files, task_name
+
+
+def load_replicas(ref: str, *, store: Any, manager: Any, replicas: int, stage: str | None, precision: str,
+                  expect_task: str | None = None, option: str = "--checkpoint") -> tuple[Any, list[Replica]]:
+    """``(task, replicas)``: the checkpoint's task and ``replicas`` models loaded from ``ref`` (a run id or a path);
+    ``option`` names it in errors (``--checkpoint`` on the command line, ``'checkpoint'`` over HTTP)."""
+    from vkit.core.trained import load_trained
+
+    files, task_name = checkpoint_task(ref, store, option=option)
     if expect_task is not None and task_name != expect_task:
-        raise CheckpointError(f"reload {ref}: a checkpoint of task {task_name!r}, not {expect_task!r}")
+        raise CheckpointError(f"{option} {ref}: a checkpoint of task {task_name!r}, not {expect_task!r}")
     task = manager.get_task(task_name)()
     manager.register_components(require=task.plugin)
     copies = [load_trained(files, store=store, task=task, stage=stage) for _ in range(replicas)]

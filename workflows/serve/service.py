@@ -129,8 +129,9 @@ class ServeService:
                               plugins=tuple(settings.plugins))
         self.loaders: Any = None
         try:
-            for ref in settings.checkpoints:
-                self._add(ref)
+            self._check(settings.checkpoints)  # every checkpoint, before a model loads or a serve run is recorded
+            for served in [self._load(ref) for ref in settings.checkpoints]:
+                self._add(served)
             if not settings.loaders:  # inputs load on threads of this process: warm that here, not on a request
                 for name in self.batchers:
                     warm_loading(self.tasks[name].task, self.tasks[name].trained.config)
@@ -154,13 +155,22 @@ class ServeService:
         return ServedTask(name=task.name, task=task, replicas=replicas, checkpoint=str(ref),
                           stage=self.settings.stage, precision=self.precision, precision_reason=self.precision_reason)
 
-    def _add(self, ref: str) -> None:
+    def _check(self, refs: list[str]) -> None:
+        """Each checkpoint resolved and its task read (no model loaded); two of one task are refused."""
+        from vkit.workflows.serve.models import checkpoint_task
+
+        seen: dict[str, str] = {}
+        for ref in refs:
+            _, task = checkpoint_task(ref, self.store)
+            if task in seen:
+                raise ConfigError(f"vkit serve: two checkpoints of task {task!r} (--checkpoint {seen[task]} and "
+                                  f"--checkpoint {ref}); serve one model per task (another task's checkpoint may be "
+                                  f"added; a second model of one task needs its own `vkit serve --port`)")
+            seen[task] = ref
+
+    def _add(self, served: Any) -> None:
         from vkit.workflows.serve.batcher import MicroBatcher
 
-        served = self._load(ref)
-        if served.name in self.tasks:
-            raise ConfigError(f"vkit serve: two checkpoints of task {served.name!r} ({self.tasks[served.name].checkpoint}"
-                              f" and {ref}); serve one model per task")
         self.tasks[served.name] = served
         if served.can("predict"):
             self.batchers[served.name] = MicroBatcher(
