@@ -357,3 +357,62 @@ def test_the_installed_command_serves_and_its_docs_open_in_headless_chromium(med
     run = store.list_runs(kind="serve", limit=1)[0]
     assert run["status"] == "finished" and len(store.run_predictions(run["id"], "serve")) == 1, (run, output)
     store.close()
+
+
+def _serve_runs(medical: dict[str, Any]) -> list[int]:
+    store = open_store(medical["url"], read_only=True)
+    try:
+        return [r["id"] for r in store.list_runs(kind="serve", limit=10_000)]
+    finally:
+        store.close()
+
+
+def test_bad_checkpoints_refuse_to_start_before_any_serve_run_is_recorded(medical: dict[str, Any],
+                                                                          tmp_path: Path) -> None:
+    from vkit.registry.errors import CheckpointError
+
+    foreign = tmp_path / "x3d_s.safetensors"
+    foreign.write_bytes(b"not ours")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("hello")
+    folder = tmp_path / "emptydir"
+    folder.mkdir()
+    before = _serve_runs(medical)
+    expected = r"expected a run id or a vkit checkpoint \(a \.safetensors with its \.json sidecar written by vkit run\)"
+    cases = {
+        (medical["run"], medical["run"]): r"two checkpoints of task 'medical-diagnosis'.*serve one model per task",
+        (medical["run"], medical["other"]): r"two checkpoints of task 'medical-diagnosis'",
+        (medical["run"], str(foreign)): expected,
+        (str(notes),): expected,
+        (str(folder),): r"is a folder, not a checkpoint file",
+    }
+    for refs, pattern in cases.items():
+        with pytest.raises((ConfigError, CheckpointError), match=pattern) as err:
+            build_app(ServeSettings(checkpoints=list(refs), db_url=medical["url"]))
+        assert "metadata file" not in str(err.value) and "not a regular file" not in str(err.value), str(err.value)
+        assert _serve_runs(medical) == before, (refs, str(err.value))                  # no run row, not even failed
+
+
+def test_reload_never_reveals_server_paths_and_speaks_api(medical: dict[str, Any], tmp_path: Path) -> None:
+    (tmp_path / "exists.safetensors").write_bytes(b"x")
+
+    async def main() -> dict[str, httpx.Response]:
+        async with serving(_settings(medical)) as (_, client):
+            reload = "/v1/admin/reload"
+            return dict(
+                passwd=await client.post(reload, json={"task": TASK, "checkpoint": "/etc/passwd"}),
+                nothing=await client.post(reload, json={"task": TASK, "checkpoint": "/no/such/file.safetensors"}),
+                exists=await client.post(reload, json={"task": TASK, "checkpoint": str(tmp_path / "exists.safetensors")}),
+                run=await client.post(reload, json={"task": TASK, "checkpoint": 99999}),
+                good=await client.post(reload, json={"task": TASK, "checkpoint": medical["other"]}),
+            )
+
+    got = asyncio.run(main())
+    assert {k: r.status_code for k, r in got.items()} == dict(passwd=422, nothing=422, exists=422, run=422, good=200)
+    details = {k: r.json()["detail"] for k, r in got.items() if k != "good"}
+    assert details["passwd"] == details["nothing"] == details["exists"], details      # existence cannot be probed
+    for key, detail in details.items():
+        assert "/etc" not in detail and "/no/such" not in detail and str(tmp_path) not in detail, detail
+        assert ".json" not in detail and "--checkpoint" not in detail and "sqlite" not in detail, detail
+        assert "still serving the previous model" in detail and "'checkpoint'" in detail, detail
+
