@@ -21,6 +21,7 @@ Example::
 """
 # No ``from __future__ import annotations``: FastAPI reads the route annotations (``Request``) at definition time.
 import asyncio
+import logging
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -31,6 +32,8 @@ from vkit.workflows.serve.service import ServeService, ServeSettings
 from vkit.workflows.web_access import COOKIE, allowed
 
 __all__ = ["build_app"]
+
+log = logging.getLogger("vkit.serve")
 
 _OPEN = ("/healthz",)
 _PREDICT_BODY = {
@@ -193,11 +196,15 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
             raise HTTPException(400, "'checkpoint' must be a run id or a path")
         try:
             return await asyncio.to_thread(service.reload, task, None if ref is None else str(ref))
-        except (ConfigError, DataError, StoreError) as err:
-            raise HTTPException(422, str(err)) from None
         except Exception as err:  # noqa: BLE001 - a checkpoint that will not load: the old model keeps serving
-            raise HTTPException(422, f"reload failed, still serving the previous model: {type(err).__name__}: "
-                                     f"{err}") from None
+            # The reason names server paths (and whether a file exists): it goes to the server's log only.
+            log.warning("POST /v1/admin/reload task %r checkpoint %r failed: %s: %s", task, ref,
+                        type(err).__name__, err)
+            shown = f" {ref}" if isinstance(ref, int) or (isinstance(ref, str) and ref.strip().isdigit()) else ""
+            raise HTTPException(422, f"reload of task {task!r} failed, still serving the previous model: "
+                                     f"'checkpoint'{shown} is not a trained run of this task in the server's store "
+                                     f"nor a vkit checkpoint of it the server can read (the server's log has the "
+                                     f"reason)") from None
 
     @app.get("/healthz", summary="Liveness and what is served")
     async def healthz() -> dict[str, Any]:

@@ -147,11 +147,12 @@ class ServeService:
             raise
 
     # ------------------------------------------------------------------ models
-    def _load(self, ref: str, expect_task: str | None = None) -> Any:
+    def _load(self, ref: str, expect_task: str | None = None, option: str = "--checkpoint") -> Any:
         from vkit.workflows.serve.models import ServedTask, load_replicas
 
         task, replicas = load_replicas(ref, store=self.store, manager=self.manager, replicas=self.settings.replicas,
-                                       stage=self.settings.stage, precision=self.precision, expect_task=expect_task)
+                                       stage=self.settings.stage, precision=self.precision, expect_task=expect_task,
+                                       option=option)
         return ServedTask(name=task.name, task=task, replicas=replicas, checkpoint=str(ref),
                           stage=self.settings.stage, precision=self.precision, precision_reason=self.precision_reason)
 
@@ -200,7 +201,7 @@ class ServeService:
             raise KeyError(task)
         with self._reload_lock:
             old = self.tasks[task]
-            new = self._load(ref or old.checkpoint, expect_task=task)
+            new = self._load(ref or old.checkpoint, expect_task=task, option="'checkpoint'")
             old_run = self.runs[task]
             self.runs[task] = self.recorder.start_run(new, self._run_config(new))
             self.run_of_model[(task, new.sha256)] = self.runs[task]
