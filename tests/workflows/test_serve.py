@@ -416,3 +416,19 @@ def test_reload_never_reveals_server_paths_and_speaks_api(medical: dict[str, Any
         assert ".json" not in detail and "--checkpoint" not in detail and "sqlite" not in detail, detail
         assert "still serving the previous model" in detail and "'checkpoint'" in detail, detail
 
+
+def test_admin_routes_need_the_token_and_a_wrong_token_is_told_so(medical: dict[str, Any]) -> None:
+    async def main() -> dict[str, httpx.Response]:
+        async with serving(_settings(medical, token=TOKEN)) as (_, client):
+            body = {"task": TASK, "checkpoint": "/etc/passwd"}
+            return dict(
+                none=await client.post("/v1/admin/reload", json=body),
+                wrong=await client.post("/v1/admin/reload", json=body, headers={"Authorization": "Bearer " + "x" * 24}),
+                right=await client.post("/v1/admin/reload", json=body, headers={"Authorization": f"Bearer {TOKEN}"}),
+            )
+
+    got = asyncio.run(main())
+    assert {k: r.status_code for k, r in got.items()} == dict(none=401, wrong=401, right=422)
+    assert "a bearer token is required" in got["none"].json()["detail"]
+    assert "wrong token" in got["wrong"].json()["detail"] and "required" not in got["wrong"].json()["detail"]
+

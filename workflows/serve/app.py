@@ -29,7 +29,7 @@ from typing import Any
 
 from vkit.registry.errors import ConfigError, DataError, StoreError
 from vkit.workflows.serve.service import ServeService, ServeSettings
-from vkit.workflows.web_access import COOKIE, allowed
+from vkit.workflows.web_access import COOKIE, allowed, presented
 
 __all__ = ["build_app"]
 
@@ -84,8 +84,9 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
     async def guard(request: Request, call_next: Any) -> Any:
         began = time.perf_counter()
         if request.url.path not in _OPEN and not allowed(request, settings.token):
-            response = JSONResponse({"detail": "a bearer token is required: Authorization: Bearer TOKEN"},
-                                    status_code=401, headers={"WWW-Authenticate": "Bearer"})
+            reason = ("a bearer token is required: Authorization: Bearer TOKEN" if presented(request) is None
+                      else "wrong token: the bearer token given is not this server's (--token / VKIT_TOKEN)")
+            response = JSONResponse({"detail": reason}, status_code=401, headers={"WWW-Authenticate": "Bearer"})
         else:
             response = await call_next(request)
             if settings.token is not None and request.query_params.get("token") is not None:  # a browser: /docs
