@@ -41,6 +41,14 @@ PRESETS: dict[str, dict[str, Any]] = {
 _STAGE = re.compile(r"^(layer|denseblock|stage|res_layers?)\d+$")
 
 
+def set_by(train: Mapping[str, Any], key: str) -> str:
+    """``" (set by train.preset='finetune')"`` where ``train``'s preset, not the user, set ``key``; else ``""``."""
+    preset = train.get("preset")
+    if preset in PRESETS and key in PRESETS[preset] and train.get(key, FINETUNE_DEFAULTS[key]) == FINETUNE_DEFAULTS[key]:
+        return f" (set by train.preset={preset!r})"
+    return ""
+
+
 def finetune_settings(train: Mapping[str, Any]) -> dict[str, Any]:
     """The fine-tuning keys of ``train`` checked, with its ``preset`` applied; errors name ``train.<key>``."""
     out = {k: train.get(k, v) for k, v in FINETUNE_DEFAULTS.items()}
@@ -69,7 +77,8 @@ def finetune_settings(train: Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
         raise ConfigError(f"train.warmup_epochs={warmup!r}; expected an int >= 0")
     if warmup and warmup >= int(train.get("epochs", 1)):
-        raise ConfigError(f"train.warmup_epochs={warmup} must be below train.epochs={train.get('epochs')}")
+        raise ConfigError(f"train.warmup_epochs={warmup}{set_by(train, 'warmup_epochs')} must be below "
+                          f"train.epochs={train.get('epochs')}")
     paramwise = out["paramwise_cfg"]
     if paramwise is not None and not isinstance(paramwise, Mapping):
         raise ConfigError(f"train.paramwise_cfg={paramwise!r}; expected a mapping such as "
@@ -119,6 +128,18 @@ def stage_modules(backbone: nn.Module) -> list[list[nn.Module]]:
     return [stem, *stages]
 
 
+def check_freeze(backbone: nn.Module, freeze: int, where: str = "") -> list[list[nn.Module]]:
+    """``backbone``'s :func:`stage_modules`, or a :class:`ConfigError` when ``train.freeze=N`` names more stages
+    than it has (``where``: its config key, for the message)."""
+    stages = stage_modules(backbone)
+    if freeze >= len(stages):
+        at = f" ({where})" if where else ""
+        raise ConfigError(f"train.freeze={freeze}: backbone {type(backbone).__name__!r}{at} has only "
+                          f"{len(stages) - 1} stages after its stem (freeze=0..{len(stages) - 1}); use "
+                          f"freeze='backbone' to fix it all")
+    return stages
+
+
 def _stay_eval(self: nn.Module, mode: bool = True) -> nn.Module:
     return nn.Module.train(self, False)
 
@@ -140,17 +161,15 @@ def apply_finetune(model: nn.Module, settings: Mapping[str, Any]) -> tuple[dict[
     freeze = ft["freeze"]
     for key, unset in (("freeze", None), ("backbone_lr_mult", 1.0)):
         if ft[key] != unset and not backbones:
-            raise ConfigError(f"train.{key}={ft[key]!r}: this model ({type(model).__name__}) has no backbone (it "
-                              f"trains on features a frozen backbone computed); leave train.{key} out")
+            raise ConfigError(f"train.{key}={ft[key]!r}{set_by(settings, key)}: this model ({type(model).__name__}) "
+                              f"has no backbone (it trains on features a frozen backbone computed); leave "
+                              f"train.{'preset' if set_by(settings, key) else key} out")
     if freeze is not None:
         for backbone in backbones.values():
             if freeze == "backbone":
                 freeze_module(backbone)
             else:
-                stages = stage_modules(backbone)
-                if freeze >= len(stages):
-                    raise ConfigError(f"train.freeze={freeze}: backbone {type(backbone).__name__!r} has only "
-                                      f"{len(stages) - 1} stages after its stem; use freeze='backbone' to fix it all")
+                stages = check_freeze(backbone, freeze)
                 for group in stages[:freeze + 1]:
                     for module in group:
                         freeze_module(module)
@@ -187,5 +206,6 @@ def trainable_summary(model: nn.Module) -> str:
     return f"{trained:,} of {total:,} parameters trained"
 
 
-__all__ = ["FINETUNE_DEFAULTS", "PRESETS", "apply_finetune", "backbones_of", "finetune_settings", "freeze_module",
+__all__ = ["FINETUNE_DEFAULTS", "PRESETS", "apply_finetune", "backbones_of", "check_freeze", "finetune_settings",
+           "freeze_module", "set_by",
            "schedulers", "stage_modules", "trainable_summary"]

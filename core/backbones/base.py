@@ -164,6 +164,36 @@ def capture_output(module: nn.Module) -> Iterator[list[Any]]:
         handle.remove()
 
 
+def accepted_keys(cls: Any) -> set[str] | None:
+    """The config keys backbone class ``cls`` takes besides ``type``: its constructor's named arguments, its
+    ``config_keys`` and, where ``**overrides`` pass through to an upstream class (``cls.upstream_class()``, e.g.
+    mmaction2's ``X3D``), that class's named arguments (up its bases while they take ``**kwargs`` too);
+    ``None`` when a ``**kwargs`` goes somewhere vkit cannot see (no check is possible)."""
+    def named(fn: Any) -> tuple[set[str], bool]:
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return set(), True
+        keys = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)} - {"self"}
+        return keys, any(p.kind is p.VAR_KEYWORD for p in params)
+
+    keys, open_ = named(cls)
+    keys |= set(getattr(cls, "config_keys", ()))
+    if open_:
+        upstream = getattr(cls, "upstream_class", None)
+        up = upstream() if callable(upstream) else None
+        if up is None:
+            return None
+        for base in inspect.getmro(up):
+            if base in (nn.Module, object):
+                break
+            more, still_open = named(base.__init__)
+            keys |= more
+            if not still_open:
+                break
+    return keys
+
+
 class Backbone(nn.Module, metaclass=_LoadsPretrained):
     """Base class of every vkit backbone: ``(N, C, T, H, W)`` in, ``(N, D)`` or ``(N, T', D)`` out.
 

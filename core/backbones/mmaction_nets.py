@@ -72,6 +72,19 @@ def build_mmaction(cfg: dict[str, Any], owner: str) -> nn.Module:
 class MMActionBackbone(Backbone):
     """Common constructor of the mmaction2 wrappers: builds ``self.net`` and sets the declared attributes."""
 
+    #: mmaction2's class the ``**overrides`` go to (its arguments are the config keys the wrapper accepts too).
+    mm_type: ClassVar[str] = ""
+
+    @classmethod
+    def upstream_class(cls) -> type | None:
+        """mmaction2's class of :attr:`mm_type` (``None`` without mmaction2)."""
+        try:
+            ensure_mmaction()
+            from mmaction.registry import MODELS
+        except Exception:  # noqa: BLE001 - no mmaction2: the build reports it
+            return None
+        return MODELS.get(f"mmaction.{cls.mm_type}") if cls.mm_type else None
+
     def __init__(self, mm_cfg: dict[str, Any], num_frames: int, input_size: int | Sequence[int],
                  in_channels: int, output: str, pretrained: str | Path | None,
                  mean: Sequence[float], std: Sequence[float]) -> None:
@@ -104,6 +117,8 @@ class X3D(MMActionBackbone, FeatureMapBackbone):
         output, pretrained: see :class:`Backbone`.
         **overrides: arguments of mmaction2's ``X3D`` (``gamma_w``, ``gamma_d``, ``se_ratio`` ...).
     """
+
+    mm_type = "X3D"
 
     SETTINGS: ClassVar[dict[str, dict[str, Any]]] = {
         "s": dict(arch=dict(gamma_w=1, gamma_b=2.25, gamma_d=2.2), num_frames=13, input_size=(160, 160)),
@@ -145,6 +160,8 @@ class SlowOnly(MMActionBackbone, FeatureMapBackbone):
         **overrides: arguments of ``ResNet3dSlowOnly`` (``base_channels``, ``inflate`` ...).
     """
 
+    mm_type = "ResNet3dSlowOnly"
+
     prefers_channels_last_3d = True
 
     def __init__(self, depth: int = 50, num_frames: int = 8, input_size: int | Sequence[int] = 224,
@@ -180,6 +197,8 @@ class TSM(MMActionBackbone, FeatureMapBackbone):
         input_size, in_channels, output, pretrained: see :class:`Backbone`.
         **overrides: arguments of ``ResNetTSM`` (``shift_div``, ``shift_place`` ...).
     """
+
+    mm_type = "ResNetTSM"
 
     fixed_num_frames = True
 
@@ -219,6 +238,8 @@ class TimeSformer(MMActionBackbone):
         **overrides: arguments of mmaction2's ``TimeSformer`` (``embed_dims``,
             ``num_heads``, ``num_transformer_layers``, ``patch_size``, ``attention_type`` ...).
     """
+
+    mm_type = "TimeSformer"
 
     fixed_num_frames = True
     fixed_input_size = True
@@ -268,6 +289,8 @@ class Swin3D(MMActionBackbone, FeatureMapBackbone):
         **overrides: arguments of ``SwinTransformer3D`` (``window_size``, ``patch_size`` ...).
     """
 
+    mm_type = "SwinTransformer3D"
+
     def __init__(self, arch: str | dict[str, Any] = "tiny", num_frames: int = 32,
                  input_size: int | Sequence[int] = 224, in_channels: int = 3, output: str = "pooled",
                  pretrained: str | Path | None = None, **overrides: Any) -> None:
@@ -304,6 +327,8 @@ class MViT(MMActionBackbone):
         num_frames, input_size, in_channels, output, pretrained: see :class:`Backbone`.
         **overrides: arguments of mmaction2's ``MViT``.
     """
+
+    mm_type = "MViT"
 
     fixed_num_frames = True
     fixed_input_size = True

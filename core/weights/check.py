@@ -53,6 +53,53 @@ def _registered(registry: Any, name: str) -> bool:
         return False
 
 
+def backbone_entries(cfg: Any, path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(dotted key, config)`` of every backbone config in ``cfg``: a mapping with ``type`` under a key
+    ``backbone`` (``features.backbone``, ``content.backbone``) or a value of a ``backbones`` mapping
+    (``model.backbones.video``), whether or not its type is registered."""
+    node = cfg.to_dict() if hasattr(cfg, "to_dict") else cfg
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            where = f"{path}.{key}" if path else str(key)
+            if key == "backbone" and isinstance(value, Mapping) and "type" in value:
+                yield where, dict(value)
+            elif key == "backbones" and isinstance(value, Mapping):
+                for name, sub in value.items():
+                    if isinstance(sub, Mapping) and "type" in sub:
+                        yield f"{where}.{name}", dict(sub)
+            else:
+                yield from backbone_entries(value, where)
+    elif isinstance(node, (list, tuple)):
+        for index, value in enumerate(node):
+            yield from backbone_entries(value, f"{path}.{index}")
+
+
+def check_backbone_keys(where: str, node: Mapping[str, Any]) -> type:
+    """The class of backbone config ``node`` (at config key ``where``); a :class:`ConfigError` naming
+    ``where.type`` for an unknown type, or ``where`` for a key the backbone does not take (did-you-mean and the
+    accepted keys), before anything is built."""
+    from vkit.core.backbones.base import accepted_keys
+    from vkit.registry.errors import did_you_mean
+    from vkit.registry.registries import BACKBONES, _names
+
+    kind = node.get("type")
+    if not isinstance(kind, str):
+        return kind  # a class given in a .py config: built as it is
+    scoped = f"{node['_scope_']}.{kind}" if node.get("_scope_") and "." not in kind else kind
+    cls = BACKBONES.get(scoped)
+    if cls is None:
+        names = sorted(set(_names(BACKBONES)))
+        raise ConfigError(f"{where}.type: unknown backbone {kind!r}{did_you_mean(kind, names)}; registered: "
+                          f"{sorted(BACKBONES.module_dict)}")
+    keys = accepted_keys(cls)
+    if keys is not None:
+        for key in node:
+            if key not in keys and key not in ("type", "_scope_"):
+                raise ConfigError(f"{where}: unknown key {key!r} for backbone {kind!r}{did_you_mean(key, keys)}; "
+                                  f"accepted: {sorted(keys)}")
+    return cls
+
+
 @dataclass
 class CheckedWeights:
     """What :func:`check_weights` found: ``reports`` (``{config key: LoadReport}``), the non-default fine-tuning
@@ -73,8 +120,12 @@ def check_weights(cfg: Any, store: Any) -> CheckedWeights:
 
     from vkit.core.finetune import FINETUNE_DEFAULTS, finetune_settings
 
+    for where, node in backbone_entries(cfg):  # an unknown type or key: before data, naming the key
+        check_backbone_keys(where, node)
     train = dict(cfg.get("train") or {})
-    tuned = {k: v for k, v in finetune_settings(train).items() if v != FINETUNE_DEFAULTS[k]}  # checked before data too
+    settings = finetune_settings(train)
+    tuned = {k: v for k, v in settings.items() if v != FINETUNE_DEFAULTS[k]}  # checked before data too
+    check_finetune_backbones(cfg, train, settings)
     use_store(store)
     with keep_weights() as files:
         reports = check_config_weights(cfg)
@@ -82,6 +133,52 @@ def check_weights(cfg: Any, store: Any) -> CheckedWeights:
 
     check_run_inputs(cfg, reports)  # run:ID pretrained on another input (RGB vs frame differences): refused
     return CheckedWeights(reports, tuned, files)
+
+
+def check_finetune_backbones(cfg: Any, train: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+    """``train.freeze`` / ``backbone_lr_mult`` against the model's backbones, before data: refused where the model
+    has no backbone of its own (it trains on features ``features.backbone`` computed) or where ``freeze=N`` names
+    more stages than a backbone has (built on the meta device: no weights are made or read)."""
+    from vkit.core.finetune import FINETUNE_DEFAULTS, check_freeze, set_by
+
+    entries = list(backbone_entries(cfg))
+    trained = [(w, n) for w, n in entries if w.startswith("model.")]
+    for key in ("freeze", "backbone_lr_mult"):
+        if settings[key] != FINETUNE_DEFAULTS[key] and entries and not trained:
+            by = set_by(train, key)
+            raise ConfigError(f"train.{key}={settings[key]!r}{by}: this task's model has no backbone of its own (it "
+                              f"trains on features computed by {', '.join(w for w, _ in entries)}, which stays "
+                              f"fixed); leave train.{'preset' if by else key} out")
+    freeze = settings["freeze"]
+    for where, node in entries:
+        net = meta_build(where, node)
+        if net is not None and isinstance(freeze, int) and not isinstance(freeze, bool) and (where, node) in trained:
+            check_freeze(net, freeze, where)
+
+
+def blamed_key(where: str, node: Mapping[str, Any], err: Exception, default: str = "") -> str:
+    """``where.<key>`` of the key of ``node`` whose value ``err``'s message quotes (``arch='r3d_34'``), else
+    ``where.<default>`` (or ``where``)."""
+    key = next((k for k in node if k != "type" and f"{k}={node[k]!r}" in str(err)), default)
+    return f"{where}.{key}" if key else where
+
+
+def meta_build(where: str, node: Mapping[str, Any]) -> Any:
+    """Backbone config ``node`` built on the meta device (no weights made or read; ``pretrained`` left out), so a
+    bad argument (``arch='r3d_34'``) fails before data as ``model.backbones.video.arch: ...``; ``None`` where it
+    cannot be built there for another reason (the model build reports it)."""
+    import torch
+
+    from vkit.registry.registries import BACKBONES
+
+    plain = {k: v for k, v in copy.deepcopy(dict(node)).items() if k not in _OPTIONS}
+    try:
+        with torch.device("meta"):
+            return BACKBONES.build(plain)
+    except ConfigError as err:
+        raise ConfigError(f"{blamed_key(where, node, err)}: {err}") from err
+    except Exception:  # noqa: BLE001 - e.g. an op the meta device lacks: the real build reports its own errors
+        return None
 
 
 def check_run_weights(cfg: Any, ctx: Any, checked: CheckedWeights | None = None) -> CheckedWeights:
@@ -122,10 +219,8 @@ def check_config_weights(cfg: Any) -> dict[str, LoadReport]:
         try:
             net = BACKBONES.build(copy.deepcopy(node))
         except (CheckpointError, ConfigError) as err:
-            # an option is to blame only where the message quotes the value given (a hint may name it too)
-            key = next((k for k in _OPTIONS[1:] if node.get(k) is not None and f"{k}={node[k]!r}" in str(err)),
-                       "pretrained")
-            raise type(err)(f"{where}.{key}: {err}") from err
+            # a key is to blame only where the message quotes the value given (a hint may name it too)
+            raise type(err)(f"{blamed_key(where, node, err, 'pretrained')}: {err}") from err
         report = getattr(net, "pretrained_report", None)
         if report is None:
             raise ConfigError(f"{where}.pretrained: backbone {name!r} took pretrained={node['pretrained']!r} but never "
