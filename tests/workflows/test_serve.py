@@ -432,3 +432,20 @@ def test_admin_routes_need_the_token_and_a_wrong_token_is_told_so(medical: dict[
     assert "a bearer token is required" in got["none"].json()["detail"]
     assert "wrong token" in got["wrong"].json()["detail"] and "required" not in got["wrong"].json()["detail"]
 
+
+
+def _answers(medical: dict[str, Any], **calls: Any) -> dict[str, httpx.Response]:
+    """Each ``name=(method, url, kwargs)`` asked of one in-process server."""
+    async def main() -> dict[str, httpx.Response]:
+        async with serving(_settings(medical)) as (_, client):
+            return {name: await client.request(method, url, **kw) for name, (method, url, kw) in calls.items()}
+
+    return asyncio.run(main())
+
+
+def test_a_malformed_path_or_query_is_a_400_with_a_string_detail(medical: dict[str, Any]) -> None:
+    got = _answers(medical, run=("GET", "/v1/runs/abc", {}), k=("GET", "/v1/recommendation/users/u1?k=many", {}))
+    assert got["run"].status_code == 400 and got["k"].status_code == 400, (got["run"].text, got["k"].text)
+    assert got["run"].json() == {"detail": "run_id 'abc': expected an integer"}
+    assert got["k"].json() == {"detail": "k 'many': expected an integer"}
+

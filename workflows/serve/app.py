@@ -10,7 +10,8 @@
 | ``GET /healthz`` | liveness and what is served (no token needed) |
 | ``GET /metrics`` | Prometheus text |
 
-Errors are JSON ``{"detail": reason}``: 400/422 bad input (the reason names it), 401 no token, 403 a path outside
+Errors are JSON ``{"detail": reason}`` (a string): 400 a malformed request, 422 an input that cannot be read
+(the reason names it), 401 no or wrong token, 403 a path outside
 the data root, 404 unknown task/run/user route, 413 too large, 429 too many jobs, 503 a replica or a loader process
 failed, or the request timed out.
 
@@ -54,6 +55,7 @@ _RELOAD_BODY = {"requestBody": {"required": True, "content": {"application/json"
 def build_app(settings: ServeSettings | ServeService) -> Any:
     """The FastAPI app serving ``settings.checkpoints`` (loaded now: a bad checkpoint fails here, before listening)."""
     from fastapi import HTTPException, Request
+    from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse, Response
     from fastapi_offline import FastAPIOffline
 
@@ -79,6 +81,10 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
                   description="Trained vkit models behind an HTTP API: predictions batched across requests and "
                               "stored as a `serve` run, scoring jobs, recommendations, Prometheus metrics.")
     app.state.service = service
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(request: Request, err: RequestValidationError) -> Any:  # 400 {"detail": reason}, a string
+        return JSONResponse({"detail": _validation_reason(err.errors())}, status_code=400)
 
     @app.middleware("http")
     async def guard(request: Request, call_next: Any) -> Any:
@@ -217,3 +223,14 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
         return Response(body, media_type=content_type)
 
     return app
+
+
+def _validation_reason(errors: Any) -> str:
+    """FastAPI's validation errors (a list) as one reason: ``run_id 'abc': expected an integer``."""
+    parts = []
+    for error in errors:
+        name = error.get("loc", ["request"])[-1]
+        expect = "expected an integer" if error.get("type") == "int_parsing" else error.get("msg", "invalid")
+        given = error.get("input")
+        parts.append(f"{name} {given!r}: {expect}" if isinstance(given, (str, int, float)) else f"{name}: {expect}")
+    return "; ".join(parts) or "the request is not valid"
