@@ -449,3 +449,11 @@ def test_a_malformed_path_or_query_is_a_400_with_a_string_detail(medical: dict[s
     assert got["run"].json() == {"detail": "run_id 'abc': expected an integer"}
     assert got["k"].json() == {"detail": "k 'many': expected an integer"}
 
+
+def test_openapi_json_is_counted_under_its_route(medical: dict[str, Any]) -> None:
+    got = _answers(medical, openapi=("GET", "/openapi.json", {}), docs=("GET", "/docs", {}),
+                   metrics=("GET", "/metrics", {}))
+    assert 'endpoint="/openapi.json",method="GET",status="200"' in got["metrics"].text
+    assert 'endpoint="/docs",method="GET",status="200"' in got["metrics"].text
+    assert "(unmatched)" not in got["metrics"].text
+

@@ -97,8 +97,7 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
             response = await call_next(request)
             if settings.token is not None and request.query_params.get("token") is not None:  # a browser: /docs
                 response.set_cookie(COOKIE, settings.token, httponly=True, samesite="strict")
-        route = request.scope.get("route")
-        endpoint = getattr(route, "path", None) or "(unmatched)"
+        endpoint = getattr(request.scope.get("route"), "path", None) or _route_path(app, request.scope)
         service.metrics.observe(endpoint, request.method, response.status_code, time.perf_counter() - began)
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
@@ -223,6 +222,17 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
         return Response(body, media_type=content_type)
 
     return app
+
+
+def _route_path(app: Any, scope: dict[str, Any]) -> str:
+    """The path template of the route answering ``scope`` (FastAPI names its own ``APIRoute`` in the scope, not the
+    plain routes of ``/openapi.json`` and ``/docs``), or ``(unmatched)``."""
+    from starlette.routing import Match
+
+    for route in app.router.routes:
+        if route.matches(scope)[0] is Match.FULL:
+            return getattr(route, "path", None) or "(unmatched)"
+    return "(unmatched)"
 
 
 def _validation_reason(errors: Any) -> str:
