@@ -457,3 +457,17 @@ def test_openapi_json_is_counted_under_its_route(medical: dict[str, Any]) -> Non
     assert 'endpoint="/docs",method="GET",status="200"' in got["metrics"].text
     assert "(unmatched)" not in got["metrics"].text
 
+
+def test_input_errors_name_the_field_and_the_file_once(medical: dict[str, Any]) -> None:
+    predict = f"/v1/{TASK}/predict"
+    got = _answers(medical, field=("POST", predict, dict(json={"pth": medical["scans"][0]})),
+                   null=("POST", predict, dict(json={"path": None})),
+                   corrupt=("POST", predict, dict(files={"file": ("scan.nii.gz", b"\x1f\x8b not gzip" * 20)})))
+    field = got["field"].json()["detail"]
+    assert got["field"].status_code == 400 and field == ("the JSON body needs the field 'path' (a file under the "
+                                                         "server's --data-root); got the field(s) 'pth'"), field
+    assert got["null"].status_code == 422 and "'path' must be a non-empty string, got null" in got["null"].text
+    corrupt = got["corrupt"].json()["detail"]
+    assert got["corrupt"].status_code == 422 and corrupt.startswith("scan.nii.gz: cannot be read: "), corrupt
+    assert "cannot be read: scan.nii.gz" not in corrupt and "<cases>" not in corrupt, corrupt   # the name once
+    assert "case 'upload'" not in corrupt and "predict)" not in corrupt, corrupt

@@ -120,6 +120,13 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
             raise HTTPException(400, "the body must be a JSON object")
         return body
 
+    def path_field(body: dict[str, Any], what: str) -> Any:
+        if "path" not in body:
+            fields = ", ".join(repr(str(k)[:40]) for k in list(body)[:10]) if body else "none"
+            raise HTTPException(400, f"the JSON body needs the field 'path' ({what} under the server's --data-root); "
+                                     f"got the field(s) {fields}")
+        return body["path"]
+
     @app.post("/v1/{task}/predict", openapi_extra=_PREDICT_BODY, summary="Predict one file")
     async def predict(task: str, request: Request) -> dict[str, Any]:
         served(task, "predict")
@@ -134,7 +141,7 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
                 saved, name = await save_upload(upload, service.upload_dir, settings.upload_limit)
                 item = Input(path=str(saved), name=name, source="upload")
             elif kind.startswith("application/json"):
-                given = (await json_body(request)).get("path")
+                given = path_field(await json_body(request), "a file")
                 path = resolve_data_path(settings.data_root, given)
                 item = Input(path=str(path), name=str(given), source="path")
             else:
@@ -156,7 +163,7 @@ def build_app(settings: ServeSettings | ServeService) -> Any:
     @app.post("/v1/{task}/score", openapi_extra=_FOLDER_BODY, status_code=202, summary="Start a scoring job")
     async def score(task: str, request: Request) -> dict[str, Any]:
         model = served(task, "score")
-        given = (await json_body(request)).get("path")
+        given = path_field(await json_body(request), "a folder")
         try:
             if settings.data_root is None:
                 raise PathRefused("score jobs need the server started with --data-root DIR")

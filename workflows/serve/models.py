@@ -23,6 +23,7 @@ Example::
 """
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -196,6 +197,8 @@ def _bad(item: Input, err: BaseException) -> BadInput:
     """``err`` as the input's own failure, the server's file name replaced by the name the client knows."""
     text = f"{type(err).__name__}: {err}" if not isinstance(err, DataError) else str(err)
     text = text.replace(item.path, item.name)
+    text = re.sub(r" \(case '[^']*', [^)]*\)", "", text)  # a dataset's case and split: the server's, not the client's
+    text = text.removeprefix(f"{item.name}: ")  # named once, below
     if item.source == "upload":  # the server's own file name (random hex) means nothing to the client
         stem = Path(item.path).name.split(".")[0]
         text = text.replace(stem, "upload")
