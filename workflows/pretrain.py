@@ -31,10 +31,11 @@ Example::
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -208,6 +209,9 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
         raise ConfigError(f"pretrain: backbone: expected a BACKBONES name or config with 'type', got {backbone_cfg!r}")
     if not archives:
         raise ConfigError("pretrain: no ARCHIVE given (folders, files or globs of unlabelled videos or scans)")
+    from vkit.core.weights.check import check_backbone_keys
+
+    check_backbone_keys("backbone", backbone_cfg)  # an unknown type or --set backbone.KEY: did-you-mean, accepted keys
     backbone, objective, augment, name = _build(backbone_cfg, options)
     from vkit.core.ssl.inputs import rgb_input, task_input
 
@@ -230,7 +234,8 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     from vkit.core.processes import sigterm_interrupts
 
     # `kill PID` stops it like Ctrl-C: the run is recorded interrupted with its resume hint at once
-    with sigterm_interrupts(), store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id:
+    with sigterm_interrupts(), store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id, \
+            _resume_hint_on_interrupt(lambda: run_id):
         folder = _work_dir(store, run_id, work_dir, resume is not None)
         summary = PretrainSummary(run_id=run_id, db_url=store.url, backbone=str(backbone_cfg["type"]), objective=name,
                                   work_dir=str(folder), files=len(found.files), modality=str(backbone.modality),
@@ -248,6 +253,19 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
         _save(store, run_id, folder, backbone, backbone_cfg, name, options, summary, spec)
         summary.seconds = time.perf_counter() - began
     return summary
+
+
+@contextlib.contextmanager
+def _resume_hint_on_interrupt(run_id: Callable[[], int]) -> Iterator[None]:
+    """Ctrl-C or ``kill PID`` inside the block: say on stderr how to continue the run (the store's
+    :func:`~vkit.core.store.store.resume_hint`, the text its error records) before the interrupt goes on."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        from vkit.core.store.store import resume_hint
+
+        click.echo(f"run {run_id()} interrupted: {resume_hint(KIND, TASK, run_id())}", err=True)
+        raise
 
 
 def _task_backbone(options: PretrainOptions, given: dict[str, Any] | None, plugins: Sequence[str]) -> dict[str, Any]:
@@ -364,8 +382,8 @@ def _save(store: Any, run_id: int, folder: Path, backbone: Any, backbone_cfg: di
 @click.option("--seed", default=0, show_default=True, type=click.IntRange(0))
 @click.option("--for-task", "for_task", metavar="TASK", default=None,
               help="Pretrain for TASK's input: its video backbone, input mode (education-engagement: frame "
-                   "differences), frames, size and normalisation, read from its config; all positional "
-                   "arguments are then archives.")
+                   "differences), frames, size and normalisation, read from its config (tasks with a "
+                   "model.backbones.video); BACKBONE may be left out (if given, it must be the task's backbone).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="backbone.ARG, objective.ARG, augment.ARG, or task.KEY with --for-task, e.g. "
                    "backbone.widths=[8,16,32], task.data.size=16.")
@@ -396,7 +414,9 @@ def pretrain_cmd(ctx: click.Context, backbone: str | None, archives: tuple[str, 
     sets = split_sets(parse_overrides(overrides))
     if sets["task"] and not for_task:
         raise ConfigError(f"--set task.{next(iter(sets['task']))}: task keys need --for-task TASK")
-    if for_task:  # the backbone is the task's: every positional argument is an archive
+    if for_task and backbone and _names_backbone(backbone):  # BACKBONE given too: it must be the task's (checked)
+        backbone_cfg = dict(type=backbone, **sets["backbone"])
+    elif for_task:  # the backbone is the task's: every positional argument is an archive
         archives = ((backbone,) if backbone else ()) + tuple(archives)
         backbone_cfg = dict(sets["backbone"]) or None
     else:
@@ -417,6 +437,19 @@ def pretrain_cmd(ctx: click.Context, backbone: str | None, archives: tuple[str, 
         click.echo(json.dumps(asdict(summary), indent=2, default=str))
         return
     _print_summary(summary)
+
+
+def _names_backbone(arg: str) -> bool:
+    """Whether the first argument of ``vkit pretrain --for-task TASK ARG ...`` is a registered backbone name (then it
+    is a BACKBONE, checked against the task's) rather than an archive (an existing path wins)."""
+    if os.path.exists(arg) or any(c in arg for c in "/\\*?[."):
+        return False
+    from vkit.registry.registries import BACKBONES
+
+    try:
+        return BACKBONES.get(arg) is not None
+    except Exception:  # noqa: BLE001 - a name the registry cannot look up: an archive
+        return False
 
 
 def _print_summary(summary: PretrainSummary) -> None:

@@ -162,8 +162,12 @@ def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = ()
     model = task.model_config(cfg, None) if hasattr(task, "model_config") else copy.deepcopy(dict(cfg.model))
     video = (model.get("backbones") or {}).get("video")
     if not isinstance(video, Mapping) or "type" not in video:
-        raise ConfigError(f"--for-task {task_name}: the task has no {VIDEO_KEY} backbone to pretrain (its model "
-                          f"config: {sorted(model)})")
+        others = sorted(model.get("backbones") or {})
+        raise ConfigError(f"--for-task {task_name}: --for-task supports tasks with a video backbone ({VIDEO_KEY}); "
+                          f"this task's model has " + (f"model.backbones.{', '.join(others)}" if others else
+                                                        f"no backbones (its model config: {sorted(model)})")
+                          + ": pretrain its backbone by name instead, `vkit pretrain TYPE ARCHIVE... --set "
+                          "backbone.ARG=...` with the task's backbone arguments (`vkit config TASK` shows them)")
     backbone_cfg = {k: v for k, v in copy.deepcopy(dict(video)).items() if k not in _WEIGHT_KEYS}
     from vkit.registry.registries import BACKBONES
 
