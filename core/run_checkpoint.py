@@ -149,8 +149,10 @@ def _recorded_files(weights: Path, run_id: int, artifacts: list[dict[str, Any]])
 
 def _existing(path: Path, option: str, given: str) -> Path:
     if not path.is_file():
-        what = ("is a folder, not a checkpoint file" if path.is_dir() else "is not a regular file" if path.exists()
-                else "does not exist")
+        if path.is_dir():
+            raise CheckpointError(f"{option} {given}: {str(path)!r} is a folder, not a checkpoint file (expected a "
+                                  f"run id or a .safetensors file)")
+        what = "is not a regular file" if path.exists() else "does not exist"
         raise CheckpointError(f"{option} {given}: file {str(path)!r} {what}")
     return path
 

@@ -384,7 +384,7 @@ def test_bad_checkpoints_refuse_to_start_before_any_serve_run_is_recorded(medica
         (medical["run"], medical["other"]): r"two checkpoints of task 'medical-diagnosis'",
         (medical["run"], str(foreign)): expected,
         (str(notes),): expected,
-        (str(folder),): r"is a folder, not a checkpoint file",
+        (str(folder),): r"emptydir. is a folder, not a checkpoint file \(expected a run id or a \.safetensors file\)",
     }
     for refs, pattern in cases.items():
         with pytest.raises((ConfigError, CheckpointError), match=pattern) as err:
