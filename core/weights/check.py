@@ -196,6 +196,30 @@ def check_run_weights(cfg: Any, ctx: Any, checked: CheckedWeights | None = None)
     return checked
 
 
+def _fitting_arch(node: Mapping[str, Any]) -> str | None:
+    """For a backbone with architectures (a class ``ARCHS`` mapping, e.g. VideoResNet's r3d_18 / mc3_18 /
+    r2plus1d_18) whose ``pretrained`` does not fit: the other ``arch`` the file loads into, else ``None``."""
+    from vkit.registry.registries import BACKBONES
+
+    cls = BACKBONES.get(str(node.get("type")))
+    archs = getattr(cls, "ARCHS", None)
+    if not isinstance(archs, Mapping) or str(node.get("pretrained", "")).startswith("run:"):
+        return None
+    import inspect
+
+    param = inspect.signature(cls).parameters.get("arch")
+    current = node.get("arch", param.default if param is not None else None)
+    for arch in archs:
+        if arch == current:
+            continue
+        try:
+            BACKBONES.build({**copy.deepcopy(dict(node)), "arch": arch})
+        except VkitError:
+            continue
+        return str(arch)
+    return None
+
+
 def check_config_weights(cfg: Any) -> dict[str, LoadReport]:
     """Build each backbone of ``cfg`` that sets ``pretrained`` and load its weights; ``{key: report}``.
 
@@ -220,6 +244,11 @@ def check_config_weights(cfg: Any) -> dict[str, LoadReport]:
             net = BACKBONES.build(copy.deepcopy(node))
         except (CheckpointError, ConfigError) as err:
             # a key is to blame only where the message quotes the value given (a hint may name it too)
+            other = _fitting_arch(node) if isinstance(err, CheckpointError) else None
+            if other is not None:
+                current = f"arch={node['arch']!r}" if "arch" in node else "the default arch"
+                raise type(err)(f"{where}.arch: the file fits arch={other!r}, not {current} "
+                                f"({where}.pretrained: {err})") from err
             raise type(err)(f"{blamed_key(where, node, err, 'pretrained')}: {err}") from err
         report = getattr(net, "pretrained_report", None)
         if report is None:

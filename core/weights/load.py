@@ -187,13 +187,22 @@ def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | Non
         raise CheckpointError(f"{owner}: {str(weights.path)!r} has sha256 {weights.sha256[:16]}…, but "
                               f"{pretrained} recorded {expected[:16]}…: the file changed since the run wrote it")
     own = module.state_dict()
-    mapping = match_keys(list(weights.state), list(own), prefix=prefix, model_prefixes=model_prefixes,
-                         ignore=ignore, owner=f"{owner}: {weights.path.name}")
+    try:
+        mapping = match_keys(list(weights.state), list(own), prefix=prefix, model_prefixes=model_prefixes,
+                             ignore=ignore, owner=f"{owner}: {weights.path.name}")
+    except CheckpointError as err:
+        other = _other_run_backbone(pretrained, weights.path, module)
+        if other:
+            raise CheckpointError(f"{owner}: {other}") from err
+        raise
     report = LoadReport(str(weights.path), weights.sha256, weights.format, mapping.strip, mapping.add,
                         0, list(mapping.missing), list(mapping.unexpected), len(mapping.ignored),
                         ref=str(pretrained), size=weights.size)
     if strict and (mapping.missing or mapping.unexpected):
-        hint = _run_backbone_hint(pretrained, weights.path) or "name the prefix with pretrained_prefix=..., or"
+        other = _other_run_backbone(pretrained, weights.path, module)
+        if other:
+            raise CheckpointError(f"{owner}: {other}")
+        hint = _run_backbone_hint(pretrained, weights.path) or _layout_hint(mapping)
         raise CheckpointError(
             f"{owner}: {weights.path.name} matches the model only partly ({mapping.describe()}): "
             f"{len(mapping.matched)} keys matched, missing {mapping.missing[:5]} ({len(mapping.missing)}), "
@@ -221,6 +230,47 @@ def load_weights(module: nn.Module, pretrained: str | Path, *, prefix: str | Non
     if leftover or result.unexpected_keys:  # a consistency check of the mapping itself
         raise VkitError(f"{owner}: internal key mapping error: {leftover[:3]} {result.unexpected_keys[:3]}")
     return report
+
+
+def _layout_hint(mapping: Any) -> str:
+    """What to do about a partial match: name a prefix where a leftover file key and a missing model key differ
+    only by one, else say the layouts differ (another architecture or configuration: no prefix can fix that)."""
+    tails = [m[len(mapping.add):] for m in mapping.missing]
+    if any(u != t and (u.endswith(f".{t}") or t.endswith(f".{u}")) for u in mapping.unexpected for t in tails):
+        return "name the prefix with pretrained_prefix=..., or"
+    shown = (f" (the file's {mapping.unexpected[0]!r} is no key of the model" if mapping.unexpected else " (")
+    shown += (f"{', ' if mapping.unexpected else ''}the model's {mapping.missing[0]!r} is not in the file)"
+              if mapping.missing else ")")
+    return (f"no key prefix makes it fit: {len(mapping.matched)} keys match by name, the rest differ in layout"
+            f"{shown}, so the file holds another architecture or configuration; build the backbone the file was "
+            "saved from (its arch, depth, widths), or")
+
+
+def _run_backbone_args(path: Path) -> dict[str, Any]:
+    """The backbone config a pretraining run's weights sidecar (``backbone.json`` next to them) records."""
+    import json
+
+    try:
+        return dict(json.loads(path.with_suffix(".json").read_text(encoding="utf-8")).get("backbone") or {})
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
+def _other_run_backbone(pretrained: str | Path, path: Path, module: nn.Module) -> str:
+    """For ``run:ID`` whose run pretrained another backbone type than ``module``:
+    ``"run 7 pretrained TinyC3D(widths=[4, 8]), this config builds X3D ..."``; else ``''``."""
+    if not str(pretrained).startswith(RUN_PREFIX):
+        return ""
+    args = _run_backbone_args(path)
+    built = module.registry_name() if callable(getattr(module, "registry_name", None)) else type(module).__name__
+    kind = args.get("type")
+    if not kind or kind == built:
+        return ""
+    shown = ", ".join(f"{k}={v!r}" for k, v in args.items() if k != "type")
+    run = str(pretrained)[len(RUN_PREFIX):]
+    return (f"run {run} pretrained {kind}({shown}), this config builds {built}: its weights load only into a {kind} "
+            f"built with the same arguments (set type: {kind} and them), or pretrain a {built} "
+            f"(`vkit pretrain {built} ARCHIVE...`)")
 
 
 def _run_backbone_hint(pretrained: str | Path, path: Path) -> str:
