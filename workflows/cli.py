@@ -340,6 +340,15 @@ def _error_line(err: BaseException) -> str:
     return " ".join(lines)
 
 
+def _interrupt_notes(err: BaseException) -> None:
+    """The notes an interrupt gathered on its way out (``run 3 interrupted: `vkit run ... --resume 3` continues it``,
+    added by :meth:`~vkit.core.store.runs.RunRows.track_run`), shown before ``Aborted.``; click wraps Ctrl-C and
+    SIGTERM's interrupt into its ``Abort``, so the interrupt is the abort's cause."""
+    seen = err if isinstance(err, KeyboardInterrupt) else (err.__cause__ or err.__context__)
+    for note in getattr(seen, "__notes__", ()):
+        click.echo(note, err=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: one line per error, traceback only with --debug."""
     args = sys.argv[1:] if argv is None else argv
@@ -353,10 +362,12 @@ def main(argv: list[str] | None = None) -> None:
     except click.ClickException as err:
         err.show()
         sys.exit(err.exit_code)
-    except click.exceptions.Abort:
+    except click.exceptions.Abort as err:
+        _interrupt_notes(err)
         click.echo("Aborted.", err=True)
         sys.exit(130)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
+        _interrupt_notes(err)
         click.echo("Interrupted.", err=True)
         sys.exit(130)
     except VkitError as err:

@@ -31,11 +31,10 @@ Example::
 """
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -234,8 +233,7 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     from vkit.core.processes import sigterm_interrupts
 
     # `kill PID` stops it like Ctrl-C: the run is recorded interrupted with its resume hint at once
-    with sigterm_interrupts(), store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id, \
-            _resume_hint_on_interrupt(lambda: run_id):
+    with sigterm_interrupts(), store.track_run(TASK, "vkit", config, options.seed, resume=resume, kind=KIND) as run_id:
         folder = _work_dir(store, run_id, work_dir, resume is not None)
         summary = PretrainSummary(run_id=run_id, db_url=store.url, backbone=str(backbone_cfg["type"]), objective=name,
                                   work_dir=str(folder), files=len(found.files), modality=str(backbone.modality),
@@ -253,19 +251,6 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
         _save(store, run_id, folder, backbone, backbone_cfg, name, options, summary, spec)
         summary.seconds = time.perf_counter() - began
     return summary
-
-
-@contextlib.contextmanager
-def _resume_hint_on_interrupt(run_id: Callable[[], int]) -> Iterator[None]:
-    """Ctrl-C or ``kill PID`` inside the block: say on stderr how to continue the run (the store's
-    :func:`~vkit.core.store.store.resume_hint`, the text its error records) before the interrupt goes on."""
-    try:
-        yield
-    except KeyboardInterrupt:
-        from vkit.core.store.store import resume_hint
-
-        click.echo(f"run {run_id()} interrupted: {resume_hint(KIND, TASK, run_id())}", err=True)
-        raise
 
 
 def _task_backbone(options: PretrainOptions, given: dict[str, Any] | None, plugins: Sequence[str]) -> dict[str, Any]:

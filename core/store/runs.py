@@ -144,7 +144,9 @@ class RunRows(StoreBase):
             yield run_id
         except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM as vkit.core.processes.Terminated
             how = f"{type(err).__name__}: {err}" if str(err) else "KeyboardInterrupt: Ctrl-C or SIGINT"
-            status, error = "interrupted", f"interrupted ({how}); {resume_hint(kwargs.get('kind', 'train'), task, run_id)}"
+            hint = resume_hint(kwargs.get('kind', 'train'), task, run_id)
+            status, error = "interrupted", f"interrupted ({how}); {hint}"
+            err.add_note(f"run {run_id} interrupted: {hint}")  # the CLI shows it on stderr (vkit.workflows.cli.main)
             raise
         except BaseException as err:
             status, error = "failed", _error_text(err)

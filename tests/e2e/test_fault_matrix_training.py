@@ -154,6 +154,7 @@ def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metri
     [run] = store.list_runs(task="medical-diagnosis")
     assert stopped.returncode == 130 and run["status"] == "interrupted", stopped.stderr
     assert f"`vkit run medical-diagnosis --resume {run['id']}` continues it" in run["error"]
+    assert f"run {run['id']} interrupted: `vkit run medical-diagnosis --resume {run['id']}`" in stopped.stderr  # told too
     done = json.loads(resume_path(cut).with_suffix(".json").read_text())["layout"]["epoch"]
     assert 1 <= done < 4, f"precondition: interrupted after epoch {done} of 4"
 
