@@ -66,8 +66,10 @@ class PretrainOptions:
         objective_args: arguments of the objective (``mask_ratio``, ``expander`` ...).
         augment: arguments of the augmentation (``flip``, ``area`` ...; :mod:`vkit.core.ssl.augment`).
         for_task: pretrain for this task's input (``--for-task``): its video backbone, input mode (frame
-            differences for ``education-engagement``), frames, size, sampling and normalisation
-            (:func:`vkit.core.ssl.inputs.task_input`); ``None``: RGB clips, the backbone's own normalisation.
+            differences for ``education-engagement``), frames, size, sampling and normalisation, or its volume
+            backbone with each scan read by the task's loading pipeline (``medical-diagnosis``: orientation, the
+            intensity window; :func:`vkit.core.ssl.inputs.task_input`); ``None``: RGB clips, the backbone's own
+            normalisation (a volume backbone: z-scored scans).
         task_overrides: the task's config keys (``--set task.data.size=16``) read with ``for_task``.
     """
 
@@ -168,8 +170,12 @@ def _build(backbone_cfg: dict[str, Any], options: PretrainOptions) -> tuple[Any,
 
 
 def _decoder(backbone: Any, options: PretrainOptions, spec: Any) -> Any:
-    from vkit.core.ssl.decode import ClipDecoder, TaskClipDecoder, VolumeDecoder, crop_room
+    from vkit.core.ssl.decode import ClipDecoder, TaskClipDecoder, TaskVolumeDecoder, VolumeDecoder, crop_room
+    from vkit.core.ssl.inputs import VOLUME
 
+    if spec is not None and spec.mode == VOLUME:  # the task's pipeline: its orientation and intensity window
+        return TaskVolumeDecoder(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels,
+                                 spec.transforms or {})
     if backbone.modality == "volume":
         return VolumeDecoder(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels)
     if spec is not None and spec.sampling == "uniform":  # the task's sampling: its step between frames
@@ -212,13 +218,12 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
 
     check_backbone_keys("backbone", backbone_cfg)  # an unknown type or --set backbone.KEY: did-you-mean, accepted keys
     backbone, objective, augment, name = _build(backbone_cfg, options)
-    from vkit.core.ssl.inputs import rgb_input, task_input
+    from vkit.core.ssl.inputs import VOLUME, ZSCORE, rgb_input, task_input
 
     if options.for_task:
         spec = task_input(options.for_task, options.task_overrides, plugins)[0]
     elif backbone.modality == "video":
         spec = rgb_input(backbone)
-    decoder = _decoder(backbone, options, spec)
     from vkit.core.ssl.decode import VOLUME_SUFFIXES
 
     found = inventory(list(archives), VOLUME_SUFFIXES if backbone.modality == "volume" else VIDEO_SUFFIXES)
@@ -227,6 +232,9 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
                         f"{', '.join(map(str, archives))}" + (f" ({len(found.failures)} unreadable folders: "
                                                                f"{found.failures[0][0]}: {found.failures[0][1]})"
                                                                if found.failures else ""))
+    if spec is not None:
+        spec.resolve_intensity(found.files)  # a volume task's intensity.mode='auto': from the scans, as the task does
+    decoder = _decoder(backbone, options, spec)
     config = dict(backbone=dict(backbone_cfg), archives=[os.path.abspath(os.path.expanduser(a)) for a in archives],
                   options=asdict(options), objective=name, decoder=decoder.settings, augment=augment.settings(),
                   backbone_info=backbone.describe(), input=spec.record() if spec else None)
@@ -237,7 +245,8 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
         folder = _work_dir(store, run_id, work_dir, resume is not None)
         summary = PretrainSummary(run_id=run_id, db_url=store.url, backbone=str(backbone_cfg["type"]), objective=name,
                                   work_dir=str(folder), files=len(found.files), modality=str(backbone.modality),
-                                  input=spec.mode if spec else str(backbone.modality), task=options.for_task)
+                                  input=spec.mode if spec else ZSCORE if backbone.modality == "volume"
+                                  else str(backbone.modality), task=options.for_task)
         for path, why in found.failures:
             summary.failed += 1
             summary.failures.append(dict(path=path, error=why))
@@ -247,23 +256,24 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
         shas = decode_archive(store, run_id, found.files, decoder, folder / "clips", options, summary, echo)
         echo(f"run {run_id}: {summary.decoded} decoded, {summary.reused} reused, {summary.failed} failed")
         _train(store, run_id, folder, backbone, objective, augment, options, shas, summary, resume is not None, echo,
-               prepare=spec.prepare if spec else None)
+               prepare=spec.prepare if spec and spec.mode != VOLUME else None)  # a task's scans: as decoded
         _save(store, run_id, folder, backbone, backbone_cfg, name, options, summary, spec)
         summary.seconds = time.perf_counter() - began
     return summary
 
 
 def _task_backbone(options: PretrainOptions, given: dict[str, Any] | None, plugins: Sequence[str]) -> dict[str, Any]:
-    """The ``--for-task`` task's video backbone config with ``--set backbone.ARG`` values on top (a BACKBONE of
-    another type than the task's is refused: its weights would not load into the task)."""
-    from vkit.core.ssl.inputs import task_input
+    """The ``--for-task`` task's video (or volume) backbone config with ``--set backbone.ARG`` values on top (a
+    BACKBONE of another type than the task's is refused: its weights would not load into the task)."""
+    from vkit.core.ssl.inputs import VIDEO_KEY, VOLUME, VOLUME_KEY, task_input
 
-    task_cfg = task_input(options.for_task, options.task_overrides, plugins)[1]
+    spec, task_cfg = task_input(options.for_task, options.task_overrides, plugins)
+    key = VOLUME_KEY if spec.mode == VOLUME else VIDEO_KEY
     given = dict(given or {})
     if given.get("type") not in (None, task_cfg["type"]):
         raise ConfigError(f"pretrain: BACKBONE {given['type']!r} with --for-task {options.for_task}: the task's "
-                          f"model.backbones.video is {task_cfg['type']!r} (change it with --set task.model.backbones."
-                          "video.type=..., or leave BACKBONE out)")
+                          f"{key} is {task_cfg['type']!r} (change it with --set task.{key}.type=..., or leave "
+                          "BACKBONE out)")
     return dict(task_cfg, **given)
 
 
@@ -368,7 +378,9 @@ def _save(store: Any, run_id: int, folder: Path, backbone: Any, backbone_cfg: di
 @click.option("--for-task", "for_task", metavar="TASK", default=None,
               help="Pretrain for TASK's input: its video backbone, input mode (education-engagement: frame "
                    "differences), frames, size and normalisation, read from its config (tasks with a "
-                   "model.backbones.video); BACKBONE may be left out (if given, it must be the task's backbone).")
+                   "model.backbones.video), or its volume backbone with each scan read by the task's pipeline "
+                   "(medical-diagnosis: orientation, intensity window); BACKBONE may be left out (if given, it "
+                   "must be the task's backbone).")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="backbone.ARG, objective.ARG, augment.ARG, or task.KEY with --for-task, e.g. "
                    "backbone.widths=[8,16,32], task.data.size=16.")
@@ -452,7 +464,8 @@ def _print_summary(summary: PretrainSummary) -> None:
     if summary.failures:
         print_table("failed files", ["path", "reason"], [[f["path"], f["error"]] for f in summary.failures[:20]])
     if summary.task:
-        console().print(f"use it: vkit run {summary.task} --set model.backbones.video.pretrained=run:{summary.run_id} "
+        console().print(f"use it: vkit run {summary.task} --set model.backbones.{summary.modality}.pretrained="
+                        f"run:{summary.run_id} "
                         "(the same task settings)")
         return
     console().print(f"use it: --set model.backbones.{summary.modality}.pretrained=run:{summary.run_id} "

@@ -9,7 +9,11 @@ read retried). Its clips are ``num_segments`` dense clips of the backbone's
 random crop has room. :class:`VolumeDecoder` reads a 3-D scan with MONAI
 (``LoadImage``, channel first, ``Resize``, ``NormalizeIntensity``) and
 :func:`prepare_volume` gives it the same outcome shape (the video probe does
-not apply to NIfTI).
+not apply to NIfTI). :class:`TaskVolumeDecoder` (``vkit pretrain --for-task
+medical-diagnosis``) reads a scan with the task's own pipeline instead
+(:func:`vkit.plugins.medical.data.build_transforms` without augmentation:
+orientation, the intensity window, resize), so pretraining sees the
+intensities the task feeds its network.
 
 Example::
 
@@ -29,7 +33,8 @@ from vkit.core.sampling import FrameSampler
 from vkit.core.scoring import SegmentScorer
 from vkit.registry.errors import ConfigError, DataError
 
-__all__ = ["VOLUME_SUFFIXES", "ClipDecoder", "TaskClipDecoder", "VolumeDecoder", "crop_room", "prepare_volume"]
+__all__ = ["VOLUME_SUFFIXES", "ClipDecoder", "TaskClipDecoder", "TaskVolumeDecoder", "VolumeDecoder", "crop_room",
+           "prepare_volume"]
 
 #: File endings ``vkit pretrain`` takes from a folder for a volume backbone.
 VOLUME_SUFFIXES: tuple[str, ...] = (".nii", ".nii.gz", ".mha", ".nrrd")
@@ -123,18 +128,60 @@ class VolumeDecoder:
             volume = Compose([LoadImage(image_only=True), EnsureChannelFirst(), Resize(self.size, mode="trilinear"),
                               NormalizeIntensity()])(path)
         except Exception as err:  # MONAI wraps the reader's errors in RuntimeError / OSError / ValueError
-            root = err
-            while root.__cause__ is not None:  # "applying transform <LoadImage ...>" hides the reader's reason
-                root = root.__cause__
-            lines = str(root).strip().splitlines()
-            raise DataError(f"{path}: not a readable volume ({type(root).__name__}: "
-                            f"{lines[0] if lines else 'no detail'})") from err
+            raise _unreadable(path, err) from err
+        return self._fit(path, volume)
+
+    def _fit(self, path: str, volume: Any) -> np.ndarray:
+        """``(C, D, H, W)`` → ``(1, channels, D, H, W)`` float32 (a single-channel scan repeated to fit)."""
         array = np.asarray(volume, dtype=np.float32)  # (C, D, H, W); depth is the first spatial axis read
         if array.shape[0] != self.channels:
             if array.shape[0] != 1:
                 raise DataError(f"{path}: {array.shape[0]} channels; the backbone takes {self.channels}")
             array = np.repeat(array, self.channels, 0)
         return array[None]
+
+
+def _unreadable(path: str, err: BaseException) -> DataError:
+    """The reader's own reason under MONAI's "applying transform <LoadImage ...>" wrapping, naming the file."""
+    root = err
+    while root.__cause__ is not None:
+        root = root.__cause__
+    lines = str(root).strip().splitlines()
+    return DataError(f"{path}: not a readable volume ({type(root).__name__}: {lines[0] if lines else 'no detail'})")
+
+
+class TaskVolumeDecoder(VolumeDecoder):
+    """A scan read as a volume task reads it: its ``data.transforms`` pipeline
+    (:func:`vkit.plugins.medical.data.build_transforms`, ``train=False``, no augmentation) at ``size``.
+
+    Args:
+        size: ``(D, H, W)`` the scan is resized to (the pipeline's ``size``).
+        channels: channels the backbone takes (a single-channel scan is repeated to fit).
+        transforms: the task's ``data.transforms`` with its intensity window resolved (``InputSpec.transforms``).
+    """
+
+    def __init__(self, size: Sequence[int], channels: int, transforms: dict[str, Any]) -> None:
+        super().__init__(size, channels)
+        intensity = dict((transforms or {}).get("intensity") or {})
+        if intensity.get("mode", "auto") == "auto":
+            raise ConfigError("task volume decoder: transforms.intensity is 'auto'; resolve it from the scans "
+                              "first (InputSpec.resolve_intensity)")
+        self.transforms = {k: v for k, v in dict(transforms).items() if k not in ("size", "augment")}
+        self.settings = dict(kind="pretrain-volume-task", size=list(self.size), channels=self.channels,
+                             transforms=self.transforms)
+        self.model_sha256 = _identity(self.settings)
+        self._pipeline: Any = None
+
+    def decode(self, path: str) -> np.ndarray:
+        from vkit.plugins.medical.data import build_transforms
+
+        if self._pipeline is None:
+            self._pipeline = build_transforms(dict(self.transforms, size=self.size, augment=False), train=False)
+        try:
+            volume = self._pipeline({"image": path})["image"]
+        except Exception as err:  # MONAI wraps the reader's errors; the innermost reason names the problem
+            raise _unreadable(path, err) from err
+        return self._fit(path, volume)
 
 
 def prepare_volume(path: str, decoder: VolumeDecoder, skip_sha256: str | None = None) -> dict[str, Any]:

@@ -16,9 +16,20 @@ transform, then its normalisation. The run records :meth:`InputSpec.record`;
 :func:`check_run_inputs` refuses ``pretrained='run:ID'`` whose run was
 pretrained on another input mode than the config feeds.
 
+A task with a volume backbone (``medical-diagnosis``: ``model.backbones.volume``
+read through its ``data.transforms`` pipeline) gets input mode ``'volume'``:
+each scan is decoded by the task's own loading pipeline
+(:class:`vkit.core.ssl.decode.TaskVolumeDecoder`: RAS orientation, the
+intensity window, resize; no augmentation), its ``intensity.mode='auto'``
+resolved from the archive's scans as the task resolves it from its training
+scans; the spec records the task's transforms with that window. Plain
+``vkit pretrain`` of a volume backbone z-scores each scan (mode ``'zscore'``).
+
 Where a config's input mode comes from (:func:`config_input_mode`): a task may
 define ``pretrain_input_mode(cfg)``; otherwise ``data.channels`` for the
-model's ``model.backbones.video`` when the config has it, else ``'rgb'``.
+model's ``model.backbones.video`` when the config has it; for
+``model.backbones.volume`` ``'volume'`` when the config has ``data.transforms``
+(the task's pipeline), else ``'zscore'``; else ``'rgb'``.
 
 Example::
 
@@ -41,13 +52,19 @@ import torch
 
 from vkit.registry.errors import ConfigError
 
-__all__ = ["RGB", "InputSpec", "check_run_inputs", "config_input_mode", "rgb_input", "run_input", "task_input"]
+__all__ = ["RGB", "VOLUME", "ZSCORE", "InputSpec", "check_run_inputs", "config_input_mode", "rgb_input", "run_input",
+           "task_input"]
 
 RGB = "rgb"
 #: The config key naming the input a task's video model reads (education: ``'diff'``, ``'rgb+diff'``, ``'rgb'``).
 MODE_KEY = "data.channels"
 #: The model key whose input :data:`MODE_KEY` describes.
 VIDEO_KEY = "model.backbones.video"
+#: A volume task's backbone, and the config key of the task's loading pipeline that feeds it.
+VOLUME_KEY = "model.backbones.volume"
+TRANSFORMS_KEY = "data.transforms"
+#: Input modes of a volume backbone: the task's pipeline (``--for-task``), or plain pretraining's z-scored scans.
+VOLUME, ZSCORE = "volume", "zscore"
 #: ``mode -> 'module:function'`` of the transform ``(frames (T, H, W, 3), mode) -> (C, T, H, W)`` (lazily imported).
 TRANSFORMS: dict[str, str] = {"diff": "vkit.plugins.education.data:to_model_input",
                               "rgb+diff": "vkit.plugins.education.data:to_model_input"}
@@ -66,7 +83,10 @@ class InputSpec:
         sampling: ``'dense'`` (consecutive frames, plain pretraining) or ``'uniform'`` (frames evenly over the
             whole clip, as the task samples: the step between frames, and so the size of a difference, matches).
         task: the task the input was read from (``None``: plain RGB pretraining).
-        key: the config key the mode came from (``data.channels``), for messages.
+        key: the config key the mode came from (``data.channels``, ``data.transforms``), for messages.
+        transforms: for ``'volume'``: the task's ``data.transforms`` (intensity window resolved), what
+            :class:`~vkit.core.ssl.decode.TaskVolumeDecoder` decodes each scan with.
+        intensity_source: for ``'volume'``: where the intensity window came from (a sentence).
     """
 
     mode: str = RGB
@@ -77,6 +97,8 @@ class InputSpec:
     sampling: str = "dense"
     task: str | None = None
     key: str | None = None
+    transforms: dict[str, Any] | None = None
+    intensity_source: str | None = None
     _transform: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +108,7 @@ class InputSpec:
             raise ConfigError(f"input {self.mode!r}: mean {self.mean} and std {self.std} need one value per channel")
         if min(self.std) <= 0:
             raise ConfigError(f"input {self.mode!r}: std {self.std} must be positive")
-        if self.mode != RGB:
+        if self.mode not in (RGB, VOLUME, ZSCORE):
             self._transform = _transform(self.mode)
 
     @property
@@ -99,6 +121,20 @@ class InputSpec:
         out.pop("_transform")
         out["mean"], out["std"], out["size"] = list(self.mean), list(self.std), list(self.size)
         return out
+
+    def resolve_intensity(self, files: Sequence[str]) -> None:
+        """For ``'volume'``: the task's ``intensity.mode='auto'`` resolved from ``files`` (the archive's scans) as
+        the task resolves it from its training scans (:func:`vkit.plugins.medical.data.choose_intensity`)."""
+        if self.mode != VOLUME or self.transforms is None:
+            return
+        intensity = dict(self.transforms.get("intensity") or {"mode": "auto"})
+        if intensity.get("mode", "auto") != "auto":
+            self.intensity_source = self.intensity_source or f"configured: {TRANSFORMS_KEY}.intensity"
+            return
+        from vkit.plugins.medical.data import choose_intensity
+
+        window, self.intensity_source = choose_intensity(list(files))
+        self.transforms = dict(self.transforms, intensity=dict(window))
 
     def prepare(self, views: torch.Tensor) -> torch.Tensor:
         """Views ``(N, 3, T, h, w)`` of RGB frames (0..255) → the model's normalised input ``(N, C, T, h, w)``."""
@@ -144,11 +180,13 @@ def _get(cfg: Any, dotted: str) -> Any:
 
 def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = (),
                plugins: Sequence[str] = ()) -> tuple[InputSpec, dict[str, Any]]:
-    """``(input spec, video backbone config)`` the task feeds its model, from its default config + ``overrides``
-    (``--set`` pairs of the task's keys, e.g. ``{'data.size': 16}``) and its ``model_config``.
+    """``(input spec, backbone config)`` the task feeds its model, from its default config + ``overrides``
+    (``--set`` pairs of the task's keys, e.g. ``{'data.size': 16}``) and its ``model_config``: its
+    ``model.backbones.video``, or its ``model.backbones.volume`` read through ``data.transforms`` (mode
+    ``'volume'``; the intensity window is resolved later from the scans, :meth:`InputSpec.resolve_intensity`).
 
     Raises:
-        ConfigError: an unknown task or key, or a task without a ``model.backbones.video``.
+        ConfigError: an unknown task or key, or a task with neither backbone.
     """
     from vkit.hooks.manager import get_plugin_manager
     from vkit.workflows.config import build_config
@@ -159,13 +197,19 @@ def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = ()
     cfg = build_config(task_cls.default_config, None, dict(overrides) if isinstance(overrides, Mapping)
                        else list(overrides), free_keys=task_cls.free_keys)
     task = task_cls()
-    model = task.model_config(cfg, None) if hasattr(task, "model_config") else copy.deepcopy(dict(cfg.model))
-    video = (model.get("backbones") or {}).get("video")
+    model = (task.model_config(cfg, None) if hasattr(task, "model_config")
+             else copy.deepcopy(dict(cfg.get("model") or {})))
+    backbones = model.get("backbones") or {}
+    video, volume = backbones.get("video"), backbones.get("volume")
+    if not (isinstance(video, Mapping) and "type" in video) and isinstance(volume, Mapping) and "type" in volume \
+            and _get(cfg, TRANSFORMS_KEY) is not None:
+        return _volume_input(task_name, cfg, volume)
     if not isinstance(video, Mapping) or "type" not in video:
-        others = sorted(model.get("backbones") or {})
-        raise ConfigError(f"--for-task {task_name}: --for-task supports tasks with a video backbone ({VIDEO_KEY}); "
-                          f"this task's model has " + (f"model.backbones.{', '.join(others)}" if others else
-                                                        f"no backbones (its model config: {sorted(model)})")
+        others = sorted(backbones)
+        raise ConfigError(f"--for-task {task_name}: --for-task supports tasks with a video backbone ({VIDEO_KEY}) "
+                          f"or a volume backbone fed by {TRANSFORMS_KEY} ({VOLUME_KEY}); this task's model has "
+                          + (f"model.backbones.{', '.join(others)}" if others else
+                             f"no backbones (its model config: {sorted(model)})")
                           + ": pretrain its backbone by name instead, `vkit pretrain TYPE ARCHIVE... --set "
                           "backbone.ARG=...` with the task's backbone arguments (`vkit config TASK` shows them)")
     backbone_cfg = {k: v for k, v in copy.deepcopy(dict(video)).items() if k not in _WEIGHT_KEYS}
@@ -187,6 +231,30 @@ def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = ()
     return spec, backbone_cfg
 
 
+def _plain(value: Any) -> Any:
+    """A config node as JSON-able dicts / lists (ConfigDict and tuples included)."""
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _volume_input(task_name: str, cfg: Any, volume: Mapping[str, Any]) -> tuple[InputSpec, dict[str, Any]]:
+    """``task_input`` of a task whose ``model.backbones.volume`` reads scans through its ``data.transforms``."""
+    from vkit.registry.registries import BACKBONES
+
+    backbone_cfg = {k: v for k, v in copy.deepcopy(dict(volume)).items() if k not in _WEIGHT_KEYS}
+    backbone = BACKBONES.build(dict(backbone_cfg))  # only for its declared size and channels
+    channels = int(backbone.in_channels)
+    transforms = _plain(_get(cfg, TRANSFORMS_KEY))
+    transforms.pop("augment", None)  # pretraining augments views itself (VolumeAugment)
+    spec = InputSpec(mode=VOLUME, mean=(0.0,) * channels, std=(1.0,) * channels,
+                     num_frames=int(backbone.num_frames), size=tuple(backbone.input_size), sampling="task",
+                     task=task_name, key=TRANSFORMS_KEY, transforms=transforms)
+    return spec, backbone_cfg
+
+
 def config_input_mode(cfg: Any, key: str, task: Any = None) -> str:
     """The input mode a config feeds the backbone at ``key``: ``task.pretrain_input_mode(cfg)`` where a task
     defines it, ``data.channels`` for ``model.backbones.video`` where the config has it, else ``'rgb'``."""
@@ -197,17 +265,23 @@ def config_input_mode(cfg: Any, key: str, task: Any = None) -> str:
         value = _get(cfg, MODE_KEY)
         if value is not None:
             return str(value)
+    if key == VOLUME_KEY:
+        return VOLUME if _get(cfg, TRANSFORMS_KEY) is not None else ZSCORE
     return RGB
 
 
 def run_input(weights: str | Path) -> dict[str, Any]:
-    """The input record in a pretraining run's weights sidecar (``{'mode': 'rgb'}`` for runs that predate it)."""
+    """The input record in a pretraining run's weights sidecar; without one (plain pretraining, or a run that
+    predates it) ``{'mode': 'zscore'}`` for a volume backbone (z-scored scans), else ``{'mode': 'rgb'}``."""
     try:
         meta = json.loads(Path(weights).with_suffix(".json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return dict(mode=RGB)
     record = meta.get("input") if isinstance(meta, dict) else None
-    return dict(record) if isinstance(record, dict) and record.get("mode") else dict(mode=RGB)
+    if isinstance(record, dict) and record.get("mode"):
+        return dict(record)
+    info = meta.get("backbone_info") if isinstance(meta, dict) else None
+    return dict(mode=ZSCORE if isinstance(info, dict) and info.get("modality") == "volume" else RGB)
 
 
 def check_run_inputs(cfg: Any, reports: Mapping[str, Any]) -> None:
@@ -221,8 +295,13 @@ def check_run_inputs(cfg: Any, reports: Mapping[str, Any]) -> None:
         feeds = config_input_mode(cfg, key)
         if record["mode"] == feeds:
             continue
-        source = f"for task {record['task']!r}" if record.get("task") else "(plain `vkit pretrain`, RGB clips)"
-        where = f"{MODE_KEY}={feeds!r}" if key == VIDEO_KEY and _get(cfg, MODE_KEY) is not None else "RGB clips"
+        plain = "z-scored scans" if record["mode"] == ZSCORE else "RGB clips"
+        source = f"for task {record['task']!r}" if record.get("task") else f"(plain `vkit pretrain`, {plain})"
+        if key == VOLUME_KEY:
+            where = ("scans read by its data.transforms pipeline, with its intensity window" if feeds == VOLUME
+                     else "z-scored scans")
+        else:
+            where = f"{MODE_KEY}={feeds!r}" if key == VIDEO_KEY and _get(cfg, MODE_KEY) is not None else "RGB clips"
         raise ConfigError(
             f"{key}.pretrained: {ref} was pretrained on input {record['mode']!r} {source}, but this config feeds "
             f"the backbone input {feeds!r} ({where}); the weights learnt another input distribution. Pretrain for "
