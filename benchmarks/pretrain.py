@@ -12,8 +12,9 @@ separate ``run_task`` (what ``vkit run`` calls) with its own SQLite store:
 
 The pretraining is done once per fraction (its rest differs) and timed: seconds per 1,000 clips and epoch.
 
-Verticals: ``education`` (test QWK) is implemented. ``security`` (frame AUC) and ``medical`` (AUC) print
-``not run: <reason>``: their label-fraction subsets (frame-annotated videos; volume splits) are not written yet.
+Verticals (``--verticals``): ``education`` (test QWK, here), ``medical`` (test AUC; pretrained ``--for-task
+medical-diagnosis``, each scan read by the task's own pipeline and CT window) and ``security`` (test frame AUC),
+the last two in ``benchmarks/pretrain_verticals.py``.
 
     python benchmarks/pretrain.py --quick                       # tiny data and network, 2 epochs (a harness check)
     python benchmarks/pretrain.py --fractions 0.1 --epochs 4    # one fraction
@@ -35,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pretrain_verticals import RUNNERS, add_arguments  # medical and security (benchmarks/pretrain_verticals.py)
+from pretrain_verticals import RUNNERS, add_arguments, task_backbone  # medical and security (pretrain_verticals.py)
 from education import cpu_line  # benchmarks/education.py (this folder is sys.path[0]): the CPU, its flags, torch threads
 
 EDU_TASK = "education-engagement"
@@ -92,12 +93,7 @@ def edu_backbone(overrides: list[str]) -> dict[str, Any]:
     """The education task's video backbone config after ``overrides`` (what ``pretrained=run:ID`` must match)."""
     from vkit.plugins.education.task import EducationEngagementTask
 
-    cfg = dict(EducationEngagementTask.default_config["model"]["backbones"]["video"])
-    for item in overrides:
-        key, _, value = item.partition("=")
-        if key.startswith("model.backbones.video."):
-            cfg[key.rsplit(".", 1)[1]] = parse_value(value)
-    return cfg
+    return task_backbone(EducationEngagementTask, "model.backbones.video", overrides)
 
 
 def qwk(metrics: dict[str, float]) -> float | None:

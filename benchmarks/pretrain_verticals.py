@@ -12,13 +12,11 @@ to an unlabelled folder. ``vkit pretrain`` trains the task's ``TinyC3D`` volume 
 here).
 
 Intensity: the task feeds its network the MONAI pipeline of ``vkit.plugins.medical.data`` (``Orientationd``
-RAS, then the CT window -200..300 HU to 0..1, clipped, chosen by ``choose_intensity``), while
-``vkit pretrain``'s :class:`~vkit.core.ssl.decode.VolumeDecoder` z-scores the raw scan (``NormalizeIntensity``,
-no orientation). Pretraining on other intensities than fine-tuning is a silent mismatch (BatchNorm's running
-statistics, which a linear probe keeps, would be those of z-scored HU), so by default (``--medical-decoder
-task``) the pretraining here decodes each scan with the task's own deterministic pipeline
-(:class:`TaskVolumeDecoder`, patched in for the run); ``--medical-decoder zscore`` measures ``vkit pretrain``
-as it ships.
+RAS, then the CT window -200..300 HU to 0..1, clipped, chosen by ``choose_intensity``). The pretraining here is
+``vkit pretrain --for-task medical-diagnosis`` (``PretrainOptions(for_task=...)``): each scan is decoded by the
+task's own deterministic pipeline (:class:`vkit.core.ssl.decode.TaskVolumeDecoder`), the window resolved from
+the unlabelled scans as the task resolves it from its training scans. A plain (z-scored) volume pretraining is
+refused by the medical task (``pretrained=run:ID`` of another input mode), so it is not a row here.
 
 **security-anomaly** (test frame ROC-AUC, the embedded surveillance clips): :func:`sec_subset` keeps
 ``fraction`` of the video-level labelled training videos (stratified: anomalous / normal, at least one each)
@@ -39,7 +37,6 @@ import shutil
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -151,72 +148,18 @@ def med_subset(full: Path, out: Path, fraction: float, seed: int) -> tuple[Path,
     return datalist, rest, len(keep), len(train) - len(keep)
 
 
-def _task_volume_decoder() -> type:
-    from vkit.core.ssl.decode import VolumeDecoder, _identity
-
-    class TaskVolumeDecoder(VolumeDecoder):
-        """``VolumeDecoder`` reading a scan as the medical task does (its MONAI pipeline without augmentation:
-        orientation, the intensity window, resize), at the pretraining's decoded size."""
-
-        def __init__(self, size: Sequence[int], channels: int, intensity: dict[str, Any]) -> None:
-            super().__init__(size, channels)
-            self.intensity = dict(intensity)
-            self.settings = dict(kind="pretrain-volume-task", size=list(self.size), channels=self.channels,
-                                 intensity=self.intensity)
-            self.model_sha256 = _identity(self.settings)
-            self._pipeline: Any = None
-
-        def decode(self, path: str) -> Any:
-            import numpy as np
-
-            from vkit.plugins.medical.data import build_transforms
-            from vkit.registry.errors import DataError
-
-            if self._pipeline is None:
-                self._pipeline = build_transforms(dict(size=self.size, intensity=self.intensity, augment=False),
-                                                  train=False)
-            try:
-                volume = self._pipeline({"image": path})["image"]
-            except Exception as err:
-                raise DataError(f"{path}: not a readable volume ({type(err).__name__}: {err})") from err
-            array = np.asarray(volume, dtype=np.float32)
-            if array.shape[0] != self.channels:
-                array = np.repeat(array, self.channels, 0)
-            return array[None]
-
-    return TaskVolumeDecoder
-
-
-@contextmanager
-def task_intensity_decoder(intensity: dict[str, Any]) -> Any:
-    """Within the block, ``vkit pretrain`` decodes volumes with :class:`TaskVolumeDecoder` (``intensity``)."""
-    from vkit.core.ssl.decode import crop_room
-    from vkit.workflows import pretrain as module
-
-    cls = _task_volume_decoder()
-    original = module._decoder
-
-    def decoder(backbone: Any, options: Any, *rest: Any) -> Any:  # rest: the input spec (--for-task), if any
-        if backbone.modality != "volume":
-            return original(backbone, options, *rest)
-        return cls(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels, intensity)
-
-    module._decoder = decoder
-    try:
-        yield
-    finally:
-        module._decoder = original
-
-
-def _pretrain(backbone: dict[str, Any], rest: Path, folder: Path, args: argparse.Namespace, segments: int,
-              epochs: int, seed: int) -> tuple[Any, float, float]:
-    """``vkit pretrain`` of ``backbone`` on ``rest``; (summary, wall s, s per 1,000 files and epoch)."""
+def _pretrain(backbone: dict[str, Any] | None, rest: Path, folder: Path, args: argparse.Namespace, segments: int,
+              epochs: int, seed: int, for_task: str | None = None,
+              task_overrides: dict[str, Any] | None = None) -> tuple[Any, float, float]:
+    """``vkit pretrain`` of ``backbone`` (``None`` with ``for_task``: the task's) on ``rest``; (summary, wall s,
+    s per 1,000 files and epoch)."""
     from vkit.workflows.pretrain import PretrainOptions, pretrain
 
     start = time.perf_counter()
     summary = pretrain(backbone, [str(rest)],
                        PretrainOptions(epochs=epochs, batch_size=args.pretrain_batch, lr=args.pretrain_lr,
-                                       segments=segments, workers=args.workers, seed=seed),
+                                       segments=segments, workers=args.workers, seed=seed, for_task=for_task,
+                                       task_overrides=dict(task_overrides or {})),
                        db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
     wall = time.perf_counter() - start
     per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
@@ -230,34 +173,28 @@ def _row(vertical: str, metric: str, fraction: float, n_lab: int, setting: str, 
 
 
 def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
-    from vkit.plugins.medical.data import choose_intensity, load_datalist
     from vkit.plugins.medical.synthetic import generate_dataset
+    from vkit.workflows.config import parse_value
     from vkit.workflows.run import run_task
 
     start = time.perf_counter()
     full = generate_dataset(tmp / "med-full", seed=0, **(MED_QUICK_DATA if args.quick else {}))
     print(f"medical: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
     base = MED_BASE + (list(MED_QUICK) if args.quick else []) + [f"train.epochs={args.epochs}"]
-    from vkit.plugins.medical.task import MedicalDiagnosisTask
-
-    backbone = task_backbone(MedicalDiagnosisTask, "model.backbones.volume", base)
+    # what --for-task reads: the runs' data.transforms.* and model.* keys (its backbone and its pipeline)
+    task_keys = {k: parse_value(k, v) for k, _, v in (item.partition("=") for item in base)
+                 if k.startswith(("data.", "model."))}
     rows = []
     for seed, fraction in ((s, f) for s in seeds(args) for f in args.fractions):
         folder = tmp / f"med-{fraction}-seed{seed}"
         folder.mkdir()
         datalist, rest, n_lab, n_rest = med_subset(full, folder, fraction, seed=seed)
         tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled) seed {seed}"
-        # the window the task's run picks from its (labelled) training scans, read the same way
-        window, why = choose_intensity([c["image"] for c in load_datalist(datalist, "training")])
-        if args.medical_decoder == "task":
-            with task_intensity_decoder(window):
-                summary, pre_s, per_1000 = _pretrain(backbone, rest, folder, args, 1, args.pretrain_epochs, seed)
-            decoded = f"decoded as the task does ({why})"
-        else:
-            summary, pre_s, per_1000 = _pretrain(backbone, rest, folder, args, 1, args.pretrain_epochs, seed)
-            decoded = "decoded by vkit pretrain's VolumeDecoder (z-score, no orientation)"
+        summary, pre_s, per_1000 = _pretrain(None, rest, folder, args, 1, args.pretrain_epochs, seed,
+                                             for_task=MED_TASK, task_overrides=task_keys)
         print(f"medical {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} volumes "
-              f"{decoded}, {summary.epochs} epochs in {pre_s:.0f} s (loss {summary.loss_curve[0]:.2f} -> "
+              f"on input {summary.input!r} (the task's pipeline), {summary.epochs} epochs in {pre_s:.0f} s "
+              f"(loss {summary.loss_curve[0]:.2f} -> "
               f"{summary.loss_curve[-1]:.2f}); load {_load()}", flush=True)
         settings = [("scratch", [], None),
                     ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
@@ -358,9 +295,6 @@ RUNNERS = dict(medical=run_medical, security=run_security)
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """This module's flags (``benchmarks/pretrain.py`` adds them to its own)."""
-    parser.add_argument("--medical-decoder", choices=["task", "zscore"], default="task",
-                        help="how medical pretraining reads a scan: the task's pipeline (CT window) or vkit "
-                             "pretrain's own VolumeDecoder (z-score)")
     parser.add_argument("--sec-epochs", type=int, default=20, help="MIL head epochs (the task's default 20)")
     parser.add_argument("--sec-pretrain-epochs", type=int, default=30)
     parser.add_argument("--sec-segments", type=int, default=4, help="clips decoded per unlabelled video")
