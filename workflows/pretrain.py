@@ -34,7 +34,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,8 +174,10 @@ def _decoder(backbone: Any, options: PretrainOptions, spec: Any) -> Any:
     from vkit.core.ssl.inputs import VOLUME
 
     if spec is not None and spec.mode == VOLUME:  # the task's pipeline: its orientation and intensity window
+        from vkit.plugins.medical.data import build_transforms
+
         return TaskVolumeDecoder(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels,
-                                 spec.transforms or {})
+                                 spec.transforms or {}, build_transforms)
     if backbone.modality == "volume":
         return VolumeDecoder(crop_room((backbone.num_frames, *backbone.input_size)), backbone.in_channels)
     if spec is not None and spec.sampling == "uniform":  # the task's sampling: its step between frames
@@ -218,7 +220,7 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
 
     check_backbone_keys("backbone", backbone_cfg)  # an unknown type or --set backbone.KEY: did-you-mean, accepted keys
     backbone, objective, augment, name = _build(backbone_cfg, options)
-    from vkit.core.ssl.inputs import VOLUME, ZSCORE, rgb_input, task_input
+    from vkit.core.ssl.inputs import VOLUME, ZSCORE, rgb_input
 
     if options.for_task:
         spec = task_input(options.for_task, options.task_overrides, plugins)[0]
@@ -232,8 +234,10 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
                         f"{', '.join(map(str, archives))}" + (f" ({len(found.failures)} unreadable folders: "
                                                                f"{found.failures[0][0]}: {found.failures[0][1]})"
                                                                if found.failures else ""))
-    if spec is not None:
-        spec.resolve_intensity(found.files)  # a volume task's intensity.mode='auto': from the scans, as the task does
+    if spec is not None and spec.mode == VOLUME:
+        from vkit.plugins.medical.data import choose_intensity  # the volume task's (the only one: medical)
+
+        spec.resolve_intensity(found.files, choose_intensity)  # intensity.mode='auto': from the scans, as the task does
     decoder = _decoder(backbone, options, spec)
     config = dict(backbone=dict(backbone_cfg), archives=[os.path.abspath(os.path.expanduser(a)) for a in archives],
                   options=asdict(options), objective=name, decoder=decoder.settings, augment=augment.settings(),
@@ -262,10 +266,35 @@ def pretrain(backbone_cfg: dict[str, Any] | None, archives: Sequence[str], optio
     return summary
 
 
+def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = (),
+               plugins: Sequence[str] = ()) -> tuple[Any, dict[str, Any]]:
+    """``(input spec, backbone config)`` of ``--for-task TASK`` (:func:`vkit.core.ssl.inputs.task_input`): the task
+    found among the plugins, its default config with ``overrides`` (``--set task.KEY=V`` pairs, e.g.
+    ``{'data.size': 16}``) built as ``vkit run`` builds it.
+
+    Example::
+
+        spec, backbone_cfg = task_input("education-engagement", {"data.size": 16})   # spec.mode == 'diff'
+
+    Raises:
+        ConfigError: an unknown task or key, or a task with neither a video nor a volume backbone.
+    """
+    from vkit.core.ssl import inputs
+    from vkit.hooks.manager import get_plugin_manager
+    from vkit.workflows.config import build_config
+
+    manager = get_plugin_manager(extra=tuple(plugins))
+    task_cls = manager.get_task(task_name)
+    manager.register_components(require=task_cls.plugin)
+    cfg = build_config(task_cls.default_config, None, dict(overrides) if isinstance(overrides, Mapping)
+                       else list(overrides), free_keys=task_cls.free_keys)
+    return inputs.task_input(task_name, task_cls(), cfg)
+
+
 def _task_backbone(options: PretrainOptions, given: dict[str, Any] | None, plugins: Sequence[str]) -> dict[str, Any]:
     """The ``--for-task`` task's video (or volume) backbone config with ``--set backbone.ARG`` values on top (a
     BACKBONE of another type than the task's is refused: its weights would not load into the task)."""
-    from vkit.core.ssl.inputs import VIDEO_KEY, VOLUME, VOLUME_KEY, task_input
+    from vkit.core.ssl.inputs import VIDEO_KEY, VOLUME, VOLUME_KEY
 
     spec, task_cfg = task_input(options.for_task, options.task_overrides, plugins)
     key = VOLUME_KEY if spec.mode == VOLUME else VIDEO_KEY

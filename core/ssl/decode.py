@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -151,17 +151,21 @@ def _unreadable(path: str, err: BaseException) -> DataError:
 
 
 class TaskVolumeDecoder(VolumeDecoder):
-    """A scan read as a volume task reads it: its ``data.transforms`` pipeline
-    (:func:`vkit.plugins.medical.data.build_transforms`, ``train=False``, no augmentation) at ``size``.
+    """A scan read as a volume task reads it: its ``data.transforms`` pipeline made by the task's own ``build``
+    (the medical plugin's ``build_transforms``, called with ``train=False``, no augmentation) at ``size``.
 
     Args:
         size: ``(D, H, W)`` the scan is resized to (the pipeline's ``size``).
         channels: channels the backbone takes (a single-channel scan is repeated to fit).
         transforms: the task's ``data.transforms`` with its intensity window resolved (``InputSpec.transforms``).
+        build: ``(transforms config, train=False) -> callable`` on ``{"image": path}`` (a module-level function:
+            decoding processes get it pickled).
     """
 
-    def __init__(self, size: Sequence[int], channels: int, transforms: dict[str, Any]) -> None:
+    def __init__(self, size: Sequence[int], channels: int, transforms: dict[str, Any],
+                 build: Callable[..., Any]) -> None:
         super().__init__(size, channels)
+        self.build = build
         intensity = dict((transforms or {}).get("intensity") or {})
         if intensity.get("mode", "auto") == "auto":
             raise ConfigError("task volume decoder: transforms.intensity is 'auto'; resolve it from the scans "
@@ -173,10 +177,8 @@ class TaskVolumeDecoder(VolumeDecoder):
         self._pipeline: Any = None
 
     def decode(self, path: str) -> np.ndarray:
-        from vkit.plugins.medical.data import build_transforms
-
         if self._pipeline is None:
-            self._pipeline = build_transforms(dict(self.transforms, size=self.size, augment=False), train=False)
+            self._pipeline = self.build(dict(self.transforms, size=self.size, augment=False), train=False)
         try:
             volume = self._pipeline({"image": path})["image"]
         except Exception as err:  # MONAI wraps the reader's errors; the innermost reason names the problem

@@ -33,7 +33,7 @@ model's ``model.backbones.video`` when the config has it; for
 
 Example::
 
-    spec, backbone_cfg = task_input("education-engagement")
+    spec, backbone_cfg = task_input("education-engagement", task, cfg)   # cfg: the task's built config
     spec.mode, spec.mean, spec.std          # 'diff', (0.0, 0.0, 0.0), (16.0, 16.0, 16.0)
     views = spec.prepare(torch.rand(2, 3, 16, 32, 32) * 255)   # (2, 3, 16, 32, 32) differences / 16
 """
@@ -122,18 +122,17 @@ class InputSpec:
         out["mean"], out["std"], out["size"] = list(self.mean), list(self.std), list(self.size)
         return out
 
-    def resolve_intensity(self, files: Sequence[str]) -> None:
-        """For ``'volume'``: the task's ``intensity.mode='auto'`` resolved from ``files`` (the archive's scans) as
-        the task resolves it from its training scans (:func:`vkit.plugins.medical.data.choose_intensity`)."""
+    def resolve_intensity(self, files: Sequence[str], choose: Callable[[list[str]], tuple[Any, str]]) -> None:
+        """For ``'volume'``: the task's ``intensity.mode='auto'`` resolved from ``files`` (the archive's scans) by
+        the task's own ``choose`` (the medical plugin's ``choose_intensity``: ``files -> (window, why)``), as the
+        task resolves it from its training scans."""
         if self.mode != VOLUME or self.transforms is None:
             return
         intensity = dict(self.transforms.get("intensity") or {"mode": "auto"})
         if intensity.get("mode", "auto") != "auto":
             self.intensity_source = self.intensity_source or f"configured: {TRANSFORMS_KEY}.intensity"
             return
-        from vkit.plugins.medical.data import choose_intensity
-
-        window, self.intensity_source = choose_intensity(list(files))
+        window, self.intensity_source = choose(list(files))
         self.transforms = dict(self.transforms, intensity=dict(window))
 
     def prepare(self, views: torch.Tensor) -> torch.Tensor:
@@ -178,25 +177,15 @@ def _get(cfg: Any, dotted: str) -> Any:
     return node
 
 
-def task_input(task_name: str, overrides: Mapping[str, Any] | Sequence[str] = (),
-               plugins: Sequence[str] = ()) -> tuple[InputSpec, dict[str, Any]]:
-    """``(input spec, backbone config)`` the task feeds its model, from its default config + ``overrides``
-    (``--set`` pairs of the task's keys, e.g. ``{'data.size': 16}``) and its ``model_config``: its
+def task_input(task_name: str, task: Any, cfg: Any) -> tuple[InputSpec, dict[str, Any]]:
+    """``(input spec, backbone config)`` the task feeds its model, from its built config ``cfg`` (default config +
+    ``--set`` pairs, :func:`vkit.workflows.pretrain.task_config` makes it) and its ``model_config``: its
     ``model.backbones.video``, or its ``model.backbones.volume`` read through ``data.transforms`` (mode
     ``'volume'``; the intensity window is resolved later from the scans, :meth:`InputSpec.resolve_intensity`).
 
     Raises:
-        ConfigError: an unknown task or key, or a task with neither backbone.
+        ConfigError: a task with neither backbone, or an input whose channels differ from the backbone's.
     """
-    from vkit.hooks.manager import get_plugin_manager
-    from vkit.workflows.config import build_config
-
-    manager = get_plugin_manager(extra=tuple(plugins))
-    task_cls = manager.get_task(task_name)
-    manager.register_components(require=task_cls.plugin)
-    cfg = build_config(task_cls.default_config, None, dict(overrides) if isinstance(overrides, Mapping)
-                       else list(overrides), free_keys=task_cls.free_keys)
-    task = task_cls()
     model = (task.model_config(cfg, None) if hasattr(task, "model_config")
              else copy.deepcopy(dict(cfg.get("model") or {})))
     backbones = model.get("backbones") or {}

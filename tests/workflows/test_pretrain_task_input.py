@@ -42,7 +42,8 @@ def _edu(tmp_path: Path, db: str, name: str, *extra: str) -> object:
 
 
 def test_prepare_is_the_tasks_own_frame_difference_and_normalisation():
-    from vkit.core.ssl.inputs import InputSpec, rgb_input, task_input
+    from vkit.core.ssl.inputs import InputSpec, rgb_input
+    from vkit.workflows.pretrain import task_input
     from vkit.plugins.education.data import to_model_input
     from vkit.registry.registries import BACKBONES
 

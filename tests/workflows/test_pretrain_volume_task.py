@@ -40,16 +40,16 @@ def _med(tmp_path: Path, datalist: Path, db: str, name: str, *extra: str) -> obj
 
 def test_task_volume_decoder_is_the_tasks_pipeline(data):
     from vkit.core.ssl.decode import TaskVolumeDecoder
-    from vkit.core.ssl.inputs import task_input
-    from vkit.plugins.medical.data import CT_WINDOW, build_transforms
+    from vkit.workflows.pretrain import task_input
+    from vkit.plugins.medical.data import CT_WINDOW, build_transforms, choose_intensity
 
     spec, backbone = task_input(TASK, {"data.transforms.size": 16})
     assert (spec.mode, spec.task, spec.key, spec.channels) == ("volume", TASK, "data.transforms", 1)
     assert backbone["type"] == "TinyC3D" and "pretrained" not in backbone
     scans = sorted(str(p) for p in data[1].glob("*.nii.gz"))
-    spec.resolve_intensity(scans)
+    spec.resolve_intensity(scans, choose_intensity)
     assert spec.transforms["intensity"] == dict(CT_WINDOW) and "CT window" in spec.intensity_source
-    got = TaskVolumeDecoder((16, 16, 16), 1, spec.transforms).decode(scans[0])
+    got = TaskVolumeDecoder((16, 16, 16), 1, spec.transforms, build_transforms).decode(scans[0])
     want = build_transforms(dict(size=(16, 16, 16), intensity=CT_WINDOW, augment=False))({"image": scans[0]})["image"]
     assert got.shape == (1, 1, 16, 16, 16) and np.allclose(got[0], np.asarray(want))
     assert 0.0 <= got.min() and got.max() <= 1.0  # the CT window, clipped; a z-score would go below 0
