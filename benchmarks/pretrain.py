@@ -49,15 +49,6 @@ EDU_QUICK = ["train.batch_size=4", "data.num_frames=8", "data.size=16",
 NOT_RUN: dict[str, str] = {}  # vertical -> 'not run: <reason>' (every vertical is written now)
 
 
-def parse_value(text: str) -> Any:
-    import ast
-
-    try:
-        return ast.literal_eval(text)  # (4,8), 8, 'x'
-    except (ValueError, SyntaxError):
-        return text
-
-
 # ----------------------------------------------------------------------------- education
 def edu_subset(full: Path, out: Path, fraction: float, seed: int) -> tuple[Path, Path, int, int]:
     """A DAiSEE root at ``out`` whose train labels are ``fraction`` of ``full``'s (by learner-free random draw),
@@ -135,7 +126,9 @@ def edu_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _pairs(items: list[str]) -> dict[str, Any]:
-    return {k: parse_value(v) for k, _, v in (item.partition("=") for item in items)}
+    from vkit.workflows.config import parse_value  # as `vkit run --set` reads a value
+
+    return {k: parse_value(k, v) for k, _, v in (item.partition("=") for item in items)}
 
 
 def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
@@ -148,7 +141,7 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     full = generate(tmp / "edu-full", seed=0, **data_args)
     print(f"education: data generated in {time.perf_counter() - start:.1f} s ({full})", flush=True)
     base = (list(EDU_QUICK) if args.quick else []) + [f"train.epochs={args.epochs}"]
-    task_keys = {k: parse_value(v) for k, _, v in (item.partition("=") for item in base)
+    task_keys = {k: v for k, v in _pairs(base).items()
                  if not k.startswith("train.")}  # what --for-task reads: data.* and model.* of the runs
     backbone = edu_backbone(base)
     backbone.setdefault("in_channels", 3)  # the task's (data.channels='diff': 3); used with --edu-input rgb

@@ -120,12 +120,13 @@ def check_weights(cfg: Any, store: Any) -> CheckedWeights:
 
     from vkit.core.finetune import FINETUNE_DEFAULTS, finetune_settings
 
-    for where, node in backbone_entries(cfg):  # an unknown type or key: before data, naming the key
+    entries = list(backbone_entries(cfg))
+    for where, node in entries:  # an unknown type or key: before data, naming the key
         check_backbone_keys(where, node)
     train = dict(cfg.get("train") or {})
     settings = finetune_settings(train)
     tuned = {k: v for k, v in settings.items() if v != FINETUNE_DEFAULTS[k]}  # checked before data too
-    check_finetune_backbones(cfg, train, settings)
+    check_finetune_backbones(entries, train, settings)
     use_store(store)
     with keep_weights() as files:
         reports = check_config_weights(cfg)
@@ -135,13 +136,14 @@ def check_weights(cfg: Any, store: Any) -> CheckedWeights:
     return CheckedWeights(reports, tuned, files)
 
 
-def check_finetune_backbones(cfg: Any, train: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
-    """``train.freeze`` / ``backbone_lr_mult`` against the model's backbones, before data: refused where the model
-    has no backbone of its own (it trains on features ``features.backbone`` computed) or where ``freeze=N`` names
-    more stages than a backbone has (built on the meta device: no weights are made or read)."""
+def check_finetune_backbones(entries: list[tuple[str, dict[str, Any]]], train: Mapping[str, Any],
+                             settings: Mapping[str, Any]) -> None:
+    """``train.freeze`` / ``backbone_lr_mult`` against the config's backbones (``entries``:
+    :func:`backbone_entries`), before data: refused where the model has no backbone of its own (it trains on
+    features ``features.backbone`` computed) or where ``freeze=N`` names more stages than a backbone has (built on
+    the meta device: no weights are made or read)."""
     from vkit.core.finetune import FINETUNE_DEFAULTS, check_freeze, set_by
 
-    entries = list(backbone_entries(cfg))
     trained = [(w, n) for w, n in entries if w.startswith("model.")]
     for key in ("freeze", "backbone_lr_mult"):
         if settings[key] != FINETUNE_DEFAULTS[key] and entries and not trained:
