@@ -11,7 +11,11 @@ Keys (all in :data:`vkit.core.task.DEFAULT_TRAIN`, checked with did-you-mean lik
 - ``paramwise_cfg``: mmengine's ``paramwise_cfg`` as it is (``custom_keys``, ``norm_decay_mult``,
   ``bias_decay_mult`` ...), for layer-wise rates: ``{custom_keys: {backbones.video.net.layer4: {lr_mult: 0.5}}}``.
 - ``warmup_epochs``: linear warm-up (mmengine ``LinearLR`` from ``lr/100``) before the ``scheduler``.
-- ``preset``: ``'linear_probe'`` (= ``freeze='backbone'``) or ``'finetune'``
+- ``feature_norm``: ``True`` standardises the (fused) features before the head with a BatchNorm without
+  affine parameters, the linear probe of MAE / VideoMAE (He et al. 2022, appendix A.2): a frozen backbone's
+  features come at whatever scale its pretraining left them, and a head trained for a few dozen steps cannot
+  rescale them itself. Part of the model (``VideoModel(feature_norm=True)``): a reloaded checkpoint has it.
+- ``preset``: ``'linear_probe'`` (= ``freeze='backbone', feature_norm=True``) or ``'finetune'``
   (= ``backbone_lr_mult=0.1, warmup_epochs=1``); a key set against its preset is an error.
 
 Example::
@@ -32,10 +36,10 @@ from vkit.registry.errors import ConfigError, did_you_mean
 
 #: The ``train`` keys this module reads, with their defaults.
 FINETUNE_DEFAULTS: dict[str, Any] = dict(freeze=None, backbone_lr_mult=1.0, paramwise_cfg=None, warmup_epochs=0,
-                                         preset=None)
+                                         feature_norm=False, preset=None)
 #: What each preset sets.
 PRESETS: dict[str, dict[str, Any]] = {
-    "linear_probe": dict(freeze="backbone"),
+    "linear_probe": dict(freeze="backbone", feature_norm=True),
     "finetune": dict(backbone_lr_mult=0.1, warmup_epochs=1),
 }
 _STAGE = re.compile(r"^(layer|denseblock|stage|res_layers?)\d+$")
@@ -79,6 +83,9 @@ def finetune_settings(train: Mapping[str, Any]) -> dict[str, Any]:
     if warmup and warmup >= int(train.get("epochs", 1)):
         raise ConfigError(f"train.warmup_epochs={warmup}{set_by(train, 'warmup_epochs')} must be below "
                           f"train.epochs={train.get('epochs')}")
+    if not isinstance(out["feature_norm"], bool):
+        raise ConfigError(f"train.feature_norm={out['feature_norm']!r}; expected true or false (true: standardise "
+                          f"the features before the head)")
     paramwise = out["paramwise_cfg"]
     if paramwise is not None and not isinstance(paramwise, Mapping):
         raise ConfigError(f"train.paramwise_cfg={paramwise!r}; expected a mapping such as "
@@ -159,7 +166,7 @@ def apply_finetune(model: nn.Module, settings: Mapping[str, Any]) -> tuple[dict[
     ft = finetune_settings(settings)
     backbones = backbones_of(model)
     freeze = ft["freeze"]
-    for key, unset in (("freeze", None), ("backbone_lr_mult", 1.0)):
+    for key, unset in (("freeze", None), ("backbone_lr_mult", 1.0), ("feature_norm", False)):
         if ft[key] != unset and not backbones:
             raise ConfigError(f"train.{key}={ft[key]!r}{set_by(settings, key)}: this model ({type(model).__name__}) "
                               f"has no backbone (it trains on features a frozen backbone computed); leave "
@@ -173,6 +180,12 @@ def apply_finetune(model: nn.Module, settings: Mapping[str, Any]) -> tuple[dict[
                 for group in stages[:freeze + 1]:
                     for module in group:
                         freeze_module(module)
+    if ft["feature_norm"]:
+        standardise = getattr(model, "standardise_features", None)
+        if not callable(standardise):
+            raise ConfigError(f"train.feature_norm=True{set_by(settings, 'feature_norm')}: this model "
+                              f"({type(model).__name__}) has no standardise_features(); it needs vkit's VideoModel")
+        standardise()
     extra: dict[str, Any] = {}
     paramwise = dict(ft["paramwise_cfg"] or {})
     if float(ft["backbone_lr_mult"]) != 1.0:

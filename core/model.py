@@ -90,6 +90,20 @@ class VideoDataPreprocessor(BaseDataPreprocessor):
         return {"inputs": inputs, "data_samples": samples}
 
 
+class FeatureNorm(nn.BatchNorm1d):
+    """Features standardised by their training statistics: ``BatchNorm1d`` without affine parameters whose
+    running statistics are the mean over all training batches (``momentum=None``). A one-sample training batch
+    (the last of an epoch) is normalised with the statistics so far, where BatchNorm would fail."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__(dim, affine=False, momentum=None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training and x.shape[0] < 2:
+            return nn.functional.batch_norm(x, self.running_mean, self.running_var, training=False, eps=self.eps)
+        return super().forward(x)
+
+
 @MODELS.register_module()
 class VideoModel(BaseModel):
     """Backbones per modality, an optional fusion and a head, trained by mmengine's Runner.
@@ -105,6 +119,8 @@ class VideoModel(BaseModel):
         data_preprocessor: config of the preprocessor (default
             ``VideoDataPreprocessor``).
         freeze_backbones: keep backbone weights fixed (features only).
+        feature_norm: standardise the fused features before the head (``BatchNorm1d`` without affine
+            parameters, averaged over all training batches); ``train.feature_norm`` turns it on for a run.
     """
 
     def __init__(
@@ -114,6 +130,7 @@ class VideoModel(BaseModel):
         fusion: dict | None = None,
         data_preprocessor: dict | None = None,
         freeze_backbones: bool = False,
+        feature_norm: bool = False,
         init_cfg: dict | None = None,
     ) -> None:
         preprocessor = dict(data_preprocessor or {})
@@ -131,6 +148,7 @@ class VideoModel(BaseModel):
         else:
             self.fusion = FUSIONS.build(fusion, default_args=dict(in_dims=in_dims))
             fused_dim = int(self.fusion.out_dim)
+        self.fused_dim = fused_dim
         if getattr(self.fusion, "produces_logits", False):
             if head is not None:
                 raise ConfigError(f"model.head: {type(self.fusion).__name__} already produces logits; remove the head")
@@ -146,6 +164,22 @@ class VideoModel(BaseModel):
         self.freeze_backbones = freeze_backbones
         if freeze_backbones:
             self.backbones.requires_grad_(False)
+        self.feature_norm: FeatureNorm | None = None
+        if feature_norm:
+            self.standardise_features()
+
+    def standardise_features(self) -> None:
+        """Standardise the features before the head from now on; a saved model is rebuilt with it
+        (``model_config['feature_norm']``). ``momentum=None``: the statistics are the mean over all training
+        batches (a frozen backbone's features do not drift), not an exponential average."""
+        if self.head is None:
+            raise ConfigError(f"train.feature_norm: {type(self.fusion).__name__} already produces logits; there are "
+                              f"no features before a head to standardise")
+        if self.feature_norm is None:
+            self.feature_norm = FeatureNorm(self.fused_dim)
+        config = getattr(self, "model_config", None)
+        if isinstance(config, dict):
+            config["feature_norm"] = True
 
     def extract_feat(self, inputs: Mapping[str, torch.Tensor], mask: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor:
         """Features of each modality, fused into one ``(N, D)`` tensor."""
@@ -159,6 +193,8 @@ class VideoModel(BaseModel):
 
     def forward(self, inputs: Mapping[str, torch.Tensor], data_samples: list[dict] | None = None, mode: str = "tensor") -> Any:
         features = self.extract_feat(inputs)
+        if self.feature_norm is not None:
+            features = self.feature_norm(features)
         logits = features if self.head is None else self.head(features)
         if mode == "tensor":
             return logits

@@ -32,16 +32,45 @@ def _train(tmp_path, **train):
     model = build_model(MODEL)
     before = {k: v.clone() for k, v in model.state_dict().items()}
     runner = build_runner(model, work_dir=tmp_path, train_set=Cubes(), checkpoint=False,
-                          train=dict(DEFAULT_TRAIN, batch_size=4, lr=0.05, log_level="ERROR", **train))
+                          train={**DEFAULT_TRAIN, "batch_size": 4, "lr": 0.05, "log_level": "ERROR", **train})
     runner.train()
     after = model.state_dict()
-    changed = {k for k, v in after.items() if v.is_floating_point() and not torch.equal(v, before[k])}
+    changed = {k for k, v in after.items() if v.is_floating_point() and (k not in before or not torch.equal(v, before[k]))}
     return runner, changed
 
 
 def test_linear_probe_keeps_the_backbone_and_its_batchnorm_fixed(tmp_path):
     _, changed = _train(tmp_path, epochs=1, preset="linear_probe")
-    assert changed and all(k.startswith("head.") for k in changed), changed  # running stats did not drift either
+    assert any(k.startswith("head.") for k in changed)
+    assert all(k.startswith(("head.", "feature_norm.")) for k in changed), changed  # running stats did not drift either
+
+
+def test_linear_probe_standardises_the_frozen_features_with_their_training_mean_and_variance(tmp_path):
+    runner, _ = _train(tmp_path, epochs=2, batch_size=8, preset="linear_probe")  # 8 cubes: one batch an epoch
+    model = runner.model.eval()
+    with torch.no_grad():
+        feats = model.extract_feat(dict(volume=Cubes().x))
+    norm = model.feature_norm
+    assert int(norm.num_batches_tracked) == 2  # the mean over both epochs' batches, not an exponential average
+    assert torch.allclose(norm.running_mean, feats.mean(0), atol=1e-5)
+    assert torch.allclose(norm.running_var, feats.var(0), rtol=1e-3, atol=1e-7)  # BatchNorm keeps the unbiased one
+    with torch.no_grad():  # the head sees standardised features
+        standardised = model.feature_norm(feats)
+        assert torch.allclose(model(dict(volume=Cubes().x)), model.head(standardised), atol=1e-6)
+    # the saved model is rebuilt with it: model_config says so and the state dict loads strictly
+    assert model.model_config["feature_norm"] is True
+    again = build_model(model.model_config)
+    again.load_state_dict(model.state_dict(), strict=True)
+    with torch.no_grad():
+        assert torch.allclose(again.eval()(dict(volume=Cubes().x)), model(dict(volume=Cubes().x)), atol=1e-6)
+
+
+def test_feature_norm_survives_a_one_sample_batch(tmp_path):
+    model = build_model(dict(MODEL, feature_norm=True))
+    runner = build_runner(model, work_dir=tmp_path, train_set=Cubes(9), checkpoint=False,  # batches 4, 4, 1
+                          train=dict(DEFAULT_TRAIN, batch_size=4, lr=0.05, epochs=1, log_level="ERROR"))
+    runner.train()
+    assert int(model.feature_norm.num_batches_tracked) == 2  # the lone sample used the statistics so far
 
 
 def test_freeze_stages_lr_mult_and_warmup(tmp_path):
@@ -63,6 +92,7 @@ def test_freeze_stages_lr_mult_and_warmup(tmp_path):
     (dict(preset="linear_probe", freeze=2), r"train.freeze=2 contradicts train.preset='linear_probe'"),
     (dict(warmup_epochs=5, epochs=5), r"train.warmup_epochs=5 must be below train.epochs=5"),
     (dict(backbone_lr_mult="fast"), r"train.backbone_lr_mult='fast'"),
+    (dict(feature_norm="yes"), r"train.feature_norm='yes'; expected true or false"),
 ])
 def test_bad_settings_name_the_key(train, message):
     with pytest.raises(ConfigError, match=message):
