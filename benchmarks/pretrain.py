@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pretrain_verticals import RUNNERS, add_arguments, task_backbone  # medical and security (pretrain_verticals.py)
+from pretrain_verticals import RUNNERS, add_arguments, row_arguments, row_settings, seed_summary, task_backbone  # medical and security (pretrain_verticals.py)
 from education import cpu_line  # benchmarks/education.py (this folder is sys.path[0]): the CPU, its flags, torch threads
 
 EDU_TASK = "education-engagement"
@@ -116,13 +116,7 @@ def edu_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--edu-objective", nargs="*", default=[], metavar="KEY=VALUE",
                         help="objective.KEY of vkit pretrain, e.g. expander=[128,128]")
     parser.add_argument("--edu-segments", type=int, default=2, help="clips decoded per unlabelled video")
-    for row in ("scratch", "probe", "finetune"):
-        parser.add_argument(f"--edu-{row}-set", nargs="*", default=[], metavar="KEY=VALUE",
-                            help=f"extra vkit run --set pairs of the {row} rows, e.g. train.lr=0.03")
-    parser.add_argument("--edu-settings", nargs="+", choices=["scratch", "linear_probe", "finetune"],
-                        default=["scratch", "linear_probe", "finetune"],
-                        help="rows to run (scratch does not depend on the pretraining: leave it out when comparing "
-                             "pretraining variants at the same seeds)")
+    row_arguments(parser, "edu", "education")
 
 
 def _pairs(items: list[str]) -> dict[str, Any]:
@@ -171,12 +165,7 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                   f"and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; loss {summary.loss_curve[0]:.2f} -> "
                   f"{summary.loss_curve[-1]:.2f})", flush=True)
             # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
-            settings = [("scratch", list(args.edu_scratch_set), None),
-                        ("pretrain + linear_probe", ["train.preset=linear_probe", *args.edu_probe_set], summary.run_id),
-                        ("pretrain + finetune", ["train.preset=finetune", *args.edu_finetune_set], summary.run_id)]
-            for name, extra, run_id in settings:
-                if name.rsplit(" ", 1)[-1] not in args.edu_settings:
-                    continue
+            for name, extra, run_id in row_settings(args, "edu", summary.run_id):
                 db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / f'{name[:7]}.db'}"
                 overrides = base + extra + [f"seed={seed}"] + (
                     [f"model.backbones.video.pretrained=run:{run_id}"] if run_id else [])
@@ -193,25 +182,8 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                                  setting=name, value=value, val=val, seed=seed, run_s=wall,
                                  pretrain_s_per_1000=per_1000 if run_id else None,
                                  status=result.status))
-    edu_summary(rows)
+    seed_summary(rows, "QWK")
     return rows
-
-
-def edu_summary(rows: list[dict[str, Any]]) -> None:
-    """Val and test QWK per setting and label fraction: each seed, then mean and spread (max - min) over seeds."""
-    import statistics
-
-    print("\n| labels | setting | seeds | val QWK (each) | test QWK (each) | test mean | test spread |")
-    print("|---|---|---|---|---|---|---|")
-    for fraction in sorted({r["fraction"] for r in rows}):
-        for setting in dict.fromkeys(r["setting"] for r in rows):
-            group = [r for r in rows if r["fraction"] == fraction and r["setting"] == setting]
-            tests = [r["value"] for r in group if r["value"] is not None]
-            show = lambda key: " / ".join("-" if r[key] is None else f"{r[key]:.3f}" for r in group)  # noqa: E731
-            mean = f"{statistics.fmean(tests):.3f}" if tests else "-"
-            spread = f"{max(tests) - min(tests):.3f}" if len(tests) > 1 else "-"
-            print(f"| {fraction:.0%} ({group[0]['labelled']}) | {setting} | {', '.join(str(r['seed']) for r in group)} "
-                  f"| {show('val')} | {show('value')} | {mean} | {spread} |", flush=True)
 
 
 # ----------------------------------------------------------------------------- main

@@ -166,6 +166,45 @@ def _pretrain(backbone: dict[str, Any] | None, rest: Path, folder: Path, args: a
     return summary, wall, per_1000
 
 
+def row_arguments(parser: argparse.ArgumentParser, prefix: str, vertical: str) -> None:
+    """``--{prefix}-{scratch,probe,finetune}-set`` (extra ``vkit run --set`` pairs of one kind of row, e.g. its
+    learning rate chosen on val) and ``--{prefix}-settings`` (which rows run) for ``vertical``."""
+    for row in ("scratch", "probe", "finetune"):
+        parser.add_argument(f"--{prefix}-{row}-set", nargs="*", default=[], metavar="KEY=VALUE",
+                            help=f"extra vkit run --set pairs of the {vertical} {row} rows, e.g. train.lr=0.03")
+    parser.add_argument(f"--{prefix}-settings", nargs="+", choices=["scratch", "linear_probe", "finetune"],
+                        default=["scratch", "linear_probe", "finetune"],
+                        help=f"{vertical} rows to run (scratch does not depend on the pretraining: leave it out "
+                             f"when comparing pretraining variants at the same seeds)")
+
+
+def row_settings(args: argparse.Namespace, prefix: str, run_id: int) -> list[tuple[str, list[str], int | None]]:
+    """``(name, extra --set pairs, pretrain run id or None)`` of the rows ``--{prefix}-settings`` asks for."""
+    extra = lambda row: list(getattr(args, f"{prefix}_{row}_set"))  # noqa: E731
+    rows = [("scratch", extra("scratch"), None),
+            ("pretrain + linear_probe", ["train.preset=linear_probe", *extra("probe")], run_id),
+            ("pretrain + finetune", ["train.preset=finetune", *extra("finetune")], run_id)]
+    return [r for r in rows if r[0].rsplit(" ", 1)[-1] in getattr(args, f"{prefix}_settings")]
+
+
+def seed_summary(rows: list[dict[str, Any]], metric: str) -> None:
+    """Val and test ``metric`` per setting and label fraction: each seed, then mean and spread (max - min) over
+    seeds."""
+    import statistics
+
+    print(f"\n| labels | setting | seeds | val {metric} (each) | test {metric} (each) | test mean | test spread |")
+    print("|---|---|---|---|---|---|---|")
+    for fraction in sorted({r["fraction"] for r in rows}):
+        for setting in dict.fromkeys(r["setting"] for r in rows):
+            group = [r for r in rows if r["fraction"] == fraction and r["setting"] == setting]
+            tests = [r["value"] for r in group if r["value"] is not None]
+            show = lambda key: " / ".join("-" if r[key] is None else f"{r[key]:.3f}" for r in group)  # noqa: E731
+            mean = f"{statistics.fmean(tests):.3f}" if tests else "-"
+            spread = f"{max(tests) - min(tests):.3f}" if len(tests) > 1 else "-"
+            print(f"| {fraction:.0%} ({group[0]['labelled']}) | {setting} | {', '.join(str(r['seed']) for r in group)} "
+                  f"| {show('val')} | {show('value')} | {mean} | {spread} |", flush=True)
+
+
 def _row(vertical: str, metric: str, fraction: float, n_lab: int, setting: str, value: float | None, wall: float,
          per_1000: float | None, status: str, note: str = "", seed: int = 0, val: float | None = None) -> dict[str, Any]:
     return dict(vertical=vertical, metric=metric, fraction=fraction, labelled=n_lab, setting=setting, value=value,
@@ -196,10 +235,7 @@ def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
               f"on input {summary.input!r} (the task's pipeline), {summary.epochs} epochs in {pre_s:.0f} s "
               f"(loss {summary.loss_curve[0]:.2f} -> "
               f"{summary.loss_curve[-1]:.2f}); load {_load()}", flush=True)
-        settings = [("scratch", [], None),
-                    ("pretrain + linear_probe", ["train.preset=linear_probe"], summary.run_id),
-                    ("pretrain + finetune", ["train.preset=finetune"], summary.run_id)]
-        for name, extra, run_id in settings:
+        for name, extra, run_id in row_settings(args, "med", summary.run_id):
             db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / 'scratch.db'}"
             overrides = base + extra + [f"seed={seed}"] + (
                 [f"model.backbones.volume.pretrained=run:{run_id}"] if run_id else [])
@@ -214,6 +250,7 @@ def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                   f"{f'; loaded {loaded}' if loaded else ''}", flush=True)
             rows.append(_row("medical", "test AUC", fraction, n_lab, name, value, wall,
                              per_1000 if run_id else None, result.status, seed=seed, val=val))
+    seed_summary(rows, "AUC")
     return rows
 
 
@@ -298,6 +335,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sec-epochs", type=int, default=20, help="MIL head epochs (the task's default 20)")
     parser.add_argument("--sec-pretrain-epochs", type=int, default=30)
     parser.add_argument("--sec-segments", type=int, default=4, help="clips decoded per unlabelled video")
+    row_arguments(parser, "med", "medical")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -386,7 +386,7 @@ def test_run_checks_weights_before_data_and_records_them(tmp_path):
     counts = {m["key"]: m["value"] for m in store.run_metrics(run_id, split="pretrained")}
     assert counts["model.backbones.video/matched"] == 12 and counts["model.backbones.video/missing"] == 0
     assert "12 matched, 0 missing, 0 unexpected" in ctx.summary["pretrained model.backbones.video"]
-    assert ctx.summary["fine-tuning"] == "freeze='backbone', preset='linear_probe'"
+    assert ctx.summary["fine-tuning"] == "freeze='backbone', feature_norm=True, preset='linear_probe'"
     bad = dict(cfg, model=dict(backbones=dict(video=dict(type="TinyC3D", pretrained=str(tmp_path / "x.pt")))))
     with pytest.raises(CheckpointError, match=r"^model.backbones.video.pretrained: .*x.pt' does not exist"):
         check_run_weights(bad, ctx)
