@@ -36,7 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pretrain_verticals import RUNNERS, add_arguments, row_arguments, row_settings, seed_summary, task_backbone  # medical and security (pretrain_verticals.py)
+# medical and security (pretrain_verticals.py), and the row options and summary all verticals share
+from pretrain_verticals import RUNNERS, add_arguments, row_arguments, row_settings, seed_summary, task_backbone
 from education import cpu_line  # benchmarks/education.py (this folder is sys.path[0]): the CPU, its flags, torch threads
 
 EDU_TASK = "education-engagement"
@@ -155,17 +156,20 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                                       objective_args=objective,
                                       for_task=EDU_TASK if args.edu_input == "task" else None,
                                       task_overrides=task_keys if args.edu_input == "task" else {})
-            start, load = time.perf_counter(), os.getloadavg()[0]
-            summary = pretrain(None if args.edu_input == "task" else backbone, [str(rest)], options,
-                               db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
-            pre_s = time.perf_counter() - start
-            per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
-            print(f"education {tag}: pretrain run {summary.run_id} {summary.objective} on input {summary.input!r}, "
-                  f"{summary.decoded} clips, {summary.epochs} epochs in {pre_s:.0f} s ({per_1000:.0f} s per 1,000 clips "
-                  f"and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; loss {summary.loss_curve[0]:.2f} -> "
-                  f"{summary.loss_curve[-1]:.2f})", flush=True)
+            pretrained, per_1000 = None, None
+            if args.edu_settings != ["scratch"]:  # scratch alone does not need the pretraining
+                start, load = time.perf_counter(), os.getloadavg()[0]
+                summary = pretrain(None if args.edu_input == "task" else backbone, [str(rest)], options,
+                                   db_url=f"sqlite:///{folder / 'pretrain.db'}", work_dir=folder / "pretrain")
+                pre_s = time.perf_counter() - start
+                per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
+                print(f"education {tag}: pretrain run {summary.run_id} {summary.objective} on input "
+                      f"{summary.input!r}, {summary.decoded} clips, {summary.epochs} epochs in {pre_s:.0f} s "
+                      f"({per_1000:.0f} s per 1,000 clips and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; loss {summary.loss_curve[0]:.2f} -> "
+                      f"{summary.loss_curve[-1]:.2f})", flush=True)
+                pretrained = summary.run_id
             # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
-            for name, extra, run_id in row_settings(args, "edu", summary.run_id):
+            for name, extra, run_id in row_settings(args, "edu", pretrained):
                 db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / f'{name[:7]}.db'}"
                 overrides = base + extra + [f"seed={seed}"] + (
                     [f"model.backbones.video.pretrained=run:{run_id}"] if run_id else [])

@@ -178,7 +178,7 @@ def row_arguments(parser: argparse.ArgumentParser, prefix: str, vertical: str) -
                              f"when comparing pretraining variants at the same seeds)")
 
 
-def row_settings(args: argparse.Namespace, prefix: str, run_id: int) -> list[tuple[str, list[str], int | None]]:
+def row_settings(args: argparse.Namespace, prefix: str, run_id: int | None) -> list[tuple[str, list[str], int | None]]:
     """``(name, extra --set pairs, pretrain run id or None)`` of the rows ``--{prefix}-settings`` asks for."""
     extra = lambda row: list(getattr(args, f"{prefix}_{row}_set"))  # noqa: E731
     rows = [("scratch", extra("scratch"), None),
@@ -229,13 +229,16 @@ def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
         folder.mkdir()
         datalist, rest, n_lab, n_rest = med_subset(full, folder, fraction, seed=seed)
         tag = f"{fraction:.0%} ({n_lab} labelled, {n_rest} unlabelled) seed {seed}"
-        summary, pre_s, per_1000 = _pretrain(None, rest, folder, args, 1, args.pretrain_epochs, seed,
-                                             for_task=MED_TASK, task_overrides=task_keys)
-        print(f"medical {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} volumes "
-              f"on input {summary.input!r} (the task's pipeline), {summary.epochs} epochs in {pre_s:.0f} s "
-              f"(loss {summary.loss_curve[0]:.2f} -> "
-              f"{summary.loss_curve[-1]:.2f}); load {_load()}", flush=True)
-        for name, extra, run_id in row_settings(args, "med", summary.run_id):
+        pretrained, per_1000 = None, None
+        if args.med_settings != ["scratch"]:  # scratch alone does not need the pretraining
+            summary, pre_s, per_1000 = _pretrain(None, rest, folder, args, 1, args.pretrain_epochs, seed,
+                                                 for_task=MED_TASK, task_overrides=task_keys)
+            print(f"medical {tag}: pretrain run {summary.run_id} {summary.objective}, {summary.decoded} volumes "
+                  f"on input {summary.input!r} (the task's pipeline), {summary.epochs} epochs in {pre_s:.0f} s "
+                  f"(loss {summary.loss_curve[0]:.2f} -> "
+                  f"{summary.loss_curve[-1]:.2f}); load {_load()}", flush=True)
+            pretrained = summary.run_id
+        for name, extra, run_id in row_settings(args, "med", pretrained):
             db = f"sqlite:///{folder / 'pretrain.db'}" if run_id else f"sqlite:///{folder / 'scratch.db'}"
             overrides = base + extra + [f"seed={seed}"] + (
                 [f"model.backbones.volume.pretrained=run:{run_id}"] if run_id else [])
