@@ -37,7 +37,8 @@ from pathlib import Path
 from typing import Any
 
 # medical and security (pretrain_verticals.py), and the row options and summary all verticals share
-from pretrain_verticals import RUNNERS, add_arguments, row_arguments, row_settings, seed_summary, task_backbone
+from pretrain_verticals import (RUNNERS, add_arguments, folder_name, row_arguments, row_settings, seed_summary,
+                                task_backbone)
 from education import cpu_line  # benchmarks/education.py (this folder is sys.path[0]): the CPU, its flags, torch threads
 
 EDU_TASK = "education-engagement"
@@ -142,8 +143,7 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
     backbone.setdefault("in_channels", 3)  # the task's (data.channels='diff': 3); used with --edu-input rgb
     augment, objective = _pairs(args.edu_augment), _pairs(args.edu_objective)
     print(f"education: pretraining input {args.edu_input!r}, augment {augment}, objective {objective}, "
-          f"segments {args.edu_segments}; extra --set: scratch {args.edu_scratch_set}, linear_probe "
-          f"{args.edu_probe_set}, finetune {args.edu_finetune_set}", flush=True)
+          f"segments {args.edu_segments}", flush=True)
     rows = []
     for seed in args.seeds or [args.seed]:
         for fraction in args.fractions:
@@ -165,8 +165,8 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 per_1000 = summary.seconds / max(1, summary.decoded) / max(1, summary.epochs) * 1000
                 print(f"education {tag}: pretrain run {summary.run_id} {summary.objective} on input "
                       f"{summary.input!r}, {summary.decoded} clips, {summary.epochs} epochs in {pre_s:.0f} s "
-                      f"({per_1000:.0f} s per 1,000 clips and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; loss {summary.loss_curve[0]:.2f} -> "
-                      f"{summary.loss_curve[-1]:.2f})", flush=True)
+                      f"({per_1000:.0f} s per 1,000 clips and epoch, load {load:.1f} -> {os.getloadavg()[0]:.1f}; "
+                      f"loss {summary.loss_curve[0]:.2f} -> {summary.loss_curve[-1]:.2f})", flush=True)
                 pretrained = summary.run_id
             # the pretrain run's store is the store the fine-tuning runs resolve run:ID in
             for name, extra, run_id in row_settings(args, "edu", pretrained):
@@ -175,7 +175,7 @@ def run_education(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                     [f"model.backbones.video.pretrained=run:{run_id}"] if run_id else [])
                 start = time.perf_counter()
                 result = run_task(EDU_TASK, overrides=overrides, data=root, db_url=db,
-                                  work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
+                                  work_dir=folder / folder_name(name), echo=lambda *_: None)
                 wall = time.perf_counter() - start
                 value = qwk(result.metrics) if result.status == "finished" else None
                 val = edu_val_qwk(db, result.run_id) if result.status == "finished" else None

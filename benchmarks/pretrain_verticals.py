@@ -168,10 +168,12 @@ def _pretrain(backbone: dict[str, Any] | None, rest: Path, folder: Path, args: a
 
 def row_arguments(parser: argparse.ArgumentParser, prefix: str, vertical: str) -> None:
     """``--{prefix}-{scratch,probe,finetune}-set`` (extra ``vkit run --set`` pairs of one kind of row, e.g. its
-    learning rate chosen on val) and ``--{prefix}-settings`` (which rows run) for ``vertical``."""
+    learning rate chosen on val; repeat the flag for variants, each a row on the same pretraining and labels)
+    and ``--{prefix}-settings`` (which kinds of row run) for ``vertical``."""
     for row in ("scratch", "probe", "finetune"):
-        parser.add_argument(f"--{prefix}-{row}-set", nargs="*", default=[], metavar="KEY=VALUE",
-                            help=f"extra vkit run --set pairs of the {vertical} {row} rows, e.g. train.lr=0.03")
+        parser.add_argument(f"--{prefix}-{row}-set", nargs="*", action="append", default=None, metavar="KEY=VALUE",
+                            help=f"extra vkit run --set pairs of the {vertical} {row} rows, e.g. train.lr=0.03; "
+                                 f"given twice: two variants")
     parser.add_argument(f"--{prefix}-settings", nargs="+", choices=["scratch", "linear_probe", "finetune"],
                         default=["scratch", "linear_probe", "finetune"],
                         help=f"{vertical} rows to run (scratch does not depend on the pretraining: leave it out "
@@ -179,12 +181,24 @@ def row_arguments(parser: argparse.ArgumentParser, prefix: str, vertical: str) -
 
 
 def row_settings(args: argparse.Namespace, prefix: str, run_id: int | None) -> list[tuple[str, list[str], int | None]]:
-    """``(name, extra --set pairs, pretrain run id or None)`` of the rows ``--{prefix}-settings`` asks for."""
-    extra = lambda row: list(getattr(args, f"{prefix}_{row}_set"))  # noqa: E731
-    rows = [("scratch", extra("scratch"), None),
-            ("pretrain + linear_probe", ["train.preset=linear_probe", *extra("probe")], run_id),
-            ("pretrain + finetune", ["train.preset=finetune", *extra("finetune")], run_id)]
-    return [r for r in rows if r[0].rsplit(" ", 1)[-1] in getattr(args, f"{prefix}_settings")]
+    """``(name, extra --set pairs, pretrain run id or None)`` of the rows ``--{prefix}-settings`` asks for, one per
+    variant (a variant's pairs are in its name when there are several)."""
+    kinds = [("scratch", "scratch", [], None), ("linear_probe", "probe", ["train.preset=linear_probe"], run_id),
+             ("finetune", "finetune", ["train.preset=finetune"], run_id)]
+    rows = []
+    for kind, flag, preset, pretrained in kinds:
+        if kind not in getattr(args, f"{prefix}_settings"):
+            continue
+        variants = getattr(args, f"{prefix}_{flag}_set") or [[]]
+        name = "scratch" if kind == "scratch" else f"pretrain + {kind}"
+        rows += [(f"{name} [{' '.join(v)}]" if len(variants) > 1 else name, [*preset, *v], pretrained)
+                 for v in variants]
+    return rows
+
+
+def folder_name(setting: str) -> str:
+    """A row's work folder name: its setting with anything but letters, digits, ``.`` and ``-`` as ``-``."""
+    return "".join(c if c.isalnum() or c in ".-" else "-" for c in setting)
 
 
 def seed_summary(rows: list[dict[str, Any]], metric: str) -> None:
@@ -244,7 +258,7 @@ def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                 [f"model.backbones.volume.pretrained=run:{run_id}"] if run_id else [])
             start = time.perf_counter()
             result = run_task(MED_TASK, overrides=overrides, data=datalist, db_url=db,
-                              work_dir=folder / name.replace(" ", "").replace("+", "-"), echo=lambda *_: None)
+                              work_dir=folder / folder_name(name), echo=lambda *_: None)
             wall = time.perf_counter() - start
             value = test_metric(result.metrics, "auc") if result.status == "finished" else None
             val = best_val(db, result.run_id, "auc") if result.status == "finished" else None
