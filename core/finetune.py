@@ -182,10 +182,12 @@ def apply_finetune(model: nn.Module, settings: Mapping[str, Any]) -> tuple[dict[
                         freeze_module(module)
     if ft["feature_norm"]:
         standardise = getattr(model, "standardise_features", None)
-        if not callable(standardise):
+        if callable(standardise):
+            standardise()
+        elif not any(getattr(m, "feature_norm", None) is not None for m in model.modules()):
+            # a wrapper of models built with it (compression's distillation) has it already; anything else can't
             raise ConfigError(f"train.feature_norm=True{set_by(settings, 'feature_norm')}: this model "
                               f"({type(model).__name__}) has no standardise_features(); it needs vkit's VideoModel")
-        standardise()
     extra: dict[str, Any] = {}
     paramwise = dict(ft["paramwise_cfg"] or {})
     if float(ft["backbone_lr_mult"]) != 1.0:

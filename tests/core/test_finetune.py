@@ -115,3 +115,21 @@ def test_stages_of_the_upstream_backbones():
     assert counts == dict(X3D=5, MonaiResNet=5, MonaiDenseNet121=5, VideoResNet=5)  # the stem + 4 stages
     with torch.device("meta"), pytest.raises(ConfigError, match="no stages vkit recognises"):
         stage_modules(BACKBONES.build(dict(type="TimeSformer", **BACKBONES.get("TimeSformer").smoke_config())))
+
+
+def test_feature_norm_of_a_run_reaches_its_compression_recovery_unchanged():
+    """Compression's distillation trains a wrapper of the run's model (student) and its copy (teacher): both
+    already standardise, and the recovery's train section (the run's) must neither fail nor add another."""
+    from vkit.core.finetune import apply_finetune
+
+    student, teacher = build_model(dict(MODEL, feature_norm=True)), build_model(dict(MODEL, feature_norm=True))
+    wrapper = torch.nn.Module()
+    wrapper.student, wrapper.teacher = student, teacher
+    norms = (student.feature_norm, teacher.feature_norm)
+    apply_finetune(wrapper, dict(DEFAULT_TRAIN, preset="linear_probe"))
+    assert (student.feature_norm, teacher.feature_norm) == norms
+    plain = torch.nn.Module()
+    plain.student = build_model(MODEL)
+    with pytest.raises(ConfigError, match=r"train.feature_norm=True \(set by train.preset='linear_probe'\): this "
+                                          r"model \(Module\) has no standardise_features\(\)"):
+        apply_finetune(plain, dict(DEFAULT_TRAIN, preset="linear_probe"))
