@@ -201,22 +201,42 @@ def folder_name(setting: str) -> str:
     return "".join(c if c.isalnum() or c in ".-" else "-" for c in setting)
 
 
-def seed_summary(rows: list[dict[str, Any]], metric: str) -> None:
-    """Val and test ``metric`` per setting and label fraction: each seed, then mean and spread (max - min) over
-    seeds."""
+def _mean(values: list[float | None]) -> float | None:
     import statistics
 
-    print(f"\n| labels | setting | seeds | val {metric} (each) | test {metric} (each) | test mean | test spread |")
-    print("|---|---|---|---|---|---|---|")
+    values = [v for v in values if v is not None]
+    return statistics.fmean(values) if values else None
+
+
+def seed_summary(rows: list[dict[str, Any]], metric: str) -> None:
+    """Val and test ``metric`` per setting and label fraction: each seed, then val mean, test mean and spread
+    (max - min) over seeds. Then the comparison chosen on val alone: the scratch setting with the best mean val,
+    the pretrained setting (linear probe or fine-tune, any variant) with the best mean val, and their test means."""
+    print(f"\n| labels | setting | seeds | val {metric} (each) | test {metric} (each) | val mean | test mean "
+          f"| test spread |")
+    print("|---|---|---|---|---|---|---|---|")
+    fmt = lambda v: "-" if v is None else f"{v:.3f}"  # noqa: E731
     for fraction in sorted({r["fraction"] for r in rows}):
-        for setting in dict.fromkeys(r["setting"] for r in rows):
-            group = [r for r in rows if r["fraction"] == fraction and r["setting"] == setting]
+        groups = {}
+        for setting in dict.fromkeys(r["setting"] for r in rows if r["fraction"] == fraction):
+            group = groups[setting] = [r for r in rows if r["fraction"] == fraction and r["setting"] == setting]
             tests = [r["value"] for r in group if r["value"] is not None]
-            show = lambda key: " / ".join("-" if r[key] is None else f"{r[key]:.3f}" for r in group)  # noqa: E731
-            mean = f"{statistics.fmean(tests):.3f}" if tests else "-"
+            show = lambda key: " / ".join(fmt(r[key]) for r in group)  # noqa: E731
             spread = f"{max(tests) - min(tests):.3f}" if len(tests) > 1 else "-"
             print(f"| {fraction:.0%} ({group[0]['labelled']}) | {setting} | {', '.join(str(r['seed']) for r in group)} "
-                  f"| {show('val')} | {show('value')} | {mean} | {spread} |", flush=True)
+                  f"| {show('val')} | {show('value')} | {fmt(_mean([r['val'] for r in group]))} "
+                  f"| {fmt(_mean(tests))} | {spread} |", flush=True)
+        chosen = {}
+        for kind, names in (("scratch", [s for s in groups if s.startswith("scratch")]),
+                            ("pretrained", [s for s in groups if s.startswith("pretrain")])):
+            by_val = [s for s in names if _mean([r["val"] for r in groups[s]]) is not None]
+            if by_val:
+                chosen[kind] = max(by_val, key=lambda s: _mean([r["val"] for r in groups[s]]))
+        if len(chosen) == 2:
+            scratch, pre = (_mean([r["value"] for r in groups[chosen[k]]]) for k in ("scratch", "pretrained"))
+            gain = "-" if scratch is None or pre is None else f"{pre - scratch:+.3f}"
+            print(f"{fraction:.0%}, chosen on val: scratch {chosen['scratch']!r} test {fmt(scratch)}; pretrained "
+                  f"{chosen['pretrained']!r} test {fmt(pre)}; pretrained - scratch {gain}", flush=True)
 
 
 def _row(vertical: str, metric: str, fraction: float, n_lab: int, setting: str, value: float | None, wall: float,
