@@ -16,7 +16,7 @@ Keys (all in :data:`vkit.core.task.DEFAULT_TRAIN`, checked with did-you-mean lik
   features come at whatever scale its pretraining left them, and a head trained for a few dozen steps cannot
   rescale them itself. Part of the model (``VideoModel(feature_norm=True)``): a reloaded checkpoint has it.
 - ``preset``: ``'linear_probe'`` (= ``freeze='backbone', feature_norm=True``) or ``'finetune'``
-  (= ``backbone_lr_mult=0.1, warmup_epochs=1``); a key set against its preset is an error.
+  (= ``backbone_lr_mult=0.1, warmup_epochs=1, feature_norm=True``); a key set against its preset is an error.
 
 Example::
 
@@ -40,7 +40,7 @@ FINETUNE_DEFAULTS: dict[str, Any] = dict(freeze=None, backbone_lr_mult=1.0, para
 #: What each preset sets.
 PRESETS: dict[str, dict[str, Any]] = {
     "linear_probe": dict(freeze="backbone", feature_norm=True),
-    "finetune": dict(backbone_lr_mult=0.1, warmup_epochs=1),
+    "finetune": dict(backbone_lr_mult=0.1, warmup_epochs=1, feature_norm=True),
 }
 _STAGE = re.compile(r"^(layer|denseblock|stage|res_layers?)\d+$")
 

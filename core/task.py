@@ -54,7 +54,9 @@ DEFAULT_TRAIN = dict(
     paramwise_cfg=None,  # mmengine's paramwise_cfg as is (layer-wise lr_mult / decay_mult)
     warmup_epochs=0,  # linear warm-up epochs before the scheduler
     feature_norm=False,  # standardise the features before the head (BatchNorm without affine, MAE's linear probe)
-    preset=None,  # 'linear_probe' (freeze='backbone', feature_norm=True) | 'finetune' (backbone_lr_mult=0.1, warmup_epochs=1)
+    # 'linear_probe' (freeze='backbone', feature_norm=True) | 'finetune' (backbone_lr_mult=0.1, warmup_epochs=1,
+    # feature_norm=True)
+    preset=None,
 )
 
 #: The ``checkpoint`` section: which epoch's weights become the run's one ``model.safetensors``. The default

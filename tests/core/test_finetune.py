@@ -133,3 +133,10 @@ def test_feature_norm_of_a_run_reaches_its_compression_recovery_unchanged():
     with pytest.raises(ConfigError, match=r"train.feature_norm=True \(set by train.preset='linear_probe'\): this "
                                           r"model \(Module\) has no standardise_features\(\)"):
         apply_finetune(plain, dict(DEFAULT_TRAIN, preset="linear_probe"))
+
+
+def test_the_presets_settings():
+    probe = finetune_settings(dict(DEFAULT_TRAIN, preset="linear_probe", epochs=3))
+    tune = finetune_settings(dict(DEFAULT_TRAIN, preset="finetune", epochs=3))
+    assert (probe["freeze"], probe["feature_norm"], probe["backbone_lr_mult"]) == ("backbone", True, 1.0)
+    assert (tune["freeze"], tune["feature_norm"], tune["backbone_lr_mult"], tune["warmup_epochs"]) == (None, True, 0.1, 1)
