@@ -287,8 +287,26 @@ def run_medical(args: argparse.Namespace, tmp: Path) -> list[dict[str, Any]]:
                   f"{f'; loaded {loaded}' if loaded else ''}", flush=True)
             rows.append(_row("medical", "test AUC", fraction, n_lab, name, value, wall,
                              per_1000 if run_id else None, result.status, seed=seed, val=val))
+        if args.med_all_labels and pretrained is not None:
+            med_all_labels(full, folder, pretrained, base, seed)
     seed_summary(rows, "AUC")
     return rows
+
+
+def med_all_labels(full: Path, folder: Path, run_id: int, base: list[str], seed: int) -> None:
+    """Do the pretrained features hold the label at all? The task on *all* training labels (``full``): a linear
+    probe of the pretrained backbone (``run_id``, in ``folder``'s store), of a random one, and scratch training;
+    test AUC each (printed, not rows: they use labels the fraction's rows do not have)."""
+    from vkit.workflows.run import run_task
+
+    db = f"sqlite:///{folder / 'pretrain.db'}"
+    for name, extra in (("pretrained linear_probe", ["train.preset=linear_probe",
+                                                     f"model.backbones.volume.pretrained=run:{run_id}"]),
+                        ("random-init linear_probe", ["train.preset=linear_probe"]), ("scratch", [])):
+        result = run_task(MED_TASK, overrides=[*base, *extra, f"seed={seed}"], data=full, db_url=db,
+                          work_dir=folder / f"all-labels-{folder_name(name)}", echo=lambda *_: None)
+        value = test_metric(result.metrics, "auc") if result.status == "finished" else None
+        print(f"medical all training labels, seed {seed}, {name}: {result.status}, test AUC {value}", flush=True)
 
 
 # ----------------------------------------------------------------------------- security
@@ -373,6 +391,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sec-pretrain-epochs", type=int, default=30)
     parser.add_argument("--sec-segments", type=int, default=4, help="clips decoded per unlabelled video")
     row_arguments(parser, "med", "medical")
+    parser.add_argument("--med-all-labels", action="store_true",
+                        help="after each medical pretraining: a linear probe of it, of a random backbone, and scratch "
+                             "on all training labels (do the pretrained features hold the label at all?)")
 
 
 def main(argv: list[str] | None = None) -> int:
