@@ -171,7 +171,8 @@ class VideoModel(BaseModel):
     def standardise_features(self) -> None:
         """Standardise the features before the head from now on; a saved model is rebuilt with it
         (``model_config['feature_norm']``). ``momentum=None``: the statistics are the mean over all training
-        batches (a frozen backbone's features do not drift), not an exponential average."""
+        batches, not an exponential average: exact for a frozen backbone (``linear_probe``), whose features do
+        not drift; for a fine-tuned one (``finetune``, backbone at 0.1x lr) an average over its training."""
         if self.head is None:
             raise ConfigError(f"train.feature_norm: {type(self.fusion).__name__} already produces logits; there are "
                               f"no features before a head to standardise")
