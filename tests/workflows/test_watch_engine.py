@@ -312,6 +312,11 @@ def test_precision_auto_gates_on_the_file_sources(model: Path, tmp_path: Path, c
     assert used["requested"] == "auto" and used["precision"] in ("fp32", "bf16"), used
     assert run["streams"][0]["scored"] == 8
     monkeypatch.setenv("VKIT_CACHE", str(tmp_path / "cache2"))  # no cached decision: a gate is needed
+    from vkit.core.precision import cpu
+
+    # a CPU with native bf16, so auto has a candidate to gate (on one without, auto is fp32 with no gate at all)
+    monkeypatch.setattr(cpu, "capabilities", lambda: cpu.Capabilities("test CPU", ("avx512_bf16",), True, "", False,
+                                                                      "no vnni (simulated)"))
     code, out, err = _vkit(capsys, *_base(db), "watch", "demo-watch", "tcp://127.0.0.1:9", "--checkpoint",
                            str(model), "--window", WINDOW, "--precision", "auto", "--for", "3")
     assert code != 0 and "needs validation clips" in err
