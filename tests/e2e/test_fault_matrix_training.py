@@ -121,13 +121,22 @@ def test_item13_slower_compression_stage_is_skipped_and_the_summary_says_so(tmp_
 
 
 # ---------------------------------------------------------------------- item 15
+def _signals_as_a_shell_leaves_them() -> None:
+    """In the child before ``vkit`` starts: SIGINT and SIGTERM at their defaults. A child inherits an ignored
+    signal, and Python installs no KeyboardInterrupt handler for an ignored SIGINT: where the test process (a
+    pytest-xdist worker, after whatever ran before in it) ignores SIGINT, the run would never see the Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def _interrupt_after_an_epoch(args: list[str], state: Path, cwd: Path, sig: int) -> subprocess.CompletedProcess:
     """Start ``vkit *args``, send ``sig`` (Ctrl-C's SIGINT, or kill's SIGTERM) once its resume state holds a finished
     epoch, wait for it."""
     import time
 
     env = vkit_cli.vkit_env(dict(VKIT_DISABLE_PLUGINS="demo"))
-    proc = subprocess.Popen([VKIT, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([VKIT, *args], cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_signals_as_a_shell_leaves_them)
     deadline = time.monotonic() + 300
     try:
         while not state.is_file() and proc.poll() is None and time.monotonic() < deadline:
@@ -152,7 +161,8 @@ def test_item15_resume_finishes_the_epochs_left_with_an_uninterrupted_runs_metri
                                          "--work-dir", str(cut)], resume_path(cut).with_suffix(".json"), tmp_path, sig)
     store = open_store(url)
     [run] = store.list_runs(task="medical-diagnosis")
-    assert stopped.returncode == 130 and run["status"] == "interrupted", stopped.stderr
+    assert stopped.returncode == 130 and run["status"] == "interrupted", (
+        f"{stopped.stderr}\n(SIGINT in the test process: {signal.getsignal(signal.SIGINT)!r})")
     assert f"`vkit run medical-diagnosis --resume {run['id']}` continues it" in run["error"]
     assert f"run {run['id']} interrupted: `vkit run medical-diagnosis --resume {run['id']}`" in stopped.stderr  # told too
     done = json.loads(resume_path(cut).with_suffix(".json").read_text())["layout"]["epoch"]
